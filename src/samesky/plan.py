@@ -1,0 +1,255 @@
+"""From a validated config to the exact set of jobs: one place that decides what runs.
+
+The Snakefile only asks this module which embeddings, kNN graphs and comparisons exist and
+which slice of the config each job depends on (its ``params``), so that editing one setting
+reruns only the jobs that read it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from .surveys import IMAGE, SPECTRUM, get_survey
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    kind: str  # intramodal | crossmodal | self
+    crossmatch: str
+    survey_a: str
+    model_a: str
+    survey_b: str
+    model_b: str
+
+    @property
+    def path(self) -> str:
+        return (
+            f"results/metrics/{self.crossmatch}/{self.survey_a}/{self.model_a}/"
+            f"{self.survey_b}/{self.model_b}.json"
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate_config(config: dict) -> dict:
+    """Validate ``config`` in place against the JSON schema (filling defaults), then semantically."""
+    from snakemake.utils import validate
+    from snakemake.exceptions import WorkflowError
+
+    try:
+        validate(config, str(SCHEMA), set_default=True)
+    except WorkflowError as err:
+        raise ConfigError(f"invalid configuration: {err}") from None
+    Plan(config)  # semantic checks
+    return config
+
+
+def _registry():
+    from .models import registry
+
+    return registry
+
+
+def _metric_names():
+    from .metrics.registry import METRICS
+
+    return METRICS
+
+
+class Plan:
+    def __init__(self, config: dict):
+        self.config = config
+        self.reference = config.get("reference_survey", "hsc")
+        self.crossmatches: dict[str, dict] = config["crossmatches"]
+        self._check_crossmatches()
+        self.image_models = self._image_models()
+        self.spectrum_model = self._spectrum_model()
+        self._check_preprocess()
+        self._check_metrics()
+
+    # ---- validation -------------------------------------------------------------------
+    def _check_crossmatches(self) -> None:
+        for name, xm in self.crossmatches.items():
+            for survey in xm["surveys"]:
+                try:
+                    get_survey(survey)
+                except KeyError as err:
+                    raise ConfigError(f"crossmatches.{name}.surveys: {err.args[0]}") from None
+            if self.reference not in xm["surveys"]:
+                raise ConfigError(
+                    f"crossmatches.{name}.surveys: {xm['surveys']} does not include the "
+                    f"reference survey {self.reference!r} (reference_survey)"
+                )
+
+    def _image_models(self) -> list[str]:
+        registry = _registry()
+        families = self.config["models"]["image"]
+        keys = []
+        for family, sizes in families.items():
+            try:
+                known = registry.family_sizes(family)
+            except KeyError as err:
+                raise ConfigError(f"models.image.{family}: {err.args[0]}") from None
+            for i, size in enumerate(sizes):
+                key = f"{family}-{size}"
+                if size not in known:
+                    raise ConfigError(
+                        f"models.image.{family}[{i}]: unknown size {size!r}; known sizes: {list(known)}"
+                    )
+                if registry.get_model(key).modality != IMAGE:
+                    raise ConfigError(f"models.image.{family}[{i}]: {key!r} is not an image model")
+            # Sizes run in parameter order, whatever order the config lists them in.
+            keys += [f"{family}-{s}" for s in known if s in sizes]
+        return keys
+
+    def _spectrum_model(self) -> str | None:
+        if not any(get_survey(s).modality == SPECTRUM for xm in self.crossmatches.values() for s in xm["surveys"]):
+            return None
+        key = self.config["models"].get("spectrum", "specformer-base")
+        try:
+            spec = _registry().get_model(key)
+        except KeyError as err:
+            raise ConfigError(f"models.spectrum: {err.args[0]}") from None
+        if spec.modality != SPECTRUM:
+            raise ConfigError(f"models.spectrum: {key!r} is not a spectrum model")
+        return key
+
+    def _check_preprocess(self) -> None:
+        pre = self.config.get("preprocess", {})
+        for survey, bands in pre.get("rgb", {}).items():
+            try:
+                s = get_survey(survey)
+                for band in bands:
+                    s.band_index(band)
+            except KeyError as err:
+                raise ConfigError(f"preprocess.rgb.{survey}: {err.args[0]}") from None
+        for survey, xm in pre.get("percentile_source", {}).items():
+            if xm not in self.crossmatches or survey not in self.crossmatches[xm]["surveys"]:
+                raise ConfigError(
+                    f"preprocess.percentile_source.{survey}: {xm!r} is not a configured crossmatch containing {survey!r}"
+                )
+        lo, hi = pre.get("percentiles", [5, 99])
+        if not lo < hi:
+            raise ConfigError(f"preprocess.percentiles: low {lo} must be below high {hi}")
+
+    def _check_metrics(self) -> None:
+        metrics = self.config.get("metrics", {})
+        known = _metric_names()
+        for i, name in enumerate(metrics.get("names", [])):
+            if name not in known:
+                raise ConfigError(f"metrics.names[{i}]: unknown metric {name!r}; known metrics: {sorted(known)}")
+        null_xm = metrics.get("null_crossmatch")
+        if null_xm is not None and null_xm not in self.crossmatches:
+            raise ConfigError(f"metrics.null_crossmatch: {null_xm!r} is not a configured crossmatch; known: {sorted(self.crossmatches)}")
+
+    # ---- what runs --------------------------------------------------------------------
+    def models_for(self, survey: str) -> list[str]:
+        """Models that embed ``survey``: the image models it supports, or the spectrum model."""
+        if get_survey(survey).modality == SPECTRUM:
+            return [self.spectrum_model]
+        registry = _registry()
+        return [k for k in self.image_models if registry.get_model(k).supports(survey)]
+
+    @property
+    def embeddings(self) -> list[tuple[str, str, str]]:
+        """Every (crossmatch, survey, model) embedding job."""
+        return [
+            (xm, survey, model)
+            for xm, spec in self.crossmatches.items()
+            for survey in spec["surveys"]
+            for model in self.models_for(survey)
+        ]
+
+    @property
+    def null_crossmatch(self) -> str:
+        return self.config.get("metrics", {}).get("null_crossmatch") or next(iter(self.crossmatches))
+
+    @property
+    def comparisons(self) -> list[Comparison]:
+        registry = _registry()
+        out: list[Comparison] = []
+        for xm, spec in self.crossmatches.items():
+            ref = self.reference
+            others = [s for s in spec["surveys"] if s != ref]
+            # intramodal: consecutive sizes of one family, within each image survey
+            for survey in spec["surveys"]:
+                if get_survey(survey).modality != IMAGE:
+                    continue
+                models = self.models_for(survey)
+                for family in dict.fromkeys(registry.get_model(m).family for m in models):
+                    sizes = [m for m in models if registry.get_model(m).family == family]
+                    out += [Comparison("intramodal", xm, survey, a, survey, b) for a, b in zip(sizes, sizes[1:])]
+            # crossmodal: each other survey against the reference, per image model on the reference
+            for other in others:
+                for model in self.models_for(ref):
+                    other_model = model if get_survey(other).modality == IMAGE else self.spectrum_model
+                    if other_model in self.models_for(other):
+                        out.append(Comparison("crossmodal", xm, other, other_model, ref, model))
+            if xm == self.null_crossmatch:
+                out += [Comparison("self", xm, ref, m, ref, m) for m in self.models_for(ref)]
+        return out
+
+    def percentile_source(self, survey: str) -> str:
+        chosen = self.config.get("preprocess", {}).get("percentile_source", {}).get(survey)
+        return chosen or next(xm for xm, spec in self.crossmatches.items() if survey in spec["surveys"])
+
+    # ---- config slices (rule params) --------------------------------------------------
+    def source(self, crossmatch: str) -> dict:
+        return self.crossmatches[crossmatch]["source"]
+
+    def crossmatch_path(self, crossmatch: str) -> str:
+        src = self.source(crossmatch)
+        return src["path"] if "path" in src else f"resources/crossmatches/{crossmatch}.h5"
+
+    def preprocess_params(self, survey: str) -> dict:
+        """The preprocessing settings that affect ``survey`` (and nothing else)."""
+        pre = self.config.get("preprocess", {})
+        if get_survey(survey).modality == SPECTRUM:
+            return {"target_grid": "desi"}
+        params = {
+            "mode": pre.get("mode", "paper"),
+            "rgb": list(pre.get("rgb", {}).get(survey) or get_survey(survey).rgb),
+        }
+        if params["mode"] == "paper":
+            params.update(percentiles=list(pre.get("percentiles", [5, 99])), max_images=pre.get("max_images", 10000),
+                          seed=pre.get("seed", 0), source=self.percentile_source(survey))
+        else:
+            params.update(crop_fraction=pre.get("crop_fraction", 0.5))
+        return params
+
+    def weights_source(self, model: str) -> str:
+        """Where the loader finds a model: its hub id, or the local tiny-weights directory."""
+        if self.config["models"].get("weights", "hub") == "tiny":
+            return f"resources/models/tiny/{model}"
+        return _registry().get_model(model).hf_id
+
+    def embed_params(self) -> dict:
+        return dict({"batch_size": 64, "shard_size": 2048, "device": "auto", "precision": "auto"},
+                    **self.config.get("embed", {}))
+
+    def metric_params(self) -> dict:
+        m = self.config.get("metrics", {})
+        return {
+            "metrics": list(m.get("names", ["mknn"])),
+            "k": m.get("k", 10),
+            "null_draws": m.get("null_draws", 1000),
+            "bootstrap_draws": m.get("bootstrap_draws", 1000),
+            "ci": m.get("ci", 0.95),
+            "seed": m.get("seed", 0),
+        }
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read and validate a YAML config file (for tools and tests outside Snakemake)."""
+    with open(path) as fh:
+        config = yaml.safe_load(fh) or {}
+    return validate_config(config)

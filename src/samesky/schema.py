@@ -1,0 +1,280 @@
+"""On-disk formats, all HDF5, documented and validated in this one module.
+
+Crossmatch file (``resources/crossmatches/{crossmatch}.h5``), written by every data source
+(simulation, Hugging Face ingestion, a user's own files)::
+
+    /                 attrs: schema = "samesky-crossmatch/1", name, surveys (list of str)
+    /object_id        (N,) str     crossmatch-level id, unique; every artifact is keyed by it
+    /ra, /dec         (N,) float64 degrees
+    /<survey>/        one group per survey of the crossmatch (names from samesky.surveys)
+      image survey:   flux (N, B, H, W) float32; attrs bands (list, on-disk order), pixel_scale
+                      optional ivar (N, B, H, W) float32, mask (N, B, H, W) bool (True = bad)
+      spectrum survey: flux (N, L) float32, ivar (N, L) float32, mask (N, L) bool (True = bad),
+                      wavelength (L,) or (N, L) float64 Angstrom (NaN where a row is padded)
+      optional        object_id (N,) str: the survey's own id of each object
+    /truth/           optional (simulations): latent properties per object, (N,) arrays
+
+Preprocessed file (``results/preprocessed/{crossmatch}/{survey}.h5``)::
+
+    /object_id (N,) str; /data: images (N, 3, H, W) float32 in [0, 1] (R, G, B),
+    spectra (N, 7781) float32 on the DESI grid (+ /ivar, /mask); attrs: provenance (JSON)
+
+Embedding file (``results/embeddings/{crossmatch}/{survey}/{model}.h5``)::
+
+    /object_id (N,) str; /embedding (N, D) float32; attrs: provenance (JSON)
+
+kNN graph file (``results/knn/{crossmatch}/{survey}/{model}.h5``)::
+
+    /object_id (N,) str; /indices (N, k) int64 neighbour rows, nearest first, self excluded;
+    /similarity (N, k) float32 cosine similarities matching /indices; attrs: k, provenance (JSON)
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import h5py
+import numpy as np
+
+from .surveys import IMAGE, SPECTRUM, get_survey
+
+CROSSMATCH_SCHEMA = "samesky-crossmatch/1"
+STR = h5py.string_dtype("utf-8")
+
+
+class SchemaError(ValueError):
+    """A file does not follow the samesky schema; the message names the file and the key."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; it replaces ``path`` only if the block succeeds.
+
+    A killed or failing writer never leaves a half-written file under the final name, and a
+    previous good file stays in place until the new one is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def as_str_ids(ids) -> np.ndarray:
+    """Object ids as a numpy array of Python str (ints, bytes and str all accepted)."""
+    arr = np.asarray(ids)
+    if arr.dtype.kind == "S" or arr.dtype == object:
+        arr = np.array([i.decode() if isinstance(i, bytes) else str(i) for i in arr], dtype=object)
+    return arr.astype(str)
+
+
+def check_unique_ids(ids: np.ndarray, where: str) -> None:
+    uniq, counts = np.unique(ids, return_counts=True)
+    if len(uniq) != len(ids):
+        dup = uniq[counts > 1][:5].tolist()
+        raise SchemaError(f"{where}: object_id has {len(ids) - len(uniq)} duplicates, e.g. {dup}")
+
+
+def write_crossmatch(
+    path: str | os.PathLike,
+    name: str,
+    object_id,
+    ra,
+    dec,
+    surveys: Mapping[str, Mapping[str, np.ndarray]],
+    truth: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """Write a crossmatch file atomically. ``surveys[name]`` holds the arrays of one group."""
+    ids = as_str_ids(object_id)
+    check_unique_ids(ids, str(path))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["schema"] = CROSSMATCH_SCHEMA
+        f.attrs["name"] = name
+        f.attrs["surveys"] = list(surveys)
+        f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
+        f.create_dataset("ra", data=np.asarray(ra, np.float64))
+        f.create_dataset("dec", data=np.asarray(dec, np.float64))
+        for sname, arrays in surveys.items():
+            survey = get_survey(sname)
+            g = f.create_group(sname)
+            for key, value in arrays.items():
+                if key == "object_id":
+                    g.create_dataset(key, data=as_str_ids(value).astype(object), dtype=STR)
+                else:
+                    chunks = (1,) + np.shape(value)[1:] if key != "wavelength" or np.ndim(value) > 1 else None
+                    g.create_dataset(key, data=value, chunks=chunks)
+            if survey.modality == IMAGE:
+                g.attrs["bands"] = list(survey.bands)
+                g.attrs["pixel_scale"] = survey.pixel_scale
+        if truth:
+            t = f.create_group("truth")
+            for key, value in truth.items():
+                t.create_dataset(key, data=np.asarray(value))
+    validate_crossmatch(path)
+
+
+def _require(f: h5py.File, key: str, path, shape=None, kinds="f") -> h5py.Dataset:
+    if key not in f:
+        raise SchemaError(f"{path}: missing dataset {key!r}")
+    ds = f[key]
+    if not isinstance(ds, h5py.Dataset):
+        raise SchemaError(f"{path}: {key!r} is not a dataset")
+    if shape is not None:
+        if len(ds.shape) != len(shape) or any(e is not None and e != a for e, a in zip(shape, ds.shape)):
+            want = tuple("any" if e is None else e for e in shape)
+            raise SchemaError(f"{path}: {key!r} has shape {ds.shape}, expected {want}")
+    if ds.dtype.kind not in kinds:
+        raise SchemaError(f"{path}: {key!r} has dtype {ds.dtype}, expected kind {kinds!r}")
+    return ds
+
+
+def open_h5(path: str | os.PathLike) -> h5py.File:
+    """Open an HDF5 file for reading, turning missing and corrupt files into clear errors."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise SchemaError(f"{path}: not a readable HDF5 file (corrupt or truncated?): {err}") from None
+
+
+def validate_crossmatch(path: str | os.PathLike) -> dict:
+    """Check a crossmatch file against the schema; return a summary {n, surveys}."""
+    with open_h5(path) as f:
+        if f.attrs.get("schema") != CROSSMATCH_SCHEMA:
+            raise SchemaError(f"{path}: attribute 'schema' is {f.attrs.get('schema')!r}, expected {CROSSMATCH_SCHEMA!r}")
+        ids = _require(f, "object_id", path, (None,), kinds="OSU")
+        n = ids.shape[0]
+        check_unique_ids(as_str_ids(ids[:]), str(path))
+        _require(f, "ra", path, (n,))
+        _require(f, "dec", path, (n,))
+        surveys = [str(s) for s in f.attrs.get("surveys", [])]
+        if not surveys:
+            raise SchemaError(f"{path}: attribute 'surveys' is missing or empty")
+        for sname in surveys:
+            try:
+                survey = get_survey(sname)
+            except KeyError as err:
+                raise SchemaError(f"{path}: {err.args[0]}") from None
+            if sname not in f:
+                raise SchemaError(f"{path}: missing group {sname!r} listed in attribute 'surveys'")
+            if survey.modality == IMAGE:
+                flux = _require(f, f"{sname}/flux", path, (n, len(survey.bands), None, None))
+                bands = [str(b) for b in f[sname].attrs.get("bands", [])]
+                if bands != list(survey.bands):
+                    raise SchemaError(f"{path}: '{sname}' attribute 'bands' is {bands}, expected {list(survey.bands)}")
+                for extra in ("ivar", "mask"):
+                    if extra in f[sname]:
+                        _require(f, f"{sname}/{extra}", path, flux.shape, kinds="fb" if extra == "mask" else "f")
+            else:
+                flux = _require(f, f"{sname}/flux", path, (n, None))
+                length = flux.shape[1]
+                _require(f, f"{sname}/ivar", path, (n, length))
+                _require(f, f"{sname}/mask", path, (n, length), kinds="b")
+                wave = _require(f, f"{sname}/wavelength", path)
+                if wave.shape not in ((length,), (n, length)):
+                    raise SchemaError(f"{path}: '{sname}/wavelength' has shape {wave.shape}, expected ({length},) or ({n}, {length})")
+        return {"n": n, "surveys": surveys}
+
+
+def read_object_ids(path: str | os.PathLike, key: str = "object_id") -> np.ndarray:
+    with open_h5(path) as f:
+        if key not in f:
+            raise SchemaError(f"{path}: missing dataset {key!r}")
+        return as_str_ids(f[key][:])
+
+
+def check_finite(matrix: np.ndarray, ids: np.ndarray, where: str) -> None:
+    """Refuse rows with NaN or inf, naming the first offending object ids."""
+    bad = ~np.isfinite(matrix).all(axis=tuple(range(1, matrix.ndim)))
+    if bad.any():
+        raise SchemaError(f"{where}: {int(bad.sum())} rows contain NaN or inf, e.g. object_id {ids[bad][:5].tolist()}")
+
+
+def write_provenance(obj: h5py.File | h5py.Group, provenance: Mapping) -> None:
+    obj.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
+
+
+def read_provenance(obj: h5py.File | h5py.Group) -> dict:
+    return json.loads(obj.attrs.get("provenance", "{}"))
+
+
+def write_embeddings(path, object_id, embedding: np.ndarray, provenance: Mapping) -> None:
+    """Write an embedding file atomically; refuse non-finite values (they would poison metrics)."""
+    embedding = np.asarray(embedding, dtype=np.float32)
+    ids = as_str_ids(object_id)
+    if embedding.ndim != 2 or embedding.shape[0] != len(ids):
+        raise SchemaError(f"{path}: embedding shape {embedding.shape} does not match {len(ids)} object ids")
+    check_finite(embedding, ids, str(path))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
+        f.create_dataset("embedding", data=embedding)
+        write_provenance(f, provenance)
+
+
+def read_embeddings(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Return (object_id, embedding (N, D) float32, provenance) with schema checks."""
+    with open_h5(path) as f:
+        ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
+        emb = _require(f, "embedding", path, (len(ids), None))[:].astype(np.float32, copy=False)
+        prov = read_provenance(f)
+    check_unique_ids(ids, str(path))
+    return ids, emb, prov
+
+
+def write_preprocessed(path, object_id, data: np.ndarray, provenance: Mapping, **extra: np.ndarray) -> None:
+    """Write model-ready inputs: images (N, 3, H, W) uint8 RGB, or spectra (N, L) float32 (+ ivar, mask)."""
+    ids = as_str_ids(object_id)
+    check_unique_ids(ids, str(path))
+    if len(data) != len(ids):
+        raise SchemaError(f"{path}: {len(data)} rows of data for {len(ids)} object ids")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
+        f.create_dataset("data", data=data, chunks=(1,) + data.shape[1:] if len(data) else None)
+        for key, value in extra.items():
+            f.create_dataset(key, data=value)
+        write_provenance(f, provenance)
+
+
+def read_preprocessed(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return (object_id, data) rows [start, stop) of a preprocessed file."""
+    with open_h5(path) as f:
+        ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[start:stop])
+        data = _require(f, "data", path, kinds="fu")[start:stop]
+    return ids, data
+
+
+def write_knn(path, object_id, indices: np.ndarray, similarity: np.ndarray, provenance: Mapping) -> None:
+    """Write a kNN graph atomically (rows nearest first, self excluded)."""
+    ids = as_str_ids(object_id)
+    indices = np.asarray(indices, dtype=np.int64)
+    similarity = np.asarray(similarity, dtype=np.float32)
+    if indices.shape != similarity.shape or indices.shape[0] != len(ids):
+        raise SchemaError(f"{path}: indices {indices.shape} / similarity {similarity.shape} / {len(ids)} ids disagree")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
+        f.create_dataset("indices", data=indices)
+        f.create_dataset("similarity", data=similarity)
+        f.attrs["k"] = indices.shape[1]
+        write_provenance(f, provenance)
+
+
+def read_knn(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Return (object_id, indices (N, k) int64, similarity (N, k) float32, provenance)."""
+    with open_h5(path) as f:
+        ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
+        n = len(ids)
+        idx = _require(f, "indices", path, (n, None), kinds="iu")[:].astype(np.int64)
+        sim = _require(f, "similarity", path, idx.shape)[:].astype(np.float32)
+        prov = read_provenance(f)
+    if n and (idx.min() < 0 or idx.max() >= n):
+        raise SchemaError(f"{path}: 'indices' out of range [0, {n})")
+    return ids, idx, sim, prov

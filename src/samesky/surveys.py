@@ -1,0 +1,71 @@
+"""The surveys samesky knows: one place for bands, pixel scales, shapes and wavelength grids.
+
+Band order is the on-disk order of the Multimodal Universe crossmatches (and of our own
+simulated sky), so a band name maps to a fixed flux index.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+IMAGE = "image"
+SPECTRUM = "spectrum"
+
+
+@dataclass(frozen=True)
+class Survey:
+    name: str
+    label: str  # how tables and figures name it
+    modality: str  # IMAGE or SPECTRUM
+    bands: tuple[str, ...] = ()  # images: on-disk band order
+    shape: tuple[int, int] | None = None  # images: (H, W) cutout size
+    pixel_scale: float | None = None  # images: arcsec / pixel
+    rgb: tuple[str, str, str] | None = None  # images: default bands mapped to R, G, B
+    wave_range: tuple[float, float] | None = None  # spectra: nominal coverage in Angstrom
+
+    def band_index(self, band: str) -> int:
+        try:
+            return self.bands.index(band)
+        except ValueError:
+            raise KeyError(
+                f"survey {self.name!r} has no band {band!r}; its bands are {list(self.bands)}"
+            ) from None
+
+
+# DESI coadd grid: 7781 pixels, 3600-9824 A at 0.8 A.
+DESI_WAVELENGTH = np.round(3600.0 + 0.8 * np.arange(7781), 1)
+# SDSS spectra: log10-lambda grid with 1e-4 dex pixels; a spectrum covers a window of it.
+SDSS_LOGLAM0, SDSS_DLOGLAM = 3.5682, 1e-4
+
+
+def sdss_wavelength(n_pix: int = 3864, start: int = 0) -> np.ndarray:
+    """SDSS pixel centres in Angstrom: 10**(3.5682 + 1e-4 * (start + i))."""
+    return 10.0 ** (SDSS_LOGLAM0 + SDSS_DLOGLAM * (start + np.arange(n_pix)))
+
+
+SURVEYS: dict[str, Survey] = {
+    s.name: s
+    for s in (
+        Survey("hsc", "HSC", IMAGE, ("g", "r", "i", "z", "y"), (160, 160), 0.168, ("z", "r", "g")),
+        Survey("legacysurvey", "Legacy", IMAGE, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g")),
+        Survey(
+            "jwst",
+            "JWST",
+            IMAGE,
+            ("f090w", "f115w", "f150w", "f200w", "f277w", "f356w", "f444w"),
+            (96, 96),
+            0.04,
+            ("f444w", "f277w", "f090w"),
+        ),
+        Survey("desi", "DESI", SPECTRUM, wave_range=(3600.0, 9824.0)),
+        Survey("sdss", "SDSS", SPECTRUM, wave_range=(3800.0, 9200.0)),
+    )
+}
+
+
+def get_survey(name: str) -> Survey:
+    try:
+        return SURVEYS[name]
+    except KeyError:
+        raise KeyError(f"unknown survey {name!r}; known surveys: {sorted(SURVEYS)}") from None

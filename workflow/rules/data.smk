@@ -1,0 +1,39 @@
+# Data: one crossmatch file per crossmatch, in the schema of samesky.schema.
+# A crossmatch comes from the simulated sky, from the Hugging Face Hub (downloaded on the
+# login node: compute nodes are often offline), or from a user's file (no rule needed).
+
+
+def _sources(kind):
+    return [name for name in PLAN.crossmatches if kind in PLAN.source(name)]
+
+
+localrules:
+    ingest_hf,
+
+
+rule simulate_crossmatch:
+    output:
+        "resources/crossmatches/{crossmatch}.h5",
+    wildcard_constraints:
+        crossmatch=_one_of(_sources("simulate")),
+    params:
+        surveys=lambda wc: PLAN.crossmatches[wc.crossmatch]["surveys"],
+        simulate=lambda wc: PLAN.source(wc.crossmatch)["simulate"],
+    log:
+        "logs/simulate_crossmatch/{crossmatch}.log",
+    script:
+        "../scripts/simulate_crossmatch.py"
+
+
+rule ingest_hf:
+    output:
+        "resources/crossmatches/{crossmatch}.h5",
+    wildcard_constraints:
+        crossmatch=_one_of(_sources("hf")),
+    params:
+        surveys=lambda wc: PLAN.crossmatches[wc.crossmatch]["surveys"],
+        hf=lambda wc: PLAN.source(wc.crossmatch)["hf"],
+    log:
+        "logs/ingest_hf/{crossmatch}.log",
+    script:
+        "../scripts/ingest_hf.py"

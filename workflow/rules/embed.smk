@@ -1,0 +1,25 @@
+# One embedding job per (crossmatch, survey, model): the GPU stage.
+
+
+def _weights(wc):
+    source = PLAN.weights_source(wc.model)
+    return [source] if source.startswith("resources/") else []
+
+
+rule embed:
+    input:
+        data="results/preprocessed/{crossmatch}/{survey}.h5",
+        weights=_weights,
+    output:
+        "results/embeddings/{crossmatch}/{survey}/{model}.h5",
+    params:
+        source=lambda wc: PLAN.weights_source(wc.model),
+        embed=PLAN.embed_params(),
+    resources:
+        gpu=lambda wc: 0 if PLAN.embed_params()["device"] == "cpu" else 1,
+        mem_mb=lambda wc, attempt: resources_for(wc.model, attempt)["mem_mb"],
+        runtime=lambda wc, attempt: resources_for(wc.model, attempt)["runtime"],
+    log:
+        "logs/embed/{crossmatch}/{survey}/{model}.log",
+    script:
+        "../scripts/embed.py"

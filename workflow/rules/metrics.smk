@@ -1,0 +1,38 @@
+# Metrics: a kNN graph per embedding file (computed once, reused by every comparison and every
+# null draw), then one job per compared pair writing tidy records.
+
+
+rule knn_graph:
+    input:
+        "results/embeddings/{crossmatch}/{survey}/{model}.h5",
+    output:
+        "results/knn/{crossmatch}/{survey}/{model}.h5",
+    params:
+        k=PLAN.metric_params()["k"],
+    log:
+        "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
+    script:
+        "../scripts/knn_graph.py"
+
+
+def _kind(wc):
+    if wc.survey_a == wc.survey_b:
+        return "self" if wc.model_a == wc.model_b else "intramodal"
+    return "crossmodal"
+
+
+rule compare:
+    input:
+        emb_a="results/embeddings/{crossmatch}/{survey_a}/{model_a}.h5",
+        emb_b="results/embeddings/{crossmatch}/{survey_b}/{model_b}.h5",
+        knn_a="results/knn/{crossmatch}/{survey_a}/{model_a}.h5",
+        knn_b="results/knn/{crossmatch}/{survey_b}/{model_b}.h5",
+    output:
+        "results/metrics/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.json",
+    params:
+        kind=_kind,
+        metrics=PLAN.metric_params(),
+    log:
+        "logs/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
+    script:
+        "../scripts/compare.py"

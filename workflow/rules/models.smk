@@ -1,0 +1,11 @@
+# Tiny random-weight models (demo and tests): built from the registry's configs and saved in
+# the real on-disk format, so the embedding jobs load them exactly as they load hub checkpoints.
+
+
+rule build_tiny_model:
+    output:
+        directory("resources/models/tiny/{model}"),
+    log:
+        "logs/build_tiny_model/{model}.log",
+    script:
+        "../scripts/build_tiny_model.py"

@@ -1,0 +1,34 @@
+# Preprocessing: percentiles per survey, then model-ready inputs per (crossmatch, survey).
+
+
+rule percentiles:
+    input:
+        lambda wc: PLAN.crossmatch_path(PLAN.percentile_source(wc.survey)),
+    output:
+        "results/preprocessed/percentiles/{survey}.json",
+    params:
+        pre=lambda wc: PLAN.preprocess_params(wc.survey),
+    log:
+        "logs/percentiles/{survey}.log",
+    script:
+        "../scripts/percentiles.py"
+
+
+def _preprocess_inputs(wc):
+    inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
+    if PLAN.preprocess_params(wc.survey).get("mode") == "paper":
+        inputs["percentiles"] = f"results/preprocessed/percentiles/{wc.survey}.json"
+    return inputs
+
+
+rule preprocess:
+    input:
+        unpack(_preprocess_inputs),
+    output:
+        "results/preprocessed/{crossmatch}/{survey}.h5",
+    params:
+        pre=lambda wc: PLAN.preprocess_params(wc.survey),
+    log:
+        "logs/preprocess/{crossmatch}/{survey}.log",
+    script:
+        "../scripts/preprocess.py"

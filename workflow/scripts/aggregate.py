@@ -1,0 +1,10 @@
+"""Rule aggregate: the tidy scores table, the paper's tables and the trend statistics."""
+from samesky.models.registry import get_model
+from samesky.report import gather, trend_stats, write_tables
+from samesky.runtime import setup_logging
+
+setup_logging(snakemake.log[0])
+params = {key: get_model(key).params for key in snakemake.params.models}
+df = gather(snakemake.input)
+df.to_csv(snakemake.output.scores, index=False)
+write_tables(df, snakemake.output.tables, params)

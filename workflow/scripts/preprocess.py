@@ -1,0 +1,13 @@
+"""Rule preprocess: model-ready inputs (RGB uint8 images, or spectra on the DESI grid)."""
+from samesky.preprocess import preprocess_images, preprocess_spectra
+from samesky.runtime import setup_logging
+from samesky.surveys import IMAGE, get_survey
+
+setup_logging(snakemake.log[0])
+survey, pre = snakemake.wildcards.survey, snakemake.params.pre
+if get_survey(survey).modality == IMAGE:
+    preprocess_images(snakemake.input.crossmatch, survey, snakemake.output[0], bands=pre["rgb"],
+                      percentiles_json=snakemake.input.get("percentiles"), mode=pre["mode"],
+                      crop_fraction=pre.get("crop_fraction", 0.5))
+else:
+    preprocess_spectra(snakemake.input.crossmatch, survey, snakemake.output[0])

@@ -1,0 +1,8 @@
+"""Rule simulate_crossmatch: render the simulated crossmatched sky (the embedded default)."""
+from samesky.runtime import setup_logging
+from samesky.simulate import simulate_crossmatch
+
+setup_logging(snakemake.log[0])
+sim = snakemake.params.simulate
+simulate_crossmatch(snakemake.output[0], name=snakemake.wildcards.crossmatch,
+                    surveys=list(snakemake.params.surveys), n=sim["n"], seed=sim.get("seed", 0))
