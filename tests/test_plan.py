@@ -1,0 +1,92 @@
+"""The job plan: which embeddings and comparisons exist, and config errors that name the key."""
+import pytest
+
+from samesky.plan import ConfigError, Plan, validate_config
+
+PAPER_IMAGE_MODELS = {
+    "astropt": ["small", "base", "large"],
+    "convnextv2": ["nano", "tiny", "base", "large"],
+    "dinov2": ["small", "base", "large", "giant"],
+    "ijepa": ["huge", "giant"],
+    "vit": ["base", "large", "huge"],
+}
+
+
+def test_paper_plan_embeds_every_family_size_survey(paper_config):
+    plan = Plan(validate_config(paper_config))
+    image_models = [f"{f}-{s}" for f, sizes in PAPER_IMAGE_MODELS.items() for s in sizes]
+    assert sorted(plan.image_models) == sorted(image_models)
+    expected = {(xm, s, m) for xm in ("jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc")
+                for s in ("hsc",) for m in image_models}
+    expected |= {("jwst_hsc", "jwst", m) for m in image_models}
+    expected |= {("legacysurvey_hsc", "legacysurvey", m) for m in image_models}
+    expected |= {("desi_hsc", "desi", "specformer-base"), ("sdss_hsc", "sdss", "specformer-base")}
+    assert set(plan.embeddings) == expected
+    assert len(plan.embeddings) == len(expected) == 16 * 6 + 2
+
+
+def test_paper_plan_comparisons(paper_config):
+    plan = Plan(validate_config(paper_config))
+    kinds = [c.kind for c in plan.comparisons]
+    # Table 1: (2 + 3 + 3 + 1 + 2) consecutive pairs per image survey; 6 image (crossmatch, survey) pairs
+    assert kinds.count("intramodal") == 11 * 6
+    # Table 2: 16 image models x 4 crossmatches; the null column: 16 self pairs on DESI-HSC
+    assert kinds.count("crossmodal") == 16 * 4
+    assert kinds.count("self") == 16
+    dinov2 = [c for c in plan.comparisons if c.kind == "intramodal" and c.model_a.startswith("dinov2")
+              and c.crossmatch == "jwst_hsc" and c.survey_a == "jwst"]
+    assert [(c.model_a, c.model_b) for c in dinov2] == [
+        ("dinov2-small", "dinov2-base"), ("dinov2-base", "dinov2-large"), ("dinov2-large", "dinov2-giant")]
+    spec = [c for c in plan.comparisons if c.kind == "crossmodal" and c.crossmatch == "desi_hsc"]
+    assert {c.model_a for c in spec} == {"specformer-base"} and len(spec) == 16
+    assert all(c.survey_b == "hsc" for c in plan.comparisons if c.kind == "crossmodal")
+    assert {c.crossmatch for c in plan.comparisons if c.kind == "self"} == {"desi_hsc"}
+
+
+def test_sizes_run_in_parameter_order_whatever_the_config_order(paper_config):
+    paper_config["models"]["image"] = {"vit": ["huge", "base", "large"]}
+    plan = Plan(validate_config(paper_config))
+    assert plan.image_models == ["vit-base", "vit-large", "vit-huge"]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["models"]["image"].update(vitt=["base"]), "models.image.vitt"),
+        (lambda c: c["models"]["image"]["vit"].append("gigantic"), "models.image.vit[3]: unknown size 'gigantic'"),
+        (lambda c: c["metrics"].update(k=-1), "k"),
+        (lambda c: c["metrics"].update(names=["mknn", "cka_bogus"]), "metrics.names[1]: unknown metric 'cka_bogus'"),
+        (lambda c: c.pop("crossmatches"), "crossmatches"),
+        (lambda c: c["crossmatches"]["jwst_hsc"].update(surveys=["jwst", "euclid"]), "euclid"),
+        (lambda c: c["crossmatches"]["jwst_hsc"].update(surveys=["jwst", "legacysurvey"]),
+         "crossmatches.jwst_hsc.surveys"),
+        (lambda c: c["preprocess"]["rgb"].update(hsc=["z", "r", "u"]), "preprocess.rgb.hsc: survey 'hsc' has no band 'u'"),
+        (lambda c: c["preprocess"].update(percentiles=[99, 5]), "preprocess.percentiles"),
+        (lambda c: c["preprocess"]["percentile_source"].update(hsc="nope"), "preprocess.percentile_source.hsc"),
+        (lambda c: c["metrics"].update(null_crossmatch="nope"), "metrics.null_crossmatch"),
+        (lambda c: c["models"].update(spectrum="vit-base"), "models.spectrum"),
+        (lambda c: c["embed"].update(batch_size=0), "batch_size"),
+    ],
+)
+def test_invalid_config_names_the_key(paper_config, edit, message):
+    edit(paper_config)
+    with pytest.raises(ConfigError) as err:
+        validate_config(paper_config)
+    assert message in str(err.value)
+
+
+def test_defaults_are_filled(demo_config):
+    demo_config.pop("metrics")
+    config = validate_config(demo_config)
+    assert config["metrics"]["k"] == 10
+    assert config["metrics"]["null_draws"] == 1000
+    assert config["preprocess"]["mode"] == "paper"
+
+
+def test_config_slices_isolate_settings(paper_config):
+    plan = Plan(validate_config(paper_config))
+    hsc, jwst = plan.preprocess_params("hsc"), plan.preprocess_params("jwst")
+    assert hsc["rgb"] == ["z", "r", "g"] and jwst["rgb"] == ["f444w", "f277w", "f090w"]
+    assert hsc["source"] == "legacysurvey_hsc" and jwst["source"] == "jwst_hsc"
+    assert plan.preprocess_params("desi") == {"target_grid": "desi"}
+    assert plan.weights_source("vit-base") == "google/vit-base-patch16-224-in21k"
