@@ -1,0 +1,139 @@
+"""Figure 1 (parameter count vs crossmodal alignment) and its intramodal twin, for every metric.
+
+One panel per table column, one line per family (Okabe-Ito colours plus distinct markers, so the
+figure survives grey-scale and colour-blindness), bootstrap CIs as error bars, and the
+permutation null (null_mean +- 2 null_std over the panel's comparisons) as a grey band.
+Files per metric: ``figure1_crossmodal_{metric}.{png,pdf}`` and ``figure_intramodal_{metric}.{png,pdf}``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
+
+from .layout import NULL_SIGMA, column_labels, family_order  # noqa: E402
+from .records import attach_params, family_label, is_percent, metric_label, metric_order, require_params  # noqa: E402
+
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DPI = 200
+
+
+def _params_label(x: float, _pos=None) -> str:
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:g}{suffix}"
+    return f"{x:g}"
+
+
+def _styles(df: pd.DataFrame) -> dict[str, dict]:
+    """Fixed colour and marker per family, shared by every panel and figure."""
+    families = [f for f in family_order(df) if f in set(df["family"])]
+    return {f: {"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[i % len(MARKERS)]}
+            for i, f in enumerate(families)}
+
+
+def _panel(ax, sub: pd.DataFrame, scale: float, unit: str, styles: dict) -> None:
+    # Multiplicative dodge so that families at the same size keep separate error bars.
+    dodge = {f: 1.0 + 0.05 * (i - (len(styles) - 1) / 2) for i, f in enumerate(styles)}
+    for family, part in sub.groupby("family", sort=False, observed=True):
+        part = part.sort_values("x")
+        x = part["x"].to_numpy() * dodge[family]
+        y = part["score"].to_numpy() * scale
+        err = np.vstack([y - part["ci_low"].to_numpy() * scale, part["ci_high"].to_numpy() * scale - y])
+        ax.errorbar(x, y, yerr=np.nan_to_num(np.abs(err)), label=family_label(family), capsize=3, lw=1.6,
+                    ms=6, markeredgecolor="white", markeredgewidth=0.6, **styles[family])
+    _null_band(ax, sub, scale, unit)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_params_label))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+    ax.grid(True, which="major", color="0.9", lw=0.8)
+    ax.set_axisbelow(True)
+
+
+def _null_band(ax, sub: pd.DataFrame, scale: float, unit: str) -> None:
+    """Shade the null band; if it lies far below the data (more than one data span), keep the
+    axis on the data and state the null range in the panel instead of squashing the trends."""
+    lo = (sub["null_mean"] - NULL_SIGMA * sub["null_std"]).min() * scale
+    hi = (sub["null_mean"] + NULL_SIGMA * sub["null_std"]).max() * scale
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return
+    ax.axhspan(lo, hi, color="0.6", alpha=0.35, lw=0, label=f"permutation null (±{NULL_SIGMA}σ)")
+    values = pd.concat([sub["score"], sub["ci_low"], sub["ci_high"]]).dropna() * scale
+    d_lo, d_hi = values.min(), values.max()
+    span = max(d_hi - d_lo, abs(d_hi) * 0.05)
+    if d_lo - span <= hi and lo <= d_hi + span:
+        return
+    pad = 0.1 * span
+    ax.set_ylim(d_lo - pad, d_hi + pad)
+    side, y = ("below", 0.03) if hi < d_lo else ("above", 0.97)
+    ax.text(0.02, y, f"null (±{NULL_SIGMA}σ): {lo:.3g} to {hi:.3g}{unit.strip(' ()')} ({side} the axis)",
+            transform=ax.transAxes, ha="left", va="bottom" if side == "below" else "top", fontsize=8, color="0.35")
+
+
+def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str) -> plt.Figure | None:
+    sub = df[(df["kind"] == kind) & (df["metric"] == metric)].copy()
+    if sub.empty:
+        return None
+    require_params(sub, "ab" if kind == "intramodal" else "b")
+    sub["x"] = sub[["params_a", "params_b"]].max(axis=1) if kind == "intramodal" else sub["params_b"]
+    sub["family"] = pd.Categorical(sub["family"], categories=list(styles))
+    columns = column_labels(df, sub, kind)
+    scale, unit = (100.0, " (%)") if is_percent(metric) else (1.0, "")
+    ncols = len(columns) if len(columns) <= 3 else (2 if len(columns) == 4 else 3)
+    nrows = math.ceil(len(columns) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.8), squeeze=False,
+                             layout="constrained")
+    for ax, ((survey, xm), (_, title)) in zip(axes.flat, columns.items()):
+        part = sub[(sub["survey_a"] == survey) & (sub["crossmatch"] == xm)]
+        _panel(ax, part, scale, unit, styles)
+        n = part["n"].dropna().unique()
+        ax.set_title(title + (f"  (N = {int(n[0]):,})" if len(n) == 1 else ""), fontsize=11)
+    for ax in axes.flat[len(columns):]:
+        ax.set_visible(False)
+    for i, ax in enumerate(axes.flat[:len(columns)]):
+        if i + ncols >= len(columns):  # nothing below it
+            ax.set_xlabel(xlabel)
+    what = "intramodal" if kind == "intramodal" else "crossmodal"
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{what} {metric_label(metric)} score{unit}")
+    seen = {}
+    for ax in axes.flat[:len(columns)]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    # families in family order, the null band last
+    order = [family_label(f) for f in styles if family_label(f) in seen] + [k for k in seen if k.startswith("permutation")]
+    fig.legend([seen[k] for k in order], order, loc="outside lower center", ncol=min(len(order), 6),
+               frameon=False)
+    return fig
+
+
+def write_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int]) -> list[Path]:
+    """Write the crossmodal and intramodal figures of every metric as PNG and PDF; return the paths."""
+    df = attach_params(df, params)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    styles = _styles(df)
+    paths = []
+    for metric in metric_order(df["metric"]):
+        for kind, stem, xlabel in (("crossmodal", "figure1_crossmodal", "model parameters (log scale)"),
+                                   ("intramodal", "figure_intramodal", "parameters of the larger model (log scale)")):
+            fig = _figure(df, kind, metric, styles, xlabel)
+            if fig is None:
+                continue
+            for suffix in (".png", ".pdf"):
+                path = out / f"{stem}_{metric}{suffix}"
+                fig.savefig(path, dpi=DPI)
+                paths.append(path)
+            plt.close(fig)
+    return paths

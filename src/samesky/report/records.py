@@ -1,0 +1,163 @@
+"""Metric records -> one tidy table, plus the labels and orderings that tables and figures share."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from ..surveys import SURVEYS
+
+FIELDS = (
+    "kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "n", "metric", "k",
+    "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws",
+)
+TEXT_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
+KINDS = ("intramodal", "crossmodal", "self")
+KEY = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
+
+# Display names. Unknown families/metrics fall back to their key.
+FAMILY_LABELS = {"astropt": "AstroPTv2", "convnextv2": "ConvNeXtv2", "dinov2": "DINOv2",
+                 "ijepa": "IJEPA", "vit": "ViT", "specformer": "Specformer"}
+METRIC_LABELS = {"mknn": "MKNN", "cka_linear": "linear CKA", "cka_unbiased": "unbiased CKA",
+                 "cka_rbf": "RBF CKA", "cknna": "CKNNA", "mutual_info": "mutual information"}
+# Metrics bounded by 1 are shown as percentages, like the paper's MKNN; others as plain numbers.
+PERCENT_METRICS = ("mknn", "cka_linear", "cka_unbiased", "cka_rbf", "cknna")
+# Column order of the paper's tables; the reference survey (HSC) comes last.
+SURVEY_ORDER = ("jwst", "legacysurvey", "desi", "sdss", "hsc")
+
+
+class RecordError(ValueError):
+    """A metric record file is malformed; the message names the file and the field."""
+
+
+def split_model(key: str) -> tuple[str, str]:
+    """``'dinov2-giant'`` -> ``('dinov2', 'giant')`` (the size is the part after the last '-')."""
+    family, sep, size = str(key).rpartition("-")
+    if not (sep and family and size):
+        raise ValueError(f"model key {key!r} is not of the form '{{family}}-{{size}}'")
+    return family, size
+
+
+def family_label(family: str) -> str:
+    return FAMILY_LABELS.get(family, family)
+
+
+def size_label(size: str) -> str:
+    return size[:1].upper() + size[1:]
+
+
+def survey_label(survey: str) -> str:
+    return SURVEYS[survey].label if survey in SURVEYS else survey
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def is_percent(metric: str) -> bool:
+    return metric in PERCENT_METRICS
+
+
+def survey_rank(survey: str) -> tuple[int, str]:
+    return (SURVEY_ORDER.index(survey) if survey in SURVEY_ORDER else len(SURVEY_ORDER), survey)
+
+
+def metric_order(metrics: Iterable[str]) -> list[str]:
+    """MKNN (the paper's metric) first, then the others alphabetically."""
+    return sorted(set(metrics), key=lambda m: (m != "mknn", m))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_record(rec, path: Path, i: int) -> dict:
+    where = f"{path}: record {i}"
+    if not isinstance(rec, dict):
+        raise RecordError(f"{where} is not an object")
+    missing = [f for f in FIELDS if f not in rec]
+    if missing:
+        raise RecordError(f"{where} is missing field(s) {', '.join(map(repr, missing))}")
+    for field in TEXT_FIELDS:
+        if not isinstance(rec[field], str) or not rec[field]:
+            raise RecordError(f"{where}: field {field!r} must be a non-empty string, got {rec[field]!r}")
+    if rec["kind"] not in KINDS:
+        raise RecordError(f"{where}: field 'kind' is {rec['kind']!r}, expected one of {KINDS}")
+    if not _is_number(rec["score"]) or not math.isfinite(rec["score"]):
+        raise RecordError(f"{where}: field 'score' must be a finite number, got {rec['score']!r}")
+    for field in set(FIELDS) - set(TEXT_FIELDS) - {"score"}:
+        if rec[field] is not None and not _is_number(rec[field]):
+            raise RecordError(f"{where}: field {field!r} must be a number or null, got {rec[field]!r}")
+    for side in ("model_a", "model_b"):
+        try:
+            split_model(rec[side])
+        except ValueError as err:
+            raise RecordError(f"{where}: field {side!r}: {err}") from None
+    if rec["kind"] != "crossmodal" and split_model(rec["model_a"])[0] != split_model(rec["model_b"])[0]:
+        raise RecordError(f"{where}: {rec['kind']} record compares different families "
+                          f"{rec['model_a']!r} and {rec['model_b']!r}")
+    return {f: rec[f] for f in FIELDS}
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """The validated records of one metric JSON file ``{"records": [...]}``."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: metric file does not exist") from None
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
+        raise RecordError(f"{path}: expected a JSON object with a 'records' list")
+    return [_check_record(rec, path, i) for i, rec in enumerate(doc["records"])]
+
+
+def attach_params(df: pd.DataFrame, params: Mapping[str, int] | None) -> pd.DataFrame:
+    """Copy of ``df`` with params_a/params_b from ``params`` (kept from ``df`` where ``params`` is None)."""
+    df = df.copy()
+    if params is not None:
+        for side in ("a", "b"):
+            df[f"params_{side}"] = df[f"model_{side}"].map(lambda m: params.get(m, math.nan)).astype(float)
+    return df
+
+
+def require_params(df: pd.DataFrame, sides: str = "ab") -> None:
+    """Refuse to order models without a parameter count (on the given sides of the comparisons)."""
+    missing = sorted({m for s in sides for m in df.loc[df[f"params_{s}"].isna(), f"model_{s}"]})
+    if missing:
+        raise KeyError(f"no parameter count for model(s) {missing}; pass params={{model_key: count}}")
+
+
+def gather(metric_json_paths: Iterable[str | os.PathLike], params: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """One row per (comparison, metric) from the compare jobs' JSON files.
+
+    Adds family (of model_b: the image model on the reference side for crossmodal records),
+    size_a/size_b and params_a/params_b (NaN where ``params`` is None or lacks the model).
+    """
+    rows, sources = [], []
+    for path in metric_json_paths:
+        recs = read_records(path)
+        rows += recs
+        sources += [str(path)] * len(recs)
+    if not rows:
+        raise RecordError("no metric records found in the given files")
+    df = pd.DataFrame(rows, columns=list(FIELDS))
+    for field in set(FIELDS) - set(TEXT_FIELDS):
+        df[field] = pd.to_numeric(df[field])
+    df["source"] = sources
+    dup = df.duplicated(list(KEY), keep=False)
+    if dup.any():
+        first = df[dup].iloc[0]
+        files = sorted(set(df.loc[dup & (df[list(KEY)] == first[list(KEY)]).all(axis=1), "source"]))
+        raise RecordError(f"duplicate record for {dict(first[list(KEY)])} in {files}")
+    df["family"] = df["model_b"].map(lambda m: split_model(m)[0])
+    df["size_a"] = df["model_a"].map(lambda m: split_model(m)[1])
+    df["size_b"] = df["model_b"].map(lambda m: split_model(m)[1])
+    df["params_a"] = math.nan
+    df["params_b"] = math.nan
+    return attach_params(df, params)

@@ -1,0 +1,99 @@
+"""The paper's Table 1 (intramodal) and Table 2 (crossmodal) for every metric, as CSV, Markdown and LaTeX.
+
+Cells are formatted like the paper: bounded metrics as percentages (Table 1 one decimal, Table 2
+two), others with three significant digits; with ``ci=True`` the bootstrap interval follows in
+brackets (the null column's brackets are null_mean +- 2 null_std). Missing cells read '—'.
+Files per metric: ``table1_intramodal_{metric}.{csv,md,tex}`` and
+``table2_crossmodal_{metric}.{csv,md,tex}``; plus the trend statistics (see ``trends``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+import pandas as pd
+
+from .layout import FIELDS, crossmodal_table, intramodal_table
+from .records import attach_params, is_percent, metric_order
+from .trends import write_trend_stats
+
+MISSING = "—"
+DECIMALS = {"table1": 1, "table2": 2}
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "π": r"$\pi$", "—": "---"}
+
+
+def format_cell(value: float, low: float, high: float, metric: str, decimals: int, ci: bool) -> str:
+    """'49.7%' or '49.7% [48.9, 50.6]' for percent metrics; '0.123 [0.101, 0.140]' otherwise."""
+    if value is None or math.isnan(value):
+        return MISSING
+    if is_percent(metric):
+        text = f"{100 * value:.{decimals}f}%"
+        interval = f" [{100 * low:.{decimals}f}, {100 * high:.{decimals}f}]"
+    else:
+        text, interval = f"{value:.3g}", f" [{low:.3g}, {high:.3g}]"
+    return text + (interval if ci and not (math.isnan(low) or math.isnan(high)) else "")
+
+
+def formatted(tables: dict[str, pd.DataFrame], metric: str, decimals: int, ci: bool, header: str) -> pd.DataFrame:
+    """Display frame (strings) from the score/ci_low/ci_high frames; first column is the row label."""
+    score = tables["score"]
+    body = {
+        label: [format_cell(v, lo, hi, metric, decimals, ci)
+                for v, lo, hi in zip(score[key], tables["ci_low"][key], tables["ci_high"][key])]
+        for key, label in zip(score.columns, score.columns.get_level_values("column"))
+    }
+    return pd.DataFrame({header: score.index.get_level_values("row"), **body})
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    esc = lambda s: str(s).replace("|", r"\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(esc, frame.columns)) + " |",
+             "|:--|" + "--:|" * (frame.shape[1] - 1)]
+    lines += ["| " + " | ".join(map(esc, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def to_latex(frame: pd.DataFrame) -> str:
+    """A booktabs tabular (wrap it in a table environment with \\input)."""
+    row = lambda cells: " & ".join(latex_escape(c) for c in cells) + r" \\"  # noqa: E731
+    lines = [r"\begin{tabular}{l" + "r" * (frame.shape[1] - 1) + "}", r"\toprule", row(frame.columns), r"\midrule"]
+    lines += [row(r) for r in frame.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def paper_tables(df: pd.DataFrame, metric: str, ci: bool = False) -> dict[str, pd.DataFrame]:
+    """{'table1': ..., 'table2': ...} display frames for one metric (empty tables left out)."""
+    t1 = {f: intramodal_table(df, metric, f) for f in FIELDS}
+    t2 = {f: crossmodal_table(df, metric, f, null_column=True) for f in FIELDS}
+    out = {}
+    if not t1["score"].empty:
+        out["table1"] = formatted(t1, metric, DECIMALS["table1"], ci, "Model pairs")
+    if not t2["score"].empty:
+        out["table2"] = formatted(t2, metric, DECIMALS["table2"], ci, "Model")
+    return out
+
+
+def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int], ci: bool = False) -> list[Path]:
+    """Write both tables for every metric, and the trend statistics, into ``out_dir``; return the paths."""
+    df = attach_params(df, params)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = {"table1": "table1_intramodal", "table2": "table2_crossmodal"}
+    paths = []
+    for metric in metric_order(df["metric"]):
+        for key, frame in paper_tables(df, metric, ci).items():
+            stem = out / f"{names[key]}_{metric}"
+            frame.to_csv(stem.with_suffix(".csv"), index=False)
+            stem.with_suffix(".md").write_text(to_markdown(frame))
+            stem.with_suffix(".tex").write_text(to_latex(frame))
+            paths += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+    return paths + write_trend_stats(df, out)
