@@ -233,8 +233,14 @@ class Plan:
         return _registry().get_model(model).hf_id
 
     def embed_params(self) -> dict:
-        return dict({"batch_size": 64, "shard_size": 2048, "device": "auto", "precision": "auto"},
-                    **self.config.get("embed", {}))
+        """Settings that can change embeddings. Batch and shard sizes only change throughput:
+        the job reads them from the config, so changing them does not rerun anything."""
+        embed = self.config.get("embed", {})
+        return {"device": embed.get("device", "auto"), "precision": embed.get("precision", "auto")}
+
+    def embed_throughput(self) -> dict:
+        embed = self.config.get("embed", {})
+        return {"batch_size": embed.get("batch_size", 64), "shard_size": embed.get("shard_size", 2048)}
 
     def metric_params(self) -> dict:
         m = self.config.get("metrics", {})

@@ -21,6 +21,8 @@ rule simulate_crossmatch:
         simulate=lambda wc: PLAN.source(wc.crossmatch)["simulate"],
     log:
         "logs/simulate_crossmatch/{crossmatch}.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/simulate_crossmatch.py"
 
@@ -35,5 +37,7 @@ rule ingest_hf:
         hf=lambda wc: PLAN.source(wc.crossmatch)["hf"],
     log:
         "logs/ingest_hf/{crossmatch}.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/ingest_hf.py"

@@ -21,5 +21,7 @@ rule embed:
         runtime=lambda wc, attempt: resources_for(wc.model, attempt)["runtime"],
     log:
         "logs/embed/{crossmatch}/{survey}/{model}.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/embed.py"

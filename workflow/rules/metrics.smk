@@ -11,6 +11,8 @@ rule knn_graph:
         k=PLAN.metric_params()["k"],
     log:
         "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/knn_graph.py"
 
@@ -34,5 +36,7 @@ rule compare:
         metrics=PLAN.metric_params(),
     log:
         "logs/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/compare.py"

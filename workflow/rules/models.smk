@@ -7,5 +7,7 @@ rule build_tiny_model:
         directory("resources/models/tiny/{model}"),
     log:
         "logs/build_tiny_model/{model}.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/build_tiny_model.py"

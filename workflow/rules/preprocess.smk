@@ -10,6 +10,8 @@ rule percentiles:
         pre=lambda wc: PLAN.preprocess_params(wc.survey),
     log:
         "logs/percentiles/{survey}.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/percentiles.py"
 
@@ -30,5 +32,7 @@ rule preprocess:
         pre=lambda wc: PLAN.preprocess_params(wc.survey),
     log:
         "logs/preprocess/{crossmatch}/{survey}.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/preprocess.py"

@@ -16,6 +16,8 @@ rule aggregate:
         models=PLAN.image_models + ([PLAN.spectrum_model] if PLAN.spectrum_model else []),
     log:
         "logs/aggregate.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/aggregate.py"
 
@@ -29,5 +31,7 @@ rule figures:
         models=rules.aggregate.params.models,
     log:
         "logs/figures.log",
+    conda:
+        "../../envs/samesky.yaml"
     script:
         "../scripts/figures.py"

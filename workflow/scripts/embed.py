@@ -1,9 +1,10 @@
 """Rule embed: one (crossmatch, survey, model) embedding file, resumable from shards."""
 from samesky.embed import embed_file
+from samesky.plan import Plan
 from samesky.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
-opts = snakemake.params.embed
+opts = dict(snakemake.params.embed, **Plan(snakemake.config).embed_throughput())
 embed_file(snakemake.input.data, snakemake.output[0], model_key=snakemake.wildcards.model,
            source=snakemake.params.source, batch_size=opts["batch_size"], device=opts["device"],
            precision=opts["precision"], shard_size=opts["shard_size"],

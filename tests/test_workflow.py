@@ -1,0 +1,167 @@
+"""The workflow as users run it: the demo end to end, reruns after config edits, paper dry-run."""
+import copy
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+
+
+def snakemake(workdir, *args, timeout=1200):
+    proc = subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a (dry-)run into {rule: count}."""
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            if parts and parts[0] == "total":
+                break
+            continue
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def write_config(path, config):
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """Run the embedded demo once into a temp dir (the same config `make demo` runs)."""
+    workdir = tmp_path_factory.mktemp("demo")
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    cfg = write_config(workdir / "demo.yaml", config)
+    start = time.perf_counter()
+    proc = snakemake(workdir, "--cores", "2", "--configfile", cfg)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    return workdir, config, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_demo_writes_tables_and_figures(demo_run):
+    workdir, config, seconds = demo_run
+    print(f"demo run took {seconds:.0f} s")
+    scores = pd.read_csv(workdir / "results/tables/scores.csv")
+    assert set(scores["metric"]) == set(config["metrics"]["names"])
+    tables = workdir / "results/tables/paper"
+    assert list(tables.glob("*.md")) and list(tables.glob("*.csv")) and list(tables.glob("*.tex"))
+    assert list((workdir / "results/figures").glob("*.png"))
+    mknn = scores[scores["metric"] == "mknn"]
+    assert mknn["score"].between(0, 1).all()
+    self_rows = mknn[mknn["kind"] == "self"]
+    assert (self_rows["score"] == 1.0).all()
+    expected_null = config["metrics"]["k"] / (self_rows["n"] - 1)
+    stderr = self_rows["null_std"] / config["metrics"]["null_draws"] ** 0.5
+    assert ((self_rows["null_mean"] - expected_null).abs() < 5 * stderr + 1e-6).all()
+
+
+@pytest.mark.slow
+def test_second_run_has_nothing_to_do(demo_run):
+    workdir, config, _ = demo_run
+    proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(workdir / "demo.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _rerun_counts(workdir, config, edit):
+    config = copy.deepcopy(config)
+    edit(config)
+    cfg = write_config(workdir / "edited.yaml", config)
+    proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return job_counts(proc.stdout + proc.stderr)
+
+
+@pytest.mark.slow
+def test_changing_k_reruns_only_metrics(demo_run):
+    workdir, config, _ = demo_run
+    counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(k=5))
+    n_embeddings = len(list((workdir / "results/embeddings").rglob("*.h5")))
+    n_comparisons = len(list((workdir / "results/metrics").rglob("*.json")))
+    assert counts == {"knn_graph": n_embeddings, "compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_changing_null_draws_reruns_only_comparisons(demo_run):
+    workdir, config, _ = demo_run
+    counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(null_draws=100))
+    n_comparisons = len(list((workdir / "results/metrics").rglob("*.json")))
+    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_changing_jwst_bands_reruns_only_jwst(demo_run):
+    workdir, config, _ = demo_run
+    counts = _rerun_counts(workdir, config, lambda c: c["preprocess"].setdefault("rgb", {}).update(jwst=["f444w", "f200w", "f090w"]))
+    jwst_models = len(list((workdir / "results/embeddings/jwst_hsc/jwst").glob("*.h5")))
+    jwst_comparisons = len(list((workdir / "results/metrics/jwst_hsc/jwst").rglob("*.json")))
+    assert counts == {"percentiles": 1, "preprocess": 1, "embed": jwst_models, "knn_graph": jwst_models,
+                      "compare": jwst_comparisons, "aggregate": 1, "figures": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_adding_a_model_adds_only_its_jobs(demo_run):
+    workdir, config, _ = demo_run
+    counts = _rerun_counts(workdir, config, lambda c: c["models"]["image"]["dinov2"].append("large"))
+    image_surveys = sum(1 for xm in config["crossmatches"].values() for s in xm["surveys"] if s in ("hsc", "jwst", "legacysurvey"))
+    # new: its tiny weights, one embedding + graph per image survey; comparisons: one intramodal
+    # (base vs large) per image survey, one crossmodal per crossmatch, one self pair
+    assert counts == {"build_tiny_model": 1, "embed": image_surveys, "knn_graph": image_surveys,
+                      "compare": image_surveys + len(config["crossmatches"]) + 1,
+                      "aggregate": 1, "figures": 1, "all": 1}
+
+
+def test_paper_dry_run_with_slurm_profile(tmp_path):
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"),
+         "--configfile", str(ROOT / "config/config.yaml")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    counts = job_counts(out)
+    assert counts["embed"] == 98  # 16 image models x 6 image (crossmatch, survey) + Specformer x 2
+    assert counts["ingest_hf"] == 4
+    assert counts["compare"] == 66 + 64 + 16
+    # per-size GPU resources are shown for every embedding job
+    embed_blocks = [b for b in out.split("\n\n") if re.search(r"^rule embed:", b.strip(), re.M)]
+    assert len(embed_blocks) == 98
+    mem = {}
+    for block in embed_blocks:
+        model = re.search(r"model=([a-z0-9-]+)", block).group(1)
+        assert "gpu=1" in block
+        mem[model] = int(re.search(r"mem_mb=(\d+)", block).group(1))
+    assert mem["dinov2-giant"] > mem["dinov2-small"] and mem["vit-huge"] > mem["vit-base"]
+    print(f"paper dry-run took {seconds:.1f} s")
+    assert seconds < 120
+
+
+def test_invalid_config_fails_before_any_job(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config["models"]["image"]["vit"] = ["base", "enormous"]
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", write_config(tmp_path / "bad.yaml", config), timeout=300)
+    assert proc.returncode != 0
+    assert "models.image.vit[1]: unknown size 'enormous'" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_changing_batch_size_reruns_nothing(demo_run):
+    workdir, config, _ = demo_run
+    assert _rerun_counts(workdir, config, lambda c: c["embed"].update(batch_size=7, shard_size=13)) == {}
