@@ -230,7 +230,7 @@ class Plan:
         """Where the loader finds a model: its hub id, or the local tiny-weights directory."""
         if self.config["models"].get("weights", "hub") == "tiny":
             return f"resources/models/tiny/{model}"
-        return _registry().get_model(model).hf_id
+        return _registry().get_model(model).hub_id
 
     def embed_params(self) -> dict:
         """Settings that can change embeddings. Batch and shard sizes only change throughput:
