@@ -16,8 +16,9 @@ Crossmatch file (``resources/crossmatches/{crossmatch}.h5``), written by every d
 
 Preprocessed file (``results/preprocessed/{crossmatch}/{survey}.h5``)::
 
-    /object_id (N,) str; /data: images (N, 3, H, W) float32 in [0, 1] (R, G, B),
-    spectra (N, 7781) float32 on the DESI grid (+ /ivar, /mask); attrs: provenance (JSON)
+    /object_id (N,) str; /data: images (N, 3, H, W) uint8 RGB (percentile-rescaled: what the
+    vision models' processors take), spectra (N, 7781) float32 on the DESI grid (+ /ivar (N, 7781)
+    float32, /mask (N, 7781) bool); attrs: provenance (JSON). Dropped objects are absent.
 
 Embedding file (``results/embeddings/{crossmatch}/{survey}/{model}.h5``)::
 
@@ -230,18 +231,50 @@ def read_embeddings(path) -> tuple[np.ndarray, np.ndarray, dict]:
     return ids, emb, prov
 
 
-def write_preprocessed(path, object_id, data: np.ndarray, provenance: Mapping, **extra: np.ndarray) -> None:
-    """Write model-ready inputs: images (N, 3, H, W) uint8 RGB, or spectra (N, L) float32 (+ ivar, mask)."""
-    ids = as_str_ids(object_id)
-    check_unique_ids(ids, str(path))
-    if len(data) != len(ids):
-        raise SchemaError(f"{path}: {len(data)} rows of data for {len(ids)} object ids")
+class RowWriter:
+    """Appends rows (object ids + named arrays) to an open HDF5 file, chunk by chunk."""
+
+    def __init__(self, f: h5py.File, where: str, rows: Mapping[str, tuple[tuple, np.dtype]]):
+        self.f, self.where, self.n = f, where, 0
+        f.create_dataset("object_id", shape=(0,), maxshape=(None,), dtype=STR, chunks=(4096,))
+        for key, (shape, dtype) in rows.items():
+            f.create_dataset(key, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(1, *shape))
+        self.keys = list(rows)
+
+    def append(self, object_id, **arrays: np.ndarray) -> None:
+        ids = as_str_ids(object_id)
+        if sorted(arrays) != sorted(self.keys) or any(len(a) != len(ids) for a in arrays.values()):
+            raise SchemaError(f"{self.where}: append needs {self.keys} with {len(ids)} rows each")
+        for key, value in [("object_id", ids.astype(object)), *arrays.items()]:
+            ds = self.f[key]
+            ds.resize(self.n + len(ids), axis=0)
+            ds[self.n:] = value
+        self.n += len(ids)
+
+
+@contextmanager
+def preprocessed_writer(path, rows: Mapping[str, tuple[tuple, np.dtype]]) -> Iterator[RowWriter]:
+    """Write a preprocessed file chunk by chunk (memory bounded); it appears atomically when the
+    block ends, after the ids are checked unique. ``rows``: {name: (row shape, dtype)}, e.g.
+    images {"data": ((3, H, W), uint8)}; spectra data/ivar (L,) float32 and mask (L,) bool.
+    Set ``writer.provenance`` (a dict) before the block ends."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
-        f.create_dataset("data", data=data, chunks=(1,) + data.shape[1:] if len(data) else None)
-        for key, value in extra.items():
-            f.create_dataset(key, data=value)
-        write_provenance(f, provenance)
+        writer = RowWriter(f, str(path), rows)
+        writer.provenance = {}
+        yield writer
+        check_unique_ids(as_str_ids(f["object_id"][:]), str(path))
+        write_provenance(f, writer.provenance)
+
+
+def write_preprocessed(path, object_id, data: np.ndarray, provenance: Mapping, **extra: np.ndarray) -> None:
+    """Write model-ready inputs in one go: images (N, 3, H, W) uint8 RGB, or spectra (N, L) float32 (+ ivar, mask)."""
+    ids = as_str_ids(object_id)
+    arrays = {"data": np.asarray(data), **{k: np.asarray(v) for k, v in extra.items()}}
+    if any(len(a) != len(ids) for a in arrays.values()):
+        raise SchemaError(f"{path}: {len(data)} rows of data for {len(ids)} object ids")
+    with preprocessed_writer(path, {k: (a.shape[1:], a.dtype) for k, a in arrays.items()}) as writer:
+        writer.append(ids, **arrays)
+        writer.provenance = dict(provenance)
 
 
 def read_preprocessed(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,474 @@
+"""Crossmatch files from the Multimodal Universe crossmatches on the Hugging Face Hub, or local copies.
+
+``ingest_hf`` is the only code that touches the network: the Snakemake localrule runs it on a
+login node, and compute jobs read the crossmatch file it writes. Rows are streamed
+(``datasets.load_dataset(..., streaming=True)``) and written in chunks, so a dataset is never
+held in memory; object ids and coordinates are kept.
+
+A crossmatch's sides may also come from separately stored tables (one per survey, e.g. spectra
+published apart from the images): they are spooled one by one, then re-aligned by object id; an
+id present on one side only is an error, never a silent row-order join.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from .schema import (CROSSMATCH_SCHEMA, STR, SchemaError, as_str_ids, atomic_path, check_unique_ids,
+                     validate_crossmatch)
+from .surveys import DESI_WAVELENGTH, IMAGE, get_survey
+
+log = logging.getLogger(__name__)
+
+_IDS = {"object_id": ("object_id",), "ra": ("ra",), "dec": ("dec",)}
+
+# Where each survey's data and the ids live in each dataset: column names tried in order, the
+# first present wins. An image column holds a struct {'band': [...], 'flux': [...], 'ivar',
+# 'mask'} (or a list of per-band structs); a spectrum column {'flux', 'ivar', 'lambda', 'mask'}.
+# The DESI/SDSS sets name their HSC column `image`. `survey_ids`: each survey's own object id,
+# kept as /<survey>/object_id when present.
+HF_LAYOUTS: dict[str, dict] = {
+    "Smith42/jwst_hsc_crossmatched": {
+        "columns": {"jwst": ("jwst_image",), "hsc": ("hsc_image",)},
+        "survey_ids": {"jwst": ("jwst_object_id",), "hsc": ("hsc_object_id",)}, **_IDS},
+    "Smith42/legacysurvey_hsc_crossmatched": {
+        "columns": {"legacysurvey": ("legacysurvey_image",), "hsc": ("hsc_image",)},
+        "survey_ids": {"legacysurvey": ("legacysurvey_object_id",), "hsc": ("hsc_object_id",)}, **_IDS},
+    "Smith42/desi_hsc_crossmatched": {
+        "columns": {"desi": ("spectrum", "desi_spectrum"), "hsc": ("image", "hsc_image")},
+        "survey_ids": {"desi": ("desi_object_id", "targetid"), "hsc": ("hsc_object_id",)}, **_IDS},
+    "Smith42/sdss_hsc_crossmatched": {
+        "columns": {"sdss": ("spectrum", "sdss_spectrum"), "hsc": ("image", "hsc_image")},
+        "survey_ids": {"sdss": ("sdss_object_id", "specobjid"), "hsc": ("hsc_object_id",)}, **_IDS},
+}
+_WAVELENGTH_KEYS = ("lambda", "wavelength", "wave")
+
+
+def ingest_hf(dataset_id: str | Mapping[str, str], out_path, *, name: str, surveys: Sequence[str],
+              streaming: bool = True, limit: int | None = None, cache_dir=None, layout: str | None = None,
+              id_column: str | Mapping[str, str] | None = None, split: str = "train", chunk_size: int = 64,
+              image_ivar_mask: bool = False) -> dict:
+    """Write the crossmatch file ``out_path`` (schema ``samesky-crossmatch/1``); return a summary.
+
+    ``dataset_id``: a hub id (e.g. ``Smith42/desi_hsc_crossmatched``) or a local path (a
+    ``save_to_disk`` directory, a parquet/arrow file, or a directory of them) holding all
+    surveys; or ``{survey: id_or_path}`` when the sides are stored separately (joined by id).
+    ``layout``: the ``HF_LAYOUTS`` entry describing the columns (default: ``dataset_id``'s own,
+    else the entry whose surveys are ``surveys``). ``id_column``: the crossmatch-level id
+    column (per survey for separate sides; default: the layout's). ``limit``: keep the first
+    rows only (of the first survey's side). ``image_ivar_mask``: also keep image ivar/mask.
+    """
+    surveys = list(surveys)
+    for s in surveys:
+        get_survey(s)
+    lay = _layout(dataset_id, layout, surveys)
+    sources = dict(dataset_id) if isinstance(dataset_id, Mapping) else {s: dataset_id for s in surveys}
+    if sorted(sources) != sorted(surveys):
+        raise ValueError(f"sources are given for {sorted(sources)}, but the crossmatch has surveys {surveys}")
+    opts = dict(streaming=streaming, cache_dir=cache_dir, split=split, chunk_size=chunk_size,
+                image_ivar_mask=image_ivar_mask)
+    with atomic_path(out_path) as tmp:
+        if len(set(sources.values())) == 1:
+            ids_col = id_column if isinstance(id_column, str) or id_column is None else id_column[surveys[0]]
+            _spool_table(sources[surveys[0]], tmp, name, surveys, lay, ids_col, limit=limit, **opts)
+        else:
+            _ingest_sides(sources, tmp, name, surveys, lay, id_column, limit, opts)
+        summary = validate_crossmatch(tmp)
+    log.info("ingested %s -> %s: %d objects, surveys %s", dataset_id, out_path, summary["n"], summary["surveys"])
+    return summary
+
+
+def _layout(dataset_id, layout: str | None, surveys: list[str]) -> dict:
+    if layout is None and isinstance(dataset_id, str) and dataset_id in HF_LAYOUTS:
+        layout = dataset_id
+    if layout is None:
+        matches = [k for k, v in HF_LAYOUTS.items() if sorted(v["columns"]) == sorted(surveys)]
+        if len(matches) != 1:
+            raise ValueError(f"no column layout for surveys {surveys}; pass layout= one of {sorted(HF_LAYOUTS)}")
+        layout = matches[0]
+    if layout not in HF_LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known layouts: {sorted(HF_LAYOUTS)}")
+    lay = HF_LAYOUTS[layout]
+    missing = [s for s in surveys if s not in lay["columns"]]
+    if missing:
+        raise ValueError(f"layout {layout!r} has no column for survey(s) {missing}")
+    return lay
+
+
+# ---- reading tables ------------------------------------------------------------------------
+def _open_table(source: str, *, split: str, streaming: bool, cache_dir):
+    """A datasets table (streamed or not) from a hub id or a local path."""
+    import datasets
+
+    path = Path(source)
+    if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[split]
+        if streaming:
+            ds = ds.to_iterable_dataset()
+    elif path.is_file():
+        builder = {".parquet": "parquet", ".arrow": "arrow", ".json": "json", ".jsonl": "json"}.get(path.suffix)
+        if builder is None:
+            raise ValueError(f"{source}: unsupported file type {path.suffix!r} (use parquet, arrow or json)")
+        ds = datasets.load_dataset(builder, data_files=str(path), split=split, streaming=streaming, cache_dir=cache_dir)
+    else:  # a directory of data files, or a hub id
+        ds = datasets.load_dataset(str(source), split=split, streaming=streaming, cache_dir=cache_dir)
+    return ds
+
+
+def _find(columns: Sequence[str], candidates: Iterable[str], what: str, source, required: bool = True) -> str | None:
+    for c in candidates:
+        if c in columns:
+            return c
+    if required:
+        raise SchemaError(f"{source}: no column for {what} (tried {list(candidates)}); columns are {list(columns)}")
+    return None
+
+
+def _band_name(band) -> str:
+    """'HSC-G' -> 'g', 'DES-Z' -> 'z', 'F444W' -> 'f444w': the part after the last '-', '_' or space."""
+    band = band.decode() if isinstance(band, bytes) else str(band)
+    return re.split(r"[-_ ]", band.strip())[-1].lower()
+
+
+def _stack(value, dtype) -> np.ndarray:
+    """A per-band list of 2D arrays (lists, or an object array of arrays) as one array."""
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        arr = np.stack([np.asarray(v) for v in value])
+    return arr.astype(dtype, copy=False)
+
+
+def _struct(cell, where: str) -> dict:
+    """A struct cell as {key: value}; a list of per-element structs becomes {key: [values]}."""
+    if isinstance(cell, Mapping):
+        return dict(cell)
+    if isinstance(cell, (list, tuple, np.ndarray)) and len(cell) and isinstance(cell[0], Mapping):
+        return {k: [c[k] for c in cell] for k in cell[0]}
+    raise SchemaError(f"{where}: expected a struct with 'flux', got {type(cell).__name__}")
+
+
+def image_arrays(cell, survey: str, where: str, ivar_mask: bool = False) -> dict[str, np.ndarray]:
+    """One image cell as {'flux': (B, H, W) float32 in the survey's band order[, 'ivar', 'mask']}.
+
+    Bands are matched by name when the cell names them ('HSC-G' is band 'g'); otherwise the
+    cell must hold exactly the survey's bands in the survey's order.
+    """
+    bands = get_survey(survey).bands
+    cell = _struct(cell, where)
+    if "flux" not in cell:
+        raise SchemaError(f"{where}: image struct has no 'flux' (keys {sorted(cell)})")
+    flux = _stack(cell["flux"], np.float32)
+    if flux.ndim != 3:
+        raise SchemaError(f"{where}: 'flux' has shape {flux.shape}, expected (bands, H, W)")
+    if cell.get("band") is not None:
+        names = [_band_name(b) for b in cell["band"]]
+        missing = [b for b in bands if b not in names]
+        if missing:
+            raise SchemaError(f"{where}: no band {missing} among {names} (survey {survey!r} needs {list(bands)})")
+        order = [names.index(b) for b in bands]
+    elif flux.shape[0] == len(bands):
+        order = list(range(len(bands)))
+    else:
+        raise SchemaError(f"{where}: {flux.shape[0]} unnamed bands, survey {survey!r} has {len(bands)}")
+    out = {"flux": flux[order]}
+    if ivar_mask:
+        for key, dtype in (("ivar", np.float32), ("mask", bool)):
+            if cell.get(key) is not None:
+                out[key] = _stack(cell[key], dtype)[order]
+    return out
+
+
+def spectrum_arrays(cell, where: str) -> dict[str, np.ndarray]:
+    """One spectrum cell as {'flux', 'ivar', 'mask', 'wavelength'} (L,) arrays; no mask = none bad."""
+    cell = _struct(cell, where)
+    wkey = _find(list(cell), _WAVELENGTH_KEYS, "the wavelength", where)
+    missing = [k for k in ("flux", "ivar") if k not in cell]
+    if missing:
+        raise SchemaError(f"{where}: spectrum struct has no {missing} (keys {sorted(cell)})")
+    out = {"flux": np.asarray(cell["flux"], np.float32).ravel(), "ivar": np.asarray(cell["ivar"], np.float32).ravel(),
+           "wavelength": np.asarray(cell[wkey], np.float64).ravel()}
+    mask = cell.get("mask")
+    out["mask"] = np.zeros(len(out["flux"]), bool) if mask is None else np.asarray(mask, bool).ravel()
+    if len({len(v) for v in out.values()}) != 1:
+        raise SchemaError(f"{where}: spectrum arrays differ in length {({k: len(v) for k, v in out.items()})}")
+    return out
+
+
+# ---- writing crossmatch files in chunks ----------------------------------------------------------
+_FILL = {"flux": 0.0, "ivar": 0.0, "mask": True, "wavelength": np.nan}
+
+
+class _Writer:
+    """Appends rows to an open crossmatch file, ``chunk_size`` rows per write.
+
+    Spectra may differ in length (SDSS): rows are padded (flux 0, ivar 0, mask True, wavelength
+    NaN). A wavelength grid shared by all rows is stored once as (L,); the first row with
+    another grid switches the survey to per-row (N, L) wavelengths.
+    """
+
+    def __init__(self, f: h5py.File, surveys: list[str], chunk_size: int):
+        self.f, self.surveys, self.chunk_size = f, surveys, chunk_size
+        self.rows: list[dict] = []
+        self.n = 0
+        self.shared_wave: dict[str, np.ndarray | None] = {}
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.chunk_size:
+            self.flush()
+
+    def _append(self, key: str, values: np.ndarray, start: int, fill=None) -> None:
+        """Write rows at ``start``; blocks with a ``fill`` value (spectra) may be wider than before."""
+        ragged = fill is not None
+        tail = values.shape[1:]
+        if key not in self.f:
+            chunks = (4096,) if values.ndim == 1 else (1, 1024) if ragged else (1,) + tail
+            self.f.create_dataset(key, shape=(0,) + tail, maxshape=(None,) * values.ndim if ragged else (None,) + tail,
+                                  chunks=chunks, dtype=STR if values.dtype == object else values.dtype, fillvalue=fill)
+        ds = self.f[key]
+        if not ragged and tail != ds.shape[1:]:
+            raise SchemaError(f"{self.f.filename}: {key!r} rows of shape {tail} after rows of shape {ds.shape[1:]}")
+        stop = start + len(values)
+        shape = (max(ds.shape[0], stop),) + ((max(ds.shape[1], tail[0]),) if ragged else tail)
+        if shape != ds.shape:
+            ds.resize(shape)
+        if ragged:
+            ds[start:stop, :tail[0]] = values
+        else:
+            ds[start:stop] = values
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        rows, self.rows = self.rows, []
+        self._append("object_id", np.array([r["object_id"] for r in rows], dtype=object), self.n)
+        for key in ("ra", "dec"):
+            self._append(key, np.array([r[key] for r in rows], np.float64), self.n)
+        for s in self.surveys:
+            arrays = [r[s] for r in rows]
+            if get_survey(s).modality == IMAGE:
+                for key in arrays[0]:
+                    if key != "object_id":
+                        self._append(f"{s}/{key}", np.stack([a[key] for a in arrays]), self.n)
+            else:
+                self._append_spectra(s, arrays)
+            if "object_id" in arrays[0]:
+                self._append(f"{s}/object_id", np.array([a["object_id"] for a in arrays], dtype=object), self.n)
+        self.n += len(rows)
+
+    def _append_spectra(self, s: str, arrays: list[dict]) -> None:
+        width = max(len(a["flux"]) for a in arrays)
+        for key in ("flux", "ivar", "mask"):
+            dtype = bool if key == "mask" else np.float32
+            block = np.full((len(arrays), width), _FILL[key], dtype)
+            for i, a in enumerate(arrays):
+                block[i, :len(a[key])] = a[key]
+            self._append(f"{s}/{key}", block, self.n, _FILL[key])
+        if s not in self.shared_wave:
+            self.shared_wave[s] = arrays[0]["wavelength"]
+        shared = self.shared_wave[s]
+        if shared is not None and all(np.array_equal(a["wavelength"], shared) for a in arrays):
+            return
+        if shared is not None:  # switch to per-row wavelengths, back-filling the rows so far
+            self.shared_wave[s] = None
+            if self.n:
+                self._append(f"{s}/wavelength", np.broadcast_to(shared, (self.n, len(shared))), 0, np.nan)
+        block = np.full((len(arrays), width), np.nan)
+        for i, a in enumerate(arrays):
+            block[i, :len(a["wavelength"])] = a["wavelength"]
+        self._append(f"{s}/wavelength", block, self.n, np.nan)
+
+    def close(self, name: str, provenance: Mapping) -> None:
+        self.flush()
+        if not self.n:
+            raise SchemaError(f"{provenance.get('source')}: no rows to write")
+        for s, wave in self.shared_wave.items():
+            if wave is not None:
+                self.f.create_dataset(f"{s}/wavelength", data=wave)
+        check_unique_ids(as_str_ids(self.f["object_id"][:]), str(self.f.filename))
+        self.f.attrs["schema"] = CROSSMATCH_SCHEMA
+        self.f.attrs["name"] = name
+        self.f.attrs["surveys"] = self.surveys
+        self.f.attrs["provenance"] = json.dumps(dict(provenance), sort_keys=True, default=str)
+        for s in self.surveys:
+            survey = get_survey(s)
+            g = self.f.require_group(s)
+            if survey.modality == IMAGE:
+                g.attrs["bands"] = list(survey.bands)
+                g.attrs["pixel_scale"] = survey.pixel_scale
+
+
+def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id_column: str | None, *,
+                 limit: int | None, streaming: bool, cache_dir, split: str, chunk_size: int,
+                 image_ivar_mask: bool, keep_ids: set[str] | None = None) -> None:
+    """Stream one table into a crossmatch file at ``path`` (only rows in ``keep_ids`` when given)."""
+    ds = _open_table(source, split=split, streaming=streaming, cache_dir=cache_dir)
+    columns = list(ds.column_names or next(iter(ds)).keys())
+    cols = {s: _find(columns, lay["columns"][s], f"survey {s!r}", source) for s in surveys}
+    id_col = _find(columns, [id_column] if id_column else lay["object_id"], "the object id", source)
+    radec = {k: _find(columns, lay[k], k, source, required=False) for k in ("ra", "dec")}
+    own_ids = {s: _find(columns, lay["survey_ids"].get(s, ()), f"{s} ids", source, required=False) for s in surveys}
+    for k, c in radec.items():
+        if c is None:
+            log.warning("%s: no %s column (tried %s); writing NaN", source, k, list(lay[k]))
+    used = sorted({id_col, *cols.values(), *(c for c in radec.values() if c), *(c for c in own_ids.values() if c)})
+    ds = ds.select_columns(used).with_format("numpy")
+    prov = {"source": str(source), "split": split, "columns": cols, "object_id_column": id_col,
+            "coordinate_columns": radec, "survey_id_columns": own_ids}
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    with h5py.File(path, "w") as f:
+        writer = _Writer(f, surveys, chunk_size)
+        for row in ds:
+            if limit is not None and writer.n + len(writer.rows) >= limit:
+                break
+            oid = str(as_str_ids([row[id_col]])[0])
+            if keep_ids is not None and oid not in keep_ids:
+                continue
+            if oid in seen:  # a repeated object would be its own nearest neighbour downstream
+                duplicates.append(oid)
+                continue
+            seen.add(oid)
+            out = {"object_id": oid, **{k: float(row[c]) if c else np.nan for k, c in radec.items()}}
+            for s in surveys:
+                where = f"{source}: column {cols[s]!r} of object_id {oid!r}"
+                if get_survey(s).modality == IMAGE:
+                    out[s] = image_arrays(row[cols[s]], s, where, image_ivar_mask)
+                else:
+                    out[s] = spectrum_arrays(row[cols[s]], where)
+                if own_ids[s]:
+                    out[s]["object_id"] = str(as_str_ids([row[own_ids[s]]])[0])
+            writer.add(out)
+        prov["duplicate_ids_dropped"] = {"n": len(duplicates), "examples": duplicates[:5]}
+        writer.close(name, prov)
+    if duplicates:
+        log.warning("%s: dropped %d rows repeating an earlier object id (first kept), e.g. %s", source,
+                    len(duplicates), duplicates[:5])
+    log.info("%s: spooled %d rows of %s", source, writer.n, surveys)
+
+
+# ---- separately stored sides, joined by id ---------------------------------------------------------
+def _ingest_sides(sources: Mapping[str, str], out, name: str, surveys: list[str], lay: dict,
+                  id_column, limit: int | None, opts: dict) -> None:
+    """Spool each survey's table on its own, then write them re-aligned on the first survey's ids."""
+    out = Path(out)
+    sides = {s: out.with_name(f".{out.name}.{s}-{os.getpid()}.side.h5") for s in surveys}
+    ref = surveys[0]
+    try:
+        keep = None
+        for s in surveys:
+            col = id_column.get(s) if isinstance(id_column, Mapping) else id_column
+            _spool_table(sources[s], sides[s], name, [s], lay, col, limit=limit if s == ref else None,
+                         keep_ids=keep, **opts)
+            if s == ref and limit is not None:
+                with h5py.File(sides[s], "r") as f:
+                    keep = set(as_str_ids(f["object_id"][:]))
+        _join(sides, sources, out, name, surveys, opts["chunk_size"])
+    finally:
+        for p in sides.values():
+            p.unlink(missing_ok=True)
+
+
+def _join(sides: Mapping[str, Path], sources: Mapping[str, str], out: Path, name: str, surveys: list[str],
+          chunk_size: int) -> None:
+    ref = surveys[0]
+    with ExitStack() as stack:
+        files = {s: stack.enter_context(h5py.File(p, "r")) for s, p in sides.items()}
+        ids = {s: as_str_ids(f["object_id"][:]) for s, f in files.items()}
+        positions = {s: _positions(ids[s], ids[ref], s, ref, sources) for s in surveys}
+        n = len(ids[ref])
+        with h5py.File(out, "w") as f:
+            f.create_dataset("object_id", data=ids[ref].astype(object), dtype=STR)
+            for key in ("ra", "dec"):
+                f.create_dataset(key, data=files[ref][key][:])
+            for attr in ("schema", "name"):
+                f.attrs[attr] = files[ref].attrs[attr]
+            f.attrs["surveys"] = surveys
+            f.attrs["provenance"] = json.dumps({s: json.loads(files[s].attrs["provenance"]) for s in surveys}
+                                               | {"joined_on": "object_id", "order": ref}, sort_keys=True)
+            for s in surveys:
+                src = files[s][s]
+                g = f.create_group(s)
+                g.attrs.update(dict(src.attrs))
+                for key, ds in src.items():
+                    if key == "wavelength" and ds.ndim == 1:
+                        g.create_dataset(key, data=ds[:])
+                    else:
+                        _copy_rows(ds, g, key, positions[s], n, chunk_size)
+
+
+def _positions(side_ids: np.ndarray, ref_ids: np.ndarray, side: str, ref: str, sources) -> np.ndarray:
+    """Row of each reference id in ``side``; unmatched ids on either side are an error."""
+    index = {v: i for i, v in enumerate(side_ids)}
+    missing = [str(v) for v in ref_ids if v not in index]
+    extra = sorted(str(v) for v in set(index) - set(ref_ids.tolist()))
+    if missing or extra:
+        raise SchemaError(
+            f"crossmatch sides do not match by object id: {len(missing)} ids of {ref!r} ({sources[ref]}) are not in "
+            f"{side!r} ({sources[side]}), e.g. {missing[:5]}; {len(extra)} ids of {side!r} are not in {ref!r}, "
+            f"e.g. {extra[:5]}")
+    return np.array([index[v] for v in ref_ids], dtype=np.int64)
+
+
+def _copy_rows(src: h5py.Dataset, g: h5py.Group, key: str, pos: np.ndarray, n: int, chunk_size: int) -> None:
+    """Copy rows ``pos`` of ``src`` into a new dataset ``g[key]``, chunk by chunk."""
+    kw = {"dtype": STR} if src.dtype.kind == "O" else {"dtype": src.dtype}
+    dst = g.create_dataset(key, shape=(n,) + src.shape[1:], chunks=(1,) + src.shape[1:] if src.ndim > 1 and n else None,
+                           **kw)
+    for a in range(0, n, chunk_size):
+        p = pos[a:a + chunk_size]
+        order = np.argsort(p)
+        block = src[p[order]]
+        out = np.empty_like(block)
+        out[order] = block
+        dst[a:a + len(p)] = out
+
+
+# ---- DESI coadd files (real spectra for tests and users' own data) ---------------------------------
+def desi_coadd_to_arrays(path) -> dict[str, np.ndarray]:
+    """Read a DESI coadd FITS file into our spectrum arrays on the DESI grid.
+
+    The b, r and z arms sit on the same 0.8 A grid and overlap at their ends; overlapping
+    pixels are inverse-variance weighted. A pixel is bad when its arm mask is set or ivar is
+    0; one with no good arm keeps the plain mean flux, ivar 0 and mask True. Returns
+    object_id (TARGETID as str), ra, dec (N,), flux, ivar (N, 7781) float32, mask (N, 7781)
+    bool and wavelength (7781,).
+    """
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        fibermap = hdul["FIBERMAP"].data
+        n, length = len(fibermap), len(DESI_WAVELENGTH)
+        num, wsum = np.zeros((n, length)), np.zeros((n, length))
+        plain, cover = np.zeros((n, length)), np.zeros((n, length))
+        for arm in ("B", "R", "Z"):
+            try:
+                wave = hdul[f"{arm}_WAVELENGTH"].data.astype(np.float64)
+                flux, ivar = hdul[f"{arm}_FLUX"].data.astype(np.float64), hdul[f"{arm}_IVAR"].data.astype(np.float64)
+                mask = hdul[f"{arm}_MASK"].data != 0
+            except KeyError as err:
+                raise SchemaError(f"{path}: missing HDU {err.args[0]}") from None
+            cols = np.rint((wave - DESI_WAVELENGTH[0]) / 0.8).astype(int)
+            if cols.min() < 0 or cols.max() >= length or np.abs(DESI_WAVELENGTH[cols] - wave).max() > 0.01:
+                raise SchemaError(f"{path}: HDU {arm}_WAVELENGTH ({wave[0]:.1f}-{wave[-1]:.1f} A) is not on the DESI grid")
+            good = ~mask & (ivar > 0) & np.isfinite(flux) & np.isfinite(ivar)
+            w = np.where(good, ivar, 0.0)
+            num[:, cols] += w * np.where(good, flux, 0.0)
+            wsum[:, cols] += w
+            finite = np.isfinite(flux)
+            plain[:, cols] += np.where(finite, flux, 0.0)
+            cover[:, cols] += finite
+        flux = np.where(wsum > 0, num / np.where(wsum > 0, wsum, 1), plain / np.maximum(cover, 1))
+        return {"object_id": as_str_ids(fibermap["TARGETID"]), "ra": np.asarray(fibermap["TARGET_RA"], np.float64),
+                "dec": np.asarray(fibermap["TARGET_DEC"], np.float64), "flux": flux.astype(np.float32),
+                "ivar": wsum.astype(np.float32), "mask": wsum == 0, "wavelength": DESI_WAVELENGTH.copy()}

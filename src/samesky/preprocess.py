@@ -1,0 +1,449 @@
+"""Model-ready inputs: RGB uint8 images and spectra on the DESI grid, streamed in chunks.
+
+Images, mode ``paper`` (section 2 of the study): three bands chosen by name become R, G, B
+(HSC/Legacy z, r, g; JWST f444w, f277w, f090w); each channel is clipped to its survey-wide
+[p_low, p_high] percentiles (5th/99th, from up to 10000 images, ``compute_percentiles``) and
+scaled to [0, 1]; then uint8 = floor(255 * value), as the study's code did.
+
+Images, mode ``arcsinh`` (the authors' later recipe): per image, keep the central
+``crop_fraction`` of the cutout's side and zoom it back to the full size (bilinear), which
+enlarges the galaxy; then one stretch for all three channels together (so colours are kept):
+``arcsinh((x - p1) / (p99 - p1))`` with p1/p99 the image's own 1st/99th percentiles over its
+three channels, min-max scaled to [0, 1] over the image; then uint8 as above.
+
+Both modes fill non-finite pixels deliberately (paper: the channel's low percentile, i.e. black;
+arcsinh: the image's p1) and count them, and drop degenerate images with a reason: ``all_nan``
+(a channel with no finite pixel), ``all_zero`` (a channel whose finite pixels are all 0) and
+``no_signal`` (a channel constant after clipping, or p1 == p99 in arcsinh mode). Counts go to
+the log and to the output's provenance. Image ivar/mask arrays are not used (the study ignored
+them).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from . import spectra
+from .schema import SchemaError, as_str_ids, atomic_path, open_h5, preprocessed_writer
+from .surveys import DESI_WAVELENGTH, IMAGE, SPECTRUM, get_survey
+
+log = logging.getLogger(__name__)
+
+PERCENTILES_SCHEMA = "samesky-percentiles/1"
+REASONS = ("all_nan", "all_zero", "no_signal")
+_EXAMPLES = 5  # object ids recorded per drop reason
+
+
+# ---- reading crossmatch files ----------------------------------------------------------------
+def _survey_group(f: h5py.File, path, survey: str, modality: str) -> h5py.Group:
+    if get_survey(survey).modality != modality:
+        raise ValueError(f"survey {survey!r} is not a {modality} survey")
+    if survey not in f or "flux" not in f[survey]:
+        raise SchemaError(f"{path}: missing dataset '{survey}/flux'")
+    return f[survey]
+
+
+def _band_indices(group: h5py.Group, path, survey: str, bands: Sequence[str]) -> list[int]:
+    """On-disk indices of ``bands`` by name, from the file's own 'bands' attribute."""
+    on_disk = [str(b) for b in group.attrs.get("bands", get_survey(survey).bands)]
+    if len(bands) != 3:
+        raise ValueError(f"need exactly 3 bands for R, G, B, got {list(bands)}")
+    missing = [b for b in bands if b not in on_disk]
+    if missing:
+        raise SchemaError(f"{path}: '{survey}' has no band {missing}; its bands are {on_disk}")
+    return [on_disk.index(b) for b in bands]
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
+
+
+# ---- percentiles: exact, over streamed chunks, in bounded memory -----------------------------
+def _sortable(x: np.ndarray) -> np.ndarray:
+    """Map float32 values to uint32 keys whose integer order is the float order."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return np.where(u >> 31, ~u, u | np.uint32(0x80000000))
+
+
+def _unsortable(key: int) -> float:
+    k = np.uint32(key)
+    u = k ^ np.uint32(0x80000000) if k >> 31 else ~k
+    return float(np.array(u, dtype=np.uint32).view(np.float32))
+
+
+def _degenerate(x: np.ndarray) -> np.ndarray:
+    """Per image (N, C, H, W): '' or the reason to drop it before any scaling."""
+    finite = np.isfinite(x)
+    any_finite = finite.any(axis=(2, 3))
+    nonzero = (finite & (x != 0)).any(axis=(2, 3))
+    reason = np.full(len(x), "", dtype=object)
+    reason[~nonzero.all(axis=1)] = "all_zero"
+    reason[~any_finite.all(axis=1)] = "all_nan"
+    return reason
+
+
+class _OrderStatistics:
+    """Exact order statistics of streamed float32 values in O(2**16) memory, in two passes.
+
+    Pass 1 histograms the top 16 bits of the order-preserving keys; pass 2 histograms the low
+    16 bits inside the few top bins that hold the wanted ranks, which pins each rank exactly.
+    """
+
+    def __init__(self, channels: int):
+        self.top = np.zeros((channels, 1 << 16), np.int64)
+        self.low: list[dict[int, np.ndarray]] = [{} for _ in range(channels)]
+
+    def add(self, c: int, values: np.ndarray, second_pass: bool) -> None:
+        keys = _sortable(values[np.isfinite(values)])
+        hi = keys >> 16
+        if not second_pass:
+            self.top[c] += np.bincount(hi, minlength=1 << 16)
+            return
+        for b, hist in self.low[c].items():
+            hist += np.bincount(keys[hi == b] & 0xFFFF, minlength=1 << 16)
+
+    def count(self, c: int) -> int:
+        return int(self.top[c].sum())
+
+    def _locate(self, c: int, rank: int) -> tuple[int, int]:
+        cum = np.cumsum(self.top[c])
+        b = int(np.searchsorted(cum, rank, side="right"))
+        return b, rank - (int(cum[b - 1]) if b else 0)
+
+    def plan(self, c: int, ranks: Sequence[int]) -> None:
+        for r in ranks:
+            self.low[c].setdefault(self._locate(c, r)[0], np.zeros(1 << 16, np.int64))
+
+    def value(self, c: int, rank: int) -> float:
+        b, within = self._locate(c, rank)
+        lo = int(np.searchsorted(np.cumsum(self.low[c][b]), within, side="right"))
+        return _unsortable((b << 16) | lo)
+
+
+def _ranks(n: int, q: float) -> tuple[int, int, float]:
+    """numpy's default ('linear') percentile: position q/100 * (n - 1) between two ranks."""
+    pos = q / 100.0 * (n - 1)
+    k = int(np.floor(pos))
+    return k, min(k + 1, n - 1), pos - k
+
+
+def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], percentiles=(5, 99),
+                        max_images: int = 10000, seed: int = 0, chunk_size: int = 256) -> dict:
+    """Channel-wise percentiles of ``bands`` over up to ``max_images`` images of ``survey``.
+
+    The images are a uniform random subset drawn with ``seed`` (all images if there are fewer).
+    Non-finite pixels are ignored; degenerate images (a channel all NaN or all zero) are left
+    out and counted. Values equal ``numpy.percentile`` over all pooled finite pixels of the
+    used images (default 'linear' method), computed exactly in two streamed passes.
+    """
+    lo_q, hi_q = (float(q) for q in percentiles)
+    if not 0 <= lo_q < hi_q <= 100:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {list(percentiles)}")
+    with open_h5(crossmatch_path) as f:
+        group = _survey_group(f, crossmatch_path, survey, IMAGE)
+        idx = _band_indices(group, crossmatch_path, survey, bands)
+        flux = group["flux"]
+        n_total = flux.shape[0]
+        rows = np.arange(n_total)
+        if n_total > max_images:
+            rows = np.sort(np.random.default_rng(seed).choice(n_total, size=max_images, replace=False))
+        stats = _OrderStatistics(3)
+        skipped = {"all_nan": 0, "all_zero": 0}
+        for second in (False, True):
+            for a, b in _chunks(len(rows), chunk_size):
+                sel = rows[a:b]
+                x = flux[sel[0]:sel[-1] + 1] if len(rows) == n_total else flux[sel]
+                x = x[:, idx].astype(np.float32, copy=False)
+                reason = _degenerate(x)
+                if not second:
+                    for r in skipped:
+                        skipped[r] += int((reason == r).sum())
+                x = x[reason == ""]
+                for c in range(3):
+                    stats.add(c, x[:, c], second)
+            if not second:
+                for c, band in enumerate(bands):
+                    n = stats.count(c)
+                    if n == 0:
+                        raise SchemaError(f"{crossmatch_path}: '{survey}/flux' band {band!r} has no finite pixel "
+                                          f"in the {len(rows)} sampled images")
+                    stats.plan(c, [r for q in (lo_q, hi_q) for r in _ranks(n, q)[:2]])
+    values = {}
+    for c, band in enumerate(bands):
+        out = []
+        for q in (lo_q, hi_q):
+            k0, k1, t = _ranks(stats.count(c), q)
+            v0, v1 = stats.value(c, k0), stats.value(c, k1)
+            out.append(v0 + (v1 - v0) * t)
+        values[band] = out
+    n_used = len(rows) - sum(skipped.values())
+    log.info("percentiles %s of %s (%s): %d images used of %d sampled (%d in file); skipped %s; %s",
+             [lo_q, hi_q], survey, crossmatch_path, n_used, len(rows), n_total, skipped, values)
+    return {
+        "schema": PERCENTILES_SCHEMA, "survey": survey, "source": str(crossmatch_path), "bands": list(bands),
+        "percentiles": [lo_q, hi_q], "low": {b: v[0] for b, v in values.items()},
+        "high": {b: v[1] for b, v in values.items()}, "n_total": n_total, "n_sampled": len(rows),
+        "n_used": n_used, "skipped": skipped, "max_images": max_images, "seed": seed,
+    }
+
+
+def write_percentiles(path, result: Mapping) -> None:
+    """Write ``compute_percentiles``' result as JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dict(result), indent=2, sort_keys=True) + "\n")
+
+
+def read_percentiles(path, survey: str, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Return (low (3,), high (3,), record) for ``bands`` from a percentiles JSON, with checks."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: percentiles file does not exist")
+    try:
+        rec = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SchemaError(f"{path}: not valid JSON: {err}") from None
+    if rec.get("schema") != PERCENTILES_SCHEMA:
+        raise SchemaError(f"{path}: 'schema' is {rec.get('schema')!r}, expected {PERCENTILES_SCHEMA!r}")
+    if rec.get("survey") != survey:
+        raise SchemaError(f"{path}: percentiles are for survey {rec.get('survey')!r}, not {survey!r}")
+    missing = [b for b in bands if b not in rec.get("low", {}) or b not in rec.get("high", {})]
+    if missing:
+        raise SchemaError(f"{path}: no percentiles for band(s) {missing}; it has {sorted(rec.get('low', {}))}")
+    low = np.array([rec["low"][b] for b in bands], np.float64)
+    high = np.array([rec["high"][b] for b in bands], np.float64)
+    if not (np.isfinite(low).all() and np.isfinite(high).all() and (high > low).all()):
+        raise SchemaError(f"{path}: need finite low < high for bands {list(bands)}, "
+                          f"got low {low.tolist()}, high {high.tolist()}")
+    return low, high, rec
+
+
+# ---- image rescaling (pure functions on arrays) ----------------------------------------------
+def _to_uint8(y: np.ndarray) -> np.ndarray:
+    return (y.astype(np.float32) * np.float32(255)).astype(np.uint8)
+
+
+def _zoom_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) bilinear interpolation matrix, pixel centres aligned (no corner alignment)."""
+    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    i0 = np.floor(src).astype(int)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    m = np.zeros((n_out, n_in), np.float32)
+    np.add.at(m, (np.arange(n_out), i0), 1 - (src - i0))
+    np.add.at(m, (np.arange(n_out), i1), src - i0)
+    return m
+
+
+def central_crop(x: np.ndarray, crop_fraction: float) -> np.ndarray:
+    """The central ``crop_fraction`` of each side of (N, C, H, W) images."""
+    if not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+    h, w = x.shape[-2:]
+    ch, cw = max(1, round(h * crop_fraction)), max(1, round(w * crop_fraction))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return x[..., top:top + ch, left:left + cw]
+
+
+def zoom_to(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear zoom of (N, C, h, w) images to (N, C, *shape), as two small matrix products."""
+    h, w = x.shape[-2:]
+    if (h, w) == tuple(shape):
+        return x
+    return _zoom_matrix(h, shape[0]) @ x @ _zoom_matrix(w, shape[1]).T
+
+
+def rescale_images(x: np.ndarray, *, mode: str = "paper", low=None, high=None, crop_fraction: float = 0.5
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Turn (N, 3, H, W) fluxes (R, G, B order) into uint8 RGB; see the module docstring.
+
+    Returns (rgb uint8 (N, 3, H, W), reason (N,) object array: '' for kept images, else the
+    drop reason, n_filled: non-finite pixels filled in the kept images' used area). Dropped
+    rows of ``rgb`` are 0. ``low``/``high`` (3,): paper mode's clip values per channel.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images of shape (N, 3, H, W), got {x.shape}")
+    reason = _degenerate(x)
+    if mode == "paper":
+        low = np.asarray(low, np.float32).reshape(1, 3, 1, 1)
+        high = np.asarray(high, np.float32).reshape(1, 3, 1, 1)
+        bad = ~np.isfinite(x)
+        y = np.clip((np.where(bad, low, x) - low) / (high - low), 0, 1)
+        flat = y.reshape(len(y), 3, -1)
+        constant = (flat.max(axis=2) == flat.min(axis=2)).any(axis=1)
+    elif mode == "arcsinh":
+        crop = central_crop(x, crop_fraction)
+        bad = ~np.isfinite(crop)
+        no_finite = bad.all(axis=(1, 2, 3))
+        crop = crop.copy()
+        for i in np.flatnonzero(bad.any(axis=(1, 2, 3)) & ~no_finite):
+            crop[i][bad[i]] = np.percentile(crop[i][~bad[i]], 1)
+        crop[no_finite] = 0
+        z = zoom_to(crop, x.shape[-2:])
+        p1, p99 = np.percentile(z.reshape(len(z), -1), [1, 99], axis=1).reshape(2, -1, 1, 1, 1)
+        span = p99 - p1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = np.arcsinh((z - p1) / span)
+            smin = s.min(axis=(1, 2, 3), keepdims=True)
+            y = (s - smin) / (s.max(axis=(1, 2, 3), keepdims=True) - smin)
+        constant = no_finite | ~(span.ravel() > 0) | ~np.isfinite(y).all(axis=(1, 2, 3))
+    else:
+        raise ValueError(f"unknown preprocessing mode {mode!r}; expected 'paper' or 'arcsinh'")
+    reason[(reason == "") & constant] = "no_signal"
+    keep = reason == ""
+    n_filled = int(bad[keep].sum())
+    y = np.where(keep.reshape(-1, 1, 1, 1), y, 0)
+    return _to_uint8(y), reason, n_filled
+
+
+def preprocess_images(crossmatch_path, survey: str, out_path, *, bands: Sequence[str], percentiles_json=None,
+                      mode: str = "paper", crop_fraction: float = 0.5, chunk_size: int = 256) -> dict:
+    """Write RGB uint8 images (N_kept, 3, H, W) of ``survey`` to ``out_path``; return provenance.
+
+    ``bands``: the band names mapped to R, G, B. ``percentiles_json``: the survey's
+    ``write_percentiles`` file (paper mode only). ``crop_fraction``: arcsinh mode only, the
+    central fraction of the cutout's side kept before zooming back to full size (1 = no crop).
+    Reads and writes ``chunk_size`` images at a time.
+    """
+    low = high = None
+    prov = {"source": str(crossmatch_path), "survey": survey, "mode": mode, "bands_rgb": list(bands)}
+    if mode == "paper":
+        if percentiles_json is None:
+            raise ValueError("mode 'paper' needs percentiles_json (from write_percentiles)")
+        low, high, rec = read_percentiles(percentiles_json, survey, bands)
+        prov["percentiles"] = {"file": str(percentiles_json), "percentiles": rec["percentiles"],
+                               "low": low.tolist(), "high": high.tolist(), "n_used": rec.get("n_used")}
+    elif mode == "arcsinh":
+        prov["crop_fraction"] = crop_fraction
+    else:
+        raise ValueError(f"unknown preprocessing mode {mode!r}; expected 'paper' or 'arcsinh'")
+    dropped = {r: 0 for r in REASONS}
+    examples: dict[str, list[str]] = {r: [] for r in REASONS}
+    n_filled = 0
+    with open_h5(crossmatch_path) as f:
+        group = _survey_group(f, crossmatch_path, survey, IMAGE)
+        idx = _band_indices(group, crossmatch_path, survey, bands)
+        flux = group["flux"]
+        ids = as_str_ids(f["object_id"][:])
+        n, _, h, w = flux.shape
+        kept = np.zeros(n, bool)
+        with preprocessed_writer(out_path, {"data": ((3, h, w), np.uint8)}) as writer:
+            for a, b in _chunks(n, chunk_size):
+                rgb, reason, filled = rescale_images(flux[a:b][:, idx], mode=mode, low=low, high=high,
+                                                     crop_fraction=crop_fraction)
+                n_filled += filled
+                _count_drops(reason, ids[a:b], dropped, examples)
+                kept[a:b] = reason == ""
+                writer.append(ids[a:b][kept[a:b]], data=rgb[kept[a:b]])
+            prov.update(n_input=n, n_written=int(kept.sum()), dropped=dropped, dropped_examples=examples,
+                        nonfinite_pixels_filled=n_filled)
+            writer.provenance = prov
+    log.info("%s/%s -> %s: wrote %d of %d images (mode %s, bands %s); dropped %s; filled %d non-finite pixels",
+             crossmatch_path, survey, out_path, prov["n_written"], n, mode, list(bands), dropped, n_filled)
+    return prov
+
+
+def _count_drops(reason: np.ndarray, ids: np.ndarray, dropped: dict, examples: dict) -> None:
+    for r in dropped:
+        hit = ids[reason == r]
+        dropped[r] += len(hit)
+        examples[r] += hit[:max(0, _EXAMPLES - len(examples[r]))].tolist()
+
+
+# ---- spectra -------------------------------------------------------------------------------------
+def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_grid: bool | None = None,
+                       chunk_size: int = 512) -> dict:
+    """Write spectra of ``survey`` on the DESI grid: data (N_kept, 7781) float32, ivar, mask.
+
+    Rows already on the DESI grid pass through (values unchanged but non-finite flux, set to 0);
+    other rows are resampled flux-conservingly
+    (``samesky.spectra``), one overlap matrix per distinct input grid. For DESI an off-grid row
+    is an error unless ``resample_off_grid`` is True; for other surveys resampling is the point
+    (default True). Non-finite flux is masked and counted; masked pixels have ivar 0; spectra
+    with no unmasked pixel left are dropped and counted.
+    """
+    if resample_off_grid is None:
+        resample_off_grid = survey != "desi"
+    counts = {"passed_through": 0, "resampled": 0, "nonfinite_flux_pixels": 0, "spectra_with_nonfinite_flux": 0,
+              "distinct_input_grids": 0}
+    dropped = {"no_valid_pixels": 0}
+    examples: dict[str, list[str]] = {"no_valid_pixels": []}
+    grids: set[bytes] = set()
+    n_out = len(DESI_WAVELENGTH)
+    with open_h5(crossmatch_path) as f:
+        group = _survey_group(f, crossmatch_path, survey, SPECTRUM)
+        for key in ("ivar", "mask", "wavelength"):
+            if key not in group:
+                raise SchemaError(f"{crossmatch_path}: missing dataset '{survey}/{key}'")
+        flux_ds, ivar_ds, mask_ds, wave_ds = (group[k] for k in ("flux", "ivar", "mask", "wavelength"))
+        ids = as_str_ids(f["object_id"][:])
+        n = flux_ds.shape[0]
+        shared_wave = wave_ds[:] if wave_ds.ndim == 1 else None
+        kept = np.zeros(n, bool)
+        rows = {"data": ((n_out,), np.float32), "ivar": ((n_out,), np.float32), "mask": ((n_out,), bool)}
+        with preprocessed_writer(out_path, rows) as writer:
+            for a, b in _chunks(n, chunk_size):
+                flux, ivar, mask = flux_ds[a:b], ivar_ds[a:b], mask_ds[a:b].astype(bool)
+                wave = np.broadcast_to(shared_wave, flux.shape) if shared_wave is not None else wave_ds[a:b]
+                nonfinite = ~np.isfinite(flux) & np.isfinite(wave)
+                counts["nonfinite_flux_pixels"] += int(nonfinite.sum())
+                counts["spectra_with_nonfinite_flux"] += int(nonfinite.any(axis=1).sum())
+                out = _spectra_on_desi_grid(flux, ivar, mask, wave, ids[a:b], crossmatch_path, survey,
+                                            resample_off_grid, grids, counts)
+                reason = np.where(out[2].all(axis=1), "no_valid_pixels", "")
+                _count_drops(reason, ids[a:b], dropped, examples)
+                kept[a:b] = reason == ""
+                k = kept[a:b]
+                writer.append(ids[a:b][k], data=out[0][k], ivar=out[1][k], mask=out[2][k])
+            counts["distinct_input_grids"] = len(grids)
+            prov = {"source": str(crossmatch_path), "survey": survey, "grid": "desi", "n_input": n,
+                    "n_written": int(kept.sum()), "dropped": dropped, "dropped_examples": examples, **counts,
+                    "method": "pass-through on the DESI grid; otherwise flux-conserving resampling "
+                              "(specutils FluxConservingResampler semantics, samesky.spectra)"}
+            writer.provenance = prov
+    log.info("%s/%s -> %s: wrote %d of %d spectra (%d passed through, %d resampled from %d grids); dropped %s; "
+             "%d non-finite flux pixels in %d spectra masked", crossmatch_path, survey, out_path, prov["n_written"],
+             n, counts["passed_through"], counts["resampled"], len(grids), dropped, counts["nonfinite_flux_pixels"],
+             counts["spectra_with_nonfinite_flux"])
+    return prov
+
+
+def _spectra_on_desi_grid(flux, ivar, mask, wave, ids, path, survey, resample_off_grid, grids, counts):
+    """(flux, ivar, mask) of a chunk on the DESI grid; rows grouped by their input grid."""
+    n = len(flux)
+    out_flux = np.zeros((n, len(DESI_WAVELENGTH)), np.float32)
+    out_ivar = np.zeros_like(out_flux)
+    out_mask = np.ones(out_flux.shape, bool)
+    groups: dict[tuple[bytes, bytes], list[int]] = {}
+    for i in range(n):
+        cols = np.isfinite(wave[i])
+        if cols.sum() < 2:
+            continue  # nothing to place on a grid: stays fully masked, dropped by the caller
+        groups.setdefault((np.asarray(wave[i][cols], np.float64).tobytes(), cols.tobytes()), []).append(i)
+    for key, rows in groups.items():
+        w = np.frombuffer(key[0], np.float64)
+        cols = np.frombuffer(key[1], bool)
+        f, iv, m = flux[rows][:, cols], ivar[rows][:, cols], mask[rows][:, cols]
+        if spectra.on_desi_grid(w):
+            f, iv, good = spectra.clean_pixels(f, iv, m)
+            out_flux[rows], out_ivar[rows], out_mask[rows] = f, iv, ~good
+            counts["passed_through"] += len(rows)
+            continue
+        if not resample_off_grid:
+            raise SchemaError(f"{path}: '{survey}/wavelength' of object_id {str(ids[rows[0]])!r} is not the DESI grid "
+                              f"({len(w)} pixels, {w[0]:.2f}-{w[-1]:.2f} A; expected {len(DESI_WAVELENGTH)} pixels "
+                              f"3600-9824 A at 0.8 A); pass resample_off_grid=True to resample such rows")
+        try:
+            matrix = spectra.overlap_matrix(w)
+        except ValueError as err:
+            raise SchemaError(f"{path}: '{survey}/wavelength' of object_id {str(ids[rows[0]])!r}: {err}") from None
+        out_flux[rows], out_ivar[rows], out_mask[rows] = spectra.resample(f, iv, w, m, matrix=matrix)
+        counts["resampled"] += len(rows)
+        grids.add(key[0])
+    out_mask |= out_ivar == 0  # ivar too small for float32 counts as none
+    return out_flux, out_ivar, out_mask

@@ -1,0 +1,189 @@
+"""Percentiles and image rescaling on constructed inputs with known answers."""
+import json
+import logging
+
+import h5py
+import numpy as np
+import pytest
+
+from samesky.preprocess import (PERCENTILES_SCHEMA, central_crop, compute_percentiles, preprocess_images,
+                                read_percentiles, rescale_images, write_percentiles, zoom_to)
+from samesky.schema import SchemaError, read_provenance, write_crossmatch
+
+
+def image_crossmatch(path, flux, survey="hsc"):
+    n = len(flux)
+    write_crossmatch(path, "t", [f"o{i}" for i in range(n)], np.zeros(n), np.zeros(n), {survey: {"flux": flux}})
+    return path
+
+
+def percentiles_file(path, low, high, survey="hsc"):
+    write_percentiles(path, {"schema": PERCENTILES_SCHEMA, "survey": survey, "percentiles": [5, 99],
+                             "low": low, "high": high, "n_used": 1})
+    return path
+
+
+def read_out(path):
+    with h5py.File(path, "r") as f:
+        return f["object_id"].asstr()[:], f["data"][:], read_provenance(f)
+
+
+# ---- percentiles ---------------------------------------------------------------------------------
+def test_percentiles_exact_on_known_values(tmp_path):
+    """z holds 0..399 over 4 images: p5 = 0.05 * 399 = 19.95, p99 = 0.99 * 399 = 395.01 (numpy 'linear')."""
+    values = np.arange(400, dtype=np.float32).reshape(4, 10, 10)
+    flux = np.ones((6, 5, 10, 10), np.float32)
+    flux[:4, 3] = values                # z
+    flux[:4, 1] = -values               # r
+    flux[:4, 0] = 1000 + 0.5 * values   # g
+    flux[4, 0] = 0.0                    # degenerate: g all zero
+    flux[5, 1] = np.nan                 # degenerate: r all NaN
+    xm = image_crossmatch(tmp_path / "xm.h5", flux)
+    res = compute_percentiles(xm, "hsc", bands=["z", "r", "g"], percentiles=(5, 99))
+    assert res["low"]["z"] == pytest.approx(19.95, abs=1e-9) and res["high"]["z"] == pytest.approx(395.01, abs=1e-9)
+    assert res["low"]["r"] == pytest.approx(-379.05, abs=1e-9) and res["high"]["r"] == pytest.approx(-3.99, abs=1e-9)
+    assert res["low"]["g"] == pytest.approx(1009.975, abs=1e-9) and res["high"]["g"] == pytest.approx(1197.505, abs=1e-9)
+    assert res["n_used"] == 4 and res["skipped"] == {"all_nan": 1, "all_zero": 1}
+    assert res["n_total"] == 6 and res["n_sampled"] == 6
+
+
+@pytest.mark.parametrize("q", [(0, 100), (1, 99), (5, 99), (25, 75.5)])
+def test_percentiles_equal_numpy_on_heavy_tailed_data_with_nans(tmp_path, q):
+    rng = np.random.default_rng(1)
+    flux = (rng.standard_cauchy((40, 5, 12, 12)) * 1e3).astype(np.float32)
+    flux[:, :, :3, :3] = np.round(flux[:, :, :3, :3] / 1e3)  # many duplicates, -0.0 and +0.0
+    flux[rng.random(flux.shape) < 0.05] = np.nan
+    flux[0, 3, 0, 0], flux[1, 3, 0, 0] = np.inf, -np.inf     # non-finite pixels are ignored
+    xm = image_crossmatch(tmp_path / "xm.h5", flux)
+    res = compute_percentiles(xm, "hsc", bands=["z", "r", "g"], percentiles=q, max_images=25, seed=3, chunk_size=7)
+    rows = np.sort(np.random.default_rng(3).choice(40, size=25, replace=False))
+    for band, idx in (("z", 3), ("r", 1), ("g", 0)):
+        pooled = flux[rows, idx].astype(np.float64)
+        pooled = pooled[np.isfinite(pooled)]
+        assert res["low"][band] == pytest.approx(np.percentile(pooled, q[0]), rel=1e-12, abs=1e-12)
+        assert res["high"][band] == pytest.approx(np.percentile(pooled, q[1]), rel=1e-12, abs=1e-12)
+    assert res["n_sampled"] == 25 and res["n_used"] == 25
+
+
+def test_percentile_subsample_is_deterministic_by_seed(tmp_path):
+    flux = np.random.default_rng(0).normal(size=(30, 5, 8, 8)).astype(np.float32)
+    xm = image_crossmatch(tmp_path / "xm.h5", flux)
+    a = compute_percentiles(xm, "hsc", bands=["z", "r", "g"], max_images=10, seed=0)
+    b = compute_percentiles(xm, "hsc", bands=["z", "r", "g"], max_images=10, seed=0)
+    c = compute_percentiles(xm, "hsc", bands=["z", "r", "g"], max_images=10, seed=1)
+    assert a == b and a["low"] != c["low"]
+
+
+def test_percentiles_json_round_trip_and_checks(tmp_path):
+    flux = np.random.default_rng(0).normal(size=(5, 7, 8, 8)).astype(np.float32)
+    xm = image_crossmatch(tmp_path / "xm.h5", flux, survey="jwst")
+    res = compute_percentiles(xm, "jwst", bands=["f444w", "f277w", "f090w"])
+    write_percentiles(tmp_path / "p" / "jwst.json", res)
+    stored = json.loads((tmp_path / "p" / "jwst.json").read_text())
+    assert stored == json.loads(json.dumps(res))
+    assert stored["source"] == str(xm) and stored["bands"] == ["f444w", "f277w", "f090w"] and stored["n_used"] == 5
+    low, high, _ = read_percentiles(tmp_path / "p" / "jwst.json", "jwst", ["f444w", "f277w", "f090w"])
+    np.testing.assert_allclose(low, [np.percentile(flux[:, i], 5) for i in (6, 4, 0)], rtol=1e-6)
+    with pytest.raises(SchemaError, match=r"jwst\.json: percentiles are for survey 'jwst', not 'hsc'"):
+        read_percentiles(tmp_path / "p" / "jwst.json", "hsc", ["z", "r", "g"])
+    with pytest.raises(SchemaError, match=r"jwst\.json: no percentiles for band\(s\) \['f200w'\]"):
+        read_percentiles(tmp_path / "p" / "jwst.json", "jwst", ["f444w", "f200w", "f090w"])
+    with pytest.raises(SchemaError, match=r"xm\.h5: 'jwst' has no band \['u'\]"):
+        compute_percentiles(xm, "jwst", bands=["f444w", "u", "f090w"])
+
+
+# ---- rescaling -------------------------------------------------------------------------------------
+def test_paper_rescale_exact_values_and_nan_fill():
+    x = np.array([[[[-1, 0], [0.5, 2]], [[0, 1], [2, 3]], [[1, 2], [3, np.nan]]]], np.float32)
+    rgb, reason, filled = rescale_images(x, mode="paper", low=[0, 0, 0], high=[1, 2, 4])
+    assert rgb.dtype == np.uint8 and list(reason) == [""] and filled == 1
+    np.testing.assert_array_equal(rgb[0, 0], [[0, 0], [127, 255]])      # clip to [0, 1], floor(255 y)
+    np.testing.assert_array_equal(rgb[0, 1], [[0, 127], [255, 255]])
+    np.testing.assert_array_equal(rgb[0, 2], [[63, 127], [191, 0]])     # NaN -> the low percentile -> 0
+
+
+def test_bands_selected_by_name_into_rgb(tmp_path):
+    ramp = np.arange(16, dtype=np.float32).reshape(4, 4) / 15  # 0..1
+    flux = np.stack([ramp * (b + 1) for b in range(5)])[None]  # band k spans [0, k + 1]
+    xm = image_crossmatch(tmp_path / "xm.h5", flux)
+    p = percentiles_file(tmp_path / "p.json", {b: 0.0 for b in "grizy"}, {"g": 1.0, "r": 2.0, "z": 4.0, "i": 2.0})
+    preprocess_images(xm, "hsc", tmp_path / "out.h5", bands=["z", "r", "g"], percentiles_json=p)
+    _, data, prov = read_out(tmp_path / "out.h5")
+    expect_z = ((ramp * 4 / 4).clip(0, 1).astype(np.float32) * np.float32(255)).astype(np.uint8)
+    np.testing.assert_array_equal(data[0, 0], expect_z)            # R <- z (index 3)
+    np.testing.assert_array_equal(data[0, 1], (ramp * np.float32(255)).astype(np.uint8))  # G <- r: 2 ramp / 2
+    np.testing.assert_array_equal(data[0, 2], (ramp * np.float32(255)).astype(np.uint8))  # B <- g
+    assert prov["bands_rgb"] == ["z", "r", "g"] and prov["percentiles"]["high"] == [4.0, 2.0, 1.0]
+    # the same with bands i, r, g: R now comes from i, whose range [0, 3] is clipped at 2
+    preprocess_images(xm, "hsc", tmp_path / "out2.h5", bands=["i", "r", "g"], percentiles_json=p)
+    _, data2, _ = read_out(tmp_path / "out2.h5")
+    expect_i = ((ramp * 3 / 2).clip(0, 1).astype(np.float32) * np.float32(255)).astype(np.uint8)
+    np.testing.assert_array_equal(data2[0, 0], expect_i)
+
+
+def test_degenerate_images_dropped_with_counts(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    flux = rng.uniform(0.1, 0.9, size=(7, 5, 6, 6)).astype(np.float32)
+    flux[1, 3] = np.nan            # z all NaN
+    flux[2, 0] = 0.0               # g all zero
+    flux[3, 1] = -5.0              # r entirely below its low percentile: constant after clipping
+    flux[4, 3, 2, 2] = np.nan      # one NaN pixel: filled, kept
+    flux[5, 0, :3] = np.nan        # g partly NaN, rest zero: all zero among finite pixels
+    flux[5, 0, 3:] = 0.0
+    flux[6, 2] = np.nan            # i all NaN: not a selected band, kept
+    xm = image_crossmatch(tmp_path / "xm.h5", flux)
+    p = percentiles_file(tmp_path / "p.json", {b: 0.0 for b in "grizy"}, {b: 1.0 for b in "grizy"})
+    with caplog.at_level(logging.INFO, logger="samesky"):
+        prov = preprocess_images(xm, "hsc", tmp_path / "out.h5", bands=["z", "r", "g"], percentiles_json=p, chunk_size=3)
+    ids, data, stored = read_out(tmp_path / "out.h5")
+    assert list(ids) == ["o0", "o4", "o6"] and data.shape == (3, 3, 6, 6)
+    assert prov == stored
+    assert prov["dropped"] == {"all_nan": 1, "all_zero": 2, "no_signal": 1}
+    assert prov["dropped_examples"] == {"all_nan": ["o1"], "all_zero": ["o2", "o5"], "no_signal": ["o3"]}
+    assert prov["n_input"] == 7 and prov["n_written"] == 3 and prov["nonfinite_pixels_filled"] == 1
+    assert data[1, 0, 2, 2] == 0  # the filled pixel is black
+    np.testing.assert_array_equal(data[0], (flux[0, [3, 1, 0]] * np.float32(255)).astype(np.uint8))
+    assert "wrote 3 of 7 images" in caplog.text and "'all_zero': 2" in caplog.text
+    assert not list(tmp_path.glob(".*spool"))  # temporary row files are gone
+
+
+def test_zoom_and_crop_exact():
+    ramp = np.arange(4, dtype=np.float32)[None, None, None, :].repeat(4, axis=2)
+    z = zoom_to(ramp, (4, 8))
+    np.testing.assert_allclose(z[0, 0, 0], [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3])  # pixel-centre aligned
+    x = np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8)
+    np.testing.assert_array_equal(central_crop(x, 0.5)[0, 0], x[0, 0, 2:6, 2:6])
+    assert central_crop(x, 1.0).shape == x.shape
+    with pytest.raises(ValueError, match="crop_fraction"):
+        central_crop(x, 0)
+
+
+def test_arcsinh_mode_formula_and_drops():
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(size=(3, 3, 8, 8)).astype(np.float32)
+    x[1] = 2.0
+    x[1, 0, 0, 0] = 50.0       # p1 == p99 over the image: no signal
+    x[2, 1, 4, 4] = np.nan     # inside the central crop: filled with the crop's p1
+    rgb, reason, filled = rescale_images(x, mode="arcsinh", crop_fraction=1.0)
+    assert list(reason) == ["", "no_signal", ""] and filled == 1
+    p1, p99 = np.percentile(x[0], [1, 99])
+    s = np.arcsinh((x[0] - p1) / (p99 - p1))
+    expect = (((s - s.min()) / (s.max() - s.min())).astype(np.float32) * np.float32(255)).astype(np.uint8)
+    assert np.abs(rgb[0].astype(int) - expect).max() <= 1 and rgb[0].max() == 255 and rgb[0].min() == 0
+    assert not rgb[1].any()
+    crop, _, _ = rescale_images(x, mode="arcsinh", crop_fraction=0.5)
+    assert crop.shape == (3, 3, 8, 8) and not np.array_equal(crop[0], rgb[0])
+    with pytest.raises(ValueError, match="unknown preprocessing mode 'log'"):
+        rescale_images(x, mode="log")
+
+
+def test_arcsinh_mode_end_to_end_needs_no_percentiles(tmp_path):
+    flux = np.random.default_rng(0).lognormal(size=(4, 7, 12, 12)).astype(np.float32)
+    xm = image_crossmatch(tmp_path / "xm.h5", flux, survey="jwst")
+    prov = preprocess_images(xm, "jwst", tmp_path / "out.h5", bands=["f444w", "f277w", "f090w"], mode="arcsinh",
+                             crop_fraction=0.75)
+    ids, data, stored = read_out(tmp_path / "out.h5")
+    assert data.shape == (4, 3, 12, 12) and data.dtype == np.uint8 and stored["crop_fraction"] == 0.75
+    assert prov["mode"] == "arcsinh" and "percentiles" not in prov
+    with pytest.raises(ValueError, match="needs percentiles_json"):
+        preprocess_images(xm, "jwst", tmp_path / "o.h5", bands=["f444w", "f277w", "f090w"])
