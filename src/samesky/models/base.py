@@ -1,0 +1,106 @@
+"""The Embedder interface shared by every adapter, and device/precision/input helpers.
+
+An adapter turns a batch into model inputs on the CPU (``prepare``: processors, tokenisers) and
+runs + pools them on the device (``forward``). Keeping the two apart lets the runner and the
+benchmark see where time goes; ``embed`` chains them under inference mode and autocast.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+from .registry import ModelSpec
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' is bf16 on GPUs that support it, else fp16 on GPU, and fp32 on CPU."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use 'auto' or one of {sorted(PRECISIONS)}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("precision 'fp16' is not supported on CPU; use 'fp32' or 'bf16'")
+    return precision
+
+
+def to_device(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device, non_blocking=True)
+    if isinstance(inputs, dict):
+        return {k: to_device(v, device) for k, v in inputs.items()}
+    return inputs
+
+
+def as_uint8_images(batch) -> np.ndarray:
+    """(B, 3, H, W) uint8 RGB; float input is taken as [0, 1] and rounded to 0..255."""
+    arr = batch.numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch)
+    if arr.ndim != 4 or arr.shape[1] != 3:
+        raise ValueError(f"expected RGB images of shape (B, 3, H, W), got {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype.kind != "f":
+        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {arr.dtype}")
+    return np.rint(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def as_float_spectra(batch) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(batch) if not isinstance(batch, torch.Tensor) else batch)
+    if x.ndim != 2:
+        raise ValueError(f"expected spectra of shape (B, L), got {tuple(x.shape)}")
+    return x.to(torch.float32)
+
+
+class Embedder:
+    """A loaded model that maps a batch of inputs to (B, dim) float32 embeddings on the CPU."""
+
+    def __init__(self, spec: ModelSpec, model: torch.nn.Module, *, source: str, revision: str | None,
+                 device: torch.device, precision: str, dim: int):
+        self.spec = spec
+        self.model = model.to(device).eval()
+        self.source = str(source)
+        self.revision = revision
+        self.device = device
+        self.precision = precision
+        self.dim = int(dim)
+
+    def prepare(self, batch) -> Any:
+        """CPU preprocessing: the batch as the model's inputs."""
+        raise NotImplementedError
+
+    def forward(self, inputs: Any) -> torch.Tensor:
+        """Model forward + pooling on the device: (B, dim)."""
+        raise NotImplementedError
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=PRECISIONS[self.precision])
+
+    def run(self, inputs: Any) -> torch.Tensor:
+        """Forward already-prepared inputs: (B, dim) float32 on the CPU."""
+        with torch.inference_mode(), self.autocast():
+            out = self.forward(to_device(inputs, self.device))
+        return out.float().cpu()
+
+    def embed(self, batch) -> torch.Tensor:
+        return self.run(self.prepare(batch))
+
+    def describe(self) -> dict:
+        """Provenance of this embedder."""
+        s = self.spec
+        return {"model": s.key, "hub_id": s.hub_id, "source": self.source, "revision": self.revision,
+                "pooling": s.pooling, "input_recipe": s.input_recipe, "dim": self.dim,
+                "device": str(self.device), "precision": self.precision}

@@ -1,0 +1,86 @@
+"""Hugging Face vision models (ViT, DINOv2 with registers, ConvNeXtV2, IJEPA) through AutoModel.
+
+Hub id and local directory go through the same ``from_pretrained`` call. Unlike a plain
+``from_pretrained``, missing or mis-shaped weights are an error (transformers would silently
+initialise them at random), and so are unexpected ones outside the heads the spec ignores.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .base import Embedder, as_uint8_images
+from .checkpoint import CheckpointError, hub_commit
+from .registry import ModelSpec
+
+POOLERS = {
+    "mean_patch_tokens": lambda h: h[:, 1:].mean(dim=1),  # ViT: CLS excluded
+    "cls": lambda h: h[:, 0],  # DINOv2
+    "spatial_mean": lambda h: h.mean(dim=(2, 3)),  # ConvNeXtV2: (B, C, H, W), before the final LayerNorm
+    "mean_tokens": lambda h: h.mean(dim=1),  # IJEPA: no CLS token
+}
+
+
+class HFEmbedder(Embedder):
+    def __init__(self, spec, model, processor, **kw):
+        super().__init__(spec, model, **kw)
+        self.processor = processor
+        self.pool = POOLERS[spec.arch["pooling"]]
+
+    def prepare(self, batch) -> torch.Tensor:
+        images = as_uint8_images(batch).transpose(0, 2, 3, 1)  # HWC, as the processors' PIL path expects
+        out = self.processor(list(images), return_tensors="pt", input_data_format="channels_last")
+        return out["pixel_values"]
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.model(pixel_values=pixel_values).last_hidden_state)
+
+
+def _check_loading(spec: ModelSpec, source: str, info: dict) -> None:
+    ignore = tuple(spec.arch.get("ignore_unexpected", ()))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith(ignore))
+    problems = []
+    if info.get("missing_keys"):
+        problems.append(f"missing keys {sorted(info['missing_keys'])}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if info.get("mismatched_keys"):
+        problems.append(f"shape mismatch {sorted(map(str, info['mismatched_keys']))}")
+    if problems:
+        raise CheckpointError(f"{source}: weights do not match {spec.key}: " + "; ".join(problems))
+
+
+def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) -> HFEmbedder:
+    from transformers import AutoImageProcessor, AutoModel
+
+    model, info = AutoModel.from_pretrained(source, output_loading_info=True)
+    want = spec.arch["config"]["model_type"]
+    if model.config.model_type != want:
+        raise CheckpointError(f"{source}: holds a {model.config.model_type!r} model, {spec.key} needs {want!r}")
+    _check_loading(spec, source, info)
+    processor = AutoImageProcessor.from_pretrained(source)
+    cfg = model.config
+    dim = cfg.hidden_sizes[-1] if hasattr(cfg, "hidden_sizes") else cfg.hidden_size
+    revision = None
+    if not Path(source).is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, "config.json")
+        revision = hub_commit(cached) if isinstance(cached, (str, os.PathLike)) else None
+    return HFEmbedder(spec, model.float(), processor, source=source, revision=revision, device=device,
+                      precision=precision, dim=dim)
+
+
+def save_random(spec: ModelSpec, out_dir: Path, arch: dict, seed: int) -> None:
+    """Random weights + the processor, written with save_pretrained (the hub layout, head included)."""
+    import transformers
+    from transformers import AutoConfig
+
+    cfg = dict(arch["config"])
+    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    torch.manual_seed(seed)
+    getattr(transformers, arch.get("auto_class", "AutoModel")).from_config(config).save_pretrained(out_dir)
+    proc = dict(arch["processor"])
+    getattr(transformers, proc.pop("image_processor_type"))(**proc).save_pretrained(out_dir)

@@ -1,0 +1,278 @@
+"""The model zoo: one entry per (family, size), the only place a model is described.
+
+A model key is ``f"{family}-{size}"``. Each :class:`ModelSpec` says where the weights live
+(``hub_id`` + ``filename`` for single-file checkpoints), how big the model is (``params``,
+the size axis of the study), which surveys it can embed (``supports``), which adapter loads
+it, what it is fed (``input_recipe``) and how token states become one vector (``pooling``). ``arch`` describes the real architecture (used
+to build random-weight instances for benchmarks; real checkpoints carry their own config) and
+``tiny`` overrides it for a random instance that runs in seconds on a CPU (tests, demo).
+
+Adding a model = one entry here (+ one adapter in ``samesky.models`` for a new family).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..surveys import IMAGE, SPECTRUM, get_survey
+
+M = 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    family: str
+    size: str
+    hub_id: str
+    params: int  # parameter count: the size axis (paper Table 3 where it has the model)
+    modality: str  # IMAGE or SPECTRUM
+    adapter: str  # "hf", "astropt", "specformer", "astroclip", "aion"
+    input_recipe: str  # what the adapter feeds the model, in words
+    pooling: str  # how per-token states become one vector, in words
+    dim: int  # embedding dimension of the real model
+    filename: str | None = None  # checkpoint file inside the source (single-file checkpoints)
+    arch: dict[str, Any] = field(default_factory=dict)  # real architecture (random-weight builds)
+    tiny: dict[str, Any] = field(default_factory=dict)  # overrides of arch + "dim" for a tiny build
+    params_source: str = "paper Table 3"
+    note: str = ""
+    unavailable: str | None = None  # set when the model cannot be run yet: says why and what unblocks it
+    surveys: tuple[str, ...] | None = None  # surveys it can embed; None: every survey of its modality
+
+    def supports(self, survey: str) -> bool:
+        return get_survey(survey).modality == self.modality and (self.surveys is None or survey in self.surveys)
+
+    def arch_for(self, tiny: bool) -> dict[str, Any]:
+        """The architecture dict, with the tiny overrides merged in (recursively) when asked."""
+        return _merge(self.arch, self.tiny) if tiny else copy.deepcopy(self.arch)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face vision models: the checkpoint's own AutoImageProcessor, then AutoModel.
+IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+HF_RECIPE = "uint8 RGB (B,3,H,W) -> the checkpoint's own AutoImageProcessor (resize/crop/normalise)"
+
+
+def _vit(size, hub, params, hidden, layers, heads, patch):
+    return ModelSpec(
+        key=f"vit-{size}", family="vit", size=size, hub_id=hub, params=int(params * M), modality=IMAGE,
+        adapter="hf", input_recipe=HF_RECIPE, pooling="mean of last_hidden_state patch tokens (CLS excluded)",
+        dim=hidden,
+        arch={
+            "pooling": "mean_patch_tokens",
+            "config": {"model_type": "vit", "hidden_size": hidden, "num_hidden_layers": layers,
+                       "num_attention_heads": heads, "intermediate_size": 4 * hidden,
+                       "image_size": 224, "patch_size": patch},
+            "processor": {"image_processor_type": "ViTImageProcessor", "size": {"height": 224, "width": 224},
+                          "resample": 2, "image_mean": [0.5] * 3, "image_std": [0.5] * 3},
+        },
+        tiny={"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                         "intermediate_size": 64, "image_size": 32, "patch_size": 8},
+              "processor": {"size": {"height": 32, "width": 32}}, "dim": 32},
+    )
+
+
+def _dinov2(size, params, hidden, layers, heads, swiglu=False):
+    return ModelSpec(
+        key=f"dinov2-{size}", family="dinov2", size=size, hub_id=f"facebook/dinov2-with-registers-{size}",
+        params=int(params * M), modality=IMAGE, adapter="hf", input_recipe=HF_RECIPE,
+        pooling="CLS token of last_hidden_state", dim=hidden,
+        arch={
+            "pooling": "cls",
+            "config": {"model_type": "dinov2_with_registers", "hidden_size": hidden, "num_hidden_layers": layers,
+                       "num_attention_heads": heads, "mlp_ratio": 4, "patch_size": 14, "image_size": 518,
+                       "num_register_tokens": 4, "layerscale_value": 1.0, "use_swiglu_ffn": swiglu},
+            "processor": {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256},
+                          "crop_size": {"height": 224, "width": 224}, "do_center_crop": True,
+                          "resample": 3, **IMAGENET},
+        },
+        tiny={"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 2,
+                         "patch_size": 8, "image_size": 32, "use_swiglu_ffn": False},
+              "processor": {"size": {"shortest_edge": 40}, "crop_size": {"height": 32, "width": 32}}, "dim": 32},
+    )
+
+
+def _convnextv2(size, params, depths, hidden_sizes):
+    return ModelSpec(
+        key=f"convnextv2-{size}", family="convnextv2", size=size, hub_id=f"facebook/convnextv2-{size}-22k-224",
+        params=int(params * M), modality=IMAGE, adapter="hf", input_recipe=HF_RECIPE,
+        pooling="spatial mean of last_hidden_state (before the final LayerNorm)", dim=hidden_sizes[-1],
+        arch={
+            "pooling": "spatial_mean",
+            "config": {"model_type": "convnextv2", "depths": depths, "hidden_sizes": hidden_sizes},
+            "processor": {"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224},
+                          "crop_pct": 0.875, "resample": 3, **IMAGENET},
+            # the hub checkpoints are ...ForImageClassification: the classifier is not part of the embedding
+            "auto_class": "AutoModelForImageClassification",
+            "ignore_unexpected": ["classifier."],
+        },
+        tiny={"config": {"depths": [1, 1, 1, 1], "hidden_sizes": [8, 16, 24, 32]},
+              "processor": {"size": {"shortest_edge": 64}}, "dim": 32},
+    )
+
+
+def _ijepa(size, hub, params, hidden, layers, heads, intermediate, patch):
+    return ModelSpec(
+        key=f"ijepa-{size}", family="ijepa", size=size, hub_id=hub, params=int(params * M), modality=IMAGE,
+        adapter="hf", input_recipe=HF_RECIPE, pooling="mean of all last_hidden_state tokens", dim=hidden,
+        arch={
+            "pooling": "mean_tokens",
+            "config": {"model_type": "ijepa", "hidden_size": hidden, "num_hidden_layers": layers,
+                       "num_attention_heads": heads, "intermediate_size": intermediate,
+                       "image_size": 224, "patch_size": patch},
+            "processor": {"image_processor_type": "ViTImageProcessor", "size": {"height": 224, "width": 224},
+                          "resample": 3, **IMAGENET},
+        },
+        tiny={"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                         "intermediate_size": 64, "image_size": 32, "patch_size": 8},
+              "processor": {"size": {"height": 32, "width": 32}}, "dim": 32},
+        note="Paper Table 3 swaps the patch sizes in the ids (ijepa_vith16_22k, ijepa_vitg14_22k); "
+             "the hub ids are ijepa_vith14_22k and ijepa_vitg16_22k.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# AstroPT v2: nanoGPT-style causal transformer over 16x16 patch tokens (re-implemented in torch).
+ASTROPT_RECIPE = ("float (B,C,H,W) (side resized to a multiple of 16 if needed) -> 16x16 patches as "
+                  "(p1 p2 c) tokens of 768 values, each z-scored (std + 1e-8), spiral order from the "
+                  "centre, positions 0..n-1")
+
+
+def _astropt(size, tag, params, n_layer, n_head, n_embd):
+    return ModelSpec(
+        key=f"astropt-{size}", family="astropt", size=size, hub_id="Smith42/astroPT_v2.0", params=int(params * M),
+        modality=IMAGE, adapter="astropt", input_recipe=ASTROPT_RECIPE,
+        pooling="mean over tokens of the hidden state after block n_layer//2 (0-based, no final norm)",
+        dim=n_embd, filename=f"astropt/{tag}/ckpt.pt",
+        arch={
+            "model_args": {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": 1024,
+                           "n_chan": 3, "dropout": 0.0, "bias": False, "attn_type": "causal", "tokeniser": "aim"},
+            "modalities": [{"name": "images", "input_size": 768, "pos_input_size": 1, "patch_size": 16,
+                            "embed_pos": True, "loss_weight": 1.0}],
+        },
+        tiny={"model_args": {"n_layer": 4, "n_head": 2, "n_embd": 32}, "dim": 32},
+        note="arch (n_layer/n_head/n_embd) is an estimate matching the parameter count, used only for "
+             "random-weight benchmarks; real runs read model_args from the checkpoint.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Specformer and AstroCLIP (re-implemented in torch, original key names).
+SPECFORMER_HP = {"input_dim": 22, "embed_dim": 768, "num_layers": 6, "num_heads": 6, "max_len": 800,
+                 "mask_num_chunks": 6, "mask_chunk_width": 50, "slice_section_length": 20,
+                 "slice_overlap": 10, "dropout": 0.1, "norm_first": False}
+SPECTRUM_RECIPE = ("DESI flux (B,7781): mean/std (unbiased, std clipped >= 0.2), z-score, windows of 20 "
+                   "with stride 10 (777 windows: the original's dropped last window reproduced, pixel 7780 "
+                   "unused), first token [(mean-2)/2, (std-2)/8, 0...], 22 values per token")
+ASTROCLIP_ARCH = {
+    "image": {"embed_dim": 1024, "depth": 24, "patch_size": 12, "img_size": 224, "block_chunks": 4,
+              "layerscale": 1e-5, "crop": 144},
+    "spectrum": SPECFORMER_HP,
+    "head": {"embed_dim": 1024, "n_head": 4},
+}
+ASTROCLIP_TINY = {"image": {"embed_dim": 128, "depth": 2, "block_chunks": 2},
+                  "spectrum": {"embed_dim": 128, "num_layers": 2, "num_heads": 1},
+                  "head": {"embed_dim": 32}, "dim": 32}
+
+AION_UNAVAILABLE = (
+    "AION-1 is registered but cannot run yet. polymathic-aion 0.0.2's pins are compatible with ours "
+    "(torch>=2.4, huggingface_hub>=0.24.7, numpy, scipy, tokenizers>=0.15.2; it adds einops and jaxtyping), "
+    "but AION tokenises RAW fluxes with its own codecs (LegacySurveyImage: 4 bands, HSCImage: 5 bands, "
+    "DESISpectrum: flux/ivar/mask/wavelength; no JWST codec), and our preprocessed files hold RGB images "
+    "and DESI-grid spectra. Unblock with: a raw-flux preprocessing output (bands + ivar/mask + pixel scale), "
+    "polymathic-aion (+einops, jaxtyping) in the environment, its codec and model weights in the HF cache, "
+    "and an adapter embedding with the mean of encoder outputs, num_encoder_tokens >= 576."
+)
+
+
+def _aion(size, params):
+    return ModelSpec(
+        key=f"aion-{size}", family="aion", size=size, hub_id=f"polymathic-ai/aion-{size}", params=int(params * M),
+        modality=IMAGE, adapter="aion", input_recipe="raw multi-band fluxes through AION codecs (not RGB)",
+        pooling="mean of encoder outputs", dim=0, params_source="AION-1 paper (Parker et al. 2025)",
+        note="beyond the paper", unavailable=AION_UNAVAILABLE, surveys=("hsc", "legacysurvey"),
+    )
+
+
+_SPECS = [
+    _vit("base", "google/vit-base-patch16-224-in21k", 86, 768, 12, 12, 16),
+    _vit("large", "google/vit-large-patch16-224-in21k", 304, 1024, 24, 16, 16),
+    _vit("huge", "google/vit-huge-patch14-224-in21k", 632, 1280, 32, 16, 14),
+    _dinov2("small", 22, 384, 12, 6),
+    _dinov2("base", 86, 768, 12, 12),
+    _dinov2("large", 304, 1024, 24, 16),
+    _dinov2("giant", 1100, 1536, 40, 24, swiglu=True),
+    _convnextv2("nano", 15, [2, 2, 8, 2], [80, 160, 320, 640]),
+    _convnextv2("tiny", 28, [3, 3, 9, 3], [96, 192, 384, 768]),
+    _convnextv2("base", 89, [3, 3, 27, 3], [128, 256, 512, 1024]),
+    _convnextv2("large", 198, [3, 3, 27, 3], [192, 384, 768, 1536]),
+    _ijepa("huge", "facebook/ijepa_vith14_22k", 630, 1280, 32, 16, 5120, 14),
+    _ijepa("giant", "facebook/ijepa_vitg16_22k", 1000, 1408, 40, 16, 6144, 16),
+    _astropt("small", "015M", 15, 6, 6, 384),
+    _astropt("base", "095M", 95, 12, 12, 768),
+    _astropt("large", "850M", 850, 24, 16, 1664),
+    ModelSpec(
+        key="specformer-base", family="specformer", size="base", hub_id="polymathic-ai/specformer", params=43 * M,
+        modality=SPECTRUM, adapter="specformer", input_recipe=SPECTRUM_RECIPE,
+        pooling="mean over tokens of the final-LayerNorm output, statistics token excluded", dim=768,
+        filename="specformer.ckpt", arch={"hyper_parameters": SPECFORMER_HP},
+        tiny={"hyper_parameters": {"embed_dim": 32, "num_layers": 2, "num_heads": 2}, "dim": 32},
+    ),
+    ModelSpec(
+        key="astroclip-image", family="astroclip", size="image", hub_id="polymathic-ai/astroclip", params=316 * M,
+        modality=IMAGE, adapter="astroclip",
+        input_recipe="RGB in [0,1] (our percentile z,r,g mapping, NOT AstroCLIP's arcsinh g,r,z mapping of raw "
+                     "fluxes), centre crop to min(144, side) rounded down to a multiple of 12",
+        pooling="ViT-L/12 tokens (no CLS, no positional embedding) -> learned-query cross-attention + LayerNorm, "
+                "x + MLP(x): the shared 1024-d AstroCLIP space",
+        dim=1024, filename="astroclip.ckpt", arch=ASTROCLIP_ARCH, tiny=ASTROCLIP_TINY,
+        params_source="counted from the architecture", note="beyond the paper",
+    ),
+    ModelSpec(
+        key="astroclip-spectrum", family="astroclip", size="spectrum", hub_id="polymathic-ai/astroclip",
+        params=55 * M, modality=SPECTRUM, adapter="astroclip", input_recipe=SPECTRUM_RECIPE,
+        pooling="Specformer tokens (all, final LayerNorm) -> learned-query cross-attention + LayerNorm, "
+                "x + MLP(x): the shared 1024-d AstroCLIP space",
+        dim=1024, filename="astroclip.ckpt", arch=ASTROCLIP_ARCH, tiny=ASTROCLIP_TINY,
+        params_source="counted from the architecture", note="beyond the paper",
+    ),
+    _aion("base", 300),
+    _aion("large", 800),
+    _aion("xlarge", 3100),
+]
+
+MODELS: dict[str, ModelSpec] = {s.key: s for s in _SPECS}
+
+
+def get_model(key: str) -> ModelSpec:
+    try:
+        return MODELS[key]
+    except KeyError:
+        raise KeyError(f"unknown model {key!r}; known models: {sorted(MODELS)}") from None
+
+
+def family_sizes(family: str) -> list[str]:
+    """Sizes of one family, smallest first (the size axis of the intramodal comparisons)."""
+    specs = sorted((s for s in MODELS.values() if s.family == family), key=lambda s: s.params)
+    if not specs:
+        raise KeyError(f"unknown model family {family!r}; known families: {sorted({s.family for s in MODELS.values()})}")
+    return [s.size for s in specs]
+
+
+def resources_for(key: str, attempt: int = 1) -> dict[str, int]:
+    """Cluster resources of one embedding job: host memory and minutes grow with size and attempt."""
+    spec = get_model(key)
+    grow = 1.0 + 0.5 * (max(int(attempt), 1) - 1)
+    return {
+        "mem_mb": int((8000 + 16 * spec.params / M) * grow),
+        "runtime": int((30 + 0.1 * spec.params / M) * grow),
+        "gpu": 1,
+    }

@@ -1,0 +1,130 @@
+"""Embedding runner: sharded, resumable, fingerprinted, atomic, and loud about bad values."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from samesky import embed as embed_mod
+from samesky import schema
+from samesky.embed import embed_file
+from samesky.models import save_tiny
+
+N = 10
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return {key: save_tiny(key, tmp_path_factory.mktemp(key)) for key in ("astropt-small", "vit-base", "specformer-base")}
+
+
+@pytest.fixture
+def images(tmp_path):
+    path = tmp_path / "pre" / "hsc.h5"
+    data = np.random.default_rng(1).integers(0, 256, (N, 3, 32, 32), dtype=np.uint8)
+    schema.write_preprocessed(path, [f"obj{i}" for i in range(N)], data, {"percentiles": [5, 99]})
+    return path
+
+
+def _interrupted(pre, out, tiny, monkeypatch, shards, key="astropt-small"):
+    """Run until ``shards`` shards are saved, then die as a killed job would."""
+    save, saved = embed_mod._save_shard, []
+
+    def dying_save(*args):
+        if len(saved) == shards:
+            raise KeyboardInterrupt("killed")
+        saved.append(args)
+        save(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(embed_mod, "_save_shard", dying_save)
+        with pytest.raises(KeyboardInterrupt):
+            _run(pre, out, tiny, key=key)
+    assert not out.exists() and len(list(out.with_name(out.name + ".shards").glob("shard-*.npz"))) == shards
+
+
+def _run(pre, out, tiny, key="astropt-small", **kw):
+    kw = {"batch_size": 3, "shard_size": 4, "device": "cpu", **kw}
+    return embed_file(pre, out, model_key=key, source=tiny[key], **kw)
+
+
+def test_embeds_every_row_with_provenance(images, tiny, tmp_path):
+    out = _run(images, tmp_path / "emb" / "astropt-small.h5", tiny)
+    ids, emb, prov = schema.read_embeddings(out)
+    assert ids.tolist() == [f"obj{i}" for i in range(N)] and emb.shape == (N, 32)
+    assert prov["model"] == "astropt-small" and prov["hub_id"] == "Smith42/astroPT_v2.0"
+    assert prov["source"] == str(tiny["astropt-small"]) and prov["dim"] == 32 and prov["precision"] == "fp32"
+    assert prov["input_provenance"] == {"percentiles": [5, 99]} and prov["device"] == "cpu"
+    assert {"torch", "transformers", "samesky"} <= set(prov["versions"]) and "pooling" in prov
+    assert not (tmp_path / "emb" / "astropt-small.h5.shards").exists()
+
+
+def test_resume_after_interruption_matches_one_go(images, tiny, tmp_path, monkeypatch):
+    whole = schema.read_embeddings(_run(images, tmp_path / "whole.h5", tiny))[1]
+    out = tmp_path / "resumed.h5"
+    _interrupted(images, out, tiny, monkeypatch, shards=2)
+    computed, embed_rows = [], embed_mod._embed_rows
+
+    def counting(embedder, data, batch_size):
+        computed.append(len(data))
+        return embed_rows(embedder, data, batch_size)
+
+    monkeypatch.setattr(embed_mod, "_embed_rows", counting)
+    _, resumed, _ = schema.read_embeddings(_run(images, out, tiny))
+    assert computed == [2]  # only the last shard (rows 8-9) was computed again
+    np.testing.assert_allclose(resumed, whole, rtol=1e-6, atol=1e-6)
+
+
+def test_stale_shards_of_another_model_are_discarded(images, tiny, tmp_path, monkeypatch, caplog):
+    out = tmp_path / "emb.h5"
+    _interrupted(images, out, tiny, monkeypatch, shards=1, key="astropt-small")
+    with caplog.at_level(logging.WARNING, logger="samesky.embed"):
+        _, emb, prov = schema.read_embeddings(_run(images, out, tiny, key="vit-base"))
+    assert "discarding stale shard" in caplog.text and prov["model"] == "vit-base"
+    fresh = schema.read_embeddings(_run(images, tmp_path / "fresh.h5", tiny, key="vit-base"))[1]
+    np.testing.assert_allclose(emb, fresh, rtol=1e-6, atol=1e-6)
+
+
+def test_changed_input_invalidates_shards(images, tiny, tmp_path, monkeypatch, caplog):
+    out = tmp_path / "emb.h5"
+    _interrupted(images, out, tiny, monkeypatch, shards=1)
+    ids, data = schema.read_preprocessed(images)
+    schema.write_preprocessed(images, ids, 255 - data, {"percentiles": [1, 99]})
+    with caplog.at_level(logging.WARNING, logger="samesky.embed"):
+        emb = schema.read_embeddings(_run(images, out, tiny))[1]
+    assert "discarding stale shard" in caplog.text
+    np.testing.assert_allclose(emb, schema.read_embeddings(_run(images, tmp_path / "new.h5", tiny))[1], atol=1e-6)
+
+
+def test_non_finite_embeddings_name_the_objects(tiny, tmp_path):
+    flux = np.random.default_rng(2).normal(size=(5, 7781)).astype(np.float32) + 3
+    flux[3, 100] = np.nan
+    pre = tmp_path / "desi.h5"
+    schema.write_preprocessed(pre, [f"s{i}" for i in range(5)], flux, {})
+    with pytest.raises(schema.SchemaError, match=r"\['s3'\]"):
+        _run(pre, tmp_path / "emb.h5", tiny, key="specformer-base")
+    assert not (tmp_path / "emb.h5").exists()
+
+
+def test_out_of_memory_halves_the_batch_and_retries(images, tiny, tmp_path, monkeypatch, caplog):
+    whole = schema.read_embeddings(_run(images, tmp_path / "whole.h5", tiny, batch_size=4))[1]
+    load = embed_mod.load_embedder
+
+    def fragile_loader(*args, **kwargs):
+        embedder = load(*args, **kwargs)
+        real = embedder.embed
+
+        def embed(batch):
+            if len(batch) > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return real(batch)
+
+        embedder.embed = embed
+        return embedder
+
+    monkeypatch.setattr(embed_mod, "load_embedder", fragile_loader)
+    with caplog.at_level(logging.WARNING, logger="samesky.embed"):
+        out = _run(images, tmp_path / "oom.h5", tiny, batch_size=4)
+    ids, emb, prov = schema.read_embeddings(out)
+    assert "batch size halved to 2" in caplog.text and prov["batch_size"] == 2
+    np.testing.assert_allclose(emb, whole, rtol=1e-6, atol=1e-6)

@@ -1,0 +1,260 @@
+"""Model zoo: every family saved tiny in its real on-disk format, loaded back, pooled as documented."""
+import os
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from samesky.models import MODELS, CheckpointError, family_sizes, get_model, load_embedder, resources_for, save_tiny
+from samesky.models.astropt import _as_astropt_module, spiral_order
+from samesky.models.checkpoint import Stub, load_checkpoint
+from samesky.models.specformer import spectrum_tokens
+
+RUNNABLE = ["vit-base", "dinov2-small", "convnextv2-nano", "ijepa-huge", "astropt-small", "specformer-base",
+            "astroclip-image", "astroclip-spectrum"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    return {key: save_tiny(key, tmp_path_factory.mktemp(key)) for key in RUNNABLE}
+
+
+def _inputs(key, side=160, n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    if get_model(key).modality == "image":
+        return rng.integers(0, 256, (n, 3, side, side), dtype=np.uint8)
+    return (rng.normal(size=(n, 7781)) + 3).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+def test_registry_covers_table3_and_extras():
+    table3 = {"vit": [86, 304, 632], "dinov2": [22, 86, 304, 1100], "convnextv2": [15, 28, 89, 198],
+              "ijepa": [630, 1000], "astropt": [15, 95, 850], "specformer": [43]}
+    for family, params in table3.items():
+        assert [get_model(f"{family}-{s}").params for s in family_sizes(family)] == [p * 10**6 for p in params]
+    assert family_sizes("astropt") == ["small", "base", "large"]
+    assert family_sizes("dinov2") == ["small", "base", "large", "giant"]
+    assert get_model("ijepa-huge").hub_id == "facebook/ijepa_vith14_22k"
+    assert get_model("ijepa-giant").hub_id == "facebook/ijepa_vitg16_22k"
+    assert get_model("astropt-large").filename == "astropt/850M/ckpt.pt"
+    assert get_model("astroclip-image").dim == get_model("astroclip-spectrum").dim == 1024
+    for key, spec in MODELS.items():
+        assert key == f"{spec.family}-{spec.size}" and spec.pooling and spec.input_recipe
+    assert get_model("vit-base").supports("jwst") and not get_model("vit-base").supports("desi")
+    assert get_model("specformer-base").supports("desi") and not get_model("aion-base").supports("jwst")
+
+
+def test_unknown_model_and_family_list_known_ones():
+    with pytest.raises(KeyError, match="vit-base"):
+        get_model("vit-tiny")
+    with pytest.raises(KeyError, match="astropt"):
+        family_sizes("nope")
+
+
+def test_resources_grow_with_size_and_attempt():
+    small, big = resources_for("dinov2-small", 1), resources_for("dinov2-giant", 1)
+    assert big["mem_mb"] > small["mem_mb"] and big["runtime"] > small["runtime"] and small["gpu"] == 1
+    retry = resources_for("dinov2-small", 2)
+    assert retry["mem_mb"] > small["mem_mb"] and retry["runtime"] > small["runtime"]
+
+
+def test_aion_is_registered_but_refuses_clearly(tmp_path):
+    assert family_sizes("aion") == ["base", "large", "xlarge"]
+    for call in (lambda: load_embedder("aion-base", tmp_path), lambda: save_tiny("aion-base", tmp_path)):
+        with pytest.raises(NotImplementedError, match="raw-flux"):
+            call()
+
+
+# ---------------------------------------------------------------------------------------------- every family
+@pytest.mark.parametrize("key", RUNNABLE)
+def test_tiny_roundtrip_dim_and_determinism(key, tiny_dirs, tmp_path):
+    emb = load_embedder(key, tiny_dirs[key], device="cpu")
+    sides = (160, 96) if get_model(key).modality == "image" else (None,)
+    for side in sides:
+        out = emb.embed(_inputs(key, side or 0))
+        assert out.shape == (3, get_model(key).tiny["dim"]) == (3, emb.dim)
+        assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    again = load_embedder(key, save_tiny(key, tmp_path), device="cpu").embed(_inputs(key))
+    assert torch.equal(again, emb.embed(_inputs(key)))  # seeded: same weights, same embedding
+    assert emb.describe()["model"] == key and emb.describe()["source"] == str(tiny_dirs[key])
+
+
+HF_POOLING = {
+    "vit-base": (lambda h: h[:, 1:].mean(1), lambda h: h.mean(1)),
+    "dinov2-small": (lambda h: h[:, 0], lambda h: h[:, 1:].mean(1)),
+    "convnextv2-nano": (lambda h: h.mean(dim=(2, 3)), lambda h: h.amax(dim=(2, 3))),
+    "ijepa-huge": (lambda h: h.mean(1), lambda h: h[:, 1:].mean(1)),
+}
+
+
+@pytest.mark.parametrize("key", sorted(HF_POOLING))
+def test_hf_pooling_matches_direct_model_call(key, tiny_dirs):
+    from transformers import AutoImageProcessor, AutoModel
+
+    emb = load_embedder(key, tiny_dirs[key], device="cpu")
+    x = _inputs(key)
+    processor = AutoImageProcessor.from_pretrained(tiny_dirs[key])
+    pixels = processor(list(x.transpose(0, 2, 3, 1)), return_tensors="pt")["pixel_values"]
+    assert pixels.shape[-2:] == ((64, 64) if key == "convnextv2-nano" else (32, 32))
+    with torch.no_grad():
+        hidden = AutoModel.from_pretrained(tiny_dirs[key]).eval()(pixel_values=pixels).last_hidden_state
+    right, wrong = HF_POOLING[key]
+    got = emb.embed(x)
+    torch.testing.assert_close(got, right(hidden), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got, wrong(hidden), atol=1e-4)
+
+
+def test_spiral_order_is_astropts():
+    # from astropt 2.0.9's GalaxyImageDataset.spiralise (centre first, spiralling out)
+    assert spiral_order(3).tolist() == [4, 3, 6, 7, 8, 5, 2, 1, 0]
+    assert spiral_order(4).tolist() == [9, 10, 6, 5, 4, 8, 12, 13, 14, 15, 11, 7, 3, 2, 1, 0]
+
+
+def test_astropt_tokens_and_middle_block_pooling(tiny_dirs):
+    emb = load_embedder("astropt-small", tiny_dirs["astropt-small"], device="cpu")
+    x = _inputs("astropt-small", 96)
+    inputs = emb.prepare(x)
+    img = x[1].astype(np.float64)  # naive patching of one image: (p1 p2 c) tokens, z-scored, spiral order
+    raster = [img[:, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16].transpose(1, 2, 0).ravel()
+              for r in range(6) for c in range(6)]
+    raster = [(t - t.mean()) / (t.std(ddof=1) + 1e-8) for t in raster]
+    expected = np.stack([raster[i] for i in spiral_order(6)])
+    np.testing.assert_allclose(inputs["tokens"][1].numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert inputs["positions"][1].tolist() == list(range(36))
+
+    model = emb.model
+    with torch.no_grad():
+        h = model.transformer.wte["images"](inputs["tokens"]) + model.transformer.wpe["images"](inputs["positions"])
+        states = []
+        for block in model.transformer.h:
+            h = block(h)
+            states.append(h)
+    n_layer = len(model.transformer.h)
+    got = emb.embed(x)
+    assert n_layer == 4
+    torch.testing.assert_close(got, states[n_layer // 2].mean(1), rtol=1e-5, atol=1e-5)  # after blocks 0, 1, 2
+    for wrong in (states[n_layer // 2 - 1], states[-1], model.transformer.ln_f(states[-1])):
+        assert not torch.allclose(got, wrong.mean(1), atol=1e-4)
+
+
+def test_astropt_resizes_to_a_multiple_of_16(tiny_dirs):
+    emb = load_embedder("astropt-small", tiny_dirs["astropt-small"], device="cpu")
+    assert emb.prepare(_inputs("astropt-small", 100))["tokens"].shape == (3, 36, 768)  # 100 -> 96
+
+
+def _original_specformer_tokens(x):
+    """The original Specformer preprocess, written out: per-window slices, last one always dropped."""
+    std, mean = x.std(1, keepdim=True).clip(0.2), x.mean(1, keepdim=True)
+    x = ((x - mean) / std)[..., None]
+    sections = [x[:, s:s + 20].transpose(1, 2) for s in np.arange(0, x.shape[1] - 10, 10)]
+    sections.pop(-1)
+    x = torch.nn.functional.pad(torch.cat(sections, 1), (2, 0, 1, 0))
+    x[:, 0, 0], x[:, 0, 1] = (mean.squeeze() - 2) / 2, (std.squeeze() - 2) / 8
+    return x
+
+
+def test_specformer_tokens_and_pooling(tiny_dirs):
+    emb = load_embedder("specformer-base", tiny_dirs["specformer-base"], device="cpu")
+    x = _inputs("specformer-base")
+    tokens = emb.prepare(x)
+    assert tokens.shape == (3, 778, 22)  # statistics token + 777 windows: pixel 7780 unused
+    torch.testing.assert_close(tokens, _original_specformer_tokens(torch.from_numpy(x)))
+    full_last = torch.from_numpy(x[:, :7790 - 10]).repeat(1, 2)[:, :7790]  # L = 7790: the dropped window is full
+    assert spectrum_tokens(full_last).shape[1] == 778
+    torch.testing.assert_close(spectrum_tokens(full_last), _original_specformer_tokens(full_last))
+    with torch.no_grad():
+        states = emb.model(tokens)
+    got = emb.embed(x)
+    torch.testing.assert_close(got, states[:, 1:].mean(1), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got, states.mean(1), atol=1e-5)
+
+
+def test_astroclip_towers(tiny_dirs):
+    ckpt = load_checkpoint(tiny_dirs["astroclip-image"] / "astroclip.ckpt")
+    assert "image_encoder.backbone.blocks.1.1.norm1.weight" in ckpt["state_dict"]  # DINOv2 chunked layout
+    image = load_embedder("astroclip-image", tiny_dirs["astroclip-image"], device="cpu")
+    assert image.prepare(_inputs("astroclip-image", 160)).shape[-2:] == (144, 144)
+    assert image.prepare(_inputs("astroclip-image", 96)).shape[-2:] == (96, 96)
+    x = _inputs("astroclip-image", 160)
+    crop = torch.from_numpy(x[..., 8:152, 8:152]).float() / 255
+    m = image.model
+    with torch.no_grad():
+        h = m.cross_attention(m.backbone(crop))
+        torch.testing.assert_close(image.embed(x), (h + m.mlp(h))[:, 0], rtol=1e-5, atol=1e-5)
+    spectrum = load_embedder("astroclip-spectrum", tiny_dirs["astroclip-image"], device="cpu")  # one file, two towers
+    s = _inputs("astroclip-spectrum")
+    with torch.no_grad():
+        h = spectrum.model.cross_attention(spectrum.model.backbone(spectrum.prepare(s)))
+        torch.testing.assert_close(spectrum.embed(s), (h + spectrum.model.mlp(h))[:, 0], rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- strict loading
+def _tamper_torch(path, edit):
+    with _as_astropt_module():
+        ckpt = torch.load(path, weights_only=False)
+        edit(ckpt["model"] if "model" in ckpt else ckpt["state_dict"])
+        torch.save(ckpt, path)
+
+
+@pytest.mark.parametrize("key,filename,drop,reported", [
+    ("astropt-small", "astropt/015M/ckpt.pt", "transformer.h.1.attn.c_attn.weight", None),
+    ("specformer-base", "specformer.ckpt", "blocks.0.mlp.encoder.bias", None),
+    ("astroclip-image", "astroclip.ckpt", "image_encoder.backbone.blocks.0.0.ls1.gamma",
+     "image_encoder.backbone.blocks.0.ls1.gamma"),  # DINOv2 chunks are reported unchunked
+    ("astroclip-spectrum", "astroclip.ckpt", "spectrum_encoder.cross_attention.query", None),
+])
+def test_checkpoint_with_missing_or_unexpected_key_fails_naming_it(key, filename, drop, reported, tmp_path):
+    missing = save_tiny(key, tmp_path / "missing")
+    _tamper_torch(missing / filename, lambda sd: sd.pop(drop))
+    with pytest.raises(CheckpointError, match=r"missing keys \['" + re.escape(reported or drop) + "'"):
+        load_embedder(key, missing, device="cpu")
+    extra = save_tiny(key, tmp_path / "extra")
+    stray = drop.rsplit(".", 1)[0] + ".stray"
+    _tamper_torch(extra / filename, lambda sd: sd.__setitem__(stray, torch.zeros(1)))
+    with pytest.raises(CheckpointError, match=r"unexpected keys \['" + re.escape((reported or drop).rsplit(".", 1)[0]) + r"\.stray'"):
+        load_embedder(key, extra, device="cpu")
+
+
+@pytest.mark.parametrize("key", sorted(HF_POOLING))
+def test_hf_weights_with_missing_or_unexpected_key_fail_naming_it(key, tmp_path):
+    for kind in ("missing", "unexpected"):
+        out = save_tiny(key, tmp_path / kind)
+        weights = load_file(out / "model.safetensors")
+        name = next(k for k in sorted(weights) if "patch_embeddings" in k and k.endswith("weight"))
+        if kind == "missing":
+            weights.pop(name)
+        else:
+            name = "encoder.stray.weight"
+            weights[name] = torch.zeros(2)
+        save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
+        reported = name.removeprefix("convnextv2.")  # its hub checkpoint is ...ForImageClassification
+        with pytest.raises(CheckpointError, match=rf"{kind} keys \['{re.escape(reported)}'\]"):
+            load_embedder(key, out, device="cpu")
+
+
+def test_restricted_unpickler_runs_no_foreign_code(tmp_path):
+    target = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return os.makedirs, (str(target),)
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": {"x": Evil()}}, path)
+    ckpt = load_checkpoint(path)
+    assert not target.exists() and isinstance(ckpt["hyper_parameters"]["x"], Stub)
+    torch.testing.assert_close(ckpt["state_dict"]["w"], torch.ones(2))
+    with pytest.raises(pickle.UnpicklingError):  # the real loader would have executed it
+        torch.load(path, weights_only=True)
+
+
+def test_hub_source_offline_fails_clearly(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import time from the environment
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE"):
+        load_embedder("specformer-base", device="cpu")
