@@ -117,10 +117,10 @@ def test_changing_jwst_bands_reruns_only_jwst(demo_run):
 @pytest.mark.slow
 def test_adding_a_model_adds_only_its_jobs(demo_run):
     workdir, config, _ = demo_run
-    counts = _rerun_counts(workdir, config, lambda c: c["models"]["image"]["dinov2"].append("large"))
+    counts = _rerun_counts(workdir, config, lambda c: c["models"]["image"]["vit"].append("huge"))
     image_surveys = sum(1 for xm in config["crossmatches"].values() for s in xm["surveys"] if s in ("hsc", "jwst", "legacysurvey"))
     # new: its tiny weights, one embedding + graph per image survey; comparisons: one intramodal
-    # (base vs large) per image survey, one crossmodal per crossmatch, one self pair
+    # (large vs huge) per image survey, one crossmodal per crossmatch, one self pair
     assert counts == {"build_tiny_model": 1, "embed": image_surveys, "knn_graph": image_surveys,
                       "compare": image_surveys + len(config["crossmatches"]) + 1,
                       "aggregate": 1, "figures": 1, "all": 1}

@@ -1,0 +1,344 @@
+"""Tests of the simulated crossmatched sky (samesky.simulate): schema, determinism, physics."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from scipy import ndimage, stats
+
+from samesky import schema, simulate
+from samesky.surveys import DESI_WAVELENGTH, get_survey
+
+COMBOS = [["jwst", "hsc"], ["legacysurvey", "hsc"], ["desi", "hsc"], ["sdss", "hsc"]]
+N = 16
+HALPHA = simulate.HALPHA_REST
+
+
+def _read(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(key, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[key] = obj[()]
+        f.visititems(visit)
+        out["attrs"] = {k: f.attrs[k] for k in f.attrs}
+    return out
+
+
+@pytest.fixture(scope="module")
+def combo_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sim")
+    files = {}
+    for surveys in COMBOS:
+        name = f"{surveys[0]}_hsc"
+        files[name] = d / f"{name}.h5"
+        simulate.simulate_crossmatch(files[name], name=name, surveys=surveys, n=N, seed=7)
+    return files
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """Noiseless, neighbour-free low-z objects seen by HSC, DESI and SDSS at once."""
+    path = tmp_path_factory.mktemp("clean") / "clean.h5"
+    simulate.simulate_crossmatch(path, name="clean", surveys=["hsc", "desi", "sdss"], n=40, seed=11,
+                                 noise=False, neighbours=False, redshift_range=(0.03, 0.33, 0.12, 0.5))
+    return _read(path)
+
+
+# ----------------------------------------------------------------------------- schema and shapes
+
+@pytest.mark.parametrize("surveys", COMBOS, ids=lambda s: "+".join(s))
+def test_schema_shapes_dtypes(combo_files, surveys):
+    name = f"{surveys[0]}_hsc"
+    path = combo_files[name]
+    summary = schema.validate_crossmatch(path)
+    assert summary == {"n": N, "surveys": surveys}
+    with h5py.File(path, "r") as f:
+        ids = schema.as_str_ids(f["object_id"][:])
+        assert ids.tolist() == [f"{name}-{i:06d}" for i in range(N)]
+        assert len(set(ids)) == N
+        ra, dec = f["ra"][:], f["dec"][:]
+        assert ra.dtype == np.float64 and np.ptp(dec) < 0.6 and np.all((ra >= 0) & (ra < 360))
+        meta = json.loads(f.attrs["simulation"])
+        assert meta["seed"] == 7 and meta["n"] == N and meta["surveys"] == surveys
+        for s in surveys:
+            sv = get_survey(s)
+            g = f[s]
+            own = schema.as_str_ids(g["object_id"][:])
+            assert len(set(own)) == N
+            flux = g["flux"]
+            assert flux.dtype == np.float32
+            if sv.modality == "image":
+                assert flux.shape == (N, len(sv.bands)) + sv.shape
+                assert list(g.attrs["bands"]) == list(sv.bands)
+                assert g.attrs["pixel_scale"] == pytest.approx(sv.pixel_scale)
+                assert g.attrs["flux_unit"] == "nanomaggy"
+                ivar = g["ivar"][:]
+                assert ivar.dtype == np.float32 and ivar.shape == flux.shape and np.all(ivar > 0)
+                assert np.all(np.isfinite(flux[:]))
+            else:
+                assert g.attrs["flux_unit"].startswith("1e-17")
+                assert g["mask"].dtype == bool and g["ivar"].dtype == np.float32
+                wave = g["wavelength"][:]
+                if s == "desi":
+                    assert flux.shape == (N, 7781)
+                    np.testing.assert_array_equal(wave, DESI_WAVELENGTH)
+                else:
+                    assert wave.ndim == 2 and wave.shape == flux.shape
+                    pad = np.isnan(wave)
+                    assert pad.any() and len(np.unique(np.nanmin(wave, axis=1))) > 1  # ragged starts
+                    assert np.all(g["mask"][:][pad]) and np.all(g["ivar"][:][pad] == 0)
+                    assert np.all(flux[:][pad] == 0)
+                    lo, hi = np.nanmin(wave), np.nanmax(wave)
+                    assert 3700 < lo < 3900 and 9000 < hi < 9400
+                    # log-lambda grid: constant 1e-4 dex steps
+                    steps = np.diff(np.log10(wave[0][~pad[0]]))
+                    np.testing.assert_allclose(steps, 1e-4, rtol=1e-6)
+                mask = g["mask"][:]
+                assert 0 < (mask & ~np.isnan(np.atleast_2d(wave) * np.ones(mask.shape))).sum() < 0.01 * mask.size
+                assert np.all(g["ivar"][:][mask] == 0)
+        truth = f["truth"]
+        for key in ("redshift", "log_mass", "quiescent", "log_sfr", "bulge_fraction", "sersic_n",
+                    "r_half_arcsec", "ellipticity", "position_angle_deg", "restframe_g_r", "a_v"):
+            assert truth[key].shape == (N,), key
+
+
+def test_image_noise_levels(combo_files):
+    """Pixel noise matches ivar; HSC is deeper than Legacy in nanomaggies per pixel."""
+    with h5py.File(combo_files["legacysurvey_hsc"], "r") as f:
+        sig = {}
+        for s in ("hsc", "legacysurvey"):
+            corner = f[s]["flux"][:, :, :20, :20]
+            ivar = f[s]["ivar"][:, :, 0, 0]
+            pulls = corner / (1 / np.sqrt(ivar))[:, :, None, None]
+            robust_std = 1.4826 * np.median(np.abs(pulls - np.median(pulls)))
+            assert robust_std == pytest.approx(1.0, abs=0.05)  # corners are (mostly) sky
+            sig[s] = np.median(1 / np.sqrt(ivar), axis=0)
+    assert np.all(sig["hsc"][:4] < sig["legacysurvey"] / 2)
+
+
+# ----------------------------------------------------------------------------- determinism
+
+def test_same_seed_identical_different_seed_differs(combo_files, tmp_path):
+    ref = _read(combo_files["sdss_hsc"])
+    again = tmp_path / "again.h5"
+    simulate.simulate_crossmatch(again, name="sdss_hsc", surveys=["sdss", "hsc"], n=N, seed=7)
+    same = _read(again)
+    assert same.keys() == ref.keys()
+    for key in ref:
+        if key != "attrs":
+            np.testing.assert_array_equal(same[key], ref[key], err_msg=key)
+    other = tmp_path / "other.h5"
+    simulate.simulate_crossmatch(other, name="sdss_hsc", surveys=["sdss", "hsc"], n=N, seed=8)
+    diff = _read(other)
+    assert not np.allclose(diff["truth/redshift"], ref["truth/redshift"])
+    assert not np.allclose(diff["hsc/flux"], ref["hsc/flux"])
+    assert not np.allclose(diff["sdss/flux"][:, :3000], ref["sdss/flux"][:, :3000])
+
+
+def test_name_mixed_into_seed():
+    lat_a = simulate.draw_latents(50, simulate._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    lat_b = simulate.draw_latents(50, simulate._rng(3, "legacysurvey_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    lat_c = simulate.draw_latents(50, simulate._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    assert not np.allclose(lat_a["redshift"], lat_b["redshift"])
+    np.testing.assert_array_equal(lat_a["redshift"], lat_c["redshift"])
+    # crc32-based: a fixed, documented value (Python's hash() would change between processes)
+    assert simulate._stable_key("jwst_hsc") == 0xFFFFFFFF & __import__("zlib").crc32(b"jwst_hsc")
+
+
+def test_rejects_bad_arguments(tmp_path):
+    with pytest.raises(KeyError, match="unknown survey"):
+        simulate.simulate_crossmatch(tmp_path / "x.h5", "x", ["hsc", "euclid"], n=2, seed=0)
+    with pytest.raises(ValueError):
+        simulate.simulate_crossmatch(tmp_path / "x.h5", "x", ["hsc"], n=0, seed=0)
+    with pytest.raises(ValueError):
+        simulate.simulate_crossmatch(tmp_path / "x.h5", "x", ["hsc"], n=2, seed=-1)
+    assert not (tmp_path / "x.h5").exists()
+
+
+# ----------------------------------------------------------------------------- physics: images
+
+def _gr(flux_g, flux_r):
+    return -2.5 * np.log10(flux_g / flux_r)
+
+
+def test_image_colours_follow_colour_model(clean):
+    flux = clean["hsc/flux"].astype(np.float64)
+    tot = flux.sum(axis=(2, 3))  # (N, 5) noiseless, no neighbours
+    truth_g, truth_r = clean["truth/phot_hsc_g"], clean["truth/phot_hsc_r"]
+    compact = clean["truth/r_half_arcsec"] < 2.5
+    assert compact.sum() >= 15
+    # Total flux captured by the 27" cutout matches the model photometry for compact objects.
+    ratio = tot[compact, 1] / truth_r[compact]
+    assert np.all((ratio > 0.85) & (ratio < 1.01)), ratio
+    # Measured colours match the SED colour model.
+    gr_img = _gr(tot[:, 0], tot[:, 1])
+    gr_true = _gr(truth_g, truth_r)
+    assert np.max(np.abs(gr_img - gr_true)[compact]) < 0.05
+    # Quiescent galaxies are redder than star-forming ones, in the image and in rest frame.
+    q = clean["truth/quiescent"].astype(bool)
+    assert 3 <= q.sum() <= len(q) - 3
+    assert gr_img[q].mean() > gr_img[~q].mean() + 0.3
+    assert clean["truth/restframe_g_r"][q].min() > clean["truth/restframe_g_r"][~q].mean()
+    # Colour rises with redshift at fixed type (k-correction) for quiescent galaxies.
+    assert stats.spearmanr(clean["truth/redshift"][q], gr_img[q])[0] > 0.5
+
+
+def _half_light_radius(img, scale):
+    h, w = img.shape
+    y, x = np.mgrid[:h, :w]
+    tot = img.sum()
+    cx, cy = (img * x).sum() / tot, (img * y).sum() / tot
+    r = np.hypot(x - cx, y - cy).ravel()
+    order = np.argsort(r)
+    cum = np.cumsum(img.ravel()[order])
+    return r[order][np.searchsorted(cum, 0.5 * cum[-1])] * scale
+
+
+def test_half_light_radius_grows_with_truth(clean):
+    scale = get_survey("hsc").pixel_scale
+    i_band = get_survey("hsc").band_index("i")
+    measured = np.array([_half_light_radius(im[i_band], scale) for im in clean["hsc/flux"]])
+    true = clean["truth/r_half_arcsec"]
+    assert stats.spearmanr(measured, true)[0] > 0.9
+    # the PSF broadens: measured ~ sqrt(true^2 + (FWHM/2)^2), within the stamp's truncation
+    expected = np.hypot(true, 0.5 * clean["truth/obs_hsc_psf_fwhm"])
+    ok = true < 2.5
+    np.testing.assert_allclose(np.median(measured[ok] / expected[ok]), 1.0, atol=0.2)
+
+
+def test_same_galaxy_in_two_image_surveys(combo_files):
+    """Legacy and HSC see the same galaxy: total fluxes in overlapping bands agree."""
+    with h5py.File(combo_files["legacysurvey_hsc"], "r") as f:
+        hsc_r = f["truth/phot_hsc_r"][:]
+        ls_r = f["truth/phot_legacysurvey_r"][:]
+        img_h = f["hsc/flux"][:, 1].sum(axis=(1, 2))
+        img_l = f["legacysurvey/flux"][:, 1].sum(axis=(1, 2))
+    assert stats.spearmanr(img_h, img_l)[0] > 0.9
+    np.testing.assert_allclose(ls_r / hsc_r, 1.0, atol=0.25)  # similar r filters, same SED
+
+
+# ----------------------------------------------------------------------------- physics: spectra
+
+def _line_peak(wave, flux, centre, half=25.0):
+    sel = np.abs(wave - centre) < half
+    w, f = wave[sel], flux[sel]
+    cont = np.median(f)
+    k = np.argmax(f - cont)
+    # parabolic refinement on the sampled peak
+    if 0 < k < len(f) - 1:
+        y0, y1, y2 = f[k - 1], f[k], f[k + 1]
+        delta = 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2)
+        return w[k] + delta * (w[k + 1] - w[k]), f[k] - cont
+    return w[k], f[k] - cont
+
+
+def test_halpha_emission_at_redshifted_position(clean):
+    z = clean["truth/redshift"]
+    sf = clean["truth/quiescent"] == 0
+    wave = clean["desi/wavelength"]
+    found = 0
+    for i in np.flatnonzero(sf):
+        spec = np.where(clean["desi/mask"][i], np.nan, clean["desi/flux"][i])
+        spec = np.where(np.isnan(spec), np.nanmedian(spec), spec)
+        peak, amp = _line_peak(wave, spec, (1 + z[i]) * HALPHA)
+        assert abs(peak - (1 + z[i]) * HALPHA) < 0.8, (i, peak, (1 + z[i]) * HALPHA)
+        assert amp > 0
+        found += 1
+    assert found >= 10
+    # Vacuum wavelengths (as DESI and SDSS): 6564.61 A vacuum is the 6562.8 A air line.
+    assert abs(HALPHA / 1.00028 - 6562.8) < 0.1
+    # Quiescent galaxies have a much smaller H-alpha equivalent width than star-forming ones.
+    ew = np.empty(len(z))
+    for i in range(len(z)):
+        rest = wave / (1 + z[i])
+        side = ((rest > 6480) & (rest < 6530)) | ((rest > 6610) & (rest < 6650))
+        cont = np.median(clean["desi/flux"][i][side & ~clean["desi/mask"][i]])
+        ew[i] = clean["truth/halpha_flux"][i] * clean["truth/obs_desi_fiber_fraction"][i] / cont / (1 + z[i])
+    assert np.median(ew[sf]) > 10
+    assert np.median(ew[~sf]) < 0.1 * np.median(ew[sf])
+
+
+def test_desi_and_sdss_spectra_agree(clean):
+    """Same template at the same redshift: DESI and SDSS agree after fibre correction and smoothing."""
+    wd = clean["desi/wavelength"]
+    for i in range(len(clean["truth/redshift"])):
+        fd = clean["desi/flux"][i] / clean["truth/obs_desi_fiber_fraction"][i]
+        ws, fs = clean["sdss/wavelength"][i], clean["sdss/flux"][i] / clean["truth/obs_sdss_fiber_fraction"][i]
+        ok_s = ~clean["sdss/mask"][i]
+        ok_d = ~clean["desi/mask"][i]
+        fd = np.interp(wd, wd[ok_d], fd[ok_d])
+        fs_on_d = np.interp(wd, ws[ok_s], fs[ok_s])
+        overlap = (wd > np.nanmin(ws[ok_s]) + 50) & (wd < np.nanmax(ws[ok_s]) - 50)
+        # smooth both to ~8 A sigma (10 DESI pixels) so the resolution difference washes out
+        sd = ndimage.gaussian_filter1d(fd, 10)[overlap]
+        ss = ndimage.gaussian_filter1d(fs_on_d, 10)[overlap]
+        rel = np.abs(sd - ss) / np.abs(sd).mean()
+        assert np.median(rel) < 0.01 and np.percentile(rel, 99) < 0.06, (i, np.median(rel), np.percentile(rel, 99))
+
+
+def _blind_redshift(wave, flux, ivar, zgrid):
+    """Emission-line redshift by a matched filter summed over the strong lines (no truth used)."""
+    lines = np.array([3728.5, 4862.68, 5008.24, 6564.61, 6585.27])
+    good = ivar > 0
+    f = np.where(good, flux, 0.0)
+    cont = ndimage.median_filter(f, size=121, mode="nearest")
+    resid = (f - cont) * np.sqrt(ivar)
+    snr = ndimage.gaussian_filter1d(resid, 2.0) * np.sqrt(2 * np.sqrt(np.pi) * 2.0)
+    score = np.zeros_like(zgrid)
+    for lam in lines:
+        obs = lam * (1 + zgrid)
+        inside = (obs > wave[0] + 5) & (obs < wave[-1] - 5)
+        score += np.where(inside, np.interp(obs, wave, np.clip(snr, -5, 30)), 0.0)
+    return zgrid[np.argmax(score)]
+
+
+def test_redshift_recovered_from_emission_lines(tmp_path):
+    path = tmp_path / "desi.h5"
+    simulate.simulate_crossmatch(path, name="zfind", surveys=["desi"], n=40, seed=5)
+    d = _read(path)
+    z_true = d["truth/redshift"]
+    sf = d["truth/quiescent"] == 0
+    assert sf.sum() >= 15
+    zgrid = np.arange(0.005, 1.0, 5e-5)
+    dz = np.array([abs(_blind_redshift(DESI_WAVELENGTH, d["desi/flux"][i], d["desi/ivar"][i], zgrid) - z_true[i])
+                   for i in np.flatnonzero(sf)])
+    # A blind search can confuse lines for a rare object; the rest land within 1e-3 (mostly 1e-4).
+    assert np.mean(dz < 1e-3) >= 0.85, np.sort(dz)
+    assert np.median(dz) < 2e-4, np.sort(dz)
+
+
+# ----------------------------------------------------------------------------- model internals
+
+def test_composite_half_light_radius_exact():
+    # pure disk / pure bulge give their own radius; a mixture lies in between
+    r = simulate.composite_half_light_radius(np.array([0.0, 1.0, 0.5]), np.array([0.5, 0.5, 0.5]),
+                                             np.array([4.0, 4.0, 4.0]), np.array([2.0, 2.0, 2.0]))
+    np.testing.assert_allclose(r[:2], [2.0, 0.5], rtol=1e-6)
+    assert 0.5 < r[2] < 2.0
+    frac = 0.5 * simulate.enclosed_fraction_truncated(r[2], 0.5, 4.0) + 0.5 * simulate.enclosed_fraction(r[2], 2.0, 1.0)
+    assert frac == pytest.approx(0.5, abs=1e-6)
+    # the bulge is truncated as galsim renders it: 8 half-light radii, half-light radius preserved
+    galsim = pytest.importorskip("galsim")
+    bulge = galsim.Sersic(4.0, half_light_radius=1.0, trunc=simulate.BULGE_TRUNC)
+    im = bulge.drawImage(nx=401, ny=401, scale=0.05, method="real_space").array
+    y, x = np.mgrid[:401, :401]
+    rr = np.hypot(x - 200, y - 200) * 0.05
+    assert im[rr < 2].sum() / im.sum() == pytest.approx(simulate.enclosed_fraction_truncated(2.0, 1.0, 4.0), abs=2e-3)
+
+
+def test_angular_size_follows_cosmology():
+    # 1 arcsec is ~1.8 kpc at z=0.1 and ~8 kpc at z=1 (H0=70, Om0=0.3)
+    np.testing.assert_allclose(simulate.kpc_per_arcsec([0.1, 1.0]), [1.84, 8.01], rtol=0.02)
+
+
+def test_jwst_psf_sharpens_with_shorter_wavelength(combo_files):
+    with h5py.File(combo_files["jwst_hsc"], "r") as f:
+        img = f["jwst/flux"][:].astype(np.float64)
+        r_half = f["truth/r_half_arcsec"][:]
+    # For the most compact objects the F444W core is broader (lower peak fraction) than F150W's.
+    small = np.argsort(r_half)[:5]
+    peak_frac = img[small].max(axis=(2, 3)) / img[small].sum(axis=(2, 3))
+    assert np.all(peak_frac[:, 2] > peak_frac[:, 6])
