@@ -111,7 +111,8 @@ def test_desi_layout_from_save_to_disk_with_list_of_band_structs(tmp_path):
         np.testing.assert_allclose(f["hsc/flux"][1, :, 0, 0], 1 + 0.1 * np.arange(5), rtol=1e-6)
         assert list(f["object_id"].asstr()[:]) == rows["object_id"]
     prov = preprocess_spectra(tmp_path / "xm.h5", "desi", tmp_path / "pre.h5")
-    assert prov["passed_through"] == 3 and prov["n_written"] == 3
+    assert prov["passed_through"] == 3 and prov["n_written"] == 2  # row 0 is all zero flux: dropped
+    assert prov["dropped_examples"]["all_zero"] == [rows["object_id"][0]]
 
 
 def sdss_table(path, ids, lengths, with_images=True, id_name="object_id"):

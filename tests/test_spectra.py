@@ -142,7 +142,7 @@ def test_nonfinite_flux_masked_and_empty_spectra_dropped(tmp_path, caplog):
     ids, data, ivar, mask, stored = read_out(tmp_path / "out.h5")
     assert list(ids) == ["a", "c"]
     assert prov == stored
-    assert prov["dropped"] == {"no_valid_pixels": 1} and prov["dropped_examples"]["no_valid_pixels"] == ["b"]
+    assert prov["dropped"] == {"no_valid_pixels": 1, "all_zero": 0} and prov["dropped_examples"]["no_valid_pixels"] == ["b"]
     assert prov["nonfinite_flux_pixels"] == 303 and prov["spectra_with_nonfinite_flux"] == 2
     assert prov["distinct_input_grids"] == 1  # one overlap matrix served all three rows
     assert np.isfinite(data).all()
@@ -157,7 +157,7 @@ def test_nonfinite_flux_masked_and_empty_spectra_dropped(tmp_path, caplog):
     assert partial.any() and (hit & (data[0] == 0)).any()
     np.testing.assert_allclose(data[0][partial], 1.0, rtol=1e-6)
     np.testing.assert_array_equal(mask[0], mask[1] | hit)
-    assert "dropped {'no_valid_pixels': 1}" in caplog.text and "303 non-finite flux pixels" in caplog.text
+    assert "dropped {'no_valid_pixels': 1, 'all_zero': 0}" in caplog.text and "303 non-finite flux pixels" in caplog.text
 
 
 @pytest.mark.parametrize("path", DESI_FILES, ids=lambda p: p.name)
@@ -191,7 +191,7 @@ def test_real_desi_coadd_loads_into_schema_and_passes_through(tmp_path, path):
     prov = preprocess_spectra(tmp_path / "xm.h5", "desi", tmp_path / "out.h5")
     ids, data, ivar, mask, _ = read_out(tmp_path / "out.h5")
     assert prov["passed_through"] == 5 and prov["resampled"] == 0
-    assert prov["dropped"] == {"no_valid_pixels": 5 - len(live)} and list(ids) == list(arrays["object_id"][live])
+    assert prov["dropped"] == {"no_valid_pixels": 5 - len(live), "all_zero": 0} and list(ids) == list(arrays["object_id"][live])
     np.testing.assert_array_equal(data, arrays["flux"][live])
     np.testing.assert_array_equal(mask, arrays["mask"][live])
     np.testing.assert_array_equal(mask, ivar == 0)

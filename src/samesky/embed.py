@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import schema
-from .models import load_embedder
+from .models import get_model, load_embedder
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,11 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size ({batch_size}) and shard_size ({shard_size}) must be >= 1")
     out_path = Path(out_path)
+    spec = get_model(model_key)
+    modality = schema.validate_preprocessed(preprocessed_path)
+    if modality != spec.modality:
+        raise schema.SchemaError(f"{preprocessed_path} holds {modality} data, but model {model_key!r} embeds "
+                                 f"{spec.modality} data")
     embedder = load_embedder(model_key, source, device=device, precision=precision)
     ids = schema.read_object_ids(preprocessed_path)
     fp = fingerprint(model_key, embedder.source, embedder.precision, input_identity(preprocessed_path))

@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from . import spectra
-from .schema import SchemaError, as_str_ids, atomic_path, open_h5, preprocessed_writer
+from .schema import SchemaError, as_str_ids, atomic_path, open_h5, preprocessed_writer, validate_crossmatch
 from .surveys import DESI_WAVELENGTH, IMAGE, SPECTRUM, get_survey
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], p
     lo_q, hi_q = (float(q) for q in percentiles)
     if not 0 <= lo_q < hi_q <= 100:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {list(percentiles)}")
+    validate_crossmatch(crossmatch_path)
     with open_h5(crossmatch_path) as f:
         group = _survey_group(f, crossmatch_path, survey, IMAGE)
         idx = _band_indices(group, crossmatch_path, survey, bands)
@@ -325,6 +326,7 @@ def preprocess_images(crossmatch_path, survey: str, out_path, *, bands: Sequence
     dropped = {r: 0 for r in REASONS}
     examples: dict[str, list[str]] = {r: [] for r in REASONS}
     n_filled = 0
+    validate_crossmatch(crossmatch_path)
     with open_h5(crossmatch_path) as f:
         group = _survey_group(f, crossmatch_path, survey, IMAGE)
         idx = _band_indices(group, crossmatch_path, survey, bands)
@@ -340,12 +342,21 @@ def preprocess_images(crossmatch_path, survey: str, out_path, *, bands: Sequence
                 _count_drops(reason, ids[a:b], dropped, examples)
                 kept[a:b] = reason == ""
                 writer.append(ids[a:b][kept[a:b]], data=rgb[kept[a:b]])
+            _refuse_empty(crossmatch_path, survey, "images", n, dropped, examples)
             prov.update(n_input=n, n_written=int(kept.sum()), dropped=dropped, dropped_examples=examples,
                         nonfinite_pixels_filled=n_filled)
             writer.provenance = prov
     log.info("%s/%s -> %s: wrote %d of %d images (mode %s, bands %s); dropped %s; filled %d non-finite pixels",
              crossmatch_path, survey, out_path, prov["n_written"], n, mode, list(bands), dropped, n_filled)
     return prov
+
+
+def _refuse_empty(path, survey: str, what: str, n: int, dropped: dict, examples: dict) -> None:
+    """An output with no object left is an error (wrong grid, bands, units...), not a result."""
+    if n and sum(dropped.values()) == n:
+        shown = {r: e for r, e in examples.items() if e}
+        raise SchemaError(f"{path}: all {n} '{survey}' {what} were dropped ({dropped}, e.g. object_id "
+                          f"{shown}); nothing left to write")
 
 
 def _count_drops(reason: np.ndarray, ids: np.ndarray, dropped: dict, examples: dict) -> None:
@@ -365,16 +376,19 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
     (``samesky.spectra``), one overlap matrix per distinct input grid. For DESI an off-grid row
     is an error unless ``resample_off_grid`` is True; for other surveys resampling is the point
     (default True). Non-finite flux is masked and counted; masked pixels have ivar 0; spectra
-    with no unmasked pixel left are dropped and counted.
+    with no unmasked pixel left (``no_valid_pixels``) or whose unmasked flux is all 0
+    (``all_zero``: no signal, and identical embeddings) are dropped and counted. If every
+    spectrum is dropped, nothing is written and a SchemaError says why.
     """
     if resample_off_grid is None:
         resample_off_grid = survey != "desi"
     counts = {"passed_through": 0, "resampled": 0, "nonfinite_flux_pixels": 0, "spectra_with_nonfinite_flux": 0,
               "distinct_input_grids": 0}
-    dropped = {"no_valid_pixels": 0}
-    examples: dict[str, list[str]] = {"no_valid_pixels": []}
+    dropped = {"no_valid_pixels": 0, "all_zero": 0}
+    examples: dict[str, list[str]] = {"no_valid_pixels": [], "all_zero": []}
     grids: set[bytes] = set()
     n_out = len(DESI_WAVELENGTH)
+    validate_crossmatch(crossmatch_path)
     with open_h5(crossmatch_path) as f:
         group = _survey_group(f, crossmatch_path, survey, SPECTRUM)
         for key in ("ivar", "mask", "wavelength"):
@@ -395,12 +409,14 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
                 counts["spectra_with_nonfinite_flux"] += int(nonfinite.any(axis=1).sum())
                 out = _spectra_on_desi_grid(flux, ivar, mask, wave, ids[a:b], crossmatch_path, survey,
                                             resample_off_grid, grids, counts)
-                reason = np.where(out[2].all(axis=1), "no_valid_pixels", "")
+                signal = ((out[0] != 0) & ~out[2]).any(axis=1)
+                reason = np.where(out[2].all(axis=1), "no_valid_pixels", np.where(signal, "", "all_zero"))
                 _count_drops(reason, ids[a:b], dropped, examples)
                 kept[a:b] = reason == ""
                 k = kept[a:b]
                 writer.append(ids[a:b][k], data=out[0][k], ivar=out[1][k], mask=out[2][k])
             counts["distinct_input_grids"] = len(grids)
+            _refuse_empty(crossmatch_path, survey, "spectra", n, dropped, examples)
             prov = {"source": str(crossmatch_path), "survey": survey, "grid": "desi", "n_input": n,
                     "n_written": int(kept.sum()), "dropped": dropped, "dropped_examples": examples, **counts,
                     "method": "pass-through on the DESI grid; otherwise flux-conserving resampling "

@@ -56,15 +56,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     A killed or failing writer never leaves a half-written file under the final name, and a
     previous good file stays in place until the new one is complete.
+    An OSError (full disk, read-only or missing directory...) is re-raised, same type and errno,
+    with a message that names ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        try:
+            named = type(err)(f"{path} was not written: {err}")
+        except TypeError:  # an OSError subclass with another constructor
+            named = OSError(f"{path} was not written: {err}")
+        named.errno = err.errno  # (setting strerror would replace the message)
+        raise named from err
     finally:
-        if tmp.exists():
+        if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
 
 
@@ -108,9 +117,11 @@ def write_crossmatch(
             for key, value in arrays.items():
                 if key == "object_id":
                     g.create_dataset(key, data=as_str_ids(value).astype(object), dtype=STR)
+                elif np.ndim(value) > 1:
+                    # one object per chunk; lzf is fast and shrinks constant ivar planes and masks
+                    g.create_dataset(key, data=value, chunks=(1,) + np.shape(value)[1:], compression="lzf")
                 else:
-                    chunks = (1,) + np.shape(value)[1:] if key != "wavelength" or np.ndim(value) > 1 else None
-                    g.create_dataset(key, data=value, chunks=chunks)
+                    g.create_dataset(key, data=value)
             if survey.modality == IMAGE:
                 g.attrs["bands"] = list(survey.bands)
                 g.attrs["pixel_scale"] = survey.pixel_scale
@@ -147,9 +158,20 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
         raise SchemaError(f"{path}: not a readable HDF5 file (corrupt or truncated?): {err}") from None
 
 
+@contextmanager
+def read_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """``open_h5`` for a block that only reads this one file: HDF5 errors inside it (damaged
+    metadata of a file that still opens) become SchemaErrors naming the file."""
+    with open_h5(path) as f:
+        try:
+            yield f
+        except (OSError, RuntimeError, KeyError) as err:
+            raise SchemaError(f"{path}: unreadable HDF5 content (corrupt file?): {err}") from None
+
+
 def validate_crossmatch(path: str | os.PathLike) -> dict:
     """Check a crossmatch file against the schema; return a summary {n, surveys}."""
-    with open_h5(path) as f:
+    with read_h5(path) as f:
         if f.attrs.get("schema") != CROSSMATCH_SCHEMA:
             raise SchemaError(f"{path}: attribute 'schema' is {f.attrs.get('schema')!r}, expected {CROSSMATCH_SCHEMA!r}")
         ids = _require(f, "object_id", path, (None,), kinds="OSU")
@@ -187,7 +209,7 @@ def validate_crossmatch(path: str | os.PathLike) -> dict:
 
 
 def read_object_ids(path: str | os.PathLike, key: str = "object_id") -> np.ndarray:
-    with open_h5(path) as f:
+    with read_h5(path) as f:
         if key not in f:
             raise SchemaError(f"{path}: missing dataset {key!r}")
         return as_str_ids(f[key][:])
@@ -214,6 +236,7 @@ def write_embeddings(path, object_id, embedding: np.ndarray, provenance: Mapping
     ids = as_str_ids(object_id)
     if embedding.ndim != 2 or embedding.shape[0] != len(ids):
         raise SchemaError(f"{path}: embedding shape {embedding.shape} does not match {len(ids)} object ids")
+    check_unique_ids(ids, str(path))
     check_finite(embedding, ids, str(path))
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
@@ -223,7 +246,7 @@ def write_embeddings(path, object_id, embedding: np.ndarray, provenance: Mapping
 
 def read_embeddings(path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Return (object_id, embedding (N, D) float32, provenance) with schema checks."""
-    with open_h5(path) as f:
+    with read_h5(path) as f:
         ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
         emb = _require(f, "embedding", path, (len(ids), None))[:].astype(np.float32, copy=False)
         prov = read_provenance(f)
@@ -277,12 +300,36 @@ def write_preprocessed(path, object_id, data: np.ndarray, provenance: Mapping, *
         writer.provenance = dict(provenance)
 
 
+def validate_preprocessed(path) -> str:
+    """Check a preprocessed file (unique ids; images (N, 3, H, W) uint8 or spectra (N, L) float
+    with matching ivar/mask); return its modality (IMAGE or SPECTRUM)."""
+    with read_h5(path) as f:
+        ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
+        check_unique_ids(ids, str(path))
+        data = _require(f, "data", path, kinds="fu")
+        if data.ndim == 4 and data.shape[1] == 3 and data.dtype == np.uint8:
+            modality = IMAGE
+        elif data.ndim == 2 and data.dtype.kind == "f":
+            modality = SPECTRUM
+            for extra in ("ivar", "mask"):
+                if extra in f:
+                    _require(f, extra, path, data.shape, kinds="b" if extra == "mask" else "f")
+        else:
+            raise SchemaError(f"{path}: 'data' has shape {data.shape} and dtype {data.dtype}, expected images "
+                              f"({len(ids)}, 3, H, W) uint8 or spectra ({len(ids)}, L) float")
+        if data.shape[0] != len(ids):
+            raise SchemaError(f"{path}: 'data' has {data.shape[0]} rows for {len(ids)} object ids")
+    return modality
+
+
 def read_preprocessed(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return (object_id, data) rows [start, stop) of a preprocessed file."""
-    with open_h5(path) as f:
-        ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[start:stop])
-        data = _require(f, "data", path, kinds="fu")[start:stop]
-    return ids, data
+    with read_h5(path) as f:
+        id_ds = _require(f, "object_id", path, (None,), kinds="OSU")
+        data = _require(f, "data", path, kinds="fu")
+        if data.ndim < 1 or data.shape[0] != id_ds.shape[0]:
+            raise SchemaError(f"{path}: 'data' has shape {data.shape} for {id_ds.shape[0]} object ids")
+        return as_str_ids(id_ds[start:stop]), data[start:stop]
 
 
 def write_knn(path, object_id, indices: np.ndarray, similarity: np.ndarray, provenance: Mapping) -> None:
@@ -302,12 +349,18 @@ def write_knn(path, object_id, indices: np.ndarray, similarity: np.ndarray, prov
 
 def read_knn(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Return (object_id, indices (N, k) int64, similarity (N, k) float32, provenance)."""
-    with open_h5(path) as f:
+    with read_h5(path) as f:
         ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
         n = len(ids)
         idx = _require(f, "indices", path, (n, None), kinds="iu")[:].astype(np.int64)
         sim = _require(f, "similarity", path, idx.shape)[:].astype(np.float32)
         prov = read_provenance(f)
-    if n and (idx.min() < 0 or idx.max() >= n):
+    check_unique_ids(ids, str(path))
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise SchemaError(f"{path}: 'indices' out of range [0, {n})")
+    selfish = (idx == np.arange(n)[:, None]).any(axis=1)
+    if selfish.any():
+        raise SchemaError(f"{path}: 'indices' list an object as its own neighbour (self must be excluded), "
+                          f"e.g. object_id {ids[selfish][:5].tolist()}")
+    check_finite(sim, ids, f"{path}: 'similarity'")
     return ids, idx, sim, prov
