@@ -10,8 +10,14 @@ rule aggregate:
     input:
         [c.path for c in PLAN.comparisons],
     output:
-        scores="results/tables/scores.csv",
-        tables=directory("results/tables/paper"),
+        scores=report("results/tables/scores.csv", caption="../report/scores.rst", category="Tables"),
+        tables=report(
+            directory("results/tables/paper"),
+            patterns=["{name}.csv"],
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "{name}"},
+        ),
     params:
         models=PLAN.image_models + ([PLAN.spectrum_model] if PLAN.spectrum_model else []),
     log:
@@ -26,7 +32,13 @@ rule figures:
     input:
         rules.aggregate.output.scores,
     output:
-        directory("results/figures"),
+        report(
+            directory("results/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+            labels={"figure": "{name}"},
+        ),
     params:
         models=rules.aggregate.params.models,
     log:

@@ -6,6 +6,7 @@ HF_HUB_OFFLINE) or a local directory laid out like the hub repo; both take the s
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 from . import astroclip, astropt, hf, specformer
@@ -33,12 +34,16 @@ def load_embedder(key: str, source: str | os.PathLike | None = None, *, device: 
     return adapter.load(spec, str(source or spec.hub_id), device=dev, precision=resolve_precision(precision, dev))
 
 
-def save_tiny(key: str, out_dir: str | os.PathLike, *, seed: int = 0, full_size: bool = False) -> Path:
+def save_tiny(key: str, out_dir: str | os.PathLike, *, seed: int | None = None, full_size: bool = False) -> Path:
     """Write a seeded random-weight instance of ``key`` to ``out_dir`` in the real on-disk format.
 
     Tiny by default (runs in seconds on a CPU); ``full_size=True`` uses the real architecture
     (benchmarks). ``load_embedder(key, out_dir)`` then reads it like a downloaded checkpoint.
+    The default seed comes from the key, so two sizes of a family are different networks even
+    where their tiny architectures coincide.
     """
+    if seed is None:
+        seed = zlib.crc32(key.encode())
     spec, adapter = _adapter(key)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
