@@ -5,6 +5,6 @@ from samesky.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 params = {key: get_model(key).params for key in snakemake.params.models}
-df = gather(snakemake.input)
+df = gather(snakemake.input, params)
 df.to_csv(snakemake.output.scores, index=False)
 write_tables(df, snakemake.output.tables, params)

@@ -1,0 +1,236 @@
+"""Benchmarks of the metric engine (prints figures; not a unit test).
+
+Each case runs in its own subprocess so that its peak RSS (ru_maxrss) is its own:
+
+  mknn     MKNN of two random (N, d) embeddings: two exact kNN graphs + overlap (the engine)
+  graph    one exact kNN graph
+  naive    the same with the full N x N similarity matrix per side (O(N^2) memory)
+  matmul   bare chunked matmul of the same shape, both sides (the floor: no selection at all)
+  null     --null-draws relabelled MKNN null draws on cached graphs
+  cka      linear CKA (feature space, float64 accumulation)
+  data     only the random embeddings (the RSS the data itself costs)
+  stage    paper-shaped metric stage: 4 sizes x 2 surveys, intramodal + crossmodal + self
+           comparisons, each with its null, with cached graphs vs recomputing kNN per pair
+
+Usage:
+  python benchmarks/bench_metrics.py --n 20000 --repeat 3
+  python benchmarks/bench_metrics.py --n 102000 --cases mknn matmul cka data
+  python benchmarks/bench_metrics.py --cases stage --stage-n 20000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+CHUNK = 4096
+STAGE_DIMS = (384, 768, 1024, 1536)  # four model sizes
+
+
+def embeddings(n: int, dims, seed: int = 0):
+    """Random embeddings of the same n objects sharing a latent structure (non-trivial MKNN)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    latent = torch.randn(n, 32, generator=g)
+    out = []
+    for d in dims:
+        Z = latent @ torch.randn(32, d, generator=g)
+        for s in range(0, n, 8192):  # noise in chunks: the data's RSS is the data, not temporaries
+            Z[s : s + 8192] += torch.randn(len(Z[s : s + 8192]), d, generator=g)
+        out.append(Z)
+    return out
+
+
+def naive_graph(Z, k):
+    import torch
+
+    X = torch.nn.functional.normalize(Z, dim=1)
+    S = X @ X.T
+    S.fill_diagonal_(float("-inf"))
+    return torch.topk(S, k, dim=1).indices.numpy()
+
+
+def bare_matmul(Z):
+    """The floor: normalise, then every (CHUNK, N) block of X X^T into one reused buffer."""
+    import torch
+
+    X = torch.nn.functional.normalize(Z, dim=1)
+    out = torch.empty(CHUNK, len(X))
+    for s in range(0, len(X), CHUNK):
+        rows = X[s : s + CHUNK]
+        torch.mm(rows, X.T, out=out[: len(rows)])
+
+
+def run_case(case: str, n: int, d: int, k: int, draws: int) -> dict:
+    """Runs inside the worker subprocess; returns timings (data generation excluded)."""
+    import numpy as np
+
+    from samesky.metrics.knn import knn_graph
+    from samesky.metrics.mknn import MknnEstimator, mknn, mknn_from_graphs
+    from samesky.metrics.registry import METRICS
+    from samesky.metrics.stats import permutations
+
+    if case == "stage":
+        return run_stage(n, k, draws)
+    if case == "null":
+        rng = np.random.default_rng(0)
+        ga, gb = rng.integers(0, n, (n, k)), rng.integers(0, n, (n, k))  # cost does not depend on content
+        est = MknnEstimator(ga, gb, k)
+        t = time.perf_counter()
+        for pi in permutations(n, draws, seed=0):
+            est.null(pi)
+        return {"seconds": time.perf_counter() - t}
+    Za, Zb = embeddings(n, (d, d))
+    t = time.perf_counter()
+    out = {}
+    if case == "mknn":
+        out["score"] = mknn(Za, Zb, k)
+    elif case == "naive":
+        out["score"] = mknn_from_graphs(naive_graph(Za, k), naive_graph(Zb, k), k)
+    elif case == "matmul":
+        bare_matmul(Za)
+        bare_matmul(Zb)
+    elif case == "cka":
+        out["score"] = METRICS["cka_linear"](Za, Zb)
+    elif case == "graph":
+        knn_graph(Za, k)
+    elif case != "data":
+        raise SystemExit(f"unknown case {case!r}")
+    out["seconds"] = time.perf_counter() - t
+    return out
+
+
+def run_stage(n: int, k: int, draws: int) -> dict:
+    """4 sizes x 2 surveys: intramodal (consecutive sizes), crossmodal (x vs hsc per size) and
+    self (hsc vs hsc, the null column) comparisons, each scored with a ``draws``-draw null."""
+    from samesky.metrics.knn import knn_graph
+    from samesky.metrics.mknn import MknnEstimator
+    from samesky.metrics.stats import permutations
+
+    Z = {}
+    for s, survey in enumerate(("x", "hsc")):
+        for size, emb in zip(STAGE_DIMS, embeddings(n, STAGE_DIMS, seed=s)):
+            Z[survey, size] = emb
+    pairs = [((s, a), (s, b)) for s in ("x", "hsc") for a, b in zip(STAGE_DIMS, STAGE_DIMS[1:])]
+    pairs += [(("x", d), ("hsc", d)) for d in STAGE_DIMS]
+    pairs += [(("hsc", d), ("hsc", d)) for d in STAGE_DIMS]
+
+    def null(est):
+        return [est.null(pi) for pi in permutations(n, draws, seed=0)]
+
+    t0 = time.perf_counter()
+    graphs = {key: knn_graph(emb, k)[0] for key, emb in Z.items()}
+    t_graphs = time.perf_counter() - t0
+    for a, b in pairs:
+        est = MknnEstimator(graphs[a], graphs[b], k)
+        est.score()
+        null(est)
+    cached = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    recompute_graphs = 0.0
+    for a, b in pairs:
+        t = time.perf_counter()
+        ga = knn_graph(Z[a], k)[0]
+        gb = ga if a == b else knn_graph(Z[b], k)[0]
+        recompute_graphs += time.perf_counter() - t
+        est = MknnEstimator(ga, gb, k)
+        est.score()
+        null(est)
+    recompute = time.perf_counter() - t0
+
+    # Null by recomputing the shuffled side's graph each draw (what a naive pipeline does):
+    # timed on two draws of the largest self pair and extrapolated.
+    t = time.perf_counter()
+    for pi in permutations(n, 2, seed=0):
+        knn_graph(Z["hsc", STAGE_DIMS[-1]][pi], k)
+    per_draw = (time.perf_counter() - t) / 2
+    return {"comparisons": len(pairs), "graphs_cached": len(graphs), "cached_s": cached,
+            "cached_graph_s": t_graphs, "recompute_s": recompute, "recompute_graph_s": recompute_graphs,
+            "naive_null_draw_s": per_draw, "naive_total_estimate_s": recompute_graphs + len(pairs) * draws * per_draw}
+
+
+def worker(argv) -> None:
+    case, n, d, k, draws = argv[0], *map(int, argv[1:5])
+    import torch
+
+    out = run_case(case, n, d, k, draws)
+    out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["threads"] = torch.get_num_threads()
+    print(json.dumps(out))
+
+
+def spawn(case, n, d, k, draws) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", case, str(n), str(d), str(k), str(draws)],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        return worker(sys.argv[2:])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, nargs="+", default=[20_000, 102_000])
+    p.add_argument("--d", type=int, default=1536)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--cases", nargs="+", default=["data", "mknn", "naive", "matmul", "null", "cka"])
+    p.add_argument("--repeat", type=int, default=1, help="runs per case; the median is reported")
+    p.add_argument("--null-draws", type=int, default=1000)
+    p.add_argument("--naive-max-gb", type=float, default=8.0, help="skip naive when N^2 float32 exceeds this")
+    p.add_argument("--stage-n", type=int, default=20_000)
+    args = p.parse_args()
+
+    print(f"{'case':8} {'N':>7} {'d':>5} {'median s':>9} {'min s':>7} {'runs':>20} {'peak RSS MB':>12}  note", flush=True)
+    for n in args.n if set(args.cases) - {"stage"} else []:
+        medians = {}
+        for case in args.cases:
+            if case == "stage":
+                continue
+            if case == "naive" and 2 * n * n * 4 / 2**30 > args.naive_max_gb:
+                print(f"{case:8} {n:7d} {args.d:5d} {'-':>9} {'-':>7} {'':>20} {'-':>12}  N x N matrices do not fit "
+                      f"({2 * n * n * 4 / 2**30:.0f} GB > --naive-max-gb)", flush=True)
+                continue
+            runs = [spawn(case, n, args.d, args.k, args.null_draws) for _ in range(args.repeat)]
+            if "error" in runs[0]:
+                print(f"{case:8} {n:7d} {args.d:5d} failed: {runs[0]['error']}", flush=True)
+                continue
+            secs = [r["seconds"] for r in runs]
+            medians[case] = statistics.median(secs)
+            note = f"score={runs[0]['score']:.4f}" if "score" in runs[0] else ""
+            if case == "null":
+                note = f"{args.null_draws} draws, {1e3 * medians[case] / args.null_draws:.2f} ms/draw"
+            print(f"{case:8} {n:7d} {args.d:5d} {medians[case]:9.2f} {min(secs):7.2f} {','.join(f'{s:.1f}' for s in secs):>20} "
+                  f"{max(r['maxrss_mb'] for r in runs):12.0f}  {note} (threads={runs[0]['threads']})", flush=True)
+        if "mknn" in medians and "matmul" in medians:
+            print(f"  N={n}: mknn / bare matmul = {medians['mknn'] / medians['matmul']:.2f} "
+                  f"(throughput {medians['matmul'] / medians['mknn']:.0%} of the floor)", flush=True)
+        if "mknn" in medians and "naive" in medians:
+            print(f"  N={n}: naive / mknn = {medians['naive'] / medians['mknn']:.2f}", flush=True)
+        if "mknn" in medians and "null" in medians:
+            print(f"  N={n}: {args.null_draws} null draws / one kNN graph = "
+                  f"{medians['null'] / (medians['mknn'] / 2):.2f}", flush=True)
+    if "stage" in args.cases:
+        r = spawn("stage", args.stage_n, 0, args.k, args.null_draws)
+        if "error" in r:
+            print(f"stage failed: {r['error']}")
+            return
+        print(f"\nstage N={args.stage_n}, d={STAGE_DIMS} x 2 surveys, {r['comparisons']} comparisons, "
+              f"{args.null_draws}-draw null each (peak RSS {r['maxrss_mb']:.0f} MB)")
+        print(f"  cached graphs ({r['graphs_cached']} computed once): {r['cached_s']:8.1f} s "
+              f"(graphs {r['cached_graph_s']:.1f} s)")
+        print(f"  recompute kNN per pair, relabelled null: {r['recompute_s']:8.1f} s "
+              f"(graphs {r['recompute_graph_s']:.1f} s)  -> {r['recompute_s'] / r['cached_s']:.2f}x")
+        print(f"  recompute kNN per pair and per null draw (extrapolated from "
+              f"{r['naive_null_draw_s']:.1f} s/draw): {r['naive_total_estimate_s']:10.0f} s  "
+              f"-> {r['naive_total_estimate_s'] / r['cached_s']:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""One compared pair of embedding files -> one flat record per metric (the ``compare`` rule).
+
+Side B is re-aligned to side A's object order by id (its kNN graph relabelled accordingly), so
+files written in different orders compare correctly; any id mismatch is refused. All metrics
+share the same seeded null permutations and bootstrap resamples, draw for draw.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import schema
+from .mknn import permuted_graph
+from .pair import Pair
+from .registry import get_metric
+from .stats import bootstrap_weights, permutations, summarise
+
+log = logging.getLogger(__name__)
+
+COMPARISON_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b")
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _read_embeddings(path) -> tuple[np.ndarray, np.ndarray]:
+    ids, emb, _ = schema.read_embeddings(path)
+    schema.check_finite(emb, ids, str(path))
+    return ids, emb
+
+
+def _examples(ids: np.ndarray) -> list[str]:
+    return np.sort(ids)[:5].tolist()
+
+
+def align_order(ids_a: np.ndarray, ids_b: np.ndarray, path_a, path_b) -> np.ndarray | None:
+    """Row order of side B that puts its objects in side A's order (None if already aligned)."""
+    if len(ids_a) == len(ids_b) and np.array_equal(ids_a, ids_b):
+        return None
+    only_a, only_b = np.setdiff1d(ids_a, ids_b), np.setdiff1d(ids_b, ids_a)
+    if len(only_a) or len(only_b) or len(ids_a) != len(ids_b):
+        raise schema.SchemaError(
+            f"{path_a} and {path_b} do not hold the same objects: {len(only_a)} object_id only in "
+            f"{path_a} (e.g. {_examples(only_a)}), {len(only_b)} only in {path_b} (e.g. {_examples(only_b)})")
+    sorter = np.argsort(ids_b)
+    return sorter[np.searchsorted(ids_b, ids_a, sorter=sorter)]
+
+
+def _read_graph(knn_path, emb_path, emb_ids: np.ndarray, k: int):
+    """The graph of ``knn_path`` after checking it was computed from ``emb_path`` with k_max >= k."""
+    ids, indices, similarity, _ = schema.read_knn(knn_path)
+    if len(ids) != len(emb_ids) or not np.array_equal(ids, emb_ids):
+        differ = np.setxor1d(ids, emb_ids)
+        what = (f"{len(differ)} object_id differ, e.g. {_examples(differ)}" if len(differ)
+                else "same objects in a different order")
+        raise schema.SchemaError(f"{knn_path} does not belong to {emb_path} ({what}); recompute the kNN graph")
+    if indices.shape[1] < k:
+        raise schema.SchemaError(f"{knn_path}: graph has k_max={indices.shape[1]} < requested k={k}")
+    return indices, similarity
+
+
+def _reorder_graph(graph, order: np.ndarray):
+    """Graph of the embedding with rows taken in ``order`` (row r = old row order[r])."""
+    indices, similarity = graph
+    return permuted_graph(indices, order), similarity[order]
+
+
+def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list[str], k: int,
+                  null_draws: int, bootstrap_draws: int, ci: float, seed: int,
+                  feature_space_draws: int = 100, device=None) -> list[dict]:
+    """Score every metric of ``metrics`` on one pair of embedding files, with statistics.
+
+    ``knn_a``/``knn_b`` are the cached graphs of the embedding files (checked to belong to them;
+    None computes graphs on the fly where a metric needs one).
+
+    Nulls shuffle side B (``null_draws`` permutations) and bootstrap intervals resample objects
+    (``bootstrap_draws`` resamples, percentile interval at level ``ci``). Metrics whose every
+    draw costs O(N d^2) (CKA) make at most ``feature_space_draws`` of each; every record states
+    the draws it made. For a self pair (the same file on both sides) the null is the paper's
+    "shuffled reference vs reference" column.
+    """
+    missing = [f for f in COMPARISON_FIELDS if f not in comparison]
+    if missing:
+        raise KeyError(f"comparison is missing {missing}")
+    if not 0 < ci < 1 or min(null_draws, bootstrap_draws, feature_space_draws) < 0:
+        raise ValueError(f"need 0 < ci < 1 and non-negative draws, got ci={ci}, null_draws={null_draws}, "
+                         f"bootstrap_draws={bootstrap_draws}, feature_space_draws={feature_space_draws}")
+    specs = [get_metric(name) for name in metrics]
+    same = _same_file(emb_a, emb_b)
+    ids_a, Za = _read_embeddings(emb_a)
+    ids_b, Zb = (ids_a, Za) if same else _read_embeddings(emb_b)
+    order = align_order(ids_a, ids_b, emb_a, emb_b)
+    needs_k = k if any(spec.uses_knn for spec in specs) else 0
+    graph_a = None if knn_a is None else _read_graph(knn_a, emb_a, ids_a, needs_k)
+    graph_b = None if knn_b is None else (
+        graph_a if same and _same_file(knn_a, knn_b) else _read_graph(knn_b, emb_b, ids_b, needs_k))
+    if order is not None:
+        log.info("re-aligning %s to the object order of %s", emb_b, emb_a)
+        Zb = Zb[order]
+        graph_b = None if graph_b is None else _reorder_graph(graph_b, order)
+    pair = Pair(Za, Zb, graph_a, graph_b, device=device)
+    n = pair.n
+
+    estimators, params = {}, {}
+    for spec in specs:
+        params[spec.name] = {"k": k} if "k" in spec.defaults else {}
+        estimators[spec.name] = spec.estimator(pair, **params[spec.name])
+    scores = {name: est.score() for name, est in estimators.items()}
+    nulls = _draws(estimators, specs, "null", permutations(n, null_draws, seed),
+                   null_draws, feature_space_draws)
+    boots = _draws(estimators, specs, "bootstrap", bootstrap_weights(n, bootstrap_draws, seed),
+                   bootstrap_draws, feature_space_draws)
+    records = []
+    for spec in specs:
+        name = spec.name
+        rec = {f: comparison[f] for f in COMPARISON_FIELDS}
+        rec.update(n=int(n), metric=name, k=params[name].get("k"), score=float(scores[name]))
+        rec.update(summarise(scores[name], nulls[name], boots[name], ci))
+        records.append(rec)
+        log.info("%s %s vs %s: %s = %.6g (null %s, p %s)", comparison["kind"], Path(emb_a).name,
+                 Path(emb_b).name, name, rec["score"], rec["null_mean"], rec["p_value"])
+    return records
+
+
+def _draws(estimators: dict, specs, kind: str, draws, total: int, costly_cap: int) -> dict[str, list[float]]:
+    """Run every estimator on the same sequence of draws; costly metrics stop after ``costly_cap``."""
+    limit = {s.name: min(total, costly_cap) if s.costly_draws else total for s in specs}
+    out = {name: [] for name in estimators}
+    start = time.perf_counter()
+    for i, draw in enumerate(draws):
+        for name, est in estimators.items():
+            if i < limit[name]:
+                out[name].append(getattr(est, kind)(draw))
+        if i + 1 >= max(limit.values(), default=0):
+            break
+    if total:
+        log.info("%d %s draws in %.1f s", total, kind, time.perf_counter() - start)
+    return out

@@ -1,0 +1,51 @@
+"""Two aligned embeddings and everything metrics derive from them, each computed at most once.
+
+Row i of both sides is the same object. kNN graphs may come from cached files (at any
+k_max >= k); otherwise they are computed on first use. A self pair (``Zb is Za``) shares
+every derived quantity between its sides.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from .cknna import row_mean_similarity
+from .features import FeatureSpace
+from .knn import knn_graph
+
+Graph = tuple[np.ndarray, np.ndarray]  # (indices (N, k) int64, similarity (N, k) float32)
+
+
+class Pair:
+    def __init__(self, Za, Zb, graph_a: Graph | None = None, graph_b: Graph | None = None, *, device=None):
+        if len(Za) != len(Zb):
+            raise ValueError(f"sides have {len(Za)} and {len(Zb)} rows; row i must be the same object on both")
+        self.Za, self.Zb, self.device = Za, Zb, device
+        self.same = Zb is Za
+        self._graphs = [graph_a, graph_a if self.same else graph_b]
+
+    @property
+    def n(self) -> int:
+        return len(self.Za)
+
+    def graphs(self, k: int) -> tuple[Graph, Graph]:
+        """Both sides' kNN graphs with at least k columns (computed here if not given)."""
+        for side, Z in enumerate((self.Za, self.Zb)):
+            g = self._graphs[side]
+            if g is None or g[0].shape[1] < k:
+                if side == 1 and self.same:
+                    self._graphs[1] = self._graphs[0]
+                else:
+                    self._graphs[side] = knn_graph(Z, k, device=self.device)
+        return self._graphs[0], self._graphs[1]
+
+    @cached_property
+    def space(self) -> FeatureSpace:
+        return FeatureSpace(self.Za, self.Zb, device=self.device)
+
+    @cached_property
+    def row_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean cosine similarity of each object to all objects, per side (for CKNNA)."""
+        ma = row_mean_similarity(self.Za, device=self.device)
+        return ma, ma if self.same else row_mean_similarity(self.Zb, device=self.device)

@@ -1,0 +1,84 @@
+"""Every metric, in one place: name -> how to build it, which parameters it takes, and what it needs.
+
+A metric is called as ``METRICS[name](Za, Zb, **params) -> float``. For statistics,
+``METRICS[name].estimator(pair, **params)`` returns an estimator with ``score()``, ``null(pi)`` (side B's rows
+permuted by ``pi``) and ``bootstrap(weights)`` (objects resampled, as per-object counts), so
+the null and bootstrap loops in ``compare`` are the same for every metric.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+# Estimator modules (torch) are imported inside the builders: the workflow imports this module
+# at parse time only to validate metric names.
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    prepare: Callable[..., object]  # prepare(pair, **params) -> estimator
+    defaults: dict = field(default_factory=dict)  # the parameters it takes, with defaults
+    uses_knn: bool = False  # reads the cached kNN graphs
+    costly_draws: bool = False  # each null/bootstrap draw recomputes O(N d^2): fewer draws
+    summary: str = ""
+
+    def estimator(self, pair, **params):
+        """The metric's estimator on a ``pair.Pair``, with parameters checked and defaulted."""
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"metric {self.name!r} takes parameters {sorted(self.defaults)}, not {sorted(unknown)}")
+        return self.prepare(pair, **{**self.defaults, **params})
+
+    def __call__(self, Za, Zb, **params) -> float:
+        from .pair import Pair
+
+        return self.estimator(Pair(Za, Zb), **params).score()
+
+
+def _mknn(pair, k: int):
+    from .mknn import MknnEstimator
+
+    (ia, _), (ib, _) = pair.graphs(k)
+    return MknnEstimator(ia, ib, k)
+
+
+def _cknna(pair, k: int):
+    from .cknna import CknnaEstimator
+
+    return CknnaEstimator(*pair.graphs(k), *pair.row_means, k)
+
+
+def _cka(unbiased: bool):
+    def build(pair):
+        from .cka import CkaEstimator
+
+        return CkaEstimator(pair.space, unbiased=unbiased)
+    return build
+
+
+def _mutual_info(pair, components: int):
+    from .mutual_info import MutualInfoEstimator
+
+    return MutualInfoEstimator(pair.space, components)
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("mknn", _mknn, {"k": 10}, uses_knn=True,
+           summary="mutual k-nearest-neighbour overlap (the paper's metric)"),
+    Metric("cka_linear", _cka(unbiased=False), costly_draws=True,
+           summary="linear CKA (biased HSIC), feature space"),
+    Metric("cka_unbiased", _cka(unbiased=True), costly_draws=True,
+           summary="linear CKA with the unbiased HSIC estimator, feature space"),
+    Metric("cknna", _cknna, {"k": 10}, uses_knn=True,
+           summary="CKA restricted to mutual k-nearest neighbours (Huh et al. 2024)"),
+    Metric("mutual_info", _mutual_info, {"components": 16},
+           summary="Gaussian mutual information (nats) of the top principal components"),
+)}
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; known metrics: {sorted(METRICS)}") from None

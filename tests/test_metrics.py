@@ -1,0 +1,225 @@
+"""Exact kNN graphs, MKNN and its relabelled permutation null against straightforward references."""
+import numpy as np
+import pytest
+import torch
+
+from samesky.metrics.knn import DegenerateRowsError, knn_graph
+from samesky.metrics.mknn import MknnEstimator, mknn, mknn_from_graphs, overlaps, permuted_graph
+from samesky.metrics.registry import METRICS, get_metric
+from samesky.metrics.stats import bootstrap_weights, p_value, permutations, summarise
+
+
+def reference_knn(Z, k):
+    """Full similarity matrix, diagonal excluded, stable argsort: ties go to the smaller index."""
+    Z = torch.as_tensor(Z, dtype=torch.float32)
+    X = Z / torch.linalg.vector_norm(Z, dim=1, keepdim=True)
+    S = X @ X.T
+    S.fill_diagonal_(float("-inf"))
+    v, i = torch.sort(S, dim=1, descending=True, stable=True)
+    return i[:, :k].numpy(), v[:, :k].numpy()
+
+
+def reference_mknn(Za, Zb, k):
+    ia, _ = reference_knn(Za, k)
+    ib, _ = reference_knn(Zb, k)
+    return np.mean([len(set(a) & set(b)) / k for a, b in zip(ia.tolist(), ib.tolist())])
+
+
+def lattice(n, d=8, seed=0):
+    """Random integer vectors of squared norm 256. Their float32 cosine similarities are
+    multiples of 1/256, computed exactly in any summation order (any BLAS, any tiling), so the
+    engine and the reference must agree bit for bit - and ties are frequent."""
+    rng = np.random.default_rng(seed)
+    rows = np.empty((0, d))
+    while len(rows) < n:
+        z = rng.integers(-8, 9, (200_000, d))
+        rows = np.concatenate([rows, z[(z**2).sum(1) == 256]])
+    return rows[:n].astype(np.float32)
+
+
+def correlated_lattice(n, seed=0):
+    """Side A (8-d) and side B (11-d: A's vectors, some coordinates swapped, zero-padded)."""
+    rng = np.random.default_rng(seed)
+    Za = lattice(n, 8, seed)
+    Zb = np.zeros((n, 11), np.float32)
+    Zb[:, :8] = Za
+    for row in rng.choice(n, n // 2, replace=False):
+        i, j = rng.choice(8, 2, replace=False)
+        Zb[row, [i, j]] = Zb[row, [j, i]]
+    return Za, Zb
+
+
+def with_ties(n, seed=1):
+    """Lattice data plus duplicated rows: a block of 71 copies (ties past k + margin) and pairs."""
+    Z = lattice(n, 8, seed)
+    Z[50:120] = Z[3]
+    Z[200:204] = Z[150]
+    Z[300::13] = Z[9]
+    return Z
+
+
+def correlated(n, da, db, seed=0):
+    """Float data (no exact arithmetic): similarities may differ from the reference in the last bit."""
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((n, 4))
+    Za = latent @ rng.standard_normal((4, da)) + 0.7 * rng.standard_normal((n, da))
+    Zb = latent @ rng.standard_normal((4, db)) + 0.7 * rng.standard_normal((n, db))
+    return Za.astype(np.float32), Zb.astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 10, 50])
+@pytest.mark.parametrize("chunk", [None, 97])
+def test_knn_graph_equals_reference(k, chunk):
+    for Z in correlated_lattice(300):
+        idx, sim = knn_graph(Z, k, chunk_size=chunk)
+        ref_idx, ref_sim = reference_knn(Z, k)
+        assert idx.dtype == np.int64 and sim.dtype == np.float32 and idx.shape == (300, k)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_array_equal(sim, ref_sim)
+
+
+@pytest.mark.parametrize("chunk", [None, 97])
+def test_knn_graph_on_float_data(chunk):
+    """Generic floats: same neighbours as the reference; similarities equal up to BLAS rounding
+    (the tiles are evaluated by differently shaped GEMMs than the full matrix)."""
+    Za, _ = correlated(300, 16, 7)
+    idx, sim = knn_graph(Za, 10, chunk_size=chunk)
+    ref_idx, ref_sim = reference_knn(Za, 10)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(sim, ref_sim, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 10, 50])
+@pytest.mark.parametrize("chunk", [None, 48])
+def test_knn_tie_breaking_smaller_index_wins(k, chunk):
+    Z = with_ties(400)
+    idx, sim = knn_graph(Z, k, chunk_size=chunk)
+    ref_idx, ref_sim = reference_knn(Z, k)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(sim, ref_sim)
+    # Row 3 has 70 exact copies: its neighbours are the copies 50, 51, ... in index order.
+    np.testing.assert_array_equal(idx[3], np.arange(50, 50 + k))
+    np.testing.assert_array_equal(idx[9, :4], [300, 313, 326, 339][:k])
+
+
+def test_knn_small_hand_example():
+    Z = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    idx, sim = knn_graph(Z, 3)
+    np.testing.assert_array_equal(idx[0], [1, 3, 4])
+    np.testing.assert_array_equal(idx[3], [0, 1, 4])
+    np.testing.assert_array_equal(idx[2], [4, 0, 1])
+    assert sim[0, 0] == pytest.approx(1.0) and sim[0, 2] == pytest.approx(np.sqrt(0.5))
+
+
+def test_knn_accepts_torch_and_float64_input():
+    Za, _ = correlated(120, 6, 6)
+    a = knn_graph(torch.from_numpy(Za), 5)
+    b = knn_graph(Za.astype(np.float64), 5)
+    np.testing.assert_array_equal(a[0], knn_graph(Za, 5)[0])
+    np.testing.assert_array_equal(b[0], a[0])
+
+
+def test_knn_refuses_zero_norm_and_bad_k():
+    Z = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    Z[4] = 0
+    with pytest.raises(DegenerateRowsError, match=r"rows \[4\]") as err:
+        knn_graph(Z, 3)
+    assert err.value.rows.tolist() == [4]
+    Z[4] = np.nan
+    with pytest.raises(DegenerateRowsError, match="non-finite"):
+        knn_graph(Z, 3)
+    with pytest.raises(ValueError, match="k=20 must be between 1 and N-1=19"):
+        knn_graph(np.ones((20, 3), np.float32), 20)
+
+
+@pytest.mark.parametrize("k", [1, 10, 50])
+def test_mknn_equals_set_reference_with_different_dimensions(k):
+    Za, Zb = correlated_lattice(300)
+    expected = reference_mknn(Za, Zb, k)
+    assert 0.05 < expected < 1  # correlated data: the test can tell a wrong answer from chance
+    assert mknn(Za, Zb, k) == pytest.approx(expected, abs=1e-15)
+    assert METRICS["mknn"](Za, Zb, k=k) == pytest.approx(expected, abs=1e-15)
+
+
+@pytest.mark.parametrize("k", [1, 10, 50])
+def test_mknn_with_ties_equals_set_reference(k):
+    Za, Zb = with_ties(400, seed=1), with_ties(400, seed=2)
+    assert mknn(Za, Zb, k) == pytest.approx(reference_mknn(Za, Zb, k), abs=1e-15)
+
+
+def test_cached_graph_prefix_equals_direct():
+    Za, Zb = correlated_lattice(300)
+    ga, gb = knn_graph(Za, 50)[0], knn_graph(Zb, 50)[0]
+    for k in (1, 10, 50):
+        assert mknn_from_graphs(ga, gb, k) == mknn(Za, Zb, k)
+    with pytest.raises(ValueError, match="k_max=50 < requested k=51"):
+        mknn_from_graphs(ga, gb, 51)
+
+
+def test_self_pair_scores_one():
+    Za, _ = correlated(200, 8, 8)
+    assert mknn(Za, Za, 10) == 1.0
+    assert overlaps(knn_graph(Za, 10)[0], knn_graph(Za, 10)[0], 10).tolist() == [10] * 200
+
+
+def test_relabelled_graph_and_null_equal_recomputation_draw_for_draw():
+    Za, Zb = correlated(400, 12, 9)
+    ga, gb = knn_graph(Za, 10)[0], knn_graph(Zb, 10)[0]
+    est = MknnEstimator(ga, gb, 10)
+    for pi in permutations(400, 5, seed=3):
+        recomputed = knn_graph(Zb[pi], 10)[0]
+        np.testing.assert_array_equal(permuted_graph(gb, pi), recomputed)
+        assert est.null(pi) == mknn_from_graphs(ga, recomputed, 10)
+
+
+def test_permutations_are_reproducible_per_seed():
+    a = list(permutations(50, 3, seed=7))
+    b = list(permutations(50, 5, seed=7))[:3]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], next(permutations(50, 1, seed=8)))
+    assert sorted(a[1].tolist()) == list(range(50))
+    w = list(bootstrap_weights(50, 2, seed=7))
+    assert [x.sum() for x in w] == [50, 50] and not np.array_equal(w[0], w[1])
+
+
+def test_null_mean_matches_chance_at_paper_size():
+    """pi(HSC) vs HSC at the paper's N = 18.6k: the null MKNN mean is k / (N - 1)."""
+    n, k, draws = 18_600, 10, 200
+    Z = np.random.default_rng(5).standard_normal((n, 3)).astype(np.float32)
+    g = knn_graph(Z, k)[0]  # computed once, reused by every draw
+    est = MknnEstimator(g, g, k)
+    assert est.score() == 1.0
+    null = np.array([est.null(pi) for pi in permutations(n, draws, seed=0)])
+    expected = k / (n - 1)
+    stderr = null.std(ddof=1) / np.sqrt(draws)
+    assert abs(null.mean() - expected) < 4 * stderr
+    assert stderr < 0.1 * expected  # the check is sharp enough to matter
+    assert p_value(est.score(), null) == 1 / (1 + draws)
+
+
+def test_mknn_bootstrap_resamples_per_object_overlaps():
+    Za, Zb = correlated(300, 16, 7)
+    est = MknnEstimator(knn_graph(Za, 10)[0], knn_graph(Zb, 10)[0], 10)
+    assert est.bootstrap(np.ones(300)) == est.score()
+    w = np.zeros(300)
+    w[:2] = 150
+    assert est.bootstrap(w) == pytest.approx(est.counts[:2].mean() / 10)
+
+
+def test_summary_statistics():
+    null = np.array([0.1, 0.2, 0.5, 0.7])
+    out = summarise(0.5, null, np.linspace(0, 1, 101), ci=0.9)
+    assert out["p_value"] == pytest.approx(3 / 5)  # (1 + #{0.5, 0.7}) / (1 + 4)
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((0.05, 0.95))
+    assert out["null_mean"] == pytest.approx(0.375) and out["null_std"] == pytest.approx(np.std(null, ddof=1))
+    assert (out["null_draws"], out["bootstrap_draws"]) == (4, 101)
+    empty = summarise(0.5, [], [], ci=0.95)
+    assert empty["p_value"] is None and empty["ci_low"] is None and empty["null_draws"] == 0
+
+
+def test_registry_rejects_unknown_names_and_params():
+    with pytest.raises(KeyError, match="unknown metric 'mknnn'"):
+        get_metric("mknnn")
+    with pytest.raises(TypeError, match=r"takes parameters \['k'\], not \['kk'\]"):
+        METRICS["mknn"](np.eye(5), np.eye(5), kk=3)
+    assert {m for m, spec in METRICS.items() if spec.uses_knn} == {"mknn", "cknna"}

@@ -1,0 +1,139 @@
+"""compare_files and knn_file: the metric stage's file-level entry points."""
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from samesky import schema
+from samesky.metrics.compare import compare_files
+from samesky.metrics.knn import knn_file
+from samesky.report.records import FIELDS, read_records
+
+from test_metrics import correlated
+
+N, K = 400, 10
+ALL = ["mknn", "cka_linear", "cka_unbiased", "cknna", "mutual_info"]
+SELF = {"kind": "self", "crossmatch": "desi_hsc", "survey_a": "hsc", "model_a": "vit-base",
+        "survey_b": "hsc", "model_b": "vit-base"}
+CROSS = {"kind": "crossmodal", "crossmatch": "legacysurvey_hsc", "survey_a": "legacysurvey",
+         "model_a": "vit-base", "survey_b": "hsc", "model_b": "vit-base"}
+OPTS = dict(k=K, null_draws=40, bootstrap_draws=30, ci=0.9, seed=0, feature_space_draws=5)
+
+
+def write_pair(tmp_path, name, ids, Z, k=K):
+    emb, knn = tmp_path / f"{name}.h5", tmp_path / f"{name}.knn.h5"
+    schema.write_embeddings(emb, ids, Z, {"model": name})
+    knn_file(emb, knn, k)
+    return emb, knn
+
+
+@pytest.fixture
+def files(tmp_path):
+    Za, Zb = correlated(N, 12, 9)
+    ids = np.array([f"obj{i:04d}" for i in range(N)])
+    return ids, Za, Zb, write_pair(tmp_path, "a", ids, Za), write_pair(tmp_path, "b", ids, Zb)
+
+
+def test_records_have_the_documented_fields_and_values(files, tmp_path):
+    ids, Za, Zb, (ea, ka), (eb, kb) = files
+    recs = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=ALL, **OPTS)
+    assert [r["metric"] for r in recs] == ALL
+    for r in recs:
+        assert list(r) == list(FIELDS)
+        assert {f: r[f] for f in CROSS} == CROSS and r["n"] == N
+        assert r["k"] == (K if r["metric"] in ("mknn", "cknna") else None)
+        assert r["ci_low"] <= r["score"] <= r["ci_high"] or r["metric"] == "mutual_info"
+        assert r["p_value"] == pytest.approx(1 / 41 if r["null_draws"] == 40 else 1 / 6)
+        assert r["score"] > r["null_mean"] + 3 * r["null_std"]
+    draws = {r["metric"]: (r["null_draws"], r["bootstrap_draws"]) for r in recs}
+    assert draws == {"mknn": (40, 30), "cka_linear": (5, 5), "cka_unbiased": (5, 5),
+                     "cknna": (40, 30), "mutual_info": (40, 30)}
+    out = tmp_path / "metrics.json"
+    out.write_text(json.dumps({"records": recs}))
+    assert len(read_records(out)) == len(ALL)  # the report stage accepts them
+
+
+def test_self_pair_scores_one_and_its_null_is_chance(files):
+    _, _, _, (ea, ka), _ = files
+    recs = compare_files(ea, ea, ka, ka, comparison=SELF, metrics=["mknn", "cka_linear", "cknna"],
+                         **{**OPTS, "null_draws": 200})
+    scores = {r["metric"]: r for r in recs}
+    assert scores["mknn"]["score"] == 1.0
+    assert scores["cka_linear"]["score"] == pytest.approx(1.0)
+    assert scores["cknna"]["score"] == pytest.approx(1.0)
+    null = scores["mknn"]
+    assert null["null_mean"] == pytest.approx(K / (N - 1), abs=4 * null["null_std"] / np.sqrt(200))
+    assert null["ci_low"] == null["ci_high"] == 1.0
+
+
+def test_shuffled_side_b_is_realigned_by_id(files, tmp_path):
+    ids, Za, Zb, (ea, ka), (eb, kb) = files
+    order = np.random.default_rng(9).permutation(N)
+    eb2, kb2 = write_pair(tmp_path, "b_shuffled", ids[order], Zb[order])
+    plain = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=ALL, **OPTS)
+    shuffled = compare_files(ea, eb2, ka, kb2, comparison=CROSS, metrics=ALL, **OPTS)
+    for p, s in zip(plain, shuffled):
+        exact = p["metric"] == "mknn"
+        for field in ("score", "null_mean", "ci_low", "ci_high", "p_value"):
+            assert s[field] == (p[field] if exact else pytest.approx(p[field], rel=1e-6, abs=1e-9)), (p["metric"], field)
+
+
+def test_refuses_mismatched_missing_and_duplicated_ids(files, tmp_path):
+    ids, Za, Zb, (ea, ka), _ = files
+    other = ids.copy()
+    other[17] = "obj9999"
+    eb, kb = write_pair(tmp_path, "renamed", other, Zb)
+    with pytest.raises(schema.SchemaError, match=r"a\.h5 and .*renamed\.h5 do not hold the same objects.*'obj0017'.*'obj9999'"):
+        compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=["mknn"], **OPTS)
+    eb, kb = write_pair(tmp_path, "short", ids[:-1], Zb[:-1])
+    with pytest.raises(schema.SchemaError, match=r"1 object_id only in .*a\.h5 \(e\.g\. \['obj0399'\]\)"):
+        compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=["cka_linear"], **OPTS)
+    dup = tmp_path / "dup.h5"
+    with h5py.File(dup, "w") as f:  # written by hand: write_embeddings itself would refuse
+        f.create_dataset("object_id", data=np.r_[ids[:-1], ids[:1]].astype(object), dtype=schema.STR)
+        f.create_dataset("embedding", data=Zb)
+    with pytest.raises(schema.SchemaError, match=r"dup\.h5: object_id has 1 duplicates, e\.g\. \['obj0000'\]"):
+        compare_files(ea, dup, ka, ka, comparison=CROSS, metrics=["mknn"], **OPTS)
+
+
+def test_refuses_non_finite_embeddings(files, tmp_path):
+    ids, Za, Zb, (ea, ka), (eb, kb) = files
+    bad = tmp_path / "nan.h5"
+    Zbad = Zb.copy()
+    Zbad[5, 2] = np.nan
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("object_id", data=ids.astype(object), dtype=schema.STR)
+        f.create_dataset("embedding", data=Zbad)
+    with pytest.raises(schema.SchemaError, match=r"nan\.h5: 1 rows contain NaN or inf, e\.g\. object_id \['obj0005'\]"):
+        compare_files(ea, bad, ka, kb, comparison=CROSS, metrics=["cka_linear"], **OPTS)
+
+
+def test_refuses_knn_files_of_other_embeddings_or_too_small_k(files, tmp_path):
+    ids, Za, Zb, (ea, ka), (eb, kb) = files
+    eb2, _ = write_pair(tmp_path, "b2", ids[::-1], Zb[::-1])
+    with pytest.raises(schema.SchemaError, match=r"a\.knn\.h5 does not belong to .*b2\.h5 \(same objects in a different order\)"):
+        compare_files(ea, eb2, ka, ka, comparison=CROSS, metrics=["mknn"], **OPTS)
+    eb3, _ = write_pair(tmp_path, "b3", np.char.add(ids, "x"), Zb)
+    with pytest.raises(schema.SchemaError, match=r"b\.knn\.h5 does not belong to .*b3\.h5 \(800 object_id differ"):
+        compare_files(eb3, eb3, kb, kb, comparison=SELF, metrics=["mknn"], **OPTS)
+    small = tmp_path / "small.knn.h5"
+    knn_file(eb, small, 5)
+    with pytest.raises(schema.SchemaError, match=r"small\.knn\.h5: graph has k_max=5 < requested k=10"):
+        compare_files(ea, eb, ka, small, comparison=CROSS, metrics=["cknna"], **OPTS)
+
+
+def test_knn_file_writes_graph_with_provenance_and_refuses_zero_rows(files, tmp_path):
+    ids, Za, _, (ea, ka), _ = files
+    got_ids, idx, sim, prov = schema.read_knn(ka)
+    assert np.array_equal(got_ids, ids) and idx.shape == (N, K)
+    assert prov["k"] == K and prov["source"] == str(ea) and prov["torch"] == torch.__version__
+    assert prov["device"] in ("cpu", "cuda", "cuda:0")
+    Z0 = Za.copy()
+    Z0[33] = 0
+    emb = tmp_path / "zero.h5"
+    schema.write_embeddings(emb, ids, Z0, {})
+    with pytest.raises(ValueError, match=r"zero\.h5: 1 embeddings have zero norm .* object_id \['obj0033'\]"):
+        knn_file(emb, tmp_path / "zero.knn.h5", K)
+    assert not (tmp_path / "zero.knn.h5").exists()
