@@ -40,6 +40,13 @@ class Comparison:
         return asdict(self)
 
 
+def comparison_kind(survey_a: str, model_a: str, survey_b: str, model_b: str) -> str:
+    """self (a side against itself: the permutation-null column), intramodal or crossmodal."""
+    if survey_a == survey_b:
+        return "self" if model_a == model_b else "intramodal"
+    return "crossmodal"
+
+
 def validate_config(config: dict) -> dict:
     """Validate ``config`` in place against the JSON schema (filling defaults), then semantically."""
     from snakemake.utils import validate

@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from samesky.plan import Plan, validate_config
+from samesky.plan import Plan, comparison_kind, validate_config
 from samesky.models.registry import resources_for
 
 validate_config(config)  # fails before any job, naming the offending key
@@ -24,3 +24,26 @@ wildcard_constraints:
     model="[a-z0-9]+-[a-z0-9]+",
     model_a="[a-z0-9]+-[a-z0-9]+",
     model_b="[a-z0-9]+-[a-z0-9]+",
+
+
+# ---- input and parameter functions used by the rules ----------------------------------
+
+
+def _sources(kind):
+    return [name for name in PLAN.crossmatches if kind in PLAN.source(name)]
+
+
+def _preprocess_inputs(wc):
+    inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
+    if PLAN.preprocess_params(wc.survey).get("mode") == "paper":
+        inputs["percentiles"] = f"results/preprocessed/percentiles/{wc.survey}.json"
+    return inputs
+
+
+def _weights(wc):
+    source = PLAN.weights_source(wc.model)
+    return [source] if source.startswith("resources/") else []
+
+
+def _kind(wc):
+    return comparison_kind(wc.survey_a, wc.model_a, wc.survey_b, wc.model_b)

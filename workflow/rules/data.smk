@@ -3,10 +3,6 @@
 # login node: compute nodes are often offline), or from a user's file (no rule needed).
 
 
-def _sources(kind):
-    return [name for name in PLAN.crossmatches if kind in PLAN.source(name)]
-
-
 localrules:
     ingest_hf,
 

@@ -1,11 +1,6 @@
 # One embedding job per (crossmatch, survey, model): the GPU stage.
 
 
-def _weights(wc):
-    source = PLAN.weights_source(wc.model)
-    return [source] if source.startswith("resources/") else []
-
-
 rule embed:
     input:
         data="results/preprocessed/{crossmatch}/{survey}.h5",

@@ -17,12 +17,6 @@ rule knn_graph:
         "../scripts/knn_graph.py"
 
 
-def _kind(wc):
-    if wc.survey_a == wc.survey_b:
-        return "self" if wc.model_a == wc.model_b else "intramodal"
-    return "crossmodal"
-
-
 rule compare:
     input:
         emb_a="results/embeddings/{crossmatch}/{survey_a}/{model_a}.h5",

@@ -16,13 +16,6 @@ rule percentiles:
         "../scripts/percentiles.py"
 
 
-def _preprocess_inputs(wc):
-    inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
-    if PLAN.preprocess_params(wc.survey).get("mode") == "paper":
-        inputs["percentiles"] = f"results/preprocessed/percentiles/{wc.survey}.json"
-    return inputs
-
-
 rule preprocess:
     input:
         unpack(_preprocess_inputs),
