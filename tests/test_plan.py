@@ -90,3 +90,13 @@ def test_config_slices_isolate_settings(paper_config):
     assert hsc["source"] == "legacysurvey_hsc" and jwst["source"] == "jwst_hsc"
     assert plan.preprocess_params("desi") == {"target_grid": "desi"}
     assert plan.weights_source("vit-base") == "google/vit-base-patch16-224-in21k"
+
+
+def test_demo_plan_scores_every_embedding_against_the_latent_truth(demo_config):
+    plan = Plan(validate_config(demo_config))
+    truth = [c for c in plan.comparisons if c.kind == "truth"]
+    assert sorted((c.crossmatch, c.survey_a, c.model_a) for c in truth) == sorted(plan.embeddings)
+    assert {(c.survey_b, c.model_b) for c in truth} == {("truth", "latent-truth")}
+    for name, xm in demo_config["crossmatches"].items():
+        xm["source"] = {"path": f"{name}.h5"}  # real data: no truth
+    assert not [c for c in Plan(validate_config(demo_config)).comparisons if c.kind == "truth"]

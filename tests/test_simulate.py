@@ -342,3 +342,26 @@ def test_jwst_psf_sharpens_with_shorter_wavelength(combo_files):
     small = np.argsort(r_half)[:5]
     peak_frac = img[small].max(axis=(2, 3)) / img[small].sum(axis=(2, 3))
     assert np.all(peak_frac[:, 2] > peak_frac[:, 6])
+
+
+def test_truth_features_are_the_standardised_latents(combo_files):
+    path = combo_files["desi_hsc"]
+    ids, x = simulate.truth_features(path)
+    with h5py.File(path) as f:
+        assert ids.tolist() == [i.decode() if isinstance(i, bytes) else i for i in f["object_id"][:]]
+        z = f["truth"]["redshift"][:]
+        r = np.log10(f["truth"]["r_half_kpc"][:])
+    assert x.shape == (len(ids), len(simulate.TRUTH_FEATURES)) and x.dtype == np.float32
+    np.testing.assert_allclose(x.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(x[:, 0], (z - z.mean()) / z.std(), rtol=1e-5, atol=1e-5)
+    j = simulate.TRUTH_FEATURES.index("r_half_kpc")
+    np.testing.assert_allclose(x[:, j], (r - r.mean()) / r.std(), rtol=1e-4, atol=1e-4)
+
+
+def test_truth_features_need_a_truth_group(tmp_path):
+    from samesky.schema import SchemaError, write_crossmatch
+
+    path = tmp_path / "real.h5"
+    write_crossmatch(path, "x", ["a", "b"], [0, 0], [0, 0], {"hsc": {"flux": np.zeros((2, 5, 4, 4), np.float32)}})
+    with pytest.raises(SchemaError, match="real.h5: no '/truth' group"):
+        simulate.truth_features(path)

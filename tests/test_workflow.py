@@ -66,6 +66,11 @@ def test_demo_writes_tables_and_figures(demo_run):
     self_rows = mknn[mknn["kind"] == "self"]
     assert (self_rows["score"] == 1.0).all()
     expected_null = config["metrics"]["k"] / (self_rows["n"] - 1)
+    # the simulated sky's latent truth is recoverable: most embeddings align with it beyond the null
+    truth = mknn[mknn["kind"] == "truth"]
+    assert len(truth) == len(list((workdir / "results/embeddings").rglob("*.h5"))) - len(config["crossmatches"])
+    assert (truth["p_value"] < 0.05).mean() > 0.7
+    assert list(tables.glob("table_truth_mknn.md"))
     stderr = self_rows["null_std"] / config["metrics"]["null_draws"] ** 0.5
     assert ((self_rows["null_mean"] - expected_null).abs() < 5 * stderr + 1e-6).all()
 
@@ -120,9 +125,10 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
     counts = _rerun_counts(workdir, config, lambda c: c["models"]["image"]["vit"].append("huge"))
     image_surveys = sum(1 for xm in config["crossmatches"].values() for s in xm["surveys"] if s in ("hsc", "jwst", "legacysurvey"))
     # new: its tiny weights, one embedding + graph per image survey; comparisons: one intramodal
-    # (large vs huge) per image survey, one crossmodal per crossmatch, one self pair
+    # (large vs huge) and one against the latent truth per image survey, one crossmodal per
+    # crossmatch, one self pair
     assert counts == {"build_tiny_model": 1, "embed": image_surveys, "knn_graph": image_surveys,
-                      "compare": image_surveys + len(config["crossmatches"]) + 1,
+                      "compare": 2 * image_surveys + len(config["crossmatches"]) + 1,
                       "aggregate": 1, "figures": 1, "all": 1}
 
 

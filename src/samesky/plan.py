@@ -40,8 +40,14 @@ class Comparison:
         return asdict(self)
 
 
+TRUTH_SURVEY, TRUTH_MODEL = "truth", "latent-truth"  # a simulation's latent properties as a space
+
+
 def comparison_kind(survey_a: str, model_a: str, survey_b: str, model_b: str) -> str:
-    """self (a side against itself: the permutation-null column), intramodal or crossmodal."""
+    """self (a side against itself: the permutation-null column), intramodal, crossmodal, or
+    truth (a side against the simulation's latent properties)."""
+    if survey_b == TRUTH_SURVEY:
+        return "truth"
     if survey_a == survey_b:
         return "self" if model_a == model_b else "intramodal"
     return "crossmodal"
@@ -203,6 +209,10 @@ class Plan:
                         out.append(Comparison("crossmodal", xm, other, other_model, ref, model))
             if xm == self.null_crossmatch:
                 out += [Comparison("self", xm, ref, m, ref, m) for m in self.models_for(ref)]
+            # truth: every embedding of a simulated crossmatch against its latent properties
+            if "simulate" in spec["source"]:
+                out += [Comparison("truth", xm, survey, model, TRUTH_SURVEY, TRUTH_MODEL)
+                        for survey in spec["surveys"] for model in self.models_for(survey)]
         return out
 
     def percentile_source(self, survey: str) -> str:

@@ -935,3 +935,28 @@ def simulate_crossmatch(path, name: str, surveys: list[str], n: int, seed: int, 
             for s, unit in units.items():
                 f[s].attrs["flux_unit"] = unit
     log.info("simulate %s: %d objects, surveys %s, %.1f s total", name, n, surveys, time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- truth as a space
+
+# Physical latents that every survey of a crossmatch sees (nuisances such as position angle or
+# neighbours are left out); sizes and line-free quantities in log where they span decades.
+TRUTH_FEATURES = ("redshift", "log_mass", "log_ssfr", "restframe_g_r", "d4000", "bulge_fraction",
+                  "sersic_n", "r_half_kpc", "axis_ratio")
+
+
+def truth_features(crossmatch_path) -> tuple[np.ndarray, np.ndarray]:
+    """(object_id, z-scored latent properties (N, F) float32): the simulation's ground truth as
+    an embedding space, so alignment of any model with the physics can be scored like any pair."""
+    with schema.read_h5(crossmatch_path) as f:
+        if "truth" not in f:
+            raise schema.SchemaError(f"{crossmatch_path}: no '/truth' group (only simulated crossmatches have one)")
+        missing = [k for k in TRUTH_FEATURES if k not in f["truth"]]
+        if missing:
+            raise schema.SchemaError(f"{crossmatch_path}: '/truth' lacks {missing}")
+        ids = schema.as_str_ids(f["object_id"][:])
+        cols = [np.asarray(f["truth"][k][:], np.float64) for k in TRUTH_FEATURES]
+    cols[TRUTH_FEATURES.index("r_half_kpc")] = np.log10(cols[TRUTH_FEATURES.index("r_half_kpc")])
+    x = np.stack(cols, axis=1)
+    std = x.std(axis=0)
+    return ids, ((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)).astype(np.float32)

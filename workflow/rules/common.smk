@@ -6,6 +6,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from samesky.plan import Plan, comparison_kind, validate_config
 from samesky.models.registry import resources_for
+from samesky.surveys import SURVEYS
 
 validate_config(config)  # fails before any job, naming the offending key
 PLAN = Plan(config)

@@ -37,3 +37,18 @@ rule ingest_hf:
         "../../envs/samesky.yaml"
     script:
         "../scripts/ingest_hf.py"
+
+
+rule truth_embedding:
+    input:
+        lambda wc: PLAN.crossmatch_path(wc.crossmatch),
+    output:
+        "results/embeddings/{crossmatch}/truth/latent-truth.h5",
+    wildcard_constraints:
+        crossmatch=_one_of(_sources("simulate")),
+    log:
+        "logs/truth_embedding/{crossmatch}.log",
+    conda:
+        "../../envs/samesky.yaml"
+    script:
+        "../scripts/truth_embedding.py"

@@ -7,6 +7,8 @@ rule embed:
         weights=_weights,
     output:
         "results/embeddings/{crossmatch}/{survey}/{model}.h5",
+    wildcard_constraints:
+        survey=_one_of(SURVEYS),
     params:
         source=lambda wc: PLAN.weights_source(wc.model),
         embed=PLAN.embed_params(),

@@ -16,7 +16,7 @@ FIELDS = (
     "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws",
 )
 TEXT_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
-KINDS = ("intramodal", "crossmodal", "self")
+KINDS = ("intramodal", "crossmodal", "self", "truth")
 KEY = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
 
 # Display names. Unknown families/metrics fall back to their key.
@@ -97,7 +97,7 @@ def _check_record(rec, path: Path, i: int) -> dict:
             split_model(rec[side])
         except ValueError as err:
             raise RecordError(f"{where}: field {side!r}: {err}") from None
-    if rec["kind"] != "crossmodal" and split_model(rec["model_a"])[0] != split_model(rec["model_b"])[0]:
+    if rec["kind"] in ("intramodal", "self") and split_model(rec["model_a"])[0] != split_model(rec["model_b"])[0]:
         raise RecordError(f"{where}: {rec['kind']} record compares different families "
                           f"{rec['model_a']!r} and {rec['model_b']!r}")
     return {f: rec[f] for f in FIELDS}

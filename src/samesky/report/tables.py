@@ -4,7 +4,9 @@ Cells are formatted like the paper: bounded metrics as percentages (Table 1 one 
 two), others with three significant digits; with ``ci=True`` the bootstrap interval follows in
 brackets (the null column's brackets are null_mean +- 2 null_std). Missing cells read '—'.
 Files per metric: ``table1_intramodal_{metric}.{csv,md,tex}`` and
-``table2_crossmodal_{metric}.{csv,md,tex}``; plus the trend statistics (see ``trends``).
+``table2_crossmodal_{metric}.{csv,md,tex}``; for simulated skies ``table_truth_{metric}`` (each
+embedding against the latent properties, with the null mean and p-value); plus the trend
+statistics (see ``trends``).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Mapping
 import pandas as pd
 
 from .layout import FIELDS, crossmodal_table, intramodal_table
-from .records import attach_params, is_percent, metric_order
+from .records import attach_params, family_label, is_percent, metric_order, size_label, split_model, survey_label
 from .trends import write_trend_stats
 
 MISSING = "—"
@@ -82,6 +84,21 @@ def paper_tables(df: pd.DataFrame, metric: str, ci: bool = False) -> dict[str, p
     return out
 
 
+def truth_table(df: pd.DataFrame, metric: str, ci: bool = False) -> pd.DataFrame:
+    """Alignment of every embedding with the simulation's latent truth: rows are models (by size),
+    columns (survey, crossmatch); each cell 'score (null mean, p)'. Empty without truth records."""
+    sub = df[(df["kind"] == "truth") & (df["metric"] == metric)].sort_values(["params_a", "model_a"])
+    if sub.empty:
+        return pd.DataFrame()
+    cell = lambda r: (f"{format_cell(r.score, r.ci_low, r.ci_high, metric, 2, ci)} "  # noqa: E731
+                      f"(null {format_cell(r.null_mean, r.null_mean, r.null_mean, metric, 2, False)}, p={r.p_value:.2g})")
+    sub = sub.assign(row=[f"{family_label(split_model(m)[0])} {size_label(split_model(m)[1])}" for m in sub["model_a"]],
+                     column=[f"{survey_label(s)} ({x})" for s, x in zip(sub["survey_a"], sub["crossmatch"])],
+                     cell=[cell(r) for r in sub.itertuples()])
+    wide = sub.pivot(index="row", columns="column", values="cell").reindex(index=list(dict.fromkeys(sub["row"])))
+    return wide.fillna(MISSING).reset_index().rename(columns={"row": "Model"}).rename_axis(None, axis=1)
+
+
 def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int], ci: bool = False) -> list[Path]:
     """Write both tables for every metric, and the trend statistics, into ``out_dir``; return the paths."""
     df = attach_params(df, params)
@@ -89,8 +106,13 @@ def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[s
     out.mkdir(parents=True, exist_ok=True)
     names = {"table1": "table1_intramodal", "table2": "table2_crossmodal"}
     paths = []
+    names["truth"] = "table_truth"
     for metric in metric_order(df["metric"]):
-        for key, frame in paper_tables(df, metric, ci).items():
+        tables = paper_tables(df, metric, ci)
+        truth = truth_table(df, metric, ci)
+        if not truth.empty:
+            tables["truth"] = truth
+        for key, frame in tables.items():
             stem = out / f"{names[key]}_{metric}"
             frame.to_csv(stem.with_suffix(".csv"), index=False)
             stem.with_suffix(".md").write_text(to_markdown(frame))
