@@ -32,3 +32,19 @@ def full_fp32():
         yield
     finally:
         torch.set_float32_matmul_precision(previous)
+
+
+@contextmanager
+def threads(n: int):
+    """Run the block with ``n`` intra-op CPU threads (switching costs well under a microsecond).
+
+    The kNN bookkeeping is many small ops; with several threads each one pays an OpenMP barrier,
+    which stalls for a whole scheduler slice when the cores are shared with other jobs (100x
+    slower in our measurements). Big GEMMs keep all threads.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -19,7 +19,7 @@ import os
 import numpy as np
 import torch
 
-from .device import as_matrix, full_fp32, pick_device
+from .device import as_matrix, full_fp32, pick_device, threads
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +200,15 @@ def knn_graph(Z, k: int, *, chunk_size: int | None = None, device=None) -> tuple
     b = min(chunk_size or default_chunk_size(n, dev), n)
     best = _RunningTopK(n, k, b, dev)
     buffer = torch.empty(b * b, device=dev)  # one tile buffer, reused (no page faults per tile)
+    workers = torch.get_num_threads()
 
     def tile(i0: int, j0: int) -> torch.Tensor:
         rows, cols = X[i0 : i0 + b], X[j0 : j0 + b]
-        return torch.mm(rows, cols.T, out=buffer[: len(rows) * len(cols)].view(len(rows), len(cols)))
+        with threads(workers):
+            return torch.mm(rows, cols.T, out=buffer[: len(rows) * len(cols)].view(len(rows), len(cols)))
 
-    with full_fp32(), torch.inference_mode():
+    # Tile products use every thread; the top-k bookkeeping (many small ops) runs on one.
+    with full_fp32(), torch.inference_mode(), threads(1):
         # Diagonal tiles first: every row then starts from a top-k of a contiguous tile row,
         # and the off-diagonal tiles only feed the sparse candidate path.
         for i0 in range(0, n, b):

@@ -1,28 +1,30 @@
 """Seeded permutation nulls, bootstrap resamples and their summary, shared by every metric.
 
-Draws come from streams fixed by ``seed`` alone, one draw at a time, so draw d is the same
-permutation (or resample) for every metric of a comparison and for any number of draws: a
-metric that makes fewer draws (CKA) uses the first ones.
+Draws come from streams fixed by ``seed`` alone (torch's generator for permutations, numpy's
+for resamples), one draw at a time, so draw d is the same permutation (or resample) for every
+metric of a comparison and for any number of draws: a metric that makes fewer draws (CKA) uses
+the first ones.
 """
 from __future__ import annotations
 
 from typing import Iterator
 
 import numpy as np
-
-_NULL_STREAM, _BOOTSTRAP_STREAM = 0, 1
-
+import torch
 
 def permutations(n: int, draws: int, seed: int) -> Iterator[np.ndarray]:
-    """``draws`` random permutations of range(n) (int64), reproducible from ``seed``."""
-    rng = np.random.default_rng([seed, _NULL_STREAM])
+    """``draws`` random permutations of range(n) (int64), reproducible from ``seed``.
+
+    torch.randperm: half the cost of numpy's permutation, which is a third of an MKNN null draw.
+    """
+    g = torch.Generator().manual_seed(seed)
     for _ in range(draws):
-        yield rng.permutation(n)
+        yield torch.randperm(n, generator=g).numpy()
 
 
 def bootstrap_weights(n: int, draws: int, seed: int) -> Iterator[np.ndarray]:
     """``draws`` bootstrap resamples of n objects, as per-object counts (float64, summing to n)."""
-    rng = np.random.default_rng([seed, _BOOTSTRAP_STREAM])
+    rng = np.random.default_rng(seed)
     for _ in range(draws):
         yield np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
 
