@@ -81,12 +81,12 @@ def run_case(case: str, n: int, d: int, k: int, draws: int) -> dict:
         rng = np.random.default_rng(0)
         ga, gb = rng.integers(0, n, (n, k)), rng.integers(0, n, (n, k))  # cost does not depend on content
         est = MknnEstimator(ga, gb, k)
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         for pi in permutations(n, draws, seed=0):
             est.null(pi)
-        return {"seconds": time.perf_counter() - t}
+        return {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - cpu}
     Za, Zb = embeddings(n, (d, d))
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     out = {}
     if case == "mknn":
         out["score"] = mknn(Za, Zb, k)
@@ -101,7 +101,7 @@ def run_case(case: str, n: int, d: int, k: int, draws: int) -> dict:
         knn_graph(Za, k)
     elif case != "data":
         raise SystemExit(f"unknown case {case!r}")
-    out["seconds"] = time.perf_counter() - t
+    out["seconds"], out["cpu_seconds"] = time.perf_counter() - t, time.process_time() - cpu
     return out
 
 
@@ -188,14 +188,15 @@ def main() -> None:
     p.add_argument("--stage-n", type=int, default=20_000)
     args = p.parse_args()
 
-    print(f"{'case':8} {'N':>7} {'d':>5} {'median s':>9} {'min s':>7} {'runs':>20} {'peak RSS MB':>12}  note", flush=True)
+    print(f"{'case':8} {'N':>7} {'d':>5} {'median s':>9} {'min s':>7} {'CPU s':>7} {'runs':>20} {'peak RSS MB':>12}  note",
+          flush=True)
     for n in args.n if set(args.cases) - {"stage"} else []:
         medians = {}
         for case in args.cases:
             if case == "stage":
                 continue
             if case == "naive" and 2 * n * n * 4 / 2**30 > args.naive_max_gb:
-                print(f"{case:8} {n:7d} {args.d:5d} {'-':>9} {'-':>7} {'':>20} {'-':>12}  N x N matrices do not fit "
+                print(f"{case:8} {n:7d} {args.d:5d} {'-':>9} {'-':>7} {'-':>7} {'':>20} {'-':>12}  N x N matrices do not fit "
                       f"({2 * n * n * 4 / 2**30:.0f} GB > --naive-max-gb)", flush=True)
                 continue
             runs = [spawn(case, n, args.d, args.k, args.null_draws) for _ in range(args.repeat)]
@@ -204,10 +205,12 @@ def main() -> None:
                 continue
             secs = [r["seconds"] for r in runs]
             medians[case] = statistics.median(secs)
+            cpu = statistics.median(r["cpu_seconds"] for r in runs)
             note = f"score={runs[0]['score']:.4f}" if "score" in runs[0] else ""
             if case == "null":
                 note = f"{args.null_draws} draws, {1e3 * medians[case] / args.null_draws:.2f} ms/draw"
-            print(f"{case:8} {n:7d} {args.d:5d} {medians[case]:9.2f} {min(secs):7.2f} {','.join(f'{s:.1f}' for s in secs):>20} "
+            print(f"{case:8} {n:7d} {args.d:5d} {medians[case]:9.2f} {min(secs):7.2f} {cpu:7.1f} "
+                  f"{','.join(f'{s:.1f}' for s in secs):>20} "
                   f"{max(r['maxrss_mb'] for r in runs):12.0f}  {note} (threads={runs[0]['threads']})", flush=True)
         if "mknn" in medians and "matmul" in medians:
             print(f"  N={n}: mknn / bare matmul = {medians['mknn'] / medians['matmul']:.2f} "
