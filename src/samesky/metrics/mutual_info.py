@@ -59,7 +59,8 @@ class MutualInfoEstimator:
         if components < 1:
             raise ValueError(f"components={components} must be >= 1")
         if space.n <= 2 * components:
-            raise ValueError(f"mutual_info with {components} components needs more than {2 * components} objects, got {space.n}")
+            raise ValueError(f"mutual_info with {components} components needs more than "
+                             f"{2 * components} objects, got {space.n}")
         # Scores of centred data; subtracting their mean only removes float round-off.
         self.u = _centred(_principal_scores(space, "a", components))
         self.v = self.u if space.same else _centred(_principal_scores(space, "b", components))
