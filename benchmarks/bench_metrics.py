@@ -75,8 +75,6 @@ def run_case(case: str, n: int, d: int, k: int, draws: int) -> dict:
     from samesky.metrics.registry import METRICS
     from samesky.metrics.stats import permutations
 
-    if case == "stage":
-        return run_stage(n, k, draws)
     if case == "null":
         rng = np.random.default_rng(0)
         ga, gb = rng.integers(0, n, (n, k)), rng.integers(0, n, (n, k))  # cost does not depend on content
@@ -105,11 +103,19 @@ def run_case(case: str, n: int, d: int, k: int, draws: int) -> dict:
     return out
 
 
-def run_stage(n: int, k: int, draws: int) -> dict:
+def run_stage(n: int, k: int, draws: int, naive_draws: int) -> dict:
     """4 sizes x 2 surveys: intramodal (consecutive sizes), crossmodal (x vs hsc per size) and
-    self (hsc vs hsc, the null column) comparisons, each scored with a ``draws``-draw null."""
+    self (hsc vs hsc, the null column) comparisons, each scored with a ``draws``-draw null.
+
+    Three ways, timed in one process: (1) the engine: every graph once, relabelled nulls;
+    (2) one pair at a time, recomputing both graphs per pair but with relabelled nulls;
+    (3) one pair at a time, recomputing kNN each time it is needed: both graphs per pair and the
+    shuffled side's graph per null draw. (3) runs ``naive_draws`` draws of every pair; it is a
+    full measurement when ``naive_draws == draws``, else a per-pair extrapolation (each draw is
+    the same work: one graph of the same shape).
+    """
     from samesky.metrics.knn import knn_graph
-    from samesky.metrics.mknn import MknnEstimator
+    from samesky.metrics.mknn import MknnEstimator, mknn_from_graphs
     from samesky.metrics.stats import permutations
 
     Z = {}
@@ -126,10 +132,10 @@ def run_stage(n: int, k: int, draws: int) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     graphs = {key: knn_graph(emb, k)[0] for key, emb in Z.items()}
     t_graphs = time.perf_counter() - t0
+    engine = {}
     for a, b in pairs:
         est = MknnEstimator(graphs[a], graphs[b], k)
-        est.score()
-        null(est)
+        engine[a, b] = (est.score(), null(est))
     cached, cached_cpu = time.perf_counter() - t0, time.process_time() - c0
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -144,30 +150,42 @@ def run_stage(n: int, k: int, draws: int) -> dict:
         null(est)
     recompute, recompute_cpu = time.perf_counter() - t0, time.process_time() - c0
 
-    # Null by recomputing the shuffled side's graph each draw (what a naive pipeline does):
-    # timed on two draws of the largest self pair and extrapolated.
-    t = time.perf_counter()
-    for pi in permutations(n, 2, seed=0):
-        knn_graph(Z["hsc", STAGE_DIMS[-1]][pi], k)
-    per_draw = (time.perf_counter() - t) / 2
+    # (3): the first naive_draws draws of every pair, checked draw for draw against the engine.
+    naive_measured, naive_total, naive_cpu, mismatches = 0.0, 0.0, 0.0, 0
+    for a, b in pairs:
+        t, c = time.perf_counter(), time.process_time()
+        ga = knn_graph(Z[a], k)[0]
+        gb = ga if a == b else knn_graph(Z[b], k)[0]
+        score = mknn_from_graphs(ga, gb, k)
+        t_pair, c_pair = time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
+        shuffled = [mknn_from_graphs(ga, knn_graph(Z[b][pi], k)[0], k)
+                    for pi in permutations(n, naive_draws, seed=0)]
+        t_draws, c_draws = time.perf_counter() - t, time.process_time() - c
+        mismatches += (score != engine[a, b][0]) + sum(
+            x != y for x, y in zip(shuffled, engine[a, b][1][:naive_draws]))
+        naive_measured += t_pair + t_draws
+        naive_total += t_pair + t_draws * draws / max(naive_draws, 1)
+        naive_cpu += c_pair + c_draws * draws / max(naive_draws, 1)
     return {"comparisons": len(pairs), "graphs_cached": len(graphs), "cached_s": cached,
             "cached_graph_s": t_graphs, "recompute_s": recompute, "recompute_graph_s": recompute_graphs,
-            "cached_cpu_s": cached_cpu, "recompute_cpu_s": recompute_cpu,
-            "naive_null_draw_s": per_draw, "naive_total_estimate_s": recompute_graphs + len(pairs) * draws * per_draw}
+            "cached_cpu_s": cached_cpu, "recompute_cpu_s": recompute_cpu, "naive_draws": naive_draws,
+            "naive_measured_s": naive_measured, "naive_s": naive_total, "naive_cpu_s": naive_cpu,
+            "naive_mismatches": int(mismatches)}
 
 
 def worker(argv) -> None:
-    case, n, d, k, draws = argv[0], *map(int, argv[1:5])
+    case, n, d, k, draws, naive_draws = argv[0], *map(int, argv[1:6])
     import torch
 
-    out = run_case(case, n, d, k, draws)
+    out = run_stage(n, k, draws, naive_draws) if case == "stage" else run_case(case, n, d, k, draws)
     out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["threads"] = torch.get_num_threads()
     print(json.dumps(out))
 
 
-def spawn(case, n, d, k, draws) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", case, str(n), str(d), str(k), str(draws)],
+def spawn(case, n, d, k, draws, naive_draws=0) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", case, *map(str, (n, d, k, draws, naive_draws))],
                           capture_output=True, text=True)
     if proc.returncode:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
@@ -186,6 +204,8 @@ def main() -> None:
     p.add_argument("--null-draws", type=int, default=1000)
     p.add_argument("--naive-max-gb", type=float, default=8.0, help="skip naive when N^2 float32 exceeds this")
     p.add_argument("--stage-n", type=int, default=20_000)
+    p.add_argument("--naive-draws", type=int, default=2,
+                   help="stage: null draws per pair actually run with kNN recomputed (= --null-draws: no extrapolation)")
     args = p.parse_args()
 
     print(f"{'case':8} {'N':>7} {'d':>5} {'median s':>9} {'min s':>7} {'CPU s':>7} {'runs':>20} {'peak RSS MB':>12}  note",
@@ -221,7 +241,7 @@ def main() -> None:
             print(f"  N={n}: {args.null_draws} null draws / one kNN graph = "
                   f"{medians['null'] / (medians['mknn'] / 2):.2f}", flush=True)
     if "stage" in args.cases:
-        r = spawn("stage", args.stage_n, 0, args.k, args.null_draws)
+        r = spawn("stage", args.stage_n, 0, args.k, args.null_draws, min(args.naive_draws, args.null_draws))
         if "error" in r:
             print(f"stage failed: {r['error']}")
             return
@@ -232,10 +252,12 @@ def main() -> None:
         print(f"  recompute kNN per pair, relabelled null: {r['recompute_s']:8.1f} s wall, "
               f"{r['recompute_cpu_s']:.1f} s CPU (graphs {r['recompute_graph_s']:.1f} s wall)  -> "
               f"{r['recompute_s'] / r['cached_s']:.2f}x wall, {r['recompute_cpu_s'] / r['cached_cpu_s']:.2f}x CPU")
-        print(f"  recompute kNN per pair and per null draw (extrapolated from "
-              f"{r['naive_null_draw_s']:.1f} s/draw): {r['naive_total_estimate_s']:10.0f} s  "
-              f"-> {r['naive_total_estimate_s'] / r['cached_s']:.0f}x")
-
+        how = ("measured in full" if r["naive_draws"] == args.null_draws else
+               f"{r['naive_draws']} draws per pair measured ({r['naive_measured_s']:.0f} s), scaled to {args.null_draws}")
+        print(f"  recompute kNN each time (per pair and per null draw; {how}): {r['naive_s']:10.0f} s wall, "
+              f"{r['naive_cpu_s']:.0f} s CPU  -> {r['naive_s'] / r['cached_s']:.0f}x wall, "
+              f"{r['naive_cpu_s'] / r['cached_cpu_s']:.0f}x CPU")
+        print(f"  scores (and null draws) where recomputing differs from the engine: {r['naive_mismatches']}")
 
 if __name__ == "__main__":
     main()

@@ -560,8 +560,8 @@ def test_unknown_model_and_survey_names_fail_naming_the_key(good, tmp_path):
     (lambda c: c["crossmatches"]["desi_hsc"].update(surveys=["desi", "euclid", "hsc"]), "'euclid' is not one of"),
     (lambda c: c["models"].update(spectrum="specformer-huge"), "models.spectrum: unknown model 'specformer-huge'"),
     (lambda c: c["models"]["image"].update(vit=["base", "huge2"]), "models.image.vit[1]: unknown size 'huge2'"),
-    (lambda c: c["metrics"].update(k="ten"), "instance['metrics']['k']"),
-    (lambda c: c["embed"].update(precision="fp8"), "instance['embed']['precision']"),
+    (lambda c: c["metrics"].update(k="ten"), "metrics.k: 'ten' is not of type 'integer'"),
+    (lambda c: c["embed"].update(precision="fp8"), "embed.precision: 'fp8' is not one of"),
 ])
 def test_invalid_config_values_name_the_key(demo_config, edit, message):
     edit(demo_config)
@@ -643,6 +643,28 @@ def test_embedding_killed_with_sigkill_resumes_from_its_shards(vit, tmp_path, ca
     assert prov_r["fingerprint"] == prov_w["fingerprint"]
 
 
+def test_next_write_removes_temporaries_of_killed_writers(tmp_path):
+    out = tmp_path / "emb.h5"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from samesky.schema import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half a file')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"), str(out)])
+    assert killed.returncode == -signal.SIGKILL
+    (stale,) = tmp_path.glob(".emb.h5.tmp-*")
+    killed_pid = int(stale.name.rsplit("-", 1)[1])
+    assert stale == schema.temporary_of(out, killed_pid)
+    assert stale.read_bytes() == b"half a file" and not out.exists()
+    live = schema.temporary_of(out, os.getppid())  # a writer still running: not ours to delete
+    live.write_bytes(b"in progress")
+    other = out.with_name(f".{out.name}.tmp-otherhost-{killed_pid}")  # another node of a shared file system
+    other.write_bytes(b"in progress")
+    schema.write_embeddings(out, ["a", "b"], np.eye(2, dtype=np.float32), {})
+    assert schema.read_embeddings(out)[0].tolist() == ["a", "b"]
+    assert not stale.exists() and live.exists() and other.exists()
+
+
 # ---- 7. a metric job on embeddings with NaN / inf refuses to report a number ----------------------
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf])
 def test_metric_job_refuses_non_finite_embeddings(pair, bad_value, tmp_path):
@@ -664,7 +686,7 @@ def test_metric_job_refuses_non_finite_embeddings(pair, bad_value, tmp_path):
 # ---- 8. full disk, unwritable results directory -------------------------------------------------
 def _dev_full_at_tmp(out: Path) -> Path:
     """Make the writer's temporary file a link to /dev/full: every write fails with a real ENOSPC."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = schema.temporary_of(out)
     tmp.symlink_to("/dev/full")
     return tmp
 
@@ -719,7 +741,7 @@ def test_disk_full_mid_write_leaves_no_partial_file(good, tmp_path, monkeypatch)
     monkeypatch.setattr(h5py.Group, "create_dataset", filling_disk)
     with raises_naming(OSError, out, "No space left on device") as err:
         schema.write_embeddings(out, ["a", "b"], np.eye(2), {})
-    assert err.value.errno == errno.ENOSPC and seen == [f".emb.h5.tmp-{os.getpid()}"]
+    assert err.value.errno == errno.ENOSPC and seen == [schema.temporary_of(out).name]
     assert_intact(out, snap)
     monkeypatch.undo()
 

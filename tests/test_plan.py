@@ -66,6 +66,7 @@ def test_sizes_run_in_parameter_order_whatever_the_config_order(paper_config):
         (lambda c: c["metrics"].update(null_crossmatch="nope"), "metrics.null_crossmatch"),
         (lambda c: c["models"].update(spectrum="vit-base"), "models.spectrum"),
         (lambda c: c["embed"].update(batch_size=0), "batch_size"),
+        (lambda c: c["metrics"].update(feature_space_draws=-1), "metrics.feature_space_draws"),
     ],
 )
 def test_invalid_config_names_the_key(paper_config, edit, message):
@@ -80,6 +81,7 @@ def test_defaults_are_filled(demo_config):
     config = validate_config(demo_config)
     assert config["metrics"]["k"] == 10
     assert config["metrics"]["null_draws"] == 1000
+    assert Plan(config).metric_params()["feature_space_draws"] == 100
     assert config["preprocess"]["mode"] == "paper"
 
 
@@ -90,6 +92,18 @@ def test_config_slices_isolate_settings(paper_config):
     assert hsc["source"] == "legacysurvey_hsc" and jwst["source"] == "jwst_hsc"
     assert plan.preprocess_params("desi") == {"target_grid": "desi"}
     assert plan.weights_source("vit-base") == "google/vit-base-patch16-224-in21k"
+
+
+def test_metric_params_carry_every_compare_setting(demo_config):
+    demo_config["metrics"].update(feature_space_draws=7, null_draws=11)
+    params = Plan(validate_config(demo_config)).metric_params()
+    assert params["feature_space_draws"] == 7 and params["null_draws"] == 11
+    import inspect
+
+    from samesky.metrics.compare import compare_files
+
+    keywords = set(inspect.signature(compare_files).parameters)
+    assert set(params) <= keywords  # the compare script passes them through as keywords
 
 
 def test_demo_plan_scores_every_embedding_against_the_latent_truth(demo_config):

@@ -55,11 +55,18 @@ def comparison_kind(survey_a: str, model_a: str, survey_b: str, model_b: str) ->
 
 def validate_config(config: dict) -> dict:
     """Validate ``config`` in place against the JSON schema (filling defaults), then semantically."""
+    import jsonschema
     from snakemake.utils import validate
     from snakemake.exceptions import WorkflowError
 
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path)))
+    if errors:
+        lines = [f"{'.'.join(map(str, e.path)) or '(top level)'}: {e.message}" for e in errors[:5]]
+        more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise ConfigError(f"invalid configuration ({SCHEMA.name}):\n  " + "\n  ".join(lines) + more)
     try:
-        validate(config, str(SCHEMA), set_default=True)
+        validate(config, str(SCHEMA), set_default=True)  # fills the defaults
     except WorkflowError as err:
         raise ConfigError(f"invalid configuration: {err}") from None
     Plan(config)  # semantic checks
@@ -266,6 +273,7 @@ class Plan:
             "k": m.get("k", 10),
             "null_draws": m.get("null_draws", 1000),
             "bootstrap_draws": m.get("bootstrap_draws", 1000),
+            "feature_space_draws": m.get("feature_space_draws", 100),
             "ci": m.get("ci", 0.95),
             "seed": m.get("seed", 0),
         }

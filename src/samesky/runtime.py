@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,3 +16,22 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> log
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return logging.getLogger("samesky")
+
+
+def setup_job(smk) -> logging.Logger:
+    """Start a rule's script: log to its log file, and use exactly the threads the rule was given.
+
+    Without this, every torch/OpenMP job takes all of the node's cores, and parallel jobs on
+    one machine oversubscribe it (Snakemake sets OMP_NUM_THREADS only for ``shell:`` rules).
+    """
+    use_threads(smk.threads)
+    return setup_logging(smk.log[0] if smk.log else None)
+
+
+def use_threads(n: int) -> None:
+    """Limit intra-op CPU threads to ``n``: torch now if it is loaded, and any later import."""
+    n = max(int(n), 1)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)

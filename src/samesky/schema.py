@@ -31,8 +31,11 @@ kNN graph file (``results/knn/{crossmatch}/{survey}/{model}.h5``)::
 """
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import os
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -41,6 +44,8 @@ import h5py
 import numpy as np
 
 from .surveys import IMAGE, SPECTRUM, get_survey
+
+log = logging.getLogger(__name__)
 
 CROSSMATCH_SCHEMA = "samesky-crossmatch/1"
 STR = h5py.string_dtype("utf-8")
@@ -60,9 +65,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     with a message that names ``path``.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_of(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_writers_files(path)
         yield tmp
         os.replace(tmp, path)
     except OSError as err:
@@ -75,6 +81,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
+
+
+_HOST = socket.gethostname().replace("-", "_")
+
+
+def temporary_of(path: Path, pid: int | None = None) -> Path:
+    """The hidden sibling a writer (this host, process ``pid``) builds ``path`` in."""
+    return path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid() if pid is None else pid}")
+
+
+def _remove_dead_writers_files(path: Path) -> None:
+    """Delete temporaries of ``path`` left by killed writers (this host, process gone).
+
+    Temporaries of live processes, or of other hosts (shared file systems), are left alone.
+    """
+    for tmp in path.parent.glob(glob.escape(temporary_of(path, 0).name[:-1]) + "*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.warning("removing %s, left by a killed writer (pid %s)", tmp, pid)
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def as_str_ids(ids) -> np.ndarray:

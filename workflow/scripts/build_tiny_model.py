@@ -1,6 +1,6 @@
 """Rule build_tiny_model: a random-weight miniature of a real model, saved in its real format."""
 from samesky.models import save_tiny
-from samesky.runtime import setup_logging
+from samesky.runtime import setup_job
 
-setup_logging(snakemake.log[0])
+setup_job(snakemake)
 save_tiny(snakemake.wildcards.model, snakemake.output[0])

@@ -2,10 +2,10 @@
 import json
 
 from samesky.metrics.compare import compare_files
-from samesky.runtime import setup_logging
+from samesky.runtime import setup_job
 from samesky.schema import atomic_path
 
-setup_logging(snakemake.log[0])
+setup_job(snakemake)
 wc, opts = snakemake.wildcards, dict(snakemake.params.metrics)
 comparison = {"kind": snakemake.params.kind, "crossmatch": wc.crossmatch, "survey_a": wc.survey_a,
               "model_a": wc.model_a, "survey_b": wc.survey_b, "model_b": wc.model_b}

@@ -1,9 +1,9 @@
 """Rule embed: one (crossmatch, survey, model) embedding file, resumable from shards."""
 from samesky.embed import embed_file
 from samesky.plan import Plan
-from samesky.runtime import setup_logging
+from samesky.runtime import setup_job
 
-setup_logging(snakemake.log[0])
+setup_job(snakemake)
 opts = dict(snakemake.params.embed, **Plan(snakemake.config).embed_throughput())
 embed_file(snakemake.input.data, snakemake.output[0], model_key=snakemake.wildcards.model,
            source=snakemake.params.source, batch_size=opts["batch_size"], device=opts["device"],

@@ -3,8 +3,8 @@ import pandas as pd
 
 from samesky.models.registry import get_model
 from samesky.report import write_figures
-from samesky.runtime import setup_logging
+from samesky.runtime import setup_job
 
-setup_logging(snakemake.log[0])
+setup_job(snakemake)
 params = {key: get_model(key).params for key in snakemake.params.models}
 write_figures(pd.read_csv(snakemake.input[0]), snakemake.output[0], params)

@@ -1,8 +1,8 @@
 """Rule ingest_hf (login node): stream a Multimodal Universe crossmatch into our schema."""
 from samesky.ingest import ingest_hf
-from samesky.runtime import setup_logging
+from samesky.runtime import setup_job
 
-setup_logging(snakemake.log[0])
+setup_job(snakemake)
 hf = snakemake.params.hf
 ingest_hf(hf["dataset"], snakemake.output[0], name=snakemake.wildcards.crossmatch,
           surveys=list(snakemake.params.surveys), limit=hf.get("limit"))

@@ -1,8 +1,8 @@
 """Rule percentiles: channel-wise percentiles of one survey, reused by every crossmatch."""
 from samesky.preprocess import compute_percentiles, write_percentiles
-from samesky.runtime import setup_logging
+from samesky.runtime import setup_job
 
-setup_logging(snakemake.log[0])
+setup_job(snakemake)
 pre = snakemake.params.pre
 result = compute_percentiles(snakemake.input[0], snakemake.wildcards.survey, bands=pre["rgb"],
                              percentiles=tuple(pre["percentiles"]), max_images=pre["max_images"], seed=pre["seed"])
