@@ -6,8 +6,8 @@ file left beside it: writers are atomic (``schema.atomic_path``).
 
 Fault classes: damaged/missing inputs of every format; wrong schema (band, shape, dtype, rows,
 ids); NaN/inf/all-zero images and spectra; spectra off the expected grid; misaligned, missing
-or duplicated ids between the two sides of a comparison; unknown model/survey names and invalid
-config values; an embedding job killed with SIGKILL; NaN embeddings reaching a metric job; a
+or duplicated ids between the two sides of a comparison (objects on one side only are left out
+and counted); unknown model/survey names and invalid config values; an embedding job killed with SIGKILL; NaN embeddings reaching a metric job; a
 full disk (real ENOSPC from /dev/full, and ENOSPC mid-write) and an unwritable results directory.
 """
 import errno
@@ -500,19 +500,24 @@ def test_reordered_side_gives_the_same_score_as_the_aligned_one(pair, tmp_path):
     assert scrambled[0]["score"] < aligned[0]["score"] / 2
 
 
-def test_missing_or_extra_objects_are_refused_naming_both_files_and_ids(pair, tmp_path):
-    _, ids, _, Zb, files = pair
+def test_objects_on_one_side_only_are_left_out_and_counted_never_misaligned(pair, tmp_path):
+    _, ids, Za, Zb, files = pair
     ea, ka = files["a"]
     renamed = ids.astype(object)
     renamed[7] = "g_stranger"
     eb, kb = _side(tmp_path, "renamed", renamed, Zb)
-    with raises_naming(schema.SchemaError, ea, eb, "do not hold the same objects", "'g7'", "'g_stranger'"):
-        compare_files(ea, eb, ka, kb, comparison=CMP, **CMP_OPTS)
-    eb, kb = _side(tmp_path, "short", ids[1:], Zb[1:])
-    with raises_naming(schema.SchemaError, ea, eb, f"1 object_id only in {ea} (e.g. ['g0'])", "0 only in"):
-        compare_files(ea, eb, ka, kb, comparison=CMP, **CMP_OPTS)
-    with raises_naming(schema.SchemaError, eb, ea, f"0 object_id only in {eb}", f"1 only in {ea} (e.g. ['g0'])"):
-        compare_files(eb, ea, kb, ka, comparison=CMP, **CMP_OPTS)
+    keep = np.arange(N_EMB) != 7
+    ea_sub, ka_sub = _side(tmp_path, "a_sub", ids[keep], Za[keep])
+    eb_sub, kb_sub = _side(tmp_path, "b_sub", ids[keep], Zb[keep])
+    got = compare_files(ea, eb, ka, kb, comparison=CMP, **CMP_OPTS)
+    want = compare_files(ea_sub, eb_sub, ka_sub, kb_sub, comparison=CMP, **CMP_OPTS)
+    for g, w in zip(got, want):
+        assert (g["n"], g["n_excluded"]) == (N_EMB - 1, 2) and w["n_excluded"] == 0
+        assert g["score"] == pytest.approx(w["score"], rel=1e-6), g["metric"]
+    few = _side(tmp_path, "few", ids[: K + 1], Zb[: K + 1], knn=False)[0]
+    with raises_naming(schema.SchemaError, ea, few, f"share {K + 1} objects, too few to compare at k={K}",
+                       f"{N_EMB - K - 1} object_id only in {ea}"):
+        compare_files(ea, few, ka, None, comparison=CMP, **CMP_OPTS)
 
 
 def test_duplicated_ids_are_refused_naming_the_file_and_ids(pair, tmp_path):

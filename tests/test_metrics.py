@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from samesky.metrics.knn import DegenerateRowsError, knn_graph
+from samesky.metrics.knn import DegenerateRowsError, knn_graph, knn_rows, restrict_graph
 from samesky.metrics.mknn import MknnEstimator, mknn, mknn_from_graphs, overlaps, permuted_graph
 from samesky.metrics.registry import METRICS, get_metric
 from samesky.metrics.stats import bootstrap_weights, p_value, permutations, summarise
@@ -170,6 +170,32 @@ def test_relabelled_graph_and_null_equal_recomputation_draw_for_draw():
         recomputed = knn_graph(Zb[pi], 10)[0]
         np.testing.assert_array_equal(permuted_graph(gb, pi), recomputed)
         assert est.null(pi) == mknn_from_graphs(ga, recomputed, 10)
+
+
+@pytest.mark.parametrize("k_max", [10, 14])
+def test_restricted_graph_equals_the_graph_of_the_subset(k_max):
+    Z, _ = correlated(500, 12, 9)
+    indices, similarity = knn_graph(Z, k_max)
+    rng = np.random.default_rng(1)
+    for n_drop in (0, 1, 40, 300):  # 300 dropped: most rows lose neighbours and are recomputed
+        rows = rng.permutation(500)[: 500 - n_drop]  # a subset, in a new order
+        got_i, got_s, redone = restrict_graph(indices, similarity, rows, Z[rows], 10)
+        want_i, want_s = knn_graph(Z[rows], 10)
+        np.testing.assert_array_equal(got_i, want_i)
+        np.testing.assert_allclose(got_s, want_s, rtol=1e-6, atol=1e-6)
+        short = np.isin(indices[rows], rows, invert=True).sum(axis=1) > k_max - 10
+        assert redone == short.sum()
+        assert (redone > 0) == (n_drop >= (40 if k_max > 10 else 1))
+
+
+def test_knn_rows_equals_the_rows_of_the_full_graph():
+    Z, _ = correlated(300, 8, 8)
+    Z[7] = Z[3]  # an exact tie: the smaller index must come first
+    rows = np.array([0, 3, 7, 299, 150])
+    got_i, got_s = knn_rows(Z, rows, 10, chunk_size=2)
+    want_i, want_s = knn_graph(Z, 10)
+    np.testing.assert_array_equal(got_i, want_i[rows])
+    np.testing.assert_allclose(got_s, want_s[rows], rtol=1e-6, atol=1e-6)
 
 
 def test_permutations_are_reproducible_per_seed():

@@ -1,4 +1,5 @@
 """compare_files and knn_file: the metric stage's file-level entry points."""
+import logging
 import json
 
 import h5py
@@ -80,16 +81,38 @@ def test_shuffled_side_b_is_realigned_by_id(files, tmp_path):
             assert s[field] == (p[field] if exact else pytest.approx(p[field], rel=1e-6, abs=1e-9)), (p["metric"], field)
 
 
-def test_refuses_mismatched_missing_and_duplicated_ids(files, tmp_path):
+def test_objects_on_one_side_only_are_left_out_exactly(files, tmp_path, caplog):
+    """Scores on the common objects equal scores of files holding only those objects."""
     ids, Za, Zb, (ea, ka), _ = files
-    other = ids.copy()
-    other[17] = "obj9999"
-    eb, kb = write_pair(tmp_path, "renamed", other, Zb)
-    with pytest.raises(schema.SchemaError, match=r"a\.h5 and .*renamed\.h5 do not hold the same objects.*'obj0017'.*'obj9999'"):
+    keep = np.ones(len(ids), bool)
+    keep[[3, 17, 250]] = False
+    order = np.random.default_rng(2).permutation(len(ids))
+    eb, kb = write_pair(tmp_path, "partial", ids[keep], Zb[keep])  # B lost 3 objects
+    ec, kc = write_pair(tmp_path, "extra", np.r_[ids, ["stranger"]][order.tolist() + [len(ids)]],
+                        np.r_[Zb, Zb[:1]][order.tolist() + [len(ids)]])  # B shuffled, one object A lacks
+    ea_sub, ka_sub = write_pair(tmp_path, "a_sub", ids[keep], Za[keep])
+    metrics = ["mknn", "cknna", "cka_linear"]
+    with caplog.at_level(logging.WARNING, logger="samesky"):
+        got = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics, **OPTS)
+    assert f"{ea}" in caplog.text and f"{eb}" in caplog.text and "3 only in the first" in caplog.text
+    want = compare_files(ea_sub, eb, ka_sub, kb, comparison=CROSS, metrics=metrics, **OPTS)
+    for g, w in zip(got, want):
+        assert g["n"] == w["n"] == keep.sum() and g["n_excluded"] == 3 and w["n_excluded"] == 0
+        for field in ("score", "null_mean", "p_value", "ci_low", "ci_high"):
+            assert g[field] == pytest.approx(w[field], rel=1e-6, abs=1e-9), (g["metric"], field)
+    got = compare_files(ea, ec, ka, kc, comparison=CROSS, metrics=metrics, **OPTS)
+    want = compare_files(ea, write_pair(tmp_path, "b_whole", ids, Zb)[0], ka, None, comparison=CROSS,
+                         metrics=metrics, **OPTS)
+    assert [g["n_excluded"] for g in got] == [1] * 3
+    assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], rel=1e-6)
+
+
+def test_refuses_pairs_with_too_few_common_objects_and_duplicated_ids(files, tmp_path):
+    ids, Za, Zb, (ea, ka), _ = files
+    eb, kb = write_pair(tmp_path, "stranger", np.array([f"x{i}" for i in range(len(ids))]), Zb)
+    with pytest.raises(schema.SchemaError, match=r"a\.h5 and .*stranger\.h5 share 0 objects, too few to compare "
+                                                 r"at k=\d+: 400 object_id only in .*a\.h5 \(e\.g\. \['obj0000'"):
         compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=["mknn"], **OPTS)
-    eb, kb = write_pair(tmp_path, "short", ids[:-1], Zb[:-1])
-    with pytest.raises(schema.SchemaError, match=r"1 object_id only in .*a\.h5 \(e\.g\. \['obj0399'\]\)"):
-        compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=["cka_linear"], **OPTS)
     dup = tmp_path / "dup.h5"
     with h5py.File(dup, "w") as f:  # written by hand: write_embeddings itself would refuse
         f.create_dataset("object_id", data=np.r_[ids[:-1], ids[:1]].astype(object), dtype=schema.STR)

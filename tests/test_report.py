@@ -15,7 +15,7 @@ IMAGE_MODELS = ["dinov2-small", "dinov2-base", "vit-base", "vit-large", "vit-hug
 
 def rec(kind, xm, sa, ma, sb, mb, metric="mknn", score=0.05, **extra):
     r = {"kind": kind, "crossmatch": xm, "survey_a": sa, "model_a": ma, "survey_b": sb, "model_b": mb,
-         "n": 500, "metric": metric, "k": 10 if metric == "mknn" else None, "score": score,
+         "n": 500, "n_excluded": 0, "metric": metric, "k": 10 if metric == "mknn" else None, "score": score,
          "ci_low": score - 0.01, "ci_high": score + 0.01, "null_mean": 0.002, "null_std": 0.0005,
          "p_value": 0.001, "null_draws": 100, "bootstrap_draws": 100}
     return {**r, **extra}

@@ -1,8 +1,10 @@
 """One compared pair of embedding files -> one flat record per metric (the ``compare`` rule).
 
-Side B is re-aligned to side A's object order by id (its kNN graph relabelled accordingly), so
-files written in different orders compare correctly; any id mismatch is refused. All metrics
-share the same seeded null permutations and bootstrap resamples, draw for draw.
+Side B is re-aligned to side A's object order by id, so files written in different orders
+compare correctly. Objects on one side only (an image one survey's preprocessing dropped) are
+left out and counted (``n_excluded``); the cached kNN graphs are restricted to the common
+objects exactly, recomputing only the rows that lost a neighbour. All metrics share the same
+seeded null permutations and bootstrap resamples, draw for draw.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import schema
-from .mknn import permuted_graph
+from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
 from .stats import bootstrap_weights, permutations, summarise
@@ -41,17 +43,31 @@ def _examples(ids: np.ndarray) -> list[str]:
     return np.sort(ids)[:5].tolist()
 
 
-def align_order(ids_a: np.ndarray, ids_b: np.ndarray, path_a, path_b) -> np.ndarray | None:
-    """Row order of side B that puts its objects in side A's order (None if already aligned)."""
+def common_rows(ids_a: np.ndarray, ids_b: np.ndarray, path_a, path_b, k: int):
+    """Rows of each side holding the objects both sides have, in side A's order.
+
+    Returns (rows_a, rows_b, n_excluded); a side's rows are None when it is used whole and in
+    its own order. Objects present on one side only (e.g. an image dropped by one survey's
+    preprocessing) are left out of the comparison, counted and logged; a pair with fewer than
+    k + 2 common objects is refused.
+    """
     if len(ids_a) == len(ids_b) and np.array_equal(ids_a, ids_b):
-        return None
-    only_a, only_b = np.setdiff1d(ids_a, ids_b), np.setdiff1d(ids_b, ids_a)
-    if len(only_a) or len(only_b) or len(ids_a) != len(ids_b):
+        return None, None, 0
+    in_b = np.isin(ids_a, ids_b)
+    rows_a = np.flatnonzero(in_b)
+    only_a, only_b = ids_a[~in_b], np.setdiff1d(ids_b, ids_a)
+    if len(rows_a) < k + 2:
         raise schema.SchemaError(
-            f"{path_a} and {path_b} do not hold the same objects: {len(only_a)} object_id only in "
-            f"{path_a} (e.g. {_examples(only_a)}), {len(only_b)} only in {path_b} (e.g. {_examples(only_b)})")
+            f"{path_a} and {path_b} share {len(rows_a)} objects, too few to compare at k={k}: "
+            f"{len(only_a)} object_id only in {path_a} (e.g. {_examples(only_a)}), {len(only_b)} only in "
+            f"{path_b} (e.g. {_examples(only_b)})")
+    if len(only_a) or len(only_b):
+        log.warning("comparing the %d objects common to %s and %s: %d only in the first (e.g. %s), "
+                    "%d only in the second (e.g. %s) are left out", len(rows_a), path_a, path_b,
+                    len(only_a), _examples(only_a), len(only_b), _examples(only_b))
     sorter = np.argsort(ids_b)
-    return sorter[np.searchsorted(ids_b, ids_a, sorter=sorter)]
+    rows_b = sorter[np.searchsorted(ids_b, ids_a[rows_a], sorter=sorter)]
+    return (rows_a if len(only_a) else None), rows_b, len(only_a) + len(only_b)
 
 
 def _read_graph(knn_path, emb_path, emb_ids: np.ndarray, k: int):
@@ -67,10 +83,16 @@ def _read_graph(knn_path, emb_path, emb_ids: np.ndarray, k: int):
     return indices, similarity
 
 
-def _reorder_graph(graph, order: np.ndarray):
-    """Graph of the embedding with rows taken in ``order`` (row r = old row order[r])."""
-    indices, similarity = graph
-    return permuted_graph(indices, order), similarity[order]
+def _subset(Z, graph, rows, k: int, path):
+    """Side restricted to ``rows`` (None: unchanged), its cached graph restricted exactly."""
+    if rows is None:
+        return Z, graph
+    Z = Z[rows]
+    if graph is not None:
+        indices, similarity, redone = restrict_graph(*graph, rows, Z, max(k, 1))
+        log.info("%s: %d rows; cached kNN graph reused, %d rows recomputed", path, len(rows), redone)
+        graph = (indices, similarity)
+    return Z, graph
 
 
 def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list[str], k: int,
@@ -97,15 +119,13 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     same = _same_file(emb_a, emb_b)
     ids_a, Za = _read_embeddings(emb_a)
     ids_b, Zb = (ids_a, Za) if same else _read_embeddings(emb_b)
-    order = align_order(ids_a, ids_b, emb_a, emb_b)
-    needs_k = k if any(spec.uses_knn for spec in specs) else 0
-    graph_a = None if knn_a is None else _read_graph(knn_a, emb_a, ids_a, needs_k)
-    graph_b = None if knn_b is None else (
-        graph_a if same and _same_file(knn_a, knn_b) else _read_graph(knn_b, emb_b, ids_b, needs_k))
-    if order is not None:
-        log.info("re-aligning %s to the object order of %s", emb_b, emb_a)
-        Zb = Zb[order]
-        graph_b = None if graph_b is None else _reorder_graph(graph_b, order)
+    rows_a, rows_b, n_excluded = common_rows(ids_a, ids_b, emb_a, emb_b, k)
+    uses_knn = any(spec.uses_knn for spec in specs)
+    graph_a = None if knn_a is None or not uses_knn else _read_graph(knn_a, emb_a, ids_a, k)
+    graph_b = None if knn_b is None or not uses_knn else (
+        graph_a if same and _same_file(knn_a, knn_b) else _read_graph(knn_b, emb_b, ids_b, k))
+    Za, graph_a = _subset(Za, graph_a, rows_a, k, emb_a)
+    Zb, graph_b = _subset(Zb, graph_b, rows_b, k, emb_b)
     pair = Pair(Za, Zb, graph_a, graph_b, device=device)
     n = pair.n
 
@@ -122,7 +142,7 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     for spec in specs:
         name = spec.name
         rec = {f: comparison[f] for f in COMPARISON_FIELDS}
-        rec.update(n=int(n), metric=name, k=params[name].get("k"), score=float(scores[name]))
+        rec.update(n=int(n), n_excluded=int(n_excluded), metric=name, k=params[name].get("k"), score=float(scores[name]))
         rec.update(summarise(scores[name], nulls[name], boots[name], ci))
         records.append(rec)
         log.info("%s %s vs %s: %s = %.6g (null %s, p %s)", comparison["kind"], Path(emb_a).name,

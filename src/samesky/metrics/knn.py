@@ -219,6 +219,52 @@ def knn_graph(Z, k: int, *, chunk_size: int | None = None, device=None) -> tuple
     return best.cols.cpu().numpy(), best.values.cpu().numpy()
 
 
+def knn_rows(Z, rows, k: int, *, chunk_size: int = 1024, device=None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN of the given ``rows`` of ``Z`` among all rows (same order and ties as knn_graph).
+
+    For the few rows of a graph that a subset invalidates (see ``restrict_graph``).
+    """
+    dev = pick_device(device, Z)
+    X = normalise_rows(as_matrix(Z, dev))
+    rows = torch.as_tensor(np.asarray(rows, np.int64), device=dev)
+    if not 1 <= k <= X.shape[0] - 1:
+        raise ValueError(f"k={k} must be between 1 and N-1={X.shape[0] - 1}")
+    cols, values = [], []
+    with full_fp32(), torch.inference_mode():
+        for a in range(0, len(rows), chunk_size):
+            q = rows[a : a + chunk_size]
+            S = X[q] @ X.T
+            S[torch.arange(len(q), device=dev), q] = float("-inf")
+            v, c = tile_topk(S, k)
+            values.append(v)
+            cols.append(c)
+    if not cols:
+        return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
+    return torch.cat(cols).cpu().numpy(), torch.cat(values).cpu().numpy()
+
+
+def restrict_graph(indices: np.ndarray, similarity: np.ndarray, rows: np.ndarray, Z_sub, k: int
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """The exact k-NN graph of ``Z_sub = Z[rows]`` from the cached graph of ``Z``, cheaply.
+
+    ``rows`` selects (and orders) a subset of Z's rows. A row keeps its cached neighbours that
+    survive, in order; only rows left with fewer than k of them are recomputed (``knn_rows``).
+    Dropping m objects touches about k m rows. Returns (indices, similarity, rows recomputed).
+    """
+    rows = np.asarray(rows, np.int64)
+    new = np.full(len(indices), -1, np.int64)
+    new[rows] = np.arange(len(rows))
+    mapped = new[indices[rows]]
+    valid = mapped >= 0
+    first = np.argsort(~valid, axis=1, kind="stable")[:, :k]  # surviving neighbours first, in order
+    out_i = np.take_along_axis(mapped, first, 1)
+    out_s = np.take_along_axis(similarity[rows], first, 1).astype(np.float32, copy=False)
+    short = np.flatnonzero(valid.sum(axis=1) < k)
+    if len(short):
+        out_i[short], out_s[short] = knn_rows(Z_sub, short, k)
+    return out_i, out_s, len(short)
+
+
 def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None = None) -> None:
     """Compute the kNN graph of one embedding file and write it with ``schema.write_knn``."""
     from .. import schema

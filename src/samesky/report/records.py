@@ -12,7 +12,7 @@ import pandas as pd
 from ..surveys import SURVEYS
 
 FIELDS = (
-    "kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "n", "metric", "k",
+    "kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "n", "n_excluded", "metric", "k",
     "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws",
 )
 TEXT_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
