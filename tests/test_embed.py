@@ -59,6 +59,23 @@ def test_embeds_every_row_with_provenance(images, tiny, tmp_path):
     assert not (tmp_path / "emb" / "astropt-small.h5.shards").exists()
 
 
+def test_aion_embeds_a_raw_flux_file_and_refuses_rgb(images, tmp_path):
+    from samesky.preprocess import preprocess_flux
+    from samesky.simulate import simulate_crossmatch
+
+    xm = tmp_path / "xm.h5"
+    simulate_crossmatch(xm, "legacysurvey_hsc", ["legacysurvey", "hsc"], n=6, seed=3)
+    flux = preprocess_flux(xm, "legacysurvey", tmp_path / "flux" / "legacysurvey.h5")
+    source = save_tiny("aion-base", tmp_path / "aion")
+    out = embed_file(tmp_path / "flux" / "legacysurvey.h5", tmp_path / "aion.h5", model_key="aion-base",
+                     source=source, device="cpu", batch_size=4, shard_size=4)
+    ids, emb, prov = schema.read_embeddings(out)
+    assert len(ids) == flux["n_written"] and emb.shape == (len(ids), 32) and np.isfinite(emb).all()
+    assert prov["input_provenance"]["bands"] == ["g", "r", "i", "z"] and prov["model"] == "aion-base"
+    with pytest.raises(schema.SchemaError, match="holds rgb inputs, but model 'aion-base' embeds flux inputs"):
+        embed_file(images, tmp_path / "no.h5", model_key="aion-base", source=source, device="cpu")
+
+
 def test_resume_after_interruption_matches_one_go(images, tiny, tmp_path, monkeypatch):
     whole = schema.read_embeddings(_run(images, tmp_path / "whole.h5", tiny))[1]
     out = tmp_path / "resumed.h5"

@@ -303,12 +303,14 @@ PREPROCESSED_FAULTS = {
     "data_missing": (dict(object_id=IDS), "missing dataset 'data'"),
     "rows_differ_from_ids": (dict(object_id=IDS, data=IMG[:5]), "'data' has 5 rows for 6 object ids"),
     "channels_last": (dict(object_id=IDS, data=IMG.transpose(0, 2, 3, 1)), "'data' has shape (6, 8, 8, 3)"),
-    "float_images": (dict(object_id=IDS, data=IMG.astype(np.float32)), "dtype float32, expected images"),
+    "float_images": (dict(object_id=IDS, data=IMG.astype(np.float32)),
+                     "raw flux images (3 bands) need provenance 'survey' and 'bands'"),
+    "float64_images": (dict(object_id=IDS, data=IMG.astype(np.float64)), "dtype float64, expected images"),
     "string_data": (dict(object_id=IDS, data=np.array(["x"] * 6)), "'data' has dtype object"),
     "duplicate_ids": (dict(object_id=np.r_[IDS[:5], IDS[:1]], data=IMG), "object_id has 1 duplicates, e.g. ['o0']"),
     "numeric_ids": (dict(object_id=np.arange(6), data=IMG), "'object_id' has dtype int64"),
     "spectra_for_an_image_model": (dict(object_id=IDS, data=np.ones((6, 7781), np.float32)),
-                                   "holds spectrum data, but model 'vit-base' embeds image data"),
+                                   "holds spectrum inputs, but model 'vit-base' embeds rgb inputs"),
 }
 
 

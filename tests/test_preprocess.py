@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from samesky.preprocess import (PERCENTILES_SCHEMA, central_crop, compute_percentiles, preprocess_images,
-                                read_percentiles, rescale_images, write_percentiles, zoom_to)
+from samesky.preprocess import (PERCENTILES_SCHEMA, central_crop, compute_percentiles, preprocess_flux,
+                                preprocess_images, read_percentiles, rescale_images, write_percentiles, zoom_to)
 from samesky.schema import SchemaError, read_provenance, write_crossmatch
 
 
@@ -145,6 +145,32 @@ def test_degenerate_images_dropped_with_counts(tmp_path, caplog):
     np.testing.assert_array_equal(data[0], (flux[0, [3, 1, 0]] * np.float32(255)).astype(np.uint8))
     assert "wrote 3 of 7 images" in caplog.text and "'all_zero': 2" in caplog.text
     assert not list(tmp_path.glob(".*spool"))  # temporary row files are gone
+
+
+def test_raw_flux_keeps_every_band_fills_nan_with_zero_and_drops_degenerate_images(tmp_path):
+    rng = np.random.default_rng(0)
+    flux = rng.normal(size=(6, 4, 5, 5)).astype(np.float32)
+    flux[1, 2] = np.nan            # a band all NaN: dropped
+    flux[2, 0] = 0.0               # a band all zero: dropped
+    flux[3, 1, 2, 2] = np.inf      # one bad pixel: set to 0, kept
+    flux[4, 3, 0] = np.nan         # a NaN row: set to 0, kept
+    xm = image_crossmatch(tmp_path / "xm.h5", flux, survey="legacysurvey")
+    prov = preprocess_flux(xm, "legacysurvey", tmp_path / "flux.h5", chunk_size=4)
+    ids, data, stored = read_out(tmp_path / "flux.h5")
+    assert list(ids) == ["o0", "o3", "o4", "o5"] and data.dtype == np.float32 and data.shape == (4, 4, 5, 5)
+    assert stored == prov and prov["bands"] == ["g", "r", "i", "z"] and prov["survey"] == "legacysurvey"
+    assert prov["dropped"] == {"all_nan": 1, "all_zero": 1} and prov["dropped_examples"]["all_nan"] == ["o1"]
+    assert prov["nonfinite_pixels_filled"] == 1 + 5
+    want = np.nan_to_num(flux[[0, 3, 4, 5]], nan=0.0, posinf=0.0)
+    np.testing.assert_array_equal(data, want)
+    from samesky.schema import FLUX, validate_preprocessed
+
+    assert validate_preprocessed(tmp_path / "flux.h5") == FLUX
+    flux[:, 0] = 0.0
+    with pytest.raises(SchemaError, match=r"all 6 'legacysurvey' images were dropped"):
+        preprocess_flux(image_crossmatch(tmp_path / "zero.h5", flux, survey="legacysurvey"), "legacysurvey",
+                        tmp_path / "none.h5")
+    assert not (tmp_path / "none.h5").exists()
 
 
 def test_zoom_and_crop_exact():

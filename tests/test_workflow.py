@@ -132,6 +132,32 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
                       "aggregate": 1, "figures": 1, "all": 1}
 
 
+@pytest.mark.slow
+def test_aion_family_runs_on_raw_fluxes(demo_run, tmp_path):
+    """AION takes raw-flux inputs (rule preprocess_flux), only for the surveys it has codecs for."""
+    import json
+    import shutil
+
+    workdir = tmp_path / "demo"
+    shutil.copytree(demo_run[0], workdir, symlinks=True)  # the shared demo stays as it was
+    config = copy.deepcopy(demo_run[1])
+    config["models"]["image"]["aion"] = ["base", "large"]
+    counts = _rerun_counts(workdir, config, lambda c: None)
+    # HSC in 4 crossmatches + Legacy in 1 (no JWST codec): 5 flux files, 2 sizes each; comparisons:
+    # 5 intramodal, 2 crossmodal (Legacy vs HSC), 2 self pairs, 10 against the latent truth
+    assert counts == {"build_tiny_model": 2, "preprocess_flux": 5, "embed": 10, "knn_graph": 10, "compare": 19,
+                      "aggregate": 1, "figures": 1, "all": 1}
+    target = "results/metrics/legacysurvey_hsc/legacysurvey/aion-base/hsc/aion-base.json"
+    proc = snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "edited.yaml"), target)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert job_counts(proc.stdout + proc.stderr) == {"build_tiny_model": 1, "preprocess_flux": 2, "embed": 2,
+                                                     "knn_graph": 2, "compare": 1}
+    records = {r["metric"]: r for r in json.loads((workdir / target).read_text())["records"]}
+    assert set(records) == set(config["metrics"]["names"])
+    n = config["crossmatches"]["legacysurvey_hsc"]["source"]["simulate"]["n"]
+    assert records["mknn"]["kind"] == "crossmodal" and (records["mknn"]["n"], records["mknn"]["n_excluded"]) == (n, 0)
+
+
 def test_paper_dry_run_with_slurm_profile(tmp_path):
     start = time.perf_counter()
     proc = subprocess.run(

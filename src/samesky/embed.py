@@ -106,11 +106,14 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
         raise ValueError(f"batch_size ({batch_size}) and shard_size ({shard_size}) must be >= 1")
     out_path = Path(out_path)
     spec = get_model(model_key)
-    modality = schema.validate_preprocessed(preprocessed_path)
-    if modality != spec.modality:
-        raise schema.SchemaError(f"{preprocessed_path} holds {modality} data, but model {model_key!r} embeds "
-                                 f"{spec.modality} data")
+    kind = schema.validate_preprocessed(preprocessed_path)
+    if kind != spec.input_kind:
+        raise schema.SchemaError(f"{preprocessed_path} holds {kind} inputs, but model {model_key!r} embeds "
+                                 f"{spec.input_kind} inputs")
+    with schema.open_h5(preprocessed_path) as f:
+        input_provenance = schema.read_provenance(f)
     embedder = load_embedder(model_key, source, device=device, precision=precision)
+    embedder.bind(input_provenance)
     ids = schema.read_object_ids(preprocessed_path)
     fp = fingerprint(model_key, embedder.source, embedder.precision, input_identity(preprocessed_path))
     shard_dir = out_path.with_name(out_path.name + ".shards")
@@ -137,8 +140,6 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
             log.info("%s: shard %d/%d (rows %d-%d) resumed", out_path, i + 1, len(bounds), start, stop)
         parts.append(emb)
 
-    with schema.open_h5(preprocessed_path) as f:
-        input_provenance = schema.read_provenance(f)
     prov = {**embedder.describe(), "input": str(preprocessed_path), "input_provenance": input_provenance,
             "n": len(ids), "batch_size": batch_size, "fingerprint": fp, "versions": _versions(),
             **(provenance or {})}

@@ -351,6 +351,48 @@ def preprocess_images(crossmatch_path, survey: str, out_path, *, bands: Sequence
     return prov
 
 
+def preprocess_flux(crossmatch_path, survey: str, out_path, *, chunk_size: int = 256) -> dict:
+    """Write the raw fluxes of every band of ``survey`` (N_kept, B, H, W) float32 to ``out_path``.
+
+    For models that tokenise fluxes themselves (AION). Images with a band that is all NaN or all
+    zero are dropped (as for RGB, counted with examples); other non-finite pixels become 0 (the
+    codecs cannot take NaN) and are counted. Provenance names the survey and the bands.
+    """
+    validate_crossmatch(crossmatch_path)
+    dropped = {r: 0 for r in REASONS[:2]}
+    examples: dict[str, list[str]] = {r: [] for r in dropped}
+    n_filled = 0
+    with open_h5(crossmatch_path) as f:
+        group = _survey_group(f, crossmatch_path, survey, IMAGE)
+        bands = [str(b) for b in group.attrs.get("bands", get_survey(survey).bands)]
+        flux, ids = group["flux"], as_str_ids(f["object_id"][:])
+        n, n_bands, h, w = flux.shape
+        kept = np.zeros(n, bool)
+        with preprocessed_writer(out_path, {"data": ((n_bands, h, w), np.float32)}) as writer:
+            for a, b in _chunks(n, chunk_size):
+                x = np.asarray(flux[a:b], dtype=np.float32)
+                reason = _degenerate(x)
+                _count_drops(reason, ids[a:b], dropped, examples)
+                kept[a:b] = reason == ""
+                x = x[kept[a:b]]
+                bad = ~np.isfinite(x)
+                n_filled += int(bad.sum())
+                writer.append(ids[a:b][kept[a:b]], data=np.where(bad, np.float32(0), x))
+            _refuse_empty(crossmatch_path, survey, "images", n, dropped, examples)
+            writer.provenance = {"source": str(crossmatch_path), "survey": survey, "bands": bands, "kind": "flux",
+                                 "pixel_scale": _float_or_none(group.attrs.get("pixel_scale")), "n_input": n,
+                                 "n_written": int(kept.sum()), "dropped": dropped, "dropped_examples": examples,
+                                 "nonfinite_pixels_filled": n_filled}
+            prov = writer.provenance
+    log.info("%s/%s -> %s: wrote raw fluxes of %d of %d images (bands %s); dropped %s; set %d non-finite pixels to 0",
+             crossmatch_path, survey, out_path, prov["n_written"], n, bands, dropped, n_filled)
+    return prov
+
+
+def _float_or_none(x) -> float | None:
+    return None if x is None else float(x)
+
+
 def _refuse_empty(path, survey: str, what: str, n: int, dropped: dict, examples: dict) -> None:
     """An output with no object left is an error (wrong grid, bands, units...), not a result."""
     if n and sum(dropped.values()) == n:

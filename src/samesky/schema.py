@@ -20,6 +20,12 @@ Preprocessed file (``results/preprocessed/{crossmatch}/{survey}.h5``)::
     vision models' processors take), spectra (N, 7781) float32 on the DESI grid (+ /ivar (N, 7781)
     float32, /mask (N, 7781) bool); attrs: provenance (JSON). Dropped objects are absent.
 
+Raw-flux file (``results/preprocessed_flux/{crossmatch}/{survey}.h5``, for models that tokenise
+fluxes themselves, e.g. AION)::
+
+    /object_id (N,) str; /data (N, B, H, W) float32, every band in on-disk order, non-finite
+    pixels set to 0; provenance names ``survey`` and ``bands``.
+
 Embedding file (``results/embeddings/{crossmatch}/{survey}/{model}.h5``)::
 
     /object_id (N,) str; /embedding (N, D) float32; attrs: provenance (JSON)
@@ -336,26 +342,37 @@ def write_preprocessed(path, object_id, data: np.ndarray, provenance: Mapping, *
         writer.provenance = dict(provenance)
 
 
+RGB, FLUX = "rgb", "flux"  # the kinds of preprocessed image files (spectra: SPECTRUM)
+
+
 def validate_preprocessed(path) -> str:
-    """Check a preprocessed file (unique ids; images (N, 3, H, W) uint8 or spectra (N, L) float
-    with matching ivar/mask); return its modality (IMAGE or SPECTRUM)."""
+    """Check a preprocessed file (unique ids; one row of data per id) and return its kind:
+    RGB images (N, 3, H, W) uint8, FLUX raw images (N, B, H, W) float32 whose provenance names
+    the survey and its B bands, or SPECTRUM (N, L) float with matching ivar/mask."""
     with read_h5(path) as f:
         ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
         check_unique_ids(ids, str(path))
         data = _require(f, "data", path, kinds="fu")
         if data.ndim == 4 and data.shape[1] == 3 and data.dtype == np.uint8:
-            modality = IMAGE
+            kind = RGB
+        elif data.ndim == 4 and data.dtype == np.float32:
+            kind = FLUX
+            prov = read_provenance(f)
+            if not isinstance(prov.get("bands"), list) or len(prov["bands"]) != data.shape[1] or "survey" not in prov:
+                raise SchemaError(f"{path}: raw flux images ({data.shape[1]} bands) need provenance 'survey' and "
+                                  f"'bands' (one name per band), got {({k: prov.get(k) for k in ('survey', 'bands')})}")
         elif data.ndim == 2 and data.dtype.kind == "f":
-            modality = SPECTRUM
+            kind = SPECTRUM
             for extra in ("ivar", "mask"):
                 if extra in f:
                     _require(f, extra, path, data.shape, kinds="b" if extra == "mask" else "f")
         else:
             raise SchemaError(f"{path}: 'data' has shape {data.shape} and dtype {data.dtype}, expected images "
-                              f"({len(ids)}, 3, H, W) uint8 or spectra ({len(ids)}, L) float")
+                              f"({len(ids)}, 3, H, W) uint8, raw fluxes ({len(ids)}, B, H, W) float32 or spectra "
+                              f"({len(ids)}, L) float")
         if data.shape[0] != len(ids):
             raise SchemaError(f"{path}: 'data' has {data.shape[0]} rows for {len(ids)} object ids")
-    return modality
+    return kind
 
 
 def read_preprocessed(path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from samesky.plan import Plan, comparison_kind, validate_config
-from samesky.models.registry import resources_for
+from samesky.models.registry import get_model, resources_for
 from samesky.surveys import SURVEYS
 
 validate_config(config)  # fails before any job, naming the offending key
@@ -39,6 +39,12 @@ def _preprocess_inputs(wc):
     if PLAN.preprocess_params(wc.survey).get("mode") == "paper":
         inputs["percentiles"] = f"results/preprocessed/percentiles/{wc.survey}.json"
     return inputs
+
+
+def _embed_input(wc):
+    """RGB images or spectra (results/preprocessed), or raw fluxes for models that tokenise them."""
+    top = "preprocessed_flux" if get_model(wc.model).input_kind == "flux" else "preprocessed"
+    return f"results/{top}/{wc.crossmatch}/{wc.survey}.h5"
 
 
 def _weights(wc):

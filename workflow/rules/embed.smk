@@ -3,7 +3,7 @@
 
 rule embed:
     input:
-        data="results/preprocessed/{crossmatch}/{survey}.h5",
+        data=_embed_input,
         weights=_weights,
     output:
         "results/embeddings/{crossmatch}/{survey}/{model}.h5",

@@ -29,3 +29,16 @@ rule preprocess:
         "../../envs/samesky.yaml"
     script:
         "../scripts/preprocess.py"
+
+
+rule preprocess_flux:
+    input:
+        crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
+    output:
+        "results/preprocessed_flux/{crossmatch}/{survey}.h5",
+    log:
+        "logs/preprocess_flux/{crossmatch}/{survey}.log",
+    conda:
+        "../../envs/samesky.yaml"
+    script:
+        "../scripts/preprocess_flux.py"

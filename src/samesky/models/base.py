@@ -76,6 +76,11 @@ class Embedder:
         self.precision = precision
         self.dim = int(dim)
 
+    def bind(self, info: dict) -> None:
+        """Take what the input file says about its rows (survey, bands) before embedding.
+
+        Most models need nothing beyond the array; AION needs the band names."""
+
     def prepare(self, batch) -> Any:
         """CPU preprocessing: the batch as the model's inputs."""
         raise NotImplementedError

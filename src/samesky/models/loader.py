@@ -9,17 +9,15 @@ import os
 import zlib
 from pathlib import Path
 
-from . import astroclip, astropt, hf, specformer
+from . import aion, astroclip, astropt, hf, specformer
 from .base import Embedder, resolve_device, resolve_precision
 from .registry import get_model
 
-ADAPTERS = {"hf": hf, "astropt": astropt, "specformer": specformer, "astroclip": astroclip}
+ADAPTERS = {"hf": hf, "astropt": astropt, "specformer": specformer, "astroclip": astroclip, "aion": aion}
 
 
 def _adapter(key: str):
     spec = get_model(key)
-    if spec.unavailable:
-        raise NotImplementedError(f"{key}: {spec.unavailable}")
     return spec, ADAPTERS[spec.adapter]
 
 

@@ -37,8 +37,13 @@ class ModelSpec:
     tiny: dict[str, Any] = field(default_factory=dict)  # overrides of arch + "dim" for a tiny build
     params_source: str = "paper Table 3"
     note: str = ""
-    unavailable: str | None = None  # set when the model cannot be run yet: says why and what unblocks it
     surveys: tuple[str, ...] | None = None  # surveys it can embed; None: every survey of its modality
+    raw_flux: bool = False  # images as raw multi-band fluxes (preprocess_flux), not percentile RGB
+
+    @property
+    def input_kind(self) -> str:
+        """Which preprocessed product it embeds: 'rgb', 'flux' or 'spectrum' (schema.validate_preprocessed)."""
+        return SPECTRUM if self.modality == SPECTRUM else ("flux" if self.raw_flux else "rgb")
 
     def supports(self, survey: str) -> bool:
         return get_survey(survey).modality == self.modality and (self.surveys is None or survey in self.surveys)
@@ -182,23 +187,31 @@ ASTROCLIP_TINY = {"image": {"embed_dim": 128, "depth": 2, "block_chunks": 2},
                   "spectrum": {"embed_dim": 128, "num_layers": 2, "num_heads": 1},
                   "head": {"embed_dim": 32}, "dim": 32}
 
-AION_UNAVAILABLE = (
-    "AION-1 is registered but cannot run yet. polymathic-aion 0.0.2's pins are compatible with ours "
-    "(torch>=2.4, huggingface_hub>=0.24.7, numpy, scipy, tokenizers>=0.15.2; it adds einops and jaxtyping), "
-    "but AION tokenises RAW fluxes with its own codecs (LegacySurveyImage: 4 bands, HSCImage: 5 bands, "
-    "DESISpectrum: flux/ivar/mask/wavelength; no JWST codec), and our preprocessed files hold RGB images "
-    "and DESI-grid spectra. Unblock with: a raw-flux preprocessing output (bands + ivar/mask + pixel scale), "
-    "polymathic-aion (+einops, jaxtyping) in the environment, its codec and model weights in the HF cache, "
-    "and an adapter embedding with the mean of encoder outputs, num_encoder_tokens >= 576."
-)
+AION_MODEL = {"dim": 768, "encoder_depth": 12, "decoder_depth": 12, "num_heads": 12, "mlp_ratio": 4.0,
+              "qkv_bias": False, "proj_bias": False, "mlp_bias": False, "norm_bias": False, "act_layer": "SiLU",
+              "gated_mlp": True, "qk_norm": True, "domains_in": ["tok_image", "tok_image_hsc"],
+              "domains_out": ["tok_image", "tok_image_hsc"]}
+AION_CODEC = {"quantizer_levels": [7, 5, 5, 5, 5], "hidden_dims": 512, "multisurvey_projection_dims": 54,
+              "n_compressions": 2, "num_consecutive": 4, "embedding_dim": 5}
 
 
-def _aion(size, params):
+def _aion(size, params, dim, depth):
     return ModelSpec(
         key=f"aion-{size}", family="aion", size=size, hub_id=f"polymathic-ai/aion-{size}", params=int(params * M),
-        modality=IMAGE, adapter="aion", input_recipe="raw multi-band fluxes through AION codecs (not RGB)",
-        pooling="mean of encoder outputs", dim=0, params_source="AION-1 paper (Parker et al. 2025)",
-        note="beyond the paper", unavailable=AION_UNAVAILABLE, surveys=("hsc", "legacysurvey"),
+        modality=IMAGE, adapter="aion", raw_flux=True, surveys=("hsc", "legacysurvey"),
+        input_recipe="raw fluxes of every band (HSC g,r,i,z,y / Legacy g,r,i,z; non-finite pixels -> 0) -> AION's "
+                     "image codec (centre crop 96, survey rescaling, arcsinh range compression, 576 tokens)",
+        pooling="mean over all 576 tokens of AION.encode (encoder output projected to the decoder context)",
+        dim=dim, params_source="AION-1 paper (Parker et al. 2025)",
+        arch={"model": {**AION_MODEL, "dim": dim, "encoder_depth": depth, "decoder_depth": depth,
+                        "num_heads": dim // 64},
+              "image_codec": AION_CODEC},
+        tiny={"model": {"dim": 32, "encoder_depth": 2, "decoder_depth": 1, "num_heads": 2, "mlp_ratio": 2.0},
+              "image_codec": {"hidden_dims": 16, "multisurvey_projection_dims": 8, "num_consecutive": 1},
+              "dim": 32},
+        note="beyond the paper; no JWST codec. Codecs come from polymathic-ai/aion-base for every size (as in "
+             "the package); the aion-large/xlarge repo names and the arch (random-weight builds only) are "
+             "unverified estimates, real runs read the checkpoint's config.",
     )
 
 
@@ -244,9 +257,9 @@ _SPECS = [
         dim=1024, filename="astroclip.ckpt", arch=ASTROCLIP_ARCH, tiny=ASTROCLIP_TINY,
         params_source="counted from the architecture", note="beyond the paper",
     ),
-    _aion("base", 300),
-    _aion("large", 800),
-    _aion("xlarge", 3100),
+    _aion("base", 300, 768, 12),
+    _aion("large", 800, 1024, 24),
+    _aion("xlarge", 3100, 2048, 24),
 ]
 
 MODELS: dict[str, ModelSpec] = {s.key: s for s in _SPECS}
