@@ -119,6 +119,23 @@ def test_aion_tiny_embeds_raw_fluxes_as_the_mean_of_all_576_encoder_tokens(surve
     assert not torch.allclose(emb.embed(_raw_flux(other)), got[:, :], atol=1e-4)
 
 
+def test_aion_codec_runs_in_fp32_under_bf16_autocast(aion_dir):
+    """Tokens are a quantisation: the codec must not run in reduced precision."""
+    dtypes, embeddings = {"codec": set(), "model": set()}, {}
+    for precision in ("fp32", "bf16"):
+        emb = load_embedder("aion-base", aion_dir, device="cpu", precision=precision)
+        emb.bind({"survey": "hsc", "bands": AION_BANDS["hsc"]})
+        for part in ("codec", "model"):
+            for module in getattr(emb.model, part).modules():
+                if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                    module.register_forward_hook(
+                        lambda m, i, out, part=part, p=precision: dtypes[part].add((p, out.dtype)))
+        embeddings[precision] = emb.embed(_raw_flux("hsc"))
+    assert dtypes["codec"] == {("fp32", torch.float32), ("bf16", torch.float32)}
+    assert ("bf16", torch.bfloat16) in dtypes["model"]  # the transformer did run in bf16
+    assert torch.nn.functional.cosine_similarity(embeddings["fp32"], embeddings["bf16"]).min() > 0.98
+
+
 def test_aion_refuses_surveys_and_bands_it_has_no_codec_for(aion_dir):
     emb = load_embedder("aion-base", aion_dir, device="cpu")
     with pytest.raises(ValueError, match="no image codec for survey 'jwst'"):
@@ -156,6 +173,27 @@ def test_tiny_roundtrip_dim_and_determinism(key, tiny_dirs, tmp_path):
     again = load_embedder(key, save_tiny(key, tmp_path), device="cpu").embed(_inputs(key))
     assert torch.equal(again, emb.embed(_inputs(key)))  # seeded: same weights, same embedding
     assert emb.describe()["model"] == key and emb.describe()["source"] == str(tiny_dirs[key])
+
+
+@pytest.mark.parametrize("key", RUNNABLE)
+def test_bf16_autocast_is_applied_and_stays_close_to_fp32(key, tiny_dirs):
+    x = _inputs(key)
+    full = load_embedder(key, tiny_dirs[key], device="cpu", precision="fp32").embed(x)
+    half = load_embedder(key, tiny_dirs[key], device="cpu", precision="bf16")
+    assert half.precision == "bf16" and half.describe()["precision"] == "bf16"
+    got = half.embed(x)
+    assert got.dtype == torch.float32 and not torch.equal(got, full)  # reduced precision did run
+    assert torch.nn.functional.cosine_similarity(got, full).min() > 0.98
+
+
+def test_precision_choices():
+    from samesky.models.base import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    with pytest.raises(ValueError, match="'fp16' is not supported on CPU"):
+        resolve_precision("fp16", torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", torch.device("cpu"))
 
 
 HF_POOLING = {

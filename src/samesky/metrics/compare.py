@@ -142,7 +142,8 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     for spec in specs:
         name = spec.name
         rec = {f: comparison[f] for f in COMPARISON_FIELDS}
-        rec.update(n=int(n), n_excluded=int(n_excluded), metric=name, k=params[name].get("k"), score=float(scores[name]))
+        rec.update(n=int(n), n_excluded=int(n_excluded), metric=name, k=params[name].get("k"),
+                   score=float(scores[name]))
         rec.update(summarise(scores[name], nulls[name], boots[name], ci))
         records.append(rec)
         log.info("%s %s vs %s: %s = %.6g (null %s, p %s)", comparison["kind"], Path(emb_a).name,

@@ -107,7 +107,8 @@ def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) 
     except (RuntimeError, TypeError, ValueError) as err:
         raise CheckpointError(f"{source} (codec from {codec_source}): weights do not match {spec.key}: "
                               f"{' '.join(str(err).split())}") from None
-    log.info("AION %s loaded from %s, codec from %s %s", spec.key, source, codec_source, " ".join(chatter.getvalue().split()))
+    log.info("AION %s loaded from %s, codec from %s %s", spec.key, source, codec_source,
+             " ".join(chatter.getvalue().split()))
     missing = [m.token_key for m in (aion.modalities.HSCImage, aion.modalities.LegacySurveyImage)
                if m.token_key not in model.encoder_embeddings]
     if missing:
