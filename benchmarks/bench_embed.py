@@ -20,16 +20,22 @@ import torch
 from samesky import schema
 from samesky.models import get_model, load_embedder, save_tiny
 
-DEFAULT = ["vit-base", "dinov2-small", "convnextv2-nano", "astropt-small", "specformer-base"]
+DEFAULT = ["vit-base", "dinov2-small", "convnextv2-nano", "astropt-small", "specformer-base", "aion-base"]
+HSC_BANDS = ["g", "r", "i", "z", "y"]
 
 
-def _input_file(path: Path, modality: str, n: int) -> Path:
+def _input_file(path: Path, kind: str, n: int) -> Path:
+    """Random inputs of the model's kind at the real sizes (HSC cutouts, DESI grid)."""
     rng = np.random.default_rng(0)
-    if modality == "image":
-        data = rng.integers(0, 256, (n, 3, 160, 160), dtype=np.uint8)  # HSC / Legacy cutout size
+    prov = {}
+    if kind == schema.RGB:
+        data = rng.integers(0, 256, (n, 3, 160, 160), dtype=np.uint8)
+    elif kind == schema.FLUX:  # AION: raw fluxes; its codec (tokenisation) runs inside the forward
+        data = rng.normal(size=(n, len(HSC_BANDS), 160, 160)).astype(np.float32)
+        prov = {"survey": "hsc", "bands": HSC_BANDS}
     else:
-        data = (rng.normal(size=(n, 7781)) + 3).astype(np.float32)  # DESI grid
-    schema.write_preprocessed(path, [f"o{i}" for i in range(n)], data, {})
+        data = (rng.normal(size=(n, 7781)) + 3).astype(np.float32)
+    schema.write_preprocessed(path, [f"o{i}" for i in range(n)], data, prov)
     return path
 
 
@@ -39,7 +45,9 @@ def bench(key: str, batch_size: int, repeats: int) -> dict:
         src = save_tiny(key, Path(tmp) / "model", full_size=True)
         embedder = load_embedder(key, src, device="cpu", precision="fp32")
         params = sum(p.numel() for p in embedder.model.parameters()) / 1e6
-        pre = _input_file(Path(tmp) / "pre.h5", spec.modality, batch_size * (repeats + 1))
+        pre = _input_file(Path(tmp) / "pre.h5", spec.input_kind, batch_size * (repeats + 1))
+        with schema.open_h5(pre) as f:
+            embedder.bind(schema.read_provenance(f))
         times = {"io": 0.0, "prepare": 0.0, "forward": 0.0}
         for r in range(repeats + 1):  # the first batch warms up and is not counted
             t0 = time.perf_counter()

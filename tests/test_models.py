@@ -22,11 +22,27 @@ def tiny_dirs(tmp_path_factory):
     return {key: save_tiny(key, tmp_path_factory.mktemp(key)) for key in RUNNABLE}
 
 
+LEGACY = {"survey": "legacysurvey", "bands": ["g", "r", "i", "z"], "zero_point": 22.5}
+
+
 def _inputs(key, side=160, n=3, seed=0):
     rng = np.random.default_rng(seed)
-    if get_model(key).modality == "image":
+    kind = get_model(key).input_kind
+    if kind == "rgb":
         return rng.integers(0, 256, (n, 3, side, side), dtype=np.uint8)
+    if kind == "flux":  # Legacy g, r, i, z in nanomaggies: a galaxy on a noisy sky
+        y, x = np.mgrid[:side, :side] - side / 2
+        galaxy = np.exp(-(x**2 + y**2) / 60.0) * rng.uniform(0.5, 5, (n, 4, 1, 1))
+        return (galaxy + 0.02 * rng.normal(size=(n, 4, side, side))).astype(np.float32)
     return (rng.normal(size=(n, 7781)) + 3).astype(np.float32)
+
+
+def _load(key, source, **kw):
+    """load_embedder, bound to Legacy Survey inputs for the models that take raw fluxes."""
+    emb = load_embedder(key, source, device="cpu", **kw)
+    if get_model(key).input_kind == "flux":
+        emb.bind(LEGACY)
+    return emb
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -164,13 +180,13 @@ def test_aion_weights_with_a_missing_key_or_no_codec_fail_naming_them(tmp_path):
 # ---------------------------------------------------------------------------------------------- every family
 @pytest.mark.parametrize("key", RUNNABLE)
 def test_tiny_roundtrip_dim_and_determinism(key, tiny_dirs, tmp_path):
-    emb = load_embedder(key, tiny_dirs[key], device="cpu")
+    emb = _load(key, tiny_dirs[key])
     sides = (160, 96) if get_model(key).modality == "image" else (None,)
     for side in sides:
         out = emb.embed(_inputs(key, side or 0))
         assert out.shape == (3, get_model(key).tiny["dim"]) == (3, emb.dim)
         assert out.dtype == torch.float32 and torch.isfinite(out).all()
-    again = load_embedder(key, save_tiny(key, tmp_path), device="cpu").embed(_inputs(key))
+    again = _load(key, save_tiny(key, tmp_path)).embed(_inputs(key))
     assert torch.equal(again, emb.embed(_inputs(key)))  # seeded: same weights, same embedding
     assert emb.describe()["model"] == key and emb.describe()["source"] == str(tiny_dirs[key])
 
@@ -178,8 +194,8 @@ def test_tiny_roundtrip_dim_and_determinism(key, tiny_dirs, tmp_path):
 @pytest.mark.parametrize("key", RUNNABLE)
 def test_bf16_autocast_is_applied_and_stays_close_to_fp32(key, tiny_dirs):
     x = _inputs(key)
-    full = load_embedder(key, tiny_dirs[key], device="cpu", precision="fp32").embed(x)
-    half = load_embedder(key, tiny_dirs[key], device="cpu", precision="bf16")
+    full = _load(key, tiny_dirs[key], precision="fp32").embed(x)
+    half = _load(key, tiny_dirs[key], precision="bf16")
     assert half.precision == "bf16" and half.describe()["precision"] == "bf16"
     got = half.embed(x)
     assert got.dtype == torch.float32 and not torch.equal(got, full)  # reduced precision did run
@@ -289,11 +305,12 @@ def test_specformer_tokens_and_pooling(tiny_dirs):
 def test_astroclip_towers(tiny_dirs):
     ckpt = load_checkpoint(tiny_dirs["astroclip-image"] / "astroclip.ckpt")
     assert "image_encoder.backbone.blocks.1.1.norm1.weight" in ckpt["state_dict"]  # DINOv2 chunked layout
-    image = load_embedder("astroclip-image", tiny_dirs["astroclip-image"], device="cpu")
+    image = _load("astroclip-image", tiny_dirs["astroclip-image"])
     assert image.prepare(_inputs("astroclip-image", 160)).shape[-2:] == (144, 144)
     assert image.prepare(_inputs("astroclip-image", 96)).shape[-2:] == (96, 96)
     x = _inputs("astroclip-image", 160)
-    crop = torch.from_numpy(x[..., 8:152, 8:152]).float() / 255
+    crop = image.prepare(x)
+    assert crop.shape == (3, 3, 144, 144) and 0 <= crop.min() and crop.max() <= 1
     m = image.model
     with torch.no_grad():
         h = m.cross_attention(m.backbone(crop))
@@ -303,6 +320,32 @@ def test_astroclip_towers(tiny_dirs):
     with torch.no_grad():
         h = spectrum.model.cross_attention(spectrum.model.backbone(spectrum.prepare(s)))
         torch.testing.assert_close(spectrum.embed(s), (h + spectrum.model.mlp(h))[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_astroclip_image_recipe_on_raw_fluxes():
+    """AstroCLIP's dr2 RGB, pixel by pixel, from its published constants."""
+    from samesky.models.astroclip import dr2_rgb
+
+    g, r, z = 0.01, 0.2, -0.05  # nanomaggies: faint g, bright r, negative z (sky noise)
+    scaled = {"g": g * 6.0 + 0.03, "r": r * 3.4 + 0.03, "z": z * 2.2 + 0.03}
+    intensity = (max(scaled["g"], 0) + max(scaled["r"], 0) + max(scaled["z"], 0)) / 3
+    stretch = np.arcsinh(20 * intensity) / np.sqrt(20) / intensity
+    want = [min(max(scaled[b] * stretch, 0), 1) for b in "zrg"]  # planes R, G, B
+    got = dr2_rgb(torch.tensor([g, r, z], dtype=torch.float32).reshape(1, 3, 1, 1))
+    np.testing.assert_allclose(got.flatten().numpy(), want, rtol=1e-6)
+    assert dr2_rgb(torch.full((1, 3, 1, 1), -1.0)).eq(0).all()  # no signal: black, not NaN
+
+
+def test_astroclip_image_converts_hsc_fluxes_to_nanomaggies(tiny_dirs):
+    emb = load_embedder("astroclip-image", tiny_dirs["astroclip-image"], device="cpu")
+    emb.bind(LEGACY)
+    x = _inputs("astroclip-image")
+    legacy = emb.prepare(x)
+    emb.bind({"survey": "hsc", "bands": ["g", "r", "i", "z", "y"], "zero_point": 27.0})
+    hsc = np.concatenate([x, x[:, :1]], 1) * 10 ** ((27.0 - 22.5) / 2.5)  # the same fluxes at zero point 27
+    torch.testing.assert_close(emb.prepare(hsc), legacy, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"needs g, r, z fluxes with a known zero point; survey 'jwst'"):
+        emb.bind({"survey": "jwst", "bands": ["f090w", "f444w"], "zero_point": None})
 
 
 # ---------------------------------------------------------------------------------------------- strict loading

@@ -166,11 +166,23 @@ def test_raw_flux_keeps_every_band_fills_nan_with_zero_and_drops_degenerate_imag
     from samesky.schema import FLUX, validate_preprocessed
 
     assert validate_preprocessed(tmp_path / "flux.h5") == FLUX
+    assert (prov["zero_point"], prov["flux_scaled_by"]) == (22.5, 1.0)
     flux[:, 0] = 0.0
     with pytest.raises(SchemaError, match=r"all 6 'legacysurvey' images were dropped"):
         preprocess_flux(image_crossmatch(tmp_path / "zero.h5", flux, survey="legacysurvey"), "legacysurvey",
                         tmp_path / "none.h5")
     assert not (tmp_path / "none.h5").exists()
+
+
+def test_raw_flux_is_converted_to_the_survey_zero_point(tmp_path):
+    flux = np.random.default_rng(1).uniform(0.1, 1.0, size=(3, 5, 4, 4)).astype(np.float32)
+    xm = image_crossmatch(tmp_path / "xm.h5", flux)  # HSC, declared in nanomaggies (as the simulation writes)
+    with h5py.File(xm, "a") as f:
+        f["hsc"].attrs["zero_point"] = 22.5
+    prov = preprocess_flux(xm, "hsc", tmp_path / "flux.h5")
+    _, data, _ = read_out(tmp_path / "flux.h5")
+    assert prov["zero_point"] == 27.0 and prov["flux_scaled_by"] == pytest.approx(10**1.8)
+    np.testing.assert_allclose(data, flux * 10**1.8, rtol=1e-6)
 
 
 def test_zoom_and_crop_exact():

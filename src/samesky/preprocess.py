@@ -354,9 +354,12 @@ def preprocess_images(crossmatch_path, survey: str, out_path, *, bands: Sequence
 def preprocess_flux(crossmatch_path, survey: str, out_path, *, chunk_size: int = 256) -> dict:
     """Write the raw fluxes of every band of ``survey`` (N_kept, B, H, W) float32 to ``out_path``.
 
-    For models that tokenise fluxes themselves (AION). Images with a band that is all NaN or all
-    zero are dropped (as for RGB, counted with examples); other non-finite pixels become 0 (the
-    codecs cannot take NaN) and are counted. Provenance names the survey and the bands.
+    For models that take fluxes themselves (AION, AstroCLIP). Fluxes are converted to the
+    survey's unit (``Survey.zero_point``, what the models were trained on) when the crossmatch
+    declares another ``zero_point`` (the simulation writes nanomaggies). Images with a band that
+    is all NaN or all zero are dropped (as for RGB, counted with examples); other non-finite
+    pixels become 0 (the codecs cannot take NaN) and are counted. Provenance names the survey,
+    the bands and the zero point.
     """
     validate_crossmatch(crossmatch_path)
     dropped = {r: 0 for r in REASONS[:2]}
@@ -365,6 +368,7 @@ def preprocess_flux(crossmatch_path, survey: str, out_path, *, chunk_size: int =
     with open_h5(crossmatch_path) as f:
         group = _survey_group(f, crossmatch_path, survey, IMAGE)
         bands = [str(b) for b in group.attrs.get("bands", get_survey(survey).bands)]
+        zero_point, scale = _flux_scale(group.attrs.get("zero_point"), get_survey(survey).zero_point)
         flux, ids = group["flux"], as_str_ids(f["object_id"][:])
         n, n_bands, h, w = flux.shape
         kept = np.zeros(n, bool)
@@ -372,6 +376,7 @@ def preprocess_flux(crossmatch_path, survey: str, out_path, *, chunk_size: int =
             for a, b in _chunks(n, chunk_size):
                 x = np.asarray(flux[a:b], dtype=np.float32)
                 reason = _degenerate(x)
+                x *= np.float32(scale)
                 _count_drops(reason, ids[a:b], dropped, examples)
                 kept[a:b] = reason == ""
                 x = x[kept[a:b]]
@@ -380,6 +385,7 @@ def preprocess_flux(crossmatch_path, survey: str, out_path, *, chunk_size: int =
                 writer.append(ids[a:b][kept[a:b]], data=np.where(bad, np.float32(0), x))
             _refuse_empty(crossmatch_path, survey, "images", n, dropped, examples)
             writer.provenance = {"source": str(crossmatch_path), "survey": survey, "bands": bands, "kind": "flux",
+                                 "zero_point": zero_point, "flux_scaled_by": scale,
                                  "pixel_scale": _float_or_none(group.attrs.get("pixel_scale")), "n_input": n,
                                  "n_written": int(kept.sum()), "dropped": dropped, "dropped_examples": examples,
                                  "nonfinite_pixels_filled": n_filled}
@@ -387,6 +393,13 @@ def preprocess_flux(crossmatch_path, survey: str, out_path, *, chunk_size: int =
     log.info("%s/%s -> %s: wrote raw fluxes of %d of %d images (bands %s); dropped %s; set %d non-finite pixels to 0",
              crossmatch_path, survey, out_path, prov["n_written"], n, bands, dropped, n_filled)
     return prov
+
+
+def _flux_scale(declared, survey_zp) -> tuple[float | None, float]:
+    """(zero point of the written fluxes, factor applied): the survey's unit where both are known."""
+    if declared is None or survey_zp is None:
+        return _float_or_none(survey_zp if declared is None else declared), 1.0
+    return float(survey_zp), float(10.0 ** ((survey_zp - float(declared)) / 2.5))
 
 
 def _float_or_none(x) -> float | None:

@@ -7,7 +7,8 @@ Crossmatch file (``resources/crossmatches/{crossmatch}.h5``), written by every d
     /object_id        (N,) str     crossmatch-level id, unique; every artifact is keyed by it
     /ra, /dec         (N,) float64 degrees
     /<survey>/        one group per survey of the crossmatch (names from samesky.surveys)
-      image survey:   flux (N, B, H, W) float32; attrs bands (list, on-disk order), pixel_scale
+      image survey:   flux (N, B, H, W) float32; attrs bands (list, on-disk order), pixel_scale,
+                      optional zero_point (AB mag of one flux unit; default: the survey's)
                       optional ivar (N, B, H, W) float32, mask (N, B, H, W) bool (True = bad)
       spectrum survey: flux (N, L) float32, ivar (N, L) float32, mask (N, L) bool (True = bad),
                       wavelength (L,) or (N, L) float64 Angstrom (NaN where a row is padded)
@@ -24,7 +25,8 @@ Raw-flux file (``results/preprocessed_flux/{crossmatch}/{survey}.h5``, for model
 fluxes themselves, e.g. AION)::
 
     /object_id (N,) str; /data (N, B, H, W) float32, every band in on-disk order, non-finite
-    pixels set to 0; provenance names ``survey`` and ``bands``.
+    pixels set to 0, in the survey's flux unit (``surveys.Survey.zero_point``: what the models
+    were trained on); provenance names ``survey``, ``bands`` and ``zero_point``.
 
 Embedding file (``results/embeddings/{crossmatch}/{survey}/{model}.h5``)::
 

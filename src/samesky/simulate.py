@@ -100,6 +100,7 @@ L_SUN_5500 = 5.2e29  # erg/s/A, solar luminosity density at 5500 A
 UPSILON_OLD, UPSILON_YOUNG = 3.5, 0.25  # M/L (solar, at 5500 A) of the old / young population
 HC_K = 1.4387769e8  # h c / k in Angstrom Kelvin
 FLUX_UNIT_IMAGE = "nanomaggy"
+NMGY_ZERO_POINT = 22.5  # AB magnitude of one nanomaggy
 FLUX_UNIT_SPECTRUM = "1e-17 erg/s/cm^2/Angstrom"
 
 # Top-hat filters (observed Angstrom).
@@ -934,6 +935,8 @@ def simulate_crossmatch(path, name: str, surveys: list[str], n: int, seed: int, 
             f.attrs["simulation"] = json.dumps(meta, sort_keys=True)
             for s, unit in units.items():
                 f[s].attrs["flux_unit"] = unit
+                if unit == FLUX_UNIT_IMAGE:
+                    f[s].attrs["zero_point"] = NMGY_ZERO_POINT
     log.info("simulate %s: %d objects, surveys %s, %.1f s total", name, n, surveys, time.perf_counter() - t0)
 
 

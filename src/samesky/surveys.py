@@ -23,6 +23,9 @@ class Survey:
     pixel_scale: float | None = None  # images: arcsec / pixel
     rgb: tuple[str, str, str] | None = None  # images: default bands mapped to R, G, B
     wave_range: tuple[float, float] | None = None  # spectra: nominal coverage in Angstrom
+    # images: AB magnitude of one flux unit in the Multimodal Universe cutouts (HSC 27, as AION's
+    # codec assumes; Legacy 22.5, i.e. nanomaggies); a crossmatch may declare its own (attr zero_point)
+    zero_point: float | None = None
 
     def band_index(self, band: str) -> int:
         try:
@@ -47,8 +50,9 @@ def sdss_wavelength(n_pix: int = 3864, start: int = 0) -> np.ndarray:
 SURVEYS: dict[str, Survey] = {
     s.name: s
     for s in (
-        Survey("hsc", "HSC", IMAGE, ("g", "r", "i", "z", "y"), (160, 160), 0.168, ("z", "r", "g")),
-        Survey("legacysurvey", "Legacy", IMAGE, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g")),
+        Survey("hsc", "HSC", IMAGE, ("g", "r", "i", "z", "y"), (160, 160), 0.168, ("z", "r", "g"), zero_point=27.0),
+        Survey("legacysurvey", "Legacy", IMAGE, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g"),
+               zero_point=22.5),
         Survey(
             "jwst",
             "JWST",

@@ -10,6 +10,10 @@ then LayerNorm) -> ``x + mlp(x)``, giving the shared 1024-d space (compare with 
   embedding (``cls_token``/``pos_embed``/``mask_token`` are loaded but unused). DINOv2's chunked
   block keys ``blocks.<chunk>.<i>.`` are mapped to ``blocks.<i>.``.
 * spectrum backbone: Specformer, all tokens of its final LayerNorm output.
+* image input: AstroCLIP's own recipe on raw fluxes (``dr2_rgb``): g, r, z in nanomaggies
+  (converted from the input's zero point), centre crop 144, one arcsinh stretch. The original
+  collator's axis order (it transposes the cutout around the mapping) could not be checked
+  against its data; a transposed cutout is the same galaxy mirrored.
 
 Head counts are not stored in the state dict: backbone heads follow the 64-dim (ViT) and
 128-dim (Specformer: 768/6) head-width conventions of the released models; the cross-attention
@@ -20,11 +24,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Embedder, as_uint8_images
+from .base import Embedder
 from .checkpoint import CheckpointError, load_checkpoint, load_strict, require, resolve_file
 from .registry import IMAGE, ModelSpec
 from .specformer import SpecFormer, SpectrumTokens, _MLP, lightning_checkpoint
@@ -164,20 +169,59 @@ def _arch_from_state(modality: str, sd: dict, arch: dict, where: str, prefix: st
     return {"spectrum": spectrum, "head": head}, {}
 
 
+# AstroCLIP's image input (its dr2_rgb, after the Legacy Survey viewer): band -> (RGB plane, scale)
+DR2_SCALES = {"g": (2, 6.0), "r": (1, 3.4), "z": (0, 2.2)}
+DR2_M, DR2_Q = 0.03, 20.0
+NMGY_ZERO_POINT = 22.5
+
+
+def dr2_rgb(grz: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) g, r, z fluxes in nanomaggies -> (B, 3, H, W) RGB in [0, 1] (planes z, r, g).
+
+    Each band is scaled and offset (x * scale + m); the mean of the clipped bands, I, sets one
+    arcsinh stretch for all three (colours are kept); each plane is (x * scale + m) * asinh(Q I) /
+    (sqrt(Q) I), clipped to [0, 1].
+    """
+    scaled = torch.stack([grz[:, i] * DR2_SCALES[b][1] + DR2_M for i, b in enumerate("grz")], 1)
+    intensity = scaled.clamp(min=0).mean(1, keepdim=True)
+    stretch = torch.asinh(DR2_Q * intensity) / DR2_Q**0.5
+    intensity = intensity + (intensity == 0) * 1e-6
+    rgb = torch.empty_like(scaled)
+    for i, b in enumerate("grz"):
+        rgb[:, DR2_SCALES[b][0]] = scaled[:, i] * stretch[:, 0] / intensity[:, 0]
+    return rgb.clamp(0, 1)
+
+
 class AstroCLIPImageEmbedder(Embedder):
     def __init__(self, spec, model, *, crop: int, **kw):
         super().__init__(spec, model, **kw)
         self.crop = crop
+        self.grz: list[int] = []
+        self.to_nmgy = 1.0
+
+    def bind(self, info: dict) -> None:
+        """Find g, r, z among the input's bands and the factor that turns its fluxes into nanomaggies."""
+        bands, zero_point = list(info.get("bands") or []), info.get("zero_point")
+        missing = [b for b in "grz" if b not in bands]
+        if missing or zero_point is None:
+            raise ValueError(f"{self.spec.key} needs g, r, z fluxes with a known zero point; survey "
+                             f"{info.get('survey')!r} has bands {bands} (missing {missing}), zero point {zero_point}")
+        self.grz = [bands.index(b) for b in "grz"]
+        self.to_nmgy = 10.0 ** ((NMGY_ZERO_POINT - float(zero_point)) / 2.5)
 
     def prepare(self, batch) -> torch.Tensor:
-        x = torch.from_numpy(as_uint8_images(batch)).float() / 255.0
+        if not self.grz:
+            raise RuntimeError(f"{self.spec.key}: call bind() with the input's bands and zero point first")
+        x = torch.as_tensor(np.asarray(batch, dtype=np.float32))
+        if x.ndim != 4:
+            raise ValueError(f"expected raw fluxes (B, bands, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         patch = self.model.backbone.patch_size
         c = min(self.crop, h, w) // patch * patch
         if c < patch:
             raise ValueError(f"images of {h}x{w} are smaller than one {patch}-pixel patch")
         top, left = int(round((h - c) / 2)), int(round((w - c) / 2))
-        return x[..., top:top + c, left:left + c].contiguous()
+        return dr2_rgb(x[:, self.grz, top:top + c, left:left + c] * self.to_nmgy).contiguous()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)

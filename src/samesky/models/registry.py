@@ -241,9 +241,10 @@ _SPECS = [
     ),
     ModelSpec(
         key="astroclip-image", family="astroclip", size="image", hub_id="polymathic-ai/astroclip", params=316 * M,
-        modality=IMAGE, adapter="astroclip",
-        input_recipe="RGB in [0,1] (our percentile z,r,g mapping, NOT AstroCLIP's arcsinh g,r,z mapping of raw "
-                     "fluxes), centre crop to min(144, side) rounded down to a multiple of 12",
+        modality=IMAGE, adapter="astroclip", raw_flux=True, surveys=("legacysurvey", "hsc"),
+        input_recipe="raw g, r, z fluxes in nanomaggies (converted from the survey's zero point), centre crop "
+                     "to min(144, side) rounded down to a multiple of 12, AstroCLIP's dr2 arcsinh RGB (scales "
+                     "g 6.0, r 3.4, z 2.2 to planes B, G, R; m 0.03; Q 20), float in [0, 1]",
         pooling="ViT-L/12 tokens (no CLS, no positional embedding) -> learned-query cross-attention + LayerNorm, "
                 "x + MLP(x): the shared 1024-d AstroCLIP space",
         dim=1024, filename="astroclip.ckpt", arch=ASTROCLIP_ARCH, tiny=ASTROCLIP_TINY,
