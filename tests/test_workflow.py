@@ -144,8 +144,9 @@ def test_aion_family_runs_on_raw_fluxes(demo_run, tmp_path):
     config["models"]["image"]["aion"] = ["base", "large"]
     counts = _rerun_counts(workdir, config, lambda c: None)
     # HSC in 4 crossmatches + Legacy in 1 (no JWST codec): 5 flux files, 2 sizes each; comparisons:
-    # 5 intramodal, 2 crossmodal (Legacy vs HSC), 2 self pairs, 10 against the latent truth
-    assert counts == {"build_tiny_model": 2, "preprocess_flux": 5, "embed": 10, "knn_graph": 10, "compare": 19,
+    # 5 intramodal, 6 crossmodal (Legacy vs HSC, and DESI, SDSS spectra vs HSC, per size), 2 self
+    # pairs, 10 against the latent truth
+    assert counts == {"build_tiny_model": 2, "preprocess_flux": 5, "embed": 10, "knn_graph": 10, "compare": 23,
                       "aggregate": 1, "figures": 1, "all": 1}
     target = "results/metrics/legacysurvey_hsc/legacysurvey/aion-base/hsc/aion-base.json"
     proc = snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "edited.yaml"), target)
