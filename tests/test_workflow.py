@@ -149,7 +149,7 @@ def test_aion_family_runs_on_raw_fluxes(demo_run, tmp_path):
     assert counts == {"build_tiny_model": 2, "preprocess_flux": 5, "embed": 10, "knn_graph": 10, "compare": 23,
                       "aggregate": 1, "figures": 1, "all": 1}
     target = "results/metrics/legacysurvey_hsc/legacysurvey/aion-base/hsc/aion-base.json"
-    proc = snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "edited.yaml"), target)
+    proc = snakemake(workdir, target, "--cores", "2", "--configfile", str(workdir / "edited.yaml"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert job_counts(proc.stdout + proc.stderr) == {"build_tiny_model": 1, "preprocess_flux": 2, "embed": 2,
                                                      "knn_graph": 2, "compare": 1}
