@@ -91,6 +91,17 @@ class AionEmbedder(Embedder):
         return out.mean(dim=1)
 
 
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _codec_source(source: str) -> str:
     return source if Path(source).is_dir() else CODEC_REPO
 
@@ -102,8 +113,10 @@ def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) 
     try:
         with contextlib.redirect_stdout(io.StringIO()) as chatter:  # the package prints its progress
             model = aion.AION.from_pretrained(source, strict=True)
-            codec = aion.codecs.ImageCodec.from_pretrained(codec_source, modality=aion.modalities.LegacySurveyImage,
-                                                           strict=True, **json.loads(config_path.read_text()))
+            with _quiet("huggingface_hub.hub_mixin"):  # "config.json not found": we pass the config ourselves
+                codec = aion.codecs.ImageCodec.from_pretrained(
+                    codec_source, modality=aion.modalities.LegacySurveyImage, strict=True,
+                    **json.loads(config_path.read_text()))
     except (RuntimeError, TypeError, ValueError) as err:
         raise CheckpointError(f"{source} (codec from {codec_source}): weights do not match {spec.key}: "
                               f"{' '.join(str(err).split())}") from None
