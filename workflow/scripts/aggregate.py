@@ -1,6 +1,6 @@
 """Rule aggregate: the tidy scores table, the paper's tables and the trend statistics."""
 from samesky.models.registry import get_model
-from samesky.report import gather, trend_stats, write_tables
+from samesky.report import gather, write_tables
 from samesky.runtime import setup_job
 
 setup_job(snakemake)

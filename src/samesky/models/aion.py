@@ -19,7 +19,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from .base import Embedder
-from .checkpoint import CheckpointError, hub_commit, resolve_file
+from .checkpoint import CheckpointError, hub_revision, resolve_file
 from .registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -126,12 +125,7 @@ def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) 
                if m.token_key not in model.encoder_embeddings]
     if missing:
         raise CheckpointError(f"{source}: AION model has no encoder embedding for {missing}")
-    revision = None
-    if not Path(source).is_dir():
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(source, "config.json")
-        revision = hub_commit(cached) if isinstance(cached, (str, os.PathLike)) else None
+    revision = hub_revision(source)
     return AionEmbedder(spec, _AionWithCodec(model, codec).float(), source=source, revision=revision,
                         device=device, precision=precision, dim=model.dim)
 

@@ -46,6 +46,16 @@ def resolve_file(source: str | os.PathLike, filename: str) -> tuple[Path, str | 
     return path, hub_commit(path)
 
 
+def hub_revision(source: str, filename: str = "config.json") -> str | None:
+    """The cached hub commit of ``source`` (None for a local directory or an uncached repo)."""
+    if Path(source).is_dir():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source, filename)
+    return hub_commit(cached) if isinstance(cached, (str, os.PathLike)) else None
+
+
 def hub_commit(path: str | os.PathLike | None) -> str | None:
     """The commit hash of a file in the HF cache (``.../snapshots/<commit>/...``), else None."""
     if not path:

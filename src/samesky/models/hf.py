@@ -6,13 +6,12 @@ initialise them at random), and so are unexpected ones outside the heads the spe
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from .base import Embedder, as_uint8_images
-from .checkpoint import CheckpointError, hub_commit
+from .checkpoint import CheckpointError, hub_revision
 from .registry import ModelSpec
 
 POOLERS = {
@@ -63,12 +62,7 @@ def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) 
     processor = AutoImageProcessor.from_pretrained(source)
     cfg = model.config
     dim = cfg.hidden_sizes[-1] if hasattr(cfg, "hidden_sizes") else cfg.hidden_size
-    revision = None
-    if not Path(source).is_dir():
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(source, "config.json")
-        revision = hub_commit(cached) if isinstance(cached, (str, os.PathLike)) else None
+    revision = hub_revision(source)
     return HFEmbedder(spec, model.float(), processor, source=source, revision=revision, device=device,
                       precision=precision, dim=dim)
 
