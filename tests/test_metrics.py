@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from samesky.metrics.knn import DegenerateRowsError, knn_graph, knn_rows, restrict_graph
-from samesky.metrics.mknn import MknnEstimator, mknn, mknn_from_graphs, overlaps, permuted_graph
+from samesky.metrics.mknn import MknnEstimator, mknn, mknn_from_graphs, overlaps
 from samesky.metrics.registry import METRICS, get_metric
 from samesky.metrics.stats import bootstrap_weights, p_value, permutations, summarise
 
@@ -164,11 +164,13 @@ def test_self_pair_scores_one():
 
 def test_relabelled_graph_and_null_equal_recomputation_draw_for_draw():
     Za, Zb = correlated(400, 12, 9)
-    ga, gb = knn_graph(Za, 10)[0], knn_graph(Zb, 10)[0]
+    ga, (gb, sb) = knn_graph(Za, 10)[0], knn_graph(Zb, 10)
     est = MknnEstimator(ga, gb, 10)
     for pi in permutations(400, 5, seed=3):
         recomputed = knn_graph(Zb[pi], 10)[0]
-        np.testing.assert_array_equal(permuted_graph(gb, pi), recomputed)
+        relabelled, _, redone = restrict_graph(gb, sb, pi, Zb[pi], 10)  # inv_pi[g[pi]]: nothing recomputed
+        assert redone == 0
+        np.testing.assert_array_equal(relabelled, recomputed)
         assert est.null(pi) == mknn_from_graphs(ga, recomputed, 10)
 
 

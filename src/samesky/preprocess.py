@@ -30,7 +30,7 @@ import numpy as np
 
 from . import spectra
 from .schema import SchemaError, as_str_ids, atomic_path, open_h5, preprocessed_writer, validate_crossmatch
-from .surveys import DESI_WAVELENGTH, IMAGE, SPECTRUM, get_survey
+from .surveys import DESI_WAVELENGTH, IMAGE, SPECTRUM, flux_factor, get_survey
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +399,7 @@ def _flux_scale(declared, survey_zp) -> tuple[float | None, float]:
     """(zero point of the written fluxes, factor applied): the survey's unit where both are known."""
     if declared is None or survey_zp is None:
         return _float_or_none(survey_zp if declared is None else declared), 1.0
-    return float(survey_zp), float(10.0 ** ((survey_zp - float(declared)) / 2.5))
+    return float(survey_zp), flux_factor(declared, survey_zp)
 
 
 def _float_or_none(x) -> float | None:

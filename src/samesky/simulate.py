@@ -88,7 +88,8 @@ import numpy as np
 from scipy import special, stats
 
 from . import schema
-from .surveys import DESI_WAVELENGTH, IMAGE, SDSS_DLOGLAM, SDSS_LOGLAM0, get_survey, sdss_wavelength
+from .surveys import (DESI_WAVELENGTH, IMAGE, NMGY_ZERO_POINT, SDSS_DLOGLAM, SDSS_LOGLAM0, get_survey,
+                      sdss_wavelength)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,6 @@ L_SUN_5500 = 5.2e29  # erg/s/A, solar luminosity density at 5500 A
 UPSILON_OLD, UPSILON_YOUNG = 3.5, 0.25  # M/L (solar, at 5500 A) of the old / young population
 HC_K = 1.4387769e8  # h c / k in Angstrom Kelvin
 FLUX_UNIT_IMAGE = "nanomaggy"
-NMGY_ZERO_POINT = 22.5  # AB magnitude of one nanomaggy
 FLUX_UNIT_SPECTRUM = "1e-17 erg/s/cm^2/Angstrom"
 
 # Top-hat filters (observed Angstrom).
@@ -497,7 +497,7 @@ def restframe_color(lat, blue=(4050.0, 5500.0), red=(5500.0, 6950.0), n_grid: in
 def _noise_sigma(survey: str, band: str, fwhm: float) -> float:
     """Per-pixel Gaussian sigma (nmgy) of a survey band from its 5-sigma point-source depth."""
     s = get_survey(survey)
-    f5 = 10 ** (-0.4 * (DEPTH_5SIG[survey][band] - 22.5))
+    f5 = 10 ** (-0.4 * (DEPTH_5SIG[survey][band] - NMGY_ZERO_POINT))
     sig_psf = fwhm / 2.3548
     n_eff = max(4 * np.pi * sig_psf**2 / s.pixel_scale**2, 1.0)
     return f5 / (5 * np.sqrt(n_eff))

@@ -11,6 +11,12 @@ import numpy as np
 
 IMAGE = "image"
 SPECTRUM = "spectrum"
+NMGY_ZERO_POINT = 22.5  # AB magnitude of one nanomaggy (Legacy Survey's flux unit)
+
+
+def flux_factor(from_zero_point: float, to_zero_point: float) -> float:
+    """Factor turning fluxes in a unit of AB zero point ``from_zero_point`` into ``to_zero_point``'s."""
+    return float(10.0 ** ((float(to_zero_point) - float(from_zero_point)) / 2.5))
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ SURVEYS: dict[str, Survey] = {
     for s in (
         Survey("hsc", "HSC", IMAGE, ("g", "r", "i", "z", "y"), (160, 160), 0.168, ("z", "r", "g"), zero_point=27.0),
         Survey("legacysurvey", "Legacy", IMAGE, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g"),
-               zero_point=22.5),
+               zero_point=NMGY_ZERO_POINT),
         Survey(
             "jwst",
             "JWST",

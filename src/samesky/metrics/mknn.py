@@ -62,13 +62,6 @@ def mknn(Za, Zb, k: int = 10, *, device=None, chunk_size: int | None = None) -> 
     return mknn_from_graphs(ga, gb, k)
 
 
-def permuted_graph(indices, pi: np.ndarray) -> np.ndarray:
-    """Graph of the row-permuted embedding ``Z[pi]`` from the graph of ``Z``: inv_pi[g[pi]]."""
-    inv = np.empty_like(pi)
-    inv[pi] = np.arange(len(pi))
-    return inv[np.asarray(indices)[pi]]
-
-
 class MknnEstimator:
     """MKNN of one aligned pair, with O(N k) null and bootstrap draws."""
 

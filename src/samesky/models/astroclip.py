@@ -31,6 +31,7 @@ from torch import nn
 
 from .base import Embedder
 from .checkpoint import CheckpointError, load_checkpoint, load_strict, require, resolve_file
+from ..surveys import NMGY_ZERO_POINT, flux_factor
 from .registry import IMAGE, ModelSpec
 from .specformer import SpecFormer, SpectrumTokens, _MLP, lightning_checkpoint
 
@@ -172,7 +173,6 @@ def _arch_from_state(modality: str, sd: dict, arch: dict, where: str, prefix: st
 # AstroCLIP's image input (its dr2_rgb, after the Legacy Survey viewer): band -> (RGB plane, scale)
 DR2_SCALES = {"g": (2, 6.0), "r": (1, 3.4), "z": (0, 2.2)}
 DR2_M, DR2_Q = 0.03, 20.0
-NMGY_ZERO_POINT = 22.5
 
 
 def dr2_rgb(grz: torch.Tensor) -> torch.Tensor:
@@ -207,7 +207,7 @@ class AstroCLIPImageEmbedder(Embedder):
             raise ValueError(f"{self.spec.key} needs g, r, z fluxes with a known zero point; survey "
                              f"{info.get('survey')!r} has bands {bands} (missing {missing}), zero point {zero_point}")
         self.grz = [bands.index(b) for b in "grz"]
-        self.to_nmgy = 10.0 ** ((NMGY_ZERO_POINT - float(zero_point)) / 2.5)
+        self.to_nmgy = flux_factor(zero_point, NMGY_ZERO_POINT)
 
     def prepare(self, batch) -> torch.Tensor:
         if not self.grz:
