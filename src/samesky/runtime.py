@@ -15,7 +15,19 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> log
         handlers.append(logging.FileHandler(log_path, mode="w"))
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return logging.getLogger("samesky")
+    log = logging.getLogger("samesky")
+    sys.excepthook = _log_uncaught(log)
+    return log
+
+
+def _log_uncaught(log: logging.Logger):
+    """An excepthook that writes the traceback through ``log``, so a crashed job's log ends with it.
+
+    Without it the traceback reaches only stderr, which Snakemake does not put in the rule's log.
+    """
+    def hook(exc_type, exc, tb):
+        log.critical("uncaught %s, the job fails", exc_type.__name__, exc_info=(exc_type, exc, tb))
+    return hook
 
 
 def setup_job(smk) -> logging.Logger:

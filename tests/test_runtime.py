@@ -1,0 +1,38 @@
+"""Job runtime: a crashed job's log ends with its traceback, under a real Snakemake script: rule."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SNAKEFILE = """
+rule crash:
+    output: "out.txt"
+    log: "logs/crash.log"
+    threads: 1
+    script: "crash.py"
+"""
+
+SCRIPT = """
+from samesky.runtime import setup_job
+log = setup_job(snakemake)
+log.info("starting")
+{{"a": 1}}["missing_key_for_test"]
+"""
+
+
+def test_uncaught_exception_ends_the_rule_log(tmp_path):
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    (tmp_path / "crash.py").write_text(SCRIPT.replace("{{", "{").replace("}}", "}"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-d", str(tmp_path),
+                           "-s", str(tmp_path / "Snakefile")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs" / "crash.log").read_text()
+    assert "starting" in log
+    assert "CRITICAL samesky: uncaught KeyError, the job fails" in log
+    tail = log.rstrip().splitlines()
+    assert tail[0].endswith("starting") and tail[-1] == "KeyError: 'missing_key_for_test'", log
+    assert any(line.startswith("Traceback (most recent call last):") for line in tail)
