@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 2
 
-.PHONY: demo test dryrun-paper clean-demo
+.PHONY: demo test test-unit test-workflow lint dryrun-paper clean-demo
 
 $(VENV)/.installed: pyproject.toml requirements.txt
 	python3 -m venv $(VENV)
@@ -14,8 +14,20 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 demo: $(VENV)/.installed
 	$(VENV)/bin/snakemake --cores $(CORES)
 
-test: $(VENV)/.installed
+test: lint
 	$(PY) -m pytest -q -rs
+
+# Quick local loops: the unit tests (seconds to minutes), or only the workflow runs (the demo DAG, Slurm).
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest -q -rs -m "not slow"
+
+test-workflow: $(VENV)/.installed
+	$(PY) -m pytest -q -rs -m slow
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+	$(VENV)/bin/snakemake --lint
 
 dryrun-paper: $(VENV)/.installed
 	$(VENV)/bin/snakemake -n --profile profiles/slurm --configfile config/config.yaml

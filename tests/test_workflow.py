@@ -76,6 +76,25 @@ def test_demo_writes_tables_and_figures(demo_run):
 
 
 @pytest.mark.slow
+def test_every_heavy_job_is_benchmarked_within_its_resources(demo_run):
+    """benchmark: records every embed, knn_graph and compare job; embed jobs fit resources_for."""
+    from samesky.models.registry import resources_for
+
+    workdir, _, _ = demo_run
+    bench = workdir / "results" / "benchmarks"
+    for rule, outputs in (("embed", "results/embeddings"), ("knn_graph", "results/knn"),
+                          ("compare", "results/metrics")):
+        made = {p.relative_to(workdir / outputs).with_suffix("") for p in (workdir / outputs).rglob("*.*")
+                if rule != "embed" or "truth" not in p.parts}
+        recorded = {p.relative_to(bench / rule).with_suffix("") for p in (bench / rule).rglob("*.tsv")}
+        assert recorded == made, rule
+    for tsv in (bench / "embed").rglob("*.tsv"):
+        row = pd.read_csv(tsv, sep="\t").iloc[0]
+        limits = resources_for(tsv.stem)
+        assert row["max_rss"] < limits["mem_mb"] and row["s"] < 60 * limits["runtime"], (tsv, dict(row))
+
+
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(demo_run):
     workdir, config, _ = demo_run
     proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(workdir / "demo.yaml"))

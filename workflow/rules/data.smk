@@ -15,6 +15,7 @@ rule simulate_crossmatch:
     params:
         surveys=lambda wc: PLAN.crossmatches[wc.crossmatch]["surveys"],
         simulate=lambda wc: PLAN.source(wc.crossmatch)["simulate"],
+    threads: 1
     log:
         "logs/simulate_crossmatch/{crossmatch}.log",
     conda:
@@ -31,6 +32,7 @@ rule ingest_hf:
     params:
         surveys=lambda wc: PLAN.crossmatches[wc.crossmatch]["surveys"],
         hf=lambda wc: PLAN.source(wc.crossmatch)["hf"],
+    threads: 1
     log:
         "logs/ingest_hf/{crossmatch}.log",
     conda:
@@ -46,6 +48,7 @@ rule truth_embedding:
         "results/embeddings/{crossmatch}/truth/latent-truth.h5",
     wildcard_constraints:
         crossmatch=_one_of(_sources("simulate")),
+    threads: 1
     log:
         "logs/truth_embedding/{crossmatch}.log",
     conda:

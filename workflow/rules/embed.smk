@@ -16,6 +16,9 @@ rule embed:
         gpu=lambda wc: 0 if PLAN.embed_params()["device"] == "cpu" else 1,
         mem_mb=lambda wc, attempt: resources_for(wc.model, attempt)["mem_mb"],
         runtime=lambda wc, attempt: resources_for(wc.model, attempt)["runtime"],
+    benchmark:
+        "results/benchmarks/embed/{crossmatch}/{survey}/{model}.tsv"
+    threads: 1
     log:
         "logs/embed/{crossmatch}/{survey}/{model}.log",
     conda:

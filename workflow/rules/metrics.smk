@@ -9,6 +9,9 @@ rule knn_graph:
         "results/knn/{crossmatch}/{survey}/{model}.h5",
     params:
         k=PLAN.metric_params()["k"],
+    benchmark:
+        "results/benchmarks/knn_graph/{crossmatch}/{survey}/{model}.tsv"
+    threads: 1
     log:
         "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
     conda:
@@ -28,6 +31,9 @@ rule compare:
     params:
         kind=_kind,
         metrics=PLAN.metric_params(),
+    benchmark:
+        "results/benchmarks/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.tsv"
+    threads: 1
     log:
         "logs/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
     conda:

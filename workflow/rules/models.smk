@@ -5,6 +5,7 @@
 rule build_tiny_model:
     output:
         directory("resources/models/tiny/{model}"),
+    threads: 1
     log:
         "logs/build_tiny_model/{model}.log",
     conda:

@@ -8,6 +8,7 @@ rule percentiles:
         "results/preprocessed/percentiles/{survey}.json",
     params:
         pre=lambda wc: PLAN.preprocess_params(wc.survey),
+    threads: 1
     log:
         "logs/percentiles/{survey}.log",
     conda:
@@ -23,6 +24,7 @@ rule preprocess:
         "results/preprocessed/{crossmatch}/{survey}.h5",
     params:
         pre=lambda wc: PLAN.preprocess_params(wc.survey),
+    threads: 1
     log:
         "logs/preprocess/{crossmatch}/{survey}.log",
     conda:
@@ -36,6 +38,7 @@ rule preprocess_flux:
         crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
     output:
         "results/preprocessed_flux/{crossmatch}/{survey}.h5",
+    threads: 1
     log:
         "logs/preprocess_flux/{crossmatch}/{survey}.log",
     conda:

@@ -20,6 +20,7 @@ rule aggregate:
         ),
     params:
         models=PLAN.image_models + ([PLAN.spectrum_model] if PLAN.spectrum_model else []),
+    threads: 1
     log:
         "logs/aggregate.log",
     conda:
@@ -41,6 +42,7 @@ rule figures:
         ),
     params:
         models=rules.aggregate.params.models,
+    threads: 1
     log:
         "logs/figures.log",
     conda:
