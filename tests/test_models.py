@@ -247,7 +247,7 @@ def test_astropt_tokens_and_middle_block_pooling(tiny_dirs):
     emb = load_embedder("astropt-small", tiny_dirs["astropt-small"], device="cpu")
     x = _inputs("astropt-small", 96)
     inputs = emb.prepare(x)
-    img = x[1].astype(np.float64)  # naive patching of one image: (p1 p2 c) tokens, z-scored, spiral order
+    img = x[1].astype(np.float64).transpose(0, 2, 1)  # (C, W, H), then naive patching: (p1 p2 c) tokens, z-scored, spiral
     raster = [img[:, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16].transpose(1, 2, 0).ravel()
               for r in range(6) for c in range(6)]
     raster = [(t - t.mean()) / (t.std(ddof=1) + 1e-8) for t in raster]

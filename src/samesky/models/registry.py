@@ -146,7 +146,8 @@ def _ijepa(size, hub, params, hidden, layers, heads, intermediate, patch):
 
 # ---------------------------------------------------------------------------------------------
 # AstroPT v2: nanoGPT-style causal transformer over 16x16 patch tokens (re-implemented in torch).
-ASTROPT_RECIPE = ("float (B,C,H,W) (side resized to a multiple of 16 if needed) -> 16x16 patches as "
+ASTROPT_RECIPE = ("float (B,C,H,W) transposed to (B,C,W,H) as AstroPT's training script and the study feed it "
+                  "(swapaxes(0, 2) of an (H,W,C) array), side resized to a multiple of 16 if needed -> 16x16 patches as "
                   "(p1 p2 c) tokens of 768 values, each z-scored (std + 1e-8), spiral order from the "
                   "centre, positions 0..n-1")
 
@@ -159,7 +160,7 @@ def _astropt(size, tag, params, n_layer, n_head, n_embd):
         dim=n_embd, filename=f"astropt/{tag}/ckpt.pt",
         arch={
             "model_args": {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": 1024,
-                           "n_chan": 3, "dropout": 0.0, "bias": False, "attn_type": "causal", "tokeniser": "aim"},
+                           "n_chan": 3, "dropout": 0.0, "bias": False, "attn_type": "causal"},
             "modalities": [{"name": "images", "input_size": 768, "pos_input_size": 1, "patch_size": 16,
                             "embed_pos": True, "loss_weight": 1.0}],
         },
