@@ -138,3 +138,57 @@ def test_save_tiny_astropt_loads_with_the_astropt_package(astropt_pkg, tmp_path)
         want = _authors_astropt_embeddings(astropt_pkg, gpt, gpt.modality_registry, images)
     torch.testing.assert_close(load_embedder("astropt-small", out, device="cpu").embed(images), want,
                                rtol=0, atol=2e-6)
+
+
+# ---------------------------------------------------------------------------------------------- AstroCLIP, Specformer
+@pytest.fixture(scope="module")
+def golden():
+    """The golden arrays and the shared generator of weights and inputs (tests/golden/astroclip_inputs.py)."""
+    import json
+
+    spec = importlib.util.spec_from_file_location("astroclip_inputs", GOLDEN / "astroclip_inputs.py")
+    fixed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixed)
+    with np.load(GOLDEN / "astroclip_golden.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    flux, spectra = fixed.legacy_fluxes(), fixed.desi_spectra()
+    assert fixed.sha256(flux, spectra) == meta["inputs_sha256"], "input generator changed: rerun make_astroclip_golden.py"
+    return types.SimpleNamespace(fixed=fixed, meta=meta, flux=flux, spectra=spectra, **arrays)
+
+
+@pytest.fixture(scope="module")
+def astroclip_dir(golden, tmp_path_factory):
+    """astroclip.ckpt in the Lightning layout, holding upstream's own parameter names (chunked DINOv2 blocks)."""
+    out = tmp_path_factory.mktemp("astroclip")
+    state = golden.fixed.state_dict(golden.meta["astroclip_shapes"])
+    assert any(k.startswith("image_encoder.backbone.blocks.1.1.") for k in state)  # DINOv2 block chunks
+    torch.save({"state_dict": state, "hyper_parameters": {"temperature": 15.5, "logit_scale": 15.5},
+                "epoch": 0, "global_step": 0, "pytorch-lightning_version": "2.1.0"}, out / "astroclip.ckpt")
+    return out
+
+
+def test_astroclip_image_equals_upstream_collator_and_image_head(golden, astroclip_dir):
+    """Raw g, r, z nanomaggies -> ToRGB -> crop 144 -> permute (0, 3, 2, 1) -> backbone -> head, MLP(x) without residual."""
+    emb = load_embedder("astroclip-image", astroclip_dir, device="cpu", precision="fp32")
+    emb.bind({"survey": "legacysurvey", "bands": golden.fixed.LEGACY_BANDS, "zero_point": 22.5})
+    images = emb.prepare(golden.flux)
+    assert list(images.shape) == golden.meta["collated_shape"]
+    np.testing.assert_allclose(images[:, :, :20, :30].numpy(), golden.collated_corner, rtol=0, atol=1e-6)
+    got = emb.run(images)
+    np.testing.assert_allclose(got.numpy(), golden.image_embedding, rtol=0, atol=2e-6)
+
+
+def test_astroclip_spectrum_equals_upstream_spectrum_head(golden, astroclip_dir):
+    emb = load_embedder("astroclip-spectrum", astroclip_dir, device="cpu", precision="fp32")
+    np.testing.assert_allclose(emb.embed(golden.spectra).numpy(), golden.spectrum_embedding, rtol=0, atol=2e-6)
+
+
+def test_specformer_equals_upstream_as_the_study_pooled_it(golden, tmp_path):
+    torch.save({"hyper_parameters": dict(golden.meta["specformer_hp"]),
+                "state_dict": golden.fixed.state_dict(golden.meta["specformer_shapes"])}, tmp_path / "specformer.ckpt")
+    emb = load_embedder("specformer-base", tmp_path, device="cpu", precision="fp32")
+    tokens = emb.prepare(golden.spectra)
+    assert tokens.shape == (3, 778, 22)
+    np.testing.assert_allclose(tokens[:, :6].numpy(), golden.specformer_tokens, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(emb.run(tokens).numpy(), golden.specformer_embedding, rtol=0, atol=2e-6)

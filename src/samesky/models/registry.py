@@ -245,9 +245,10 @@ _SPECS = [
         modality=IMAGE, adapter="astroclip", raw_flux=True, surveys=("legacysurvey", "hsc"),
         input_recipe="raw g, r, z fluxes in nanomaggies (converted from the survey's zero point), centre crop "
                      "to min(144, side) rounded down to a multiple of 12, AstroCLIP's dr2 arcsinh RGB (scales "
-                     "g 6.0, r 3.4, z 2.2 to planes B, G, R; m 0.03; Q 20), float in [0, 1]",
+                     "g 6.0, r 3.4, z 2.2 to planes B, G, R; m 0.03; Q 20), float in [0, 1], transposed to "
+                     "(3, W, H) as upstream's collator permutes it (0, 3, 2, 1)",
         pooling="ViT-L/12 tokens (no CLS, no positional embedding) -> learned-query cross-attention + LayerNorm, "
-                "x + MLP(x): the shared 1024-d AstroCLIP space",
+                "MLP(x) without residual (upstream d196e26): the shared 1024-d AstroCLIP space",
         dim=1024, filename="astroclip.ckpt", arch=ASTROCLIP_ARCH, tiny=ASTROCLIP_TINY,
         params_source="counted from the architecture", note="beyond the paper",
     ),
