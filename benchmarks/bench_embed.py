@@ -6,6 +6,13 @@ preprocessing (processor / tokeniser) and the model forward + pooling. Prints ob
 share of time spent outside the forward.
 
     .venv/bin/python benchmarks/bench_embed.py [--batch-size 8] [--repeats 3] [--models vit-base ...]
+
+``--drift``: what bf16 autocast (opt-in; the paper config runs fp32, as the study did) does to the
+embeddings of real-size random-weight models on galaxy-like images: per-object cosine to fp32
+(median, min), MKNN(fp32, bf16) of the model with itself, and how much MKNN against another model
+(fp32) moves when the model runs in bf16. On CPU this is CPU bf16 autocast.
+
+    .venv/bin/python benchmarks/bench_embed.py --drift [--n 300] [--models vit-base dinov2-small]
 """
 from __future__ import annotations
 
@@ -68,12 +75,64 @@ def bench(key: str, batch_size: int, repeats: int) -> dict:
             "outside_pct": 100 * (times["io"] + times["prepare"]) / total}
 
 
+def galaxies(n: int, side: int = 160, seed: int = 0) -> np.ndarray:
+    """(n, 3, side, side) uint8: elliptical exponential discs of random size, shape, offset and colour
+    on a noisy sky, arcsinh-stretched like the demo's RGB (galaxy-like, so kNN structure is not noise)."""
+    rng = np.random.default_rng(seed)
+    y, x = (np.mgrid[:side, :side] - side / 2)[:, None]
+    dx, dy = rng.normal(0, 3, (2, n, 1, 1))
+    angle, q = rng.uniform(0, np.pi, (n, 1, 1)), rng.uniform(0.3, 1.0, (n, 1, 1))
+    u, v = (x - dx) * np.cos(angle) + (y - dy) * np.sin(angle), -(x - dx) * np.sin(angle) + (y - dy) * np.cos(angle)
+    radius = np.sqrt(u**2 + (v / q) ** 2) / rng.uniform(2, 15, (n, 1, 1))
+    colour = rng.uniform(0.3, 1.0, (n, 3, 1, 1)) * rng.lognormal(0, 0.7, (n, 1, 1, 1))
+    flux = colour * np.exp(-radius)[:, None] + 0.02 * rng.normal(size=(n, 3, side, side))
+    return np.rint(255 * np.clip(np.arcsinh(10 * flux) / np.arcsinh(10), 0, 1)).astype(np.uint8)
+
+
+def _embed_all(embedder, images: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([embedder.embed(images[i:i + batch_size]).numpy() for i in range(0, len(images), batch_size)])
+
+
+def drift(keys: list[str], n: int, batch_size: int) -> None:
+    """bf16-autocast drift of each model, and its MKNN shift against the next model in ``keys`` (fp32)."""
+    from samesky.metrics.mknn import mknn
+
+    images = galaxies(n)
+    emb = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in keys:
+            src = save_tiny(key, Path(tmp) / key, full_size=True)
+            for precision in ("fp32", "bf16"):
+                t0 = time.perf_counter()
+                emb[key, precision] = _embed_all(load_embedder(key, src, device="cpu", precision=precision),
+                                                 images, batch_size)
+                print(f"  {key} {precision}: {n} objects in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"{'model':<16}{'cos median':>11}{'cos min':>9}{'MKNN(fp32,bf16)':>16}{'vs model':>16}"
+          f"{'MKNN fp32':>10}{'MKNN bf16':>10}{'|change|':>9}")
+    for i, key in enumerate(keys):
+        a, b = emb[key, "fp32"], emb[key, "bf16"]
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        other = keys[(i + 1) % len(keys)]
+        m32, m16 = mknn(a, emb[other, "fp32"], 10), mknn(b, emb[other, "fp32"], 10)
+        print(f"{key:<16}{np.median(cos):>11.6f}{cos.min():>9.5f}{mknn(a, b, 10):>16.4f}{other:>16}"
+              f"{m32:>10.4f}{m16:>10.4f}{abs(m32 - m16):>9.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--models", nargs="+", default=DEFAULT)
+    parser.add_argument("--models", nargs="+", default=None)
+    parser.add_argument("--drift", action="store_true", help="bf16 vs fp32 embeddings and MKNN (see module doc)")
+    parser.add_argument("--n", type=int, default=300, help="objects for --drift")
     args = parser.parse_args()
+    if args.drift:
+        keys = args.models or ["vit-base", "dinov2-small"]
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.n} galaxy-like 160x160 images, "
+              f"real-size random weights, bf16 = CPU autocast, k = 10")
+        drift(keys, args.n, args.batch_size)
+        return
+    args.models = args.models or DEFAULT
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
           f"{args.repeats} timed batches, fp32 CPU")
     print(f"{'model':<18}{'params (M)':>11}{'objects/s':>11}{'I/O %':>8}{'prep %':>8}{'outside fwd %':>15}")

@@ -13,8 +13,9 @@ from samesky.models.astropt import _as_astropt_module, spiral_order
 from samesky.models.checkpoint import Stub, load_checkpoint
 from samesky.models.specformer import spectrum_tokens
 
-RUNNABLE = ["vit-base", "dinov2-small", "convnextv2-nano", "ijepa-huge", "astropt-small", "specformer-base",
-            "astroclip-image", "astroclip-spectrum"]
+# every Hugging Face family of the registry, smallest size: a new family cannot go untested
+HF_KEYS = [f"{family}-{family_sizes(family)[0]}" for family in sorted({s.family for s in MODELS.values() if s.adapter == "hf"})]
+RUNNABLE = [*HF_KEYS, "astropt-small", "specformer-base", "astroclip-image", "astroclip-spectrum"]
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +203,16 @@ def test_bf16_autocast_is_applied_and_stays_close_to_fp32(key, tiny_dirs):
     assert torch.nn.functional.cosine_similarity(got, full).min() > 0.98
 
 
+def test_paper_config_embeds_in_fp32_and_bf16_is_opt_in(paper_config, demo_config):
+    """The study ran fp32; bf16 autocast changes embeddings (benchmarks/bench_embed.py --drift)."""
+    from samesky.plan import Plan, validate_config
+
+    assert paper_config["embed"]["precision"] == "fp32"
+    assert Plan(validate_config(paper_config)).embed_params()["precision"] == "fp32"
+    demo_config.get("embed", {}).pop("precision", None)
+    assert validate_config(demo_config)["embed"]["precision"] == "fp32"  # the schema default
+
+
 def test_precision_choices():
     from samesky.models.base import resolve_precision
 
@@ -212,29 +223,90 @@ def test_precision_choices():
         resolve_precision("fp8", torch.device("cpu"))
 
 
-HF_POOLING = {
-    "vit-base": (lambda h: h[:, 1:].mean(1), lambda h: h.mean(1)),
-    "dinov2-small": (lambda h: h[:, 0], lambda h: h[:, 1:].mean(1)),
-    "convnextv2-nano": (lambda h: h.mean(dim=(2, 3)), lambda h: h.amax(dim=(2, 3))),
-    "ijepa-huge": (lambda h: h.mean(1), lambda h: h[:, 1:].mean(1)),
+# The study's pooling per family (platonic-universe scripts/get_embs.py, lines 131-138 at bbc19d1), and a
+# plausible wrong one that the adapter must not match.
+STUDY_POOLING = {
+    "vit": (lambda h: h[:, 1:].mean(1), lambda h: h.mean(1)),
+    "dinov2": (lambda h: h[:, 0], lambda h: h[:, 1:].mean(1)),
+    "convnextv2": (lambda h: h.mean(dim=(2, 3)), lambda h: h.amax(dim=(2, 3))),
+    "ijepa": (lambda h: h.mean(1), lambda h: h[:, 1:].mean(1)),
 }
 
 
-@pytest.mark.parametrize("key", sorted(HF_POOLING))
-def test_hf_pooling_matches_direct_model_call(key, tiny_dirs):
-    from transformers import AutoImageProcessor, AutoModel
+def _pil_pixels(config: dict, images: np.ndarray) -> torch.Tensor:
+    """Pixel values computed with PIL directly from a saved preprocessor_config.json (square inputs).
 
-    emb = load_embedder(key, tiny_dirs[key], device="cpu")
-    x = _inputs(key)
-    processor = AutoImageProcessor.from_pretrained(tiny_dirs[key])
-    pixels = processor(list(x.transpose(0, 2, 3, 1)), return_tensors="pt")["pixel_values"]
-    assert pixels.shape[-2:] == ((64, 64) if key == "convnextv2-nano" else (32, 32))
-    with torch.no_grad():
-        hidden = AutoModel.from_pretrained(tiny_dirs[key]).eval()(pixel_values=pixels).last_hidden_state
-    right, wrong = HF_POOLING[key]
-    got = emb.embed(x)
-    torch.testing.assert_close(got, right(hidden), rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(got, wrong(hidden), atol=1e-4)
+    What the paper-era slow processors do: PIL resize of the uint8 image (ViT: to size; Bit: shortest
+    edge then centre crop; ConvNeXt below 384: shortest edge / crop_pct then centre crop), /255,
+    (x - mean) / std. Torch-side antialiased resizing differs from PIL by up to 1/255 (bilinear) and
+    ~0.1 (bicubic) of the [0, 1] range on these inputs, so equality here pins the backend.
+    """
+    from PIL import Image
+
+    kind, resample = config["image_processor_type"], Image.Resampling(config["resample"])
+    if kind == "ViTImageProcessor":
+        resize, crop = (config["size"]["height"], config["size"]["width"]), None
+    elif kind == "BitImageProcessor":
+        resize = (config["size"]["shortest_edge"],) * 2
+        crop = (config["crop_size"]["height"], config["crop_size"]["width"])
+    elif kind == "ConvNextImageProcessor":
+        assert config["size"]["shortest_edge"] < 384
+        resize, crop = (int(config["size"]["shortest_edge"] / config["crop_pct"]),) * 2, (config["size"]["shortest_edge"],) * 2
+    else:
+        raise KeyError(f"no PIL reference for {kind}: add one before adding the family")
+    out = []
+    for chw in images:
+        image = Image.fromarray(chw.transpose(1, 2, 0)).resize(resize[::-1], resample)
+        if crop:
+            top, left = (resize[0] - crop[0]) // 2, (resize[1] - crop[1]) // 2
+            image = image.crop((left, top, left + crop[1], top + crop[0]))
+        x = np.asarray(image).astype(np.float64) / 255.0
+        x = (x - np.array(config["image_mean"])) / np.array(config["image_std"])
+        out.append(x.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(out).astype(np.float32))
+
+
+@pytest.mark.parametrize("key", HF_KEYS)
+def test_hf_embedding_equals_transformers_model_on_pil_processed_pixels(key, tiny_dirs):
+    """Input pipeline included: uint8 RGB -> PIL processing -> transformers' own model -> the study's pooling."""
+    import json
+
+    from transformers import AutoModel
+    from transformers.image_processing_backends import PilBackend
+
+    emb = load_embedder(key, tiny_dirs[key], device="cpu", precision="fp32")
+    assert isinstance(emb.processor, PilBackend) and type(emb.processor).__name__.endswith("ImageProcessorPil")
+    config = json.loads((tiny_dirs[key] / "preprocessor_config.json").read_text())
+    right, wrong = STUDY_POOLING[get_model(key).family]
+    model = AutoModel.from_pretrained(tiny_dirs[key]).eval()
+    for side in (160, 96):
+        x = _inputs(key, side)
+        pixels = _pil_pixels(config, x)
+        torch.testing.assert_close(emb.prepare(x), pixels, rtol=0, atol=1e-6)
+        with torch.no_grad():
+            hidden = model(pixel_values=pixels).last_hidden_state
+        got = emb.embed(x)
+        torch.testing.assert_close(got, right(hidden), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(got, wrong(hidden), atol=1e-4)
+
+
+def test_hf_processors_are_asked_for_the_pil_backend(monkeypatch, tmp_path):
+    """Whatever is installed: with torchvision, transformers 5 would otherwise pick its processors."""
+    import transformers
+
+    asked, real = [], transformers.AutoImageProcessor.from_pretrained
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("backend"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoImageProcessor, "from_pretrained", spy)
+    out = save_tiny("vit-base", tmp_path / "vit")
+    load_embedder("vit-base", out, device="cpu")
+    assert asked == ["pil"]
+    monkeypatch.setattr(transformers.AutoImageProcessor, "from_pretrained", lambda *a, **k: object())
+    with pytest.raises(CheckpointError, match="got image processor object, not a PIL-backend one"):
+        load_embedder("vit-base", out, device="cpu")
 
 
 def test_spiral_order_is_astropts():
@@ -247,7 +319,7 @@ def test_astropt_tokens_and_middle_block_pooling(tiny_dirs):
     emb = load_embedder("astropt-small", tiny_dirs["astropt-small"], device="cpu")
     x = _inputs("astropt-small", 96)
     inputs = emb.prepare(x)
-    img = x[1].astype(np.float64)  # naive patching of one image: (p1 p2 c) tokens, z-scored, spiral order
+    img = x[1].astype(np.float64).transpose(0, 2, 1)  # (C, W, H), then naive patching: (p1 p2 c) tokens, z-scored, spiral
     raster = [img[:, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16].transpose(1, 2, 0).ravel()
               for r in range(6) for c in range(6)]
     raster = [(t - t.mean()) / (t.std(ddof=1) + 1e-8) for t in raster]
@@ -314,7 +386,7 @@ def test_astroclip_towers(tiny_dirs):
     m = image.model
     with torch.no_grad():
         h = m.cross_attention(m.backbone(crop))
-        torch.testing.assert_close(image.embed(x), (h + m.mlp(h))[:, 0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(image.embed(x), m.mlp(h)[:, 0], rtol=1e-5, atol=1e-5)  # no residual (upstream)
     spectrum = load_embedder("astroclip-spectrum", tiny_dirs["astroclip-image"], device="cpu")  # one file, two towers
     s = _inputs("astroclip-spectrum")
     with torch.no_grad():
@@ -375,7 +447,7 @@ def test_checkpoint_with_missing_or_unexpected_key_fails_naming_it(key, filename
         load_embedder(key, extra, device="cpu")
 
 
-@pytest.mark.parametrize("key", sorted(HF_POOLING))
+@pytest.mark.parametrize("key", HF_KEYS)
 def test_hf_weights_with_missing_or_unexpected_key_fail_naming_it(key, tmp_path):
     for kind in ("missing", "unexpected"):
         out = save_tiny(key, tmp_path / kind)

@@ -260,7 +260,7 @@ class Plan:
         """Settings that can change embeddings. Batch and shard sizes only change throughput:
         the job reads them from the config, so changing them does not rerun anything."""
         embed = self.config.get("embed", {})
-        return {"device": embed.get("device", "auto"), "precision": embed.get("precision", "auto")}
+        return {"device": embed.get("device", "auto"), "precision": embed.get("precision", "fp32")}
 
     def embed_throughput(self) -> dict:
         embed = self.config.get("embed", {})

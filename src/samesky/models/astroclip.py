@@ -3,7 +3,9 @@
 Both towers live in one Lightning checkpoint under ``image_encoder.`` and ``spectrum_encoder.``;
 each embedder loads its own tower strictly and skips only the other tower's keys. Each tower is
 ``backbone`` -> ``cross_attention`` (one learned query, ``nn.MultiheadAttention`` with 4 heads,
-then LayerNorm) -> ``x + mlp(x)``, giving the shared 1024-d space (compare with cosine).
+then LayerNorm) -> MLP, giving the shared 1024-d space (compare with cosine). As upstream's
+``ImageHead``/``SpectrumHead`` (astroclip/models/astroclip.py): the image tower applies the MLP
+without a residual (upstream removed it in commit d196e26), the spectrum tower adds ``x + mlp(x)``.
 
 * image backbone: AstroDINO ViT-L/12 (DINOv2 layout, LayerScale, LayerNorm eps 1e-6) run as
   AstroCLIP does: patch embedding, blocks, final norm, with no CLS token and no positional
@@ -11,9 +13,9 @@ then LayerNorm) -> ``x + mlp(x)``, giving the shared 1024-d space (compare with 
   block keys ``blocks.<chunk>.<i>.`` are mapped to ``blocks.<i>.``.
 * spectrum backbone: Specformer, all tokens of its final LayerNorm output.
 * image input: AstroCLIP's own recipe on raw fluxes (``dr2_rgb``): g, r, z in nanomaggies
-  (converted from the input's zero point), centre crop 144, one arcsinh stretch. The original
-  collator's axis order (it transposes the cutout around the mapping) could not be checked
-  against its data; a transposed cutout is the same galaxy mirrored.
+  (converted from the input's zero point), centre crop 144, one arcsinh stretch, then the
+  transpose of upstream's ``AstroClipCollator`` (it permutes the (B, H, W, 3) RGB cutouts by
+  (0, 3, 2, 1), i.e. to (B, 3, W, H)): the weights were trained on that orientation.
 
 Head counts are not stored in the state dict: backbone heads follow the 64-dim (ViT) and
 128-dim (Specformer: 768/6) head-width conventions of the released models; the cross-attention
@@ -122,26 +124,27 @@ class _CrossAttentionHead(nn.Module):
 
 
 class Tower(nn.Module):
-    def __init__(self, backbone: nn.Module, embed_dim: int, n_head: int, kdim: int):
+    def __init__(self, backbone: nn.Module, embed_dim: int, n_head: int, kdim: int, residual: bool):
         super().__init__()
         self.backbone = backbone
         self.cross_attention = _CrossAttentionHead(embed_dim, n_head, kdim)
         self.mlp = _MLP(embed_dim, 4 * embed_dim)
+        self.residual = residual  # image head: no residual (upstream d196e26); spectrum head: x + mlp(x)
 
     def forward(self, x):
         h = self.cross_attention(self.backbone(x))
-        return (h + self.mlp(h))[:, 0]
+        return (h + self.mlp(h) if self.residual else self.mlp(h))[:, 0]
 
 
 def _image_tower(arch: dict, extras: dict) -> Tower:
     a = arch["image"]
     backbone = AstroDinoBackbone(a["embed_dim"], a["depth"], a["patch_size"], extras)
-    return Tower(backbone, arch["head"]["embed_dim"], arch["head"]["n_head"], a["embed_dim"])
+    return Tower(backbone, arch["head"]["embed_dim"], arch["head"]["n_head"], a["embed_dim"], residual=False)
 
 
 def _spectrum_tower(arch: dict) -> Tower:
     return Tower(SpecFormer(**arch["spectrum"]), arch["head"]["embed_dim"], arch["head"]["n_head"],
-                 arch["spectrum"]["embed_dim"])
+                 arch["spectrum"]["embed_dim"], residual=True)
 
 
 def _unchunk(key: str) -> str:
@@ -221,7 +224,8 @@ class AstroCLIPImageEmbedder(Embedder):
         if c < patch:
             raise ValueError(f"images of {h}x{w} are smaller than one {patch}-pixel patch")
         top, left = int(round((h - c) / 2)), int(round((w - c) / 2))
-        return dr2_rgb(x[:, self.grz, top:top + c, left:left + c] * self.to_nmgy).contiguous()
+        rgb = dr2_rgb(x[:, self.grz, top:top + c, left:left + c] * self.to_nmgy)
+        return rgb.transpose(-1, -2).contiguous()  # (B, 3, W, H): upstream collator's permute (0, 3, 2, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)

@@ -12,15 +12,17 @@ up to and including block ``n_layer // 2`` (0-based), mean over tokens, no final
 Attention is causal for ``attn_type='causal'``; for 'prefix' the original's embedding path
 passes no mask, i.e. full attention.
 
-Images are fed as (C, H, W), the layout AstroPT was trained on. (The study's own script fed
-``swapaxes(0, 2)`` of an (H, W, C) array, i.e. (C, W, H): transposed images. We do not copy that.)
+Orientation: AstroPT's own training script and the study both feed ``np.array(image).swapaxes(0, 2)``
+of an (H, W, C) image, i.e. (C, W, H); the weights were trained on that layout and the paper's
+numbers come from it. ``prepare`` therefore transposes our (B, C, H, W) batches to (B, C, W, H)
+before patching (``tests/test_models_upstream.py`` checks it against the astropt package).
 """
 from __future__ import annotations
 
 import sys
 import types
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +154,7 @@ class AstroPTEmbedder(Embedder):
         x = torch.as_tensor(batch).to(torch.float32)  # uint8 0..255 as float, as the study fed it
         if x.ndim != 4:
             raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(x.shape)}")
-        tokens = tokenise(x, self.patch)
+        tokens = tokenise(x.transpose(-1, -2), self.patch)  # (C, W, H), as AstroPT was trained and run
         if tokens.shape[-1] != self.input_size:
             raise ValueError(f"{x.shape[1]} channels give {tokens.shape[-1]}-value tokens; "
                              f"the checkpoint expects {self.input_size}")
@@ -217,26 +219,28 @@ ModalityConfig.__module__ = ModalityRegistry.__module__ = "astropt.model"
 
 @contextmanager
 def _as_astropt_module():
-    """Make ``astropt.model`` resolvable to the stand-ins while pickling."""
+    """Make ``astropt.model`` resolvable while pickling: the real package if imported, else the stand-ins."""
     if "astropt.model" in sys.modules:
-        raise RuntimeError("the real astropt package is imported; save_tiny writes its own stand-in classes")
+        yield sys.modules["astropt.model"]
+        return
     pkg, mod = types.ModuleType("astropt"), types.ModuleType("astropt.model")
     mod.ModalityConfig, mod.ModalityRegistry, pkg.model = ModalityConfig, ModalityRegistry, mod
     sys.modules.update({"astropt": pkg, "astropt.model": mod})
     try:
-        yield
+        yield mod
     finally:
         del sys.modules["astropt.model"], sys.modules["astropt"]
 
 
 def save_random(spec: ModelSpec, out_dir: Path, arch: dict, seed: int) -> None:
-    configs = [ModalityConfig(**m) for m in arch["modalities"]]
     torch.manual_seed(seed)
-    model = AstroPT(arch["model_args"], {m.name: asdict(m) for m in configs})
-    ckpt = {"model": model.state_dict(), "model_args": dict(arch["model_args"]),
-            "modality_registry": ModalityRegistry(configs), "iter_num": 0, "best_val_loss": float("inf"),
-            "config": {}}
+    model_args = dict(arch["model_args"])
+    model = AstroPT(model_args, {m["name"]: dict(m) for m in arch["modalities"]})
     path = out_dir / spec.filename
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _as_astropt_module():
+    with _as_astropt_module() as astropt_model:
+        configs = [astropt_model.ModalityConfig(**m) for m in arch["modalities"]]
+        ckpt = {"model": model.state_dict(), "model_args": model_args,
+                "modality_registry": astropt_model.ModalityRegistry(configs), "iter_num": 0,
+                "best_val_loss": float("inf"), "config": {}}
         torch.save(ckpt, path)

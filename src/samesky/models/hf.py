@@ -3,6 +3,11 @@
 Hub id and local directory go through the same ``from_pretrained`` call. Unlike a plain
 ``from_pretrained``, missing or mis-shaped weights are an error (transformers would silently
 initialise them at random), and so are unexpected ones outside the heads the spec ignores.
+
+Image processors run on the PIL backend, whatever else is installed: the study's transformers
+(4.56) used the slow PIL processors unless asked otherwise, while transformers 5 picks the
+torchvision ones whenever torchvision is importable (any CUDA torch install), and those resize
+differently. A processor of another backend is an error, not a silent change of inputs.
 """
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import torch
 from .base import Embedder, as_uint8_images
 from .checkpoint import CheckpointError, hub_revision
 from .registry import ModelSpec
+
+PROCESSOR_BACKEND = "pil"  # the backend that reproduces the paper (see module docstring)
 
 POOLERS = {
     "mean_patch_tokens": lambda h: h[:, 1:].mean(dim=1),  # ViT: CLS excluded
@@ -53,13 +60,17 @@ def _check_loading(spec: ModelSpec, source: str, info: dict) -> None:
 
 def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) -> HFEmbedder:
     from transformers import AutoImageProcessor, AutoModel
+    from transformers.image_processing_backends import PilBackend
 
     model, info = AutoModel.from_pretrained(source, output_loading_info=True)
     want = spec.arch["config"]["model_type"]
     if model.config.model_type != want:
         raise CheckpointError(f"{source}: holds a {model.config.model_type!r} model, {spec.key} needs {want!r}")
     _check_loading(spec, source, info)
-    processor = AutoImageProcessor.from_pretrained(source)
+    processor = AutoImageProcessor.from_pretrained(source, backend=PROCESSOR_BACKEND)
+    if not isinstance(processor, PilBackend):
+        raise CheckpointError(f"{source}: got image processor {type(processor).__name__}, not a PIL-backend one; "
+                              f"the study's inputs come from the PIL processors")
     cfg = model.config
     dim = cfg.hidden_sizes[-1] if hasattr(cfg, "hidden_sizes") else cfg.hidden_size
     revision = hub_revision(source)

@@ -146,7 +146,8 @@ def _ijepa(size, hub, params, hidden, layers, heads, intermediate, patch):
 
 # ---------------------------------------------------------------------------------------------
 # AstroPT v2: nanoGPT-style causal transformer over 16x16 patch tokens (re-implemented in torch).
-ASTROPT_RECIPE = ("float (B,C,H,W) (side resized to a multiple of 16 if needed) -> 16x16 patches as "
+ASTROPT_RECIPE = ("float (B,C,H,W) transposed to (B,C,W,H) as AstroPT's training script and the study feed it "
+                  "(swapaxes(0, 2) of an (H,W,C) array), side resized to a multiple of 16 if needed -> 16x16 patches as "
                   "(p1 p2 c) tokens of 768 values, each z-scored (std + 1e-8), spiral order from the "
                   "centre, positions 0..n-1")
 
@@ -159,7 +160,7 @@ def _astropt(size, tag, params, n_layer, n_head, n_embd):
         dim=n_embd, filename=f"astropt/{tag}/ckpt.pt",
         arch={
             "model_args": {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": 1024,
-                           "n_chan": 3, "dropout": 0.0, "bias": False, "attn_type": "causal", "tokeniser": "aim"},
+                           "n_chan": 3, "dropout": 0.0, "bias": False, "attn_type": "causal"},
             "modalities": [{"name": "images", "input_size": 768, "pos_input_size": 1, "patch_size": 16,
                             "embed_pos": True, "loss_weight": 1.0}],
         },
@@ -244,9 +245,10 @@ _SPECS = [
         modality=IMAGE, adapter="astroclip", raw_flux=True, surveys=("legacysurvey", "hsc"),
         input_recipe="raw g, r, z fluxes in nanomaggies (converted from the survey's zero point), centre crop "
                      "to min(144, side) rounded down to a multiple of 12, AstroCLIP's dr2 arcsinh RGB (scales "
-                     "g 6.0, r 3.4, z 2.2 to planes B, G, R; m 0.03; Q 20), float in [0, 1]",
+                     "g 6.0, r 3.4, z 2.2 to planes B, G, R; m 0.03; Q 20), float in [0, 1], transposed to "
+                     "(3, W, H) as upstream's collator permutes it (0, 3, 2, 1)",
         pooling="ViT-L/12 tokens (no CLS, no positional embedding) -> learned-query cross-attention + LayerNorm, "
-                "x + MLP(x): the shared 1024-d AstroCLIP space",
+                "MLP(x) without residual (upstream d196e26): the shared 1024-d AstroCLIP space",
         dim=1024, filename="astroclip.ckpt", arch=ASTROCLIP_ARCH, tiny=ASTROCLIP_TINY,
         params_source="counted from the architecture", note="beyond the paper",
     ),
