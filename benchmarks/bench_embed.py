@@ -6,10 +6,21 @@ preprocessing (processor / tokeniser) and the model forward + pooling. Prints ob
 share of time spent outside the forward.
 
     .venv/bin/python benchmarks/bench_embed.py [--batch-size 8] [--repeats 3] [--models vit-base ...]
+
+``--pipeline``: the parallel input pipeline of ``samesky.embed`` against the forward pass. Per
+model: objects/s that the input pipeline (read + prepare in worker processes) delivers with
+1, 2 and all available workers; the forward pass's objects/s on the device it runs on; which
+of the two bounds the job here; and, from the 1-worker rate r (one core), the cores an embed
+job needs to keep one GPU busy at the GPU forward rate R of ``registry.EMBED_RATES``:
+1 + ceil(R / r) (one core runs the forward loop), before the cap of ``embed_cpus``.
+
+    .venv/bin/python benchmarks/bench_embed.py --pipeline [--n 512] [--batch-size 64] [--forward-batch 8] [--models ...]
 """
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +29,11 @@ import numpy as np
 import torch
 
 from samesky import schema
+from samesky.surveys import get_survey
+from samesky.embed import PreparedBatches, input_batches
 from samesky.models import get_model, load_embedder, save_tiny
+from samesky.models.base import to_device
+from samesky.models.registry import EMBED_RATES, embed_cpus
 
 DEFAULT = ["vit-base", "dinov2-small", "convnextv2-nano", "astropt-small", "specformer-base", "aion-base"]
 HSC_BANDS = ["g", "r", "i", "z", "y"]
@@ -32,7 +47,7 @@ def _input_file(path: Path, kind: str, n: int) -> Path:
         data = rng.integers(0, 256, (n, 3, 160, 160), dtype=np.uint8)
     elif kind == schema.FLUX:  # AION: raw fluxes; its codec (tokenisation) runs inside the forward
         data = rng.normal(size=(n, len(HSC_BANDS), 160, 160)).astype(np.float32)
-        prov = {"survey": "hsc", "bands": HSC_BANDS}
+        prov = {"survey": "hsc", "bands": HSC_BANDS, "zero_point": get_survey("hsc").zero_point}
     else:
         data = (rng.normal(size=(n, 7781)) + 3).astype(np.float32)
     schema.write_preprocessed(path, [f"o{i}" for i in range(n)], data, prov)
@@ -68,12 +83,87 @@ def bench(key: str, batch_size: int, repeats: int) -> dict:
             "outside_pct": 100 * (times["io"] + times["prepare"]) / total}
 
 
+def input_rate(embedder, pre: Path, n: int, batch_size: int, workers: int) -> tuple[float, float]:
+    """Objects/s the input pipeline delivers with ``workers`` processes (start-up included), and
+    objects per CPU-second of the workers: the rate one idle core feeds, whatever else runs."""
+    batches = [(0, s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    dataset = PreparedBatches(pre, batches, embedder.prepare)
+    c0, t0 = os.times(), time.perf_counter()
+    try:
+        for _ in input_batches(dataset, workers, embedder.device):
+            pass  # the workers are joined (and their CPU time counted) when the iteration ends
+    finally:
+        dataset.close()
+    wall, c1 = time.perf_counter() - t0, os.times()
+    cpu = (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
+    return n / wall, n / cpu if cpu > 0 else float("nan")
+
+
+def forward_rate(embedder, pre: Path, batch_size: int, repeats: int) -> float:
+    """Objects/s of the forward pass alone (inputs already prepared and on the device)."""
+    _, data = schema.read_preprocessed(pre, 0, batch_size)
+    inputs = to_device(embedder.prepare(data), embedder.device)
+    embedder.run(inputs)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        embedder.run(inputs)
+    return batch_size * repeats / (time.perf_counter() - t0)
+
+
+def bench_pipeline(key: str, n: int, batch_size: int, forward_batch: int, repeats: int, device: str,
+                   precision: str) -> dict:
+    spec = get_model(key)
+    cores = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory() as tmp:
+        src = save_tiny(key, Path(tmp) / "model", full_size=True)
+        embedder = load_embedder(key, src, device=device, precision=precision)
+        pre = _input_file(Path(tmp) / "pre.h5", spec.input_kind, n)
+        with schema.open_h5(pre) as f:
+            embedder.bind(schema.read_provenance(f))
+        measured = {w: input_rate(embedder, pre, n, batch_size, w) for w in sorted({1, 2, cores})}
+        fwd = forward_rate(embedder, pre, min(forward_batch, n), repeats)
+    rates = {w: wall for w, (wall, _) in measured.items()}
+    per_core = measured[1][1]
+    gpu_rate = EMBED_RATES[key][0]
+    return {"model": key, "rates": rates, "per_core": per_core, "cores": cores, "forward": fwd,
+            "device": str(embedder.device), "precision": embedder.precision,
+            "bound": "input" if rates[cores] < fwd else "forward", "gpu_rate": gpu_rate,
+            "gpu_cores": 1 + math.ceil(gpu_rate / per_core), "table_cores": embed_cpus(key)}
+
+
+def main_pipeline(args) -> None:
+    cores = len(os.sched_getaffinity(0))
+    print(f"torch {torch.__version__}, {cores} cores, {torch.get_num_threads()} threads in the main process, "
+          f"{args.n} objects, input batch {args.batch_size}, forward batch {args.forward_batch}; input rates "
+          "include worker start-up")
+    print(f"{'model':<18}{'in 1w/s':>9}{'in 2w/s':>9}{f'in {cores}w/s':>9}{'2w/1w':>7}{'/core-s':>9}{'fwd/s':>9}"
+          f"{'device':>12}{'bound':>8}{'GPU fwd/s':>11}{'cores':>7}{'table':>7}")
+    for key in args.models:
+        r = bench_pipeline(key, args.n, args.batch_size, args.forward_batch, args.repeats, args.device, args.precision)
+        rates = r["rates"]
+        print(f"{key:<18}{rates[1]:>9.1f}{rates[2]:>9.1f}{rates[cores]:>9.1f}{rates[2] / rates[1]:>7.2f}"
+              f"{r['per_core']:>9.1f}{r['forward']:>9.1f}{r['device'] + ' ' + r['precision']:>12}{r['bound']:>8}{r['gpu_rate']:>11.0f}"
+              f"{r['gpu_cores']:>7d}{r['table_cores']:>7d}", flush=True)
+    print("in Nw/s: wall-clock objects/s with N input workers; /core-s: objects per CPU-second of the one "
+          "worker (what an idle core feeds); bound: the slower of the input (all workers) and the forward "
+          "here; cores = 1 + ceil(GPU fwd/s / (/core-s)): one core runs the forward loop, the others "
+          "prepare inputs; table: registry.embed_cpus (capped). GPU fwd/s: registry.EMBED_RATES.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=DEFAULT)
+    parser.add_argument("--pipeline", action="store_true", help="input pipeline vs forward pass (see docstring)")
+    parser.add_argument("--n", type=int, default=512, help="--pipeline: objects read through the pipeline")
+    parser.add_argument("--forward-batch", type=int, default=8, help="--pipeline: batch of the forward pass "
+                        "(small for a CPU; a GPU wants hundreds)")
+    parser.add_argument("--device", default="auto", help="--pipeline: device of the forward pass")
+    parser.add_argument("--precision", default="auto", help="--pipeline: precision of the forward pass")
     args = parser.parse_args()
+    if args.pipeline:
+        return main_pipeline(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
           f"{args.repeats} timed batches, fp32 CPU")
     print(f"{'model':<18}{'params (M)':>11}{'objects/s':>11}{'I/O %':>8}{'prep %':>8}{'outside fwd %':>15}")

@@ -233,7 +233,8 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
                for s in range(start, stop, batch_size)]
     dataset = PreparedBatches(preprocessed_path, batches, embedder.prepare)
     try:
-        stream = on_device(input_batches(dataset, workers, embedder.device), embedder.device)
+        loader = input_batches(dataset, workers if batches else 0, embedder.device)  # no forks for nothing
+        stream = on_device(loader, embedder.device)
         for i, shard in itertools.groupby(stream, key=lambda item: item[0]):
             start, stop = bounds[i]
             shard_ids, emb, batch_size = _embed_rows(embedder, ((b, x) for _, b, x in shard), batch_size)
