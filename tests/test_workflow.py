@@ -165,7 +165,8 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
     start = time.perf_counter()
     proc = subprocess.run(
         [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"),
-         "--configfile", str(ROOT / "config/config.yaml")],
+         "--configfile", str(ROOT / "config/config.yaml"),
+         "--cores", "64"],  # a dry run caps threads at --cores (default 1); on Slurm nothing caps them
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     seconds = time.perf_counter() - start
     out = proc.stdout + proc.stderr
