@@ -10,9 +10,11 @@ share of time spent outside the forward.
 ``--pipeline``: the parallel input pipeline of ``samesky.embed`` against the forward pass. Per
 model: objects/s that the input pipeline (read + prepare in worker processes) delivers with
 1, 2 and all available workers; the forward pass's objects/s on the device it runs on; which
-of the two bounds the job here; and, from the 1-worker rate r (one core), the cores an embed
-job needs to keep one GPU busy at the GPU forward rate R of ``registry.EMBED_RATES``:
-1 + ceil(R / r) (one core runs the forward loop), before the cap of ``embed_cpus``.
+of the two bounds the job here; the objects per CPU-second of one worker, r (what one idle core
+feeds, unaffected by other processes on a shared machine); and the cores an embed job needs to
+keep one GPU busy at the GPU forward rate R of ``registry.EMBED_RATES``: 1 + ceil(R / r) (one
+core runs the forward loop), before the cap of ``embed_cpus``. On a GPU machine pass
+``--forward-batch 256`` and compare the forward column with R.
 
     .venv/bin/python benchmarks/bench_embed.py --pipeline [--n 512] [--batch-size 64] [--forward-batch 8] [--models ...]
 """
@@ -142,8 +144,8 @@ def main_pipeline(args) -> None:
         r = bench_pipeline(key, args.n, args.batch_size, args.forward_batch, args.repeats, args.device, args.precision)
         rates = r["rates"]
         print(f"{key:<18}{rates[1]:>9.1f}{rates[2]:>9.1f}{rates[cores]:>9.1f}{rates[2] / rates[1]:>7.2f}"
-              f"{r['per_core']:>9.1f}{r['forward']:>9.1f}{r['device'] + ' ' + r['precision']:>12}{r['bound']:>8}{r['gpu_rate']:>11.0f}"
-              f"{r['gpu_cores']:>7d}{r['table_cores']:>7d}", flush=True)
+              f"{r['per_core']:>9.1f}{r['forward']:>9.1f}{r['device'] + ' ' + r['precision']:>12}{r['bound']:>8}"
+              f"{r['gpu_rate']:>11.0f}{r['gpu_cores']:>7d}{r['table_cores']:>7d}", flush=True)
     print("in Nw/s: wall-clock objects/s with N input workers; /core-s: objects per CPU-second of the one "
           "worker (what an idle core feeds); bound: the slower of the input (all workers) and the forward "
           "here; cores = 1 + ceil(GPU fwd/s / (/core-s)): one core runs the forward loop, the others "

@@ -232,9 +232,9 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
     batches = [(i, s, min(s + batch_size, stop)) for i, (start, stop) in enumerate(bounds) if i not in parts
                for s in range(start, stop, batch_size)]
     dataset = PreparedBatches(preprocessed_path, batches, embedder.prepare)
+    loader = input_batches(dataset, workers if batches else 0, embedder.device)  # no forks for nothing
+    stream = on_device(loader, embedder.device)
     try:
-        loader = input_batches(dataset, workers if batches else 0, embedder.device)  # no forks for nothing
-        stream = on_device(loader, embedder.device)
         for i, shard in itertools.groupby(stream, key=lambda item: item[0]):
             start, stop = bounds[i]
             shard_ids, emb, batch_size = _embed_rows(embedder, ((b, x) for _, b, x in shard), batch_size)
@@ -245,12 +245,14 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
             parts[i] = emb
             log.info("%s: shard %d/%d (rows %d-%d) embedded", out_path, i + 1, len(bounds), start, stop)
     finally:
+        stream.close()  # stops the workers now, also when a shard failed
         dataset.close()
 
     prov = {**embedder.describe(), "input": str(preprocessed_path), "input_provenance": input_provenance,
             "n": len(ids), "batch_size": batch_size, "fingerprint": fp, "versions": _versions(),
             **(provenance or {})}
-    embedding = np.concatenate([parts[i] for i in range(len(bounds))]) if bounds else np.zeros((0, embedder.dim), np.float32)
+    embedding = (np.concatenate([parts[i] for i in range(len(bounds))]) if bounds
+                 else np.zeros((0, embedder.dim), np.float32))
     schema.write_embeddings(out_path, ids, embedding, prov)
     shutil.rmtree(shard_dir)
     return out_path
