@@ -125,31 +125,34 @@ def bench_pipeline(key: str, n: int, batch_size: int, forward_batch: int, repeat
         measured = {w: input_rate(embedder, pre, n, batch_size, w) for w in sorted({1, 2, cores})}
         fwd = forward_rate(embedder, pre, min(forward_batch, n), repeats)
     rates = {w: wall for w, (wall, _) in measured.items()}
-    per_core = measured[1][1]
     gpu_rate = EMBED_RATES[key][0]
-    return {"model": key, "rates": rates, "per_core": per_core, "cores": cores, "forward": fwd,
-            "device": str(embedder.device), "precision": embedder.precision,
-            "bound": "input" if rates[cores] < fwd else "forward", "gpu_rate": gpu_rate,
-            "gpu_cores": 1 + math.ceil(gpu_rate / per_core), "table_cores": embed_cpus(key)}
+    return {"rates": rates, "per_core": measured[1][1], "per_core_2": measured[2][1], "forward": fwd,
+            "device": f"{embedder.device} {embedder.precision}", "bound": "input" if rates[cores] < fwd else "forward",
+            "gpu_rate": gpu_rate, "gpu_cores": 1 + math.ceil(gpu_rate / measured[1][1]), "table_cores": embed_cpus(key)}
+
+
+PIPELINE_LEGEND = """\
+in Nw/s: wall-clock objects/s with N input workers (start-up included). /core-s: objects per
+CPU-second of the one worker, what an idle core feeds; 2w /c-s: the same for two workers (equal
+when 2 idle cores give twice the rate). fwd/s: the forward pass alone on the device. bound: the
+slower of the input (all workers) and the forward here. GPU fwd/s: registry.EMBED_RATES. cores:
+1 + ceil(GPU fwd/s / (/core-s)), one core runs the forward loop and the others prepare inputs;
+table: registry.embed_cpus (capped at MAX_EMBED_CPUS)."""
 
 
 def main_pipeline(args) -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"torch {torch.__version__}, {cores} cores, {torch.get_num_threads()} threads in the main process, "
-          f"{args.n} objects, input batch {args.batch_size}, forward batch {args.forward_batch}; input rates "
-          "include worker start-up")
-    print(f"{'model':<18}{'in 1w/s':>9}{'in 2w/s':>9}{f'in {cores}w/s':>9}{'2w/1w':>7}{'/core-s':>9}{'fwd/s':>9}"
-          f"{'device':>12}{'bound':>8}{'GPU fwd/s':>11}{'cores':>7}{'table':>7}")
+          f"{args.n} objects, input batch {args.batch_size}, forward batch {args.forward_batch}")
+    print(f"{'model':<18}{'in 1w/s':>9}{'in 2w/s':>9}{f'in {cores}w/s':>9}{'2w/1w':>7}{'/core-s':>9}{'2w /c-s':>9}"
+          f"{'fwd/s':>9}{'device':>12}{'bound':>8}{'GPU fwd/s':>11}{'cores':>7}{'table':>7}")
     for key in args.models:
         r = bench_pipeline(key, args.n, args.batch_size, args.forward_batch, args.repeats, args.device, args.precision)
         rates = r["rates"]
         print(f"{key:<18}{rates[1]:>9.1f}{rates[2]:>9.1f}{rates[cores]:>9.1f}{rates[2] / rates[1]:>7.2f}"
-              f"{r['per_core']:>9.1f}{r['forward']:>9.1f}{r['device'] + ' ' + r['precision']:>12}{r['bound']:>8}"
+              f"{r['per_core']:>9.1f}{r['per_core_2']:>9.1f}{r['forward']:>9.1f}{r['device']:>12}{r['bound']:>8}"
               f"{r['gpu_rate']:>11.0f}{r['gpu_cores']:>7d}{r['table_cores']:>7d}", flush=True)
-    print("in Nw/s: wall-clock objects/s with N input workers; /core-s: objects per CPU-second of the one "
-          "worker (what an idle core feeds); bound: the slower of the input (all workers) and the forward "
-          "here; cores = 1 + ceil(GPU fwd/s / (/core-s)): one core runs the forward loop, the others "
-          "prepare inputs; table: registry.embed_cpus (capped). GPU fwd/s: registry.EMBED_RATES.")
+    print(PIPELINE_LEGEND)
 
 
 def main() -> None:
