@@ -8,7 +8,7 @@ import torch
 from samesky import embed as embed_mod
 from samesky import schema
 from samesky.embed import embed_file
-from samesky.models import save_tiny
+from samesky.models import load_embedder, save_tiny
 
 N = 10
 
@@ -82,13 +82,14 @@ def test_resume_after_interruption_matches_one_go(images, tiny, tmp_path, monkey
     _interrupted(images, out, tiny, monkeypatch, shards=2)
     computed, embed_rows = [], embed_mod._embed_rows
 
-    def counting(embedder, data, batch_size):
-        computed.append(len(data))
-        return embed_rows(embedder, data, batch_size)
+    def counting(embedder, batches, batch_size):
+        ids, emb, batch_size = embed_rows(embedder, batches, batch_size)
+        computed.append(ids.tolist())
+        return ids, emb, batch_size
 
     monkeypatch.setattr(embed_mod, "_embed_rows", counting)
     _, resumed, _ = schema.read_embeddings(_run(images, out, tiny))
-    assert computed == [2]  # only the last shard (rows 8-9) was computed again
+    assert computed == [["obj8", "obj9"]]  # only the last shard was computed again
     np.testing.assert_allclose(resumed, whole, rtol=1e-6, atol=1e-6)
 
 
@@ -129,14 +130,14 @@ def test_out_of_memory_halves_the_batch_and_retries(images, tiny, tmp_path, monk
 
     def fragile_loader(*args, **kwargs):
         embedder = load(*args, **kwargs)
-        real = embedder.embed
+        real = embedder.run
 
-        def embed(batch):
-            if len(batch) > 2:
+        def run(inputs):
+            if len(inputs["tokens"]) > 2:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-            return real(batch)
+            return real(inputs)
 
-        embedder.embed = embed
+        embedder.run = run
         return embedder
 
     monkeypatch.setattr(embed_mod, "load_embedder", fragile_loader)
@@ -145,3 +146,69 @@ def test_out_of_memory_halves_the_batch_and_retries(images, tiny, tmp_path, monk
     ids, emb, prov = schema.read_embeddings(out)
     assert "batch size halved to 2" in caplog.text and prov["batch_size"] == 2
     np.testing.assert_allclose(emb, whole, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------ the parallel input pipeline
+def _single_process(pre, key, source, batch_size, shard_size):
+    """The runner as it was before input workers: read each shard, embed it batch by batch."""
+    embedder = load_embedder(key, source, device="cpu", precision="fp32")
+    with schema.open_h5(pre) as f:
+        embedder.bind(schema.read_provenance(f))
+    _, data = schema.read_preprocessed(pre)
+    out = []
+    for start in range(0, len(data), shard_size):
+        shard = data[start:start + shard_size]
+        out += [embedder.embed(shard[i:i + batch_size]).numpy() for i in range(0, len(shard), batch_size)]
+    return np.concatenate(out)
+
+
+@pytest.fixture
+def spectra(tmp_path):
+    path = tmp_path / "desi.h5"
+    flux = np.random.default_rng(4).normal(size=(N, 7781)).astype(np.float32) + 3
+    schema.write_preprocessed(path, [f"s{i}" for i in range(N)], flux, {})
+    return path
+
+
+@pytest.fixture
+def fluxes(tmp_path):
+    from samesky.preprocess import preprocess_flux
+    from samesky.simulate import simulate_crossmatch
+
+    xm = tmp_path / "xm.h5"
+    simulate_crossmatch(xm, "legacysurvey_hsc", ["legacysurvey", "hsc"], n=N, seed=5)
+    preprocess_flux(xm, "hsc", tmp_path / "flux" / "hsc.h5")
+    return tmp_path / "flux" / "hsc.h5"
+
+
+@pytest.mark.parametrize("key, inputs", [("vit-base", "images"), ("astropt-small", "images"),
+                                         ("specformer-base", "spectra"), ("aion-base", "fluxes")])
+def test_input_workers_give_bit_identical_embeddings(key, inputs, request, tmp_path):
+    """Reading and preparing in 2 worker processes changes nothing, to the last bit, for images,
+    spectra and AION's raw fluxes (the main process runs torch on 2 threads, the workers on 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    pre = request.getfixturevalue(inputs)
+    source = save_tiny(key, tmp_path / "model")
+    reference = _single_process(pre, key, source, batch_size=3, shard_size=4)
+    for workers in (0, 2):
+        out = embed_file(pre, tmp_path / f"w{workers}.h5", model_key=key, source=source, device="cpu",
+                         batch_size=3, shard_size=4, workers=workers)
+        ids, emb, _ = schema.read_embeddings(out)
+        assert ids.tolist() == schema.read_object_ids(pre).tolist()
+        assert emb.dtype == reference.dtype and np.array_equal(emb, reference), f"{workers} workers"
+
+
+def test_input_worker_errors_reach_the_job_naming_the_problem(images, tiny, tmp_path, monkeypatch):
+    load = embed_mod.load_embedder
+
+    def bad_prepare_loader(*args, **kwargs):
+        embedder = load(*args, **kwargs)
+        embedder.prepare = lambda batch: (_ for _ in ()).throw(ValueError("cannot prepare this batch"))
+        return embedder
+
+    monkeypatch.setattr(embed_mod, "load_embedder", bad_prepare_loader)
+    with pytest.raises(ValueError, match="cannot prepare this batch"):
+        _run(images, tmp_path / "emb.h5", tiny, workers=2)
+    assert not (tmp_path / "emb.h5").exists()

@@ -589,11 +589,12 @@ def slow(*args):  # the real computation, paced so the test can kill the job bet
     return embed_rows(*args)
 embed._embed_rows = slow
 embed.embed_file(sys.argv[1], sys.argv[2], model_key="vit-base", source=sys.argv[3], device="cpu",
-                 batch_size=2, shard_size=2)
+                 batch_size=2, shard_size=2, workers=int(sys.argv[4]))
 """
 
 
-def test_embedding_killed_with_sigkill_resumes_from_its_shards(vit, tmp_path, caplog, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 2])  # input prepared in this process / in 2 worker processes
+def test_embedding_killed_with_sigkill_resumes_from_its_shards(workers, vit, tmp_path, caplog, monkeypatch):
     n = 24
     pre = tmp_path / "pre.h5"
     data = np.random.default_rng(7).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
@@ -603,7 +604,7 @@ def test_embedding_killed_with_sigkill_resumes_from_its_shards(vit, tmp_path, ca
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     log = tmp_path / "child.log"
     with open(log, "wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-c", KILL_CHILD, str(pre), str(out), str(vit)], env=env,
+        proc = subprocess.Popen([sys.executable, "-c", KILL_CHILD, str(pre), str(out), str(vit), str(workers)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 120
     try:
@@ -632,7 +633,8 @@ def test_embedding_killed_with_sigkill_resumes_from_its_shards(vit, tmp_path, ca
 
     monkeypatch.setattr(embed_mod, "_save_shard", recording_save)
     with caplog.at_level(logging.INFO, logger="samesky"):
-        embed_file(pre, out, model_key="vit-base", source=vit, device="cpu", batch_size=2, shard_size=2)
+        embed_file(pre, out, model_key="vit-base", source=vit, device="cpu", batch_size=2, shard_size=2,
+                   workers=workers)
     resumed = sorted(int(m) - 1 for m in re.findall(rf"shard (\d+)/{n_shards} \(rows \d+-\d+\) resumed", caplog.text))
     assert resumed == sorted(int(name[6:12]) for name in done)
     assert sorted(saved) == sorted(f"shard-{i:06d}.npz" for i in range(n_shards) if i not in resumed)

@@ -71,6 +71,25 @@ def test_unknown_model_and_family_list_known_ones():
         family_sizes("nope")
 
 
+def test_embed_cores_feed_the_gpu_and_grow_with_model_speed():
+    from samesky.models.registry import EMBED_RATES, MAX_EMBED_CPUS, embed_cpus
+
+    assert set(EMBED_RATES) == set(MODELS)
+    for key, (forward, per_core) in EMBED_RATES.items():
+        cpus = embed_cpus(key)
+        assert 2 <= cpus <= MAX_EMBED_CPUS and forward > 0 and per_core > 0, key
+        workers = cpus - 1  # one core runs the forward loop
+        assert workers * per_core >= forward or cpus == MAX_EMBED_CPUS, f"{key}: {workers} workers starve the GPU"
+        assert (workers - 1) * per_core < forward, f"{key}: one worker fewer would do"
+    # a small fast model needs more input workers than a large slow one of the same family
+    for family in {s.family for s in MODELS.values()} - {"astroclip"}:  # astroclip: two towers, not sizes
+        cpus = [embed_cpus(f"{family}-{size}") for size in family_sizes(family)]
+        assert cpus == sorted(cpus, reverse=True), (family, cpus)
+        assert cpus[0] > cpus[-1] or family not in ("vit", "dinov2", "convnextv2", "astropt"), (family, cpus)
+    with pytest.raises(KeyError, match="dinov3-base"):
+        embed_cpus("dinov3-base")
+
+
 def test_resources_grow_with_size_and_attempt():
     small, big = resources_for("dinov2-small", 1), resources_for("dinov2-giant", 1)
     assert big["mem_mb"] > small["mem_mb"] and big["runtime"] > small["runtime"] and small["gpu"] == 1

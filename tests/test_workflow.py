@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from samesky.models.registry import embed_cpus
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
@@ -182,7 +184,8 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
     start = time.perf_counter()
     proc = subprocess.run(
         [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"),
-         "--configfile", str(ROOT / "config/config.yaml")],
+         "--configfile", str(ROOT / "config/config.yaml"),
+         "--cores", "64"],  # a dry run caps threads at --cores (default 1); on Slurm nothing caps them
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     seconds = time.perf_counter() - start
     out = proc.stdout + proc.stderr
@@ -191,15 +194,17 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
     assert counts["embed"] == 98  # 16 image models x 6 image (crossmatch, survey) + Specformer x 2
     assert counts["ingest_hf"] == 4
     assert counts["compare"] == 66 + 64 + 16
-    # per-size GPU resources are shown for every embedding job
+    # per-size GPU resources are shown for every embedding job, with the cores that feed its GPU
     embed_blocks = [b for b in out.split("\n\n") if re.search(r"^rule embed:", b.strip(), re.M)]
     assert len(embed_blocks) == 98
-    mem = {}
+    mem, cpus = {}, {}
     for block in embed_blocks:
         model = re.search(r"model=([a-z0-9-]+)", block).group(1)
         assert "gpu=1" in block
         mem[model] = int(re.search(r"mem_mb=(\d+)", block).group(1))
+        cpus[model] = int(re.search(r"cpus_per_task=(\d+)", block).group(1))
     assert mem["dinov2-giant"] > mem["dinov2-small"] and mem["vit-huge"] > mem["vit-base"]
+    assert cpus == {m: embed_cpus(m) for m in cpus} and cpus["dinov2-small"] > cpus["dinov2-giant"]
     print(f"paper dry-run took {seconds:.1f} s")
     assert seconds < 120
 

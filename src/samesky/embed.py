@@ -1,4 +1,4 @@
-"""Embed a preprocessed file with one model, resumably.
+"""Embed a preprocessed file with one model, resumably, with a parallel input pipeline.
 
 Rows are read in shards of ``shard_size``; each finished shard is written atomically to
 ``{out}.shards/shard-<i>.npz`` with its object ids and a fingerprint of (model key, source,
@@ -6,23 +6,32 @@ precision, input file identity), so a killed job restarts from the shards it com
 never reuses shards of another model/input (those are discarded with a log message). On CUDA
 the batch size halves on out-of-memory and the batch is retried. The final embedding file
 appears atomically (``schema.write_embeddings``) and the shard directory is then removed.
+
+Input pipeline: reading rows and ``Embedder.prepare`` (processors, tokenisers: the CPU part)
+run in ``workers`` forked DataLoader processes, each with its own HDF5 handle, a few batches
+ahead of the forward pass; on CUDA the batches arrive in pinned memory and the next one is
+copied to the device on a side stream while the current one runs. Batches are the same rows
+as without workers and each is prepared by the same code, so the embeddings are bit-identical
+(``workers=0`` prepares in this process).
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from . import schema
 from .models import get_model, load_embedder
+from .models.base import batch_slice, to_device
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +80,108 @@ def _load_shard(path: Path, fp: str, ids: np.ndarray, start: int, stop: int) -> 
     return emb
 
 
-def _embed_rows(embedder, data: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
-    """Embed rows in batches; on CUDA out-of-memory halve the batch size and retry the batch."""
-    out, i = [], 0
-    while i < len(data):
+class PreparedBatches(torch.utils.data.Dataset):
+    """Item i: (shard, object ids, ``prepare(rows)``) of ``batches[i] = (shard, start, stop)``.
+
+    The file is opened once per process that fetches items (each DataLoader worker; h5py
+    handles must not cross a fork), and read errors name it.
+    """
+
+    def __init__(self, path: str | os.PathLike, batches: list[tuple[int, int, int]], prepare: Callable):
+        self.path, self.batches, self.prepare = str(path), batches, prepare
+        self._h5, self._pid = None, None
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, Any]:
+        shard, start, stop = self.batches[i]
+        if self._pid != os.getpid():
+            self._h5, self._pid = schema.open_h5(self.path), os.getpid()
         try:
-            out.append(embedder.embed(data[i:i + batch_size]).numpy())
-            i += batch_size
-        except torch.OutOfMemoryError:
-            if batch_size == 1:
-                raise
-            batch_size //= 2
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            log.warning("CUDA out of memory: batch size halved to %d, retrying rows %d..", batch_size, i)
-    return np.concatenate(out).astype(np.float32, copy=False), batch_size
+            ids, rows = schema.as_str_ids(self._h5["object_id"][start:stop]), self._h5["data"][start:stop]
+        except (OSError, RuntimeError, KeyError) as err:
+            raise schema.SchemaError(f"{self.path}: unreadable rows {start}-{stop}: {err}") from None
+        return shard, ids, self.prepare(rows)
+
+    def close(self) -> None:
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5 = self._pid = None
+
+
+def _as_is(item):
+    return item
+
+
+def input_batches(dataset: PreparedBatches, workers: int, device: torch.device) -> torch.utils.data.DataLoader:
+    """The dataset's items in order, prepared by ``workers`` processes (0: in this one).
+
+    Workers are forked, so they share the loaded embedder (its ``prepare`` must stay on the CPU)
+    and nothing is pickled; each runs torch on one thread and keeps 4 batches in flight.
+    """
+    if workers < 0:
+        raise ValueError(f"workers ({workers}) must be >= 0")
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_as_is,
+        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
+        multiprocessing_context="fork" if workers else None)
+
+
+def _record(inputs: Any, stream) -> None:
+    if isinstance(inputs, torch.Tensor):
+        inputs.record_stream(stream)
+    elif isinstance(inputs, dict):
+        for v in inputs.values():
+            _record(v, stream)
+
+
+def on_device(items: Iterable, device: torch.device) -> Iterator:
+    """(shard, ids, inputs) with inputs on ``device``; on CUDA the next batch's host-to-device
+    copy runs on a side stream, overlapping the current batch's forward pass."""
+    if device.type != "cuda":
+        yield from items
+        return
+    side, it = torch.cuda.Stream(device), iter(items)
+
+    def start_copy(item):
+        with torch.cuda.stream(side):
+            return (*item[:2], to_device(item[2], device))
+
+    nxt = next(it, None)
+    nxt = start_copy(nxt) if nxt is not None else None
+    while nxt is not None:
+        current = torch.cuda.current_stream(device)
+        current.wait_stream(side)  # this batch's copy is done before its forward starts
+        _record(nxt[2], current)  # its memory is freed only after the main stream is done with it
+        cur, nxt = nxt, next(it, None)
+        nxt = start_copy(nxt) if nxt is not None else None
+        yield cur
+
+
+def _embed_rows(embedder, batches: Iterable[tuple[np.ndarray, Any]], batch_size: int
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Forward one shard's prepared batches: (ids, embeddings, batch size now).
+
+    On CUDA out-of-memory halve the batch size and retry: prepared batches are then forwarded
+    in slices of the smaller size.
+    """
+    ids, out = [], []
+    for batch_ids, inputs in batches:
+        ids.append(batch_ids)
+        i = 0
+        while i < len(batch_ids):
+            try:
+                out.append(embedder.run(batch_slice(inputs, i, i + batch_size)).numpy())
+                i += batch_size
+            except torch.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size //= 2
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                log.warning("CUDA out of memory: batch size halved to %d, retrying", batch_size)
+    return np.concatenate(ids), np.concatenate(out).astype(np.float32, copy=False), batch_size
 
 
 def _versions() -> dict:
@@ -99,9 +195,12 @@ def _versions() -> dict:
 
 
 def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | None = None, batch_size: int = 64,
-               device: str = "auto", precision: str = "auto", shard_size: int = 1024,
+               device: str = "auto", precision: str = "auto", shard_size: int = 1024, workers: int = 0,
                provenance: Mapping | None = None) -> Path:
-    """Embed every row of a preprocessed file with ``model_key`` loaded from ``source``; return out_path."""
+    """Embed every row of a preprocessed file with ``model_key`` loaded from ``source``; return out_path.
+
+    ``workers``: input processes that read and prepare batches (0: this process does it).
+    """
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size ({batch_size}) and shard_size ({shard_size}) must be >= 1")
     out_path = Path(out_path)
@@ -119,31 +218,41 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
     shard_dir = out_path.with_name(out_path.name + ".shards")
     shard_dir.mkdir(parents=True, exist_ok=True)
     bounds = [(s, min(s + shard_size, len(ids))) for s in range(0, len(ids), shard_size)]
-    wanted = {shard_dir / f"shard-{i:06d}.npz" for i in range(len(bounds))}
-    for extra in sorted(set(shard_dir.glob("shard-*.npz")) - wanted):
+    paths = [shard_dir / f"shard-{i:06d}.npz" for i in range(len(bounds))]
+    for extra in sorted(set(shard_dir.glob("shard-*.npz")) - set(paths)):
         log.warning("discarding stale shard %s (not part of this run)", extra)
         extra.unlink()
 
-    parts = []
-    for i, (start, stop) in enumerate(bounds):
-        path = shard_dir / f"shard-{i:06d}.npz"
+    parts = {}
+    for i, ((start, stop), path) in enumerate(zip(bounds, paths)):
         emb = _load_shard(path, fp, ids, start, stop) if path.exists() else None
-        if emb is None:
-            shard_ids, data = schema.read_preprocessed(preprocessed_path, start, stop)
+        if emb is not None:
+            parts[i] = emb
+            log.info("%s: shard %d/%d (rows %d-%d) resumed", out_path, i + 1, len(bounds), start, stop)
+    batches = [(i, s, min(s + batch_size, stop)) for i, (start, stop) in enumerate(bounds) if i not in parts
+               for s in range(start, stop, batch_size)]
+    dataset = PreparedBatches(preprocessed_path, batches, embedder.prepare)
+    loader = input_batches(dataset, workers if batches else 0, embedder.device)  # no forks for nothing
+    stream = on_device(loader, embedder.device)
+    try:
+        for i, shard in itertools.groupby(stream, key=lambda item: item[0]):
+            start, stop = bounds[i]
+            shard_ids, emb, batch_size = _embed_rows(embedder, ((b, x) for _, b, x in shard), batch_size)
             if not np.array_equal(shard_ids, ids[start:stop]):
                 raise schema.SchemaError(f"{preprocessed_path}: object ids changed while embedding")
-            emb, batch_size = _embed_rows(embedder, data, batch_size)
             schema.check_finite(emb, shard_ids, f"{model_key} embeddings of {preprocessed_path}")
-            _save_shard(path, shard_ids, emb, fp, start, stop)
+            _save_shard(paths[i], shard_ids, emb, fp, start, stop)
+            parts[i] = emb
             log.info("%s: shard %d/%d (rows %d-%d) embedded", out_path, i + 1, len(bounds), start, stop)
-        else:
-            log.info("%s: shard %d/%d (rows %d-%d) resumed", out_path, i + 1, len(bounds), start, stop)
-        parts.append(emb)
+    finally:
+        stream.close()  # stops the workers now, also when a shard failed
+        dataset.close()
 
     prov = {**embedder.describe(), "input": str(preprocessed_path), "input_provenance": input_provenance,
             "n": len(ids), "batch_size": batch_size, "fingerprint": fp, "versions": _versions(),
             **(provenance or {})}
-    embedding = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+    embedding = (np.concatenate([parts[i] for i in range(len(bounds))]) if bounds
+                 else np.zeros((0, embedder.dim), np.float32))
     schema.write_embeddings(out_path, ids, embedding, prov)
     shutil.rmtree(shard_dir)
     return out_path

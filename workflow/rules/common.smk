@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from samesky.plan import Plan, comparison_kind, validate_config
-from samesky.models.registry import get_model, resources_for
+from samesky.models.registry import embed_cpus, get_model, resources_for
 from samesky.surveys import SURVEYS
 
 validate_config(config)  # fails before any job, naming the offending key

@@ -1,4 +1,6 @@
-# One embedding job per (crossmatch, survey, model): the GPU stage.
+# One embedding job per (crossmatch, survey, model): the GPU stage. A GPU job gets the cores
+# that keep its GPU busy (registry.embed_cpus: one for the forward loop, the rest input workers);
+# a CPU job runs on one thread unless the profile sets more.
 
 
 rule embed:
@@ -9,6 +11,7 @@ rule embed:
         "results/embeddings/{crossmatch}/{survey}/{model}.h5",
     wildcard_constraints:
         survey=_one_of(SURVEYS),
+    threads: lambda wc: 1 if PLAN.embed_params()["device"] == "cpu" else embed_cpus(wc.model)
     params:
         source=lambda wc: PLAN.weights_source(wc.model),
         embed=PLAN.embed_params(),
@@ -16,9 +19,9 @@ rule embed:
         gpu=lambda wc: 0 if PLAN.embed_params()["device"] == "cpu" else 1,
         mem_mb=lambda wc, attempt: resources_for(wc.model, attempt)["mem_mb"],
         runtime=lambda wc, attempt: resources_for(wc.model, attempt)["runtime"],
+        cpus_per_task=lambda wc, threads: threads,
     benchmark:
         "results/benchmarks/embed/{crossmatch}/{survey}/{model}.tsv"
-    threads: 1
     log:
         "logs/embed/{crossmatch}/{survey}/{model}.log",
     conda:

@@ -2,7 +2,10 @@
 
 An adapter turns a batch into model inputs on the CPU (``prepare``: processors, tokenisers) and
 runs + pools them on the device (``forward``). Keeping the two apart lets the runner and the
-benchmark see where time goes; ``embed`` chains them under inference mode and autocast.
+benchmark see where time goes; ``embed`` chains them under inference mode and autocast. The
+runner calls ``prepare`` in forked input worker processes (``samesky.embed``), so it must use
+only the CPU, leave the embedder unchanged, and return a tensor or a dict of tensors whose
+first axis is the batch (``batch_slice`` cuts them, ``to_device`` moves them).
 """
 from __future__ import annotations
 
@@ -44,6 +47,15 @@ def to_device(inputs: Any, device: torch.device) -> Any:
     return inputs
 
 
+def batch_slice(inputs: Any, start: int, stop: int) -> Any:
+    """Rows [start, stop) of prepared inputs (a tensor or a dict of tensors, batch first)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs[start:stop]
+    if isinstance(inputs, dict):
+        return {k: batch_slice(v, start, stop) for k, v in inputs.items()}
+    raise TypeError(f"prepared inputs must be a tensor or a dict of tensors, got {type(inputs).__name__}")
+
+
 def as_uint8_images(batch) -> np.ndarray:
     """(B, 3, H, W) uint8 RGB; float input is taken as [0, 1] and rounded to 0..255."""
     arr = batch.numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch)
@@ -82,7 +94,7 @@ class Embedder:
         Most models need nothing beyond the array; AION needs the band names."""
 
     def prepare(self, batch) -> Any:
-        """CPU preprocessing: the batch as the model's inputs."""
+        """CPU preprocessing: the batch as the model's inputs (runs in input workers; see module docstring)."""
         raise NotImplementedError
 
     def forward(self, inputs: Any) -> torch.Tensor:

@@ -12,6 +12,7 @@ Adding a model = one entry here (+ one adapter in ``samesky.models`` for a new f
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,3 +293,40 @@ def resources_for(key: str, attempt: int = 1) -> dict[str, int]:
         "runtime": int((30 + 0.1 * spec.params / M) * grow),
         "gpu": 1,
     }
+
+
+# Objects/s of one embed job: (forward pass on one GPU, input pipeline per CPU core).
+# GPU: timm's published eager-AMP inference throughput on an RTX PRO 6000 Blackwell Max-Q
+# (huggingface/pytorch-image-models results/benchmark-infer-amp-nchw-pt291-cu130-pro6000maxq.csv,
+# batch 2048) for the same architecture at 224 px; DINOv2 at 224/14 (261 tokens) from ViT-*/16
+# (197 tokens) x 197/261, ViT-g/14 x 257/261 and IJEPA-giant (ViT-g/16) x 257/197. Models timm
+# does not publish ("est."): 73.7 TMAC/s (ViT-B/16's 4190/s x 17.58 GMAC) / their MACs per
+# object, at most ViT-S/16's 11168/s. Input: objects per CPU-second of one input worker,
+# ``benchmarks/bench_embed.py --pipeline`` (PIL processors, 160-px cutouts, batch 32), one
+# figure per family (the processor is the same for every size); IJEPA's is assumed equal to
+# ViT's (same processor class, bicubic), not measured. Re-measure both on the target machines.
+EMBED_RATES: dict[str, tuple[float, float]] = {
+    "vit-base": (4190, 483), "vit-large": (1365, 483), "vit-huge": (527, 483),
+    "dinov2-small": (8430, 400), "dinov2-base": (3160, 400), "dinov2-large": (1030, 400),
+    "dinov2-giant": (340, 400),
+    "convnextv2-nano": (4551, 377), "convnextv2-tiny": (3148, 377), "convnextv2-base": (1420, 377),
+    "convnextv2-large": (869, 377),
+    "ijepa-huge": (527, 483), "ijepa-giant": (450, 483),
+    # est. 0.9 / 5.4 / 45 GMAC (100 tokens, blocks up to n_layer // 2)
+    "astropt-small": (11168, 569), "astropt-base": (11168, 569), "astropt-large": (1645, 569),
+    "specformer-base": (1890, 2133),  # est. 39 GMAC (778 tokens)
+    "astroclip-image": (1640, 582), "astroclip-spectrum": (1840, 1600),  # est. 45 / 40 GMAC
+    "aion-base": (870, 1164), "aion-large": (295, 1164), "aion-xlarge": (78, 1164),  # est. 85 / 250 / 950 GMAC
+}
+MAX_EMBED_CPUS = 16  # a GPU node's cores per GPU (e.g. 8 GPUs, 128 cores)
+
+
+def embed_cpus(key: str) -> int:
+    """CPU cores of one GPU embed job: one runs the forward loop, the others (input workers)
+    prepare as many objects/s as the GPU embeds, up to MAX_EMBED_CPUS.
+
+    A small fast model needs more workers than a large slow one.
+    """
+    get_model(key)
+    forward, per_core = EMBED_RATES[key]
+    return min(MAX_EMBED_CPUS, 1 + math.ceil(forward / per_core))
