@@ -275,6 +275,7 @@ class Plan:
             "bootstrap_draws": m.get("bootstrap_draws", 1000),
             "feature_space_draws": m.get("feature_space_draws", 100),
             "ci": m.get("ci", 0.95),
+            "alpha": m.get("alpha", 0.05),
             "seed": m.get("seed", 0),
         }
 

@@ -97,7 +97,7 @@ def _subset(Z, graph, rows, k: int, path):
 
 def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list[str], k: int,
                   null_draws: int, bootstrap_draws: int, ci: float, seed: int,
-                  feature_space_draws: int = 100, device=None) -> list[dict]:
+                  feature_space_draws: int = 100, alpha: float = 0.05, device=None) -> list[dict]:
     """Score every metric of ``metrics`` on one pair of embedding files, with statistics.
 
     ``knn_a``/``knn_b`` are the cached graphs of the embedding files (checked to belong to them;
@@ -107,7 +107,8 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     (``bootstrap_draws`` resamples, percentile interval at level ``ci``). Metrics whose every
     draw costs O(N d^2) (CKA) make at most ``feature_space_draws`` of each; every record states
     the draws it made. For a self pair (the same file on both sides) the null is the paper's
-    "shuffled reference vs reference" column.
+    "shuffled reference vs reference" column. Every record carries ``tau``, the null's
+    (1 - ``alpha``) level, and the ``calibrated`` score above it (``stats.calibrated``).
     """
     missing = [f for f in COMPARISON_FIELDS if f not in comparison]
     if missing:
@@ -144,7 +145,7 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
         rec = {f: comparison[f] for f in COMPARISON_FIELDS}
         rec.update(n=int(n), n_excluded=int(n_excluded), metric=name, k=params[name].get("k"),
                    score=float(scores[name]))
-        rec.update(summarise(scores[name], nulls[name], boots[name], ci))
+        rec.update(summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale))
         records.append(rec)
         log.info("%s %s vs %s: %s = %.6g (null %s, p %s)", comparison["kind"], Path(emb_a).name,
                  Path(emb_b).name, name, rec["score"], rec["null_mean"], rec["p_value"])

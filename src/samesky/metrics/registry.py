@@ -21,6 +21,7 @@ class Metric:
     defaults: dict = field(default_factory=dict)  # the parameters it takes, with defaults
     uses_knn: bool = False  # reads the cached kNN graphs
     costly_draws: bool = False  # each null/bootstrap draw recomputes O(N d^2): fewer draws
+    scale: str = "unit"  # s_max of the calibrated score: 'unit' (1) or 'nats' (unbounded; see stats.calibrated)
     summary: str = ""
 
     def estimator(self, pair, **params):
@@ -72,7 +73,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            summary="linear CKA with the unbiased HSIC estimator, feature space"),
     Metric("cknna", _cknna, {"k": 10}, uses_knn=True,
            summary="CKA restricted to mutual k-nearest neighbours (Huh et al. 2024)"),
-    Metric("mutual_info", _mutual_info, {"components": 16},
+    Metric("mutual_info", _mutual_info, {"components": 16}, scale="nats",
            summary="Gaussian mutual information (nats) of the top principal components"),
 )}
 
