@@ -54,7 +54,7 @@ def _cka(unbiased: bool):
     def build(pair):
         from .cka import CkaEstimator
 
-        return CkaEstimator(pair.space, unbiased=unbiased)
+        return CkaEstimator(pair.space, unbiased=unbiased, invariants=lambda: pair.gram_invariants)
     return build
 
 

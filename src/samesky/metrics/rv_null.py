@@ -1,0 +1,206 @@
+"""The permutation null of linear and unbiased CKA in closed form (no draws).
+
+Linear CKA is Escoufier's RV coefficient of the centred features: with W = Xc Xc^T (N x N,
+symmetric, rows summing to 0), CKA = T / sqrt(tr Wx^2 tr Wy^2), T = tr(Wx P Wy P^T), and a
+permutation P of side B changes only T. Unbiased CKA has the same form with W the U-centred
+Gram matrix (Szekely and Rizzo 2014: zero diagonal, rows summing to 0; <Kx^U, Ky^U> / (N(N-3))
+is the unbiased HSIC), so both share one null.
+
+The first three moments of T over all N! permutations are exact functions of nine invariants
+of each side (Kazi-Aoual, Hitier, Sabatier and Lebreton 1995, CSDA 20:643; used for RV tests by
+Josse, Pages and Husson 2008, CSDA 53:82): N, tr W, tr W^2, tr W^3, sum W_ii^2, sum W_ii^3,
+sum_ij W_ij^3, w' W w and sum_i W_ii (W^2)_ii (w = diag W). A Pearson type III law with those
+mean, variance and skewness gives the p-value and the threshold tau; tests compare the moments
+with exhaustive enumeration (exact) and the law with Monte-Carlo permutations.
+
+Cost: the invariants of one embedding file are computed once (``gram_invariants``): all but
+sum W_ij^3 in feature space, O(N d^2); sum W_ij^3 in one tiled pass over all pairs, O(N^2 d),
+about the cost of the file's kNN graph. A pair's null then costs O(1).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .device import as_matrix, full_fp32, pick_device
+
+_TILE = 4096
+MIN_N = 6  # the third moment divides by N (N-1) ... (N-5)
+
+
+@dataclass(frozen=True)
+class Invariants:
+    """Permutation invariants of one symmetric N x N matrix W whose rows sum to 0."""
+
+    n: int
+    tr: float  # tr W
+    tr2: float  # tr W^2
+    tr3: float  # tr W^3
+    s2: float  # sum_i W_ii^2
+    s3: float  # sum_i W_ii^3
+    u: float  # sum_ij W_ij^3
+    b: float  # w' W w, w = diag W
+    r: float  # sum_i W_ii (W^2)_ii
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "invariants") -> "Invariants":
+        try:
+            return cls(**{f: (int(d[f]) if f == "n" else float(d[f])) for f in cls.__dataclass_fields__})
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{where}: malformed Gram invariants {d!r} ({err})") from None
+
+
+def _centred(Z, device) -> torch.Tensor:
+    X = as_matrix(Z, device, torch.float64)
+    return X - X.mean(0)
+
+
+def _cube_sum(X: torch.Tensor, u: torch.Tensor | None) -> float:
+    """sum_ij W_ij^3 over tiles, W = X X^T (u None) or its U-centred form X X^T + u_i + u_j with
+    zero diagonal; only tiles on and above the diagonal are computed (W is symmetric)."""
+    n, total = X.shape[0], 0.0
+    with full_fp32():
+        for i0 in range(0, n, _TILE):
+            for j0 in range(i0, n, _TILE):
+                w = X[i0 : i0 + _TILE] @ X[j0 : j0 + _TILE].T
+                if u is not None:
+                    w = w + u[i0 : i0 + _TILE, None] + u[None, j0 : j0 + _TILE]
+                    if i0 == j0:
+                        w.fill_diagonal_(0)
+                total += float((w**3).sum()) * (1 if i0 == j0 else 2)
+    return total
+
+
+def gram_invariants(Z, *, device=None) -> dict[str, Invariants]:
+    """{'linear': invariants of Xc Xc^T, 'unbiased': of the U-centred Gram matrix} of one embedding.
+
+    Float64 throughout (the tiles too), so the cube sums are accurate to round-off.
+    """
+    dev = pick_device(device, Z)
+    X = _centred(Z, dev)
+    n = X.shape[0]
+    if n < MIN_N:
+        raise ValueError(f"the closed-form CKA null needs at least {MIN_N} objects, got {n}")
+    C = X.T @ X
+    d = (X * X).sum(1)  # diag of Xc Xc^T
+    w2_diag = ((X @ C) * X).sum(1)  # (W^2)_ii
+    Xd = X.T @ d
+    linear = Invariants(n, float(d.sum()), float((C * C).sum()), float(torch.trace(C @ C @ C)),
+                        float((d**2).sum()), float((d**3).sum()), _cube_sum(X, None),
+                        float(Xd @ Xd), float(d @ w2_diag))
+    # U-centred: W = Xc Xc^T + diag(e) + u 1' + 1 u' (zero diagonal), i.e. A + diag(e) with
+    # A = Z M Z', Z = [Xc, u, 1], M = diag(I, [[0, 1], [1, 0]]): traces in (d + 2)-space.
+    s = float(d.sum())
+    u = d / (n - 2) - s / (2 * (n - 1) * (n - 2))
+    e = s / ((n - 1) * (n - 2)) - d * n / (n - 2)
+    Zu = torch.cat([X, u[:, None], torch.ones_like(u)[:, None]], 1)
+    M = torch.eye(Zu.shape[1], dtype=torch.float64, device=dev)
+    M[-2:, -2:] = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    MG = M @ (Zu.T @ Zu)
+    MP = M @ (Zu.T @ (Zu * e[:, None]))
+    MQ = M @ (Zu.T @ (Zu * (e**2)[:, None]))
+    tr2 = float(torch.trace(MG @ MG) + 2 * torch.trace(MP) + (e**2).sum())
+    tr3 = float(torch.trace(MG @ MG @ MG) + 3 * torch.trace(MG @ MP) + 3 * torch.trace(MQ) + (e**3).sum())
+    unbiased = Invariants(n, 0.0, tr2, tr3, 0.0, 0.0, _cube_sum(X, u), 0.0, 0.0)
+    return {"linear": linear, "unbiased": unbiased}
+
+
+def invariants_record(Z, *, device=None) -> dict:
+    """``gram_invariants`` as plain JSON-ready dicts (cached in the kNN graph file's provenance)."""
+    return {kind: inv.to_dict() for kind, inv in gram_invariants(Z, device=device).items()}
+
+
+def _third_raw_moment(x: Invariants, y: Invariants) -> float:
+    """E[T^3] over all permutations (Kazi-Aoual et al. 1995), as a sum of terms symmetric in x, y."""
+    n = float(x.n)
+
+    def sym(f):
+        return f(x, y) + f(y, x)
+
+    total = (
+        n**2 * (n + 1) * (n**2 + 15 * n - 4) * x.s3 * y.s3
+        + 4 * (n**4 - 8 * n**3 + 19 * n**2 - 4 * n - 16) * x.u * y.u
+        + 24 * (n**2 - n - 4) * sym(lambda a, b: a.u * b.b)
+        + 6 * (n**4 - 8 * n**3 + 21 * n**2 - 6 * n - 24) * x.b * y.b
+        + 12 * (n**4 - n**3 - 8 * n**2 + 36 * n - 48) * x.r * y.r
+        + 12 * (n**3 - 2 * n**2 + 9 * n - 12) * sym(lambda a, b: a.tr * a.s2 * b.r)
+        + 3 * (n**4 - 4 * n**3 - 2 * n**2 + 9 * n - 12) * x.tr * y.tr * x.s2 * y.s2
+        + 24 * (n**3 - 3 * n**2 - 2 * n + 8) * sym(lambda a, b: a.r * b.u)
+        + 24 * (n**3 - 2 * n**2 - 3 * n + 12) * sym(lambda a, b: a.r * b.b)
+        + 12 * (n**2 - n + 4) * sym(lambda a, b: a.tr * a.s2 * b.u)
+        + 6 * (2 * n**3 - 7 * n**2 - 3 * n + 12) * sym(lambda a, b: a.tr * a.s2 * b.b)
+        - 2 * n * (n - 1) * (n**2 - n + 4) * sym(lambda a, b: (2 * a.u + 3 * a.b) * b.s3)
+        - 3 * n * (n - 1) ** 2 * (n + 4) * sym(lambda a, b: (a.tr * a.s2 + 4 * a.r) * b.s3)
+        + 2 * n * (n - 1) * (n - 2) * sym(lambda a, b: (a.tr**3 + 6 * a.tr * a.tr2 + 8 * a.tr3) * b.s3)
+        + x.tr**3 * ((n**3 - 9 * n**2 + 23 * n - 14) * y.tr**3 + 6 * (n - 4) * y.tr * y.tr2 + 8 * y.tr3)
+        + 6 * x.tr * x.tr2 * ((n - 4) * y.tr**3 + (n**3 - 9 * n**2 + 24 * n - 14) * y.tr * y.tr2 + 4 * (n - 3) * y.tr3)
+        + 8 * x.tr3 * (y.tr**3 + 3 * (n - 3) * y.tr * y.tr2 + (n**3 - 9 * n**2 + 26 * n - 22) * y.tr3)
+        - 16 * sym(lambda a, b: a.tr**3 * b.u)
+        - 6 * (2 * n**2 - 10 * n + 16) * sym(lambda a, b: a.tr * a.tr2 * b.u)
+        - 8 * (3 * n**2 - 15 * n + 16) * sym(lambda a, b: a.tr3 * b.u)
+        - (6 * n**2 - 30 * n + 24) * sym(lambda a, b: a.tr**3 * b.b)
+        - 6 * (4 * n**2 - 20 * n + 24) * sym(lambda a, b: a.tr * a.tr2 * b.b)
+        - 8 * (3 * n**2 - 15 * n + 24) * sym(lambda a, b: a.tr3 * b.b)
+        - (n - 2) * (
+            24 * sym(lambda a, b: a.tr**3 * b.r)
+            + 6 * (2 * n**2 - 10 * n + 24) * sym(lambda a, b: a.tr * a.tr2 * b.r)
+            + 8 * (3 * n**2 - 15 * n + 24) * sym(lambda a, b: a.tr3 * b.r)
+            + (3 * n**2 - 15 * n + 6) * sym(lambda a, b: a.tr**3 * b.tr * b.s2)
+            + 6 * (n**2 - 5 * n + 6) * sym(lambda a, b: a.tr * a.tr2 * b.tr * b.s2)
+            + 48 * sym(lambda a, b: a.tr3 * b.tr * b.s2)
+        )
+    )
+    return total / (n * (n - 1) * (n - 2) * (n - 3) * (n - 4) * (n - 5))
+
+
+def statistic_moments(x: Invariants, y: Invariants) -> tuple[float, float, float]:
+    """(mean, variance, skewness) of T = tr(Wx P Wy P^T) over uniformly random permutations P."""
+    if x.n != y.n:
+        raise ValueError(f"invariants describe {x.n} and {y.n} objects; they must be the same objects")
+    if x.n < MIN_N:
+        raise ValueError(f"the closed-form CKA null needs at least {MIN_N} objects, got {x.n}")
+    n = float(x.n)
+    mean = x.tr * y.tr / (n - 1)
+    fx, fy = ((n - 1) * a.tr2 - a.tr**2 for a in (x, y))
+    gx, gy = (n * (n + 1) * a.s2 - (n - 1) * (a.tr**2 + 2 * a.tr2) for a in (x, y))
+    var = 2 * fx * fy / ((n - 1) ** 2 * (n + 1) * (n - 2)) + gx * gy / ((n + 1) * n * (n - 1) * (n - 2) * (n - 3))
+    if var <= 0:
+        return mean, 0.0, 0.0
+    k3 = _third_raw_moment(x, y) - 3 * mean * var - mean**3
+    return mean, var, k3 / var**1.5
+
+
+@dataclass(frozen=True)
+class ClosedNull:
+    """The null law of a CKA score: Pearson type III with exact mean, sd and skewness."""
+
+    mean: float
+    std: float
+    skew: float
+
+    @classmethod
+    def of(cls, x: Invariants, y: Invariants) -> "ClosedNull":
+        mean, var, skew = statistic_moments(x, y)
+        norm = np.sqrt(x.tr2 * y.tr2)
+        return cls(mean / norm, np.sqrt(var) / norm, skew)
+
+    def p_value(self, score: float) -> float:
+        """P(null >= score) under the fitted law."""
+        from scipy.stats import pearson3
+
+        if self.std == 0:
+            return float(score <= self.mean)
+        return float(pearson3.sf(score, self.skew, loc=self.mean, scale=self.std))
+
+    def threshold(self, alpha: float) -> float:
+        """tau: the law's (1 - alpha) quantile."""
+        from scipy.stats import pearson3
+
+        if self.std == 0:
+            return self.mean
+        return float(pearson3.ppf(1 - alpha, self.skew, loc=self.mean, scale=self.std))
