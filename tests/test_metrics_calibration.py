@@ -152,3 +152,27 @@ def test_closed_null_matches_10000_monte_carlo_permutations(n, variant):
     alpha, se = 0.05, math.sqrt(0.05 * 0.95 / draws)
     lo, hi = np.quantile(null, [1 - alpha - 4 * se, 1 - alpha + 4 * se])
     assert lo <= law.threshold(alpha) <= hi
+
+
+GOLDEN = np.load(__import__("pathlib").Path(__file__).with_name("golden") / "cknna_platonic_rep.npz")
+
+
+@pytest.mark.parametrize("k", [int(k) for k in GOLDEN["ks"]])
+def test_cknna_equals_platonic_rep_release(k):
+    """Golden values from platonic-rep's own metrics.py (tests/golden/make_cknna_golden.py)."""
+    cknna = get_metric("cknna")
+    za, zb, zc = (GOLDEN[s].astype(np.float32) for s in ("za", "zb", "zc"))
+    for (x, y), key in (((za, zb), "ab"), ((za, zc), "ac"), ((za, za), "aa")):
+        assert cknna(x, y, k=k) == pytest.approx(float(GOLDEN[f"{key}_k{k}"]), rel=2e-5, abs=1e-6), key
+    # the relabelled null equals the released cknna on side B's rows shuffled
+    est = cknna.estimator(Pair(za, zb), k=k)
+    for pi, expected in zip(GOLDEN["perms"], GOLDEN[f"ab_perm_k{k}"]):
+        # object i of the shuffled B is B's object pi[i]: our null(pi) shuffles B the same way
+        assert est.null(pi) == pytest.approx(float(expected), rel=2e-5, abs=1e-6)
+    assert est.bootstrap(np.ones(len(za))) == est.score()
+
+
+def test_cknna_formula_stays_a_separate_metric():
+    za, zb = GOLDEN["za"].astype(np.float32), GOLDEN["zb"].astype(np.float32)
+    new, old = get_metric("cknna")(za, zb, k=10), get_metric("cknna_formula")(za, zb, k=10)
+    assert new == pytest.approx(float(GOLDEN["ab_k10"]), rel=2e-5) and abs(new - old) > 1e-3

@@ -45,6 +45,12 @@ def _mknn(pair, k: int):
 
 
 def _cknna(pair, k: int):
+    from .cknna_hsic import CknnaHsicEstimator
+
+    return CknnaHsicEstimator(*pair.graphs(k), k)
+
+
+def _cknna_formula(pair, k: int):
     from .cknna import CknnaEstimator
 
     return CknnaEstimator(*pair.graphs(k), *pair.row_means, k)
@@ -72,7 +78,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("cka_unbiased", _cka(unbiased=True), costly_draws=True,
            summary="linear CKA with the unbiased HSIC estimator, feature space"),
     Metric("cknna", _cknna, {"k": 10}, uses_knn=True,
-           summary="CKA restricted to mutual k-nearest neighbours (Huh et al. 2024)"),
+           summary="CKA restricted to mutual k-nearest neighbours, as released in platonic-rep (unbiased HSIC)"),
+    Metric("cknna_formula", _cknna_formula, {"k": 10}, uses_knn=True,
+           summary="CKNNA by the formula of Huh et al. 2024's appendix"),
     Metric("mutual_info", _mutual_info, {"components": 16}, scale="nats",
            summary="Gaussian mutual information (nats) of the top principal components"),
 )}

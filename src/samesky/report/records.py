@@ -26,9 +26,9 @@ KEY = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metr
 FAMILY_LABELS = {"astropt": "AstroPTv2", "convnextv2": "ConvNeXtv2", "dinov2": "DINOv2",
                  "ijepa": "IJEPA", "vit": "ViT", "specformer": "Specformer"}
 METRIC_LABELS = {"mknn": "MKNN", "cka_linear": "linear CKA", "cka_unbiased": "unbiased CKA",
-                 "cknna": "CKNNA", "mutual_info": "mutual information"}
+                 "cknna": "CKNNA", "cknna_formula": "CKNNA (appendix formula)", "mutual_info": "mutual information"}
 # Metrics bounded by 1 are shown as percentages, like the paper's MKNN; others as plain numbers.
-PERCENT_METRICS = ("mknn", "cka_linear", "cka_unbiased", "cknna")
+PERCENT_METRICS = ("mknn", "cka_linear", "cka_unbiased", "cknna", "cknna_formula")
 # Column order of the paper's tables; the reference survey (HSC) comes last.
 SURVEY_ORDER = ("jwst", "legacysurvey", "desi", "sdss", "hsc")
 
