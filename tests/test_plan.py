@@ -84,6 +84,9 @@ def test_defaults_are_filled(demo_config):
     assert config["metrics"]["null_draws"] == 1000
     assert Plan(config).metric_params()["feature_space_draws"] == 100
     assert config["metrics"]["alpha"] == 0.05 and Plan(config).metric_params()["alpha"] == 0.05
+    assert Plan(config).metric_params()["cka_null"] == "closed_form" and Plan(config).cka_invariants()
+    config["metrics"]["cka_null"] = "permutation"
+    assert not Plan(config).cka_invariants()
     assert config["preprocess"]["mode"] == "paper"
 
 
