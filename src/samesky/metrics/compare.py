@@ -158,14 +158,12 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
         params[spec.name] = {"k": k} if "k" in spec.defaults else {}
         estimators[spec.name] = spec.estimator(pair, **params[spec.name])
     scores = {name: est.score() for name, est in estimators.items()}
-    laws = {}
+    laws = {}  # closed-form null laws (CKA), which replace the null draws
     if cka_null == "closed_form":
-        for name, est in estimators.items():
-            law = est.closed_null() if hasattr(est, "closed_null") else None
-            if law is not None:
-                laws[name] = law
-    nulls = _draws({n_: e for n_, e in estimators.items() if n_ not in laws}, specs, "null",
-                   permutations(n, null_draws, seed), null_draws, feature_space_draws)
+        laws = {name: est.closed_null() for name, est in estimators.items() if hasattr(est, "closed_null")}
+        laws = {name: law for name, law in laws.items() if law is not None}
+    drawn = {name: est for name, est in estimators.items() if name not in laws}
+    nulls = _draws(drawn, specs, "null", permutations(n, null_draws, seed), null_draws, feature_space_draws)
     nulls.update({name: [] for name in laws})
     boots = _draws(estimators, specs, "bootstrap", bootstrap_weights(n, bootstrap_draws, seed),
                    bootstrap_draws, feature_space_draws)

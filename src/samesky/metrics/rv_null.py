@@ -56,57 +56,76 @@ class Invariants:
 
 
 def _centred(Z, device) -> torch.Tensor:
-    X = as_matrix(Z, device, torch.float64)
-    return X - X.mean(0)
+    """Centred copy in the input precision (float32 embeddings: fast tile products)."""
+    dtype = torch.float64 if torch.as_tensor(Z).dtype == torch.float64 else torch.float32
+    X = as_matrix(Z, device, dtype)
+    return X - X.double().mean(0).to(dtype)
 
 
-def _cube_sum(X: torch.Tensor, u: torch.Tensor | None) -> float:
-    """sum_ij W_ij^3 over tiles, W = X X^T (u None) or its U-centred form X X^T + u_i + u_j with
-    zero diagonal; only tiles on and above the diagonal are computed (W is symmetric)."""
-    n, total = X.shape[0], 0.0
+def _cube_sums(X: torch.Tensor, u: torch.Tensor) -> tuple[float, float]:
+    """(sum_ij G_ij^3, sum_ij W_ij^3) for G = X X^T and its U-centred form W = G + u_i + u_j off the
+    diagonal, 0 on it: one pass over the tiles on and above the diagonal (both are symmetric),
+    tile products in the input precision, cubes summed in float64."""
+    n, lin, unb = X.shape[0], 0.0, 0.0
     with full_fp32():
         for i0 in range(0, n, _TILE):
             for j0 in range(i0, n, _TILE):
-                w = X[i0 : i0 + _TILE] @ X[j0 : j0 + _TILE].T
-                if u is not None:
-                    w = w + u[i0 : i0 + _TILE, None] + u[None, j0 : j0 + _TILE]
-                    if i0 == j0:
-                        w.fill_diagonal_(0)
-                total += float((w**3).sum()) * (1 if i0 == j0 else 2)
-    return total
+                g = (X[i0 : i0 + _TILE] @ X[j0 : j0 + _TILE].T).double()
+                w = g + u[i0 : i0 + _TILE, None] + u[None, j0 : j0 + _TILE]
+                if i0 == j0:
+                    w.fill_diagonal_(0)
+                times = 1 if i0 == j0 else 2
+                lin += float((g**3).sum()) * times
+                unb += float((w**3).sum()) * times
+    return lin, unb
+
+
+def _tr2_tr3(m: torch.Tensor) -> tuple[float, float]:
+    """(tr m^2, tr m^3) with one matrix product."""
+    m2 = m @ m
+    return float((m * m.T).sum()), float((m2 * m.T).sum())
 
 
 def gram_invariants(Z, *, device=None) -> dict[str, Invariants]:
     """{'linear': invariants of Xc Xc^T, 'unbiased': of the U-centred Gram matrix} of one embedding.
 
-    Float64 throughout (the tiles too), so the cube sums are accurate to round-off.
+    Two O(N d^2) products in float64 (X^T X and X (X^T X)), O(d^3) traces, and one tiled
+    all-pairs pass for both cube sums; no N x N matrix is held.
     """
     dev = pick_device(device, Z)
     X = _centred(Z, dev)
     n = X.shape[0]
     if n < MIN_N:
         raise ValueError(f"the closed-form CKA null needs at least {MIN_N} objects, got {n}")
-    C = X.T @ X
-    d = (X * X).sum(1)  # diag of Xc Xc^T
-    w2_diag = ((X @ C) * X).sum(1)  # (W^2)_ii
-    Xd = X.T @ d
-    linear = Invariants(n, float(d.sum()), float((C * C).sum()), float(torch.trace(C @ C @ C)),
-                        float((d**2).sum()), float((d**3).sum()), _cube_sum(X, None),
-                        float(Xd @ Xd), float(d @ w2_diag))
-    # U-centred: W = Xc Xc^T + diag(e) + u 1' + 1 u' (zero diagonal), i.e. A + diag(e) with
-    # A = Z M Z', Z = [Xc, u, 1], M = diag(I, [[0, 1], [1, 0]]): traces in (d + 2)-space.
+    Xd = X.double()
+    C = Xd.T @ Xd
+    d = (Xd * Xd).sum(1)  # diag of G = Xc Xc^T
+    w2_diag = ((Xd @ C) * Xd).sum(1)  # (G^2)_ii
+    xd = Xd.T @ d
     s = float(d.sum())
+    # U-centred: W = G + diag(e) + u 1' + 1 u' (zero diagonal) = A + diag(e), with A = Zu M Zu',
+    # Zu = [Xc, u, 1], M = diag(I, [[0, 1], [1, 0]]): tr W^2, tr W^3 from (d + 2)-square
+    # products plus diagonals: tr(A^2 E) = sum e_i (A^2)_ii, tr(A E^2) = sum e_i^2 A_ii.
     u = d / (n - 2) - s / (2 * (n - 1) * (n - 2))
     e = s / ((n - 1) * (n - 2)) - d * n / (n - 2)
-    Zu = torch.cat([X, u[:, None], torch.ones_like(u)[:, None]], 1)
-    M = torch.eye(Zu.shape[1], dtype=torch.float64, device=dev)
+    xu = Xd.T @ u
+    gram = torch.zeros(C.shape[0] + 2, C.shape[0] + 2, dtype=torch.float64, device=C.device)
+    gram[:-2, :-2] = C
+    gram[:-2, -2] = gram[-2, :-2] = xu  # X^T 1 = 0: centred
+    gram[-2, -2], gram[-2, -1], gram[-1, -1] = u @ u, u.sum(), n
+    gram[-1, -2] = gram[-2, -1]
+    M = torch.eye(gram.shape[0], dtype=torch.float64, device=C.device)
     M[-2:, -2:] = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
-    MG = M @ (Zu.T @ Zu)
-    MP = M @ (Zu.T @ (Zu * e[:, None]))
-    MQ = M @ (Zu.T @ (Zu * (e**2)[:, None]))
-    tr2 = float(torch.trace(MG @ MG) + 2 * torch.trace(MP) + (e**2).sum())
-    tr3 = float(torch.trace(MG @ MG @ MG) + 3 * torch.trace(MG @ MP) + 3 * torch.trace(MQ) + (e**3).sum())
-    unbiased = Invariants(n, 0.0, tr2, tr3, 0.0, 0.0, _cube_sum(X, u), 0.0, 0.0)
+    a_diag = d + 2 * u
+    a2_diag = w2_diag + 2 * (Xd @ xu) + n * u**2 + 2 * u * u.sum() + u @ u
+    tr2_a, tr3_a = _tr2_tr3(M @ gram)
+    tr2 = tr2_a + 2 * float(e @ a_diag) + float((e**2).sum())
+    tr3 = tr3_a + 3 * float(e @ a2_diag) + 3 * float((e**2) @ a_diag) + float((e**3).sum())
+    cube_lin, cube_unb = _cube_sums(X, u)
+    c_tr2, c_tr3 = _tr2_tr3(C)
+    linear = Invariants(n, s, c_tr2, c_tr3, float((d**2).sum()), float((d**3).sum()), cube_lin,
+                        float(xd @ xd), float(d @ w2_diag))
+    unbiased = Invariants(n, 0.0, tr2, tr3, 0.0, 0.0, cube_unb, 0.0, 0.0)
     return {"linear": linear, "unbiased": unbiased}
 
 
