@@ -62,6 +62,13 @@ def _centred(Z, device) -> torch.Tensor:
     return X - X.double().mean(0).to(dtype)
 
 
+def _chunked(X: torch.Tensor, fn, combine) -> torch.Tensor:
+    """``combine`` of ``fn`` over row chunks, each product in the input precision (float32
+    embeddings: fast GEMM, as the score's own moments), results in float64."""
+    with full_fp32():
+        return combine([fn(X[s : s + _TILE]).double() for s in range(0, X.shape[0], _TILE)])
+
+
 def _cube_sums(X: torch.Tensor, u: torch.Tensor) -> tuple[float, float]:
     """(sum_ij G_ij^3, sum_ij W_ij^3) for G = X X^T and its U-centred form W = G + u_i + u_j off the
     diagonal, 0 on it: one pass over the tiles on and above the diagonal (both are symmetric),
@@ -89,8 +96,8 @@ def _tr2_tr3(m: torch.Tensor) -> tuple[float, float]:
 def gram_invariants(Z, *, device=None) -> dict[str, Invariants]:
     """{'linear': invariants of Xc Xc^T, 'unbiased': of the U-centred Gram matrix} of one embedding.
 
-    Two O(N d^2) products in float64 (X^T X and X (X^T X)), O(d^3) traces, and one tiled
-    all-pairs pass for both cube sums; no N x N matrix is held.
+    Two O(N d^2) products (X^T X and X (X^T X); input precision, float64 sums), O(d^3) traces in
+    float64, and one tiled all-pairs pass for both cube sums; no N x N matrix is held.
     """
     dev = pick_device(device, Z)
     X = _centred(Z, dev)
@@ -98,9 +105,10 @@ def gram_invariants(Z, *, device=None) -> dict[str, Invariants]:
     if n < MIN_N:
         raise ValueError(f"the closed-form CKA null needs at least {MIN_N} objects, got {n}")
     Xd = X.double()
-    C = Xd.T @ Xd
+    C = _chunked(X, lambda x: x.T @ x, sum)
     d = (Xd * Xd).sum(1)  # diag of G = Xc Xc^T
-    w2_diag = ((Xd @ C) * Xd).sum(1)  # (G^2)_ii
+    Cx = C.to(X.dtype)
+    w2_diag = _chunked(X, lambda x: ((x @ Cx).double() * x.double()).sum(1), torch.cat)  # (G^2)_ii
     xd = Xd.T @ d
     s = float(d.sum())
     # U-centred: W = G + diag(e) + u 1' + 1 u' (zero diagonal) = A + diag(e), with A = Zu M Zu',
