@@ -1,10 +1,10 @@
 """Calibrated scores (stats) and the closed-form CKA null (rv_null) against exact enumeration and Monte Carlo."""
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from samesky.metrics.cka import unbiased_cka_from
 from samesky.metrics.features import FeatureSpace
@@ -154,7 +154,7 @@ def test_closed_null_matches_10000_monte_carlo_permutations(n, variant):
     assert lo <= law.threshold(alpha) <= hi
 
 
-GOLDEN = np.load(__import__("pathlib").Path(__file__).with_name("golden") / "cknna_platonic_rep.npz")
+GOLDEN = np.load(Path(__file__).with_name("golden") / "cknna_platonic_rep.npz")
 
 
 @pytest.mark.parametrize("k", [int(k) for k in GOLDEN["ks"]])
