@@ -250,4 +250,4 @@ def test_registry_rejects_unknown_names_and_params():
         get_metric("mknnn")
     with pytest.raises(TypeError, match=r"takes parameters \['k'\], not \['kk'\]"):
         METRICS["mknn"](np.eye(5), np.eye(5), kk=3)
-    assert {m for m, spec in METRICS.items() if spec.uses_knn} == {"mknn", "cknna"}
+    assert {m for m, spec in METRICS.items() if spec.uses_knn} == {"mknn", "cknna", "cknna_formula"}

@@ -42,15 +42,20 @@ def test_records_have_the_documented_fields_and_values(files, tmp_path):
     recs = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=ALL, **OPTS)
     assert [r["metric"] for r in recs] == ALL
     for r in recs:
-        assert list(r) == list(FIELDS)
+        assert list(r) == [*FIELDS, "tau", "calibrated", "alpha", "null_method"]
         assert {f: r[f] for f in CROSS} == CROSS and r["n"] == N
         assert r["k"] == (K if r["metric"] in ("mknn", "cknna") else None)
         assert r["ci_low"] <= r["score"] <= r["ci_high"] or r["metric"] == "mutual_info"
-        assert r["p_value"] == pytest.approx(1 / 41 if r["null_draws"] == 40 else 1 / 6)
+        if r["null_method"] == "closed_form":  # CKA: exact null moments, Pearson III tail
+            assert r["p_value"] < 1e-6
+        else:
+            assert r["p_value"] == pytest.approx(1 / 41) and r["null_method"] == "permutation"
         assert r["score"] > r["null_mean"] + 3 * r["null_std"]
-    draws = {r["metric"]: (r["null_draws"], r["bootstrap_draws"]) for r in recs}
-    assert draws == {"mknn": (40, 30), "cka_linear": (5, 5), "cka_unbiased": (5, 5),
-                     "cknna": (40, 30), "mutual_info": (40, 30)}
+        assert r["alpha"] == 0.05 and r["tau"] < r["score"] and 0 < r["calibrated"] < 1
+    draws = {r["metric"]: (r["null_draws"], r["bootstrap_draws"], r["null_method"]) for r in recs}
+    assert draws == {"mknn": (40, 30, "permutation"), "cka_linear": (0, 5, "closed_form"),
+                     "cka_unbiased": (0, 5, "closed_form"), "cknna": (40, 30, "permutation"),
+                     "mutual_info": (40, 30, "permutation")}
     out = tmp_path / "metrics.json"
     out.write_text(json.dumps({"records": recs}))
     assert len(read_records(out)) == len(ALL)  # the report stage accepts them
@@ -63,7 +68,8 @@ def test_self_pair_scores_one_and_its_null_is_chance(files):
     scores = {r["metric"]: r for r in recs}
     assert scores["mknn"]["score"] == 1.0
     assert scores["cka_linear"]["score"] == pytest.approx(1.0)
-    assert scores["cknna"]["score"] == pytest.approx(1.0)
+    # platonic-rep's release divides by sqrt(kk ll) + 1e-6, so a self pair scores just below 1
+    assert 1 - 1e-3 < scores["cknna"]["score"] < 1.0
     null = scores["mknn"]
     assert null["null_mean"] == pytest.approx(K / (N - 1), abs=4 * null["null_std"] / np.sqrt(200))
     assert null["ci_low"] == null["ci_high"] == 1.0
@@ -160,3 +166,29 @@ def test_knn_file_writes_graph_with_provenance_and_refuses_zero_rows(files, tmp_
     with pytest.raises(ValueError, match=r"zero\.h5: 1 embeddings have zero norm .* object_id \['obj0033'\]"):
         knn_file(emb, tmp_path / "zero.knn.h5", K)
     assert not (tmp_path / "zero.knn.h5").exists()
+
+
+def test_cka_null_closed_form_uses_cached_invariants_or_draws(files, tmp_path):
+    ids, Za, Zb, (ea, ka), (eb, kb) = files
+    ka2, kb2 = tmp_path / "a.inv.knn.h5", tmp_path / "b.inv.knn.h5"
+    knn_file(ea, ka2, K, invariants=True)
+    knn_file(eb, kb2, K, invariants=True)
+    cached = schema.read_knn(ka2)[3]["gram_invariants"]
+    from samesky.metrics.rv_null import gram_invariants
+
+    fresh = gram_invariants(Za)
+    for kind in ("linear", "unbiased"):
+        for field, value in cached[kind].items():
+            assert value == pytest.approx(getattr(fresh[kind], field), rel=1e-9, abs=1e-6), (kind, field)
+    metrics = ["cka_linear", "cka_unbiased"]
+    with_cache = compare_files(ea, eb, ka2, kb2, comparison=CROSS, metrics=metrics, **OPTS)
+    computed = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics, **OPTS)
+    for c, w in zip(with_cache, computed):
+        for field in ("null_mean", "null_std", "p_value", "tau", "calibrated"):
+            assert c[field] == pytest.approx(w[field], rel=1e-9, abs=1e-300), field
+    drawn = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics, cka_null="permutation", **OPTS)
+    assert [(r["null_draws"], r["null_method"]) for r in drawn] == [(5, "permutation")] * 2
+    for d, c in zip(drawn, computed):  # 5 draws: the drawn null's mean is near the exact one
+        assert d["null_mean"] == pytest.approx(c["null_mean"], abs=4 * c["null_std"])
+    with pytest.raises(ValueError, match="cka_null must be"):
+        compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics, cka_null="exact", **OPTS)

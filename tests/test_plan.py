@@ -67,6 +67,7 @@ def test_sizes_run_in_parameter_order_whatever_the_config_order(paper_config):
         (lambda c: c["models"].update(spectrum="vit-base"), "models.spectrum"),
         (lambda c: c["embed"].update(batch_size=0), "batch_size"),
         (lambda c: c["metrics"].update(feature_space_draws=-1), "metrics.feature_space_draws"),
+        (lambda c: c["metrics"].update(alpha=1.0), "metrics.alpha"),
     ],
 )
 def test_invalid_config_names_the_key(paper_config, edit, message):
@@ -82,6 +83,10 @@ def test_defaults_are_filled(demo_config):
     assert config["metrics"]["k"] == 10
     assert config["metrics"]["null_draws"] == 1000
     assert Plan(config).metric_params()["feature_space_draws"] == 100
+    assert config["metrics"]["alpha"] == 0.05 and Plan(config).metric_params()["alpha"] == 0.05
+    assert Plan(config).metric_params()["cka_null"] == "closed_form" and Plan(config).cka_invariants()
+    config["metrics"]["cka_null"] = "permutation"
+    assert not Plan(config).cka_invariants()
     assert config["preprocess"]["mode"] == "paper"
 
 
@@ -95,9 +100,9 @@ def test_config_slices_isolate_settings(paper_config):
 
 
 def test_metric_params_carry_every_compare_setting(demo_config):
-    demo_config["metrics"].update(feature_space_draws=7, null_draws=11)
+    demo_config["metrics"].update(feature_space_draws=7, null_draws=11, alpha=0.1)
     params = Plan(validate_config(demo_config)).metric_params()
-    assert params["feature_space_draws"] == 7 and params["null_draws"] == 11
+    assert params["feature_space_draws"] == 7 and params["null_draws"] == 11 and params["alpha"] == 0.1
     import inspect
 
     from samesky.metrics.compare import compare_files

@@ -75,6 +75,12 @@ def test_demo_writes_tables_and_figures(demo_run):
     assert list(tables.glob("table_truth_mknn.md"))
     stderr = self_rows["null_std"] / config["metrics"]["null_draws"] ** 0.5
     assert ((self_rows["null_mean"] - expected_null).abs() < 5 * stderr + 1e-6).all()
+    # calibrated scores beside the raw ones: every record, Tables 1-2, trend tests, figures
+    assert scores["calibrated"].between(0, 1).all() and scores["tau"].notna().all()
+    assert (scores["alpha"] == config["metrics"].get("alpha", 0.05)).all()
+    assert (scores.loc[scores["metric"].str.startswith("cka"), "null_method"] == "closed_form").all()
+    assert list(tables.glob("table2_crossmodal_mknn_calibrated.md")) and list(tables.glob("trend_stats_calibrated.csv"))
+    assert list((workdir / "results/figures").glob("figure1_crossmodal_mknn_calibrated.png"))
 
 
 @pytest.mark.slow

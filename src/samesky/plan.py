@@ -275,8 +275,15 @@ class Plan:
             "bootstrap_draws": m.get("bootstrap_draws", 1000),
             "feature_space_draws": m.get("feature_space_draws", 100),
             "ci": m.get("ci", 0.95),
+            "alpha": m.get("alpha", 0.05),
+            "cka_null": m.get("cka_null", "closed_form"),
             "seed": m.get("seed", 0),
         }
+
+    def cka_invariants(self) -> bool:
+        """Whether the knn_graph rule caches each file's Gram invariants (closed-form CKA null)."""
+        p = self.metric_params()
+        return p["cka_null"] == "closed_form" and any(m.startswith("cka") for m in p["metrics"])
 
 
 def load_config_file(path: str | Path) -> dict:

@@ -35,7 +35,9 @@ Embedding file (``results/embeddings/{crossmatch}/{survey}/{model}.h5``)::
 kNN graph file (``results/knn/{crossmatch}/{survey}/{model}.h5``)::
 
     /object_id (N,) str; /indices (N, k) int64 neighbour rows, nearest first, self excluded;
-    /similarity (N, k) float32 cosine similarities matching /indices; attrs: k, provenance (JSON)
+    /similarity (N, k) float32 cosine similarities matching /indices; attrs: k, provenance (JSON);
+    when CKA's null is closed-form, provenance["gram_invariants"] holds the embedding's
+    ``metrics.rv_null.Invariants`` ({"linear": {...}, "unbiased": {...}}).
 """
 from __future__ import annotations
 

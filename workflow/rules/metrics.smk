@@ -9,6 +9,7 @@ rule knn_graph:
         "results/knn/{crossmatch}/{survey}/{model}.h5",
     params:
         k=PLAN.metric_params()["k"],
+        invariants=PLAN.cka_invariants(),
     benchmark:
         "results/benchmarks/knn_graph/{crossmatch}/{survey}/{model}.tsv"
     threads: 1

@@ -12,6 +12,7 @@ It is invariant to translating X or Y, so the data are centred first; then with 
 b_i = |yc_i|^2: tr(K~L~) = ||Xc^T Yc||^2 - sum a_i b_i, 1'K~1 = -sum a_i, 1'K~L~1 = sum a_i b_i:
 only feature-space products and row norms, O(N d^2) time and O(d^2) memory.
 A bootstrap resample is the same estimator on the resampled rows (duplicates included).
+The permutation null of both variants is also known in closed form (``rv_null``).
 """
 from __future__ import annotations
 
@@ -45,11 +46,26 @@ def unbiased_cka_from(m: Moments) -> float:
 
 
 class CkaEstimator:
-    """One CKA variant on a FeatureSpace; each null/bootstrap draw costs O(N d^2)."""
+    """One CKA variant on a FeatureSpace; each null/bootstrap draw costs O(N d^2).
 
-    def __init__(self, space: FeatureSpace, unbiased: bool):
+    ``invariants()`` (optional) returns both sides' ``rv_null.gram_invariants``; then
+    ``closed_null()`` gives the exact null law without draws.
+    """
+
+    def __init__(self, space: FeatureSpace, unbiased: bool, invariants=None):
         self.space = space
         self.formula = unbiased_cka_from if unbiased else linear_cka_from
+        self.variant = "unbiased" if unbiased else "linear"
+        self._invariants = invariants
+
+    def closed_null(self):
+        """The null's Pearson type III law (``rv_null.ClosedNull``), or None without invariants."""
+        from .rv_null import MIN_N, ClosedNull
+
+        if self._invariants is None or self.space.n < MIN_N:
+            return None
+        a, b = self._invariants()
+        return ClosedNull.of(a[self.variant], b[self.variant])
 
     def score(self) -> float:
         return self.formula(self.space.moments())

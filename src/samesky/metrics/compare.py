@@ -19,7 +19,7 @@ from .. import schema
 from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
-from .stats import bootstrap_weights, permutations, summarise
+from .stats import bootstrap_weights, calibrated, permutations, summarise
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,20 @@ def _read_graph(knn_path, emb_path, emb_ids: np.ndarray, k: int):
     return indices, similarity
 
 
+def _cached_invariants(knn_path, rows) -> dict | None:
+    """The Gram invariants the knn_graph rule cached beside the graph (rv_null), if they apply:
+    they describe the whole file, so a side restricted to common rows recomputes them."""
+    from .rv_null import Invariants
+
+    if knn_path is None or rows is not None:
+        return None
+    with schema.read_h5(knn_path) as f:
+        cached = schema.read_provenance(f).get("gram_invariants")
+    if cached is None:
+        return None
+    return {kind: Invariants.from_dict(d, f"{knn_path}: gram_invariants.{kind}") for kind, d in cached.items()}
+
+
 def _subset(Z, graph, rows, k: int, path):
     """Side restricted to ``rows`` (None: unchanged), its cached graph restricted exactly."""
     if rows is None:
@@ -97,7 +111,8 @@ def _subset(Z, graph, rows, k: int, path):
 
 def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list[str], k: int,
                   null_draws: int, bootstrap_draws: int, ci: float, seed: int,
-                  feature_space_draws: int = 100, device=None) -> list[dict]:
+                  feature_space_draws: int = 100, alpha: float = 0.05, cka_null: str = "closed_form",
+                  device=None) -> list[dict]:
     """Score every metric of ``metrics`` on one pair of embedding files, with statistics.
 
     ``knn_a``/``knn_b`` are the cached graphs of the embedding files (checked to belong to them;
@@ -107,8 +122,13 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     (``bootstrap_draws`` resamples, percentile interval at level ``ci``). Metrics whose every
     draw costs O(N d^2) (CKA) make at most ``feature_space_draws`` of each; every record states
     the draws it made. For a self pair (the same file on both sides) the null is the paper's
-    "shuffled reference vs reference" column.
+    "shuffled reference vs reference" column. Every record carries ``tau``, the null's
+    (1 - ``alpha``) level, and the ``calibrated`` score above it (``stats.calibrated``).
+    With ``cka_null='closed_form'`` the CKA nulls are exact moments with a Pearson type III law
+    (``rv_null``; no null draws, ``null_method`` 'closed_form'); 'permutation' draws them.
     """
+    if cka_null not in ("closed_form", "permutation"):
+        raise ValueError(f"cka_null must be 'closed_form' or 'permutation', got {cka_null!r}")
     missing = [f for f in COMPARISON_FIELDS if f not in comparison]
     if missing:
         raise KeyError(f"comparison is missing {missing}")
@@ -126,7 +146,11 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
         graph_a if same and _same_file(knn_a, knn_b) else _read_graph(knn_b, emb_b, ids_b, k))
     Za, graph_a = _subset(Za, graph_a, rows_a, k, emb_a)
     Zb, graph_b = _subset(Zb, graph_b, rows_b, k, emb_b)
-    pair = Pair(Za, Zb, graph_a, graph_b, device=device)
+    uses_cka = cka_null == "closed_form" and any(name.startswith("cka") for name in metrics)
+    inv_a = _cached_invariants(knn_a, rows_a) if uses_cka else None
+    inv_b = inv_a if same and rows_b is None and rows_a is None else (
+        _cached_invariants(knn_b, rows_b) if uses_cka else None)
+    pair = Pair(Za, Zb, graph_a, graph_b, device=device, invariants=(inv_a, inv_b))
     n = pair.n
 
     estimators, params = {}, {}
@@ -134,8 +158,13 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
         params[spec.name] = {"k": k} if "k" in spec.defaults else {}
         estimators[spec.name] = spec.estimator(pair, **params[spec.name])
     scores = {name: est.score() for name, est in estimators.items()}
-    nulls = _draws(estimators, specs, "null", permutations(n, null_draws, seed),
-                   null_draws, feature_space_draws)
+    laws = {}  # closed-form null laws (CKA), which replace the null draws
+    if cka_null == "closed_form":
+        laws = {name: est.closed_null() for name, est in estimators.items() if hasattr(est, "closed_null")}
+        laws = {name: law for name, law in laws.items() if law is not None}
+    drawn = {name: est for name, est in estimators.items() if name not in laws}
+    nulls = _draws(drawn, specs, "null", permutations(n, null_draws, seed), null_draws, feature_space_draws)
+    nulls.update({name: [] for name in laws})
     boots = _draws(estimators, specs, "bootstrap", bootstrap_weights(n, bootstrap_draws, seed),
                    bootstrap_draws, feature_space_draws)
     records = []
@@ -144,7 +173,12 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
         rec = {f: comparison[f] for f in COMPARISON_FIELDS}
         rec.update(n=int(n), n_excluded=int(n_excluded), metric=name, k=params[name].get("k"),
                    score=float(scores[name]))
-        rec.update(summarise(scores[name], nulls[name], boots[name], ci))
+        rec.update(summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale))
+        if name in laws:
+            law = laws[name]
+            tau = law.threshold(alpha)
+            rec.update(null_mean=law.mean, null_std=law.std, p_value=law.p_value(scores[name]), tau=tau,
+                       calibrated=calibrated(scores[name], tau, spec.scale), null_method="closed_form")
         records.append(rec)
         log.info("%s %s vs %s: %s = %.6g (null %s, p %s)", comparison["kind"], Path(emb_a).name,
                  Path(emb_b).name, name, rec["score"], rec["null_mean"], rec["p_value"])
@@ -153,7 +187,7 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
 
 def _draws(estimators: dict, specs, kind: str, draws, total: int, costly_cap: int) -> dict[str, list[float]]:
     """Run every estimator on the same sequence of draws; costly metrics stop after ``costly_cap``."""
-    limit = {s.name: min(total, costly_cap) if s.costly_draws else total for s in specs}
+    limit = {s.name: min(total, costly_cap) if s.costly_draws else total for s in specs if s.name in estimators}
     out = {name: [] for name in estimators}
     start = time.perf_counter()
     for i, draw in enumerate(draws):

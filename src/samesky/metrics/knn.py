@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .device import as_matrix, full_fp32, pick_device, threads
+from .rv_null import invariants_record
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +266,10 @@ def restrict_graph(indices: np.ndarray, similarity: np.ndarray, rows: np.ndarray
     return out_i, out_s, len(short)
 
 
-def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None = None) -> None:
-    """Compute the kNN graph of one embedding file and write it with ``schema.write_knn``."""
+def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None = None,
+             invariants: bool = False) -> None:
+    """Compute the kNN graph of one embedding file and write it with ``schema.write_knn``;
+    with ``invariants``, cache the file's Gram invariants (``rv_null``) in its provenance too."""
     from .. import schema
 
     ids, emb, _ = schema.read_embeddings(emb_path)
@@ -284,4 +287,5 @@ def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None 
     schema.write_knn(out_path, ids, indices, similarity, {
         "k": k, "device": str(dev), "torch": torch.__version__, "metric": "cosine",
         "source": os.fspath(emb_path), "chunk_size": chunk_size or default_chunk_size(len(ids), dev),
+        **({"gram_invariants": invariants_record(emb, device=dev)} if invariants else {}),
     })

@@ -18,12 +18,14 @@ Graph = tuple[np.ndarray, np.ndarray]  # (indices (N, k) int64, similarity (N, k
 
 
 class Pair:
-    def __init__(self, Za, Zb, graph_a: Graph | None = None, graph_b: Graph | None = None, *, device=None):
+    def __init__(self, Za, Zb, graph_a: Graph | None = None, graph_b: Graph | None = None, *, device=None,
+                 invariants: tuple[dict | None, dict | None] = (None, None)):
         if len(Za) != len(Zb):
             raise ValueError(f"sides have {len(Za)} and {len(Zb)} rows; row i must be the same object on both")
         self.Za, self.Zb, self.device = Za, Zb, device
         self.same = Zb is Za
         self._graphs = [graph_a, graph_a if self.same else graph_b]
+        self._invariants = list(invariants)
 
     @property
     def n(self) -> int:
@@ -43,6 +45,17 @@ class Pair:
     @cached_property
     def space(self) -> FeatureSpace:
         return FeatureSpace(self.Za, self.Zb, device=self.device)
+
+    @cached_property
+    def gram_invariants(self) -> tuple[dict, dict]:
+        """Both sides' ``rv_null.gram_invariants`` (given, e.g. cached with the kNN graph, or computed)."""
+        from .rv_null import gram_invariants
+
+        for side, Z in enumerate((self.Za, self.Zb)):
+            if self._invariants[side] is None:
+                self._invariants[side] = (self._invariants[0] if side == 1 and self.same
+                                          else gram_invariants(Z, device=self.device))
+        return self._invariants[0], self._invariants[1]
 
     @cached_property
     def row_means(self) -> tuple[np.ndarray, np.ndarray]:

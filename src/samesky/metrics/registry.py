@@ -21,6 +21,7 @@ class Metric:
     defaults: dict = field(default_factory=dict)  # the parameters it takes, with defaults
     uses_knn: bool = False  # reads the cached kNN graphs
     costly_draws: bool = False  # each null/bootstrap draw recomputes O(N d^2): fewer draws
+    scale: str = "unit"  # s_max of the calibrated score: 'unit' (1) or 'nats' (unbounded; see stats.calibrated)
     summary: str = ""
 
     def estimator(self, pair, **params):
@@ -44,6 +45,12 @@ def _mknn(pair, k: int):
 
 
 def _cknna(pair, k: int):
+    from .cknna_hsic import CknnaHsicEstimator
+
+    return CknnaHsicEstimator(*pair.graphs(k), k)
+
+
+def _cknna_formula(pair, k: int):
     from .cknna import CknnaEstimator
 
     return CknnaEstimator(*pair.graphs(k), *pair.row_means, k)
@@ -53,7 +60,7 @@ def _cka(unbiased: bool):
     def build(pair):
         from .cka import CkaEstimator
 
-        return CkaEstimator(pair.space, unbiased=unbiased)
+        return CkaEstimator(pair.space, unbiased=unbiased, invariants=lambda: pair.gram_invariants)
     return build
 
 
@@ -71,8 +78,10 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("cka_unbiased", _cka(unbiased=True), costly_draws=True,
            summary="linear CKA with the unbiased HSIC estimator, feature space"),
     Metric("cknna", _cknna, {"k": 10}, uses_knn=True,
-           summary="CKA restricted to mutual k-nearest neighbours (Huh et al. 2024)"),
-    Metric("mutual_info", _mutual_info, {"components": 16},
+           summary="CKA restricted to mutual k-nearest neighbours, as released in platonic-rep (unbiased HSIC)"),
+    Metric("cknna_formula", _cknna_formula, {"k": 10}, uses_knn=True,
+           summary="CKNNA by the formula of Huh et al. 2024's appendix"),
+    Metric("mutual_info", _mutual_info, {"components": 16}, scale="nats",
            summary="Gaussian mutual information (nats) of the top principal components"),
 )}
 

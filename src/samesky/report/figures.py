@@ -3,7 +3,9 @@
 One panel per table column, one line per family (Okabe-Ito colours plus distinct markers, so the
 figure survives grey-scale and colour-blindness), bootstrap CIs as error bars, and the
 permutation null (null_mean +- 2 null_std over the panel's comparisons) as a grey band.
-Files per metric: ``figure1_crossmodal_{metric}.{png,pdf}`` and ``figure_intramodal_{metric}.{png,pdf}``.
+Files per metric: ``figure1_crossmodal_{metric}.{png,pdf}`` and ``figure_intramodal_{metric}.{png,pdf}``,
+and beside each its calibrated twin ``..._{metric}_calibrated`` (the calibrated score,
+``records.calibrated_view``: no error bars or null band, 0 = not above the null's 1 - alpha level).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 from .layout import NULL_SIGMA, column_labels, family_order  # noqa: E402
-from .records import attach_params, family_label, is_percent, metric_label, metric_order, require_params  # noqa: E402
+from .records import attach_params, calibrated_view, family_label, is_percent, metric_label, metric_order, require_params  # noqa: E402
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -81,7 +83,8 @@ def _null_band(ax, sub: pd.DataFrame, scale: float, unit: str) -> None:
             transform=ax.transAxes, ha="left", va="bottom" if side == "below" else "top", fontsize=8, color="0.35")
 
 
-def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str) -> plt.Figure | None:
+def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str,
+            what_score: str = "score") -> plt.Figure | None:
     sub = df[(df["kind"] == kind) & (df["metric"] == metric)].copy()
     if sub.empty:
         return None
@@ -89,7 +92,7 @@ def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str)
     sub["x"] = sub[["params_a", "params_b"]].max(axis=1) if kind == "intramodal" else sub["params_b"]
     sub["family"] = pd.Categorical(sub["family"], categories=list(styles))
     columns = column_labels(df, sub, kind)
-    scale, unit = (100.0, " (%)") if is_percent(metric) else (1.0, "")
+    scale, unit = (100.0, " (%)") if is_percent(metric) or what_score != "score" else (1.0, "")
     ncols = len(columns) if len(columns) <= 3 else (2 if len(columns) == 4 else 3)
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.8), squeeze=False,
@@ -106,7 +109,7 @@ def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str)
             ax.set_xlabel(xlabel)
     what = "intramodal" if kind == "intramodal" else "crossmodal"
     for ax in axes[:, 0]:
-        ax.set_ylabel(f"{what} {metric_label(metric)} score{unit}")
+        ax.set_ylabel(f"{what} {metric_label(metric)} {what_score}{unit}")
     seen = {}
     for ax in axes.flat[:len(columns)]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -124,15 +127,18 @@ def write_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     styles = _styles(df)
+    views = [(df, "", "score")]
+    if "calibrated" in df and df["calibrated"].notna().any():
+        views.append((calibrated_view(df), "_calibrated", "calibrated score"))
     paths = []
-    for metric in metric_order(df["metric"]):
+    for metric, (data, tail, what_score) in ((m, v) for m in metric_order(df["metric"]) for v in views):
         for kind, stem, xlabel in (("crossmodal", "figure1_crossmodal", "model parameters (log scale)"),
                                    ("intramodal", "figure_intramodal", "parameters of the larger model (log scale)")):
-            fig = _figure(df, kind, metric, styles, xlabel)
+            fig = _figure(data, kind, metric, styles, xlabel, what_score)
             if fig is None:
                 continue
             for suffix in (".png", ".pdf"):
-                path = out / f"{stem}_{metric}{suffix}"
+                path = out / f"{stem}_{metric}{tail}{suffix}"
                 fig.savefig(path, dpi=DPI)
                 paths.append(path)
             plt.close(fig)

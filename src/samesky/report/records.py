@@ -15,6 +15,9 @@ FIELDS = (
     "kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "n", "n_excluded", "metric", "k",
     "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws",
 )
+# Calibration (stats.calibrated): optional when reading, None for records written before it existed.
+CALIBRATION_FIELDS = ("calibrated", "tau", "alpha")
+NULL_METHODS = ("permutation", "closed_form")
 TEXT_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
 KINDS = ("intramodal", "crossmodal", "self", "truth")
 KEY = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
@@ -23,15 +26,29 @@ KEY = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metr
 FAMILY_LABELS = {"astropt": "AstroPTv2", "convnextv2": "ConvNeXtv2", "dinov2": "DINOv2",
                  "ijepa": "IJEPA", "vit": "ViT", "specformer": "Specformer"}
 METRIC_LABELS = {"mknn": "MKNN", "cka_linear": "linear CKA", "cka_unbiased": "unbiased CKA",
-                 "cknna": "CKNNA", "mutual_info": "mutual information"}
+                 "cknna": "CKNNA", "cknna_formula": "CKNNA (appendix formula)", "mutual_info": "mutual information"}
 # Metrics bounded by 1 are shown as percentages, like the paper's MKNN; others as plain numbers.
-PERCENT_METRICS = ("mknn", "cka_linear", "cka_unbiased", "cknna")
+PERCENT_METRICS = ("mknn", "cka_linear", "cka_unbiased", "cknna", "cknna_formula")
 # Column order of the paper's tables; the reference survey (HSC) comes last.
 SURVEY_ORDER = ("jwst", "legacysurvey", "desi", "sdss", "hsc")
 
 
 class RecordError(ValueError):
     """A metric record file is malformed; the message names the file and the field."""
+
+
+def calibrated_view(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``score`` replaced by the calibrated score, for the calibrated tables, trend
+    tests and figures. It has no interval and no null band (the null's calibrated score is 0
+    with probability >= 1 - alpha by construction), so those fields are NaN and the self
+    records (which only feed the null column) are left out."""
+    if "calibrated" not in df:
+        raise KeyError("records have no 'calibrated' field; recompute them with the current compare rule")
+    out = df[df["kind"] != "self"].copy()
+    out["score"] = pd.to_numeric(out["calibrated"])
+    for field in ("ci_low", "ci_high", "null_mean", "null_std"):
+        out[field] = float("nan")
+    return out
 
 
 def split_model(key: str) -> tuple[str, str]:
@@ -100,7 +117,17 @@ def _check_record(rec, path: Path, i: int) -> dict:
     if rec["kind"] in ("intramodal", "self") and split_model(rec["model_a"])[0] != split_model(rec["model_b"])[0]:
         raise RecordError(f"{where}: {rec['kind']} record compares different families "
                           f"{rec['model_a']!r} and {rec['model_b']!r}")
-    return {f: rec[f] for f in FIELDS}
+    out = {f: rec[f] for f in FIELDS}
+    for field in CALIBRATION_FIELDS:
+        value = rec.get(field)
+        if value is not None and not _is_number(value):
+            raise RecordError(f"{where}: field {field!r} must be a number or null, got {value!r}")
+        out[field] = value
+    method = rec.get("null_method")
+    if method is not None and method not in NULL_METHODS:
+        raise RecordError(f"{where}: field 'null_method' is {method!r}, expected one of {NULL_METHODS} or null")
+    out["null_method"] = method
+    return out
 
 
 def read_records(path: str | os.PathLike) -> list[dict]:
@@ -146,8 +173,8 @@ def gather(metric_json_paths: Iterable[str | os.PathLike], params: Mapping[str, 
         sources += [str(path)] * len(recs)
     if not rows:
         raise RecordError("no metric records found in the given files")
-    df = pd.DataFrame(rows, columns=list(FIELDS))
-    for field in set(FIELDS) - set(TEXT_FIELDS):
+    df = pd.DataFrame(rows, columns=[*FIELDS, *CALIBRATION_FIELDS, "null_method"])
+    for field in (set(FIELDS) - set(TEXT_FIELDS)) | set(CALIBRATION_FIELDS):
         df[field] = pd.to_numeric(df[field])
     df["source"] = sources
     dup = df.duplicated(list(KEY), keep=False)

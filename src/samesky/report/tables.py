@@ -4,7 +4,9 @@ Cells are formatted like the paper: bounded metrics as percentages (Table 1 one 
 two), others with three significant digits; with ``ci=True`` the bootstrap interval follows in
 brackets (the null column's brackets are null_mean +- 2 null_std). Missing cells read '—'.
 Files per metric: ``table1_intramodal_{metric}.{csv,md,tex}`` and
-``table2_crossmodal_{metric}.{csv,md,tex}``; for simulated skies ``table_truth_{metric}`` (each
+``table2_crossmodal_{metric}.{csv,md,tex}``, and their calibrated twins
+``table1_intramodal_{metric}_calibrated`` / ``table2_crossmodal_{metric}_calibrated`` (the
+calibrated score, ``records.calibrated_view``: no interval, no null column); for simulated skies ``table_truth_{metric}`` (each
 embedding against the latent properties, with the null mean and p-value); plus the trend
 statistics (see ``trends``).
 """
@@ -18,7 +20,7 @@ from typing import Mapping
 import pandas as pd
 
 from .layout import FIELDS, crossmodal_table, intramodal_table
-from .records import attach_params, family_label, is_percent, metric_order, size_label, split_model, survey_label
+from .records import attach_params, calibrated_view, family_label, is_percent, metric_order, size_label, split_model, survey_label
 from .trends import write_trend_stats
 
 MISSING = "—"
@@ -107,15 +109,21 @@ def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[s
     names = {"table1": "table1_intramodal", "table2": "table2_crossmodal"}
     paths = []
     names["truth"] = "table_truth"
+    calibrated = calibrated_view(df) if "calibrated" in df and df["calibrated"].notna().any() else None
     for metric in metric_order(df["metric"]):
-        tables = paper_tables(df, metric, ci)
+        tables = {(key, ""): frame for key, frame in paper_tables(df, metric, ci).items()}
         truth = truth_table(df, metric, ci)
         if not truth.empty:
-            tables["truth"] = truth
-        for key, frame in tables.items():
-            stem = out / f"{names[key]}_{metric}"
+            tables["truth", ""] = truth
+        if calibrated is not None:
+            tables.update({(key, "_calibrated"): frame for key, frame in paper_tables(calibrated, metric).items()})
+        for (key, suffix), frame in tables.items():
+            stem = out / f"{names[key]}_{metric}{suffix}"
             frame.to_csv(stem.with_suffix(".csv"), index=False)
             stem.with_suffix(".md").write_text(to_markdown(frame))
             stem.with_suffix(".tex").write_text(to_latex(frame))
             paths += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
-    return paths + write_trend_stats(df, out)
+    paths += write_trend_stats(df, out)
+    if calibrated is not None:
+        paths += write_trend_stats(calibrated, out, suffix="_calibrated")
+    return paths

@@ -79,12 +79,16 @@ def trends_markdown(stats: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_trend_stats(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int] | None = None) -> list[Path]:
-    """trend_stats.csv, trend_stats.md and trend_steps.csv (every step, for auditing) in ``out_dir``."""
+def write_trend_stats(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int] | None = None,
+                      suffix: str = "") -> list[Path]:
+    """trend_stats{suffix}.csv, .md and trend_steps{suffix}.csv (every step, for auditing) in ``out_dir``.
+
+    The calibrated trend tests pass ``records.calibrated_view(df)`` with suffix '_calibrated'.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stats = trend_stats(df, params)
-    paths = [out / "trend_stats.csv", out / "trend_stats.md", out / "trend_steps.csv"]
+    paths = [out / f"trend_stats{suffix}.csv", out / f"trend_stats{suffix}.md", out / f"trend_steps{suffix}.csv"]
     stats.to_csv(paths[0], index=False)
     paths[1].write_text(trends_markdown(stats))
     trend_steps(df, params).to_csv(paths[2], index=False)

@@ -1,0 +1,85 @@
+"""Calibrated scores in the report: records, calibrated Tables 1-2, calibrated trend tests and figures."""
+import pandas as pd
+import pytest
+
+from samesky.report import RecordError, gather, trend_stats, write_figures, write_tables
+from samesky.report.records import calibrated_view
+from test_report import PARAMS, rec, synthetic_records, write_json
+
+
+def calibrated_records():
+    """The synthetic records with a calibrated score of half the raw one (tau from it)."""
+    out = []
+    for r in synthetic_records():
+        cal = 1.0 if r["kind"] == "self" else r["score"] / 2
+        out.append({**r, "calibrated": cal, "tau": r["score"] / 4, "alpha": 0.05, "null_method": "permutation"})
+    return out
+
+
+@pytest.fixture
+def cdf(tmp_path):
+    return gather([write_json(tmp_path / "cal.json", calibrated_records())], PARAMS)
+
+
+def test_records_carry_calibration_and_old_records_read_as_missing(cdf, tmp_path):
+    row = cdf[(cdf.kind == "crossmodal") & (cdf.metric == "mknn")].iloc[0]
+    assert row.calibrated == pytest.approx(row.score / 2) and row.alpha == 0.05 and row.null_method == "permutation"
+    old = gather([write_json(tmp_path / "old.json", synthetic_records())], PARAMS)
+    assert old["calibrated"].isna().all() and old["tau"].isna().all()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("calibrated", "high", "field 'calibrated' must be a number or null"),
+    ("null_method", "bootstrap", "field 'null_method' is 'bootstrap'"),
+])
+def test_bad_calibration_fields_are_named(tmp_path, field, value, message):
+    bad = rec("crossmodal", "jwst_hsc", "jwst", "vit-base", "hsc", "vit-base", **{field: value})
+    with pytest.raises(RecordError, match="bad.json: record 0") as err:
+        gather([write_json(tmp_path / "bad.json", [bad])])
+    assert message in str(err.value)
+
+
+def test_calibrated_view_swaps_the_score_and_drops_intervals_and_null(cdf):
+    view = calibrated_view(cdf)
+    assert "self" not in set(view.kind)
+    assert (view.score == cdf.loc[cdf.kind != "self", "calibrated"]).all()
+    assert view[["ci_low", "ci_high", "null_mean", "null_std"]].isna().all().all()
+
+
+def test_calibrated_tables_sit_beside_the_raw_ones(cdf, tmp_path):
+    names = {p.name for p in write_tables(cdf, tmp_path, PARAMS)}
+    for metric in ("mknn", "mutual_info"):
+        for stem in ("table1_intramodal", "table2_crossmodal"):
+            assert {f"{stem}_{metric}{t}.{ext}" for t in ("", "_calibrated") for ext in ("csv", "md", "tex")} <= names
+    assert {"trend_stats_calibrated.csv", "trend_stats_calibrated.md", "trend_steps_calibrated.csv"} <= names
+    raw = (tmp_path / "table1_intramodal_mknn.md").read_text().splitlines()
+    cal = (tmp_path / "table1_intramodal_mknn_calibrated.md").read_text().splitlines()
+    assert raw[0] == cal[0]  # same columns
+    cell = cdf[(cdf.kind == "intramodal") & (cdf.crossmatch == "desi_hsc") & (cdf.model_a == "vit-large")
+               & (cdf.metric == "mknn")].calibrated.iloc[0]
+    assert cal[-1].startswith("| ViT Large vs Huge | ") and cal[-1].endswith(f"| {100 * cell:.1f}% |")
+    md2 = (tmp_path / "table2_crossmodal_mknn_calibrated.md").read_text().splitlines()
+    assert md2[0] == "| Model | JWST vs HSC | DESI vs HSC |"  # no null column
+
+
+def test_calibrated_trends_count_the_calibrated_scores(tmp_path):
+    # raw scores grow with size, calibrated ones do not: the two trend tests disagree
+    recs = [rec("crossmodal", "jwst_hsc", "jwst", m, "hsc", m, score=s, calibrated=c, tau=0.1, alpha=0.05)
+            for m, s, c in (("vit-base", 0.1, 0.0), ("vit-large", 0.2, 0.0), ("vit-huge", 0.3, 0.0))]
+    df = gather([write_json(tmp_path / "t.json", recs)], PARAMS)
+    raw = trend_stats(df).query("scope == 'all'").iloc[0]
+    cal = trend_stats(calibrated_view(df)).query("scope == 'all'").iloc[0]
+    assert (raw.increases, raw.comparisons) == (2, 2)
+    assert (cal.increases, cal.comparisons) == (0, 2)
+    write_tables(df, tmp_path / "t", PARAMS)
+    stats = pd.read_csv(tmp_path / "t" / "trend_stats_calibrated.csv")
+    assert stats.query("scope == 'all'").increases.iloc[0] == 0
+
+
+def test_calibrated_figures_beside_raw(cdf, tmp_path):
+    cdf.to_csv(tmp_path / "scores.csv", index=False)
+    paths = write_figures(pd.read_csv(tmp_path / "scores.csv"), tmp_path / "fig", PARAMS)
+    expected = {f"{stem}_{metric}{t}.{ext}" for stem in ("figure1_crossmodal", "figure_intramodal")
+                for metric in ("mknn", "mutual_info") for t in ("", "_calibrated") for ext in ("png", "pdf")}
+    assert {p.name for p in paths} == expected
+    assert all(p.stat().st_size > 5_000 for p in paths)
