@@ -28,27 +28,38 @@ from .surveys import DESI_WAVELENGTH, IMAGE, get_survey
 
 log = logging.getLogger(__name__)
 
-_IDS = {"object_id": ("object_id",), "ra": ("ra",), "dec": ("dec",)}
+_RADEC = {"ra": ("ra",), "dec": ("dec",)}
 
 # Where each survey's data and the ids live in each dataset: column names tried in order, the
 # first present wins. An image column holds a struct {'band': [...], 'flux': [...], 'ivar',
 # 'mask'} (or a list of per-band structs); a spectrum column {'flux', 'ivar', 'lambda', 'mask'}.
-# The DESI/SDSS sets name their HSC column `image`. `survey_ids`: each survey's own object id,
-# kept as /<survey>/object_id when present.
+# The DESI/SDSS sets (built by MMU's cross_match_datasets) name their HSC column `image` and carry
+# one `object_id`; the JWST/Legacy sets prefix every column with its survey and have no
+# `object_id`. `object_id`: the default crossmatch id column (the reference survey's own id where
+# both surveys' ids are present). `survey_ids`: each survey's own object id, kept as
+# /<survey>/object_id when present.
 HF_LAYOUTS: dict[str, dict] = {
     "Smith42/jwst_hsc_crossmatched": {
-        "columns": {"jwst": ("jwst_image",), "hsc": ("hsc_image",)},
-        "survey_ids": {"jwst": ("jwst_object_id",), "hsc": ("hsc_object_id",)}, **_IDS},
+        "columns": {"jwst": ("jwst_image",), "hsc": ("hsc_image",)}, "object_id": ("hsc_object_id",),
+        "survey_ids": {"jwst": ("jwst_object_id",), "hsc": ("hsc_object_id",)}, **_RADEC},
     "Smith42/legacysurvey_hsc_crossmatched": {
-        "columns": {"legacysurvey": ("legacysurvey_image",), "hsc": ("hsc_image",)},
-        "survey_ids": {"legacysurvey": ("legacysurvey_object_id",), "hsc": ("hsc_object_id",)}, **_IDS},
+        "columns": {"legacysurvey": ("legacysurvey_image",), "hsc": ("hsc_image",)}, "object_id": ("hsc_object_id",),
+        "survey_ids": {"legacysurvey": ("legacysurvey_object_id",), "hsc": ("hsc_object_id",)}, **_RADEC},
     "Smith42/desi_hsc_crossmatched": {
-        "columns": {"desi": ("spectrum", "desi_spectrum"), "hsc": ("image", "hsc_image")},
-        "survey_ids": {"desi": ("desi_object_id", "targetid"), "hsc": ("hsc_object_id",)}, **_IDS},
+        "columns": {"desi": ("spectrum", "desi_spectrum"), "hsc": ("image", "hsc_image")}, "object_id": ("object_id",),
+        "survey_ids": {"desi": ("desi_object_id", "targetid"), "hsc": ("hsc_object_id",)}, **_RADEC},
     "Smith42/sdss_hsc_crossmatched": {
-        "columns": {"sdss": ("spectrum", "sdss_spectrum"), "hsc": ("image", "hsc_image")},
-        "survey_ids": {"sdss": ("sdss_object_id", "specobjid"), "hsc": ("hsc_object_id",)}, **_IDS},
+        "columns": {"sdss": ("spectrum", "sdss_spectrum"), "hsc": ("image", "hsc_image")}, "object_id": ("object_id",),
+        "survey_ids": {"sdss": ("sdss_object_id", "specobjid"), "hsc": ("hsc_object_id",)}, **_RADEC},
 }
+
+
+def layout_for_surveys(surveys: Sequence[str]) -> str | None:
+    """The one layout holding exactly ``surveys`` (None when there is none or several)."""
+    matches = [k for k, v in HF_LAYOUTS.items() if sorted(v["columns"]) == sorted(surveys)]
+    return matches[0] if len(matches) == 1 else None
+
+
 _WAVELENGTH_KEYS = ("lambda", "wavelength", "wave")
 
 
@@ -90,10 +101,9 @@ def _layout(dataset_id, layout: str | None, surveys: list[str]) -> dict:
     if layout is None and isinstance(dataset_id, str) and dataset_id in HF_LAYOUTS:
         layout = dataset_id
     if layout is None:
-        matches = [k for k, v in HF_LAYOUTS.items() if sorted(v["columns"]) == sorted(surveys)]
-        if len(matches) != 1:
+        layout = layout_for_surveys(surveys)
+        if layout is None:
             raise ValueError(f"no column layout for surveys {surveys}; pass layout= one of {sorted(HF_LAYOUTS)}")
-        layout = matches[0]
     if layout not in HF_LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; known layouts: {sorted(HF_LAYOUTS)}")
     lay = HF_LAYOUTS[layout]
@@ -315,7 +325,7 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id
     ds = _open_table(source, split=split, streaming=streaming, cache_dir=cache_dir)
     columns = list(ds.column_names or next(iter(ds)).keys())
     cols = {s: _find(columns, lay["columns"][s], f"survey {s!r}", source) for s in surveys}
-    id_col = _find(columns, [id_column] if id_column else lay["object_id"], "the object id", source)
+    id_col = _find(columns, [id_column] if id_column else lay["object_id"], "the object id (id_column)", source)
     radec = {k: _find(columns, lay[k], k, source, required=False) for k in ("ra", "dec")}
     own_ids = {s: _find(columns, lay["survey_ids"].get(s, ()), f"{s} ids", source, required=False) for s in surveys}
     for k, c in radec.items():

@@ -109,6 +109,9 @@ class Plan:
                     f"crossmatches.{name}.surveys: {xm['surveys']} does not include the "
                     f"reference survey {self.reference!r} (reference_survey)"
                 )
+            if "hf" in xm["source"] or "simulate" in xm["source"]:
+                self.hf_source(name)  # checks the layout
+
 
     def _image_models(self) -> list[str]:
         registry = _registry()
@@ -229,6 +232,50 @@ class Plan:
     # ---- config slices (rule params) --------------------------------------------------
     def source(self, crossmatch: str) -> dict:
         return self.crossmatches[crossmatch]["source"]
+
+    def hf_source(self, crossmatch: str) -> dict:
+        """The ingestion settings of a hub or snapshot crossmatch: {dataset, layout, id_column, limit}.
+
+        A simulated crossmatch is a snapshot the workflow writes (``snapshot_dir``) in the layout
+        of the hub crossmatch with the same surveys, ingested like any other.
+        """
+        from .ingest import HF_LAYOUTS, layout_for_surveys
+
+        xm = self.crossmatches[crossmatch]
+        surveys = xm["surveys"]
+        if "simulate" in xm["source"]:
+            layout = layout_for_surveys(surveys)
+            if layout is None:
+                raise ConfigError(f"crossmatches.{crossmatch}.source.simulate: surveys {surveys} have no Multimodal "
+                                  f"Universe layout to simulate; layouts: "
+                                  f"{ {k: sorted(v['columns']) for k, v in HF_LAYOUTS.items()} }")
+            return {"dataset": self.snapshot_dir(crossmatch), "layout": layout,
+                    "id_column": HF_LAYOUTS[layout]["object_id"][0], "limit": None}
+        hf = dict(xm["source"]["hf"])
+        key = f"crossmatches.{crossmatch}.source.hf"
+        layout = hf.get("layout")
+        if layout is None:
+            if hf["dataset"] not in HF_LAYOUTS:
+                raise ConfigError(f"{key}.layout: required when dataset {hf['dataset']!r} is not a known hub id "
+                                  f"(e.g. a local snapshot directory); one of {sorted(HF_LAYOUTS)}")
+            layout = hf["dataset"]
+        if layout not in HF_LAYOUTS:
+            raise ConfigError(f"{key}.layout: unknown layout {layout!r}; known: {sorted(HF_LAYOUTS)}")
+        if sorted(HF_LAYOUTS[layout]["columns"]) != sorted(surveys):
+            raise ConfigError(f"{key}.layout: {layout!r} holds surveys {sorted(HF_LAYOUTS[layout]['columns'])}, "
+                              f"but crossmatches.{crossmatch}.surveys is {surveys}")
+        return {"dataset": hf["dataset"], "layout": layout,
+                "id_column": hf.get("id_column") or HF_LAYOUTS[layout]["object_id"][0], "limit": hf.get("limit")}
+
+    @staticmethod
+    def snapshot_dir(crossmatch: str) -> str:
+        """Where a simulated crossmatch's Multimodal Universe-shaped snapshot is written."""
+        return f"resources/snapshots/{crossmatch}"
+
+    @staticmethod
+    def truth_path(crossmatch: str) -> str:
+        """A simulated crossmatch's latent truth, keyed by the crossmatch's object id."""
+        return f"resources/snapshots/{crossmatch}.truth.h5"
 
     def crossmatch_path(self, crossmatch: str) -> str:
         src = self.source(crossmatch)

@@ -430,7 +430,9 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
     other rows are resampled flux-conservingly
     (``samesky.spectra``), one overlap matrix per distinct input grid. For DESI an off-grid row
     is an error unless ``resample_off_grid`` is True; for other surveys resampling is the point
-    (default True). Non-finite flux is masked and counted; masked pixels have ivar 0; spectra
+    (default True). A padded tail (MMU's SDSS builder pads each file's rows to its longest with
+    lambda = -1; our ragged rows carry NaN) is dropped before resampling and counted
+    (``padding_pixels``). Non-finite flux is masked and counted; masked pixels have ivar 0; spectra
     with no unmasked pixel left (``no_valid_pixels``) or whose unmasked flux is all 0
     (``all_zero``: no signal, and identical embeddings) are dropped and counted. If every
     spectrum is dropped, nothing is written and a SchemaError says why.
@@ -438,7 +440,7 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
     if resample_off_grid is None:
         resample_off_grid = survey != "desi"
     counts = {"passed_through": 0, "resampled": 0, "nonfinite_flux_pixels": 0, "spectra_with_nonfinite_flux": 0,
-              "distinct_input_grids": 0}
+              "padding_pixels": 0, "spectra_with_padding": 0, "distinct_input_grids": 0}
     dropped = {"no_valid_pixels": 0, "all_zero": 0}
     examples: dict[str, list[str]] = {"no_valid_pixels": [], "all_zero": []}
     grids: set[bytes] = set()
@@ -459,7 +461,11 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
             for a, b in _chunks(n, chunk_size):
                 flux, ivar, mask = flux_ds[a:b], ivar_ds[a:b], mask_ds[a:b].astype(bool)
                 wave = np.broadcast_to(shared_wave, flux.shape) if shared_wave is not None else wave_ds[a:b]
-                nonfinite = ~np.isfinite(flux) & np.isfinite(wave)
+                on_grid = np.isfinite(wave) & (wave > 0)  # padding: lambda <= 0 (MMU SDSS) or NaN (ragged rows)
+                pad = ~on_grid
+                counts["padding_pixels"] += int(pad.sum())
+                counts["spectra_with_padding"] += int(pad.any(axis=1).sum())
+                nonfinite = ~np.isfinite(flux) & on_grid
                 counts["nonfinite_flux_pixels"] += int(nonfinite.sum())
                 counts["spectra_with_nonfinite_flux"] += int(nonfinite.any(axis=1).sum())
                 out = _spectra_on_desi_grid(flux, ivar, mask, wave, ids[a:b], crossmatch_path, survey,
@@ -478,9 +484,10 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
                               "(specutils FluxConservingResampler semantics, samesky.spectra)"}
             writer.provenance = prov
     log.info("%s/%s -> %s: wrote %d of %d spectra (%d passed through, %d resampled from %d grids); dropped %s; "
-             "%d non-finite flux pixels in %d spectra masked", crossmatch_path, survey, out_path, prov["n_written"],
+             "%d non-finite flux pixels in %d spectra masked; %d padding pixels (lambda <= 0 or NaN) in %d spectra "
+             "dropped before resampling", crossmatch_path, survey, out_path, prov["n_written"],
              n, counts["passed_through"], counts["resampled"], len(grids), dropped, counts["nonfinite_flux_pixels"],
-             counts["spectra_with_nonfinite_flux"])
+             counts["spectra_with_nonfinite_flux"], counts["padding_pixels"], counts["spectra_with_padding"])
     return prov
 
 
@@ -492,9 +499,12 @@ def _spectra_on_desi_grid(flux, ivar, mask, wave, ids, path, survey, resample_of
     out_mask = np.ones(out_flux.shape, bool)
     groups: dict[tuple[bytes, bytes], list[int]] = {}
     for i in range(n):
-        cols = np.isfinite(wave[i])
+        cols = np.isfinite(wave[i]) & (wave[i] > 0)
         if cols.sum() < 2:
             continue  # nothing to place on a grid: stays fully masked, dropped by the caller
+        if not cols[:cols.sum()].all():
+            raise SchemaError(f"{path}: '{survey}/wavelength' of object_id {str(ids[i])!r} has padding (lambda <= 0 "
+                              f"or NaN) before its last valid pixel; only a padded tail can be dropped")
         groups.setdefault((np.asarray(wave[i][cols], np.float64).tobytes(), cols.tobytes()), []).append(i)
     for key, rows in groups.items():
         w = np.frombuffer(key[0], np.float64)
