@@ -258,7 +258,7 @@ def composite_half_light_radius(bulge_fraction, r_bulge, n_bulge, r_disk, iters:
     """
     bf = np.asarray(bulge_fraction, float)
     n_bulge = np.broadcast_to(np.asarray(n_bulge, float), np.shape(r_bulge))
-    rho = np.vectorize(lambda v: _trunc_hlr_ratio(float(v), BULGE_TRUNC))(n_bulge)
+    rho = np.vectorize(lambda v: _trunc_hlr_ratio(float(v), BULGE_TRUNC), otypes=[float])(n_bulge)  # also for none
     norm = enclosed_fraction(BULGE_TRUNC * np.asarray(r_bulge), rho * r_bulge, n_bulge)
 
     def f_bulge(r):
