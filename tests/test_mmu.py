@@ -167,11 +167,11 @@ def test_hf_source_defaults_per_layout(demo_config, tmp_path):
     plan = Plan(validate_config(demo_config))
     assert plan.hf_source("legacysurvey_hsc") == {"dataset": "Smith42/legacysurvey_hsc_crossmatched",
                                                   "layout": "Smith42/legacysurvey_hsc_crossmatched",
-                                                  "id_column": "hsc_object_id", "limit": None}
+                                                  "id_column": "hsc_object_id", "limit": None, "drop_flat": {}}
     assert plan.hf_source("desi_hsc")["id_column"] == "Z"
     assert plan.hf_source("jwst_hsc") == {"dataset": "resources/snapshots/jwst_hsc",
                                           "layout": "Smith42/jwst_hsc_crossmatched",
-                                          "id_column": "hsc_object_id", "limit": None}
+                                          "id_column": "hsc_object_id", "limit": None, "drop_flat": {}}
 
 
 def test_simulate_needs_an_mmu_layout(demo_config):
@@ -207,3 +207,52 @@ def test_sdss_padding_inside_a_spectrum_is_an_error(tmp_path):
                      {"sdss": arrays, "hsc": images})
     with pytest.raises(SchemaError, match=r"object_id 'b' has padding \(lambda <= 0 or NaN\) before its last valid"):
         preprocess_spectra(tmp_path / "x.h5", "sdss", tmp_path / "out.h5")
+
+
+def test_paper_jwst_filter_drops_rows_with_a_flat_f200w(tmp_path):
+    """Rows whose f200w has equal 5th and 99th percentiles (a cutout almost all zero-filled) are dropped."""
+    from samesky.simulate import mmu_examples, simulate_sky
+
+    layout = "Smith42/jwst_hsc_crossmatched"
+    sky = simulate_sky("jwst_hsc", ["jwst", "hsc"], 8, 2)
+    ex = {s: list(mmu_examples(s, sky["groups"][s], sky["truth"])) for s in ("jwst", "hsc")}
+    for i, keep in ((1, 8), (3, 8), (5, 40)):  # keep a keep x keep corner; 8x8 < 1 % of 96x96, 40x40 is not
+        f200w = ex["jwst"][i]["image"][3]
+        assert f200w["band"] == "f200w"
+        flat = np.zeros_like(f200w["flux"])
+        flat[:keep, :keep] = np.abs(f200w["flux"][:keep, :keep]) + 1
+        f200w["flux"] = flat
+    rows = [mmu.crossmatch_row(layout, {s: ex[s][i] for s in ex}) for i in range(8)]
+    mmu.write_snapshot(tmp_path / "snap", layout, rows)
+    expected = [r["hsc_object_id"] for r in rows
+                if np.nanpercentile(r["jwst_image"][3]["flux"], 5) == np.nanpercentile(r["jwst_image"][3]["flux"], 99)]
+    assert expected == [rows[1]["hsc_object_id"], rows[3]["hsc_object_id"]]
+    ingest_hf(str(tmp_path / "snap"), tmp_path / "xm.h5", name="jwst_hsc", surveys=["jwst", "hsc"], layout=layout,
+              drop_flat={"jwst": "f200w"})
+    with h5py.File(tmp_path / "xm.h5", "r") as f:
+        kept = list(f["object_id"].asstr()[:])
+        prov = json.loads(f.attrs["provenance"])
+    assert kept == [r["hsc_object_id"] for r in rows if r["hsc_object_id"] not in expected]
+    assert prov["flat_rows_dropped"] == {"bands": {"jwst": "f200w"}, "n": 2, "examples": expected}
+    ingest_hf(str(tmp_path / "snap"), tmp_path / "all.h5", name="jwst_hsc", surveys=["jwst", "hsc"], layout=layout)
+    with h5py.File(tmp_path / "all.h5", "r") as f:
+        assert f["object_id"].shape == (8,)
+
+
+def test_drop_flat_config_reaches_ingestion_and_names_bad_keys(demo_config):
+    demo_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f200w"}
+    assert Plan(validate_config(demo_config)).hf_source("jwst_hsc")["drop_flat"] == {"jwst": "f200w"}
+    demo_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f201w"}
+    with pytest.raises(ConfigError, match=r"crossmatches\.jwst_hsc\.drop_flat\.jwst: survey 'jwst' has no band"):
+        validate_config(demo_config)
+    demo_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"desi": "g"}
+    with pytest.raises(ConfigError, match=r"crossmatches\.jwst_hsc\.drop_flat\.desi: 'desi' is not an image survey"):
+        validate_config(demo_config)
+
+
+def test_paper_config_selects_as_the_authors(paper_config):
+    plan = Plan(validate_config(paper_config))
+    assert plan.hf_source("jwst_hsc")["drop_flat"] == {"jwst": "f200w"}
+    for survey in ("hsc", "legacysurvey"):
+        params = plan.preprocess_params(survey)
+        assert (params["sample"], params["max_images"], params["source"]) == ("first", 10000, "legacysurvey_hsc")

@@ -65,6 +65,26 @@ def test_percentiles_equal_numpy_on_heavy_tailed_data_with_nans(tmp_path, q):
     assert res["n_sampled"] == 25 and res["n_used"] == 25
 
 
+def test_percentile_sample_first_pools_the_first_rows_as_the_authors(tmp_path):
+    """sample='first': the first max_images rows (the authors' `.take(10000)`), degenerate images pooled too."""
+    rng = np.random.default_rng(2)
+    flux = rng.normal(size=(30, 5, 10, 10)).astype(np.float32)
+    flux[2] = 0.0  # an all-zero image among the first rows: pooled, as np.percentile over them would
+    flux[20:] += 100.0  # rows past the sample would move the percentiles
+    xm = image_crossmatch(tmp_path / "xm.h5", flux)
+    res = compute_percentiles(xm, "hsc", bands=["z", "r", "g"], percentiles=(5, 99), max_images=12, sample="first",
+                              chunk_size=5)
+    for band, idx in (("z", 3), ("r", 1), ("g", 0)):
+        pooled = flux[:12, idx].astype(np.float64).ravel()
+        assert res["low"][band] == pytest.approx(np.percentile(pooled, 5), rel=1e-12)
+        assert res["high"][band] == pytest.approx(np.percentile(pooled, 99), rel=1e-12)
+    assert (res["n_sampled"], res["n_used"], res["sample"]) == (12, 12, "first")
+    rand = compute_percentiles(xm, "hsc", bands=["z", "r", "g"], max_images=12, seed=4)
+    assert rand["sample"] == "random" and rand["high"]["z"] != res["high"]["z"]
+    with pytest.raises(ValueError, match="sample must be 'random' or 'first'"):
+        compute_percentiles(xm, "hsc", bands=["z", "r", "g"], sample="top")
+
+
 def test_percentile_subsample_is_deterministic_by_seed(tmp_path):
     flux = np.random.default_rng(0).normal(size=(30, 5, 8, 8)).astype(np.float32)
     xm = image_crossmatch(tmp_path / "xm.h5", flux)

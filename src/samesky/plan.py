@@ -109,6 +109,16 @@ class Plan:
                     f"crossmatches.{name}.surveys: {xm['surveys']} does not include the "
                     f"reference survey {self.reference!r} (reference_survey)"
                 )
+            for survey, band in xm.get("drop_flat", {}).items():
+                key = f"crossmatches.{name}.drop_flat.{survey}"
+                if survey not in xm["surveys"] or get_survey(survey).modality != IMAGE:
+                    raise ConfigError(f"{key}: {survey!r} is not an image survey of this crossmatch {xm['surveys']}")
+                try:
+                    get_survey(survey).band_index(band)
+                except KeyError as err:
+                    raise ConfigError(f"{key}: {err.args[0]}") from None
+                if "path" in xm["source"]:
+                    raise ConfigError(f"{key}: rows are dropped at ingestion; a 'path' source is not ingested")
             if "hf" in xm["source"] or "simulate" in xm["source"]:
                 self.hf_source(name)  # checks the layout
 
@@ -234,7 +244,7 @@ class Plan:
         return self.crossmatches[crossmatch]["source"]
 
     def hf_source(self, crossmatch: str) -> dict:
-        """The ingestion settings of a hub or snapshot crossmatch: {dataset, layout, id_column, limit}.
+        """The ingestion settings of a hub or snapshot crossmatch: {dataset, layout, id_column, limit, drop_flat}.
 
         A simulated crossmatch is a snapshot the workflow writes (``snapshot_dir``) in the layout
         of the hub crossmatch with the same surveys, ingested like any other.
@@ -250,7 +260,8 @@ class Plan:
                                   f"Universe layout to simulate; layouts: "
                                   f"{ {k: sorted(v['columns']) for k, v in HF_LAYOUTS.items()} }")
             return {"dataset": self.snapshot_dir(crossmatch), "layout": layout,
-                    "id_column": HF_LAYOUTS[layout]["object_id"][0], "limit": None}
+                    "id_column": HF_LAYOUTS[layout]["object_id"][0], "limit": None,
+                    "drop_flat": dict(xm.get("drop_flat", {}))}
         hf = dict(xm["source"]["hf"])
         key = f"crossmatches.{crossmatch}.source.hf"
         layout = hf.get("layout")
@@ -265,7 +276,8 @@ class Plan:
             raise ConfigError(f"{key}.layout: {layout!r} holds surveys {sorted(HF_LAYOUTS[layout]['columns'])}, "
                               f"but crossmatches.{crossmatch}.surveys is {surveys}")
         return {"dataset": hf["dataset"], "layout": layout,
-                "id_column": hf.get("id_column") or HF_LAYOUTS[layout]["object_id"][0], "limit": hf.get("limit")}
+                "id_column": hf.get("id_column") or HF_LAYOUTS[layout]["object_id"][0], "limit": hf.get("limit"),
+                "drop_flat": dict(xm.get("drop_flat", {}))}
 
     @staticmethod
     def snapshot_dir(crossmatch: str) -> str:
@@ -292,7 +304,8 @@ class Plan:
         }
         if params["mode"] == "paper":
             params.update(percentiles=list(pre.get("percentiles", [5, 99])), max_images=pre.get("max_images", 10000),
-                          seed=pre.get("seed", 0), source=self.percentile_source(survey))
+                          seed=pre.get("seed", 0), sample=pre.get("percentile_sample", "random"),
+                          source=self.percentile_source(survey))
         else:
             params.update(crop_fraction=pre.get("crop_fraction", 0.5))
         return params

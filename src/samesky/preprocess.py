@@ -134,17 +134,22 @@ def _ranks(n: int, q: float) -> tuple[int, int, float]:
 
 
 def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], percentiles=(5, 99),
-                        max_images: int = 10000, seed: int = 0, chunk_size: int = 256) -> dict:
+                        max_images: int = 10000, seed: int = 0, sample: str = "random",
+                        chunk_size: int = 256) -> dict:
     """Channel-wise percentiles of ``bands`` over up to ``max_images`` images of ``survey``.
 
-    The images are a uniform random subset drawn with ``seed`` (all images if there are fewer).
-    Non-finite pixels are ignored; degenerate images (a channel all NaN or all zero) are left
-    out and counted. Values equal ``numpy.percentile`` over all pooled finite pixels of the
-    used images (default 'linear' method), computed exactly in two streamed passes.
+    ``sample``: ``random``, a uniform random subset drawn with ``seed``, degenerate images (a
+    channel all NaN or all zero) left out and counted; ``first``, the first ``max_images`` rows
+    as the authors' code takes them (``load_dataset(...).take(10000)``), every image pooled.
+    All images are used if there are fewer. Non-finite pixels are ignored. Values equal
+    ``numpy.percentile`` over all pooled finite pixels of the used images (default 'linear'
+    method), computed exactly in two streamed passes.
     """
     lo_q, hi_q = (float(q) for q in percentiles)
     if not 0 <= lo_q < hi_q <= 100:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {list(percentiles)}")
+    if sample not in ("random", "first"):
+        raise ValueError(f"sample must be 'random' or 'first', got {sample!r}")
     validate_crossmatch(crossmatch_path)
     with open_h5(crossmatch_path) as f:
         group = _survey_group(f, crossmatch_path, survey, IMAGE)
@@ -153,7 +158,8 @@ def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], p
         n_total = flux.shape[0]
         rows = np.arange(n_total)
         if n_total > max_images:
-            rows = np.sort(np.random.default_rng(seed).choice(n_total, size=max_images, replace=False))
+            rows = rows[:max_images] if sample == "first" else np.sort(
+                np.random.default_rng(seed).choice(n_total, size=max_images, replace=False))
         stats = _OrderStatistics(3)
         skipped = {"all_nan": 0, "all_zero": 0}
         for second in (False, True):
@@ -161,7 +167,7 @@ def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], p
                 sel = rows[a:b]
                 x = flux[sel[0]:sel[-1] + 1] if len(rows) == n_total else flux[sel]
                 x = x[:, idx].astype(np.float32, copy=False)
-                reason = _degenerate(x)
+                reason = _degenerate(x) if sample == "random" else np.full(len(x), "", object)
                 if not second:
                     for r in skipped:
                         skipped[r] += int((reason == r).sum())
@@ -190,7 +196,7 @@ def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], p
         "schema": PERCENTILES_SCHEMA, "survey": survey, "source": str(crossmatch_path), "bands": list(bands),
         "percentiles": [lo_q, hi_q], "low": {b: v[0] for b, v in values.items()},
         "high": {b: v[1] for b, v in values.items()}, "n_total": n_total, "n_sampled": len(rows),
-        "n_used": n_used, "skipped": skipped, "max_images": max_images, "seed": seed,
+        "n_used": n_used, "skipped": skipped, "max_images": max_images, "seed": seed, "sample": sample,
     }
 
 
