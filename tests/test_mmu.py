@@ -171,7 +171,8 @@ def test_hf_source_defaults_per_layout(demo_config, tmp_path):
     assert plan.hf_source("desi_hsc")["id_column"] == "Z"
     assert plan.hf_source("jwst_hsc") == {"dataset": "resources/snapshots/jwst_hsc",
                                           "layout": "Smith42/jwst_hsc_crossmatched",
-                                          "id_column": "hsc_object_id", "limit": None, "drop_flat": {}}
+                                          "id_column": "hsc_object_id", "limit": None,
+                                          "drop_flat": {"jwst": "f200w"}}
 
 
 def test_simulate_needs_an_mmu_layout(demo_config):

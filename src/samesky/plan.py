@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from .surveys import IMAGE, SPECTRUM, get_survey
+from .surveys import IMAGE, SPECTRUM, SURVEYS, get_survey
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -165,6 +165,10 @@ class Plan:
                     s.band_index(band)
             except KeyError as err:
                 raise ConfigError(f"preprocess.rgb.{survey}: {err.args[0]}") from None
+        for survey in pre.get("crop_pixels", {}):
+            if survey not in SURVEYS or get_survey(survey).modality != IMAGE:
+                raise ConfigError(f"preprocess.crop_pixels.{survey}: not an image survey; image surveys: "
+                                  f"{[k for k, v in SURVEYS.items() if v.modality == IMAGE]}")
         for survey, xm in pre.get("percentile_source", {}).items():
             if xm not in self.crossmatches or survey not in self.crossmatches[xm]["surveys"]:
                 raise ConfigError(
@@ -302,12 +306,11 @@ class Plan:
             "mode": pre.get("mode", "paper"),
             "rgb": list(pre.get("rgb", {}).get(survey) or get_survey(survey).rgb),
         }
-        if params["mode"] == "paper":
-            params.update(percentiles=list(pre.get("percentiles", [5, 99])), max_images=pre.get("max_images", 10000),
-                          seed=pre.get("seed", 0), sample=pre.get("percentile_sample", "random"),
-                          source=self.percentile_source(survey))
-        else:
-            params.update(crop_fraction=pre.get("crop_fraction", 0.5))
+        paper = params["mode"] == "paper"
+        params.update(percentiles=list(pre.get("percentiles", [5, 99])) if paper else [1, 99],
+                      max_images=pre.get("max_images", 10000), seed=pre.get("seed", 0),
+                      sample=pre.get("percentile_sample", "random"), source=self.percentile_source(survey),
+                      crop=None if paper else pre.get("crop_pixels", {}).get(survey))
         return params
 
     def weights_source(self, model: str) -> str:
