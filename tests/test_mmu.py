@@ -93,6 +93,7 @@ def test_snapshot_files_are_shaped_as_the_builders_write(snapshots, xm):
     if xm == "jwst_hsc":
         assert list(row["jwst_image"]["band"]) == list(mmu.BAND_NAMES["jwst"])
         assert row["jwst_image"]["flux"].shape == (7, 96, 96)
+        assert row["jwst_image"]["scale"].tolist() == pytest.approx([0.02] * 4 + [0.04] * 3)  # NIRCam SW / LW
     if xm == "legacysurvey_hsc":
         assert list(row["legacysurvey_image"]["band"]) == ["DES-G", "DES-R", "DES-I", "DES-Z"]
     if xm == "desi_hsc":

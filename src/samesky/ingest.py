@@ -323,6 +323,7 @@ class _Writer:
             if survey.modality == IMAGE:
                 g.attrs["bands"] = list(survey.bands)
                 g.attrs["pixel_scale"] = survey.pixel_scale
+                g.attrs["pixel_scales"] = [survey.band_scale(b) for b in survey.bands]
 
 
 def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id_column: str | None, *,

@@ -120,7 +120,7 @@ PSF_FWHM: dict[str, dict[str, float]] = {
              "f277w": 0.110, "f356w": 0.135, "f444w": 0.160},
 }
 # PSF profile of the sharpest band: Kolmogorov (HSC), Moffat beta=2.8 truncated at 5 FWHM (Legacy,
-# broad wings), Gaussian (JWST mosaics; diffraction-limited cores sampled at 0.04"/px).
+# broad wings), Gaussian (JWST mosaics; diffraction-limited cores sampled at 0.02"/px (SW) and 0.04"/px (LW)).
 PSF_KIND = {"hsc": ("kolmogorov", None), "legacysurvey": ("moffat", 2.8), "jwst": ("gaussian", None)}
 SEEING_SCATTER = {"hsc": 0.12, "legacysurvey": 0.12, "jwst": 0.0}  # ln-scatter of the seeing factor
 # 5-sigma point-source depth (AB mag).
@@ -499,7 +499,7 @@ def _noise_sigma(survey: str, band: str, fwhm: float) -> float:
     s = get_survey(survey)
     f5 = 10 ** (-0.4 * (DEPTH_5SIG[survey][band] - NMGY_ZERO_POINT))
     sig_psf = fwhm / 2.3548
-    n_eff = max(4 * np.pi * sig_psf**2 / s.pixel_scale**2, 1.0)
+    n_eff = max(4 * np.pi * sig_psf**2 / s.band_scale(band)**2, 1.0)
     return f5 / (5 * np.sqrt(n_eff))
 
 
@@ -591,7 +591,7 @@ def render_images(lat, survey: str, rng: np.random.Generator, neighbours: dict |
     n = len(lat["redshift"])
     nb = len(s.bands)
     h, w = s.shape
-    scale = s.pixel_scale
+    scales = np.array([s.band_scale(b) for b in s.bands])  # per band (JWST: SW 0.02", LW 0.04")
     gsp = _gsparams()
     fwhm_med = np.array([PSF_FWHM[survey][b] for b in s.bands])
     ref = int(np.argmin(fwhm_med))
@@ -617,31 +617,35 @@ def render_images(lat, survey: str, rng: np.random.Generator, neighbours: dict |
         bulge = bulge.shear(q=lat["bulge_axis_ratio"][i], beta=beta)
         disk = _unit_sersic(None).dilate(lat["r_disk_arcsec"][i])
         disk = disk.shear(q=lat["axis_ratio"][i], beta=beta)
-        comps = np.stack([galsim.Convolve(c, psf, gsparams=gsp).drawImage(
-            nx=w, ny=h, scale=scale, offset=tuple(offsets[i])).array for c in (bulge, disk)])
-        img = np.einsum("bc,chw->bhw", comp_flux[i].astype(np.float32), comps)
-        if have_nb:
-            for j in range(nb_index[i], nb_index[i + 1]):
-                x = cx + offsets[i, 0] + neighbours["dx"][j] / scale
-                y = cy + offsets[i, 1] + neighbours["dy"][j] / scale
-                r_j = nb_lat["r_half_arcsec"][j]
-                margin = 4 * r_j / scale + 8
-                if not (-margin < x < w + 1 + margin and -margin < y < h + 1 + margin):
-                    continue
-                n_j = float(nb_lat["sersic_n"][j]) if nb_lat["bulge_fraction"][j] > 0.5 else None
-                prof = _unit_sersic(n_j).dilate(r_j).shear(
-                    q=nb_lat["axis_ratio"][j], beta=nb_lat["position_angle_deg"][j] * galsim.degrees)
-                conv = galsim.Convolve(prof, psf, gsparams=gsp)
-                size = min(conv.getGoodImageSize(scale), 2 * max(h, w))
-                stamp = conv.drawImage(nx=size, ny=size, scale=scale, center=galsim.PositionD(x, y))
-                sb = stamp.bounds
-                x0, x1 = max(sb.xmin, 1), min(sb.xmax, w)
-                y0, y1 = max(sb.ymin, 1), min(sb.ymax, h)
-                if x0 > x1 or y0 > y1:
-                    continue
-                cut = stamp.array[y0 - sb.ymin : y1 - sb.ymin + 1, x0 - sb.xmin : x1 - sb.xmin + 1]
-                img[:, y0 - 1 : y1, x0 - 1 : x1] += nb_flux[j].astype(np.float32)[:, None, None] * cut
-        sig_kernel = np.sqrt(np.maximum(fwhm**2 - fwhm[ref] ** 2, 0.0)) / 2.3548 / scale
+        img = np.empty((nb, h, w), np.float32)
+        for scale in np.unique(scales):  # the same sky at each pixel scale: offsets in arcsec
+            sel = scales == scale
+            off = offsets[i] * scales.max() / scale
+            comps = np.stack([galsim.Convolve(c, psf, gsparams=gsp).drawImage(
+                nx=w, ny=h, scale=scale, offset=tuple(off)).array for c in (bulge, disk)])
+            img[sel] = np.einsum("bc,chw->bhw", comp_flux[i][sel].astype(np.float32), comps)
+            if have_nb:
+                for j in range(nb_index[i], nb_index[i + 1]):
+                    x = cx + off[0] + neighbours["dx"][j] / scale
+                    y = cy + off[1] + neighbours["dy"][j] / scale
+                    r_j = nb_lat["r_half_arcsec"][j]
+                    margin = 4 * r_j / scale + 8
+                    if not (-margin < x < w + 1 + margin and -margin < y < h + 1 + margin):
+                        continue
+                    n_j = float(nb_lat["sersic_n"][j]) if nb_lat["bulge_fraction"][j] > 0.5 else None
+                    prof = _unit_sersic(n_j).dilate(r_j).shear(
+                        q=nb_lat["axis_ratio"][j], beta=nb_lat["position_angle_deg"][j] * galsim.degrees)
+                    conv = galsim.Convolve(prof, psf, gsparams=gsp)
+                    size = min(conv.getGoodImageSize(scale), 2 * max(h, w))
+                    stamp = conv.drawImage(nx=size, ny=size, scale=scale, center=galsim.PositionD(x, y))
+                    sb = stamp.bounds
+                    x0, x1 = max(sb.xmin, 1), min(sb.xmax, w)
+                    y0, y1 = max(sb.ymin, 1), min(sb.ymax, h)
+                    if x0 > x1 or y0 > y1:
+                        continue
+                    cut = stamp.array[y0 - sb.ymin : y1 - sb.ymin + 1, x0 - sb.xmin : x1 - sb.xmin + 1]
+                    img[sel, y0 - 1 : y1, x0 - 1 : x1] += nb_flux[j][sel].astype(np.float32)[:, None, None] * cut
+        sig_kernel = np.sqrt(np.maximum(fwhm**2 - fwhm[ref] ** 2, 0.0)) / 2.3548 / scales
         img = _blur_bands(img, sig_kernel)
         sigma = (sigma0 * depth_jitter[i]).astype(np.float32)
         out = flux[i]
@@ -1014,14 +1018,14 @@ def mmu_examples(survey: str, arrays: dict, truth: dict, file_rows: int = 64):
         else:
             cat["mag_auto"] = mag["f444w"]
             cat["flux_auto"] = phot["f444w"]
-            cat["flux_radius"] = truth["r_half_arcsec"] / s.pixel_scale
+            cat["flux_radius"] = truth["r_half_arcsec"] / s.band_scale("f444w")
         for i in range(n):
             flux, ivar = arrays["flux"][i] * np.float32(fac), arrays["ivar"][i] / np.float32(fac**2)
             mask = ivar > 0 if survey == "jwst" else np.zeros(flux.shape[1:], bool)
             bands = [{"band": name, "flux": flux[b], "ivar": ivar[b],
                       "mask": mask[b] if mask.ndim == 3 else mask,
                       "psf_fwhm": np.float32(PSF_FWHM[survey][band] * seeing[i]),
-                      "scale": np.float32(s.pixel_scale)}
+                      "scale": np.float32(s.band_scale(band))}
                      for b, (band, name) in enumerate(zip(s.bands, mmu.BAND_NAMES[survey]))]
             ex = {"image": bands, **{k: float(v[i]) for k, v in cat.items()}, "object_id": str(ids[i])}
             if survey == "legacysurvey":
