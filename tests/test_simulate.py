@@ -140,13 +140,13 @@ def test_same_seed_identical_different_seed_differs(combo_files, tmp_path):
 
 
 def test_name_mixed_into_seed():
-    lat_a = simulate.draw_latents(50, simulate._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
-    lat_b = simulate.draw_latents(50, simulate._rng(3, "legacysurvey_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
-    lat_c = simulate.draw_latents(50, simulate._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    lat_a = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    lat_b = simulate.draw_latents(50, simulate.seeding._rng(3, "legacysurvey_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    lat_c = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
     assert not np.allclose(lat_a["redshift"], lat_b["redshift"])
     np.testing.assert_array_equal(lat_a["redshift"], lat_c["redshift"])
     # crc32-based: a fixed, documented value (Python's hash() would change between processes)
-    assert simulate._stable_key("jwst_hsc") == 0xFFFFFFFF & __import__("zlib").crc32(b"jwst_hsc")
+    assert simulate.seeding._stable_key("jwst_hsc") == 0xFFFFFFFF & __import__("zlib").crc32(b"jwst_hsc")
 
 
 def test_rejects_bad_arguments(tmp_path):
