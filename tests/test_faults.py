@@ -267,7 +267,7 @@ def test_requested_band_absent_names_band_and_file(good, tmp_path):
     out = tmp_path / "hsc.h5"
     snap = prior_result(good["preprocessed"], out)
     with raises_naming(schema.SchemaError, good["crossmatch"], "'hsc' has no band ['u']"):
-        preprocess_images(good["crossmatch"], "hsc", out, bands=["u", "r", "g"], mode="arcsinh")
+        preprocess_images(good["crossmatch"], "hsc", out, bands=["u", "r", "g"], percentiles_json=good["percentiles"])
     with raises_naming(schema.SchemaError, good["crossmatch"], "'hsc' has no band ['u']"):
         compute_percentiles(good["crossmatch"], "hsc", bands=["u", "r", "g"])
     with raises_naming(schema.SchemaError, good["percentiles"], "no percentiles for band(s) ['i']"):
@@ -408,7 +408,7 @@ def test_every_image_dropped_is_an_error_not_an_empty_file(good, tmp_path):
     out = tmp_path / "out.h5"
     snap = prior_result(good["preprocessed"], out)
     with raises_naming(schema.SchemaError, xm, "all 3 'hsc' images were dropped", "'all_zero': ['o0', 'o1', 'o2']"):
-        preprocess_images(xm, "hsc", out, bands=BANDS, mode="arcsinh")
+        preprocess_images(xm, "hsc", out, bands=BANDS, percentiles_json=good["percentiles"])
     assert_intact(out, snap)
 
 

@@ -53,11 +53,12 @@ def sdss_value(i, length=60, start=1000):
 def legacy_table(path, n=5):
     """legacysurvey_hsc_crossmatched layout; HSC bands stored in a shuffled order (named)."""
     feat = Features({"hsc_image": image_feature(), "legacysurvey_image": image_feature(),
-                     "object_id": Value("string"), "ra": Value("float64"), "dec": Value("float64"),
-                     "hsc_a_g": Value("float32")})
+                     "hsc_object_id": Value("string"), "legacysurvey_object_id": Value("string"),
+                     "ra": Value("float64"), "dec": Value("float64"), "hsc_a_g": Value("float32")})
     rows = {"hsc_image": [image_value(i, HSC[::-1]) for i in range(n)],
             "legacysurvey_image": [image_value(10 + i, LEGACY) for i in range(n)],
-            "object_id": [f"obj{i}" for i in range(n)], "ra": [150.0 + i for i in range(n)],
+            "hsc_object_id": [f"obj{i}" for i in range(n)], "legacysurvey_object_id": [f"ls{i}" for i in range(n)],
+            "ra": [150.0 + i for i in range(n)],
             "dec": [2.0 - i for i in range(n)], "hsc_a_g": [0.1] * n}
     datasets.Dataset.from_dict(rows, features=feat).to_parquet(str(path))
     return path
@@ -69,7 +70,9 @@ def test_legacy_layout_from_parquet_bands_by_name(tmp_path):
                         layout="Smith42/legacysurvey_hsc_crossmatched", chunk_size=2)
     assert summary == {"n": 5, "surveys": ["legacysurvey", "hsc"]}
     with h5py.File(tmp_path / "xm.h5", "r") as f:
-        assert list(f["object_id"].asstr()[:]) == [f"obj{i}" for i in range(5)]
+        assert list(f["object_id"].asstr()[:]) == [f"obj{i}" for i in range(5)]  # hsc_object_id, no object_id
+        assert list(f["hsc/object_id"].asstr()[:]) == [f"obj{i}" for i in range(5)]
+        assert list(f["legacysurvey/object_id"].asstr()[:]) == [f"ls{i}" for i in range(5)]  # both ids kept
         np.testing.assert_array_equal(f["ra"][:], 150.0 + np.arange(5))
         np.testing.assert_array_equal(f["dec"][:], 2.0 - np.arange(5))
         hsc = f["hsc/flux"][:]

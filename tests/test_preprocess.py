@@ -1,14 +1,17 @@
 """Percentiles and image rescaling on constructed inputs with known answers."""
+import importlib.util
 import json
 import logging
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from samesky.preprocess import (PERCENTILES_SCHEMA, central_crop, compute_percentiles, preprocess_flux,
-                                preprocess_images, read_percentiles, rescale_images, write_percentiles, zoom_to)
+from samesky.preprocess import (PERCENTILES_SCHEMA, compute_percentiles, crop_zoom, preprocess_flux,
+                                preprocess_images, read_percentiles, rescale_images, write_percentiles)
 from samesky.schema import SchemaError, read_provenance, write_crossmatch
+from samesky.surveys import get_survey
 
 
 def image_crossmatch(path, flux, survey="hsc"):
@@ -63,6 +66,26 @@ def test_percentiles_equal_numpy_on_heavy_tailed_data_with_nans(tmp_path, q):
         assert res["low"][band] == pytest.approx(np.percentile(pooled, q[0]), rel=1e-12, abs=1e-12)
         assert res["high"][band] == pytest.approx(np.percentile(pooled, q[1]), rel=1e-12, abs=1e-12)
     assert res["n_sampled"] == 25 and res["n_used"] == 25
+
+
+def test_percentile_sample_first_pools_the_first_rows_as_the_authors(tmp_path):
+    """sample='first': the first max_images rows (the authors' `.take(10000)`), degenerate images pooled too."""
+    rng = np.random.default_rng(2)
+    flux = rng.normal(size=(30, 5, 10, 10)).astype(np.float32)
+    flux[2] = 0.0  # an all-zero image among the first rows: pooled, as np.percentile over them would
+    flux[20:] += 100.0  # rows past the sample would move the percentiles
+    xm = image_crossmatch(tmp_path / "xm.h5", flux)
+    res = compute_percentiles(xm, "hsc", bands=["z", "r", "g"], percentiles=(5, 99), max_images=12, sample="first",
+                              chunk_size=5)
+    for band, idx in (("z", 3), ("r", 1), ("g", 0)):
+        pooled = flux[:12, idx].astype(np.float64).ravel()
+        assert res["low"][band] == pytest.approx(np.percentile(pooled, 5), rel=1e-12)
+        assert res["high"][band] == pytest.approx(np.percentile(pooled, 99), rel=1e-12)
+    assert (res["n_sampled"], res["n_used"], res["sample"]) == (12, 12, "first")
+    rand = compute_percentiles(xm, "hsc", bands=["z", "r", "g"], max_images=12, seed=4)
+    assert rand["sample"] == "random" and rand["high"]["z"] != res["high"]["z"]
+    with pytest.raises(ValueError, match="sample must be 'random' or 'first'"):
+        compute_percentiles(xm, "hsc", bands=["z", "r", "g"], sample="top")
 
 
 def test_percentile_subsample_is_deterministic_by_seed(tmp_path):
@@ -185,43 +208,64 @@ def test_raw_flux_is_converted_to_the_survey_zero_point(tmp_path):
     np.testing.assert_allclose(data, flux * 10**1.8, rtol=1e-6)
 
 
-def test_zoom_and_crop_exact():
-    ramp = np.arange(4, dtype=np.float32)[None, None, None, :].repeat(4, axis=2)
-    z = zoom_to(ramp, (4, 8))
-    np.testing.assert_allclose(z[0, 0, 0], [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3])  # pixel-centre aligned
-    x = np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8)
-    np.testing.assert_array_equal(central_crop(x, 0.5)[0, 0], x[0, 0, 2:6, 2:6])
-    assert central_crop(x, 1.0).shape == x.shape
-    with pytest.raises(ValueError, match="crop_fraction"):
-        central_crop(x, 0)
+GOLDEN_ARCSINH = Path(__file__).parent / "data" / "authors_arcsinh.npz"
 
 
-def test_arcsinh_mode_formula_and_drops():
-    rng = np.random.default_rng(0)
-    x = rng.lognormal(size=(3, 3, 8, 8)).astype(np.float32)
-    x[1] = 2.0
-    x[1, 0, 0, 0] = 50.0       # p1 == p99 over the image: no signal
-    x[2, 1, 4, 4] = np.nan     # inside the central crop: filled with the crop's p1
-    rgb, reason, filled = rescale_images(x, mode="arcsinh", crop_fraction=1.0)
-    assert list(reason) == ["", "no_signal", ""] and filled == 1
-    p1, p99 = np.percentile(x[0], [1, 99])
-    s = np.arcsinh((x[0] - p1) / (p99 - p1))
-    expect = (((s - s.min()) / (s.max() - s.min())).astype(np.float32) * np.float32(255)).astype(np.uint8)
-    assert np.abs(rgb[0].astype(int) - expect).max() <= 1 and rgb[0].max() == 255 and rgb[0].min() == 0
-    assert not rgb[1].any()
-    crop, _, _ = rescale_images(x, mode="arcsinh", crop_fraction=0.5)
-    assert crop.shape == (3, 3, 8, 8) and not np.array_equal(crop[0], rgb[0])
-    with pytest.raises(ValueError, match="unknown preprocessing mode 'log'"):
-        rescale_images(x, mode="log")
+def _golden_inputs():
+    spec = importlib.util.spec_from_file_location("golden_arcsinh", Path(__file__).parent / "golden" / "authors_arcsinh.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.inputs
 
 
-def test_arcsinh_mode_end_to_end_needs_no_percentiles(tmp_path):
+@pytest.mark.parametrize("survey, crop", [("hsc", 28), ("legacysurvey", 18), ("jwst", None)])
+def test_authors_arcsinh_equals_the_authors_code(tmp_path, survey, crop):
+    """Percentiles (crop, zoom, pooled p1/p99) and uint8 RGB equal the authors' own functions run
+    from a checkout (tests/golden/authors_arcsinh.py), for the same raw fluxes."""
+    gold = np.load(GOLDEN_ARCSINH)
+    flux = _golden_inputs()(survey)
+    xm = image_crossmatch(tmp_path / "xm.h5", flux, survey=survey)
+    rgb = list(get_survey(survey).rgb)
+    res = compute_percentiles(xm, survey, bands=rgb, percentiles=(1, 99), sample="first", crop=crop)
+    names = list(gold[f"{survey}_bands"])  # the authors' g, r, z order; ours R, G, B = z, r, g
+    for band, p1, p99 in zip(names, gold[f"{survey}_p1"], gold[f"{survey}_p99"]):
+        assert res["low"][band] == pytest.approx(p1, rel=1e-6, abs=1e-7)
+        assert res["high"][band] == pytest.approx(p99, rel=1e-6, abs=1e-7)
+    low = [gold[f"{survey}_p1"][names.index(b)] for b in rgb]
+    high = [gold[f"{survey}_p99"][names.index(b)] for b in rgb]
+    idx = [get_survey(survey).band_index(b) for b in rgb]
+    out, reason, _ = rescale_images(flux[:, idx], mode="authors_arcsinh", low=low, high=high, crop=crop)
+    assert list(reason) == [""] * len(flux)
+    np.testing.assert_array_equal(out.transpose(0, 2, 3, 1), gold[f"{survey}_rgb"])  # bit-identical
+    write_percentiles(tmp_path / "p.json", res)
+    prov = preprocess_images(xm, survey, tmp_path / "out.h5", bands=rgb, percentiles_json=tmp_path / "p.json",
+                             mode="authors_arcsinh", crop=crop)
+    _, data, _ = read_out(tmp_path / "out.h5")
+    assert data.shape == (len(flux), 3, 96, 96) and prov["crop"] == crop
+    assert np.abs(data.astype(int) - out.astype(int)).max() <= 1  # our own percentiles (float64) vs theirs
+    if crop is not None:
+        with pytest.raises(SchemaError, match=f"percentiles were computed with crop {crop}, "):
+            preprocess_images(xm, survey, tmp_path / "o2.h5", bands=rgb, percentiles_json=tmp_path / "p.json",
+                              mode="authors_arcsinh", crop=crop - 1)
+
+
+def test_crop_zoom_is_the_authors_crop():
+    """resize_galaxy_to_fit(force_extent=(68, 92, 68, 92)) on 160 px keeps rows/cols 66:94 (28 px)."""
+    x = np.arange(160 * 160, dtype=np.float32).reshape(1, 1, 160, 160)
+    z = crop_zoom(x, 28)
+    assert z.shape == (1, 1, 96, 96)
+    assert z[0, 0, 0, 0] == x[0, 0, 66, 66] and z[0, 0, -1, -1] == x[0, 0, 93, 93]
+    assert crop_zoom(x, None) is x
+    with pytest.raises(ValueError, match="crop must be in"):
+        crop_zoom(x, 0)
+    with pytest.raises(ValueError, match="unknown preprocessing mode 'arcsinh'"):
+        rescale_images(np.ones((1, 3, 4, 4)), mode="arcsinh")
+
+
+def test_image_modes_need_percentiles(tmp_path):
     flux = np.random.default_rng(0).lognormal(size=(4, 7, 12, 12)).astype(np.float32)
     xm = image_crossmatch(tmp_path / "xm.h5", flux, survey="jwst")
-    prov = preprocess_images(xm, "jwst", tmp_path / "out.h5", bands=["f444w", "f277w", "f090w"], mode="arcsinh",
-                             crop_fraction=0.75)
-    ids, data, stored = read_out(tmp_path / "out.h5")
-    assert data.shape == (4, 3, 12, 12) and data.dtype == np.uint8 and stored["crop_fraction"] == 0.75
-    assert prov["mode"] == "arcsinh" and "percentiles" not in prov
-    with pytest.raises(ValueError, match="needs percentiles_json"):
-        preprocess_images(xm, "jwst", tmp_path / "o.h5", bands=["f444w", "f277w", "f090w"])
+    for mode in ("paper", "authors_arcsinh"):
+        with pytest.raises(ValueError, match=f"mode '{mode}' needs percentiles_json"):
+            preprocess_images(xm, "jwst", tmp_path / "o.h5", bands=["f444w", "f277w", "f090w"], mode=mode)
+

@@ -74,6 +74,7 @@ def test_schema_shapes_dtypes(combo_files, surveys):
                 assert flux.shape == (N, len(sv.bands)) + sv.shape
                 assert list(g.attrs["bands"]) == list(sv.bands)
                 assert g.attrs["pixel_scale"] == pytest.approx(sv.pixel_scale)
+                assert list(g.attrs["pixel_scales"]) == pytest.approx([sv.band_scale(b) for b in sv.bands])
                 assert g.attrs["flux_unit"] == "nanomaggy"
                 ivar = g["ivar"][:]
                 assert ivar.dtype == np.float32 and ivar.shape == flux.shape and np.all(ivar > 0)
@@ -139,13 +140,13 @@ def test_same_seed_identical_different_seed_differs(combo_files, tmp_path):
 
 
 def test_name_mixed_into_seed():
-    lat_a = simulate.draw_latents(50, simulate._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
-    lat_b = simulate.draw_latents(50, simulate._rng(3, "legacysurvey_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
-    lat_c = simulate.draw_latents(50, simulate._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    lat_a = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    lat_b = simulate.draw_latents(50, simulate.seeding._rng(3, "legacysurvey_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    lat_c = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
     assert not np.allclose(lat_a["redshift"], lat_b["redshift"])
     np.testing.assert_array_equal(lat_a["redshift"], lat_c["redshift"])
     # crc32-based: a fixed, documented value (Python's hash() would change between processes)
-    assert simulate._stable_key("jwst_hsc") == 0xFFFFFFFF & __import__("zlib").crc32(b"jwst_hsc")
+    assert simulate.seeding._stable_key("jwst_hsc") == 0xFFFFFFFF & __import__("zlib").crc32(b"jwst_hsc")
 
 
 def test_rejects_bad_arguments(tmp_path):
@@ -338,10 +339,28 @@ def test_jwst_psf_sharpens_with_shorter_wavelength(combo_files):
     with h5py.File(combo_files["jwst_hsc"], "r") as f:
         img = f["jwst/flux"][:].astype(np.float64)
         r_half = f["truth/r_half_arcsec"][:]
-    # For the most compact objects the F444W core is broader (lower peak fraction) than F150W's.
+    # For the most compact objects the F444W core is broader (lower peak surface-brightness fraction,
+    # per arcsec^2: SW pixels are 0.02", LW 0.04") than F150W's.
     small = np.argsort(r_half)[:5]
-    peak_frac = img[small].max(axis=(2, 3)) / img[small].sum(axis=(2, 3))
+    scales = np.array(get_survey("jwst").pixel_scales)
+    peak_frac = img[small].max(axis=(2, 3)) / img[small].sum(axis=(2, 3)) / scales**2
     assert np.all(peak_frac[:, 2] > peak_frac[:, 6])
+
+
+def test_jwst_short_wavelength_pixels_are_half_the_long(combo_files):
+    """SW pixels are 0.02", LW 0.04": F200W binned 2x2 over the central 48 px is the same sky as F277W's
+    central 24 px (and matches it far better than F200W's own central 24 px would)."""
+    with h5py.File(combo_files["jwst_hsc"], "r") as f:
+        assert list(f["jwst"].attrs["pixel_scales"]) == [0.02] * 4 + [0.04] * 3
+    sky = simulate.simulate_sky("pix", ["jwst"], 4, 1, noise=False, neighbours=False)
+    img = sky["groups"]["jwst"]["flux"].astype(np.float64)
+    sw = img[:, 3, 24:72, 24:72].reshape(4, 24, 2, 24, 2).sum(axis=(2, 4))
+    lw = img[:, 4, 36:60, 36:60]
+    unbinned = img[:, 3, 36:60, 36:60]
+    for i in range(4):
+        same = np.corrcoef(sw[i].ravel(), lw[i].ravel())[0, 1]
+        zoomed = np.corrcoef(unbinned[i].ravel(), lw[i].ravel())[0, 1]
+        assert same > 0.97 and same > zoomed, (same, zoomed)
 
 
 def test_truth_features_are_the_standardised_latents(combo_files):

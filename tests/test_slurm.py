@@ -172,7 +172,7 @@ def test_demo_on_slurm(slurm, tmp_path, demo_config):
     out, seconds = run_on_slurm(slurm, ROOT / "Snakefile", tmp_path, "--configfile", str(configfile), timeout=450)
     print(f"reduced demo on Slurm took {seconds:.0f} s")
     counts = check_every_job_ran_on_slurm(out, tmp_path, gpu_rules={"embed"})
-    assert {"simulate_crossmatch", "percentiles", "preprocess", "build_tiny_model", "embed", "knn_graph",
+    assert {"simulate_snapshot", "percentiles", "preprocess", "build_tiny_model", "embed", "knn_graph",
             "compare"} <= set(counts), counts
     scores = pd.read_csv(tmp_path / "results/tables/scores.csv")
     assert len(scores) == counts["compare"] * len(config["metrics"]["names"])

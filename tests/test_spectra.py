@@ -210,3 +210,49 @@ def test_desi_off_grid_is_an_error_unless_resampling_is_asked(tmp_path):
     assert prov["resampled"] == 2
     assert mask[:, 0].all() and not mask[:, 1:].any()  # the red-shifted grid only half covers the first pixel
     np.testing.assert_allclose(data[~mask], 1.0, rtol=1e-6)
+
+
+def test_real_sdss_spectra_in_the_mmu_layout_have_their_padding_dropped(tmp_path):
+    """The two SDSS DR18 spectra as MMU's SDSS builder writes one file (float32 lambda; rows padded to
+    the longest with lambda -1, ivar 0, mask True, flux edge-repeated: scripts/sdss/build_parent_sample.py
+    L97-104), in a sdss_hsc snapshot: ingested and preprocessed exactly like the unpadded spectra."""
+    from samesky import mmu
+    from samesky.ingest import ingest_hf
+
+    layout = "Smith42/sdss_hsc_crossmatched"
+    rows = [read_sdss(p) for p in SDSS_FILES]
+    lengths = [len(r[0]) for r in rows]
+    width = max(lengths)
+    assert len(set(lengths)) == 2  # one of the two is padded
+    out = []
+    for k, (path, (w, f, iv, m)) in enumerate(zip(SDSS_FILES, rows)):
+        pad = width - len(w)
+        spectrum = {"flux": np.pad(f.astype(np.float32), (0, pad), mode="edge"),
+                    "ivar": np.pad(iv.astype(np.float32), (0, pad)),
+                    "lsf_sigma": np.pad(np.ones(len(w), np.float32), (0, pad), mode="edge"),
+                    "lambda": np.pad(w.astype(np.float32), (0, pad), constant_values=-1),
+                    "mask": np.pad(m, (0, pad), constant_values=True)}
+        hsc = [{"band": b, "flux": np.full((160, 160), k + 1.0 + i, np.float32), "ivar": np.ones((160, 160), np.float32),
+                "mask": np.zeros((160, 160), bool), "psf_fwhm": 0.7, "scale": 0.168}
+               for i, b in enumerate(mmu.BAND_NAMES["hsc"])]
+        parts = {"sdss": {"spectrum": spectrum, **{c: np.nan for c in mmu.SDSS_FLOAT + mmu.SDSS_FLUX},
+                          "ZWARNING": True, "object_id": f"specobj{k}"},
+                 "hsc": {"image": hsc, **{c: np.nan for c in mmu.HSC_FLOAT}, "object_id": path.stem}}
+        out.append(mmu.crossmatch_row(layout, parts))
+    mmu.write_snapshot(tmp_path / "snap", layout, out)
+    ingest_hf(str(tmp_path / "snap"), tmp_path / "mmu.h5", name="sdss_hsc", surveys=["sdss", "hsc"], layout=layout)
+    got = preprocess_spectra(tmp_path / "mmu.h5", "sdss", tmp_path / "a.h5")
+    ref = {"flux": np.zeros((2, width), np.float32), "ivar": np.zeros((2, width), np.float32),
+           "mask": np.ones((2, width), bool), "wavelength": np.full((2, width), np.nan)}
+    for i, (w, f, iv, m) in enumerate(rows):
+        n = len(w)
+        ref["wavelength"][i, :n] = w.astype(np.float32)
+        ref["flux"][i, :n], ref["ivar"][i, :n], ref["mask"][i, :n] = f, iv, m
+    write_crossmatch(tmp_path / "ref.h5", "ref", [p.stem for p in SDSS_FILES], [0.0, 0.0], [0.0, 0.0], {"sdss": ref})
+    want = preprocess_spectra(tmp_path / "ref.h5", "sdss", tmp_path / "b.h5")
+    assert got["padding_pixels"] == want["padding_pixels"] == width - min(lengths)
+    assert got["spectra_with_padding"] == 1 and got["n_written"] == 2
+    a, b = read_out(tmp_path / "a.h5"), read_out(tmp_path / "b.h5")
+    assert list(a[0]) == [p.stem for p in SDSS_FILES]
+    for x, y in zip(a[1:4], b[1:4]):
+        np.testing.assert_array_equal(x, y)

@@ -28,34 +28,45 @@ from .surveys import DESI_WAVELENGTH, IMAGE, get_survey
 
 log = logging.getLogger(__name__)
 
-_IDS = {"object_id": ("object_id",), "ra": ("ra",), "dec": ("dec",)}
+_RADEC = {"ra": ("ra",), "dec": ("dec",)}
 
 # Where each survey's data and the ids live in each dataset: column names tried in order, the
 # first present wins. An image column holds a struct {'band': [...], 'flux': [...], 'ivar',
 # 'mask'} (or a list of per-band structs); a spectrum column {'flux', 'ivar', 'lambda', 'mask'}.
-# The DESI/SDSS sets name their HSC column `image`. `survey_ids`: each survey's own object id,
-# kept as /<survey>/object_id when present.
+# The DESI/SDSS sets (built by MMU's cross_match_datasets) name their HSC column `image` and carry
+# one `object_id`; the JWST/Legacy sets prefix every column with its survey and have no
+# `object_id`. `object_id`: the default crossmatch id column (the reference survey's own id where
+# both surveys' ids are present). `survey_ids`: each survey's own object id, kept as
+# /<survey>/object_id when present.
 HF_LAYOUTS: dict[str, dict] = {
     "Smith42/jwst_hsc_crossmatched": {
-        "columns": {"jwst": ("jwst_image",), "hsc": ("hsc_image",)},
-        "survey_ids": {"jwst": ("jwst_object_id",), "hsc": ("hsc_object_id",)}, **_IDS},
+        "columns": {"jwst": ("jwst_image",), "hsc": ("hsc_image",)}, "object_id": ("hsc_object_id",),
+        "survey_ids": {"jwst": ("jwst_object_id",), "hsc": ("hsc_object_id",)}, **_RADEC},
     "Smith42/legacysurvey_hsc_crossmatched": {
-        "columns": {"legacysurvey": ("legacysurvey_image",), "hsc": ("hsc_image",)},
-        "survey_ids": {"legacysurvey": ("legacysurvey_object_id",), "hsc": ("hsc_object_id",)}, **_IDS},
+        "columns": {"legacysurvey": ("legacysurvey_image",), "hsc": ("hsc_image",)}, "object_id": ("hsc_object_id",),
+        "survey_ids": {"legacysurvey": ("legacysurvey_object_id",), "hsc": ("hsc_object_id",)}, **_RADEC},
     "Smith42/desi_hsc_crossmatched": {
-        "columns": {"desi": ("spectrum", "desi_spectrum"), "hsc": ("image", "hsc_image")},
-        "survey_ids": {"desi": ("desi_object_id", "targetid"), "hsc": ("hsc_object_id",)}, **_IDS},
+        "columns": {"desi": ("spectrum", "desi_spectrum"), "hsc": ("image", "hsc_image")}, "object_id": ("object_id",),
+        "survey_ids": {"desi": ("desi_object_id", "targetid"), "hsc": ("hsc_object_id",)}, **_RADEC},
     "Smith42/sdss_hsc_crossmatched": {
-        "columns": {"sdss": ("spectrum", "sdss_spectrum"), "hsc": ("image", "hsc_image")},
-        "survey_ids": {"sdss": ("sdss_object_id", "specobjid"), "hsc": ("hsc_object_id",)}, **_IDS},
+        "columns": {"sdss": ("spectrum", "sdss_spectrum"), "hsc": ("image", "hsc_image")}, "object_id": ("object_id",),
+        "survey_ids": {"sdss": ("sdss_object_id", "specobjid"), "hsc": ("hsc_object_id",)}, **_RADEC},
 }
+
+
+def layout_for_surveys(surveys: Sequence[str]) -> str | None:
+    """The one layout holding exactly ``surveys`` (None when there is none or several)."""
+    matches = [k for k, v in HF_LAYOUTS.items() if sorted(v["columns"]) == sorted(surveys)]
+    return matches[0] if len(matches) == 1 else None
+
+
 _WAVELENGTH_KEYS = ("lambda", "wavelength", "wave")
 
 
 def ingest_hf(dataset_id: str | Mapping[str, str], out_path, *, name: str, surveys: Sequence[str],
               streaming: bool = True, limit: int | None = None, cache_dir=None, layout: str | None = None,
               id_column: str | Mapping[str, str] | None = None, split: str = "train", chunk_size: int = 64,
-              image_ivar_mask: bool = False) -> dict:
+              image_ivar_mask: bool = False, drop_flat: Mapping[str, str] | None = None) -> dict:
     """Write the crossmatch file ``out_path`` (schema ``samesky-crossmatch/1``); return a summary.
 
     ``dataset_id``: a hub id (e.g. ``Smith42/desi_hsc_crossmatched``) or a local path (a
@@ -65,6 +76,10 @@ def ingest_hf(dataset_id: str | Mapping[str, str], out_path, *, name: str, surve
     else the entry whose surveys are ``surveys``). ``id_column``: the crossmatch-level id
     column (per survey for separate sides; default: the layout's). ``limit``: keep the first
     rows only (of the first survey's side). ``image_ivar_mask``: also keep image ivar/mask.
+    ``drop_flat``: {survey: band}; a row whose band has equal 5th and 99th flux percentiles
+    (``numpy.nanpercentile``) is dropped and counted, as the paper's JWST filter on f200w
+    (UniverseTBD/platonic-universe ``src/pu/experiments.py`` L42-51; its saved statistics keep
+    1,496 of 1,667 JWST-HSC rows). ``limit`` counts kept rows.
     """
     surveys = list(surveys)
     for s in surveys:
@@ -76,9 +91,12 @@ def ingest_hf(dataset_id: str | Mapping[str, str], out_path, *, name: str, surve
     opts = dict(streaming=streaming, cache_dir=cache_dir, split=split, chunk_size=chunk_size,
                 image_ivar_mask=image_ivar_mask)
     with atomic_path(out_path) as tmp:
+        flat = {s: get_survey(s).band_index(b) for s, b in (drop_flat or {}).items()}
         if len(set(sources.values())) == 1:
             ids_col = id_column if isinstance(id_column, str) or id_column is None else id_column[surveys[0]]
-            _spool_table(sources[surveys[0]], tmp, name, surveys, lay, ids_col, limit=limit, **opts)
+            _spool_table(sources[surveys[0]], tmp, name, surveys, lay, ids_col, limit=limit, drop_flat=flat, **opts)
+        elif flat:
+            raise ValueError("drop_flat needs the surveys in one table (the row is dropped for both)")
         else:
             _ingest_sides(sources, tmp, name, surveys, lay, id_column, limit, opts)
         summary = validate_crossmatch(tmp)
@@ -90,10 +108,9 @@ def _layout(dataset_id, layout: str | None, surveys: list[str]) -> dict:
     if layout is None and isinstance(dataset_id, str) and dataset_id in HF_LAYOUTS:
         layout = dataset_id
     if layout is None:
-        matches = [k for k, v in HF_LAYOUTS.items() if sorted(v["columns"]) == sorted(surveys)]
-        if len(matches) != 1:
+        layout = layout_for_surveys(surveys)
+        if layout is None:
             raise ValueError(f"no column layout for surveys {surveys}; pass layout= one of {sorted(HF_LAYOUTS)}")
-        layout = matches[0]
     if layout not in HF_LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; known layouts: {sorted(HF_LAYOUTS)}")
     lay = HF_LAYOUTS[layout]
@@ -306,16 +323,19 @@ class _Writer:
             if survey.modality == IMAGE:
                 g.attrs["bands"] = list(survey.bands)
                 g.attrs["pixel_scale"] = survey.pixel_scale
+                g.attrs["pixel_scales"] = [survey.band_scale(b) for b in survey.bands]
 
 
 def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id_column: str | None, *,
                  limit: int | None, streaming: bool, cache_dir, split: str, chunk_size: int,
-                 image_ivar_mask: bool, keep_ids: set[str] | None = None) -> None:
-    """Stream one table into a crossmatch file at ``path`` (only rows in ``keep_ids`` when given)."""
+                 image_ivar_mask: bool, keep_ids: set[str] | None = None, drop_flat: Mapping[str, int] | None = None
+                 ) -> None:
+    """Stream one table into a crossmatch file at ``path`` (only rows in ``keep_ids`` when given;
+    none whose ``drop_flat`` {survey: band index} image has equal 5th and 99th percentiles)."""
     ds = _open_table(source, split=split, streaming=streaming, cache_dir=cache_dir)
     columns = list(ds.column_names or next(iter(ds)).keys())
     cols = {s: _find(columns, lay["columns"][s], f"survey {s!r}", source) for s in surveys}
-    id_col = _find(columns, [id_column] if id_column else lay["object_id"], "the object id", source)
+    id_col = _find(columns, [id_column] if id_column else lay["object_id"], "the object id (id_column)", source)
     radec = {k: _find(columns, lay[k], k, source, required=False) for k in ("ra", "dec")}
     own_ids = {s: _find(columns, lay["survey_ids"].get(s, ()), f"{s} ids", source, required=False) for s in surveys}
     for k, c in radec.items():
@@ -327,6 +347,7 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id
             "coordinate_columns": radec, "survey_id_columns": own_ids}
     seen: set[str] = set()
     duplicates: list[str] = []
+    flat: list[str] = []
     with h5py.File(path, "w") as f:
         writer = _Writer(f, surveys, chunk_size)
         for row in ds:
@@ -348,13 +369,27 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id
                     out[s] = spectrum_arrays(row[cols[s]], where)
                 if own_ids[s]:
                     out[s]["object_id"] = str(as_str_ids([row[own_ids[s]]])[0])
+            if any(_flat(out[s]["flux"][b]) for s, b in (drop_flat or {}).items()):
+                flat.append(oid)
+                continue
             writer.add(out)
         prov["duplicate_ids_dropped"] = {"n": len(duplicates), "examples": duplicates[:5]}
+        prov["flat_rows_dropped"] = {"bands": {s: get_survey(s).bands[b] for s, b in (drop_flat or {}).items()},
+                                     "n": len(flat), "examples": flat[:5]}
         writer.close(name, prov)
     if duplicates:
         log.warning("%s: dropped %d rows repeating an earlier object id (first kept), e.g. %s", source,
                     len(duplicates), duplicates[:5])
+    if drop_flat:
+        log.info("%s: dropped %d rows whose %s band has equal 5th and 99th percentiles, e.g. %s", source, len(flat),
+                 prov["flat_rows_dropped"]["bands"], flat[:5])
     log.info("%s: spooled %d rows of %s", source, writer.n, surveys)
+
+
+def _flat(image: np.ndarray) -> bool:
+    """The paper's JWST test: the 5th and 99th percentiles of the band are equal (e.g. a cutout
+    mostly off the mosaic, zero-filled)."""
+    return bool(np.nanpercentile(image, 5) == np.nanpercentile(image, 99))
 
 
 # ---- separately stored sides, joined by id ---------------------------------------------------------

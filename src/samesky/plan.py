@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from .surveys import IMAGE, SPECTRUM, get_survey
+from .surveys import IMAGE, SPECTRUM, SURVEYS, get_survey
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -109,6 +109,19 @@ class Plan:
                     f"crossmatches.{name}.surveys: {xm['surveys']} does not include the "
                     f"reference survey {self.reference!r} (reference_survey)"
                 )
+            for survey, band in xm.get("drop_flat", {}).items():
+                key = f"crossmatches.{name}.drop_flat.{survey}"
+                if survey not in xm["surveys"] or get_survey(survey).modality != IMAGE:
+                    raise ConfigError(f"{key}: {survey!r} is not an image survey of this crossmatch {xm['surveys']}")
+                try:
+                    get_survey(survey).band_index(band)
+                except KeyError as err:
+                    raise ConfigError(f"{key}: {err.args[0]}") from None
+                if "path" in xm["source"]:
+                    raise ConfigError(f"{key}: rows are dropped at ingestion; a 'path' source is not ingested")
+            if "hf" in xm["source"] or "simulate" in xm["source"]:
+                self.hf_source(name)  # checks the layout
+
 
     def _image_models(self) -> list[str]:
         registry = _registry()
@@ -152,6 +165,10 @@ class Plan:
                     s.band_index(band)
             except KeyError as err:
                 raise ConfigError(f"preprocess.rgb.{survey}: {err.args[0]}") from None
+        for survey in pre.get("crop_pixels", {}):
+            if survey not in SURVEYS or get_survey(survey).modality != IMAGE:
+                raise ConfigError(f"preprocess.crop_pixels.{survey}: not an image survey; image surveys: "
+                                  f"{[k for k, v in SURVEYS.items() if v.modality == IMAGE]}")
         for survey, xm in pre.get("percentile_source", {}).items():
             if xm not in self.crossmatches or survey not in self.crossmatches[xm]["surveys"]:
                 raise ConfigError(
@@ -230,6 +247,52 @@ class Plan:
     def source(self, crossmatch: str) -> dict:
         return self.crossmatches[crossmatch]["source"]
 
+    def hf_source(self, crossmatch: str) -> dict:
+        """The ingestion settings of a hub or snapshot crossmatch: {dataset, layout, id_column, limit, drop_flat}.
+
+        A simulated crossmatch is a snapshot the workflow writes (``snapshot_dir``) in the layout
+        of the hub crossmatch with the same surveys, ingested like any other.
+        """
+        from .ingest import HF_LAYOUTS, layout_for_surveys
+
+        xm = self.crossmatches[crossmatch]
+        surveys = xm["surveys"]
+        if "simulate" in xm["source"]:
+            layout = layout_for_surveys(surveys)
+            if layout is None:
+                raise ConfigError(f"crossmatches.{crossmatch}.source.simulate: surveys {surveys} have no Multimodal "
+                                  f"Universe layout to simulate; layouts: "
+                                  f"{ {k: sorted(v['columns']) for k, v in HF_LAYOUTS.items()} }")
+            return {"dataset": self.snapshot_dir(crossmatch), "layout": layout,
+                    "id_column": HF_LAYOUTS[layout]["object_id"][0], "limit": None,
+                    "drop_flat": dict(xm.get("drop_flat", {}))}
+        hf = dict(xm["source"]["hf"])
+        key = f"crossmatches.{crossmatch}.source.hf"
+        layout = hf.get("layout")
+        if layout is None:
+            if hf["dataset"] not in HF_LAYOUTS:
+                raise ConfigError(f"{key}.layout: required when dataset {hf['dataset']!r} is not a known hub id "
+                                  f"(e.g. a local snapshot directory); one of {sorted(HF_LAYOUTS)}")
+            layout = hf["dataset"]
+        if layout not in HF_LAYOUTS:
+            raise ConfigError(f"{key}.layout: unknown layout {layout!r}; known: {sorted(HF_LAYOUTS)}")
+        if sorted(HF_LAYOUTS[layout]["columns"]) != sorted(surveys):
+            raise ConfigError(f"{key}.layout: {layout!r} holds surveys {sorted(HF_LAYOUTS[layout]['columns'])}, "
+                              f"but crossmatches.{crossmatch}.surveys is {surveys}")
+        return {"dataset": hf["dataset"], "layout": layout,
+                "id_column": hf.get("id_column") or HF_LAYOUTS[layout]["object_id"][0], "limit": hf.get("limit"),
+                "drop_flat": dict(xm.get("drop_flat", {}))}
+
+    @staticmethod
+    def snapshot_dir(crossmatch: str) -> str:
+        """Where a simulated crossmatch's Multimodal Universe-shaped snapshot is written."""
+        return f"resources/snapshots/{crossmatch}"
+
+    @staticmethod
+    def truth_path(crossmatch: str) -> str:
+        """A simulated crossmatch's latent truth, keyed by the crossmatch's object id."""
+        return f"resources/snapshots/{crossmatch}.truth.h5"
+
     def crossmatch_path(self, crossmatch: str) -> str:
         src = self.source(crossmatch)
         return src["path"] if "path" in src else f"resources/crossmatches/{crossmatch}.h5"
@@ -243,11 +306,11 @@ class Plan:
             "mode": pre.get("mode", "paper"),
             "rgb": list(pre.get("rgb", {}).get(survey) or get_survey(survey).rgb),
         }
-        if params["mode"] == "paper":
-            params.update(percentiles=list(pre.get("percentiles", [5, 99])), max_images=pre.get("max_images", 10000),
-                          seed=pre.get("seed", 0), source=self.percentile_source(survey))
-        else:
-            params.update(crop_fraction=pre.get("crop_fraction", 0.5))
+        paper = params["mode"] == "paper"
+        params.update(percentiles=list(pre.get("percentiles", [5, 99])) if paper else [1, 99],
+                      max_images=pre.get("max_images", 10000), seed=pre.get("seed", 0),
+                      sample=pre.get("percentile_sample", "random"), source=self.percentile_source(survey),
+                      crop=None if paper else pre.get("crop_pixels", {}).get(survey))
         return params
 
     def weights_source(self, model: str) -> str:

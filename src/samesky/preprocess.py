@@ -5,16 +5,19 @@ Images, mode ``paper`` (section 2 of the study): three bands chosen by name beco
 [p_low, p_high] percentiles (5th/99th, from up to 10000 images, ``compute_percentiles``) and
 scaled to [0, 1]; then uint8 = floor(255 * value), as the study's code did.
 
-Images, mode ``arcsinh`` (the authors' later recipe): per image, keep the central
-``crop_fraction`` of the cutout's side and zoom it back to the full size (bilinear), which
-enlarges the galaxy; then one stretch for all three channels together (so colours are kept):
-``arcsinh((x - p1) / (p99 - p1))`` with p1/p99 the image's own 1st/99th percentiles over its
-three channels, min-max scaled to [0, 1] over the image; then uint8 as above.
+Images, mode ``authors_arcsinh`` (the authors' later recipe, UniverseTBD/platonic-universe at
+6672072: ``src/pu/preprocess.py`` L176-284, ``src/pu/zoom.py`` L58-126, ``src/pu/percentiles.py``):
+HSC and Legacy cutouts are cropped to their central ``crop`` pixels (28 for HSC, 18 for Legacy:
+what ``resize_galaxy_to_fit(force_extent=(68, 92, ...) / (72, 88, ...))`` keeps of a 160 px
+cutout) and zoomed to 96 px with ``scipy.ndimage.zoom(order=1)``; JWST is left at 96 px. Each
+channel, with its survey-wide 1st/99th percentiles p1/p99 (computed over the same cropped and
+zoomed images), becomes ``clip(arcsinh(20 t) / arcsinh(20), 0, 1)`` with t = (x - p1) / (p99 -
+p1); then uint8 = floor(255 * value), in the authors' float precisions.
 
-Both modes fill non-finite pixels deliberately (paper: the channel's low percentile, i.e. black;
-arcsinh: the image's p1) and count them, and drop degenerate images with a reason: ``all_nan``
-(a channel with no finite pixel), ``all_zero`` (a channel whose finite pixels are all 0) and
-``no_signal`` (a channel constant after clipping, or p1 == p99 in arcsinh mode). Counts go to
+Both modes fill non-finite pixels deliberately with the channel's low percentile (black) and
+count them, and drop degenerate images with a reason: ``all_nan`` (a channel with no finite
+pixel), ``all_zero`` (a channel whose finite pixels are all 0) and ``no_signal`` (a channel
+constant after the stretch). Counts go to
 the log and to the output's provenance. Image ivar/mask arrays are not used (the study ignored
 them).
 """
@@ -134,17 +137,23 @@ def _ranks(n: int, q: float) -> tuple[int, int, float]:
 
 
 def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], percentiles=(5, 99),
-                        max_images: int = 10000, seed: int = 0, chunk_size: int = 256) -> dict:
+                        max_images: int = 10000, seed: int = 0, sample: str = "random", crop: int | None = None,
+                        chunk_size: int = 256) -> dict:
     """Channel-wise percentiles of ``bands`` over up to ``max_images`` images of ``survey``.
 
-    The images are a uniform random subset drawn with ``seed`` (all images if there are fewer).
-    Non-finite pixels are ignored; degenerate images (a channel all NaN or all zero) are left
-    out and counted. Values equal ``numpy.percentile`` over all pooled finite pixels of the
-    used images (default 'linear' method), computed exactly in two streamed passes.
+    ``sample``: ``random``, a uniform random subset drawn with ``seed``, degenerate images (a
+    channel all NaN or all zero) left out and counted; ``first``, the first ``max_images`` rows
+    as the authors' code takes them (``load_dataset(...).take(10000)``), every image pooled.
+    All images are used if there are fewer. ``crop``: the pixels of each image are those of
+    ``crop_zoom(image, crop)`` (authors_arcsinh). Non-finite pixels are ignored. Values equal
+    ``numpy.percentile`` over all pooled finite pixels of the used images (default 'linear'
+    method), computed exactly in two streamed passes.
     """
     lo_q, hi_q = (float(q) for q in percentiles)
     if not 0 <= lo_q < hi_q <= 100:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {list(percentiles)}")
+    if sample not in ("random", "first"):
+        raise ValueError(f"sample must be 'random' or 'first', got {sample!r}")
     validate_crossmatch(crossmatch_path)
     with open_h5(crossmatch_path) as f:
         group = _survey_group(f, crossmatch_path, survey, IMAGE)
@@ -153,7 +162,8 @@ def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], p
         n_total = flux.shape[0]
         rows = np.arange(n_total)
         if n_total > max_images:
-            rows = np.sort(np.random.default_rng(seed).choice(n_total, size=max_images, replace=False))
+            rows = rows[:max_images] if sample == "first" else np.sort(
+                np.random.default_rng(seed).choice(n_total, size=max_images, replace=False))
         stats = _OrderStatistics(3)
         skipped = {"all_nan": 0, "all_zero": 0}
         for second in (False, True):
@@ -161,11 +171,11 @@ def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], p
                 sel = rows[a:b]
                 x = flux[sel[0]:sel[-1] + 1] if len(rows) == n_total else flux[sel]
                 x = x[:, idx].astype(np.float32, copy=False)
-                reason = _degenerate(x)
+                reason = _degenerate(x) if sample == "random" else np.full(len(x), "", object)
                 if not second:
                     for r in skipped:
                         skipped[r] += int((reason == r).sum())
-                x = x[reason == ""]
+                x = crop_zoom(x[reason == ""], crop)
                 for c in range(3):
                     stats.add(c, x[:, c], second)
             if not second:
@@ -190,7 +200,7 @@ def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], p
         "schema": PERCENTILES_SCHEMA, "survey": survey, "source": str(crossmatch_path), "bands": list(bands),
         "percentiles": [lo_q, hi_q], "low": {b: v[0] for b, v in values.items()},
         "high": {b: v[1] for b, v in values.items()}, "n_total": n_total, "n_sampled": len(rows),
-        "n_used": n_used, "skipped": skipped, "max_images": max_images, "seed": seed,
+        "n_used": n_used, "skipped": skipped, "max_images": max_images, "seed": seed, "sample": sample, "crop": crop,
     }
 
 
@@ -229,100 +239,75 @@ def _to_uint8(y: np.ndarray) -> np.ndarray:
     return (y.astype(np.float32) * np.float32(255)).astype(np.uint8)
 
 
-def _zoom_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) bilinear interpolation matrix, pixel centres aligned (no corner alignment)."""
-    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    i0 = np.floor(src).astype(int)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    m = np.zeros((n_out, n_in), np.float32)
-    np.add.at(m, (np.arange(n_out), i0), 1 - (src - i0))
-    np.add.at(m, (np.arange(n_out), i1), src - i0)
-    return m
+MODES = ("paper", "authors_arcsinh")
+ZOOMED_SIDE = 96  # authors_arcsinh: crops are zoomed to 96 px (resize_galaxy_to_fit's target_size)
+STRETCH = 20  # authors_arcsinh: arcsinh(20 t) / arcsinh(20) (flux_to_pil's stretch_alpha)
 
 
-def central_crop(x: np.ndarray, crop_fraction: float) -> np.ndarray:
-    """The central ``crop_fraction`` of each side of (N, C, H, W) images."""
-    if not 0 < crop_fraction <= 1:
-        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
-    h, w = x.shape[-2:]
-    ch, cw = max(1, round(h * crop_fraction)), max(1, round(w * crop_fraction))
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top:top + ch, left:left + cw]
-
-
-def zoom_to(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear zoom of (N, C, h, w) images to (N, C, *shape), as two small matrix products."""
-    h, w = x.shape[-2:]
-    if (h, w) == tuple(shape):
+def crop_zoom(x: np.ndarray, crop: int | None) -> np.ndarray:
+    """The central ``crop`` x ``crop`` pixels of (N, C, H, W) images zoomed to 96 px, bilinear, with
+    ``scipy.ndimage.zoom(order=1)`` as the authors' ``resize_galaxy_to_fit``; None: unchanged."""
+    if crop is None:
         return x
-    return _zoom_matrix(h, shape[0]) @ x @ _zoom_matrix(w, shape[1]).T
+    from scipy import ndimage
+
+    h, w = x.shape[-2:]
+    if not 0 < crop <= min(h, w):
+        raise ValueError(f"crop must be in (0, {min(h, w)}] pixels, got {crop}")
+    top, left = h // 2 - crop // 2, w // 2 - crop // 2
+    f = ZOOMED_SIDE / crop
+    return ndimage.zoom(x[..., top:top + crop, left:left + crop], (1, 1, f, f), order=1)
 
 
-def rescale_images(x: np.ndarray, *, mode: str = "paper", low=None, high=None, crop_fraction: float = 0.5
+def rescale_images(x: np.ndarray, *, mode: str = "paper", low=None, high=None, crop: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """Turn (N, 3, H, W) fluxes (R, G, B order) into uint8 RGB; see the module docstring.
 
-    Returns (rgb uint8 (N, 3, H, W), reason (N,) object array: '' for kept images, else the
-    drop reason, n_filled: non-finite pixels filled in the kept images' used area). Dropped
-    rows of ``rgb`` are 0. ``low``/``high`` (3,): paper mode's clip values per channel.
+    Returns (rgb uint8 (N, 3, H', W'), reason (N,) object array: '' for kept images, else the
+    drop reason, n_filled: non-finite pixels filled in the kept images). Dropped rows of ``rgb``
+    are 0. ``low``/``high`` (3,): each channel's percentiles. ``crop``: authors_arcsinh only.
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {x.shape}")
+    if mode not in MODES:
+        raise ValueError(f"unknown preprocessing mode {mode!r}; expected one of {list(MODES)}")
     reason = _degenerate(x)
+    if mode == "authors_arcsinh":
+        x = crop_zoom(x, crop)
+    low32 = np.asarray(low, np.float32).reshape(1, 3, 1, 1)
+    high32 = np.asarray(high, np.float32).reshape(1, 3, 1, 1)
+    bad = ~np.isfinite(x)
     if mode == "paper":
-        low = np.asarray(low, np.float32).reshape(1, 3, 1, 1)
-        high = np.asarray(high, np.float32).reshape(1, 3, 1, 1)
-        bad = ~np.isfinite(x)
-        y = np.clip((np.where(bad, low, x) - low) / (high - low), 0, 1)
-        flat = y.reshape(len(y), 3, -1)
-        constant = (flat.max(axis=2) == flat.min(axis=2)).any(axis=1)
-    elif mode == "arcsinh":
-        crop = central_crop(x, crop_fraction)
-        bad = ~np.isfinite(crop)
-        no_finite = bad.all(axis=(1, 2, 3))
-        crop = crop.copy()
-        for i in np.flatnonzero(bad.any(axis=(1, 2, 3)) & ~no_finite):
-            crop[i][bad[i]] = np.percentile(crop[i][~bad[i]], 1)
-        crop[no_finite] = 0
-        z = zoom_to(crop, x.shape[-2:])
-        p1, p99 = np.percentile(z.reshape(len(z), -1), [1, 99], axis=1).reshape(2, -1, 1, 1, 1)
-        span = p99 - p1
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s = np.arcsinh((z - p1) / span)
-            smin = s.min(axis=(1, 2, 3), keepdims=True)
-            y = (s - smin) / (s.max(axis=(1, 2, 3), keepdims=True) - smin)
-        constant = no_finite | ~(span.ravel() > 0) | ~np.isfinite(y).all(axis=(1, 2, 3))
-    else:
-        raise ValueError(f"unknown preprocessing mode {mode!r}; expected 'paper' or 'arcsinh'")
+        y = np.clip((np.where(bad, low32, x) - low32) / (high32 - low32), 0, 1)
+    else:  # the authors' dtypes: float32 arithmetic, then a float64 scalar divisor
+        t = (np.where(bad, low32, x) - low32) / (high32 - low32)
+        y = np.clip(np.arcsinh(np.float32(STRETCH) * t) / np.arcsinh(np.float64(STRETCH)), 0, 1)
+    flat = y.reshape(len(y), 3, -1)
+    constant = (flat.max(axis=2) == flat.min(axis=2)).any(axis=1)
     reason[(reason == "") & constant] = "no_signal"
     keep = reason == ""
     n_filled = int(bad[keep].sum())
     y = np.where(keep.reshape(-1, 1, 1, 1), y, 0)
-    return _to_uint8(y), reason, n_filled
+    return _to_uint8(y) if mode == "paper" else (y * 255).astype(np.uint8), reason, n_filled
 
 
 def preprocess_images(crossmatch_path, survey: str, out_path, *, bands: Sequence[str], percentiles_json=None,
-                      mode: str = "paper", crop_fraction: float = 0.5, chunk_size: int = 256) -> dict:
+                      mode: str = "paper", crop: int | None = None, chunk_size: int = 256) -> dict:
     """Write RGB uint8 images (N_kept, 3, H, W) of ``survey`` to ``out_path``; return provenance.
 
     ``bands``: the band names mapped to R, G, B. ``percentiles_json``: the survey's
-    ``write_percentiles`` file (paper mode only). ``crop_fraction``: arcsinh mode only, the
-    central fraction of the cutout's side kept before zooming back to full size (1 = no crop).
-    Reads and writes ``chunk_size`` images at a time.
+    ``write_percentiles`` file. ``crop``: authors_arcsinh mode only, the central pixels kept
+    before zooming to 96 px (None: no crop or zoom). Reads and writes ``chunk_size`` images at
+    a time.
     """
-    low = high = None
-    prov = {"source": str(crossmatch_path), "survey": survey, "mode": mode, "bands_rgb": list(bands)}
-    if mode == "paper":
-        if percentiles_json is None:
-            raise ValueError("mode 'paper' needs percentiles_json (from write_percentiles)")
-        low, high, rec = read_percentiles(percentiles_json, survey, bands)
-        prov["percentiles"] = {"file": str(percentiles_json), "percentiles": rec["percentiles"],
-                               "low": low.tolist(), "high": high.tolist(), "n_used": rec.get("n_used")}
-    elif mode == "arcsinh":
-        prov["crop_fraction"] = crop_fraction
-    else:
-        raise ValueError(f"unknown preprocessing mode {mode!r}; expected 'paper' or 'arcsinh'")
+    if mode not in MODES:
+        raise ValueError(f"unknown preprocessing mode {mode!r}; expected one of {list(MODES)}")
+    if percentiles_json is None:
+        raise ValueError(f"mode {mode!r} needs percentiles_json (from write_percentiles)")
+    if mode == "paper" and crop is not None:
+        raise ValueError("crop is for mode 'authors_arcsinh' only")
+    prov = {"source": str(crossmatch_path), "survey": survey, "mode": mode, "bands_rgb": list(bands), "crop": crop}
     dropped = {r: 0 for r in REASONS}
     examples: dict[str, list[str]] = {r: [] for r in REASONS}
     n_filled = 0
@@ -330,14 +315,21 @@ def preprocess_images(crossmatch_path, survey: str, out_path, *, bands: Sequence
     with open_h5(crossmatch_path) as f:
         group = _survey_group(f, crossmatch_path, survey, IMAGE)
         idx = _band_indices(group, crossmatch_path, survey, bands)
+        low, high, rec = read_percentiles(percentiles_json, survey, bands)
+        if rec.get("crop") != crop:
+            raise SchemaError(f"{percentiles_json}: percentiles were computed with crop {rec.get('crop')}, "
+                              f"the images are preprocessed with crop {crop}")
+        prov["percentiles"] = {"file": str(percentiles_json), "percentiles": rec["percentiles"],
+                               "low": low.tolist(), "high": high.tolist(), "n_used": rec.get("n_used")}
         flux = group["flux"]
         ids = as_str_ids(f["object_id"][:])
         n, _, h, w = flux.shape
+        if crop is not None:
+            h = w = ZOOMED_SIDE
         kept = np.zeros(n, bool)
         with preprocessed_writer(out_path, {"data": ((3, h, w), np.uint8)}) as writer:
             for a, b in _chunks(n, chunk_size):
-                rgb, reason, filled = rescale_images(flux[a:b][:, idx], mode=mode, low=low, high=high,
-                                                     crop_fraction=crop_fraction)
+                rgb, reason, filled = rescale_images(flux[a:b][:, idx], mode=mode, low=low, high=high, crop=crop)
                 n_filled += filled
                 _count_drops(reason, ids[a:b], dropped, examples)
                 kept[a:b] = reason == ""
@@ -430,7 +422,9 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
     other rows are resampled flux-conservingly
     (``samesky.spectra``), one overlap matrix per distinct input grid. For DESI an off-grid row
     is an error unless ``resample_off_grid`` is True; for other surveys resampling is the point
-    (default True). Non-finite flux is masked and counted; masked pixels have ivar 0; spectra
+    (default True). A padded tail (MMU's SDSS builder pads each file's rows to its longest with
+    lambda = -1; our ragged rows carry NaN) is dropped before resampling and counted
+    (``padding_pixels``). Non-finite flux is masked and counted; masked pixels have ivar 0; spectra
     with no unmasked pixel left (``no_valid_pixels``) or whose unmasked flux is all 0
     (``all_zero``: no signal, and identical embeddings) are dropped and counted. If every
     spectrum is dropped, nothing is written and a SchemaError says why.
@@ -438,7 +432,7 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
     if resample_off_grid is None:
         resample_off_grid = survey != "desi"
     counts = {"passed_through": 0, "resampled": 0, "nonfinite_flux_pixels": 0, "spectra_with_nonfinite_flux": 0,
-              "distinct_input_grids": 0}
+              "padding_pixels": 0, "spectra_with_padding": 0, "distinct_input_grids": 0}
     dropped = {"no_valid_pixels": 0, "all_zero": 0}
     examples: dict[str, list[str]] = {"no_valid_pixels": [], "all_zero": []}
     grids: set[bytes] = set()
@@ -459,7 +453,11 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
             for a, b in _chunks(n, chunk_size):
                 flux, ivar, mask = flux_ds[a:b], ivar_ds[a:b], mask_ds[a:b].astype(bool)
                 wave = np.broadcast_to(shared_wave, flux.shape) if shared_wave is not None else wave_ds[a:b]
-                nonfinite = ~np.isfinite(flux) & np.isfinite(wave)
+                on_grid = np.isfinite(wave) & (wave > 0)  # padding: lambda <= 0 (MMU SDSS) or NaN (ragged rows)
+                pad = ~on_grid
+                counts["padding_pixels"] += int(pad.sum())
+                counts["spectra_with_padding"] += int(pad.any(axis=1).sum())
+                nonfinite = ~np.isfinite(flux) & on_grid
                 counts["nonfinite_flux_pixels"] += int(nonfinite.sum())
                 counts["spectra_with_nonfinite_flux"] += int(nonfinite.any(axis=1).sum())
                 out = _spectra_on_desi_grid(flux, ivar, mask, wave, ids[a:b], crossmatch_path, survey,
@@ -478,9 +476,10 @@ def preprocess_spectra(crossmatch_path, survey: str, out_path, *, resample_off_g
                               "(specutils FluxConservingResampler semantics, samesky.spectra)"}
             writer.provenance = prov
     log.info("%s/%s -> %s: wrote %d of %d spectra (%d passed through, %d resampled from %d grids); dropped %s; "
-             "%d non-finite flux pixels in %d spectra masked", crossmatch_path, survey, out_path, prov["n_written"],
+             "%d non-finite flux pixels in %d spectra masked; %d padding pixels (lambda <= 0 or NaN) in %d spectra "
+             "dropped before resampling", crossmatch_path, survey, out_path, prov["n_written"],
              n, counts["passed_through"], counts["resampled"], len(grids), dropped, counts["nonfinite_flux_pixels"],
-             counts["spectra_with_nonfinite_flux"])
+             counts["spectra_with_nonfinite_flux"], counts["padding_pixels"], counts["spectra_with_padding"])
     return prov
 
 
@@ -492,9 +491,12 @@ def _spectra_on_desi_grid(flux, ivar, mask, wave, ids, path, survey, resample_of
     out_mask = np.ones(out_flux.shape, bool)
     groups: dict[tuple[bytes, bytes], list[int]] = {}
     for i in range(n):
-        cols = np.isfinite(wave[i])
+        cols = np.isfinite(wave[i]) & (wave[i] > 0)
         if cols.sum() < 2:
             continue  # nothing to place on a grid: stays fully masked, dropped by the caller
+        if not cols[:cols.sum()].all():
+            raise SchemaError(f"{path}: '{survey}/wavelength' of object_id {str(ids[i])!r} has padding (lambda <= 0 "
+                              f"or NaN) before its last valid pixel; only a padded tail can be dropped")
         groups.setdefault((np.asarray(wave[i][cols], np.float64).tobytes(), cols.tobytes()), []).append(i)
     for key, rows in groups.items():
         w = np.frombuffer(key[0], np.float64)

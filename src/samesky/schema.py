@@ -7,7 +7,7 @@ Crossmatch file (``resources/crossmatches/{crossmatch}.h5``), written by every d
     /object_id        (N,) str     crossmatch-level id, unique; every artifact is keyed by it
     /ra, /dec         (N,) float64 degrees
     /<survey>/        one group per survey of the crossmatch (names from samesky.surveys)
-      image survey:   flux (N, B, H, W) float32; attrs bands (list, on-disk order), pixel_scale,
+      image survey:   flux (N, B, H, W) float32; attrs bands (list, on-disk order), pixel_scale, pixel_scales (per band),
                       optional zero_point (AB mag of one flux unit; default: the survey's)
                       optional ivar (N, B, H, W) float32, mask (N, B, H, W) bool (True = bad)
       spectrum survey: flux (N, L) float32, ivar (N, L) float32, mask (N, L) bool (True = bad),
@@ -171,6 +171,7 @@ def write_crossmatch(
             if survey.modality == IMAGE:
                 g.attrs["bands"] = list(survey.bands)
                 g.attrs["pixel_scale"] = survey.pixel_scale
+                g.attrs["pixel_scales"] = [survey.band_scale(b) for b in survey.bands]
         if truth:
             t = f.create_group("truth")
             for key, value in truth.items():

@@ -26,12 +26,18 @@ class Survey:
     modality: str  # IMAGE or SPECTRUM
     bands: tuple[str, ...] = ()  # images: on-disk band order
     shape: tuple[int, int] | None = None  # images: (H, W) cutout size
-    pixel_scale: float | None = None  # images: arcsec / pixel
+    pixel_scale: float | None = None  # images: arcsec / pixel (of every band unless pixel_scales says otherwise)
     rgb: tuple[str, str, str] | None = None  # images: default bands mapped to R, G, B
     wave_range: tuple[float, float] | None = None  # spectra: nominal coverage in Angstrom
     # images: AB magnitude of one flux unit in the Multimodal Universe cutouts (HSC 27, as AION's
     # codec assumes; Legacy 22.5, i.e. nanomaggies); a crossmatch may declare its own (attr zero_point)
     zero_point: float | None = None
+    # images: arcsec / pixel per band (on-disk order) when bands differ, e.g. JWST NIRCam SW 0.02", LW 0.04"
+    pixel_scales: tuple[float, ...] | None = None
+
+    def band_scale(self, band: str) -> float:
+        """Pixel scale (arcsec / pixel) of one band."""
+        return self.pixel_scales[self.band_index(band)] if self.pixel_scales else self.pixel_scale
 
     def band_index(self, band: str) -> int:
         try:
@@ -67,6 +73,10 @@ SURVEYS: dict[str, Survey] = {
             (96, 96),
             0.04,
             ("f444w", "f277w", "f090w"),
+            # MMU's JWST cutouts keep each mosaic's pixels: 0.02"/px for the short-wavelength bands,
+            # 0.04"/px for the long (scripts/jwst/README.md L22, build_parent_sample.py L126-131; the
+            # PRIMER SW mosaics are the exception at 0.04")
+            pixel_scales=(0.02, 0.02, 0.02, 0.02, 0.04, 0.04, 0.04),
         ),
         Survey("desi", "DESI", SPECTRUM, wave_range=(3600.0, 9824.0)),
         Survey("sdss", "SDSS", SPECTRUM, wave_range=(3800.0, 9200.0)),

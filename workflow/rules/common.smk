@@ -36,7 +36,7 @@ def _sources(kind):
 
 def _preprocess_inputs(wc):
     inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
-    if PLAN.preprocess_params(wc.survey).get("mode") == "paper":
+    if "mode" in PLAN.preprocess_params(wc.survey):  # images
         inputs["percentiles"] = f"results/preprocessed/percentiles/{wc.survey}.json"
     return inputs
 

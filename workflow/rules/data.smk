@@ -1,37 +1,42 @@
 # Data: one crossmatch file per crossmatch, in the schema of samesky.schema.
-# A crossmatch comes from the simulated sky, from the Hugging Face Hub (downloaded on the
-# login node: compute nodes are often offline), or from a user's file (no rule needed).
+# A crossmatch comes from the Hugging Face Hub (downloaded on the login node: compute nodes are
+# often offline), from a local snapshot of it, from the simulated sky (written as such a
+# snapshot, then ingested the same way), or from a user's file (no rule needed).
 
 
 localrules:
     ingest_hf,
 
 
-rule simulate_crossmatch:
+rule simulate_snapshot:
     output:
-        "resources/crossmatches/{crossmatch}.h5",
+        snapshot=directory(PLAN.snapshot_dir("{crossmatch}")),
+        truth=PLAN.truth_path("{crossmatch}"),
     wildcard_constraints:
         crossmatch=_one_of(_sources("simulate")),
     params:
-        surveys=lambda wc: PLAN.crossmatches[wc.crossmatch]["surveys"],
+        layout=lambda wc: PLAN.hf_source(wc.crossmatch)["layout"],
         simulate=lambda wc: PLAN.source(wc.crossmatch)["simulate"],
     threads: 1
     log:
-        "logs/simulate_crossmatch/{crossmatch}.log",
+        "logs/simulate_snapshot/{crossmatch}.log",
     conda:
         "../../envs/samesky.yaml"
     script:
-        "../scripts/simulate_crossmatch.py"
+        "../scripts/simulate_snapshot.py"
 
 
+# Hub crossmatches, local snapshots and simulated snapshots: the same ingestion code.
 rule ingest_hf:
+    input:
+        lambda wc: [PLAN.snapshot_dir(wc.crossmatch)] if "simulate" in PLAN.source(wc.crossmatch) else [],
     output:
         "resources/crossmatches/{crossmatch}.h5",
     wildcard_constraints:
-        crossmatch=_one_of(_sources("hf")),
+        crossmatch=_one_of(_sources("hf") + _sources("simulate")),
     params:
         surveys=lambda wc: PLAN.crossmatches[wc.crossmatch]["surveys"],
-        hf=lambda wc: PLAN.source(wc.crossmatch)["hf"],
+        hf=lambda wc: PLAN.hf_source(wc.crossmatch),
     threads: 1
     log:
         "logs/ingest_hf/{crossmatch}.log",
@@ -43,7 +48,8 @@ rule ingest_hf:
 
 rule truth_embedding:
     input:
-        lambda wc: PLAN.crossmatch_path(wc.crossmatch),
+        crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
+        truth=lambda wc: PLAN.truth_path(wc.crossmatch),
     output:
         "results/embeddings/{crossmatch}/truth/latent-truth.h5",
     wildcard_constraints:

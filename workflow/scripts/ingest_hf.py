@@ -1,8 +1,9 @@
-"""Rule ingest_hf (login node): stream a Multimodal Universe crossmatch into our schema."""
+"""Rule ingest_hf (login node): a Multimodal Universe crossmatch (hub or local snapshot) into our schema."""
 from samesky.ingest import ingest_hf
 from samesky.runtime import setup_job
 
 setup_job(snakemake)
 hf = snakemake.params.hf
 ingest_hf(hf["dataset"], snakemake.output[0], name=snakemake.wildcards.crossmatch,
-          surveys=list(snakemake.params.surveys), limit=hf.get("limit"))
+          surveys=list(snakemake.params.surveys), layout=hf["layout"], id_column=hf["id_column"], limit=hf["limit"],
+          drop_flat=hf["drop_flat"])

@@ -5,5 +5,6 @@ from samesky.runtime import setup_job
 setup_job(snakemake)
 pre = snakemake.params.pre
 result = compute_percentiles(snakemake.input[0], snakemake.wildcards.survey, bands=pre["rgb"],
-                             percentiles=tuple(pre["percentiles"]), max_images=pre["max_images"], seed=pre["seed"])
+                             percentiles=tuple(pre["percentiles"]), max_images=pre["max_images"], seed=pre["seed"],
+                             sample=pre["sample"], crop=pre["crop"])
 write_percentiles(snakemake.output[0], result)

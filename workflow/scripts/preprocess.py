@@ -7,7 +7,6 @@ setup_job(snakemake)
 survey, pre = snakemake.wildcards.survey, snakemake.params.pre
 if get_survey(survey).modality == IMAGE:
     preprocess_images(snakemake.input.crossmatch, survey, snakemake.output[0], bands=pre["rgb"],
-                      percentiles_json=snakemake.input.get("percentiles"), mode=pre["mode"],
-                      crop_fraction=pre.get("crop_fraction", 0.5))
+                      percentiles_json=snakemake.input.percentiles, mode=pre["mode"], crop=pre["crop"])
 else:
     preprocess_spectra(snakemake.input.crossmatch, survey, snakemake.output[0])

@@ -5,7 +5,7 @@ from samesky.schema import write_embeddings
 from samesky.simulate import TRUTH_FEATURES, truth_features
 
 setup_job(snakemake)
-ids, features = truth_features(snakemake.input[0])
+ids, features = truth_features(snakemake.input.truth, snakemake.input.crossmatch)
 write_embeddings(snakemake.output[0], ids, features,
                  {"model": TRUTH_MODEL, "features": list(TRUTH_FEATURES), "scaling": "z-score",
-                  "source": snakemake.input[0]})
+                  "source": snakemake.input.truth})

@@ -1,0 +1,166 @@
+"""Multimodal Universe (MMU) crossmatch snapshots: the columns its builders declare, and a writer.
+
+``builder_features(survey)`` is, field by field and in order, what each MMU builder's ``_info``
+declares (MultimodalUniverse/MultimodalUniverse at 2dcff3d: ``scripts/hsc/hsc.py`` L80-186,
+``scripts/legacysurvey/legacysurvey.py`` L73-153, ``scripts/jwst/jwst.py`` L117-230,
+``scripts/desi/desi.py`` L61-127, ``scripts/sdss/sdss.py`` L98-208); tests compare it with the
+features the builders themselves produce (``tests/golden/mmu_features.py``).
+
+``crossmatch_features(layout)``: the DESI/SDSS-HSC sets are ``cross_match_datasets(left, hsc)``
+(``mmu/utils.py`` L139-144: the left example updated by the right one, so ``object_id`` is HSC's,
+and the HSC image column is ``image``); the JWST/Legacy-HSC sets carry every column of each
+parent prefixed by its survey (``hsc_image``, ``hsc_object_id``, ``legacysurvey_object_id``, ...;
+the image and id names are the published ones, the prefixing of the other columns is inferred).
+
+``write_snapshot`` writes rows as a downloaded dataset snapshot, ``<dir>/data/train-*.parquet``,
+which :func:`samesky.ingest.ingest_hf` reads like the hub data.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .surveys import DESI_WAVELENGTH
+
+# Band names as the builders' parent samples write them (image_band).
+BAND_NAMES = {
+    "hsc": ("hsc-g", "hsc-r", "hsc-i", "hsc-z", "hsc-y"),  # scripts/hsc/build_parent_sample.py L18, L107 (lower())
+    "legacysurvey": ("DES-G", "DES-R", "DES-I", "DES-Z"),  # scripts/legacysurvey/legacysurvey.py L118
+    "jwst": ("f090w", "f115w", "f150w", "f200w", "f277w", "f356w", "f444w"),  # scripts/jwst/jwst.py L119
+}
+IMAGE_SIZE = {"hsc": 160, "legacysurvey": 160, "jwst": 96}
+DESI_LENGTH = len(DESI_WAVELENGTH)  # 7781, scripts/desi/desi.py L100
+
+HSC_FLOAT = (
+    [f"a_{b}" for b in "grizy"] + [f"{b}_extendedness_value" for b in "grizy"]
+    + [f"{b}_cmodel_{k}" for b in "grizy" for k in ("mag", "magerr")]
+    + [f"{b}_sdssshape_psf_shape{k}" for b in "grizy" for k in ("11", "22", "12")]
+    + [f"{b}_sdssshape_shape{k}" for b in "grizy" for k in ("11", "22", "12")])
+LEGACY_FLOAT = ["EBV", "FLUX_G", "FLUX_R", "FLUX_I", "FLUX_Z", "FLUX_W1", "FLUX_W2", "FLUX_W3", "FLUX_W4",
+                "SHAPE_R", "SHAPE_E1", "SHAPE_E2"]
+LEGACY_CATALOG = ["FLUX_G", "FLUX_R", "FLUX_I", "FLUX_Z", "TYPE", "SHAPE_R", "SHAPE_E1", "SHAPE_E2", "X", "Y"]
+JWST_FLOAT = ["mag_auto", "flux_radius", "flux_auto", "fluxerr_auto", "cxx_image", "cyy_image", "cxy_image"]
+DESI_FLOAT = ["Z", "ZERR", "EBV", "FLUX_G", "FLUX_R", "FLUX_Z", "FLUX_IVAR_G", "FLUX_IVAR_R", "FLUX_IVAR_Z",
+              "FIBERFLUX_G", "FIBERFLUX_R", "FIBERFLUX_Z", "FIBERTOTFLUX_G", "FIBERTOTFLUX_R", "FIBERTOTFLUX_Z"]
+DESI_BOOL = ["ZWARN"]
+SDSS_FLOAT = ["VDISP", "VDISP_ERR", "Z", "Z_ERR"]
+SDSS_BOOL = ["ZWARNING"]
+SDSS_FLUX = [f"{f}_{b}" for f in ("SPECTROFLUX", "SPECTROFLUX_IVAR", "SPECTROSYNFLUX", "SPECTROSYNFLUX_IVAR")
+             for b in "UGRIZ"]
+
+# layout -> (how it was built, the two parent surveys in order)
+LAYOUTS = {
+    "Smith42/jwst_hsc_crossmatched": ("prefixed", ("jwst", "hsc")),
+    "Smith42/legacysurvey_hsc_crossmatched": ("prefixed", ("legacysurvey", "hsc")),
+    "Smith42/desi_hsc_crossmatched": ("cross_match_datasets", ("desi", "hsc")),
+    "Smith42/sdss_hsc_crossmatched": ("cross_match_datasets", ("sdss", "hsc")),
+}
+
+
+def _image_feature(size: int, mask_before_ivar: bool = False):
+    from datasets import Array2D, Sequence, Value
+
+    arrays = {"flux": Array2D((size, size), "float32"), "ivar": Array2D((size, size), "float32"),
+              "mask": Array2D((size, size), "bool")}
+    order = ("flux", "mask", "ivar") if mask_before_ivar else ("flux", "ivar", "mask")
+    return Sequence(feature={"band": Value("string"), **{k: arrays[k] for k in order},
+                             "psf_fwhm": Value("float32"), "scale": Value("float32")})
+
+
+def _spectrum_feature(length: int | None):
+    from datasets import Sequence, Value
+
+    kw = {} if length is None else {"length": length}
+    return Sequence(feature={"flux": Value("float32"), "ivar": Value("float32"), "lsf_sigma": Value("float32"),
+                             "lambda": Value("float32"), "mask": Value("bool")}, **kw)
+
+
+def builder_features(survey: str) -> dict:
+    """The features one MMU builder declares, in its order (a plain dict of datasets features)."""
+    from datasets import Image, Sequence, Value
+
+    f32 = Value("float32")
+    if survey == "hsc":
+        return {"image": _image_feature(160), **{k: f32 for k in HSC_FLOAT}, "object_id": Value("string")}
+    if survey == "legacysurvey":
+        return {"image": _image_feature(160, mask_before_ivar=True), "blobmodel": Image(), "rgb": Image(),
+                "object_mask": Image(), "catalog": Sequence(feature={k: f32 for k in LEGACY_CATALOG}),
+                **{k: f32 for k in LEGACY_FLOAT}, "object_id": Value("string")}
+    if survey == "jwst":
+        return {"image": _image_feature(96), **{k: f32 for k in JWST_FLOAT}, "object_id": Value("string")}
+    if survey == "desi":
+        return {"spectrum": _spectrum_feature(DESI_LENGTH), **{k: f32 for k in DESI_FLOAT},
+                **{k: Value("bool") for k in DESI_BOOL}, "object_id": Value("string")}
+    if survey == "sdss":
+        return {"spectrum": _spectrum_feature(None), **{k: f32 for k in SDSS_FLOAT},
+                **{k: Value("bool") for k in SDSS_BOOL}, **{k: f32 for k in SDSS_FLUX}, "object_id": Value("string")}
+    raise KeyError(f"no Multimodal Universe builder for survey {survey!r}; known: hsc, legacysurvey, jwst, desi, sdss")
+
+
+def crossmatch_features(layout: str):
+    """The ``datasets.Features`` of one crossmatch layout (see the module docstring)."""
+    from datasets import Features
+
+    kind, (left, right) = _layout(layout)
+    if kind == "cross_match_datasets":
+        merged = dict(builder_features(left))
+        merged.update(builder_features(right))
+        return Features(merged)
+    return Features({f"{s}_{k}": v for s in (left, right) for k, v in builder_features(s).items()})
+
+
+def _layout(layout: str):
+    try:
+        return LAYOUTS[layout]
+    except KeyError:
+        raise KeyError(f"unknown Multimodal Universe layout {layout!r}; known: {sorted(LAYOUTS)}") from None
+
+
+def crossmatch_row(layout: str, parts: Mapping[str, Mapping]) -> dict:
+    """One crossmatch row from each parent survey's example (``{survey: builder example}``)."""
+    kind, (left, right) = _layout(layout)
+    if kind == "cross_match_datasets":
+        row = dict(parts[left])
+        row.update(parts[right])
+        return row
+    return {f"{s}_{k}": v for s in (left, right) for k, v in parts[s].items()}
+
+
+def write_snapshot(directory, layout: str, rows: Iterable[dict], *, rows_per_file: int = 256) -> list[Path]:
+    """Write rows (in ``crossmatch_features(layout)``) as ``<directory>/data/train-NNNNN-of-MMMMM.parquet``.
+
+    Files are written one block of ``rows_per_file`` rows at a time, each with the features in
+    its schema metadata, as the hub's parquet exports are. Returns the files written.
+    """
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    features = crossmatch_features(layout)
+    data = Path(directory) / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for old in data.glob("train-*.parquet"):
+        old.unlink()
+    tmp: list[Path] = []
+    block: list[dict] = []
+
+    def flush():
+        ds = Dataset.from_list(block, features=features)
+        path = data / f".part-{len(tmp):05d}.parquet"
+        pq.write_table(ds.data.table, path)
+        tmp.append(path)
+        block.clear()
+
+    for row in rows:
+        # a list of per-element structs (as builders yield images) is stored as a struct of lists
+        block.append({k: {f: [e[f] for e in v] for f in features[k]} if isinstance(features[k], dict)
+                      and isinstance(v, list) else v for k, v in row.items()})
+        if len(block) >= rows_per_file:
+            flush()
+    if block:
+        flush()
+    if not tmp:
+        raise ValueError(f"{directory}: no rows to write")
+    out = [data / f"train-{i:05d}-of-{len(tmp):05d}.parquet" for i in range(len(tmp))]
+    for a, b in zip(tmp, out):
+        a.rename(b)
+    return out

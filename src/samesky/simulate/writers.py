@@ -1,0 +1,145 @@
+"""Writers: a simulated sky as a crossmatch file (the simulation's own tests) or as a Multimodal
+Universe snapshot plus its truth (the workflow's embedded default)."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+
+from .. import schema
+from ..surveys import DESI_WAVELENGTH, IMAGE, NMGY_ZERO_POINT, get_survey
+from .images import FLUX_UNIT_IMAGE, PSF_FWHM
+from .sky import simulate_sky
+from .spectra import _sigma_function
+
+
+def simulate_crossmatch(path, name: str, surveys: list[str], n: int, seed: int, **kw) -> None:
+    """Write a simulated sky (``simulate_sky``) straight to a crossmatch file, any set of surveys,
+    with its latent properties under ``/truth``: the simulation's own tests and small fixtures.
+    The workflow instead writes Multimodal Universe snapshots (``simulate_snapshot``) and ingests them."""
+    sky = simulate_sky(name, surveys, n, seed, **kw)
+    units = sky["meta"]["flux_units"]
+    with schema.atomic_path(path) as tmp:
+        schema.write_crossmatch(tmp, name, sky["ids"], sky["ra"], sky["dec"], sky["groups"], truth=sky["truth"])
+        with h5py.File(tmp, "a") as f:
+            f.attrs["simulation"] = json.dumps(sky["meta"], sort_keys=True)
+            for s, unit in units.items():
+                f[s].attrs["flux_unit"] = unit
+                if unit == FLUX_UNIT_IMAGE:
+                    f[s].attrs["zero_point"] = NMGY_ZERO_POINT
+
+
+def simulate_snapshot(directory, truth_path, name: str, layout: str, n: int, seed: int, *,
+                      file_rows: int = 64, **kw) -> dict:
+    """Simulate a crossmatch into a Multimodal Universe-shaped snapshot (``samesky.mmu``) plus its truth.
+
+    ``directory`` receives ``data/train-*.parquet`` in ``layout``'s columns, written as the MMU
+    builders write them (see :func:`mmu_examples`); ``truth_path`` an HDF5 file of the latent
+    properties keyed by the crossmatch's object id (the HSC object id, in every layout).
+    ``file_rows``: rows per builder file (SDSS rows are padded to the longest of their file).
+    Returns the simulation's metadata.
+    """
+    from .. import mmu
+
+    kind, surveys = mmu.LAYOUTS[layout] if layout in mmu.LAYOUTS else (None, None)
+    if surveys is None:
+        raise KeyError(f"unknown Multimodal Universe layout {layout!r}; known: {sorted(mmu.LAYOUTS)}")
+    sky = simulate_sky(name, list(surveys), n, seed, **kw)
+    examples = {s: mmu_examples(s, sky["groups"][s], sky["truth"], file_rows) for s in surveys}
+    rows = (mmu.crossmatch_row(layout, {s: next(examples[s]) for s in surveys}) for _ in range(n))
+    mmu.write_snapshot(directory, layout, rows, rows_per_file=file_rows)
+    ids = sky["groups"]["hsc"]["object_id"]
+    with schema.atomic_path(truth_path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("object_id", data=ids.astype(object), dtype=schema.STR)
+        g = f.create_group("truth")
+        for key, value in sky["truth"].items():
+            g.create_dataset(key, data=value)
+        f.attrs["simulation"] = json.dumps(sky["meta"] | {"layout": layout, "snapshot": str(directory)}, sort_keys=True)
+    return sky["meta"]
+
+
+def mmu_examples(survey: str, arrays: dict, truth: dict, file_rows: int = 64):
+    """Yield one MMU builder example per object from a survey's simulated arrays.
+
+    Images go to the survey's on-disk unit (``Survey.zero_point``; HSC's is AB 27), per band a
+    struct of band/flux/ivar/mask/psf_fwhm/scale as the builders yield them (Legacy's one mask
+    for all bands, as its builder reads ``image_mask[i]``; JWST's mask is ``ivar > 0``, as its
+    parent sample writes it). Spectra as float32 on the survey's pixels; SDSS rows padded to the
+    longest row of their ``file_rows``-row file the way MMU's SDSS parent sample does (lambda
+    -1, ivar 0, mask True, flux and lsf_sigma edge-repeated). Catalogue columns the simulation
+    does not model are NaN.
+    """
+    from .. import mmu
+    from ..surveys import flux_factor
+
+    s = get_survey(survey)
+    ids = arrays["object_id"]
+    n = len(ids)
+    floats = {"hsc": mmu.HSC_FLOAT, "legacysurvey": mmu.LEGACY_FLOAT, "jwst": mmu.JWST_FLOAT,
+              "desi": mmu.DESI_FLOAT, "sdss": mmu.SDSS_FLOAT + mmu.SDSS_FLUX}[survey]
+    cat = {k: np.full(n, np.nan, np.float32) for k in floats}
+    if s.modality == IMAGE:
+        fac = flux_factor(NMGY_ZERO_POINT, s.zero_point) if s.zero_point is not None else 1.0
+        phot = {b: truth[f"phot_{survey}_{b}"] for b in s.bands}
+        mag = {b: NMGY_ZERO_POINT - 2.5 * np.log10(np.maximum(phot[b], 1e-12)) for b in s.bands}
+        seeing = truth[f"obs_{survey}_psf_fwhm"] / min(PSF_FWHM[survey].values())
+        if survey == "hsc":
+            for b in s.bands:
+                cat[f"{b}_cmodel_mag"], cat[f"{b}_cmodel_magerr"] = mag[b], np.full(n, 0.01)
+                cat[f"a_{b}"], cat[f"{b}_extendedness_value"] = np.zeros(n), np.ones(n)
+        elif survey == "legacysurvey":
+            cat["EBV"] = np.zeros(n)
+            for b in s.bands:
+                cat[f"FLUX_{b.upper()}"] = phot[b]
+            cat["SHAPE_R"] = truth["r_half_arcsec"]
+        else:
+            cat["mag_auto"] = mag["f444w"]
+            cat["flux_auto"] = phot["f444w"]
+            cat["flux_radius"] = truth["r_half_arcsec"] / s.band_scale("f444w")
+        for i in range(n):
+            flux, ivar = arrays["flux"][i] * np.float32(fac), arrays["ivar"][i] / np.float32(fac**2)
+            mask = ivar > 0 if survey == "jwst" else np.zeros(flux.shape[1:], bool)
+            bands = [{"band": name, "flux": flux[b], "ivar": ivar[b],
+                      "mask": mask[b] if mask.ndim == 3 else mask,
+                      "psf_fwhm": np.float32(PSF_FWHM[survey][band] * seeing[i]),
+                      "scale": np.float32(s.band_scale(band))}
+                     for b, (band, name) in enumerate(zip(s.bands, mmu.BAND_NAMES[survey]))]
+            ex = {"image": bands, **{k: float(v[i]) for k, v in cat.items()}, "object_id": str(ids[i])}
+            if survey == "legacysurvey":
+                ex |= {"blobmodel": None, "rgb": None, "object_mask": None,
+                       "catalog": [{k: (float(cat[k][i]) if k in cat else np.nan) for k in mmu.LEGACY_CATALOG}
+                                   | {"X": 80.0, "Y": 80.0}]}
+            yield ex
+        return
+    cat["Z"] = truth["redshift"]
+    sigma_fn = _sigma_function(survey)
+    if survey == "desi":
+        cat["ZERR"] = np.full(n, 1e-5)
+        wave = DESI_WAVELENGTH.astype(np.float32)
+        lsf = sigma_fn(DESI_WAVELENGTH).astype(np.float32)
+        for i in range(n):
+            yield {"spectrum": {"flux": arrays["flux"][i], "ivar": arrays["ivar"][i], "lsf_sigma": lsf,
+                                "lambda": wave, "mask": arrays["mask"][i]},
+                   **{k: float(v[i]) for k, v in cat.items()}, "ZWARN": True, "object_id": str(ids[i])}
+        return
+    cat["Z_ERR"], cat["VDISP"], cat["VDISP_ERR"] = np.full(n, 1e-5), truth["vel_disp"], np.full(n, 10.0)
+    valid = np.isfinite(arrays["wavelength"])
+    lengths = valid.sum(axis=1)
+    for a in range(0, n, file_rows):
+        width = int(lengths[a:a + file_rows].max())
+        for i in range(a, min(a + file_rows, n)):
+            k, pad = int(lengths[i]), width - int(lengths[i])
+            wave = arrays["wavelength"][i, :k]
+            row = {"flux": np.pad(arrays["flux"][i, :k], (0, pad), mode="edge"),
+                   "ivar": np.pad(arrays["ivar"][i, :k], (0, pad)),
+                   "lsf_sigma": np.pad(sigma_fn(wave).astype(np.float32), (0, pad), mode="edge"),
+                   "lambda": np.pad(wave.astype(np.float32), (0, pad), constant_values=-1),
+                   "mask": np.pad(arrays["mask"][i, :k], (0, pad), constant_values=True)}
+            yield {"spectrum": row, **{key: float(v[i]) for key, v in cat.items()}, "ZWARNING": True,
+                   "object_id": str(ids[i])}
+
+
+# ----------------------------------------------------------------------------- truth as a space
+
+
