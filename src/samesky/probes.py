@@ -45,7 +45,7 @@ CONTINUOUS, CATEGORICAL = "continuous", "categorical"
 LINEAR, KNN = "linear", "knn"
 METRIC = {CONTINUOUS: "r2", CATEGORICAL: "balanced_accuracy"}
 RIDGE_ALPHAS = np.logspace(-3, 6, 19)  # on standardised PCA scores: from no shrinkage to the mean
-LOGISTIC_CS = np.logspace(-4, 4, 9)
+LOGISTIC_CS = np.logspace(-3, 3, 7)
 INNER_FOLDS = 3  # inner cross-validation of the logistic probe's C
 
 
@@ -122,6 +122,32 @@ def _knn_null(pipe: Pipeline, kind: str, x_test, shuffled_train: np.ndarray, n_c
     return out
 
 
+def out_of_fold(x: np.ndarray, y: np.ndarray, kind: str, shuffled: np.ndarray, *, folds: int, n_components: int,
+                knn_k: int, seed: int) -> tuple[dict, dict, list[float]]:
+    """Out-of-fold predictions of each probe for ``y`` ({probe: (N,)}) and for every column of
+    ``shuffled`` ({probe: (N, draws)}), and the regularisation chosen in each fold."""
+    n, draws = len(y), shuffled.shape[1]
+    n_classes = int(y.max()) + 1 if kind == CATEGORICAL else 0
+    pred = {LINEAR: np.empty(n), KNN: np.empty(n)}
+    null_pred = {LINEAR: np.empty((n, draws)), KNN: np.empty((n, draws))}
+    chosen = []
+    for train, test in folds_of(y, kind, folds, seed):
+        lin = linear_probe(kind, n_components, seed).fit(x[train], y[train])
+        knn = knn_probe(kind, knn_k).fit(x[train], y[train])
+        pred[LINEAR][test], pred[KNN][test] = lin.predict(x[test]), knn.predict(x[test])
+        chosen.append(float(np.ravel(lin[-1].alpha_ if kind == CONTINUOUS else lin[-1].C_)[0]))
+        if draws:
+            null_pred[LINEAR][test] = _linear_null(lin, kind, x[train], x[test], shuffled[train])
+            null_pred[KNN][test] = _knn_null(knn, kind, x[test], shuffled[train], n_classes)
+    return pred, null_pred, chosen
+
+
+def shuffled_targets(y: np.ndarray, draws: int, seed: int) -> np.ndarray:
+    """(N, draws): column j is ``y`` under permutation draw j of ``samesky.metrics.stats``."""
+    return (np.stack([y[p] for p in stats.permutations(len(y), draws, seed)], axis=1)
+            if draws else np.empty((len(y), 0), y.dtype))
+
+
 def probe(x: np.ndarray, y: np.ndarray, kind: str, *, folds: int = 5, pca_components: int = 64, knn_k: int = 10,
           null_draws: int = 100, bootstrap_draws: int = 1000, ci: float = 0.95, seed: int = 0,
           where: str = "probe") -> list[dict]:
@@ -134,29 +160,18 @@ def probe(x: np.ndarray, y: np.ndarray, kind: str, *, folds: int = 5, pca_compon
         raise ValueError(f"{where}: kind {kind!r} is not one of {sorted(METRIC)}")
     x = np.asarray(x, np.float64)
     n = len(y)
-    n_classes = int(y.max()) + 1 if kind == CATEGORICAL else 0
     if kind == CATEGORICAL:
-        counts = np.bincount(y, minlength=n_classes)
-        if n_classes < 2 or counts.min() < folds * INNER_FOLDS:
+        counts = np.bincount(y)
+        if len(counts) < 2 or counts.min() < folds * INNER_FOLDS:
             raise ProbeError(f"{where}: a categorical probe needs at least 2 classes of at least "
                              f"{folds * INNER_FOLDS} objects (folds x inner folds); class counts {counts.tolist()}")
     n_train = n - -(-n // folds)  # the smallest training fold
     if n_train <= knn_k or n_train < 2:
         raise ProbeError(f"{where}: {n} objects are too few for {folds} folds and a {knn_k}-NN probe")
     n_components = min(pca_components, n_train - 1, x.shape[1])
-    shuffled = (np.stack([y[p] for p in stats.permutations(n, null_draws, seed)], axis=1)
-                if null_draws else np.empty((n, 0), y.dtype))
-    pred = {LINEAR: np.empty(n), KNN: np.empty(n)}
-    null_pred = {LINEAR: np.empty((n, null_draws)), KNN: np.empty((n, null_draws))}
-    chosen = []
-    for train, test in folds_of(y, kind, folds, seed):
-        lin = linear_probe(kind, n_components, seed).fit(x[train], y[train])
-        knn = knn_probe(kind, knn_k).fit(x[train], y[train])
-        pred[LINEAR][test], pred[KNN][test] = lin.predict(x[test]), knn.predict(x[test])
-        chosen.append(float(np.ravel(lin[-1].alpha_ if kind == CONTINUOUS else lin[-1].C_)[0]))
-        if null_draws:
-            null_pred[LINEAR][test] = _linear_null(lin, kind, x[train], x[test], shuffled[train])
-            null_pred[KNN][test] = _knn_null(knn, kind, x[test], shuffled[train], n_classes)
+    shuffled = shuffled_targets(y, null_draws, seed)
+    pred, null_pred, chosen = out_of_fold(x, y, kind, shuffled, folds=folds, n_components=n_components,
+                                          knn_k=knn_k, seed=seed)
     score_fn = SCORE[kind]
     records = []
     for name in (LINEAR, KNN):
@@ -165,7 +180,7 @@ def probe(x: np.ndarray, y: np.ndarray, kind: str, *, folds: int = 5, pca_compon
         boot = np.array([score_fn(y, pred[name], w) for w in stats.bootstrap_weights(n, bootstrap_draws, seed)])
         records.append({"probe": name, "metric": METRIC[kind], "score": score,
                         **stats.summarise(score, null, boot, ci), "n": n, "folds": folds,
-                        "chance": 1.0 / n_classes if kind == CATEGORICAL else 0.0,
+                        "chance": 1.0 / len(np.unique(y)) if kind == CATEGORICAL else 0.0,
                         **({"pca_components": n_components,
                             ("alpha" if kind == CONTINUOUS else "C"): float(np.median(chosen))}
                            if name == LINEAR else {"knn_k": knn_k})})
@@ -197,7 +212,7 @@ def probe_files(embedding_path, crossmatch_path, properties: Sequence[str], cate
     ids, x, _ = read_embeddings(embedding_path)
     xm_ids, columns = read_properties(crossmatch_path, properties)
     row = {oid: i for i, oid in enumerate(xm_ids)}
-    unknown = [oid for oid in ids if oid not in row]
+    unknown = [str(oid) for oid in ids if oid not in row]
     if unknown:
         raise SchemaError(f"{embedding_path}: {len(unknown)} object ids are not in {crossmatch_path}, e.g. {unknown[:5]}")
     rows = np.array([row[oid] for oid in ids], dtype=np.int64)
