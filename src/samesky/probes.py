@@ -205,6 +205,10 @@ def targets(values: np.ndarray, kind: str, where: str) -> tuple[np.ndarray, np.n
     return values, usable & np.isfinite(values), []
 
 
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
 def probe_files(embedding_path, crossmatch_path, properties: Sequence[str], categorical: Iterable[str] = (),
                 **settings) -> list[dict]:
     """Probe one embedding file for ``properties`` of its objects (read from the crossmatch file's
@@ -227,7 +231,7 @@ def probe_files(embedding_path, crossmatch_path, properties: Sequence[str], cate
         for rec in out:
             records.append({"property": name, "kind": kind, **rec, "n_excluded": int((~usable).sum()),
                             **({"classes": [str(c) for c in classes]} if classes else {})})
-            log.info("%s %s %s: %s = %.3f [%s, %s], null %s, p = %s (%.1f s)", embedding_path, name, rec["probe"],
-                     rec["metric"], rec["score"], rec["ci_low"], rec["ci_high"], rec["null_mean"], rec["p_value"],
-                     time.perf_counter() - start)
+            log.info("%s %s %s: %s = %.3f [%s, %s], null mean %s, p = %s (%.1f s)", embedding_path, name,
+                     rec["probe"], rec["metric"], rec["score"], *(_fmt(rec[k]) for k in ("ci_low", "ci_high",
+                     "null_mean", "p_value")), time.perf_counter() - start)
     return records
