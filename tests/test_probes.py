@@ -2,6 +2,7 @@
 leakage from held-out rows, permutation nulls at chance, per-object properties on disk, reports."""
 import json
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -179,29 +180,47 @@ def test_properties_and_truth_read_through_one_reader(tmp_path):
         xm_with(tmp_path, 6, properties={"Z": z[:5]}, name="short.h5")
 
 
-def test_probe_files_joins_by_object_id_and_excludes_missing_values(tmp_path):
+def truth_file(path, ids, **columns):
+    """A simulation's truth file: object ids (any order, any superset) and /truth columns."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("object_id", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
+        for name, values in columns.items():
+            f.create_dataset(f"truth/{name}", data=values)
+    return path
+
+
+def test_probe_files_joins_sources_by_object_id_and_excludes_missing_values(tmp_path):
     x, y = linear_data(200, 8, 0.7, seed=4)
     quiescent = (y > 0.3).astype(np.int8)
     z = y.copy()
     z[:7] = np.nan  # missing catalogue values
-    xm = xm_with(tmp_path, properties={"Z": z}, truth={"quiescent": quiescent})
+    xm = xm_with(tmp_path, properties={"Z": z})
+    flip = np.arange(210)[::-1]  # truth rows in another order, with 10 objects the crossmatch lost
+    truth = truth_file(tmp_path / "xm.truth.h5", [f"o{i}" for i in flip],
+                       quiescent=np.concatenate([quiescent, np.zeros(10, np.int8)])[flip])
     order = np.random.default_rng(0).permutation(200)[:180]  # another order; 20 dropped upstream
     emb = tmp_path / "emb.h5"
     write_embeddings(emb, [f"o{i}" for i in order], x[order], {})
-    recs = probes.probe_files(emb, xm, ["Z", "quiescent"], categorical=["quiescent"], null_draws=5,
+    recs = probes.probe_files(emb, [xm, truth], ["Z", "quiescent"], categorical=["quiescent"], null_draws=5,
                               bootstrap_draws=50, **SETTINGS)
     by = {(r["property"], r["probe"]): r for r in recs}
     kept = order[~np.isnan(z[order])]
     assert by["Z", "linear"]["n"] == len(kept) and by["Z", "linear"]["n_excluded"] == np.isnan(z[order]).sum()
-    direct = probes.probe(x[kept].astype(np.float32), y[kept], probes.CONTINUOUS, null_draws=5, bootstrap_draws=50, **SETTINGS)
+    direct = probes.probe(x[kept].astype(np.float32), y[kept], probes.CONTINUOUS, null_draws=5, bootstrap_draws=50,
+                          **SETTINGS)
     assert by["Z", "linear"]["score"] == direct[0]["score"] > 0.5
+    direct = probes.probe(x[order].astype(np.float32), quiescent[order].astype(np.int64), probes.CATEGORICAL,
+                          null_draws=5, bootstrap_draws=50, **SETTINGS)
+    assert by["quiescent", "linear"]["score"] == direct[0]["score"] > 0.8
     assert by["quiescent", "linear"]["kind"] == "categorical" and by["quiescent", "linear"]["classes"] == ["0", "1"]
-    assert by["quiescent", "linear"]["score"] > 0.8
-    with pytest.raises(SchemaError, match="no per-object property"):
-        probes.probe_files(emb, xm, ["log_mass"], **SETTINGS)
+    with pytest.raises(SchemaError, match=r"no per-object property \['log_mass'\].*they have"):
+        probes.probe_files(emb, [xm, truth], ["log_mass"], **SETTINGS)
+    with pytest.raises(SchemaError, match=r"several files \(ambiguous\): \{'Z'"):
+        probes.probe_files(emb, [xm, truth_file(tmp_path / "z.h5", [f"o{i}" for i in range(200)], Z=z)], ["Z"],
+                           **SETTINGS)
     write_embeddings(emb, ["o1", "stranger"], x[:2], {})
-    with pytest.raises(SchemaError, match=r"1 object ids are not in .*xm.h5, e.g. \['stranger'\]"):
-        probes.probe_files(emb, xm, ["Z"], **SETTINGS)
+    with pytest.raises(SchemaError, match=r"xm.h5: 1 object ids of the embedding have no row, e.g. \['stranger'\]"):
+        probes.probe_files(emb, [xm], ["Z"], **SETTINGS)
 
 
 def test_bad_targets_are_refused_naming_the_property(tmp_path):
@@ -236,6 +255,7 @@ def test_plan_probes_every_embedding_of_the_probed_crossmatches(paper_config, de
     assert len(paper.probes) == 17  # 16 image models on HSC + the spectrum model on DESI
     assert paper.probe_params("desi_hsc")["properties"] == ["Z"]
     assert paper.probe_params("jwst_hsc")["properties"] == []
+    assert paper.property_files("desi_hsc") == ["resources/crossmatches/desi_hsc.h5"]
     demo = Plan(validate_config(demo_config))
     assert sorted(demo.probes) == sorted(demo.embeddings)
     params = demo.probe_params("jwst_hsc")

@@ -244,6 +244,11 @@ class Plan:
         """Every (crossmatch, survey, model) embedding probed for physical properties."""
         return [job for job in self.embeddings if self.probe_properties(job[0])]
 
+    def property_files(self, crossmatch: str) -> list[str]:
+        """The files that hold a crossmatch's per-object properties (read by
+        ``schema.read_properties``): its crossmatch file (catalogue columns, a simulation's truth)."""
+        return [self.crossmatch_path(crossmatch)]
+
     def percentile_source(self, survey: str) -> str:
         chosen = self.config.get("preprocess", {}).get("percentile_source", {}).get(survey)
         return chosen or next(xm for xm, spec in self.crossmatches.items() if survey in spec["surveys"])

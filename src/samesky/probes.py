@@ -209,23 +209,51 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def probe_files(embedding_path, crossmatch_path, properties: Sequence[str], categorical: Iterable[str] = (),
+def property_columns(ids: np.ndarray, sources: Sequence, names: Sequence[str]) -> tuple[dict, dict]:
+    """({name: (N,) values in the order of ``ids``}, {name: its file}) from the files in ``sources``
+    (crossmatch files, a simulation's truth file: anything ``schema.read_properties`` reads),
+    joined by object id. A name must be in exactly one source, and cover every id."""
+    found: dict[str, list] = {}
+    tables = []
+    for path in sources:
+        src_ids, columns = read_properties(path)
+        tables.append((path, src_ids, columns))
+        for name in columns:
+            found.setdefault(name, []).append(path)
+    missing = [n for n in names if n not in found]
+    if missing:
+        have = {str(path): sorted(cols) for path, _, cols in tables}
+        raise SchemaError(f"no per-object property {missing} in {[str(p) for p in sources]}; they have {have}")
+    twice = {n: [str(p) for p in found[n]] for n in names if len(found[n]) > 1}
+    if twice:
+        raise SchemaError(f"properties found in several files (ambiguous): {twice}")
+    out, where = {}, {}
+    for path, src_ids, columns in tables:
+        wanted = [n for n in names if n in columns]
+        if not wanted:
+            continue
+        row = {oid: i for i, oid in enumerate(src_ids)}
+        unknown = [str(oid) for oid in ids if oid not in row]
+        if unknown:
+            raise SchemaError(f"{path}: {len(unknown)} object ids of the embedding have no row, e.g. {unknown[:5]}")
+        take = np.array([row[oid] for oid in ids], dtype=np.int64)
+        out.update({n: columns[n][take] for n in wanted})
+        where.update({n: path for n in wanted})
+    return out, where
+
+
+def probe_files(embedding_path, sources: Sequence, properties: Sequence[str], categorical: Iterable[str] = (),
                 **settings) -> list[dict]:
-    """Probe one embedding file for ``properties`` of its objects (read from the crossmatch file's
-    /properties or /truth); ``settings`` as in ``probe``. One record per property and probe."""
+    """Probe one embedding file for ``properties`` of its objects, read from ``sources`` (see
+    ``property_columns``); ``settings`` as in ``probe``. One record per property and probe."""
     ids, x, _ = read_embeddings(embedding_path)
-    xm_ids, columns = read_properties(crossmatch_path, properties)
-    row = {oid: i for i, oid in enumerate(xm_ids)}
-    unknown = [str(oid) for oid in ids if oid not in row]
-    if unknown:
-        raise SchemaError(f"{embedding_path}: {len(unknown)} object ids are not in {crossmatch_path}, e.g. {unknown[:5]}")
-    rows = np.array([row[oid] for oid in ids], dtype=np.int64)
+    columns, files = property_columns(ids, sources, properties)
     categorical = set(categorical)
     records = []
     for name in properties:
         kind = CATEGORICAL if name in categorical else CONTINUOUS
-        where = f"property {name!r} of {crossmatch_path} for {embedding_path}"
-        y, usable, classes = targets(columns[name][rows], kind, where)
+        where = f"property {name!r} of {files[name]} for {embedding_path}"
+        y, usable, classes = targets(columns[name], kind, where)
         start = time.perf_counter()
         out = probe(x[usable], y[usable], kind, where=where, **settings)
         for rec in out:

@@ -9,7 +9,7 @@ localrules:
 rule probe:
     input:
         embedding="results/embeddings/{crossmatch}/{survey}/{model}.h5",
-        crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
+        properties=lambda wc: PLAN.property_files(wc.crossmatch),
     output:
         "results/probes/{crossmatch}/{survey}/{model}.json",
     params:

@@ -10,6 +10,6 @@ from samesky.schema import atomic_path  # noqa: E402
 
 wc = snakemake.wildcards
 records = [{"crossmatch": wc.crossmatch, "survey": wc.survey, "model": wc.model, **rec}
-           for rec in probe_files(snakemake.input.embedding, snakemake.input.crossmatch, **snakemake.params.probes)]
+           for rec in probe_files(snakemake.input.embedding, snakemake.input.properties, **snakemake.params.probes)]
 with atomic_path(snakemake.output[0]) as tmp:
     tmp.write_text(json.dumps({"records": records}, indent=1))
