@@ -12,22 +12,29 @@ rule probe:
         properties=lambda wc: PLAN.property_files(wc.crossmatch),
     output:
         "results/probes/{crossmatch}/{survey}/{model}.json",
-    params:
-        probes=lambda wc: PLAN.probe_params(wc.crossmatch),
-    threads: 1
     log:
         "logs/probe/{crossmatch}/{survey}/{model}.log",
     conda:
         "../../envs/samesky.yaml"
+    threads: 1
+    params:
+        probes=lambda wc: PLAN.probe_params(wc.crossmatch),
     script:
         "../scripts/probe.py"
 
 
 rule probe_report:
     input:
-        [f"results/probes/{xm}/{survey}/{model}.json" for xm, survey, model in PLAN.probes],
+        [
+            f"results/probes/{xm}/{survey}/{model}.json"
+            for xm, survey, model in PLAN.probes
+        ],
     output:
-        scores=report("results/tables/probes.csv", caption="../report/probes.rst", category="Probes"),
+        scores=report(
+            "results/tables/probes.csv",
+            caption="../report/probes.rst",
+            category="Probes",
+        ),
         tables=report(
             directory("results/tables/probes"),
             patterns=["{name}.csv"],
@@ -46,5 +53,6 @@ rule probe_report:
         "logs/probe_report.log",
     conda:
         "../../envs/samesky.yaml"
+    threads: 1
     script:
         "../scripts/probe_report.py"
