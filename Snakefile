@@ -15,6 +15,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/probes.smk"
 include: "workflow/rules/report.smk"
 
 report: "workflow/report/workflow.rst"
@@ -24,4 +25,5 @@ rule all:
     input:
         rules.aggregate.output,
         rules.figures.output,
+        rules.probe_report.output if PLAN.probes else [],
     default_target: True

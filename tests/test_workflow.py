@@ -103,6 +103,39 @@ def test_every_heavy_job_is_benchmarked_within_its_resources(demo_run):
 
 
 @pytest.mark.slow
+def test_demo_writes_probe_tables_and_figures(demo_run):
+    """Every embedding is probed for every latent property, by both probes."""
+    workdir, config, _ = demo_run
+    probes = pd.read_csv(workdir / "results/tables/probes.csv")
+    n_embeddings = len(list((workdir / "results/embeddings").rglob("*.h5"))) - len(config["crossmatches"])
+    properties = config["probes"]["properties"]
+    assert len(probes) == n_embeddings * len(properties) * 2
+    assert set(probes["property"]) == set(properties) and set(probes["probe"]) == {"linear", "knn"}
+    assert set(probes.loc[probes["property"] == "quiescent", "metric"]) == {"balanced_accuracy"}
+    assert (probes["n_excluded"] == 0).all() and (probes["null_draws"] == config["probes"]["null_draws"]).all()
+    # the latent redshift and mass are recoverable from most embeddings, well above the null
+    linear = probes[(probes["probe"] == "linear") & probes["property"].isin(["redshift", "log_mass"])]
+    assert (linear["score"] > linear["null_mean"] + 2 * linear["null_std"]).mean() > 0.7
+    tables = workdir / "results/tables/probes"
+    assert {p.name for p in tables.glob("*.csv")} == {f"{prop}_{name}.csv" for prop in properties
+                                                     for name in ("linear", "knn")}
+    assert pd.read_csv(tables / "redshift_linear.csv").shape[0] == len(probes["model"].unique())
+    assert {p.name for p in (workdir / "results/probe_figures").glob("*.png")} == {f"probe_{p}.png" for p in properties}
+
+
+@pytest.mark.slow
+def test_changing_probe_settings_reruns_only_probes(demo_run):
+    workdir, config, _ = demo_run
+    n_embeddings = len(list((workdir / "results/probes").rglob("*.json")))
+    counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(pca_components=16))
+    assert counts == {"probe": n_embeddings, "probe_report": 1, "all": 1}
+    n_desi = len(list((workdir / "results/probes/desi_hsc").rglob("*.json")))
+    counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(
+        properties={xm: ["redshift"] if xm == "desi_hsc" else c["probes"]["properties"] for xm in c["crossmatches"]}))
+    assert counts == {"probe": n_desi, "probe_report": 1, "all": 1}
+
+
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(demo_run):
     workdir, config, _ = demo_run
     proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(workdir / "demo.yaml"))
@@ -143,7 +176,8 @@ def test_changing_jwst_bands_reruns_only_jwst(demo_run):
     jwst_models = len(list((workdir / "results/embeddings/jwst_hsc/jwst").glob("*.h5")))
     jwst_comparisons = len(list((workdir / "results/metrics/jwst_hsc/jwst").rglob("*.json")))
     assert counts == {"percentiles": 1, "preprocess": 1, "embed": jwst_models, "knn_graph": jwst_models,
-                      "compare": jwst_comparisons, "aggregate": 1, "figures": 1, "all": 1}
+                      "compare": jwst_comparisons, "probe": jwst_models, "aggregate": 1, "figures": 1,
+                      "probe_report": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -153,10 +187,10 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
     image_surveys = sum(1 for xm in config["crossmatches"].values() for s in xm["surveys"] if s in ("hsc", "jwst", "legacysurvey"))
     # new: its tiny weights, one embedding + graph per image survey; comparisons: one intramodal
     # (large vs huge) and one against the latent truth per image survey, one crossmodal per
-    # crossmatch, one self pair
+    # crossmatch, one self pair; one probe per embedding
     assert counts == {"build_tiny_model": 1, "embed": image_surveys, "knn_graph": image_surveys,
-                      "compare": 2 * image_surveys + len(config["crossmatches"]) + 1,
-                      "aggregate": 1, "figures": 1, "all": 1}
+                      "compare": 2 * image_surveys + len(config["crossmatches"]) + 1, "probe": image_surveys,
+                      "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -172,9 +206,9 @@ def test_aion_family_runs_on_raw_fluxes(demo_run, tmp_path):
     counts = _rerun_counts(workdir, config, lambda c: None)
     # HSC in 4 crossmatches + Legacy in 1 (no JWST codec): 5 flux files, 2 sizes each; comparisons:
     # 5 intramodal, 6 crossmodal (Legacy vs HSC, and DESI, SDSS spectra vs HSC, per size), 2 self
-    # pairs, 10 against the latent truth
+    # pairs, 10 against the latent truth; 10 probes
     assert counts == {"build_tiny_model": 2, "preprocess_flux": 5, "embed": 10, "knn_graph": 10, "compare": 23,
-                      "aggregate": 1, "figures": 1, "all": 1}
+                      "probe": 10, "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1}
     target = "results/metrics/legacysurvey_hsc/legacysurvey/aion-base/hsc/aion-base.json"
     proc = snakemake(workdir, target, "--cores", "2", "--configfile", str(workdir / "edited.yaml"))
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -200,6 +234,8 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
     assert counts["embed"] == 98  # 16 image models x 6 image (crossmatch, survey) + Specformer x 2
     assert counts["ingest_hf"] == 4
     assert counts["compare"] == 66 + 64 + 16
+    assert counts["probe"] == 17 and counts["probe_report"] == 1  # DESI redshift Z: every DESI-HSC embedding
+    assert all("desi_hsc" in b for b in out.split("\n\n") if re.search(r"^rule probe:", b.strip(), re.M))
     # per-size GPU resources are shown for every embedding job, with the cores that feed its GPU
     embed_blocks = [b for b in out.split("\n\n") if re.search(r"^rule embed:", b.strip(), re.M)]
     assert len(embed_blocks) == 98

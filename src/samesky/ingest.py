@@ -3,7 +3,8 @@
 ``ingest_hf`` is the only code that touches the network: the Snakemake localrule runs it on a
 login node, and compute jobs read the crossmatch file it writes. Rows are streamed
 (``datasets.load_dataset(..., streaming=True)``) and written in chunks, so a dataset is never
-held in memory; object ids and coordinates are kept.
+held in memory; object ids and coordinates are kept, and so is every scalar catalogue column the
+table declares (e.g. DESI's ``Z``), as ``/properties/<column>`` for the probes.
 
 A crossmatch's sides may also come from separately stored tables (one per survey, e.g. spectra
 published apart from the images): they are spooled one by one, then re-aligned by object id; an
@@ -271,6 +272,9 @@ class _Writer:
         self._append("object_id", np.array([r["object_id"] for r in rows], dtype=object), self.n)
         for key in ("ra", "dec"):
             self._append(key, np.array([r[key] for r in rows], np.float64), self.n)
+        for key in rows[0].get("properties", {}):
+            values = np.array([r["properties"][key] for r in rows])
+            self._append(f"properties/{key}", values.astype(object) if values.dtype.kind in "OSU" else values, self.n)
         for s in self.surveys:
             arrays = [r[s] for r in rows]
             if get_survey(s).modality == IMAGE:
@@ -342,9 +346,10 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id
         if c is None:
             log.warning("%s: no %s column (tried %s); writing NaN", source, k, list(lay[k]))
     used = sorted({id_col, *cols.values(), *(c for c in radec.values() if c), *(c for c in own_ids.values() if c)})
-    ds = ds.select_columns(used).with_format("numpy")
+    props = scalar_columns(ds.features, exclude=used)
+    ds = ds.select_columns(used + props).with_format("numpy")
     prov = {"source": str(source), "split": split, "columns": cols, "object_id_column": id_col,
-            "coordinate_columns": radec, "survey_id_columns": own_ids}
+            "coordinate_columns": radec, "survey_id_columns": own_ids, "property_columns": props}
     seen: set[str] = set()
     duplicates: list[str] = []
     flat: list[str] = []
@@ -360,7 +365,8 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id
                 duplicates.append(oid)
                 continue
             seen.add(oid)
-            out = {"object_id": oid, **{k: float(row[c]) if c else np.nan for k, c in radec.items()}}
+            out = {"object_id": oid, **{k: float(row[c]) if c else np.nan for k, c in radec.items()},
+                   "properties": {c: _scalar(row[c]) for c in props}}
             for s in surveys:
                 where = f"{source}: column {cols[s]!r} of object_id {oid!r}"
                 if get_survey(s).modality == IMAGE:
@@ -384,6 +390,24 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id
         log.info("%s: dropped %d rows whose %s band has equal 5th and 99th percentiles, e.g. %s", source, len(flat),
                  prov["flat_rows_dropped"]["bands"], flat[:5])
     log.info("%s: spooled %d rows of %s", source, writer.n, surveys)
+
+
+def scalar_columns(features, exclude: Iterable[str] = ()) -> list[str]:
+    """The table's scalar catalogue columns (numbers, bools, strings: a ``datasets.Value``), in the
+    order declared, less ``exclude`` (ids, coordinates); none when the table declares no features."""
+    from datasets import Value
+
+    skip = set(exclude)
+    return [name for name, feature in (features or {}).items()
+            if isinstance(feature, Value) and name not in skip and re.fullmatch(r"[A-Za-z0-9_]+", name)]
+
+
+def _scalar(value):
+    """A catalogue cell as a numpy scalar (missing numbers: NaN; missing strings: '')."""
+    if value is None:
+        return np.nan
+    value = np.asarray(value)
+    return value.item() if value.dtype.kind not in "OSU" else str(value.item())
 
 
 def _flat(image: np.ndarray) -> bool:
@@ -431,6 +455,11 @@ def _join(sides: Mapping[str, Path], sources: Mapping[str, str], out: Path, name
             f.attrs["surveys"] = surveys
             f.attrs["provenance"] = json.dumps({s: json.loads(files[s].attrs["provenance"]) for s in surveys}
                                                | {"joined_on": "object_id", "order": ref}, sort_keys=True)
+            names = [k for s in surveys for k in files[s].get("properties", {})]
+            for s in surveys:
+                for key, ds in files[s].get("properties", {}).items():
+                    out_key = f"{s}_{key}" if names.count(key) > 1 else key
+                    _copy_rows(ds, f.require_group("properties"), out_key, positions[s], n, chunk_size)
             for s in surveys:
                 src = files[s][s]
                 g = f.create_group(s)

@@ -95,6 +95,7 @@ class Plan:
         self.spectrum_model = self._spectrum_model()
         self._check_preprocess()
         self._check_metrics()
+        self._check_probes()
 
     # ---- validation -------------------------------------------------------------------
     def _check_crossmatches(self) -> None:
@@ -188,6 +189,17 @@ class Plan:
         if null_xm is not None and null_xm not in self.crossmatches:
             raise ConfigError(f"metrics.null_crossmatch: {null_xm!r} is not a configured crossmatch; known: {sorted(self.crossmatches)}")
 
+    def _check_probes(self) -> None:
+        chosen = self.config.get("probes", {}).get("properties", [])
+        if isinstance(chosen, dict):
+            for xm in chosen:
+                if xm not in self.crossmatches:
+                    raise ConfigError(f"probes.properties.{xm}: not a configured crossmatch; known: {sorted(self.crossmatches)}")
+        probed = {name for xm in self.crossmatches for name in self.probe_properties(xm)}
+        for i, name in enumerate(self.config.get("probes", {}).get("categorical", [])):
+            if name not in probed:
+                raise ConfigError(f"probes.categorical[{i}]: {name!r} is not among the probed properties {sorted(probed)}")
+
     # ---- what runs --------------------------------------------------------------------
     def models_for(self, survey: str) -> list[str]:
         """Models that embed ``survey``: the image models it supports, or the spectrum model."""
@@ -238,6 +250,23 @@ class Plan:
                 out += [Comparison("truth", xm, survey, model, TRUTH_SURVEY, TRUTH_MODEL)
                         for survey in spec["surveys"] for model in self.models_for(survey)]
         return out
+
+    def probe_properties(self, crossmatch: str) -> list[str]:
+        """The per-object properties probed on ``crossmatch`` (probes.properties)."""
+        chosen = self.config.get("probes", {}).get("properties", [])
+        return list(chosen.get(crossmatch, []) if isinstance(chosen, dict) else chosen)
+
+    @property
+    def probes(self) -> list[tuple[str, str, str]]:
+        """Every (crossmatch, survey, model) embedding probed for physical properties."""
+        return [job for job in self.embeddings if self.probe_properties(job[0])]
+
+    def property_files(self, crossmatch: str) -> list[str]:
+        """The files that hold a crossmatch's per-object properties (read by
+        ``schema.read_properties``): its crossmatch file (catalogue columns) and, for a simulated
+        crossmatch, its latent truth."""
+        files = [self.crossmatch_path(crossmatch)]
+        return files + [self.truth_path(crossmatch)] if "simulate" in self.source(crossmatch) else files
 
     def percentile_source(self, survey: str) -> str:
         chosen = self.config.get("preprocess", {}).get("percentile_source", {}).get(survey)
@@ -347,6 +376,16 @@ class Plan:
         """Whether the knn_graph rule caches each file's Gram invariants (closed-form CKA null)."""
         p = self.metric_params()
         return p["cka_null"] == "closed_form" and any(m.startswith("cka") for m in p["metrics"])
+
+    def probe_params(self, crossmatch: str) -> dict:
+        """Every setting of the probes of ``crossmatch`` (and nothing else): editing the probes
+        reruns only probes, and editing one crossmatch's properties only that crossmatch's."""
+        p = self.config["probes"]  # validated: the schema filled every default
+        properties = self.probe_properties(crossmatch)
+        return {"properties": properties,
+                "categorical": [name for name in p["categorical"] if name in properties],
+                **{key: p[key] for key in ("folds", "pca_components", "knn_k", "null_draws",
+                                           "bootstrap_draws", "ci", "seed")}}
 
 
 def load_config_file(path: str | Path) -> dict:

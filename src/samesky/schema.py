@@ -13,7 +13,14 @@ Crossmatch file (``resources/crossmatches/{crossmatch}.h5``), written by every d
       spectrum survey: flux (N, L) float32, ivar (N, L) float32, mask (N, L) bool (True = bad),
                       wavelength (L,) or (N, L) float64 Angstrom (NaN where a row is padded)
       optional        object_id (N,) str: the survey's own id of each object
+    /properties/      optional: per-object scalar catalogue columns, one (N,) dataset per column,
+                      row i describing /object_id[i]; named as in the source catalogue (e.g. DESI
+                      ``Z``); numeric (NaN = missing), bool, or str (categorical); optional attrs
+                      ``unit``, ``source`` (e.g. "desi")
     /truth/           optional (simulations): latent properties per object, (N,) arrays
+
+``read_properties`` reads ``/properties`` and ``/truth`` alike (a name in both is an error), so a
+probe of the simulation's redshift and of DESI's ``Z`` is the same job.
 
 Preprocessed file (``results/preprocessed/{crossmatch}/{survey}.h5``)::
 
@@ -146,8 +153,10 @@ def write_crossmatch(
     dec,
     surveys: Mapping[str, Mapping[str, np.ndarray]],
     truth: Mapping[str, np.ndarray] | None = None,
+    properties: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Write a crossmatch file atomically. ``surveys[name]`` holds the arrays of one group."""
+    """Write a crossmatch file atomically. ``surveys[name]`` holds the arrays of one group;
+    ``truth`` and ``properties`` map names to (N,) per-object arrays (str arrays: categorical)."""
     ids = as_str_ids(object_id)
     check_unique_ids(ids, str(path))
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -172,10 +181,15 @@ def write_crossmatch(
                 g.attrs["bands"] = list(survey.bands)
                 g.attrs["pixel_scale"] = survey.pixel_scale
                 g.attrs["pixel_scales"] = [survey.band_scale(b) for b in survey.bands]
-        if truth:
-            t = f.create_group("truth")
-            for key, value in truth.items():
-                t.create_dataset(key, data=np.asarray(value))
+        for group, columns in (("truth", truth), ("properties", properties)):
+            if columns:
+                g = f.create_group(group)
+                for key, value in columns.items():
+                    value = np.asarray(value)
+                    if value.dtype.kind in "OSU":
+                        g.create_dataset(key, data=as_str_ids(value).astype(object), dtype=STR)
+                    else:
+                        g.create_dataset(key, data=value)
     validate_crossmatch(path)
 
 
@@ -252,7 +266,52 @@ def validate_crossmatch(path: str | os.PathLike) -> dict:
                 wave = _require(f, f"{sname}/wavelength", path)
                 if wave.shape not in ((length,), (n, length)):
                     raise SchemaError(f"{path}: '{sname}/wavelength' has shape {wave.shape}, expected ({length},) or ({n}, {length})")
+        for name, group in _property_groups(f, path):
+            _require(f, f"{group}/{name}", path, (n,), kinds=PROPERTY_KINDS)
         return {"n": n, "surveys": surveys}
+
+
+PROPERTY_GROUPS = ("properties", "truth")  # where per-object scalars live (catalogue, simulation)
+PROPERTY_KINDS = "fiubOSU"  # numbers, bools, strings
+
+
+def _property_groups(f: h5py.File, path) -> list[tuple[str, str]]:
+    """(name, group) of every per-object property dataset in the file."""
+    out = []
+    for group in PROPERTY_GROUPS:
+        if group in f:
+            if not isinstance(f[group], h5py.Group):
+                raise SchemaError(f"{path}: {group!r} is not a group")
+            out += [(name, group) for name in f[group]]
+    return out
+
+
+def read_properties(path: str | os.PathLike, names=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(object_id, {name: (N,) array}) of a crossmatch file's per-object properties, from
+    ``/properties`` (catalogue columns) and ``/truth`` (a simulation's latents) alike.
+
+    ``names``: the properties wanted (default: all). A missing name, or a name found in both
+    groups, is a SchemaError naming the file and the properties it has. Strings come back as str.
+    """
+    with read_h5(path) as f:
+        ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
+        where: dict[str, list[str]] = {}
+        for name, group in _property_groups(f, path):
+            where.setdefault(name, []).append(group)
+        wanted = list(where) if names is None else list(names)
+        both = sorted(k for k in wanted if len(where.get(k, ())) > 1)
+        if both:
+            raise SchemaError(f"{path}: properties {both} are in both '/properties' and '/truth'; "
+                              f"rename one of them")
+        missing = [k for k in wanted if k not in where]
+        if missing:
+            raise SchemaError(f"{path}: no per-object property {missing} (in '/properties' or '/truth'); "
+                              f"it has {sorted(where)}")
+        out = {}
+        for name in wanted:
+            ds = _require(f, f"{where[name][0]}/{name}", path, (len(ids),), kinds=PROPERTY_KINDS)
+            out[name] = as_str_ids(ds[:]) if ds.dtype.kind in "OSU" else ds[:]
+    return ids, out
 
 
 def read_object_ids(path: str | os.PathLike, key: str = "object_id") -> np.ndarray:

@@ -1,0 +1,162 @@
+"""Probe records -> the tidy probes table, one table per property and probe, and figures of the
+probe score against model size.
+
+Tables (``{property}_{probe}.{csv,md,tex}``): rows are models (families by their smallest
+model's size, then sizes by parameter count), columns are surveys ("HSC (desi_hsc)": the
+survey and its crossmatch); each cell 'score [bootstrap interval]'. Figures
+(``probe_{property}.{png,pdf}``): one panel per column, one colour per family, the linear probe
+solid and the kNN probe dashed with open markers, the linear probe's permutation null
+(mean +- 2 std) as a grey band; x: parameter count (log scale).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
+
+from .figures import DPI, MARKERS, OKABE_ITO, _params_label  # noqa: E402
+from .layout import NULL_SIGMA  # noqa: E402
+from .records import RecordError, family_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
+from .tables import MISSING, to_latex, to_markdown  # noqa: E402
+
+FIELDS = ("crossmatch", "survey", "model", "property", "kind", "probe", "metric", "score", "ci_low", "ci_high",
+          "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws", "n", "n_excluded", "folds", "chance")
+PROBE_LABELS = {"linear": "linear", "knn": "kNN"}
+METRIC_LABELS = {"r2": "R²", "balanced_accuracy": "balanced accuracy"}
+
+
+def gather_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per (embedding, property, probe) from the probe JSON files, with checked fields."""
+    rows = []
+    for path in map(Path, paths):
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise RecordError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
+            raise RecordError(f"{path}: expected a JSON object with a 'records' list")
+        for i, rec in enumerate(doc["records"]):
+            missing = [f for f in FIELDS if not isinstance(rec, dict) or f not in rec]
+            if missing:
+                raise RecordError(f"{path}: record {i} is missing field(s) {', '.join(map(repr, missing))}")
+            rows.append({f: rec[f] for f in FIELDS})
+    return pd.DataFrame(rows, columns=list(FIELDS))
+
+
+def _ordered(df: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:
+    """``df`` with family, params, row and column labels, models in family then size order."""
+    df = df.assign(family=[split_model(m)[0] for m in df["model"]],
+                   params=[float(params.get(m, math.nan)) for m in df["model"]])
+    smallest = df.groupby("family")["params"].min().fillna(math.inf)
+    df = df.assign(family_rank=df["family"].map(smallest),
+                   row=[f"{family_label(f)} {size_label(split_model(m)[1])}" for f, m in zip(df["family"], df["model"])],
+                   column=[f"{survey_label(s)} ({x})" for s, x in zip(df["survey"], df["crossmatch"])],
+                   column_rank=[(survey_rank(s), x) for s, x in zip(df["survey"], df["crossmatch"])])
+    return df.sort_values(["family_rank", "family", "params", "model"], kind="stable")
+
+
+def _cell(score: float, low, high) -> str:
+    if score is None or math.isnan(score):
+        return MISSING
+    ok = low is not None and high is not None and not (math.isnan(low) or math.isnan(high))
+    return f"{score:.3f}" + (f" [{low:.3f}, {high:.3f}]" if ok else "")
+
+
+def probe_tables(df: pd.DataFrame, params: Mapping[str, int]) -> dict[tuple[str, str], pd.DataFrame]:
+    """{(property, probe): display frame} with rows models and columns surveys."""
+    df = _ordered(df, params)
+    out = {}
+    for (prop, name), sub in df.groupby(["property", "probe"], sort=False):
+        sub = sub.assign(cell=[_cell(r.score, r.ci_low, r.ci_high) for r in sub.itertuples()])
+        columns = [c for _, c in sorted(set(zip(sub["column_rank"], sub["column"])))]
+        wide = sub.pivot(index="row", columns="column", values="cell")
+        wide = wide.reindex(index=list(dict.fromkeys(sub["row"])), columns=columns).fillna(MISSING)
+        out[prop, name] = wide.reset_index().rename(columns={"row": "Model"}).rename_axis(None, axis=1)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] != "linear")))
+
+
+def write_probe_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int]) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for (prop, name), frame in probe_tables(df, params).items():
+        stem = out / f"{prop}_{name}"
+        frame.to_csv(stem.with_suffix(".csv"), index=False)
+        stem.with_suffix(".md").write_text(to_markdown(frame))
+        stem.with_suffix(".tex").write_text(to_latex(frame))
+        paths += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+    return paths
+
+
+def _panel(ax, sub: pd.DataFrame, styles: dict) -> None:
+    dodge = {f: 1.0 + 0.05 * (i - (len(styles) - 1) / 2) for i, f in enumerate(styles)}
+    for (family, name), part in sub.groupby(["family", "probe"], sort=False):
+        part = part.sort_values("params")
+        x, y = part["params"].to_numpy() * dodge[family], part["score"].to_numpy()
+        err = np.vstack([y - part["ci_low"].astype(float).to_numpy(), part["ci_high"].astype(float).to_numpy() - y])
+        linear = name == "linear"
+        ax.errorbar(x, y, yerr=np.nan_to_num(np.abs(err)), label=f"{family_label(family)} ({PROBE_LABELS[name]})",
+                    capsize=3, lw=1.6, ms=6, ls="-" if linear else "--", color=styles[family]["color"],
+                    marker=styles[family]["marker"], markerfacecolor=styles[family]["color"] if linear else "white")
+    null = sub[sub["probe"] == "linear"].dropna(subset=["null_mean", "null_std"])
+    if len(null):
+        lo = (null["null_mean"] - NULL_SIGMA * null["null_std"]).min()
+        hi = (null["null_mean"] + NULL_SIGMA * null["null_std"]).max()
+        ax.axhspan(lo, hi, color="0.6", alpha=0.35, lw=0, label=f"permutation null, linear (±{NULL_SIGMA}σ)")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_params_label))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+    ax.grid(True, which="major", color="0.9", lw=0.8)
+    ax.set_axisbelow(True)
+
+
+def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int]) -> list[Path]:
+    """One figure per property: probe score against parameter count, per family and survey."""
+    df = _ordered(df, params)
+    missing = sorted(set(df.loc[df["params"].isna(), "model"]))
+    if missing:
+        raise KeyError(f"no parameter count for model(s) {missing}; pass params={{model_key: count}}")
+    families = list(dict.fromkeys(df["family"]))
+    styles = {f: {"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[i % len(MARKERS)]}
+              for i, f in enumerate(families)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for prop, sub in df.groupby("property", sort=True):
+        columns = [c for _, c in sorted(set(zip(sub["column_rank"], sub["column"])))]
+        ncols = min(len(columns), 3)
+        nrows = math.ceil(len(columns) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.9), squeeze=False,
+                                 layout="constrained")
+        for ax, column in zip(axes.flat, columns):
+            part = sub[sub["column"] == column]
+            _panel(ax, part, styles)
+            ax.set_title(f"{column}  (N = {int(part['n'].max()):,})", fontsize=11)
+            ax.set_xlabel("model parameters (log scale)")
+        for ax in axes.flat[len(columns):]:
+            ax.set_visible(False)
+        metric = METRIC_LABELS.get(sub["metric"].iloc[0], sub["metric"].iloc[0])
+        for ax in axes[:, 0]:
+            ax.set_ylabel(f"{prop}: {metric}")
+        seen = {}
+        for ax in axes.flat[:len(columns)]:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(label, handle)
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 4), frameon=False)
+        for suffix in (".png", ".pdf"):
+            path = out / f"probe_{prop}{suffix}"
+            fig.savefig(path, dpi=DPI)
+            paths.append(path)
+        plt.close(fig)
+    return paths
