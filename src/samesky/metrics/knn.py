@@ -131,11 +131,18 @@ class _RunningTopK:
         for T, r0, c0 in sides:
             thr = self.threshold(slice(r0, r0 + T.shape[0]))
             fresh = thr == float("-inf")  # fewer than k columns seen: everything is a candidate
-            if fresh.any():
+            if fresh.any() and self.band is None:
                 rows = fresh.nonzero().flatten()
                 self._merge_exact(T, rows, r0, c0)
                 thr = thr.masked_fill(fresh, float("inf"))
                 pending |= len(rows) < T.shape[0]
+            elif fresh.any():
+                # Seed the row with the tile's top-rank (a cheap top-k); the rest of its band in
+                # this tile is gathered below (columns it already holds are merged away).
+                self._merge_exact(T, fresh.nonzero().flatten(), r0, c0, self.band[0])
+                thr = self.threshold(slice(r0, r0 + T.shape[0]))
+                thr = thr.masked_fill(thr == float("-inf"), float("inf"))  # took all the tile had
+                pending = True
             else:
                 pending = True
             thresholds.append(thr)
@@ -172,18 +179,22 @@ class _RunningTopK:
     def _merge(self, rows: torch.Tensor, values: torch.Tensor, cols: torch.Tensor) -> None:
         v = torch.cat([self.values[rows], values], 1)
         c = torch.cat([self.cols[rows], cols], 1)
+        if self.band is not None:  # a seeded row is offered again the columns it holds: drop repeats
+            v, c = rank_sort(v, c, v.shape[1])  # a repeat (same column, same value) is adjacent
+            repeat = torch.nn.functional.pad((c[:, 1:] == c[:, :-1]) & (c[:, 1:] != _NO_COL), (1, 0))
+            v, c = v.masked_fill(repeat, float("-inf")), c.masked_fill(repeat, _NO_COL)
         self.values[rows], self.cols[rows] = rank_sort(v, c, self.k)
 
-    def _merge_exact(self, T: torch.Tensor, rows: torch.Tensor, r0: int, c0: int) -> None:
-        v, c = tile_topk(T if len(rows) == T.shape[0] else T[rows], self.k)
-        self._merge(rows + r0, v, c + c0)
+    def _merge_exact(self, T: torch.Tensor, rows: torch.Tensor, r0: int, c0: int, width: int | None = None) -> None:
+        v, c = tile_topk(T if len(rows) == T.shape[0] else T[rows], width or self.k)
+        self._merge(rows + r0, v, torch.where(c == _NO_COL, c, c + c0))
 
     def _merge_sparse(self, T, r, c, v, r0: int, c0: int) -> None:
         """Merge candidates (tile row r, tile column c, value v), grouped by r, into the rows."""
         if r.numel() == 0:
             return
         urows, counts = torch.unique_consecutive(r, return_counts=True)
-        crowded = counts > _GATHER_CAP
+        crowded = counts > _GATHER_CAP + (0 if self.band is None else self.k)  # a band holds up to k
         if crowded.any():  # many ties or a late-arriving dense block: resolve those rows exactly
             self._merge_exact(T, urows[crowded], r0, c0)
             drop = torch.repeat_interleave(crowded, counts)
@@ -298,7 +309,7 @@ def _screened_graph(X: torch.Tensor, k: int, b: int, workers: int) -> tuple[torc
        order (-value, column). A row whose band may not fit in ``keep`` is redone in full fp32.
     """
     n, d = X.shape
-    norm = float(torch.linalg.vector_norm(X.double(), dim=1).max()) * (1 + 2.0**-40)
+    norm = float(torch.linalg.vector_norm(X, dim=1).max()) * (1 + (d + 4) * 2.0**-23)  # fp32 norm, rounded up
     slack = 2 * screening_bound(d, norm)
     keep = min(n - 1, 2 * k + 32)
     best = _RunningTopK(n, keep, b, X.device, band=(k, slack))
@@ -313,6 +324,9 @@ def _screened_graph(X: torch.Tensor, k: int, b: int, workers: int) -> tuple[torc
     for a in range(0, len(redo), 256):
         q = redo[a : a + 256]
         out_v[q], out_c[q] = tile_topk(exact.rows(q), k)
+    stats = {"band": slack, "candidates_per_row": float(live.sum()) / n, "rows_redone": len(redo)}
+    log.info("bf16 screening: band 2E=%.4f, %.1f candidates per row, %d rows redone in fp32",
+             *stats.values(), extra={"screen": stats})
     return out_v, out_c
 
 
@@ -333,11 +347,13 @@ class _ExactValues:
         if self.s0 < n:  # the short last block: its tiles with every block, as the fp32 path calls them
             self.edge = torch.empty(n, n - self.s0, device=X.device)
             for i0 in range(0, n, b):
-                self.edge[i0 : i0 + b] = self._mm(X[i0 : i0 + b], X[self.s0 :])
+                self.edge[i0 : i0 + b] = self._mm(X[i0 : i0 + b], X[self.s0 :], workers)
             self.edge[self.s0 :].fill_diagonal_(float("-inf"))
 
-    def _mm(self, A, B):
-        with threads(self.workers):
+    def _mm(self, A, B, workers: int = 1):
+        """A @ B.T; small products on one thread (an OpenMP barrier per call stalls when the
+        cores are shared), the big ones on every thread."""
+        with threads(workers):
             return torch.mm(A, B.T)
 
     def _patch(self, values, rows, cols):
@@ -372,7 +388,7 @@ class _ExactValues:
     def rows(self, q: torch.Tensor) -> torch.Tensor:
         """All values of rows ``q`` (self excluded as -inf): the fp32 path for a crowded row."""
         pad = torch.arange(_REGULAR, device=self.X.device)
-        S = self._mm(self.X[torch.cat([q, pad])], self.X)[: len(q)]
+        S = self._mm(self.X[torch.cat([q, pad])], self.X, self.workers)[: len(q)]
         if self.edge is not None:
             short = q >= self.s0
             S[short, : self.s0] = self.edge[: self.s0, q[short] - self.s0].T
@@ -388,7 +404,7 @@ def _sgemm_is_shape_invariant(X: torch.Tensor, b: int, workers: int) -> bool:
     g = torch.Generator(device="cpu").manual_seed(0)
     rows = torch.randperm(b, generator=g)[:_GROUP].to(X.device)
     cols = torch.randperm(b, generator=g)[:_REGULAR].to(X.device)
-    with threads(workers):
+    with threads(1):  # as the re-rank calls them
         same = bool(torch.equal(torch.mm(X[rows], X[cols].T), tile[rows][:, cols])
                     and torch.equal(torch.mm(X[cols], X[rows].T).T, tile[rows][:, cols]))
     if not same:
