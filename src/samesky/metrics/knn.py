@@ -43,7 +43,8 @@ _ACC_U = 2.0**-23
 # whatever the call's shape (measured: calls with >= 4 rows and >= 16 columns agree bit for bit
 # with a 4096 x 4096 tile; 1-row calls (gemv) and calls with <= 8 columns do not).
 _REGULAR = 32
-# Rows per exact re-rank GEMM (rows x union of their candidates).
+# Rows per exact re-rank GEMM (rows x union of their candidates); < _REGULAR, but >= 4 rows is
+# regular too (the probe checks this size).
 _GROUP = 16
 
 
@@ -368,20 +369,20 @@ class _ExactValues:
         return torch.where(at_row, self.edge[c, (r - s0).clamp(min=0)], values)
 
     def pairs(self, cols: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
-        """Values of (i, cols[i, c]) where ``live``, -inf elsewhere; one GEMM per ``_GROUP`` rows
-        against the union of their columns (padded to >= ``_REGULAR`` rows and columns)."""
-        n = self.X.shape[0]
-        out = torch.full(cols.shape, float("-inf"), device=self.X.device)
-        pad = torch.arange(_REGULAR, device=self.X.device)
+        """Values of (i, cols[i, c]) where ``live``, -inf elsewhere: one GEMM per ``_GROUP``
+        consecutive rows against the union of their columns (padded to ``_REGULAR`` columns)."""
+        X, n = self.X, self.X.shape[0]
+        out = torch.full(cols.shape, float("-inf"), device=X.device)
         for a in range(0, n, _GROUP):
             c, m = cols[a : a + _GROUP], live[a : a + _GROUP]
             union = torch.unique(c[m])
             if union.numel() == 0:
                 continue
-            rows = torch.arange(a, a + len(c), device=self.X.device)
-            S = self._mm(self.X[torch.cat([rows, pad])], self.X[torch.cat([union, pad])])
+            rows = X[a : a + _GROUP] if len(c) == _GROUP else X[torch.arange(a - _GROUP + len(c), a + len(c))]
+            short = max(0, _REGULAR - len(union))
+            S = self._mm(rows, X[torch.cat([union, union.new_zeros(short)])])[_GROUP - len(c) :]
             pos = torch.searchsorted(union, c.clamp(max=n - 1)).clamp(max=len(union) - 1)
-            v = self._patch(S[: len(c)].gather(1, pos), rows, c)
+            v = self._patch(S.gather(1, pos), torch.arange(a, a + len(c), device=X.device), c)
             out[a : a + _GROUP] = torch.where(m, v, out[a : a + _GROUP])
         return out
 
