@@ -292,7 +292,7 @@ def screening_bound(d: int, norm: float) -> float:
       bf16 output of A:            |s^ - A|       <= u (1 + g) (1 + u)^2 norm^2
       the fp32 reference itself:   |s - x.y|      <= g norm^2
     plus d 2^-118 for flushed subnormals and 2^-20 for the fp32 subtraction of the threshold.
-    For unit rows at d = 1536: E = 0.01215 (2E is the width of the candidate band).
+    For unit rows at d = 1536: E = 0.01213 (2E is the width of the candidate band).
     """
     u, g = _BF16_U, d * _ACC_U / (1 - d * _ACC_U)
     return norm**2 * ((2 * u + u * u) + g * (1 + u) ** 2 + u * (1 + g) * (1 + u) ** 2 + g) + d * 2.0**-118 + 2.0**-20
@@ -460,7 +460,8 @@ def restrict_graph(indices: np.ndarray, similarity: np.ndarray, rows: np.ndarray
     return out_i, out_s, len(short)
 
 
-def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None = None) -> None:
+def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None = None,
+             precision: str = "fp32") -> None:
     """Compute the kNN graph of one embedding file and write it with ``schema.write_knn``."""
     from .. import schema
 
@@ -468,7 +469,7 @@ def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None 
     schema.check_finite(emb, ids, str(emb_path))
     dev = pick_device(device)
     try:
-        indices, similarity = knn_graph(emb, k, chunk_size=chunk_size, device=dev)
+        indices, similarity = knn_graph(emb, k, chunk_size=chunk_size, device=dev, precision=precision)
     except DegenerateRowsError as err:
         raise ValueError(f"{emb_path}: {len(err.rows)} embeddings have zero norm (cosine similarity "
                          f"is undefined), e.g. object_id {ids[err.rows[:5]].tolist()}") from None
@@ -477,6 +478,6 @@ def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None 
     log.info("kNN graph of %s: N=%d D=%d k=%d on %s (%d threads)", emb_path, *emb.shape, k, dev,
              torch.get_num_threads())
     schema.write_knn(out_path, ids, indices, similarity, {
-        "k": k, "device": str(dev), "torch": torch.__version__, "metric": "cosine",
+        "k": k, "device": str(dev), "torch": torch.__version__, "metric": "cosine", "precision": precision,
         "source": os.fspath(emb_path), "chunk_size": chunk_size or default_chunk_size(len(ids), dev),
     })
