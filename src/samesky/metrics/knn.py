@@ -357,33 +357,38 @@ class _ExactValues:
         with threads(workers):
             return torch.mm(A, B.T)
 
-    def _patch(self, values, rows, cols):
-        """Pairs with a member in the short last block take the fp32 path's values."""
-        if self.edge is None:
-            return values
-        s0, c = self.s0, cols.clamp(max=self.X.shape[0] - 1)
-        r = rows[:, None].expand_as(c)
-        at_col = c >= s0  # the row's own tile with the short block (or the short diagonal tile)
-        at_row = (r >= s0) & ~at_col  # a row of the short block: the transposed side of a tile
-        values = torch.where(at_col, self.edge[r, (c - s0).clamp(min=0)], values)
-        return torch.where(at_row, self.edge[c, (r - s0).clamp(min=0)], values)
-
     def pairs(self, cols: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
-        """Values of (i, cols[i, c]) where ``live``, -inf elsewhere: one GEMM per ``_GROUP``
-        consecutive rows against the union of their columns (padded to ``_REGULAR`` columns)."""
+        """Values of (i, cols[i, c]) where ``live``, -inf elsewhere.
+
+        Each unordered pair {i < j} is evaluated once, as row i (the orientation of the fp32
+        path's tile), by one GEMM per ``_GROUP`` consecutive rows i against the union of their
+        columns j (padded to ``_REGULAR`` columns).
+        """
         X, n = self.X, self.X.shape[0]
-        out = torch.full(cols.shape, float("-inf"), device=X.device)
-        for a in range(0, n, _GROUP):
-            c, m = cols[a : a + _GROUP], live[a : a + _GROUP]
-            union = torch.unique(c[m])
-            if union.numel() == 0:
+        r = torch.arange(n, device=X.device).repeat_interleave(live.sum(1))
+        c = cols[live]
+        keys, inverse = torch.unique(torch.minimum(r, c) * n + torch.maximum(r, c), return_inverse=True)
+        lo, hi = keys // n, keys % n
+        values = torch.empty(len(keys), device=X.device)
+        bounds = torch.searchsorted(lo, torch.arange(0, n + _GROUP, _GROUP, device=X.device)).tolist()
+        for g, a in enumerate(range(0, n, _GROUP)):
+            s, e = bounds[g], bounds[g + 1]
+            if s == e:
                 continue
-            rows = X[a : a + _GROUP] if len(c) == _GROUP else X[torch.arange(a - _GROUP + len(c), a + len(c))]
+            union, pos = torch.unique(hi[s:e], return_inverse=True)
+            start = min(a, n - _GROUP)  # always a full group of rows
             short = max(0, _REGULAR - len(union))
-            S = self._mm(rows, X[torch.cat([union, union.new_zeros(short)])])[_GROUP - len(c) :]
-            pos = torch.searchsorted(union, c.clamp(max=n - 1)).clamp(max=len(union) - 1)
-            v = self._patch(S.gather(1, pos), torch.arange(a, a + len(c), device=X.device), c)
-            out[a : a + _GROUP] = torch.where(m, v, out[a : a + _GROUP])
+            S = self._mm(X[start : start + _GROUP], X[torch.cat([union, union.new_zeros(short)])])
+            values[s:e] = S[lo[s:e] - start, pos]
+        if self.edge is not None:  # lo < hi: a pair in the short block has its hi there
+            at = hi >= self.s0
+            values[at] = self.edge[lo[at], hi[at] - self.s0]
+        out = torch.full(cols.shape, float("-inf"), device=X.device)
+        out[live] = values[inverse]
+        if self.edge is not None:  # both in the short block: the row's own side of its diagonal tile
+            s0, c = self.s0, cols[self.s0 :]
+            rr, cc = (live[s0:] & (c >= s0)).nonzero(as_tuple=True)
+            out[s0 + rr, cc] = self.edge[s0 + rr, c[rr, cc] - s0]
         return out
 
     def rows(self, q: torch.Tensor) -> torch.Tensor:
