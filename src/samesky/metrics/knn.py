@@ -117,7 +117,8 @@ class _RunningTopK:
     the screened sweep keeps the band around the rank-th value, not a fixed top-k.
     """
 
-    def __init__(self, n: int, k: int, tile: int, device: torch.device, band: tuple[int, float] | None = None):
+    def __init__(self, n: int, k: int, tile: int, device: torch.device,
+                 band: tuple[int, float] | None = None):
         self.k, self.band = k, band
         self.values = torch.full((n, k), float("-inf"), device=device)
         self.cols = torch.full((n, k), _NO_COL, dtype=torch.int64, device=device)
@@ -186,7 +187,8 @@ class _RunningTopK:
             v, c = v.masked_fill(repeat, float("-inf")), c.masked_fill(repeat, _NO_COL)
         self.values[rows], self.cols[rows] = rank_sort(v, c, self.k)
 
-    def _merge_exact(self, T: torch.Tensor, rows: torch.Tensor, r0: int, c0: int, width: int | None = None) -> None:
+    def _merge_exact(self, T: torch.Tensor, rows: torch.Tensor, r0: int, c0: int,
+                     width: int | None = None) -> None:
         v, c = tile_topk(T if len(rows) == T.shape[0] else T[rows], width or self.k)
         self._merge(rows + r0, v, torch.where(c == _NO_COL, c, c + c0))
 
@@ -301,8 +303,8 @@ def screening_bound(d: int, norm: float) -> float:
 def _screened_graph(X: torch.Tensor, k: int, b: int, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The fp32 graph of unit rows ``X``, from a bf16 sweep plus an exact re-rank.
 
-    1. Sweep the tiles with bf16 inputs, fp32 accumulation and bf16 output, keeping per row its best ``keep``
-       screened values, and only values within 2E of its k-th screened value t (E =
+    1. Sweep the tiles with bf16 inputs, fp32 accumulation and bf16 output, keeping per row its
+       best ``keep`` screened values, and only values within 2E of its k-th screened value t (E =
        ``screening_bound``). Every fp32 top-k member j of a row has s^_j >= t - 2E: the k columns
        with s^ >= t have s >= t - E, so the fp32 k-th value is >= t - E, and s^_j >= s_j - E.
        Ties at the fp32 k-th value are inside the band too.
@@ -310,11 +312,17 @@ def _screened_graph(X: torch.Tensor, k: int, b: int, workers: int) -> tuple[torc
        order (-value, column). A row whose band may not fit in ``keep`` is redone in full fp32.
     """
     n, d = X.shape
-    norm = float(torch.linalg.vector_norm(X, dim=1).max()) * (1 + (d + 4) * 2.0**-23)  # fp32 norm, rounded up
+    norm = float(torch.linalg.vector_norm(X, dim=1).max()) * (1 + (d + 4) * 2.0**-23)  # rounded up
     slack = 2 * screening_bound(d, norm)
     keep = min(n - 1, 2 * k + 32)
     best = _RunningTopK(n, keep, b, X.device, band=(k, slack))
-    _sweep(best, _tiles(X.to(torch.bfloat16), b, workers, torch.float32), n, b)
+    # The bound assumes fp32 accumulation: no bf16 partial reductions in cuBLAS.
+    reduced = torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    try:
+        _sweep(best, _tiles(X.to(torch.bfloat16), b, workers, torch.float32), n, b)
+    finally:
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = reduced
     values, cols = best.values, best.cols
     live = (values >= best.threshold(slice(None))[:, None]) & (cols != _NO_COL)
     crowded = live[:, -1] if keep < n - 1 else torch.zeros(n, dtype=torch.bool, device=X.device)
