@@ -11,6 +11,8 @@ Each case runs in its own subprocess so that its peak RSS (ru_maxrss) is its own
   data     only the random embeddings (the RSS the data itself costs)
   screen   one kNN graph in fp32 and bf16-screened (same process): wall time, GFLOP/s, candidates
            per row, and a check that the two graphs are equal; a grid over --n, --screen-d, --screen-k
+  gemm     GFLOP/s of one 4096 x 4096 tile product in fp32 and bf16 (bf16 inputs and output, fp32
+           accumulation: oneDNN on CPU), on one thread and on all: the ceiling of the screened sweep
   stage    paper-shaped metric stage: 4 sizes x 2 surveys, intramodal + crossmodal + self
            comparisons, each with its null, with cached graphs vs recomputing kNN per pair
 
@@ -97,6 +99,27 @@ def run_screen(n: int, d: int, k: int) -> dict:
                         and np.array_equal(out["fp32"][1], out["bf16-screened"][1]))
     del out["fp32"], out["bf16-screened"]
     return {**out, **stats}
+
+
+def run_gemm(d: int, reps: int = 5) -> dict:
+    """Best-of-reps GFLOP/s of a (4096 x d) @ (d x 4096) product per dtype and thread count."""
+    import torch
+
+    X = torch.randn(2 * CHUNK, d)
+    out, every = {}, torch.get_num_threads()
+    for threads in sorted({1, every}):
+        torch.set_num_threads(threads)
+        for dtype in (torch.float32, torch.bfloat16):
+            A, B = X[:CHUNK].to(dtype), X[CHUNK:].to(dtype)
+            buffer = torch.empty(CHUNK, CHUNK, dtype=dtype)
+            torch.mm(A, B.T, out=buffer)
+            best = float("inf")
+            for _ in range(reps):
+                t = time.perf_counter()
+                torch.mm(A, B.T, out=buffer)
+                best = min(best, time.perf_counter() - t)
+            out[f"{str(dtype)[6:]} x{threads}"] = 2 * CHUNK * CHUNK * d / best / 1e9
+    return out
 
 
 def run_case(case: str, n: int, d: int, k: int, draws: int) -> dict:
@@ -215,6 +238,8 @@ def worker(argv) -> None:
         out = run_stage(n, k, draws, naive_draws)
     elif case == "screen":
         out = run_screen(n, d, k)
+    elif case == "gemm":
+        out = run_gemm(d)
     else:
         out = run_case(case, n, d, k, draws)
     out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -265,13 +290,13 @@ def main() -> None:
                    help="stage: null draws per pair actually run with kNN recomputed (= --null-draws: no extrapolation)")
     args = p.parse_args()
 
-    if set(args.cases) - {"stage", "screen"}:
+    if set(args.cases) - {"stage", "screen", "gemm"}:
         print(f"{'case':8} {'N':>7} {'d':>5} {'median s':>9} {'min s':>7} {'CPU s':>7} {'runs':>20} {'peak RSS MB':>12}  note",
               flush=True)
-    for n in args.n if set(args.cases) - {"stage", "screen"} else []:
+    for n in args.n if set(args.cases) - {"stage", "screen", "gemm"} else []:
         medians = {}
         for case in args.cases:
-            if case in ("stage", "screen"):
+            if case in ("stage", "screen", "gemm"):
                 continue
             if case == "naive" and 2 * n * n * 4 / 2**30 > args.naive_max_gb:
                 print(f"{case:8} {n:7d} {args.d:5d} {'-':>9} {'-':>7} {'-':>7} {'':>20} {'-':>12}  N x N matrices do not fit "
@@ -298,6 +323,11 @@ def main() -> None:
         if "mknn" in medians and "null" in medians:
             print(f"  N={n}: {args.null_draws} null draws / one kNN graph = "
                   f"{medians['null'] / (medians['mknn'] / 2):.2f}", flush=True)
+    if "gemm" in args.cases:
+        for d in args.screen_d:
+            r = spawn("gemm", 0, d, 0, 0)
+            print(f"gemm 4096 x {d} x 4096 GFLOP/s: " + ", ".join(f"{key} {v:.0f}" for key, v in r.items()
+                                                                 if key not in ("maxrss_mb", "threads")), flush=True)
     if "screen" in args.cases:
         screen(args)
     if "stage" in args.cases:
