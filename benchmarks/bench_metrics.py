@@ -92,9 +92,9 @@ def run_screen(n: int, d: int, k: int) -> dict:
     flop = 2 * d * sum(min(b, n - i) * (n - i) for i in range(0, n, b))  # tiles on and above the diagonal
     out = {"gflop": flop / 1e9}
     for precision in ("fp32", "bf16-screened"):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         out[precision] = knn_graph(Z, k, precision=precision)
-        out[precision + "_s"] = time.perf_counter() - t
+        out[precision + "_s"], out[precision + "_cpu_s"] = time.perf_counter() - t, time.process_time() - cpu
     out["equal"] = bool(np.array_equal(out["fp32"][0], out["bf16-screened"][0])
                         and np.array_equal(out["fp32"][1], out["bf16-screened"][1]))
     del out["fp32"], out["bf16-screened"]
@@ -258,7 +258,8 @@ def spawn(case, n, d, k, draws, naive_draws=0) -> dict:
 def screen(args) -> None:
     """fp32 vs bf16-screened kNN graphs over the grid N x d x k, one subprocess per cell."""
     print(f"\n{'N':>7} {'d':>5} {'k':>3} {'fp32 s':>8} {'GFLOP/s':>8} {'screen s':>8} {'GFLOP/s':>8} "
-          f"{'speedup':>7} {'band 2E':>8} {'cand/row':>8} {'redone':>6} {'equal':>5} {'RSS MB':>7}", flush=True)
+          f"{'speedup':>7} {'CPU s fp32/screen':>17} {'band 2E':>8} {'cand/row':>8} {'redone':>6} {'equal':>5} "
+          f"{'RSS MB':>7}", flush=True)
     for n in args.n:
         for d in args.screen_d:
             for k in args.screen_k:
@@ -268,7 +269,7 @@ def screen(args) -> None:
                     continue
                 f, s = r["fp32_s"], r["bf16-screened_s"]
                 print(f"{n:7d} {d:5d} {k:3d} {f:8.1f} {r['gflop'] / f:8.0f} {s:8.1f} {r['gflop'] / s:8.0f} "
-                      f"{f / s:7.2f} {r.get('band', float('nan')):8.4f} {r.get('candidates_per_row', float('nan')):8.1f} "
+                      f"{f / s:7.2f} {r['fp32_cpu_s']:8.0f}/{r['bf16-screened_cpu_s']:<8.0f} {r.get('band', float('nan')):8.4f} {r.get('candidates_per_row', float('nan')):8.1f} "
                       f"{r.get('rows_redone', -1):6d} {str(r['equal']):>5} {r['maxrss_mb']:7.0f}", flush=True)
 
 
