@@ -120,6 +120,7 @@ class _RunningTopK:
     def __init__(self, n: int, k: int, tile: int, device: torch.device,
                  band: tuple[int, float] | None = None):
         self.k, self.band = k, band
+        self._seeded = False  # rows of the tile on offer were seeded from it: merges drop repeats
         self.values = torch.full((n, k), float("-inf"), device=device)
         self.cols = torch.full((n, k), _NO_COL, dtype=torch.int64, device=device)
         # Reused mask buffers: fresh 16 MB allocations would page-fault on every tile.
@@ -129,7 +130,7 @@ class _RunningTopK:
     def offer(self, S: torch.Tensor, i0: int, j0: int) -> None:
         """Offer tile ``S = X[i0:] @ X[j0:].T`` to its rows and, off the diagonal, to its columns."""
         sides = [(S, i0, j0)] if i0 == j0 else [(S, i0, j0), (S.T, j0, i0)]
-        thresholds, pending = [], False
+        thresholds, pending, self._seeded = [], False, False
         for T, r0, c0 in sides:
             thr = self.threshold(slice(r0, r0 + T.shape[0]))
             fresh = thr == float("-inf")  # fewer than k columns seen: everything is a candidate
@@ -142,6 +143,7 @@ class _RunningTopK:
                 # Seed the row with the tile's top-rank (a cheap top-k); the rest of its band in
                 # this tile is gathered below (columns it already holds are merged away).
                 self._merge_exact(T, fresh.nonzero().flatten(), r0, c0, self.band[0])
+                self._seeded = True
                 thr = self.threshold(slice(r0, r0 + T.shape[0]))
                 thr = thr.masked_fill(thr == float("-inf"), float("inf"))  # took all the tile had
                 pending = True
@@ -181,7 +183,7 @@ class _RunningTopK:
     def _merge(self, rows: torch.Tensor, values: torch.Tensor, cols: torch.Tensor) -> None:
         v = torch.cat([self.values[rows], values], 1)
         c = torch.cat([self.cols[rows], cols], 1)
-        if self.band is not None:  # a seeded row is offered again the columns it holds: drop repeats
+        if self._seeded:  # a seeded row is offered again the columns it holds: drop repeats
             v, c = rank_sort(v, c, v.shape[1])  # a repeat (same column, same value) is adjacent
             repeat = torch.nn.functional.pad((c[:, 1:] == c[:, :-1]) & (c[:, 1:] != _NO_COL), (1, 0))
             v, c = v.masked_fill(repeat, float("-inf")), c.masked_fill(repeat, _NO_COL)
