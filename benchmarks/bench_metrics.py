@@ -9,6 +9,10 @@ Each case runs in its own subprocess so that its peak RSS (ru_maxrss) is its own
   null     --null-draws relabelled MKNN null draws on cached graphs
   cka      linear CKA (feature space, float64 accumulation)
   data     only the random embeddings (the RSS the data itself costs)
+  screen   one kNN graph in fp32 and bf16-screened (same process): wall time, GFLOP/s, candidates
+           per row, and a check that the two graphs are equal; a grid over --n, --screen-d, --screen-k
+  gemm     GFLOP/s of one 4096 x 4096 tile product in fp32 and bf16 (bf16 inputs and output, fp32
+           accumulation: oneDNN on CPU), on one thread and on all: the ceiling of the screened sweep
   stage    paper-shaped metric stage: 4 sizes x 2 surveys, intramodal + crossmodal + self
            comparisons, each with its null, with cached graphs vs recomputing kNN per pair
 
@@ -16,6 +20,7 @@ Usage:
   python benchmarks/bench_metrics.py --n 20000 --repeat 3
   python benchmarks/bench_metrics.py --n 102000 --cases mknn matmul cka data
   python benchmarks/bench_metrics.py --cases stage --stage-n 20000
+  python benchmarks/bench_metrics.py --cases screen --n 20000 102000 --screen-d 384 1536 --screen-k 10 50
 """
 from __future__ import annotations
 
@@ -64,6 +69,57 @@ def bare_matmul(Z):
     for s in range(0, len(X), CHUNK):
         rows = X[s : s + CHUNK]
         torch.mm(rows, X.T, out=out[: len(rows)])
+
+
+def run_screen(n: int, d: int, k: int) -> dict:
+    """fp32 and bf16-screened graphs of the same embedding, timed in one process, compared."""
+    import logging
+
+    import numpy as np
+
+    from samesky.metrics.knn import default_chunk_size, knn_graph
+
+    stats = {}
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            stats.update(getattr(record, "screen", {}))
+
+    logging.getLogger("samesky.metrics.knn").addHandler(Grab())
+    logging.getLogger("samesky.metrics.knn").setLevel(logging.INFO)
+    (Z,) = embeddings(n, (d,))
+    b = default_chunk_size(n, __import__("torch").device("cpu"))
+    flop = 2 * d * sum(min(b, n - i) * (n - i) for i in range(0, n, b))  # tiles on and above the diagonal
+    out = {"gflop": flop / 1e9}
+    for precision in ("fp32", "bf16-screened"):
+        t, cpu = time.perf_counter(), time.process_time()
+        out[precision] = knn_graph(Z, k, precision=precision)
+        out[precision + "_s"], out[precision + "_cpu_s"] = time.perf_counter() - t, time.process_time() - cpu
+    out["equal"] = bool(np.array_equal(out["fp32"][0], out["bf16-screened"][0])
+                        and np.array_equal(out["fp32"][1], out["bf16-screened"][1]))
+    del out["fp32"], out["bf16-screened"]
+    return {**out, **stats}
+
+
+def run_gemm(d: int, reps: int = 5) -> dict:
+    """Best-of-reps GFLOP/s of a (4096 x d) @ (d x 4096) product per dtype and thread count."""
+    import torch
+
+    X = torch.randn(2 * CHUNK, d)
+    out, every = {}, torch.get_num_threads()
+    for threads in sorted({1, every}):
+        torch.set_num_threads(threads)
+        for dtype in (torch.float32, torch.bfloat16):
+            A, B = X[:CHUNK].to(dtype), X[CHUNK:].to(dtype)
+            buffer = torch.empty(CHUNK, CHUNK, dtype=dtype)
+            torch.mm(A, B.T, out=buffer)
+            best = float("inf")
+            for _ in range(reps):
+                t = time.perf_counter()
+                torch.mm(A, B.T, out=buffer)
+                best = min(best, time.perf_counter() - t)
+            out[f"{str(dtype)[6:]} x{threads}"] = 2 * CHUNK * CHUNK * d / best / 1e9
+    return out
 
 
 def run_case(case: str, n: int, d: int, k: int, draws: int) -> dict:
@@ -178,7 +234,14 @@ def worker(argv) -> None:
     case, n, d, k, draws, naive_draws = argv[0], *map(int, argv[1:6])
     import torch
 
-    out = run_stage(n, k, draws, naive_draws) if case == "stage" else run_case(case, n, d, k, draws)
+    if case == "stage":
+        out = run_stage(n, k, draws, naive_draws)
+    elif case == "screen":
+        out = run_screen(n, d, k)
+    elif case == "gemm":
+        out = run_gemm(d)
+    else:
+        out = run_case(case, n, d, k, draws)
     out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["threads"] = torch.get_num_threads()
     print(json.dumps(out))
@@ -190,6 +253,24 @@ def spawn(case, n, d, k, draws, naive_draws=0) -> dict:
     if proc.returncode:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def screen(args) -> None:
+    """fp32 vs bf16-screened kNN graphs over the grid N x d x k, one subprocess per cell."""
+    print(f"\n{'N':>7} {'d':>5} {'k':>3} {'fp32 s':>8} {'GFLOP/s':>8} {'screen s':>8} {'GFLOP/s':>8} "
+          f"{'speedup':>7} {'CPU s fp32/screen':>17} {'band 2E':>8} {'cand/row':>8} {'redone':>6} {'equal':>5} "
+          f"{'RSS MB':>7}", flush=True)
+    for n in args.n:
+        for d in args.screen_d:
+            for k in args.screen_k:
+                r = spawn("screen", n, d, k, 0)
+                if "error" in r:
+                    print(f"{n:7d} {d:5d} {k:3d} failed: {r['error']}", flush=True)
+                    continue
+                f, s = r["fp32_s"], r["bf16-screened_s"]
+                print(f"{n:7d} {d:5d} {k:3d} {f:8.1f} {r['gflop'] / f:8.0f} {s:8.1f} {r['gflop'] / s:8.0f} "
+                      f"{f / s:7.2f} {r['fp32_cpu_s']:8.0f}/{r['bf16-screened_cpu_s']:<8.0f} {r.get('band', float('nan')):8.4f} {r.get('candidates_per_row', float('nan')):8.1f} "
+                      f"{r.get('rows_redone', -1):6d} {str(r['equal']):>5} {r['maxrss_mb']:7.0f}", flush=True)
 
 
 def main() -> None:
@@ -204,16 +285,19 @@ def main() -> None:
     p.add_argument("--null-draws", type=int, default=1000)
     p.add_argument("--naive-max-gb", type=float, default=8.0, help="skip naive when N^2 float32 exceeds this")
     p.add_argument("--stage-n", type=int, default=20_000)
+    p.add_argument("--screen-d", type=int, nargs="+", default=[384, 1536])
+    p.add_argument("--screen-k", type=int, nargs="+", default=[10, 50])
     p.add_argument("--naive-draws", type=int, default=2,
                    help="stage: null draws per pair actually run with kNN recomputed (= --null-draws: no extrapolation)")
     args = p.parse_args()
 
-    print(f"{'case':8} {'N':>7} {'d':>5} {'median s':>9} {'min s':>7} {'CPU s':>7} {'runs':>20} {'peak RSS MB':>12}  note",
-          flush=True)
-    for n in args.n if set(args.cases) - {"stage"} else []:
+    if set(args.cases) - {"stage", "screen", "gemm"}:
+        print(f"{'case':8} {'N':>7} {'d':>5} {'median s':>9} {'min s':>7} {'CPU s':>7} {'runs':>20} {'peak RSS MB':>12}  note",
+              flush=True)
+    for n in args.n if set(args.cases) - {"stage", "screen", "gemm"} else []:
         medians = {}
         for case in args.cases:
-            if case == "stage":
+            if case in ("stage", "screen", "gemm"):
                 continue
             if case == "naive" and 2 * n * n * 4 / 2**30 > args.naive_max_gb:
                 print(f"{case:8} {n:7d} {args.d:5d} {'-':>9} {'-':>7} {'-':>7} {'':>20} {'-':>12}  N x N matrices do not fit "
@@ -240,6 +324,13 @@ def main() -> None:
         if "mknn" in medians and "null" in medians:
             print(f"  N={n}: {args.null_draws} null draws / one kNN graph = "
                   f"{medians['null'] / (medians['mknn'] / 2):.2f}", flush=True)
+    if "gemm" in args.cases:
+        for d in args.screen_d:
+            r = spawn("gemm", 0, d, 0, 0)
+            print(f"gemm 4096 x {d} x 4096 GFLOP/s: " + ", ".join(f"{key} {v:.0f}" for key, v in r.items()
+                                                                 if key not in ("maxrss_mb", "threads")), flush=True)
+    if "screen" in args.cases:
+        screen(args)
     if "stage" in args.cases:
         r = spawn("stage", args.stage_n, 0, args.k, args.null_draws, min(args.naive_draws, args.null_draws))
         if "error" in r:

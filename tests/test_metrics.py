@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from samesky.metrics.knn import DegenerateRowsError, knn_graph, knn_rows, restrict_graph
+from samesky.metrics.knn import DegenerateRowsError, _tiles, knn_graph, knn_rows, restrict_graph, screening_bound
 from samesky.metrics.mknn import MknnEstimator, mknn, mknn_from_graphs, overlaps
 from samesky.metrics.registry import METRICS, get_metric
 from samesky.metrics.stats import bootstrap_weights, p_value, permutations, summarise
@@ -130,6 +130,109 @@ def test_knn_refuses_zero_norm_and_bad_k():
         knn_graph(Z, 3)
     with pytest.raises(ValueError, match="k=20 must be between 1 and N-1=19"):
         knn_graph(np.ones((20, 3), np.float32), 20)
+
+
+def screened(Z, k, caplog, **kw):
+    """knn_graph with precision="bf16-screened", and the screening statistics it logged (the
+    screened path must really have run: tiles under 32 rows stay on the fp32 path)."""
+    caplog.clear()
+    with caplog.at_level("INFO", logger="samesky.metrics.knn"):
+        out = knn_graph(Z, k, precision="bf16-screened", **kw)
+    stats = [r.screen for r in caplog.records if hasattr(r, "screen")]
+    assert len(stats) == 1, "the screened path did not run"
+    return out, stats[0]
+
+
+def near_ties(n, d, seed, eps):
+    """Clusters of rows that differ by ``eps`` (0: exact duplicates): many similarities equal or
+    closer together than the bf16 resolution, and far more than k of them per row."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(1, n // 40), d))
+    Z = centres[rng.integers(0, len(centres), n)] + eps * rng.standard_normal((n, d))
+    return Z.astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 10, 50])
+@pytest.mark.parametrize("chunk", [None, 48])
+def test_screened_graph_equals_reference_with_exact_ties(k, chunk, caplog):
+    """Lattice data (exact similarities, ties everywhere, a block of 71 duplicates): the screened
+    graph equals the full-matrix torch reference and the fp32 path, bit for bit."""
+    Z = with_ties(400)
+    (idx, sim), stats = screened(Z, k, caplog, chunk_size=chunk)
+    ref_idx, ref_sim = reference_knn(Z, k)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(sim, ref_sim)
+    fp32 = knn_graph(Z, k, chunk_size=chunk)
+    np.testing.assert_array_equal(idx, fp32[0])
+    np.testing.assert_array_equal(sim, fp32[1])
+    # The 71 copies of row 3 (similarity 1) crowd each other's band past its capacity (2k + 32):
+    # those rows are redone in fp32.
+    if 2 * k + 32 < 70:
+        assert stats["rows_redone"] >= 71
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-7, 1e-4, 3e-3])
+@pytest.mark.parametrize("k", [1, 10, 50])
+def test_screened_graph_equals_fp32_graph_with_near_ties(eps, k, caplog):
+    Z = near_ties(600, 24, 3, eps)
+    for chunk in (None, 100, 256):  # 600 = 5 x 100 + 100; 2 x 256 + 88; one tile
+        (idx, sim), _ = screened(Z, k, caplog, chunk_size=chunk)
+        want_idx, want_sim = knn_graph(Z, k, chunk_size=chunk)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(sim, want_sim)
+
+
+def test_screened_graph_sweep_of_adversarial_inputs(caplog):
+    """Seeded random sweep (no hypothesis in the environment): tiny dims, k up to N - 1,
+    duplicated rows, near-equal similarities, short last tiles; every graph equals fp32's."""
+    rng = np.random.default_rng(2024)
+    for case in range(40):
+        n = int(rng.integers(32, 300))
+        d = int(rng.choice([1, 2, 3, 5, 8, 17, 64]))
+        k = int(rng.choice([1, 2, 10, n - 1, int(rng.integers(1, n))]))
+        chunk = int(rng.choice([n, 32, 33, int(rng.integers(32, n + 1))]))
+        kind = case % 4
+        if kind == 0:  # clusters of near-identical rows
+            Z = near_ties(n, d, case, float(rng.choice([0, 1e-7, 1e-5, 1e-3])))
+        elif kind == 1:  # a cone: all rows at nearly the same angle to the axis, near-equal similarities
+            Z = np.zeros((n, d + 1), np.float32)
+            Z[:, 0] = 1
+            Z[:, 1:] = 1e-3 * rng.standard_normal((n, d))
+        elif kind == 2:  # integer lattice: exact ties everywhere
+            Z = rng.integers(-2, 3, (n, d)).astype(np.float32)
+            Z[(Z == 0).all(1), 0] = 1
+        else:  # generic floats with duplicated rows
+            Z = rng.standard_normal((n, d)).astype(np.float32)
+            Z[rng.integers(0, n, n // 3)] = Z[rng.integers(0, n, n // 3)]
+        (idx, sim), _ = screened(Z, k, caplog, chunk_size=chunk)
+        want_idx, want_sim = knn_graph(Z, k, chunk_size=chunk)
+        assert np.array_equal(idx, want_idx) and np.array_equal(sim, want_sim), (case, n, d, k, chunk)
+
+
+def test_screening_bound_holds_and_is_nearly_attained():
+    """Worst case for the bound: every coordinate 2^-4 (1 + 2^-8 - 2^-23) rounds down to 2^-4 in
+    bf16 (relative error ~u), all products of a row with itself are positive, and 257 of them sum
+    to 1 + 2^-8, which rounds (to even) down to 1 in the bf16 output: every error term adds up."""
+    d = 257
+    m = np.float32(2.0**-4 * (1 + 2.0**-8 - 2.0**-23))
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy(m * rng.choice([-1, 1], (64, d)).astype(np.float32))
+    X[32:] = X[:32]  # duplicated rows
+    norm = float(torch.linalg.vector_norm(X.double(), dim=1).max())
+    bound = screening_bound(d, norm)
+    screened_tile = _tiles(X.to(torch.bfloat16), 64, 1, torch.float32)(0, 0)
+    error = (screened_tile - X @ X.T).abs().max().item()
+    assert error <= bound and error > 0.98 * bound, (error, bound)
+    # generic unit rows: the bound holds with room to spare
+    Y = torch.nn.functional.normalize(torch.randn(512, 1536, generator=torch.Generator().manual_seed(0)), dim=1)
+    error = (_tiles(Y.to(torch.bfloat16), 512, 1, torch.float32)(0, 0) - Y @ Y.T).abs().max().item()
+    assert error <= screening_bound(1536, 1.0 + 1e-6)
+    assert screening_bound(1536, 1.0) == pytest.approx(0.01213, abs=1e-5)
+
+
+def test_knn_graph_refuses_unknown_precision():
+    with pytest.raises(ValueError, match=r"precision='bf16': expected one of \['fp32', 'bf16-screened'\]"):
+        knn_graph(np.ones((5, 2), np.float32), 2, precision="bf16")
 
 
 @pytest.mark.parametrize("k", [1, 10, 50])

@@ -158,7 +158,10 @@ def test_knn_file_writes_graph_with_provenance_and_refuses_zero_rows(files, tmp_
     got_ids, idx, sim, prov = schema.read_knn(ka)
     assert np.array_equal(got_ids, ids) and idx.shape == (N, K)
     assert prov["k"] == K and prov["source"] == str(ea) and prov["torch"] == torch.__version__
-    assert prov["device"] in ("cpu", "cuda", "cuda:0")
+    assert prov["device"] in ("cpu", "cuda", "cuda:0") and prov["precision"] == "fp32"
+    knn_file(ea, tmp_path / "screened.knn.h5", K, precision="bf16-screened")  # the same graph, bit for bit
+    _, idx_s, sim_s, prov_s = schema.read_knn(tmp_path / "screened.knn.h5")
+    assert np.array_equal(idx_s, idx) and np.array_equal(sim_s, sim) and prov_s["precision"] == "bf16-screened"
     Z0 = Za.copy()
     Z0[33] = 0
     emb = tmp_path / "zero.h5"

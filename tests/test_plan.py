@@ -120,3 +120,21 @@ def test_demo_plan_scores_every_embedding_against_the_latent_truth(demo_config):
         xm["source"] = {"path": f"{name}.h5"}  # real data: no truth
         xm.pop("drop_flat", None)  # a path is not ingested: nothing drops rows
     assert not [c for c in Plan(validate_config(demo_config)).comparisons if c.kind == "truth"]
+
+
+def test_knn_precision_reaches_only_the_graph_jobs(demo_config):
+    plan = Plan(validate_config(demo_config))
+    assert plan.knn_params() == {"k": 10, "precision": "fp32"}  # the schema default
+    before = plan.metric_params()
+    demo_config["metrics"]["knn_precision"] = "bf16-screened"
+    plan = Plan(validate_config(demo_config))
+    assert plan.knn_params()["precision"] == "bf16-screened"
+    assert plan.metric_params() == before  # compare jobs are not rerun for it
+    import inspect
+
+    from samesky.metrics.knn import knn_file
+
+    assert set(plan.knn_params()) <= set(inspect.signature(knn_file).parameters)
+    demo_config["metrics"]["knn_precision"] = "bf16"
+    with pytest.raises(ConfigError, match="knn_precision"):
+        validate_config(demo_config)

@@ -162,6 +162,16 @@ def test_changing_k_reruns_only_metrics(demo_run):
 
 
 @pytest.mark.slow
+def test_changing_knn_precision_reruns_the_graphs(demo_run):
+    """The graph jobs rerun (their params changed); the compare jobs only because their inputs
+    are rewritten (the same graphs, bit for bit), not through their own params."""
+    workdir, config, _ = demo_run
+    counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(knn_precision="bf16-screened"))
+    n_embeddings = len(list((workdir / "results/embeddings").rglob("*.h5")))
+    assert counts["knn_graph"] == n_embeddings
+
+
+@pytest.mark.slow
 def test_changing_null_draws_reruns_only_comparisons(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(null_draws=100))

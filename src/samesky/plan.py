@@ -358,6 +358,11 @@ class Plan:
         embed = self.config.get("embed", {})
         return {"batch_size": embed.get("batch_size", 64), "shard_size": embed.get("shard_size", 2048)}
 
+    def knn_params(self) -> dict:
+        """Settings of the kNN graph jobs (the compare jobs do not depend on the precision)."""
+        m = self.config.get("metrics", {})
+        return {"k": m.get("k", 10), "precision": m.get("knn_precision", "fp32")}
+
     def metric_params(self) -> dict:
         m = self.config.get("metrics", {})
         return {

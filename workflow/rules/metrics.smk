@@ -8,7 +8,8 @@ rule knn_graph:
     output:
         "results/knn/{crossmatch}/{survey}/{model}.h5",
     params:
-        k=PLAN.metric_params()["k"],
+        k=PLAN.knn_params()["k"],
+        precision=PLAN.knn_params()["precision"],
         invariants=PLAN.cka_invariants(),
     benchmark:
         "results/benchmarks/knn_graph/{crossmatch}/{survey}/{model}.tsv"

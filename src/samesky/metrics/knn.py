@@ -10,6 +10,9 @@ Cosine similarity is symmetric, so only tiles on and above the block diagonal ar
 transposed, of its columns. Diagonal tiles go first and seed every row with an exact top-k of a
 contiguous tile row; a later tile can only contribute entries >= the row's current k-th best
 value, which are few, so they are found with one comparison pass instead of a top-k.
+
+``precision="bf16-screened"`` (opt-in) returns the same graph, bit for bit, from a cheaper sweep:
+see ``screening_bound`` and ``_screened_graph``.
 """
 from __future__ import annotations
 
@@ -30,6 +33,20 @@ _GATHER_CAP = 32
 _TIE_MARGIN = 8
 # Column placeholder for "no candidate yet": larger than any real column, so it always loses ties.
 _NO_COL = torch.iinfo(torch.int64).max
+
+KNN_PRECISIONS = ("fp32", "bf16-screened")
+# bfloat16 keeps 8 significand bits: round to nearest has unit roundoff 2^-8.
+_BF16_U = 2.0**-8
+# Unit roundoff assumed for an fp32 accumulation: 2^-23 covers round-to-nearest (2^-24) and
+# truncating accumulators (some tensor cores).
+_ACC_U = 2.0**-23
+# Smallest GEMM edge (rows and columns) for which MKL's sgemm gives every entry the same value
+# whatever the call's shape (measured: calls with >= 4 rows and >= 16 columns agree bit for bit
+# with a 4096 x 4096 tile; 1-row calls (gemv) and calls with <= 8 columns do not).
+_REGULAR = 32
+# Rows per exact re-rank GEMM (rows x union of their candidates); < _REGULAR, but >= 4 rows is
+# regular too (the probe checks this size).
+_GROUP = 16
 
 
 class DegenerateRowsError(ValueError):
@@ -95,10 +112,16 @@ def _pad(values, cols, k):
 
 
 class _RunningTopK:
-    """Per-row best k (values, columns) seen so far, kept in (-value, column) order."""
+    """Per-row best k (values, columns) seen so far, kept in (-value, column) order.
 
-    def __init__(self, n: int, k: int, tile: int, device: torch.device):
-        self.k = k
+    With ``band=(rank, slack)`` only values >= (the row's rank-th best - slack) are gathered:
+    the screened sweep keeps the band around the rank-th value, not a fixed top-k.
+    """
+
+    def __init__(self, n: int, k: int, tile: int, device: torch.device,
+                 band: tuple[int, float] | None = None):
+        self.k, self.band = k, band
+        self._seeded = False  # rows of the tile on offer were seeded from it: merges drop repeats
         self.values = torch.full((n, k), float("-inf"), device=device)
         self.cols = torch.full((n, k), _NO_COL, dtype=torch.int64, device=device)
         # Reused mask buffers: fresh 16 MB allocations would page-fault on every tile.
@@ -108,15 +131,23 @@ class _RunningTopK:
     def offer(self, S: torch.Tensor, i0: int, j0: int) -> None:
         """Offer tile ``S = X[i0:] @ X[j0:].T`` to its rows and, off the diagonal, to its columns."""
         sides = [(S, i0, j0)] if i0 == j0 else [(S, i0, j0), (S.T, j0, i0)]
-        thresholds, pending = [], False
+        thresholds, pending, self._seeded = [], False, False
         for T, r0, c0 in sides:
-            thr = self.values[r0 : r0 + T.shape[0], -1]
+            thr = self.threshold(slice(r0, r0 + T.shape[0]))
             fresh = thr == float("-inf")  # fewer than k columns seen: everything is a candidate
-            if fresh.any():
+            if fresh.any() and self.band is None:
                 rows = fresh.nonzero().flatten()
                 self._merge_exact(T, rows, r0, c0)
                 thr = thr.masked_fill(fresh, float("inf"))
                 pending |= len(rows) < T.shape[0]
+            elif fresh.any():
+                # Seed the row with the tile's top-rank (a cheap top-k); the rest of its band in
+                # this tile is gathered below (columns it already holds are merged away).
+                self._merge_exact(T, fresh.nonzero().flatten(), r0, c0, self.band[0])
+                self._seeded = True
+                thr = self.threshold(slice(r0, r0 + T.shape[0]))
+                thr = thr.masked_fill(thr == float("-inf"), float("inf"))  # took all the tile had
+                pending = True
             else:
                 pending = True
             thresholds.append(thr)
@@ -142,21 +173,34 @@ class _RunningTopK:
             order = torch.sort(c[keep], stable=True).indices
             self._merge_sparse(S.T, c[keep][order], r[keep][order], v[keep][order], j0, i0)
 
+    def threshold(self, rows) -> torch.Tensor:
+        """Smallest value that can still enter each row (-inf: fewer than k (or rank) seen)."""
+        thr = self.values[rows, -1]
+        if self.band is not None:
+            rank, slack = self.band
+            thr = torch.maximum(thr, self.values[rows, rank - 1] - slack)
+        return thr
+
     def _merge(self, rows: torch.Tensor, values: torch.Tensor, cols: torch.Tensor) -> None:
         v = torch.cat([self.values[rows], values], 1)
         c = torch.cat([self.cols[rows], cols], 1)
+        if self._seeded:  # a seeded row is offered again the columns it holds: drop repeats
+            v, c = rank_sort(v, c, v.shape[1])  # a repeat (same column, same value) is adjacent
+            repeat = torch.nn.functional.pad((c[:, 1:] == c[:, :-1]) & (c[:, 1:] != _NO_COL), (1, 0))
+            v, c = v.masked_fill(repeat, float("-inf")), c.masked_fill(repeat, _NO_COL)
         self.values[rows], self.cols[rows] = rank_sort(v, c, self.k)
 
-    def _merge_exact(self, T: torch.Tensor, rows: torch.Tensor, r0: int, c0: int) -> None:
-        v, c = tile_topk(T if len(rows) == T.shape[0] else T[rows], self.k)
-        self._merge(rows + r0, v, c + c0)
+    def _merge_exact(self, T: torch.Tensor, rows: torch.Tensor, r0: int, c0: int,
+                     width: int | None = None) -> None:
+        v, c = tile_topk(T if len(rows) == T.shape[0] else T[rows], width or self.k)
+        self._merge(rows + r0, v, torch.where(c == _NO_COL, c, c + c0))
 
     def _merge_sparse(self, T, r, c, v, r0: int, c0: int) -> None:
         """Merge candidates (tile row r, tile column c, value v), grouped by r, into the rows."""
         if r.numel() == 0:
             return
         urows, counts = torch.unique_consecutive(r, return_counts=True)
-        crowded = counts > _GATHER_CAP
+        crowded = counts > _GATHER_CAP + (0 if self.band is None else self.k)  # a band holds up to k
         if crowded.any():  # many ties or a late-arriving dense block: resolve those rows exactly
             self._merge_exact(T, urows[crowded], r0, c0)
             drop = torch.repeat_interleave(crowded, counts)
@@ -186,38 +230,204 @@ def _sparse_nonzero(words: torch.Tensor, width: int) -> tuple[torch.Tensor, torc
     return flat // width, flat % width
 
 
-def knn_graph(Z, k: int, *, chunk_size: int | None = None, device=None) -> tuple[np.ndarray, np.ndarray]:
+def knn_graph(Z, k: int, *, chunk_size: int | None = None, device=None, precision: str = "fp32"
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine kNN graph of the rows of ``Z`` (numpy or torch, (N, D)).
 
     Returns ``(indices (N, k) int64, similarity (N, k) float32)``, each row nearest first, the
     row itself excluded, ties broken by the smaller index. Memory O(N k + chunk^2); similarities
     in float32 (TF32 disabled on GPU, so results do not depend on the device's matmul mode).
+    ``precision="bf16-screened"`` computes the same graph (bit for bit) with a bfloat16 sweep and
+    an exact fp32 re-rank (``_screened_graph``); tiles under 32 rows stay on the fp32 path.
     """
+    if precision not in KNN_PRECISIONS:
+        raise ValueError(f"precision={precision!r}: expected one of {list(KNN_PRECISIONS)}")
     dev = pick_device(device, Z)
     X = normalise_rows(as_matrix(Z, dev))
     n = X.shape[0]
     if not 1 <= k <= n - 1:
         raise ValueError(f"k={k} must be between 1 and N-1={n - 1}")
     b = min(chunk_size or default_chunk_size(n, dev), n)
-    best = _RunningTopK(n, k, b, dev)
-    buffer = torch.empty(b * b, device=dev)  # one tile buffer, reused (no page faults per tile)
+    # Tile products use every thread; the top-k bookkeeping (many small ops) runs on one.
     workers = torch.get_num_threads()
+    with full_fp32(), torch.inference_mode(), threads(1):
+        if precision == "bf16-screened" and b >= _REGULAR and _sgemm_is_shape_invariant(X, b, workers):
+            values, cols = _screened_graph(X, k, b, workers)
+        else:
+            best = _RunningTopK(n, k, b, dev)
+            _sweep(best, _tiles(X, b, workers), n, b)
+            values, cols = best.values, best.cols
+    return cols.cpu().numpy(), values.cpu().numpy()
+
+
+def _tiles(X: torch.Tensor, b: int, workers: int, out_dtype=None):
+    """``tile(i0, j0) = X[i0:i0+b] @ X[j0:j0+b].T`` into one reused buffer (no page faults per
+    tile), as ``out_dtype`` (a float32 copy of a low-precision product)."""
+    buffer = torch.empty(b * b, device=X.device, dtype=X.dtype)
+    wide = None if out_dtype in (None, X.dtype) else torch.empty(b * b, device=X.device, dtype=out_dtype)
 
     def tile(i0: int, j0: int) -> torch.Tensor:
         rows, cols = X[i0 : i0 + b], X[j0 : j0 + b]
         with threads(workers):
-            return torch.mm(rows, cols.T, out=buffer[: len(rows) * len(cols)].view(len(rows), len(cols)))
+            S = torch.mm(rows, cols.T, out=buffer[: len(rows) * len(cols)].view(len(rows), len(cols)))
+            return S if wide is None else wide[: S.numel()].view(S.shape).copy_(S)
 
-    # Tile products use every thread; the top-k bookkeeping (many small ops) runs on one.
-    with full_fp32(), torch.inference_mode(), threads(1):
-        # Diagonal tiles first: every row then starts from a top-k of a contiguous tile row,
-        # and the off-diagonal tiles only feed the sparse candidate path.
-        for i0 in range(0, n, b):
-            best.offer(tile(i0, i0).fill_diagonal_(float("-inf")), i0, i0)
-        for i0 in range(0, n, b):
-            for j0 in range(i0 + b, n, b):
-                best.offer(tile(i0, j0), i0, j0)
-    return best.cols.cpu().numpy(), best.values.cpu().numpy()
+    return tile
+
+
+def _sweep(best: _RunningTopK, tile, n: int, b: int) -> None:
+    """Offer every tile on and above the block diagonal to ``best``. Diagonal tiles first: every
+    row then starts from a top-k of a contiguous tile row, and the off-diagonal tiles only feed
+    the sparse candidate path."""
+    for i0 in range(0, n, b):
+        best.offer(tile(i0, i0).fill_diagonal_(float("-inf")), i0, i0)
+    for i0 in range(0, n, b):
+        for j0 in range(i0 + b, n, b):
+            best.offer(tile(i0, j0), i0, j0)
+
+
+def screening_bound(d: int, norm: float) -> float:
+    """E such that |bf16-screened similarity - fp32 similarity| <= E for rows of norm <= ``norm``.
+
+    With u = 2^-8 (bfloat16, round to nearest), g = gamma_d = d v / (1 - d v) for an fp32
+    accumulator of unit roundoff v = 2^-23 (any summation order, rounding or truncating), and
+    Cauchy-Schwarz (sum |x_k y_k| <= |x| |y| <= norm^2):
+      inputs rounded to bf16:      |x^.y^ - x.y|  <= (2u + u^2) norm^2  (products exact in fp32)
+      fp32 accumulation of x^ y^:  |A - x^.y^|    <= g (1 + u)^2 norm^2
+      bf16 output of A:            |s^ - A|       <= u (1 + g) (1 + u)^2 norm^2
+      the fp32 reference itself:   |s - x.y|      <= g norm^2
+    plus d 2^-118 for flushed subnormals and 2^-20 for the fp32 subtraction of the threshold.
+    For unit rows at d = 1536: E = 0.01213 (2E is the width of the candidate band).
+    """
+    u, g = _BF16_U, d * _ACC_U / (1 - d * _ACC_U)
+    return norm**2 * ((2 * u + u * u) + g * (1 + u) ** 2 + u * (1 + g) * (1 + u) ** 2 + g) + d * 2.0**-118 + 2.0**-20
+
+
+def _screened_graph(X: torch.Tensor, k: int, b: int, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fp32 graph of unit rows ``X``, from a bf16 sweep plus an exact re-rank.
+
+    1. Sweep the tiles with bf16 inputs, fp32 accumulation and bf16 output, keeping per row its
+       best ``keep`` screened values, and only values within 2E of its k-th screened value t (E =
+       ``screening_bound``). Every fp32 top-k member j of a row has s^_j >= t - 2E: the k columns
+       with s^ >= t have s >= t - E, so the fp32 k-th value is >= t - E, and s^_j >= s_j - E.
+       Ties at the fp32 k-th value are inside the band too.
+    2. Re-rank the band in fp32 with the values the fp32 path computes for those pairs, in the
+       order (-value, column). A row whose band may not fit in ``keep`` is redone in full fp32.
+    """
+    n, d = X.shape
+    norm = float(torch.linalg.vector_norm(X, dim=1).max()) * (1 + (d + 4) * 2.0**-23)  # rounded up
+    slack = 2 * screening_bound(d, norm)
+    keep = min(n - 1, 2 * k + 32)
+    best = _RunningTopK(n, keep, b, X.device, band=(k, slack))
+    # The bound assumes fp32 accumulation: no bf16 partial reductions in cuBLAS.
+    reduced = torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    try:
+        _sweep(best, _tiles(X.to(torch.bfloat16), b, workers, torch.float32), n, b)
+    finally:
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = reduced
+    values, cols = best.values, best.cols
+    live = (values >= best.threshold(slice(None))[:, None]) & (cols != _NO_COL)
+    crowded = live[:, -1] if keep < n - 1 else torch.zeros(n, dtype=torch.bool, device=X.device)
+    exact = _ExactValues(X, b, workers)
+    v = exact.pairs(cols, live & ~crowded[:, None])
+    out_v, out_c = rank_sort(v, torch.where(v > float("-inf"), cols, _NO_COL), k)
+    redo = crowded.nonzero().flatten()
+    for a in range(0, len(redo), 256):
+        q = redo[a : a + 256]
+        out_v[q], out_c[q] = tile_topk(exact.rows(q), k)
+    stats = {"band": slack, "candidates_per_row": float(live.sum()) / n, "rows_redone": len(redo)}
+    log.info("bf16 screening: band 2E=%.4f, %.1f candidates per row, %d rows redone in fp32",
+             *stats.values(), extra={"screen": stats})
+    return out_v, out_c
+
+
+class _ExactValues:
+    """The float32 similarities the fp32 path computes, for chosen pairs.
+
+    The fp32 path evaluates a pair inside a (b x b) tile. MKL's sgemm gives an entry the same value
+    in any call with >= ``_REGULAR`` rows and columns (checked on this data by
+    ``_sgemm_is_shape_invariant``), so pairs are evaluated by small GEMMs of that size; pairs
+    with a member in a last block of fewer than ``_REGULAR`` rows repeat the fp32 path's own calls.
+    """
+
+    def __init__(self, X: torch.Tensor, b: int, workers: int):
+        self.X, self.workers = X, workers
+        n = X.shape[0]
+        self.s0 = (n - 1) // b * b if n - (n - 1) // b * b < _REGULAR else n
+        self.edge = None
+        if self.s0 < n:  # the short last block: its tiles with every block, as the fp32 path calls them
+            self.edge = torch.empty(n, n - self.s0, device=X.device)
+            for i0 in range(0, n, b):
+                self.edge[i0 : i0 + b] = self._mm(X[i0 : i0 + b], X[self.s0 :], workers)
+            self.edge[self.s0 :].fill_diagonal_(float("-inf"))
+
+    def _mm(self, A, B, workers: int = 1):
+        """A @ B.T; small products on one thread (an OpenMP barrier per call stalls when the
+        cores are shared), the big ones on every thread."""
+        with threads(workers):
+            return torch.mm(A, B.T)
+
+    def pairs(self, cols: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+        """Values of (i, cols[i, c]) where ``live``, -inf elsewhere.
+
+        Each unordered pair {i < j} is evaluated once, as row i (the orientation of the fp32
+        path's tile), by one GEMM per ``_GROUP`` consecutive rows i against the union of their
+        columns j (padded to ``_REGULAR`` columns).
+        """
+        X, n = self.X, self.X.shape[0]
+        r = torch.arange(n, device=X.device).repeat_interleave(live.sum(1))
+        c = cols[live]
+        keys, inverse = torch.unique(torch.minimum(r, c) * n + torch.maximum(r, c), return_inverse=True)
+        lo, hi = keys // n, keys % n
+        values = torch.empty(len(keys), device=X.device)
+        bounds = torch.searchsorted(lo, torch.arange(0, n + _GROUP, _GROUP, device=X.device)).tolist()
+        for g, a in enumerate(range(0, n, _GROUP)):
+            s, e = bounds[g], bounds[g + 1]
+            if s == e:
+                continue
+            union, pos = torch.unique(hi[s:e], return_inverse=True)
+            start = min(a, n - _GROUP)  # always a full group of rows
+            short = max(0, _REGULAR - len(union))
+            S = self._mm(X[start : start + _GROUP], X[torch.cat([union, union.new_zeros(short)])])
+            values[s:e] = S[lo[s:e] - start, pos]
+        if self.edge is not None:  # lo < hi: a pair in the short block has its hi there
+            at = hi >= self.s0
+            values[at] = self.edge[lo[at], hi[at] - self.s0]
+        out = torch.full(cols.shape, float("-inf"), device=X.device)
+        out[live] = values[inverse]
+        if self.edge is not None:  # both in the short block: the row's own side of its diagonal tile
+            s0, c = self.s0, cols[self.s0 :]
+            rr, cc = (live[s0:] & (c >= s0)).nonzero(as_tuple=True)
+            out[s0 + rr, cc] = self.edge[s0 + rr, c[rr, cc] - s0]
+        return out
+
+    def rows(self, q: torch.Tensor) -> torch.Tensor:
+        """All values of rows ``q`` (self excluded as -inf): the fp32 path for a crowded row."""
+        pad = torch.arange(_REGULAR, device=self.X.device)
+        S = self._mm(self.X[torch.cat([q, pad])], self.X, self.workers)[: len(q)]
+        if self.edge is not None:
+            short = q >= self.s0
+            S[short, : self.s0] = self.edge[: self.s0, q[short] - self.s0].T
+            S[:, self.s0 :] = self.edge[q]
+        S[torch.arange(len(q), device=S.device), q] = float("-inf")
+        return S
+
+
+def _sgemm_is_shape_invariant(X: torch.Tensor, b: int, workers: int) -> bool:
+    """Whether the re-rank's small GEMMs reproduce the fp32 path's tile entries on this BLAS and
+    data (one tile of work); if not, the screened path would not be exact and is not used."""
+    tile = _tiles(X, b, workers)(0, 0)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    rows = torch.randperm(b, generator=g)[:_GROUP].to(X.device)
+    cols = torch.randperm(b, generator=g)[:_REGULAR].to(X.device)
+    with threads(1):  # as the re-rank calls them
+        same = bool(torch.equal(torch.mm(X[rows], X[cols].T), tile[rows][:, cols])
+                    and torch.equal(torch.mm(X[cols], X[rows].T).T, tile[rows][:, cols]))
+    if not same:
+        log.warning("this BLAS gives GEMM entries that depend on the call's shape: bf16 screening "
+                    "cannot reproduce the fp32 graph exactly, computing it in fp32")
+    return same
 
 
 def knn_rows(Z, rows, k: int, *, chunk_size: int = 1024, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -267,16 +477,17 @@ def restrict_graph(indices: np.ndarray, similarity: np.ndarray, rows: np.ndarray
 
 
 def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None = None,
-             invariants: bool = False) -> None:
-    """Compute the kNN graph of one embedding file and write it with ``schema.write_knn``;
-    with ``invariants``, cache the file's Gram invariants (``rv_null``) in its provenance too."""
+             precision: str = "fp32", invariants: bool = False) -> None:
+    """Compute the kNN graph of one embedding file (``precision``: see ``knn_graph``) and write it
+    with ``schema.write_knn``; with ``invariants``, cache the file's Gram invariants (``rv_null``)
+    in its provenance too."""
     from .. import schema
 
     ids, emb, _ = schema.read_embeddings(emb_path)
     schema.check_finite(emb, ids, str(emb_path))
     dev = pick_device(device)
     try:
-        indices, similarity = knn_graph(emb, k, chunk_size=chunk_size, device=dev)
+        indices, similarity = knn_graph(emb, k, chunk_size=chunk_size, device=dev, precision=precision)
     except DegenerateRowsError as err:
         raise ValueError(f"{emb_path}: {len(err.rows)} embeddings have zero norm (cosine similarity "
                          f"is undefined), e.g. object_id {ids[err.rows[:5]].tolist()}") from None
@@ -285,7 +496,7 @@ def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None 
     log.info("kNN graph of %s: N=%d D=%d k=%d on %s (%d threads)", emb_path, *emb.shape, k, dev,
              torch.get_num_threads())
     schema.write_knn(out_path, ids, indices, similarity, {
-        "k": k, "device": str(dev), "torch": torch.__version__, "metric": "cosine",
+        "k": k, "device": str(dev), "torch": torch.__version__, "metric": "cosine", "precision": precision,
         "source": os.fspath(emb_path), "chunk_size": chunk_size or default_chunk_size(len(ids), dev),
         **({"gram_invariants": invariants_record(emb, device=dev)} if invariants else {}),
     })
