@@ -278,6 +278,15 @@ class Plan:
             "seed": m.get("seed", 0),
         }
 
+    def knn_k(self) -> int:
+        """Columns of the cached kNN graphs: k, or enough for cheap half-sample intervals
+        (``metrics.registry.graph_width``) when neighbourhood metrics draw intervals."""
+        from .metrics.registry import graph_width
+
+        m = self.metric_params()
+        local = any(_metric_names()[name].uses_knn for name in m["metrics"])
+        return graph_width(m["k"]) if local and m["bootstrap_draws"] else m["k"]
+
 
 def load_config_file(path: str | Path) -> dict:
     """Read and validate a YAML config file (for tools and tests outside Snakemake)."""

@@ -8,7 +8,7 @@ rule knn_graph:
     output:
         "results/knn/{crossmatch}/{survey}/{model}.h5",
     params:
-        k=PLAN.metric_params()["k"],
+        k=PLAN.knn_k(),
     log:
         "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
     conda:

@@ -4,7 +4,7 @@ Side B is re-aligned to side A's object order by id, so files written in differe
 compare correctly. Objects on one side only (an image one survey's preprocessing dropped) are
 left out and counted (``n_excluded``); the cached kNN graphs are restricted to the common
 objects exactly, recomputing only the rows that lost a neighbour. All metrics share the same
-seeded null permutations and bootstrap resamples, draw for draw.
+seeded null permutations, bootstrap resamples and half-samples, draw for draw.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .. import schema
 from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
-from .stats import bootstrap_weights, permutations, summarise
+from .stats import bootstrap_weights, half_samples, permutations, summarise
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _subset(Z, graph, rows, k: int, path):
         return Z, graph
     Z = Z[rows]
     if graph is not None:
-        indices, similarity, redone = restrict_graph(*graph, rows, Z, max(k, 1))
+        indices, similarity, redone = restrict_graph(*graph, rows, Z, graph[0].shape[1])
         log.info("%s: %d rows; cached kNN graph reused, %d rows recomputed", path, len(rows), redone)
         graph = (indices, similarity)
     return Z, graph
@@ -103,8 +103,8 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     ``knn_a``/``knn_b`` are the cached graphs of the embedding files (checked to belong to them;
     None computes graphs on the fly where a metric needs one).
 
-    Nulls shuffle side B (``null_draws`` permutations) and bootstrap intervals resample objects
-    (``bootstrap_draws`` resamples, percentile interval at level ``ci``). Metrics whose every
+    Nulls shuffle side B (``null_draws`` permutations); intervals at level ``ci`` come from
+    ``bootstrap_draws`` resamples (``pair_statistics``). Metrics whose every
     draw costs O(N d^2) (CKA) make at most ``feature_space_draws`` of each; every record states
     the draws it made. For a self pair (the same file on both sides) the null is the paper's
     "shuffled reference vs reference" column.
@@ -127,28 +127,59 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     Za, graph_a = _subset(Za, graph_a, rows_a, k, emb_a)
     Zb, graph_b = _subset(Zb, graph_b, rows_b, k, emb_b)
     pair = Pair(Za, Zb, graph_a, graph_b, device=device)
-    n = pair.n
+    stats = pair_statistics(pair, metrics, k=k, null_draws=null_draws, bootstrap_draws=bootstrap_draws,
+                            ci=ci, seed=seed, feature_space_draws=feature_space_draws)
+    records = []
+    for name, st in stats.items():
+        rec = {f: comparison[f] for f in COMPARISON_FIELDS}
+        rec.update(n=int(pair.n), n_excluded=int(n_excluded), metric=name, **st)
+        records.append(rec)
+        log.info("%s %s vs %s: %s = %.6g (null %s, p %s)", comparison["kind"], Path(emb_a).name,
+                 Path(emb_b).name, name, rec["score"], rec["null_mean"], rec["p_value"])
+    return records
 
+
+def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, bootstrap_draws: int,
+                    ci: float, seed: int, feature_space_draws: int = 100) -> dict[str, dict]:
+    """Score, null and interval of every metric of ``metrics`` on one aligned pair.
+
+    Returns, per metric, ``k`` (None for metrics without neighbourhoods), ``score`` and the
+    ``summarise`` fields. Nulls permute side B. Intervals: metrics without neighbourhoods
+    bootstrap (``bootstrap_draws`` resamples, percentile interval); neighbourhood metrics score
+    ``bootstrap_draws`` half-samples with their graphs recomputed (``stats``: delete-d jackknife),
+    all metrics of a half sharing its graphs.
+    """
+    specs = [get_metric(name) for name in metrics]
     estimators, params = {}, {}
     for spec in specs:
         params[spec.name] = {"k": k} if "k" in spec.defaults else {}
         estimators[spec.name] = spec.estimator(pair, **params[spec.name])
     scores = {name: est.score() for name, est in estimators.items()}
-    nulls = _draws(estimators, specs, "null", permutations(n, null_draws, seed),
+    nulls = _draws(estimators, specs, "null", permutations(pair.n, null_draws, seed),
                    null_draws, feature_space_draws)
-    boots = _draws(estimators, specs, "bootstrap", bootstrap_weights(n, bootstrap_draws, seed),
-                   bootstrap_draws, feature_space_draws)
-    records = []
-    for spec in specs:
-        name = spec.name
-        rec = {f: comparison[f] for f in COMPARISON_FIELDS}
-        rec.update(n=int(n), n_excluded=int(n_excluded), metric=name, k=params[name].get("k"),
-                   score=float(scores[name]))
-        rec.update(summarise(scores[name], nulls[name], boots[name], ci))
-        records.append(rec)
-        log.info("%s %s vs %s: %s = %.6g (null %s, p %s)", comparison["kind"], Path(emb_a).name,
-                 Path(emb_b).name, name, rec["score"], rec["null_mean"], rec["p_value"])
-    return records
+    plain = [s for s in specs if not s.uses_knn]
+    boots = _draws({s.name: estimators[s.name] for s in plain}, plain, "bootstrap",
+                   bootstrap_weights(pair.n, bootstrap_draws, seed), bootstrap_draws, feature_space_draws)
+    local = [s for s in specs if s.uses_knn]
+    boots.update(_half_sample_draws(pair, local, params, half_samples(pair.n, bootstrap_draws if local else 0, seed)))
+    return {s.name: {"k": params[s.name].get("k"), "score": float(scores[s.name]),
+                     **summarise(scores[s.name], nulls[s.name], boots[s.name], ci,
+                                 half_sample_n=pair.n if s.uses_knn else None)} for s in specs}
+
+
+def _half_sample_draws(pair: Pair, specs, params: dict, halves) -> dict[str, list[float]]:
+    """Each neighbourhood metric rescored on each half-sample, from a fresh estimator."""
+    out = {s.name: [] for s in specs}
+    width = max((params[s.name]["k"] for s in specs), default=0)
+    start, count = time.perf_counter(), 0
+    for rows in halves:
+        sub = pair.subsample(rows, width)
+        for s in specs:
+            out[s.name].append(s.estimator(sub, **params[s.name]).score())
+        count += 1
+    if count:
+        log.info("%d half-sample draws in %.1f s", count, time.perf_counter() - start)
+    return out
 
 
 def _draws(estimators: dict, specs, kind: str, draws, total: int, costly_cap: int) -> dict[str, list[float]]:

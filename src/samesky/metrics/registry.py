@@ -2,8 +2,10 @@
 
 A metric is called as ``METRICS[name](Za, Zb, **params) -> float``. For statistics,
 ``METRICS[name].estimator(pair, **params)`` returns an estimator with ``score()``, ``null(pi)`` (side B's rows
-permuted by ``pi``) and ``bootstrap(weights)`` (objects resampled, as per-object counts), so
-the null and bootstrap loops in ``compare`` are the same for every metric.
+permuted by ``pi``) and, for metrics without neighbourhoods, ``bootstrap(weights)`` (objects
+resampled, as per-object counts), so the null and bootstrap loops in ``compare`` are the same for
+every metric. Neighbourhood metrics (``uses_knn``) get their intervals from fresh estimators on
+half-samples of the pair instead (``stats``, ``Pair.subsample``).
 """
 from __future__ import annotations
 
@@ -75,6 +77,14 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("mutual_info", _mutual_info, {"components": 16},
            summary="Gaussian mutual information (nats) of the top principal components"),
 )}
+
+
+def graph_width(k: int) -> int:
+    """Columns a cached kNN graph keeps for neighbourhood metrics at ``k``: 4k. A half-sample's
+    exact graph then takes a row's k nearest from the cache whenever k of its 4k cached
+    neighbours are in the half, all but P(Binomial(4k, 1/2) < k) of rows (0.6% at k = 5,
+    0.03% at k = 10); only those few rows are recomputed."""
+    return 4 * k
 
 
 def get_metric(name: str) -> Metric:
