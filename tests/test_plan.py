@@ -106,11 +106,11 @@ def test_metric_params_carry_every_compare_setting(demo_config):
     assert set(params) <= keywords  # the compare script passes them through as keywords
 
 
-def test_cached_graphs_are_wide_enough_for_half_sample_intervals(demo_config):
-    """Neighbourhood metrics with intervals need 4k cached columns (registry.graph_width); no
+def test_cached_graphs_are_wide_enough_for_subsampling_intervals(demo_config):
+    """Neighbourhood metrics with intervals need 8k cached columns (registry.graph_width); no
     neighbourhood metric or no interval draws: k."""
     demo_config["metrics"].update(k=7, bootstrap_draws=50, names=["cka_linear", "cknna"])
-    assert Plan(validate_config(demo_config)).knn_k() == 28
+    assert Plan(validate_config(demo_config)).knn_k() == 56
     demo_config["metrics"].update(bootstrap_draws=0)
     assert Plan(validate_config(demo_config)).knn_k() == 7
     demo_config["metrics"].update(bootstrap_draws=50, names=["cka_linear"])

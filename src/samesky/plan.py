@@ -279,7 +279,7 @@ class Plan:
         }
 
     def knn_k(self) -> int:
-        """Columns of the cached kNN graphs: k, or enough for cheap half-sample intervals
+        """Columns of the cached kNN graphs: k, or enough for cheap subsampling intervals
         (``metrics.registry.graph_width``) when neighbourhood metrics draw intervals."""
         from .metrics.registry import graph_width
 

@@ -8,7 +8,8 @@ rule knn_graph:
     output:
         "results/knn/{crossmatch}/{survey}/{model}.h5",
     params:
-        k=PLAN.knn_k(),
+        k=PLAN.metric_params()["k"],
+        width=PLAN.knn_k(),
     log:
         "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
     conda:

@@ -3,4 +3,4 @@ from samesky.metrics.knn import knn_file
 from samesky.runtime import setup_job
 
 setup_job(snakemake)
-knn_file(snakemake.input[0], snakemake.output[0], k=snakemake.params.k)
+knn_file(snakemake.input[0], snakemake.output[0], k=snakemake.params.k, width=snakemake.params.width)

@@ -4,7 +4,7 @@ Side B is re-aligned to side A's object order by id, so files written in differe
 compare correctly. Objects on one side only (an image one survey's preprocessing dropped) are
 left out and counted (``n_excluded``); the cached kNN graphs are restricted to the common
 objects exactly, recomputing only the rows that lost a neighbour. All metrics share the same
-seeded null permutations, bootstrap resamples and half-samples, draw for draw.
+seeded null permutations, bootstrap resamples and subsamples, draw for draw.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .. import schema
 from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
-from .stats import bootstrap_weights, half_samples, permutations, summarise
+from .stats import bootstrap_weights, permutations, quarter_splits, summarise
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,10 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
 
     Returns, per metric, ``k`` (None for metrics without neighbourhoods), ``score`` and the
     ``summarise`` fields. Nulls permute side B. Intervals: metrics without neighbourhoods
-    bootstrap (``bootstrap_draws`` resamples, percentile interval); neighbourhood metrics score
-    ``bootstrap_draws`` half-samples with their graphs recomputed (``stats``: delete-d jackknife),
-    all metrics of a half sharing its graphs.
+    bootstrap (``bootstrap_draws`` resamples, percentile interval); neighbourhood metrics rescore
+    the two halves and four quarters of ``bootstrap_draws`` random splits with their graphs
+    recomputed on each (``stats``: subsampling with an estimated rate), all metrics of a
+    subsample sharing its graphs.
     """
     specs = [get_metric(name) for name in metrics]
     estimators, params = {}, {}
@@ -161,24 +162,28 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     boots = _draws({s.name: estimators[s.name] for s in plain}, plain, "bootstrap",
                    bootstrap_weights(pair.n, bootstrap_draws, seed), bootstrap_draws, feature_space_draws)
     local = [s for s in specs if s.uses_knn]
-    boots.update(_half_sample_draws(pair, local, params, half_samples(pair.n, bootstrap_draws if local else 0, seed)))
+    boots.update(_subsample_draws(pair, local, params, quarter_splits(pair.n, bootstrap_draws if local else 0, seed)))
     return {s.name: {"k": params[s.name].get("k"), "score": float(scores[s.name]),
                      **summarise(scores[s.name], nulls[s.name], boots[s.name], ci,
-                                 half_sample_n=pair.n if s.uses_knn else None)} for s in specs}
+                                 subsampled=s.uses_knn)} for s in specs}
 
 
-def _half_sample_draws(pair: Pair, specs, params: dict, halves) -> dict[str, list[float]]:
-    """Each neighbourhood metric rescored on each half-sample, from a fresh estimator."""
+def _subsample_draws(pair: Pair, specs, params: dict, splits) -> dict[str, list[list[float]]]:
+    """Per neighbourhood metric and split, its scores on the split's subsamples (fresh estimators)."""
     out = {s.name: [] for s in specs}
     width = max((params[s.name]["k"] for s in specs), default=0)
     start, count = time.perf_counter(), 0
-    for rows in halves:
-        sub = pair.subsample(rows, width)
-        for s in specs:
-            out[s.name].append(s.estimator(sub, **params[s.name]).score())
+    for subsamples in splits:
+        scores = {s.name: [] for s in specs}
+        for rows in subsamples:
+            sub = pair.subsample(rows, width)
+            for s in specs:
+                scores[s.name].append(s.estimator(sub, **params[s.name]).score())
+        for name, row in scores.items():
+            out[name].append(row)
         count += 1
     if count:
-        log.info("%d half-sample draws in %.1f s", count, time.perf_counter() - start)
+        log.info("%d subsampling draws in %.1f s", count, time.perf_counter() - start)
     return out
 
 

@@ -47,7 +47,10 @@ class Pair:
         object can neighbour a copy of itself."""
         Za = self.Za[rows]
         Zb = Za if self.same else self.Zb[rows]
-        ga, gb = self.graphs(k)
+        # A kept fraction f of the objects needs about k / f cached columns; twice that leaves
+        # few rows short (registry.graph_width), and reading no more keeps each draw O(n k).
+        width = -(-2 * k * self.n // len(rows))
+        ga, gb = ((i[:, :width], s[:, :width]) for i, s in self.graphs(k))
         sub_a = restrict_graph(*ga, rows, Za, k)[:2]
         sub_b = sub_a if self.same else restrict_graph(*gb, rows, Zb, k)[:2]
         return Pair(Za, Zb, sub_a, sub_b, device=self.device)

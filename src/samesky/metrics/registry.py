@@ -5,7 +5,7 @@ A metric is called as ``METRICS[name](Za, Zb, **params) -> float``. For statisti
 permuted by ``pi``) and, for metrics without neighbourhoods, ``bootstrap(weights)`` (objects
 resampled, as per-object counts), so the null and bootstrap loops in ``compare`` are the same for
 every metric. Neighbourhood metrics (``uses_knn``) get their intervals from fresh estimators on
-half-samples of the pair instead (``stats``, ``Pair.subsample``).
+random subsamples of the pair instead (``stats``, ``Pair.subsample``).
 """
 from __future__ import annotations
 
@@ -80,11 +80,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 
 
 def graph_width(k: int) -> int:
-    """Columns a cached kNN graph keeps for neighbourhood metrics at ``k``: 4k. A half-sample's
-    exact graph then takes a row's k nearest from the cache whenever k of its 4k cached
-    neighbours are in the half, all but P(Binomial(4k, 1/2) < k) of rows (0.6% at k = 5,
-    0.03% at k = 10); only those few rows are recomputed."""
-    return 4 * k
+    """Columns a cached kNN graph keeps for neighbourhood metrics at ``k``: 8k. A subsample's
+    exact graph (``stats.quarter_splits``) then takes a row's k nearest from the cache whenever
+    k of its 8k cached neighbours are in the subsample: all but P(Binomial(8k, 1/4) < k) of a
+    quarter's rows (1.6% at k = 5, 0.2% at k = 10), all but ~1e-7 of a half's; only the rows
+    left short are recomputed."""
+    return 8 * k
 
 
 def get_metric(name: str) -> Metric:

@@ -7,22 +7,32 @@ fewer draws (CKA) uses the first ones.
 
 Intervals. Metrics without neighbourhoods (CKA, MI) get the percentile bootstrap. Neighbourhood
 metrics (MKNN, CKNNA) cannot: an object's score depends on which other objects are in the
-sample, so reweighting per-object terms on the full-sample graph ignores how neighbourhoods
-vary between samples (its 95% interval covered 82-87%), and recomputing neighbourhoods on a
-bootstrap resample sees only ~0.63 N distinct objects, a sparser sample with a different
-expected score. They get a delete-d jackknife instead (Shao and Wu 1989, Ann. Stat. 17:1176):
-each draw keeps a random half of the objects without replacement, r = n // 2 of them, and
-rescores the metric with every neighbourhood recomputed on that half. For a statistic that is
-asymptotically linear, theta_S ~ theta + mean_{i in S} psi_i, the spread of half-sample scores
-over S is var(psi) (n - r) / (r n), so
+sample. Reweighting per-object terms on the full-sample graph ignores how neighbourhoods vary
+between samples (its 95% interval covered 82-87%); a bootstrap resample with neighbourhoods
+recomputed sees only ~0.63 n distinct objects, a sparser sample; and the delete-d jackknife
+(variance of half-sample scores given the sample) over-states the variance, because given the
+sample a kept object's neighbourhood still varies with which of its neighbours were kept: a
+coverage study found its SE 1.2-1.6 times the true SD at k = 50 and 10.
 
-    SE^2 = (r / d) var_S(theta_S),   d = n - r,
+They get subsampling with an estimated rate instead (Politis, Romano and Wolf 1999,
+"Subsampling"; Bertail, Politis and Romano 1999, JASA 94:569, for the unknown rate). Each draw
+splits the objects at random into four disjoint quarters Q1..Q4, and the halves H = Q1 + Q2,
+H' = Q3 + Q4, and rescores the metric on each of the six with every neighbourhood recomputed
+on that subsample alone (each object appears once, so no object meets a copy of itself).
+Disjoint subsamples are independent samples of the population, so without any linearisation
 
-estimates var(theta_n) whatever psi is, including the part of psi that comes from object i
-changing other objects' neighbourhoods (which the fixed-graph bootstrap missed); a shift of the
-half-sample scores (sparser neighbourhoods) cancels in var_S. The interval is score +- z SE.
-Shao and Wu need d / sqrt(n) -> inf and r -> inf, which halves satisfy. Coverage is checked by
-benchmarks/bench_coverage.py.
+    V2 = mean (theta_H - theta_H')^2 / 2           estimates var(theta_(n/2)),
+    V4 = mean over the 6 quarter pairs of (theta_Qa - theta_Qb)^2 / 2   estimates var(theta_(n/4)).
+
+The variance of a neighbourhood score does not fall as 1/n: at fixed k the neighbourhoods shrink
+as n grows and the score itself changes (MKNN's variance fell about as n^-1.5 in the coverage
+study), so a 1/n rate from n/2 to n over-states the SE by ~20%. The rate is estimated instead,
+var(theta_m) ~ m^-beta with beta = log2(V4 / V2), kept in [1/2, 5/2] against noise, and
+
+    SE^2 = V2 2^-beta   (= V2^2 / V4 inside the bounds),
+
+the interval being score +- z SE. It is an interval for the population value at the sample's
+size n: neighbourhood scores depend on n. Coverage is checked by benchmarks/bench_coverage.py.
 """
 from __future__ import annotations
 
@@ -49,20 +59,36 @@ def bootstrap_weights(n: int, draws: int, seed: int) -> Iterator[np.ndarray]:
         yield np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
 
 
-def half_samples(n: int, draws: int, seed: int) -> Iterator[np.ndarray]:
-    """``draws`` random halves of range(n) (n // 2 objects, without replacement), reproducible
-    from ``seed``. Rows come sorted, so a half keeps the sample's order (and its kNN tie order)."""
+def quarter_splits(n: int, draws: int, seed: int) -> Iterator[list[np.ndarray]]:
+    """``draws`` random splits of range(n) into the six subsamples of ``subsampling_interval``:
+    halves H, H' then quarters Q1..Q4 (H = Q1 + Q2, H' = Q3 + Q4), each as sorted rows (a
+    subsample keeps the sample's order and its kNN tie order). Reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
     for _ in range(draws):
-        yield np.sort(rng.permutation(n)[: n // 2])
+        label = np.empty(n, np.int64)
+        label[rng.permutation(n)] = np.arange(n) * 4 // n  # quarter sizes differ by at most one
+        quarters = [np.flatnonzero(label == q) for q in range(4)]
+        yield [np.flatnonzero(label < 2), np.flatnonzero(label >= 2), *quarters]
 
 
-def half_sample_interval(score: float, draws, n: int, ci: float) -> tuple[float, float]:
-    """Delete-d jackknife normal interval from half-sample scores of an n-object sample (module
-    docstring): score -+ z_{(1 + ci) / 2} sqrt((r / d) var(draws)), r = n // 2, d = n - r."""
-    draws = np.asarray(draws, float)
-    r = n // 2
-    se = float(np.sqrt(r / (n - r) * draws.var(ddof=1))) if len(draws) > 1 else 0.0
+BETA_BOUNDS = (0.5, 2.5)
+
+
+def subsampling_se(draws) -> float:
+    """SE of a score from its ``quarter_splits`` rescorings, (draws, 6) = (H, H', Q1..Q4) each
+    (module docstring): V2 2^-beta, beta = log2(V4 / V2) within BETA_BOUNDS."""
+    s = np.asarray(draws, float).reshape(-1, 6)
+    v2 = np.mean((s[:, 0] - s[:, 1]) ** 2) / 2
+    v4 = np.mean([(s[:, 2 + a] - s[:, 2 + b]) ** 2 for a in range(4) for b in range(a + 1, 4)]) / 2
+    if v2 == 0 or v4 == 0:
+        return float(np.sqrt(v2 / 2))
+    beta = float(np.clip(np.log2(v4 / v2), *BETA_BOUNDS))
+    return float(np.sqrt(v2 * 2.0**-beta))
+
+
+def subsampling_interval(score: float, draws, ci: float) -> tuple[float, float]:
+    """Normal interval score -+ z_{(1 + ci) / 2} SE, SE from ``subsampling_se``."""
+    se = subsampling_se(draws) if len(draws) else 0.0
     z = NormalDist().inv_cdf((1 + ci) / 2)
     return score - z * se, score + z * se
 
@@ -72,18 +98,18 @@ def p_value(score: float, null: np.ndarray) -> float:
     return float((1 + np.count_nonzero(np.asarray(null) >= score)) / (1 + len(null)))
 
 
-def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, half_sample_n: int | None = None) -> dict:
+def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, subsampled: bool = False) -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
-    ``boot`` holds bootstrap scores (percentile interval) or, with ``half_sample_n`` = n, the
-    scores of half-samples of n objects (jackknife interval, ``half_sample_interval``)."""
+    ``boot`` holds bootstrap scores (percentile interval) or, if ``subsampled``, the (draws, 6)
+    rescorings of ``quarter_splits`` (``subsampling_interval``)."""
     if not 0 < ci < 1:
         raise ValueError(f"ci={ci} must be in (0, 1)")
     null, boot = np.asarray(null, float), np.asarray(boot, float)
     out = {"ci_low": None, "ci_high": None, "null_mean": None, "null_std": None, "p_value": None,
            "null_draws": len(null), "bootstrap_draws": len(boot)}
     if len(boot):
-        lo, hi = (half_sample_interval(score, boot, half_sample_n, ci) if half_sample_n is not None
+        lo, hi = (subsampling_interval(score, boot, ci) if subsampled
                   else np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2]))
         out.update(ci_low=float(lo), ci_high=float(hi))
     if len(null):
