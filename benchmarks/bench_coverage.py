@@ -101,6 +101,19 @@ def neighbourhood_intervals(pair: Pair, local: list[str], ks: list[int], draws: 
     return out
 
 
+def row(name: str, n: int, cell, got: list, extra: list, z: float) -> str:
+    """One table row: the population value (leave-one-out mean of the other samples' scores plus
+    ``extra``), the scores' SD, the mean interval SE and the coverage."""
+    score, lo, hi = np.array(got).T
+    total = score.sum() + np.sum(extra)
+    truth = (total - score) / (len(score) - 1 + len(extra))
+    cover = np.mean((lo <= truth) & (truth <= hi))
+    sd, se = score.std(ddof=1), np.mean((hi - lo) / (2 * z))
+    m, k = cell
+    return (f"{name:9s} {n:5d} {m:13s} {'-' if k is None else k:>3} {total / (len(score) + len(extra)):11.4f} "
+            f"{sd:10.4f} {se:8.4f} {se / sd:6.2f} {100 * cover:10.1f} {len(score):5d}")
+
+
 def study(args) -> None:
     metrics = args.metrics or list(METRICS)
     local = [m for m in metrics if METRICS[m].uses_knn]
@@ -110,11 +123,11 @@ def study(args) -> None:
     z = NormalDist().inv_cdf((1 + args.ci) / 2)
     print(f"# coverage of nominal {args.ci:.0%} intervals, {args.reps} samples per row; population value = "
           f"mean score over the other {args.reps - 1} samples{f' and {args.pop} more' if args.pop else ''} "
-          f"(leave-one-out); {args.splits} subsampling draws (neighbourhood metrics) or {args.draws} bootstrap "
-          f"resamples (others) per interval; binomial SE of a 95% coverage = "
+          f"(leave-one-out); {args.splits if local else 0} subsampling draws (neighbourhood metrics) and "
+          f"{args.draws if plain else 0} bootstrap resamples (others) per interval; binomial SE of a 95% coverage = "
           f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points", flush=True)
     print(f"{'model':9s} {'N':>5s} {'metric':13s} {'k':>3s} {'population':>11s} {'sd(score)':>10s} "
-          f"{'mean SE':>8s} {'SE/sd':>6s} {'coverage %':>10s}", flush=True)
+          f"{'mean SE':>8s} {'SE/sd':>6s} {'coverage %':>10s} {'reps':>5s}", flush=True)
     start = time.perf_counter()
     for name in args.models:
         model = DataModel(name)
@@ -129,20 +142,16 @@ def study(args) -> None:
                         seed=rep, feature_space_draws=args.draws).items()})
                 for c in cells:
                     got[c].append((stats[c]["score"], stats[c]["ci_low"], stats[c]["ci_high"]))
+                if args.progress and (rep + 1) % args.progress == 0 and rep + 1 < args.reps:
+                    for c in cells:
+                        print("  (partial) " + row(name, n, c, got[c], [], z), flush=True)
             extra = {c: [] for c in cells}
             for i in range(args.pop):  # optional further samples for the population value: scores only
                 pair = sample_pair(model, n, 10**6 + i, max(args.k) if local else 0)
                 for m, k in cells:
                     extra[(m, k)].append(METRICS[m].estimator(pair, **({} if k is None else {"k": k})).score())
             for c in cells:
-                score, lo, hi = np.array(got[c]).T
-                total = score.sum() + np.sum(extra[c])
-                truth = (total - score) / (len(score) - 1 + len(extra[c]))  # leave-one-out
-                cover = np.mean((lo <= truth) & (truth <= hi))
-                sd, se = score.std(ddof=1), np.mean((hi - lo) / (2 * z))
-                m, k = c
-                print(f"{name:9s} {n:5d} {m:13s} {'-' if k is None else k:>3} {total / (len(score) + len(extra[c])):11.4f} "
-                      f"{sd:10.4f} {se:8.4f} {se / sd:6.2f} {100 * cover:10.1f}", flush=True)
+                print(row(name, n, c, got[c], extra[c], z), flush=True)
             print(f"# {name} N={n} done after {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -178,6 +187,7 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=50, help="subsampling draws (2 halves + 4 quarters each) per neighbourhood interval")
     ap.add_argument("--draws", type=int, default=200, help="bootstrap resamples per CKA/MI interval")
     ap.add_argument("--ci", type=float, default=0.95)
+    ap.add_argument("--progress", type=int, default=0, help="print the rows so far every this many reps")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least overhead on a busy machine)")
     ap.add_argument("--cost", nargs=2, type=int, metavar=("N", "D"))
     args = ap.parse_args()
