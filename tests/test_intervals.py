@@ -92,3 +92,19 @@ def test_subsampling_interval_and_summary():
     out = summarise(0.5, [], rows, 0.95, subsampled=True)
     assert (out["ci_low"], out["ci_high"]) == (lo, hi) and out["bootstrap_draws"] == 2
     assert subsampling_interval(1.0, np.ones((7, 6)), 0.95) == (1.0, 1.0)  # a self pair
+
+
+def test_knn_file_stores_the_requested_width_or_every_other_object(tmp_path):
+    from samesky import schema
+    from samesky.metrics.knn import knn_file
+
+    for n, want in ((200, 80), (50, 49)):
+        ids = np.array([f"o{i}" for i in range(n)])
+        emb = tmp_path / f"e{n}.h5"
+        schema.write_embeddings(emb, ids, correlated(n, 6, 6)[0], {"model": "m"})
+        knn_file(emb, tmp_path / f"k{n}.h5", 10, width=80)
+        indices = schema.read_knn(tmp_path / f"k{n}.h5")[1]
+        assert indices.shape == (n, want)
+    with pytest.raises(ValueError, match="k=10 must be between 1 and N-1=8"):
+        schema.write_embeddings(tmp_path / "e9.h5", ids[:9], correlated(9, 6, 6)[0], {"model": "m"})
+        knn_file(tmp_path / "e9.h5", tmp_path / "k9.h5", 10, width=80)
