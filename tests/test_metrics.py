@@ -328,15 +328,6 @@ def test_null_mean_matches_chance_at_paper_size():
     assert p_value(est.score(), null) == 1 / (1 + draws)
 
 
-def test_mknn_bootstrap_resamples_per_object_overlaps():
-    Za, Zb = correlated(300, 16, 7)
-    est = MknnEstimator(knn_graph(Za, 10)[0], knn_graph(Zb, 10)[0], 10)
-    assert est.bootstrap(np.ones(300)) == est.score()
-    w = np.zeros(300)
-    w[:2] = 150
-    assert est.bootstrap(w) == pytest.approx(est.counts[:2].mean() / 10)
-
-
 def test_summary_statistics():
     null = np.array([0.1, 0.2, 0.5, 0.7])
     out = summarise(0.5, null, np.linspace(0, 1, 101), ci=0.9)

@@ -111,6 +111,17 @@ def test_metric_params_carry_every_compare_setting(demo_config):
     assert set(params) <= keywords  # the compare script passes them through as keywords
 
 
+def test_cached_graphs_are_wide_enough_for_subsampling_intervals(demo_config):
+    """Neighbourhood metrics with intervals need 8k cached columns (registry.graph_width); no
+    neighbourhood metric or no interval draws: k."""
+    demo_config["metrics"].update(k=7, bootstrap_draws=50, names=["cka_linear", "cknna"])
+    assert Plan(validate_config(demo_config)).knn_k() == 56
+    demo_config["metrics"].update(bootstrap_draws=0)
+    assert Plan(validate_config(demo_config)).knn_k() == 7
+    demo_config["metrics"].update(bootstrap_draws=50, names=["cka_linear"])
+    assert Plan(validate_config(demo_config)).knn_k() == 7
+
+
 def test_demo_plan_scores_every_embedding_against_the_latent_truth(demo_config):
     plan = Plan(validate_config(demo_config))
     truth = [c for c in plan.comparisons if c.kind == "truth"]
@@ -138,3 +149,47 @@ def test_knn_precision_reaches_only_the_graph_jobs(demo_config):
     demo_config["metrics"]["knn_precision"] = "bf16"
     with pytest.raises(ConfigError, match="knn_precision"):
         validate_config(demo_config)
+
+
+def test_untrained_controls_run_through_the_same_jobs(paper_config):
+    """models.untrained: a family (vit) or a model (dinov2-small) also runs with random weights at
+    its real architecture, as the family vit@random: embedded, compared within its family and
+    against the other surveys like any model, with a seeded weights directory of its own."""
+    paper_config["models"]["untrained"] = ["vit", "dinov2-small"]
+    paper_config["models"]["untrained_seed"] = 3
+    plan = Plan(validate_config(paper_config))
+    controls = [m for m in plan.image_models if "@random" in m]
+    assert controls == ["dinov2@random-small", "vit@random-base", "vit@random-large", "vit@random-huge"]
+    assert plan.image_models[: -len(controls)] == Plan(validate_config(
+        {**paper_config, "models": {**paper_config["models"], "untrained": []}})).image_models
+    assert plan.weights_source("vit@random-large") == "resources/models/random/seed3/vit@random-large"
+    assert plan.weights_source("vit-large") == "google/vit-large-patch16-224-in21k"
+    assert plan.untrained_full_size()
+    pairs = {(c.kind, c.crossmatch, c.survey_a, c.model_a, c.survey_b, c.model_b) for c in plan.comparisons}
+    assert ("intramodal", "legacysurvey_hsc", "hsc", "vit@random-base", "hsc", "vit@random-large") in pairs
+    assert ("intramodal", "legacysurvey_hsc", "hsc", "vit@random-large", "hsc", "vit@random-huge") in pairs
+    assert not any(c.model_a.startswith("vit@") != c.model_b.startswith("vit@") for c in plan.comparisons
+                   if c.kind == "intramodal")  # never a trained size against a control
+    assert ("crossmodal", "legacysurvey_hsc", "legacysurvey", "vit@random-base", "hsc", "vit@random-base") in pairs
+    assert ("crossmodal", "desi_hsc", "desi", "specformer-base", "hsc", "dinov2@random-small") in pairs
+    assert ("self", plan.null_crossmatch, "hsc", "vit@random-huge", "hsc", "vit@random-huge") in pairs
+    assert ("legacysurvey_hsc", "hsc", "dinov2@random-small") in plan.embeddings
+    trained = Plan(validate_config({**paper_config, "models": {**paper_config["models"], "untrained": []}}))
+    assert len(plan.embeddings) > len(trained.embeddings)
+
+
+def test_untrained_controls_must_name_configured_models(paper_config):
+    paper_config["models"]["untrained"] = ["vit", "resnet"]
+    with pytest.raises(ConfigError, match=r"models\.untrained\[1\]: 'resnet' is not a configured image family or model"):
+        validate_config(paper_config)
+    paper_config["models"]["untrained"] = ["vit-giant"]
+    with pytest.raises(ConfigError, match=r"models\.untrained\[0\]: 'vit-giant'"):
+        validate_config(paper_config)
+
+
+def test_untrained_controls_are_tiny_in_the_demo(demo_config):
+    demo_config["models"]["untrained"] = ["vit"]
+    plan = Plan(validate_config(demo_config))
+    assert not plan.untrained_full_size()
+    assert plan.weights_source("vit@random-base") == "resources/models/random/seed0/vit@random-base"
+    assert plan.weights_source("vit-base") == "resources/models/tiny/vit-base"

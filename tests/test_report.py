@@ -143,3 +143,45 @@ def test_figures_from_scores_csv(df, tmp_path):
                 for metric in ("mknn", "mutual_info") for ext in ("png", "pdf")}
     assert {p.name for p in paths} == expected
     assert all(p.stat().st_size > 5_000 for p in paths)
+
+
+def control_records():
+    """JWST x HSC crossmodal MKNN of ViT (rising) and its untrained control vit@random (falling)."""
+    scores = {"vit-base": 0.10, "vit-large": 0.12, "vit-huge": 0.15,
+              "vit@random-base": 0.030, "vit@random-large": 0.020, "vit@random-huge": 0.025}
+    return [rec("crossmodal", "jwst_hsc", "jwst", m, "hsc", m, score=s) for m, s in scores.items()], scores
+
+
+CONTROL_PARAMS = {**PARAMS, **{f"vit@random-{s}": PARAMS[f"vit-{s}"] for s in ("base", "large", "huge")}}
+
+
+def test_untrained_control_gets_its_own_trend_rows(tmp_path):
+    recs, _ = control_records()
+    stats = trend_stats(gather([write_json(tmp_path / "c.json", recs)]), CONTROL_PARAMS)
+    rows = {(r.scope, r.group): (r.increases, r.comparisons) for r in stats.itertuples()}
+    assert rows[("all", "all")] == (2, 2)  # the trained ViT alone: never pooled with its control
+    assert rows[("family", "ViT")] == (2, 2)
+    assert rows[("all", "all (untrained)")] == (1, 2)  # base -> large falls, large -> huge rises
+    assert rows[("family", "ViT (untrained)")] == (1, 2)
+    assert rows[("column", "JWST vs HSC (untrained)")] == (1, 2)
+    assert list(stats.group).index("all (untrained)") > list(stats.group).index("ViT")  # controls come after
+
+
+def test_figure1_draws_the_untrained_control_dashed_in_its_family_colour(tmp_path):
+    from samesky.report.figures import _figure, _styles
+    from samesky.report.records import attach_params
+
+    recs, scores = control_records()
+    df = attach_params(gather([write_json(tmp_path / "c.json", recs)]), CONTROL_PARAMS)
+    styles = _styles(df)
+    assert list(styles) == ["vit", "vit@random"]
+    fig = _figure(df, "crossmodal", "mknn", styles, "parameters")
+    lines = {c.get_label(): c.lines[0] for c in fig.axes[0].containers}  # errorbar: (data line, caps, bars)
+    trained, control = lines["ViT"], lines["ViT (untrained)"]
+    assert trained.get_linestyle() == "-" and control.get_linestyle() == "--"
+    assert control.get_color() == trained.get_color() and control.get_marker() == trained.get_marker()
+    assert control.get_markerfacecolor() == "white"
+    np.testing.assert_allclose(control.get_ydata(), [100 * scores[f"vit@random-{s}"] for s in ("base", "large", "huge")])
+    np.testing.assert_allclose(trained.get_ydata(), [100 * scores[f"vit-{s}"] for s in ("base", "large", "huge")])
+    paths = write_figures(df, tmp_path / "fig", CONTROL_PARAMS)
+    assert {p.name for p in paths} == {"figure1_crossmodal_mknn.png", "figure1_crossmodal_mknn.pdf"}

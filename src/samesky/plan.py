@@ -143,7 +143,23 @@ class Plan:
                     raise ConfigError(f"models.image.{family}[{i}]: {key!r} is not an image model")
             # Sizes run in parameter order, whatever order the config lists them in.
             keys += [f"{family}-{s}" for s in known if s in sizes]
-        return keys
+        return keys + self._untrained(keys)
+
+    def _untrained(self, keys: list[str]) -> list[str]:
+        """Untrained controls (``models.untrained``) of configured image models, as family@random keys."""
+        registry = _registry()
+        chosen = self.config["models"].get("untrained", [])
+        families = {registry.get_model(k).family for k in keys}
+        for i, name in enumerate(chosen):
+            if name not in families and name not in keys:
+                raise ConfigError(f"models.untrained[{i}]: {name!r} is not a configured image family or model; "
+                                  f"configured: {sorted(families)} and {keys}")
+        out = []
+        for key in keys:
+            family, _, size = key.rpartition("-")
+            if family in chosen or key in chosen:
+                out.append(f"{family}{registry.UNTRAINED}-{size}")
+        return out
 
     def _spectrum_model(self) -> str | None:
         if not any(get_survey(s).modality == SPECTRUM for xm in self.crossmatches.values() for s in xm["surveys"]):
@@ -343,10 +359,17 @@ class Plan:
         return params
 
     def weights_source(self, model: str) -> str:
-        """Where the loader finds a model: its hub id, or the local tiny-weights directory."""
+        """Where the loader finds a model: its hub id, or a local directory of random weights
+        (tiny ones, or an untrained control's, whose path carries its seed)."""
+        if model != _registry().trained_key(model):
+            return f"resources/models/random/seed{self.config['models'].get('untrained_seed', 0)}/{model}"
         if self.config["models"].get("weights", "hub") == "tiny":
             return f"resources/models/tiny/{model}"
         return _registry().get_model(model).hub_id
+
+    def untrained_full_size(self) -> bool:
+        """Untrained controls have the real architecture, or the tiny one when every model is tiny."""
+        return self.config["models"].get("weights", "hub") != "tiny"
 
     def embed_params(self) -> dict:
         """Settings that can change embeddings. Batch and shard sizes only change throughput:
@@ -391,6 +414,15 @@ class Plan:
                 "categorical": [name for name in p["categorical"] if name in properties],
                 **{key: p[key] for key in ("folds", "pca_components", "knn_k", "null_draws",
                                            "bootstrap_draws", "ci", "seed")}}
+
+    def knn_k(self) -> int:
+        """Columns of the cached kNN graphs: k, or enough for cheap subsampling intervals
+        (``metrics.registry.graph_width``) when neighbourhood metrics draw intervals."""
+        from .metrics.registry import graph_width
+
+        m = self.metric_params()
+        local = any(_metric_names()[name].uses_knn for name in m["metrics"])
+        return graph_width(m["k"]) if local and m["bootstrap_draws"] else m["k"]
 
 
 def load_config_file(path: str | Path) -> dict:

@@ -22,9 +22,9 @@ wildcard_constraints:
     survey="[a-z]+",
     survey_a="[a-z]+",
     survey_b="[a-z]+",
-    model="[a-z0-9]+-[a-z0-9]+",
-    model_a="[a-z0-9]+-[a-z0-9]+",
-    model_b="[a-z0-9]+-[a-z0-9]+",
+    model="[a-z0-9]+(@random)?-[a-z0-9]+",
+    model_a="[a-z0-9]+(@random)?-[a-z0-9]+",
+    model_b="[a-z0-9]+(@random)?-[a-z0-9]+",
 
 
 # ---- input and parameter functions used by the rules ----------------------------------

@@ -9,6 +9,7 @@ rule knn_graph:
         "results/knn/{crossmatch}/{survey}/{model}.h5",
     params:
         k=PLAN.knn_params()["k"],
+        width=PLAN.knn_k(),
         precision=PLAN.knn_params()["precision"],
         invariants=PLAN.cka_invariants(),
     benchmark:

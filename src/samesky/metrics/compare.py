@@ -4,7 +4,7 @@ Side B is re-aligned to side A's object order by id, so files written in differe
 compare correctly. Objects on one side only (an image one survey's preprocessing dropped) are
 left out and counted (``n_excluded``); the cached kNN graphs are restricted to the common
 objects exactly, recomputing only the rows that lost a neighbour. All metrics share the same
-seeded null permutations and bootstrap resamples, draw for draw.
+seeded null permutations, bootstrap resamples and subsamples, draw for draw.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .. import schema
 from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
-from .stats import bootstrap_weights, calibrated, permutations, summarise
+from .stats import bootstrap_weights, calibrated, permutations, quarter_splits, summarise
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _subset(Z, graph, rows, k: int, path):
         return Z, graph
     Z = Z[rows]
     if graph is not None:
-        indices, similarity, redone = restrict_graph(*graph, rows, Z, max(k, 1))
+        indices, similarity, redone = restrict_graph(*graph, rows, Z, graph[0].shape[1])
         log.info("%s: %d rows; cached kNN graph reused, %d rows recomputed", path, len(rows), redone)
         graph = (indices, similarity)
     return Z, graph
@@ -118,8 +118,8 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     ``knn_a``/``knn_b`` are the cached graphs of the embedding files (checked to belong to them;
     None computes graphs on the fly where a metric needs one).
 
-    Nulls shuffle side B (``null_draws`` permutations) and bootstrap intervals resample objects
-    (``bootstrap_draws`` resamples, percentile interval at level ``ci``). Metrics whose every
+    Nulls shuffle side B (``null_draws`` permutations); intervals at level ``ci`` come from
+    ``bootstrap_draws`` resamples (``pair_statistics``). Metrics whose every
     draw costs O(N d^2) (CKA) make at most ``feature_space_draws`` of each; every record states
     the draws it made. For a self pair (the same file on both sides) the null is the paper's
     "shuffled reference vs reference" column. Every record carries ``tau``, the null's
@@ -151,8 +151,32 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     inv_b = inv_a if same and rows_b is None and rows_a is None else (
         _cached_invariants(knn_b, rows_b) if uses_cka else None)
     pair = Pair(Za, Zb, graph_a, graph_b, device=device, invariants=(inv_a, inv_b))
-    n = pair.n
+    stats = pair_statistics(pair, metrics, k=k, null_draws=null_draws, bootstrap_draws=bootstrap_draws,
+                            ci=ci, seed=seed, feature_space_draws=feature_space_draws, alpha=alpha,
+                            cka_null=cka_null)
+    records = []
+    for name, st in stats.items():
+        rec = {f: comparison[f] for f in COMPARISON_FIELDS}
+        rec.update(n=int(pair.n), n_excluded=int(n_excluded), metric=name, **st)
+        records.append(rec)
+        log.info("%s %s vs %s: %s = %.6g (null %s, p %s)", comparison["kind"], Path(emb_a).name,
+                 Path(emb_b).name, name, rec["score"], rec["null_mean"], rec["p_value"])
+    return records
 
+
+def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, bootstrap_draws: int,
+                    ci: float, seed: int, feature_space_draws: int = 100, alpha: float = 0.05,
+                    cka_null: str = "closed_form") -> dict[str, dict]:
+    """Score, null and interval of every metric of ``metrics`` on one aligned pair.
+
+    Returns, per metric, ``k`` (None for metrics without neighbourhoods), ``score`` and the
+    ``summarise`` fields. Nulls permute side B, or are closed-form laws (CKA, ``cka_null``). Intervals: metrics without neighbourhoods
+    bootstrap (``bootstrap_draws`` resamples, percentile interval); neighbourhood metrics rescore
+    the two halves and four quarters of ``bootstrap_draws`` random splits with their graphs
+    recomputed on each (``stats``: subsampling with an estimated rate), all metrics of a
+    subsample sharing its graphs.
+    """
+    specs = [get_metric(name) for name in metrics]
     estimators, params = {}, {}
     for spec in specs:
         params[spec.name] = {"k": k} if "k" in spec.defaults else {}
@@ -163,26 +187,45 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
         laws = {name: est.closed_null() for name, est in estimators.items() if hasattr(est, "closed_null")}
         laws = {name: law for name, law in laws.items() if law is not None}
     drawn = {name: est for name, est in estimators.items() if name not in laws}
-    nulls = _draws(drawn, specs, "null", permutations(n, null_draws, seed), null_draws, feature_space_draws)
+    nulls = _draws(drawn, specs, "null", permutations(pair.n, null_draws, seed), null_draws, feature_space_draws)
     nulls.update({name: [] for name in laws})
-    boots = _draws(estimators, specs, "bootstrap", bootstrap_weights(n, bootstrap_draws, seed),
-                   bootstrap_draws, feature_space_draws)
-    records = []
+    plain = [s for s in specs if not s.uses_knn]
+    boots = _draws({s.name: estimators[s.name] for s in plain}, plain, "bootstrap",
+                   bootstrap_weights(pair.n, bootstrap_draws, seed), bootstrap_draws, feature_space_draws)
+    local = [s for s in specs if s.uses_knn]
+    boots.update(_subsample_draws(pair, local, params, quarter_splits(pair.n, bootstrap_draws if local else 0, seed)))
+    out = {}
     for spec in specs:
         name = spec.name
-        rec = {f: comparison[f] for f in COMPARISON_FIELDS}
-        rec.update(n=int(n), n_excluded=int(n_excluded), metric=name, k=params[name].get("k"),
-                   score=float(scores[name]))
-        rec.update(summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale))
+        st = {"k": params[name].get("k"), "score": float(scores[name]),
+              **summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale,
+                          subsampled=spec.uses_knn)}
         if name in laws:
             law = laws[name]
             tau = law.threshold(alpha)
-            rec.update(null_mean=law.mean, null_std=law.std, p_value=law.p_value(scores[name]), tau=tau,
-                       calibrated=calibrated(scores[name], tau, spec.scale), null_method="closed_form")
-        records.append(rec)
-        log.info("%s %s vs %s: %s = %.6g (null %s, p %s)", comparison["kind"], Path(emb_a).name,
-                 Path(emb_b).name, name, rec["score"], rec["null_mean"], rec["p_value"])
-    return records
+            st.update(null_mean=law.mean, null_std=law.std, p_value=law.p_value(scores[name]), tau=tau,
+                      calibrated=calibrated(scores[name], tau, spec.scale), null_method="closed_form")
+        out[name] = st
+    return out
+
+def _subsample_draws(pair: Pair, specs, params: dict, splits) -> dict[str, list[list[float]]]:
+    """Per neighbourhood metric and split, its scores on the split's subsamples (fresh estimators)."""
+    out = {s.name: [] for s in specs}
+    width = max((params[s.name]["k"] for s in specs), default=0)
+    start, count = time.perf_counter(), 0
+    for subsamples in splits:
+        scores = {s.name: [] for s in specs}
+        for rows in subsamples:
+            sub = pair.subsample(rows, width)
+            for s in specs:
+                scores[s.name].append(s.estimator(sub, **params[s.name]).score())
+        for name, row in scores.items():
+            out[name].append(row)
+        count += 1
+    if count:
+        log.info("%d subsampling draws in %.1f s", count, time.perf_counter() - start)
+    return out
+
 
 
 def _draws(estimators: dict, specs, kind: str, draws, total: int, costly_cap: int) -> dict[str, list[float]]:

@@ -467,24 +467,32 @@ def restrict_graph(indices: np.ndarray, similarity: np.ndarray, rows: np.ndarray
     new[rows] = np.arange(len(rows))
     mapped = new[indices[rows]]
     valid = mapped >= 0
-    first = np.argsort(~valid, axis=1, kind="stable")[:, :k]  # surviving neighbours first, in order
-    out_i = np.take_along_axis(mapped, first, 1)
-    out_s = np.take_along_axis(similarity[rows], first, 1).astype(np.float32, copy=False)
-    short = np.flatnonzero(valid.sum(axis=1) < k)
+    rank = np.cumsum(valid, axis=1, dtype=np.int32) - 1  # position among the row's survivors
+    full = rank[:, -1] >= k - 1
+    take = (valid & (rank < k))[full]  # exactly the first k survivors of each full row, in order
+    out_i = np.empty((len(rows), k), np.int64)
+    out_s = np.empty((len(rows), k), np.float32)
+    out_i[full] = mapped[full][take].reshape(-1, k)
+    out_s[full] = similarity[rows[full]][take].reshape(-1, k)
+    short = np.flatnonzero(~full)
     if len(short):
         out_i[short], out_s[short] = knn_rows(Z_sub, short, k)
     return out_i, out_s, len(short)
 
 
-def knn_file(emb_path, out_path, k: int, *, device=None, chunk_size: int | None = None,
-             precision: str = "fp32", invariants: bool = False) -> None:
+def knn_file(emb_path, out_path, k: int, *, width: int | None = None, device=None,
+             chunk_size: int | None = None, precision: str = "fp32", invariants: bool = False) -> None:
     """Compute the kNN graph of one embedding file (``precision``: see ``knn_graph``) and write it
     with ``schema.write_knn``; with ``invariants``, cache the file's Gram invariants (``rv_null``)
-    in its provenance too."""
+    in its provenance too.
+
+    ``width`` (>= k) asks for more columns (``registry.graph_width``), as many as the file has
+    other objects; k itself must fit."""
     from .. import schema
 
     ids, emb, _ = schema.read_embeddings(emb_path)
     schema.check_finite(emb, ids, str(emb_path))
+    k = max(k, min(width or k, len(ids) - 1))
     dev = pick_device(device)
     try:
         indices, similarity = knn_graph(emb, k, chunk_size=chunk_size, device=dev, precision=precision)

@@ -63,7 +63,7 @@ def mknn(Za, Zb, k: int = 10, *, device=None, chunk_size: int | None = None) -> 
 
 
 class MknnEstimator:
-    """MKNN of one aligned pair, with O(N k) null and bootstrap draws."""
+    """MKNN of one aligned pair, with O(N k) null draws."""
 
     def __init__(self, ga, gb, k: int):
         self.k = k
@@ -79,8 +79,3 @@ class MknnEstimator:
         p = pi.astype(self.aT.dtype, copy=False)
         hits = matches(np.take(p, self.aT), np.take(self.bT, p, axis=1))
         return np.count_nonzero(hits) / (self.k * len(pi))
-
-    def bootstrap(self, weights: np.ndarray) -> float:
-        """Score with objects resampled (``weights`` = counts). Neighbourhoods stay those of the
-        full sample: the bootstrap resamples per-object overlaps, not the graphs."""
-        return float(weights @ self.counts / (self.k * weights.sum()))

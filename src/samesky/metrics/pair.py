@@ -12,7 +12,7 @@ import numpy as np
 
 from .cknna import row_mean_similarity
 from .features import FeatureSpace
-from .knn import knn_graph
+from .knn import knn_graph, restrict_graph
 
 Graph = tuple[np.ndarray, np.ndarray]  # (indices (N, k) int64, similarity (N, k) float32)
 
@@ -41,6 +41,21 @@ class Pair:
                 else:
                     self._graphs[side] = knn_graph(Z, k, device=self.device)
         return self._graphs[0], self._graphs[1]
+
+    def subsample(self, rows: np.ndarray, k: int) -> "Pair":
+        """The pair restricted to objects ``rows`` (sorted), with exact kNN graphs of those
+        objects alone, restricted from this pair's graphs (``knn.restrict_graph``: only rows
+        that lost too many cached neighbours are recomputed). Each object appears once, so no
+        object can neighbour a copy of itself."""
+        Za = self.Za[rows]
+        Zb = Za if self.same else self.Zb[rows]
+        # A kept fraction f of the objects needs about k / f cached columns; twice that leaves
+        # few rows short (registry.graph_width), and reading no more keeps each draw O(n k).
+        width = -(-2 * k * self.n // len(rows))
+        ga, gb = ((i[:, :width], s[:, :width]) for i, s in self.graphs(k))
+        sub_a = restrict_graph(*ga, rows, Za, k)[:2]
+        sub_b = sub_a if self.same else restrict_graph(*gb, rows, Zb, k)[:2]
+        return Pair(Za, Zb, sub_a, sub_b, device=self.device)
 
     @cached_property
     def space(self) -> FeatureSpace:

@@ -1,13 +1,50 @@
-"""Seeded permutation nulls, bootstrap resamples and their summary, shared by every metric.
+"""Seeded permutation nulls, resamples and their summary, shared by every metric.
 
 Draws come from streams fixed by ``seed`` alone (torch's generator for permutations, numpy's
-for resamples), one draw at a time, so draw d is the same permutation (or resample) for every
-metric of a comparison and for any number of draws: a metric that makes fewer draws (CKA) uses
-the first ones.
+for resamples and half-samples), one draw at a time, so draw d is the same permutation (or
+resample) for every metric of a comparison and for any number of draws: a metric that makes
+fewer draws (CKA) uses the first ones.
+
+Intervals. Metrics without neighbourhoods (CKA, MI) get the percentile bootstrap, recentred on
+the score (quantiles of score + theta* - mean(theta*)): a resample's duplicated objects bias a
+metric the way a smaller sample does (MI's bias ~ components^2 / 2n grows), and the plain
+percentile interval, centred on the resamples' mean, then covered the expected score at n only
+44-50% for MI in the coverage study. Neighbourhood
+metrics (MKNN, CKNNA) cannot: an object's score depends on which other objects are in the
+sample. Reweighting per-object terms on the full-sample graph ignores how neighbourhoods vary
+between samples (its 95% interval covered 82-87%); a bootstrap resample with neighbourhoods
+recomputed sees only ~0.63 n distinct objects, a sparser sample; and the delete-d jackknife
+(variance of half-sample scores given the sample) over-states the variance, because given the
+sample a kept object's neighbourhood still varies with which of its neighbours were kept: in a
+pilot of the coverage study its SE was 1.2-1.6 times the true SD.
+
+They get subsampling with an estimated rate instead (Politis, Romano and Wolf 1999,
+"Subsampling"; Bertail, Politis and Romano 1999, JASA 94:569, for the unknown rate). Each draw
+splits the objects at random into four disjoint quarters Q1..Q4, and the halves H = Q1 + Q2,
+H' = Q3 + Q4, and rescores the metric on each of the six with every neighbourhood recomputed
+on that subsample alone (each object appears once, so no object meets a copy of itself).
+Disjoint subsamples are independent samples of the population, so without any linearisation
+
+    V2 = mean (theta_H - theta_H')^2 / 2           estimates var(theta_(n/2)),
+    V4 = mean over the 6 quarter pairs of (theta_Qa - theta_Qb)^2 / 2   estimates var(theta_(n/4)).
+
+The variance of a neighbourhood score does not fall as 1/n: at fixed k the neighbourhoods shrink
+as n grows and the score itself changes (MKNN's variance fell about as n^-1.5 in the coverage
+study), so a 1/n rate from n/2 to n over-states the SE by ~20%. The rate is estimated instead,
+var(theta_m) ~ m^-beta with beta = log2(V4 / V2), kept in [1/2, 5/2] against noise, and
+
+    SE^2 = V2 2^-beta   (= V2^2 / V4 inside the bounds),
+
+the interval being score +- z SE. It is an interval for the population value at the sample's
+size n: neighbourhood scores depend on n. Coverage is checked by benchmarks/bench_coverage.py.
+Cost: subsample graphs are restricted from the cached graph (``Pair.subsample``), so a draw is
+O(n (k + d)) against O(n^2 d) for one graph build: about 0.5% of a build at n = 100k
+(docs/ARCHITECTURE.md has the measurement).
 """
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Iterator
 
 import numpy as np
@@ -28,6 +65,40 @@ def bootstrap_weights(n: int, draws: int, seed: int) -> Iterator[np.ndarray]:
     rng = np.random.default_rng(seed)
     for _ in range(draws):
         yield np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+
+
+def quarter_splits(n: int, draws: int, seed: int) -> Iterator[list[np.ndarray]]:
+    """``draws`` random splits of range(n) into the six subsamples of ``subsampling_interval``:
+    halves H, H' then quarters Q1..Q4 (H = Q1 + Q2, H' = Q3 + Q4), each as sorted rows (a
+    subsample keeps the sample's order and its kNN tie order). Reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    for _ in range(draws):
+        label = np.empty(n, np.int64)
+        label[rng.permutation(n)] = np.arange(n) * 4 // n  # quarter sizes differ by at most one
+        quarters = [np.flatnonzero(label == q) for q in range(4)]
+        yield [np.flatnonzero(label < 2), np.flatnonzero(label >= 2), *quarters]
+
+
+BETA_BOUNDS = (0.5, 2.5)
+
+
+def subsampling_se(draws) -> float:
+    """SE of a score from its ``quarter_splits`` rescorings, (draws, 6) = (H, H', Q1..Q4) each
+    (module docstring): V2 2^-beta, beta = log2(V4 / V2) within BETA_BOUNDS."""
+    s = np.asarray(draws, float).reshape(-1, 6)
+    v2 = np.mean((s[:, 0] - s[:, 1]) ** 2) / 2
+    v4 = np.mean([(s[:, 2 + a] - s[:, 2 + b]) ** 2 for a in range(4) for b in range(a + 1, 4)]) / 2
+    if v2 == 0 or v4 == 0:
+        return float(np.sqrt(v2 / 2))
+    beta = float(np.clip(np.log2(v4 / v2), *BETA_BOUNDS))
+    return float(np.sqrt(v2 * 2.0**-beta))
+
+
+def subsampling_interval(score: float, draws, ci: float) -> tuple[float, float]:
+    """Normal interval score -+ z_{(1 + ci) / 2} SE, SE from ``subsampling_se``."""
+    se = subsampling_se(draws) if len(draws) else 0.0
+    z = NormalDist().inv_cdf((1 + ci) / 2)
+    return score - z * se, score + z * se
 
 
 def p_value(score: float, null: np.ndarray) -> float:
@@ -77,10 +148,12 @@ def calibrated(score: float, tau: float, scale: str = "unit") -> float:
 
 
 def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, alpha: float = 0.05,
-              scale: str = "unit") -> dict:
+              scale: str = "unit", subsampled: bool = False) -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
     ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``.
+    ``boot`` holds bootstrap scores (percentile interval, recentred on ``score``) or, if
+    ``subsampled``, the (draws, 6) rescorings of ``quarter_splits`` (``subsampling_interval``).
     """
     if not 0 < ci < 1 or not 0 < alpha < 1:
         raise ValueError(f"ci={ci} and alpha={alpha} must be in (0, 1)")
@@ -89,7 +162,8 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
            "null_draws": len(null), "bootstrap_draws": len(boot), "tau": None, "calibrated": None,
            "alpha": alpha, "null_method": "permutation" if len(null) else None}
     if len(boot):
-        lo, hi = np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2])
+        lo, hi = (subsampling_interval(score, boot, ci) if subsampled
+                  else np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2]) + (score - boot.mean()))
         out.update(ci_low=float(lo), ci_high=float(hi))
     if len(null):
         out.update(null_mean=float(null.mean()), null_std=float(null.std(ddof=1)) if len(null) > 1 else 0.0,

@@ -12,6 +12,7 @@ Adding a model = one entry here (+ one adapter in ``samesky.models`` for a new f
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -269,11 +270,25 @@ _SPECS = [
 MODELS: dict[str, ModelSpec] = {s.key: s for s in _SPECS}
 
 
+UNTRAINED = "@random"  # family suffix of an untrained control's key: vit@random-base
+
+
+def trained_key(key: str) -> str:
+    """The trained model whose architecture an untrained control (``vit@random-base``) has."""
+    family, sep, size = key.rpartition("-")
+    return f"{family.removesuffix(UNTRAINED)}{sep}{size}"
+
+
 def get_model(key: str) -> ModelSpec:
+    """The entry of ``key``; an untrained control gets its trained model's entry under its own
+    key and family (``vit@random``), so it is a family of its own everywhere downstream."""
     try:
-        return MODELS[key]
+        spec = MODELS[trained_key(key)]
     except KeyError:
         raise KeyError(f"unknown model {key!r}; known models: {sorted(MODELS)}") from None
+    if key != spec.key:
+        spec = dataclasses.replace(spec, key=key, family=spec.family + UNTRAINED)
+    return spec
 
 
 def family_sizes(family: str) -> list[str]:

@@ -1,7 +1,7 @@
 """Figure 1 (parameter count vs crossmodal alignment) and its intramodal twin, for every metric.
 
 One panel per table column, one line per family (Okabe-Ito colours plus distinct markers, so the
-figure survives grey-scale and colour-blindness), bootstrap CIs as error bars, and the
+figure survives grey-scale and colour-blindness; an untrained control dashed in its family's colour), bootstrap CIs as error bars, and the
 permutation null (null_mean +- 2 null_std over the panel's comparisons) as a grey band.
 Files per metric: ``figure1_crossmodal_{metric}.{png,pdf}`` and ``figure_intramodal_{metric}.{png,pdf}``,
 and beside each its calibrated twin ``..._{metric}_calibrated`` (the calibrated score,
@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 from .layout import NULL_SIGMA, column_labels, family_order  # noqa: E402
+from ..models.registry import UNTRAINED  # noqa: E402
 from .records import attach_params, calibrated_view, family_label, is_percent, metric_label, metric_order, require_params  # noqa: E402
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
@@ -38,10 +39,18 @@ def _params_label(x: float, _pos=None) -> str:
 
 
 def _styles(df: pd.DataFrame) -> dict[str, dict]:
-    """Fixed colour and marker per family, shared by every panel and figure."""
+    """Fixed colour and marker per family, shared by every panel and figure. An untrained
+    control (``vit@random``) is its trained family's colour and marker, dashed with open markers."""
     families = [f for f in family_order(df) if f in set(df["family"])]
-    return {f: {"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[i % len(MARKERS)]}
-            for i, f in enumerate(families)}
+    trained = [f for f in families if not f.endswith(UNTRAINED)]
+    controls = [f for f in families if f.endswith(UNTRAINED)]
+    styles = {}
+    for i, f in enumerate(trained + [c for c in controls if c.removesuffix(UNTRAINED) not in trained]):
+        styles[f] = {"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[i % len(MARKERS)]}
+    for f in controls:
+        styles[f] = {**styles.get(f.removesuffix(UNTRAINED), styles.get(f)), "linestyle": "--",
+                     "markerfacecolor": "white"}
+    return {f: styles[f] for f in trained + controls}
 
 
 def _panel(ax, sub: pd.DataFrame, scale: float, unit: str, styles: dict) -> None:

@@ -9,6 +9,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
+from ..models.registry import UNTRAINED
 from ..surveys import SURVEYS
 
 FIELDS = (
@@ -60,6 +61,8 @@ def split_model(key: str) -> tuple[str, str]:
 
 
 def family_label(family: str) -> str:
+    if family.endswith(UNTRAINED):  # an untrained control (models.untrained)
+        return f"{family_label(family.removesuffix(UNTRAINED))} (untrained)"
     return FAMILY_LABELS.get(family, family)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from .layout import crossmodal_table, intramodal_table
+from ..models.registry import UNTRAINED
 from .records import attach_params, family_label, metric_order, survey_label
 
 # Out-of-domain surveys kept out of the pooled test, as in the paper (SDSS: Appendix B).
@@ -50,25 +51,36 @@ def _test(steps: pd.DataFrame) -> dict:
     return {"increases": k, "comparisons": n, "p_value": binomtest(k, n, 0.5, alternative="greater").pvalue}
 
 
+def _stats_rows(steps: pd.DataFrame, pool_exclude: tuple[str, ...], tag: str) -> list[dict]:
+    """The rows of ``trend_stats`` for one set of steps; ``tag`` marks the pooled and per-column
+    groups of untrained controls (their families say so in their labels)."""
+    rows = []
+    for (metric, kind), group in steps.groupby(["metric", "kind"], sort=False):
+        pooled = group[~group["survey"].isin(pool_exclude)]
+        left_out = sorted({survey_label(s) for s in group["survey"]} - {survey_label(s) for s in pooled["survey"]})
+        label = "all" + (f" except {', '.join(left_out)}" if left_out else "") + tag
+        if len(pooled):
+            rows.append({"metric": metric, "kind": kind, "scope": "all", "group": label, **_test(pooled)})
+        for column, part in group.groupby("column", sort=False):
+            rows.append({"metric": metric, "kind": kind, "scope": "column", "group": column + tag, **_test(part)})
+        for family, part in pooled.groupby("family", sort=False):
+            rows.append({"metric": metric, "kind": kind, "scope": "family", "group": family_label(family), **_test(part)})
+    return rows
+
+
 def trend_stats(df: pd.DataFrame, params: Mapping[str, int] | None = None,
                 pool_exclude: tuple[str, ...] = POOL_EXCLUDE) -> pd.DataFrame:
     """Increases, comparisons and one-sided binomial p per metric and kind: pooled ('all'), per column, per family.
 
     The pooled row leaves out the surveys in ``pool_exclude`` (they still get their own rows).
+    Untrained controls (``models.untrained``) never pool with trained models: they get the same
+    rows of their own after the trained ones, tagged "(untrained)", so the trend that width and
+    depth alone produce stands beside the trained trend.
     ``params`` supplies parameter counts if ``df`` lacks them (e.g. straight from ``gather``).
     """
     steps = trend_steps(df, params)
-    rows = []
-    for (metric, kind), group in steps.groupby(["metric", "kind"], sort=False):
-        pooled = group[~group["survey"].isin(pool_exclude)]
-        left_out = sorted({survey_label(s) for s in group["survey"]} - {survey_label(s) for s in pooled["survey"]})
-        label = "all" + (f" except {', '.join(left_out)}" if left_out else "")
-        if len(pooled):
-            rows.append({"metric": metric, "kind": kind, "scope": "all", "group": label, **_test(pooled)})
-        for column, part in group.groupby("column", sort=False):
-            rows.append({"metric": metric, "kind": kind, "scope": "column", "group": column, **_test(part)})
-        for family, part in pooled.groupby("family", sort=False):
-            rows.append({"metric": metric, "kind": kind, "scope": "family", "group": family_label(family), **_test(part)})
+    control = steps["family"].str.endswith(UNTRAINED)
+    rows = _stats_rows(steps[~control], pool_exclude, "") + _stats_rows(steps[control], pool_exclude, " (untrained)")
     return pd.DataFrame(rows, columns=["metric", "kind", "scope", "group", "increases", "comparisons", "p_value"])
 
 

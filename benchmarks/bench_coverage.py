@@ -1,0 +1,199 @@
+"""Coverage of the metric intervals (prints a table; not a unit test).
+
+For each data model, N and k: draw ``--reps`` independent samples of N objects, compute every
+registry metric's score and nominal ``--ci`` interval as the compare rule does (percentile
+bootstrap for metrics without neighbourhoods, through ``compare.pair_statistics``;
+subsampling with recomputed neighbourhoods and an estimated rate for the neighbourhood
+metrics, the same mechanics with the subsamples shared between k), and count how often the interval holds the population
+value: the mean score of independent samples of size N (the estimand of a size-N study:
+neighbourhood scores depend on N), here the other reps (leave-one-out) plus ``--pop`` more.
+Metrics without ``k`` are computed once per sample, not once per k.
+
+Data models (two views A, B of the same objects; the generating maps are fixed, objects vary):
+  latent     shared and private Gaussian factors: A = [s, a] W_A + noise (64-d),
+             B = [s, b] W_B + noise (96-d); half of each view's signal is shared
+  clusters   a Gaussian mixture of 12 clusters in 4 shared dimensions, seen through a
+             nonlinear map (tanh) in 128-d with heavy noise (A) and linearly in 24-d with
+             light noise and one private factor (B)
+
+  --cost N D  instead: time one subsampling draw (MKNN and CKNNA at --k) and one kNN graph
+              build on random (N, D) data, to state the cost at paper size.
+
+Usage:
+  python benchmarks/bench_coverage.py                       # the full study (N 1000, 3000; k 10, 50)
+  python benchmarks/bench_coverage.py --reps 20 --n 1000     # a quick look
+  python benchmarks/bench_coverage.py --cost 100000 256 --k 10
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from statistics import NormalDist
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from samesky.metrics.compare import pair_statistics  # noqa: E402
+from samesky.metrics.knn import knn_graph  # noqa: E402
+from samesky.metrics.pair import Pair  # noqa: E402
+from samesky.metrics.registry import METRICS, graph_width  # noqa: E402
+from samesky.metrics.stats import quarter_splits, subsampling_interval  # noqa: E402
+
+
+class DataModel:
+    """Fixed generating maps (from ``seed``); ``sample(n, g)`` draws n objects."""
+
+    def __init__(self, name: str, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.name = name
+        if name == "latent":
+            self.wa, self.wb = torch.randn(16, 64, generator=g), torch.randn(16, 96, generator=g)
+        elif name == "clusters":
+            self.centres = 2.5 * torch.randn(12, 4, generator=g)
+            self.wa1, self.wa2 = torch.randn(4, 32, generator=g), torch.randn(32, 128, generator=g) / 32**0.5
+            self.wb = torch.randn(5, 24, generator=g)
+        else:
+            raise ValueError(f"unknown data model {name!r}; known: latent, clusters")
+
+    def sample(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+        if self.name == "latent":
+            s, a, b = r(n, 8), r(n, 8), r(n, 8)
+            za = torch.cat([s, a], 1) @ self.wa + 2.0 * r(n, 64)
+            zb = torch.cat([s, b], 1) @ self.wb + 2.0 * r(n, 96)
+        else:
+            s = self.centres[torch.randint(0, 12, (n,), generator=g)] + r(n, 4)
+            za = torch.tanh(s @ self.wa1 / 2) @ self.wa2 + 0.6 * r(n, 128)
+            zb = torch.cat([s, r(n, 1)], 1) @ self.wb + 1.0 * r(n, 24)
+        return za.contiguous(), zb.contiguous()
+
+
+def sample_pair(model: DataModel, n: int, seed: int, width: int) -> Pair:
+    """One sample of n objects, with kNN graphs of ``width`` columns (none when 0)."""
+    za, zb = model.sample(n, torch.Generator().manual_seed(seed))
+    if not width:
+        return Pair(za, zb)
+    return Pair(za, zb, knn_graph(za, width), knn_graph(zb, width))
+
+
+def neighbourhood_intervals(pair: Pair, local: list[str], ks: list[int], draws: int, ci: float, seed: int) -> dict:
+    """``compare.pair_statistics``'s subsampling intervals for several k at once: each
+    subsample's graphs are restricted once at the largest k and serve every k as a prefix (the
+    unit tests check pair_statistics against brute force; this only shares subsamples between k)."""
+    rescored = {(m, k): [] for m in local for k in ks}
+    for subsamples in quarter_splits(pair.n, draws, seed):
+        scores = {c: [] for c in rescored}
+        for rows in subsamples:
+            sub = pair.subsample(rows, max(ks))
+            for m, k in rescored:
+                scores[(m, k)].append(METRICS[m].estimator(sub, k=k).score())
+        for c, row in scores.items():
+            rescored[c].append(row)
+    out = {}
+    for (m, k), draws_mk in rescored.items():
+        score = METRICS[m].estimator(pair, k=k).score()
+        lo, hi = subsampling_interval(score, draws_mk, ci)
+        out[(m, k)] = {"score": score, "ci_low": lo, "ci_high": hi}
+    return out
+
+
+def row(name: str, n: int, cell, got: list, extra: list, z: float) -> str:
+    """One table row: the population value (leave-one-out mean of the other samples' scores plus
+    ``extra``), the scores' SD, the mean interval SE and the coverage."""
+    score, lo, hi = np.array(got).T
+    total = score.sum() + np.sum(extra)
+    truth = (total - score) / (len(score) - 1 + len(extra))
+    cover = np.mean((lo <= truth) & (truth <= hi))
+    sd, se = score.std(ddof=1), np.mean((hi - lo) / (2 * z))
+    m, k = cell
+    return (f"{name:9s} {n:5d} {m:13s} {'-' if k is None else k:>3} {total / (len(score) + len(extra)):11.4f} "
+            f"{sd:10.4f} {se:8.4f} {se / sd:6.2f} {100 * cover:10.1f} {len(score):5d}")
+
+
+def study(args) -> None:
+    metrics = args.metrics or list(METRICS)
+    local = [m for m in metrics if METRICS[m].uses_knn]
+    plain = [m for m in metrics if m not in local]
+    width = graph_width(max(args.k)) if local else 0
+    cells = [(m, k) for m in local for k in args.k] + [(m, None) for m in plain]
+    z = NormalDist().inv_cdf((1 + args.ci) / 2)
+    print(f"# coverage of nominal {args.ci:.0%} intervals, {args.reps} samples per row; population value = "
+          f"mean score over the other {args.reps - 1} samples{f' and {args.pop} more' if args.pop else ''} "
+          f"(leave-one-out); {args.splits if local else 0} subsampling draws (neighbourhood metrics) and "
+          f"{args.draws if plain else 0} bootstrap resamples (others) per interval; binomial SE of a 95% coverage = "
+          f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points", flush=True)
+    print(f"{'model':9s} {'N':>5s} {'metric':13s} {'k':>3s} {'population':>11s} {'sd(score)':>10s} "
+          f"{'mean SE':>8s} {'SE/sd':>6s} {'coverage %':>10s} {'reps':>5s}", flush=True)
+    start = time.perf_counter()
+    for name in args.models:
+        model = DataModel(name)
+        for n in args.n:
+            got = {c: [] for c in cells}
+            for rep in range(args.reps):
+                pair = sample_pair(model, n, rep, width)
+                stats = neighbourhood_intervals(pair, local, args.k, args.splits, args.ci, rep)
+                if plain:
+                    stats.update({(m, None): s for m, s in pair_statistics(
+                        pair, plain, k=max(args.k), null_draws=0, bootstrap_draws=args.draws, ci=args.ci,
+                        seed=rep, feature_space_draws=args.draws).items()})
+                for c in cells:
+                    got[c].append((stats[c]["score"], stats[c]["ci_low"], stats[c]["ci_high"]))
+                if args.progress and (rep + 1) % args.progress == 0 and rep + 1 < args.reps:
+                    for c in cells:
+                        print("  (partial) " + row(name, n, c, got[c], [], z), flush=True)
+            extra = {c: [] for c in cells}
+            for i in range(args.pop):  # optional further samples for the population value: scores only
+                pair = sample_pair(model, n, 10**6 + i, max(args.k) if local else 0)
+                for m, k in cells:
+                    extra[(m, k)].append(METRICS[m].estimator(pair, **({} if k is None else {"k": k})).score())
+            for c in cells:
+                print(row(name, n, c, got[c], extra[c], z), flush=True)
+            print(f"# {name} N={n} done after {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def cost(args) -> None:
+    """Time one kNN graph build and one half-sample draw at (N, D)."""
+    n, d = args.cost
+    k = args.k[0]
+    g = torch.Generator().manual_seed(0)
+    latent = torch.randn(n, 32, generator=g)
+    za = latent @ torch.randn(32, d, generator=g) + torch.randn(n, d, generator=g)
+    zb = latent @ torch.randn(32, d, generator=g) + torch.randn(n, d, generator=g)
+    t = time.perf_counter()
+    ga = knn_graph(za, graph_width(k))
+    t_graph = time.perf_counter() - t
+    pair = Pair(za, zb, ga, knn_graph(zb, graph_width(k)))
+    names = [m for m in METRICS if METRICS[m].uses_knn]
+    t = time.perf_counter()
+    pair_statistics(pair, names, k=k, null_draws=0, bootstrap_draws=args.splits, ci=0.95, seed=0)
+    t_draws = time.perf_counter() - t
+    print(f"N={n} D={d} k={k} ({torch.get_num_threads()} threads): one kNN graph at width {graph_width(k)} "
+          f"{t_graph:.1f} s; scores + {args.splits} subsampling draws of {names}: {t_draws:.1f} s "
+          f"({t_draws / max(args.splits, 1):.2f} s per draw)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["latent", "clusters"])
+    ap.add_argument("--n", nargs="+", type=int, default=[1000, 3000])
+    ap.add_argument("--k", nargs="+", type=int, default=[10, 50])
+    ap.add_argument("--metrics", nargs="+", default=None, help="registry metrics (default: all)")
+    ap.add_argument("--reps", type=int, default=200)
+    ap.add_argument("--pop", type=int, default=0, help="further samples for the population value")
+    ap.add_argument("--splits", type=int, default=50, help="subsampling draws (2 halves + 4 quarters each) per neighbourhood interval")
+    ap.add_argument("--draws", type=int, default=200, help="bootstrap resamples per CKA/MI interval")
+    ap.add_argument("--ci", type=float, default=0.95)
+    ap.add_argument("--progress", type=int, default=0, help="print the rows so far every this many reps")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least overhead on a busy machine)")
+    ap.add_argument("--cost", nargs=2, type=int, metavar=("N", "D"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cost(args) if args.cost else study(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Subsampling intervals of the neighbourhood metrics (stats module docstring): the mechanics.
+
+Coverage itself is a statistical claim, shown by benchmarks/bench_coverage.py.
+"""
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from samesky.metrics.compare import pair_statistics
+from samesky.metrics.knn import knn_graph
+from samesky.metrics.pair import Pair
+from samesky.metrics.registry import METRICS, graph_width
+from samesky.metrics.stats import quarter_splits, subsampling_interval, subsampling_se, summarise
+
+from test_metrics import correlated, correlated_lattice, reference_knn
+
+
+def test_splits_are_reproducible_disjoint_halves_and_quarters():
+    a = list(quarter_splits(103, 3, seed=4))
+    b = list(quarter_splits(103, 5, seed=4))[:3]
+    assert all(np.array_equal(x, y) for p, q in zip(a, b) for x, y in zip(p, q))  # draw d fixed by the seed
+    assert not np.array_equal(a[0][0], next(quarter_splits(103, 1, seed=5))[0])
+    for h1, h2, *quarters in a:
+        assert sorted(len(q) for q in quarters) == [25, 26, 26, 26]
+        np.testing.assert_array_equal(np.sort(np.r_[tuple(quarters)]), np.arange(103))  # disjoint cover
+        np.testing.assert_array_equal(h1, np.sort(np.r_[quarters[0], quarters[1]]))
+        np.testing.assert_array_equal(h2, np.sort(np.r_[quarters[2], quarters[3]]))
+        assert all(np.all(np.diff(rows) > 0) for rows in (h1, h2, *quarters))
+    assert not np.array_equal(a[0][0], a[1][0])
+
+
+@pytest.mark.parametrize("width", [10, 80])  # 80: the cached width; 10: nearly every row recomputed
+def test_subsample_graphs_equal_graphs_recomputed_on_the_half(width):
+    """Lattice data: similarities are exact and ties frequent, so equality is bit for bit,
+    tie order included; no object of the half can be its own neighbour (no copies)."""
+    Za, Zb = correlated_lattice(300)
+    pair = Pair(Za, Zb, knn_graph(Za, width), knn_graph(Zb, width))
+    for rows in next(quarter_splits(300, 1, seed=2))[1:4]:  # a half and two quarters
+        sub = pair.subsample(rows, 10)
+        for (idx, sim), Z in zip(sub.graphs(10), (Za, Zb)):
+            want_i, want_s = reference_knn(Z[rows], 10)
+            np.testing.assert_array_equal(idx, want_i)
+            np.testing.assert_array_equal(sim, want_s)
+            assert not np.any(idx == np.arange(len(rows))[:, None])
+
+
+def test_self_pair_subsample_shares_its_graph():
+    Z = correlated(200, 6, 6)[0]
+    sub = Pair(Z, Z, knn_graph(Z, 80)).subsample(np.arange(0, 200, 2), 10)
+    assert sub.same and sub.graphs(10)[0] is sub.graphs(10)[1]
+
+
+@pytest.mark.parametrize("name", ["mknn", "cknna"])
+def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
+    n, k, draws, ci = 240, 10, 6, 0.9
+    Za, Zb = correlated(n, 12, 9, seed=3)
+    pair = Pair(Za, Zb, knn_graph(Za, graph_width(k)), knn_graph(Zb, graph_width(k)))
+    got = pair_statistics(pair, [name, "cka_linear"], k=k, null_draws=0, bootstrap_draws=draws, ci=ci, seed=6)
+    rescored = np.array([[METRICS[name](Za[rows], Zb[rows], k=k) for rows in split]
+                         for split in quarter_splits(n, draws, seed=6)])
+    v2 = np.mean((rescored[:, 0] - rescored[:, 1]) ** 2) / 2
+    v4 = np.mean([(rescored[:, a] - rescored[:, b]) ** 2 for a, b in
+                  [(2, 3), (2, 4), (2, 5), (3, 4), (3, 5), (4, 5)]]) / 2
+    se = np.sqrt(v2 * 2 ** -np.clip(np.log2(v4 / v2), 0.5, 2.5))
+    score = METRICS[name](Za, Zb, k=k)
+    z = NormalDist().inv_cdf(0.95)
+    assert got[name]["score"] == pytest.approx(score, rel=1e-12)
+    assert (got[name]["ci_low"], got[name]["ci_high"]) == pytest.approx((score - z * se, score + z * se), rel=1e-9)
+    assert got[name]["bootstrap_draws"] == draws and got[name]["k"] == k
+    assert se > 0.003  # the check is sharp: subsamples vary
+    assert got["cka_linear"]["bootstrap_draws"] == draws and got["cka_linear"]["k"] is None
+
+
+def test_rate_is_estimated_from_halves_and_quarters():
+    """Exact variances: V2 = 1 (n/2), V4 = 2 (n/4) is the 1/n rate -> SE^2 = 1/2; V4 = 4
+    (variance ~ m^-2) -> 1/4; V4 = 1.1 (beta below 1/2) is held at beta = 1/2."""
+    def draws(v2, v4):  # one draw whose halves differ by sqrt(2 v2) and quarter pairs by sqrt(2 v4) on average
+        h = np.sqrt(2 * v2)
+        q = np.sqrt(2 * v4 * 6 / 4) / 2  # quarters +-q: 4 of the 6 pairs differ by 2q, 2 by 0
+        return [[h, 0.0, q, q, -q, -q]]
+    assert subsampling_se(draws(1, 2)) ** 2 == pytest.approx(0.5, rel=1e-12)
+    assert subsampling_se(draws(1, 4)) ** 2 == pytest.approx(0.25, rel=1e-12)
+    assert subsampling_se(draws(1, 1.1)) ** 2 == pytest.approx(2**-0.5, rel=1e-12)
+
+
+def test_subsampling_interval_and_summary():
+    rows = [[0.40, 0.44, 0.38, 0.42, 0.41, 0.45], [0.43, 0.41, 0.39, 0.46, 0.40, 0.42]]
+    lo, hi = subsampling_interval(0.5, rows, 0.95)
+    half = 1.959963984540054 * subsampling_se(rows)
+    assert (lo, hi) == pytest.approx((0.5 - half, 0.5 + half), rel=1e-12) and half > 0
+    out = summarise(0.5, [], rows, 0.95, subsampled=True)
+    assert (out["ci_low"], out["ci_high"]) == (lo, hi) and out["bootstrap_draws"] == 2
+    assert subsampling_interval(1.0, np.ones((7, 6)), 0.95) == (1.0, 1.0)  # a self pair
+
+
+def test_knn_file_stores_the_requested_width_or_every_other_object(tmp_path):
+    from samesky import schema
+    from samesky.metrics.knn import knn_file
+
+    for n, want in ((200, 80), (50, 49)):
+        ids = np.array([f"o{i}" for i in range(n)])
+        emb = tmp_path / f"e{n}.h5"
+        schema.write_embeddings(emb, ids, correlated(n, 6, 6)[0], {"model": "m"})
+        knn_file(emb, tmp_path / f"k{n}.h5", 10, width=80)
+        indices = schema.read_knn(tmp_path / f"k{n}.h5")[1]
+        assert indices.shape == (n, want)
+    with pytest.raises(ValueError, match="k=10 must be between 1 and N-1=8"):
+        schema.write_embeddings(tmp_path / "e9.h5", ids[:9], correlated(9, 6, 6)[0], {"model": "m"})
+        knn_file(tmp_path / "e9.h5", tmp_path / "k9.h5", 10, width=80)
