@@ -6,6 +6,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 if not config:
+
     configfile: "config/demo.yaml"
 
 
@@ -18,12 +19,13 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/report.smk"
 
+
 report: "workflow/report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         rules.aggregate.output,
         rules.figures.output,
         rules.probe_report.output if PLAN.probes else [],
-    default_target: True

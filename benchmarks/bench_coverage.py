@@ -29,8 +29,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from statistics import NormalDist
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import torch

@@ -38,11 +38,11 @@ import numpy as np
 import torch
 
 from samesky import schema
-from samesky.surveys import get_survey
 from samesky.embed import PreparedBatches, input_batches
 from samesky.models import get_model, load_embedder, save_tiny
 from samesky.models.base import to_device
 from samesky.models.registry import EMBED_RATES, embed_cpus
+from samesky.surveys import get_survey
 
 DEFAULT = ["vit-base", "dinov2-small", "convnextv2-nano", "astropt-small", "specformer-base", "aion-base"]
 HSC_BANDS = ["g", "r", "i", "z", "y"]

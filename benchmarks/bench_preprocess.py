@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from samesky import spectra
-from samesky.preprocess import compute_percentiles, preprocess_images, preprocess_spectra, rescale_images, write_percentiles
+from samesky.preprocess import (
+    compute_percentiles,
+    preprocess_images,
+    preprocess_spectra,
+    rescale_images,
+    write_percentiles,
+)
 from samesky.schema import write_crossmatch
 from samesky.surveys import DESI_WAVELENGTH, sdss_wavelength
 

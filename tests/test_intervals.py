@@ -6,14 +6,13 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+from test_metrics import correlated, correlated_lattice, reference_knn
 
 from samesky.metrics.compare import pair_statistics
 from samesky.metrics.knn import knn_graph
 from samesky.metrics.pair import Pair
 from samesky.metrics.registry import METRICS, graph_width
 from samesky.metrics.stats import quarter_splits, subsampling_interval, subsampling_se, summarise
-
-from test_metrics import correlated, correlated_lattice, reference_knn
 
 
 def test_splits_are_reproducible_disjoint_halves_and_quarters():

@@ -1,18 +1,17 @@
 """compare_files and knn_file: the metric stage's file-level entry points."""
-import logging
 import json
+import logging
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from test_metrics import correlated
 
 from samesky import schema
 from samesky.metrics.compare import compare_files
 from samesky.metrics.knn import knn_file
 from samesky.report.records import FIELDS, read_records
-
-from test_metrics import correlated
 
 N, K = 400, 10
 ALL = ["mknn", "cka_linear", "cka_unbiased", "cknna", "mutual_info"]

@@ -1,6 +1,7 @@
 """CKA (linear, unbiased), CKNNA and Gaussian mutual information against Gram-matrix references."""
 import numpy as np
 import pytest
+from test_metrics import correlated, correlated_lattice, reference_knn
 
 from samesky.metrics import features, mutual_info
 from samesky.metrics.cka import CkaEstimator
@@ -10,8 +11,6 @@ from samesky.metrics.knn import knn_graph
 from samesky.metrics.mutual_info import MutualInfoEstimator
 from samesky.metrics.registry import METRICS
 from samesky.metrics.stats import permutations
-
-from test_metrics import correlated, correlated_lattice, reference_knn
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,16 @@ import h5py
 import numpy as np
 import pytest
 
-from samesky.preprocess import (PERCENTILES_SCHEMA, compute_percentiles, crop_zoom, preprocess_flux,
-                                preprocess_images, read_percentiles, rescale_images, write_percentiles)
+from samesky.preprocess import (
+    PERCENTILES_SCHEMA,
+    compute_percentiles,
+    crop_zoom,
+    preprocess_flux,
+    preprocess_images,
+    read_percentiles,
+    rescale_images,
+    write_percentiles,
+)
 from samesky.schema import SchemaError, read_provenance, write_crossmatch
 from samesky.surveys import get_survey
 

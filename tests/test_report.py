@@ -26,7 +26,7 @@ def synthetic_records():
     rng = np.random.default_rng(0)
     recs = []
     for metric in ("mknn", "mutual_info"):
-        s = lambda: float(rng.uniform(0.02, 0.3)) * (10 if metric == "mutual_info" else 1)  # noqa: E731
+        s = lambda metric=metric: float(rng.uniform(0.02, 0.3)) * (10 if metric == "mutual_info" else 1)  # noqa: E731
         for xm, other in (("jwst_hsc", "jwst"), ("desi_hsc", "desi")):
             surveys = ["hsc"] + ([other] if other == "jwst" else [])
             for survey in surveys:

@@ -1,10 +1,10 @@
 """Calibrated scores in the report: records, calibrated Tables 1-2, calibrated trend tests and figures."""
 import pandas as pd
 import pytest
+from test_report import PARAMS, rec, synthetic_records, write_json
 
 from samesky.report import RecordError, gather, trend_stats, write_figures, write_tables
 from samesky.report.records import calibrated_view
-from test_report import PARAMS, rec, synthetic_records, write_json
 
 
 def calibrated_records():

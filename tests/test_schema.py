@@ -7,7 +7,8 @@ from samesky import schema
 from samesky.surveys import DESI_WAVELENGTH
 
 
-def _arrays(n=4, rng=np.random.default_rng(0)):
+def _arrays(n=4, seed=0):
+    rng = np.random.default_rng(seed)
     return {
         "hsc": {"flux": rng.normal(size=(n, 5, 8, 8)).astype(np.float32)},
         "desi": {

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from slurm_cluster import SlurmAlreadyRunning, SlurmCluster, ensure_installed, sh
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from samesky.surveys import DESI_WAVELENGTH, sdss_wavelength
 
 ppxf = pytest.importorskip("ppxf")
 specutils = pytest.importorskip("specutils")
-from specutils import Spectrum, SpectralAxis  # noqa: E402
+from specutils import SpectralAxis, Spectrum  # noqa: E402
 from specutils.manipulation import FluxConservingResampler  # noqa: E402
 
 SDSS_FILES = sorted((Path(ppxf.__file__).parent / "spectra").glob("*_SDSS_DR18.fits"))

@@ -23,8 +23,7 @@ from typing import Iterable, Mapping, Sequence
 import h5py
 import numpy as np
 
-from .schema import (CROSSMATCH_SCHEMA, STR, SchemaError, as_str_ids, atomic_path, check_unique_ids,
-                     validate_crossmatch)
+from .schema import CROSSMATCH_SCHEMA, STR, SchemaError, as_str_ids, atomic_path, check_unique_ids, validate_crossmatch
 from .surveys import DESI_WAVELENGTH, IMAGE, get_survey
 
 log = logging.getLogger(__name__)

@@ -56,8 +56,8 @@ def comparison_kind(survey_a: str, model_a: str, survey_b: str, model_b: str) ->
 def validate_config(config: dict) -> dict:
     """Validate ``config`` in place against the JSON schema (filling defaults), then semantically."""
     import jsonschema
-    from snakemake.utils import validate
     from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
 
     schema = yaml.safe_load(SCHEMA.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path)))

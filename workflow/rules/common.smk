@@ -43,7 +43,11 @@ def _preprocess_inputs(wc):
 
 def _embed_input(wc):
     """RGB images or spectra (results/preprocessed), or raw fluxes for models that tokenise them."""
-    top = "preprocessed_flux" if get_model(wc.model).input_kind == "flux" else "preprocessed"
+    top = (
+        "preprocessed_flux"
+        if get_model(wc.model).input_kind == "flux"
+        else "preprocessed"
+    )
     return f"results/{top}/{wc.crossmatch}/{wc.survey}.h5"
 
 

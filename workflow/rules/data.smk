@@ -12,16 +12,16 @@ rule simulate_snapshot:
     output:
         snapshot=directory(PLAN.snapshot_dir("{crossmatch}")),
         truth=PLAN.truth_path("{crossmatch}"),
+    log:
+        "logs/simulate_snapshot/{crossmatch}.log",
     wildcard_constraints:
         crossmatch=_one_of(_sources("simulate")),
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
     params:
         layout=lambda wc: PLAN.hf_source(wc.crossmatch)["layout"],
         simulate=lambda wc: PLAN.source(wc.crossmatch)["simulate"],
-    threads: 1
-    log:
-        "logs/simulate_snapshot/{crossmatch}.log",
-    conda:
-        "../../envs/samesky.yaml"
     script:
         "../scripts/simulate_snapshot.py"
 
@@ -29,19 +29,23 @@ rule simulate_snapshot:
 # Hub crossmatches, local snapshots and simulated snapshots: the same ingestion code.
 rule ingest_hf:
     input:
-        lambda wc: [PLAN.snapshot_dir(wc.crossmatch)] if "simulate" in PLAN.source(wc.crossmatch) else [],
+        lambda wc: (
+            [PLAN.snapshot_dir(wc.crossmatch)]
+            if "simulate" in PLAN.source(wc.crossmatch)
+            else []
+        ),
     output:
         "resources/crossmatches/{crossmatch}.h5",
+    log:
+        "logs/ingest_hf/{crossmatch}.log",
     wildcard_constraints:
         crossmatch=_one_of(_sources("hf") + _sources("simulate")),
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
     params:
         surveys=lambda wc: PLAN.crossmatches[wc.crossmatch]["surveys"],
         hf=lambda wc: PLAN.hf_source(wc.crossmatch),
-    threads: 1
-    log:
-        "logs/ingest_hf/{crossmatch}.log",
-    conda:
-        "../../envs/samesky.yaml"
     script:
         "../scripts/ingest_hf.py"
 
@@ -52,12 +56,12 @@ rule truth_embedding:
         truth=lambda wc: PLAN.truth_path(wc.crossmatch),
     output:
         "results/embeddings/{crossmatch}/truth/latent-truth.h5",
-    wildcard_constraints:
-        crossmatch=_one_of(_sources("simulate")),
-    threads: 1
     log:
         "logs/truth_embedding/{crossmatch}.log",
+    wildcard_constraints:
+        crossmatch=_one_of(_sources("simulate")),
     conda:
         "../../envs/samesky.yaml"
+    threads: 1
     script:
         "../scripts/truth_embedding.py"

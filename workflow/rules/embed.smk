@@ -9,22 +9,22 @@ rule embed:
         weights=_weights,
     output:
         "results/embeddings/{crossmatch}/{survey}/{model}.h5",
+    log:
+        "logs/embed/{crossmatch}/{survey}/{model}.log",
+    benchmark:
+        "results/benchmarks/embed/{crossmatch}/{survey}/{model}.tsv"
     wildcard_constraints:
         survey=_one_of(SURVEYS),
+    conda:
+        "../../envs/samesky.yaml"
     threads: lambda wc: 1 if PLAN.embed_params()["device"] == "cpu" else embed_cpus(wc.model)
-    params:
-        source=lambda wc: PLAN.weights_source(wc.model),
-        embed=PLAN.embed_params(),
     resources:
         gpu=lambda wc: 0 if PLAN.embed_params()["device"] == "cpu" else 1,
         mem_mb=lambda wc, attempt: resources_for(wc.model, attempt)["mem_mb"],
         runtime=lambda wc, attempt: resources_for(wc.model, attempt)["runtime"],
         cpus_per_task=lambda wc, threads: threads,
-    benchmark:
-        "results/benchmarks/embed/{crossmatch}/{survey}/{model}.tsv"
-    log:
-        "logs/embed/{crossmatch}/{survey}/{model}.log",
-    conda:
-        "../../envs/samesky.yaml"
+    params:
+        source=lambda wc: PLAN.weights_source(wc.model),
+        embed=PLAN.embed_params(),
     script:
         "../scripts/embed.py"

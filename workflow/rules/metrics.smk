@@ -7,18 +7,18 @@ rule knn_graph:
         "results/embeddings/{crossmatch}/{survey}/{model}.h5",
     output:
         "results/knn/{crossmatch}/{survey}/{model}.h5",
+    log:
+        "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
+    benchmark:
+        "results/benchmarks/knn_graph/{crossmatch}/{survey}/{model}.tsv"
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
     params:
         k=PLAN.knn_params()["k"],
         width=PLAN.knn_k(),
         precision=PLAN.knn_params()["precision"],
         invariants=PLAN.cka_invariants(),
-    benchmark:
-        "results/benchmarks/knn_graph/{crossmatch}/{survey}/{model}.tsv"
-    threads: 1
-    log:
-        "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
-    conda:
-        "../../envs/samesky.yaml"
     script:
         "../scripts/knn_graph.py"
 
@@ -31,15 +31,15 @@ rule compare:
         knn_b="results/knn/{crossmatch}/{survey_b}/{model_b}.h5",
     output:
         "results/metrics/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.json",
+    log:
+        "logs/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
+    benchmark:
+        "results/benchmarks/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.tsv"
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
     params:
         kind=_kind,
         metrics=PLAN.metric_params(),
-    benchmark:
-        "results/benchmarks/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.tsv"
-    threads: 1
-    log:
-        "logs/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
-    conda:
-        "../../envs/samesky.yaml"
     script:
         "../scripts/compare.py"

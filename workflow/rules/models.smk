@@ -5,11 +5,11 @@
 rule build_tiny_model:
     output:
         directory("resources/models/tiny/{model}"),
-    threads: 1
     log:
         "logs/build_tiny_model/{model}.log",
     conda:
         "../../envs/samesky.yaml"
+    threads: 1
     script:
         "../scripts/build_tiny_model.py"
 
@@ -19,13 +19,13 @@ rule build_tiny_model:
 rule build_random_model:
     output:
         directory("resources/models/random/seed{seed}/{model}"),
-    wildcard_constraints:
-        seed="[0-9]+",
-    params:
-        full_size=PLAN.untrained_full_size(),
     log:
         "logs/build_random_model/seed{seed}/{model}.log",
+    wildcard_constraints:
+        seed="[0-9]+",
     conda:
         "../../envs/samesky.yaml"
+    params:
+        full_size=PLAN.untrained_full_size(),
     script:
         "../scripts/build_random_model.py"

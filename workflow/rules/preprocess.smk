@@ -6,13 +6,13 @@ rule percentiles:
         lambda wc: PLAN.crossmatch_path(PLAN.percentile_source(wc.survey)),
     output:
         "results/preprocessed/percentiles/{survey}.json",
-    params:
-        pre=lambda wc: PLAN.preprocess_params(wc.survey),
-    threads: 1
     log:
         "logs/percentiles/{survey}.log",
     conda:
         "../../envs/samesky.yaml"
+    threads: 1
+    params:
+        pre=lambda wc: PLAN.preprocess_params(wc.survey),
     script:
         "../scripts/percentiles.py"
 
@@ -22,13 +22,13 @@ rule preprocess:
         unpack(_preprocess_inputs),
     output:
         "results/preprocessed/{crossmatch}/{survey}.h5",
-    params:
-        pre=lambda wc: PLAN.preprocess_params(wc.survey),
-    threads: 1
     log:
         "logs/preprocess/{crossmatch}/{survey}.log",
     conda:
         "../../envs/samesky.yaml"
+    threads: 1
+    params:
+        pre=lambda wc: PLAN.preprocess_params(wc.survey),
     script:
         "../scripts/preprocess.py"
 
@@ -38,10 +38,10 @@ rule preprocess_flux:
         crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
     output:
         "results/preprocessed_flux/{crossmatch}/{survey}.h5",
-    threads: 1
     log:
         "logs/preprocess_flux/{crossmatch}/{survey}.log",
     conda:
         "../../envs/samesky.yaml"
+    threads: 1
     script:
         "../scripts/preprocess_flux.py"

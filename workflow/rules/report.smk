@@ -10,7 +10,11 @@ rule aggregate:
     input:
         [c.path for c in PLAN.comparisons],
     output:
-        scores=report("results/tables/scores.csv", caption="../report/scores.rst", category="Tables"),
+        scores=report(
+            "results/tables/scores.csv",
+            caption="../report/scores.rst",
+            category="Tables",
+        ),
         tables=report(
             directory("results/tables/paper"),
             patterns=["{name}.csv"],
@@ -18,13 +22,14 @@ rule aggregate:
             category="Tables",
             labels={"table": "{name}"},
         ),
-    params:
-        models=PLAN.image_models + ([PLAN.spectrum_model] if PLAN.spectrum_model else []),
-    threads: 1
     log:
         "logs/aggregate.log",
     conda:
         "../../envs/samesky.yaml"
+    threads: 1
+    params:
+        models=PLAN.image_models
+        + ([PLAN.spectrum_model] if PLAN.spectrum_model else []),
     script:
         "../scripts/aggregate.py"
 
@@ -40,12 +45,12 @@ rule figures:
             category="Figures",
             labels={"figure": "{name}"},
         ),
-    params:
-        models=rules.aggregate.params.models,
-    threads: 1
     log:
         "logs/figures.log",
     conda:
         "../../envs/samesky.yaml"
+    threads: 1
+    params:
+        models=rules.aggregate.params.models,
     script:
         "../scripts/figures.py"

@@ -50,6 +50,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+
 def permutations(n: int, draws: int, seed: int) -> Iterator[np.ndarray]:
     """``draws`` random permutations of range(n) (int64), reproducible from ``seed``.
 

@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..surveys import NMGY_ZERO_POINT, flux_factor
 from .base import Embedder
 from .checkpoint import CheckpointError, load_checkpoint, load_strict, require, resolve_file
-from ..surveys import NMGY_ZERO_POINT, flux_factor
 from .registry import IMAGE, ModelSpec
-from .specformer import SpecFormer, SpectrumTokens, _MLP, lightning_checkpoint
+from .specformer import _MLP, SpecFormer, SpectrumTokens, lightning_checkpoint
 
 TOWERS = {IMAGE: "image_encoder.", "spectrum": "spectrum_encoder."}
 

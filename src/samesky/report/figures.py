@@ -22,9 +22,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
-from .layout import NULL_SIGMA, column_labels, family_order  # noqa: E402
 from ..models.registry import UNTRAINED  # noqa: E402
-from .records import attach_params, calibrated_view, family_label, is_percent, metric_label, metric_order, require_params  # noqa: E402
+from .layout import NULL_SIGMA, column_labels, family_order  # noqa: E402
+from .records import (  # noqa: E402
+    attach_params,
+    calibrated_view,
+    family_label,
+    is_percent,
+    metric_label,
+    metric_order,
+    require_params,
+)
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

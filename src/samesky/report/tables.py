@@ -20,7 +20,16 @@ from typing import Mapping
 import pandas as pd
 
 from .layout import FIELDS, crossmodal_table, intramodal_table
-from .records import attach_params, calibrated_view, family_label, is_percent, metric_order, size_label, split_model, survey_label
+from .records import (
+    attach_params,
+    calibrated_view,
+    family_label,
+    is_percent,
+    metric_order,
+    size_label,
+    split_model,
+    survey_label,
+)
 from .trends import write_trend_stats
 
 MISSING = "—"

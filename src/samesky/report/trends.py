@@ -18,8 +18,8 @@ from typing import Mapping
 import pandas as pd
 from scipy.stats import binomtest
 
-from .layout import crossmodal_table, intramodal_table
 from ..models.registry import UNTRAINED
+from .layout import crossmodal_table, intramodal_table
 from .records import attach_params, family_label, metric_order, survey_label
 
 # Out-of-domain surveys kept out of the pooled test, as in the paper (SDSS: Appendix B).

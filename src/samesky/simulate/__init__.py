@@ -84,14 +84,14 @@ pixels are still masked but get no spike); ``neighbours=False`` drops the neighb
 
 from .cosmology import kpc_per_arcsec, luminosity_distance_cm  # noqa: F401
 from .population import (  # noqa: F401
-    draw_latents,
-    REDSHIFT_PRIORS,
-    MASS_ANCHOR,
     BULGE_TRUNC,
+    MASS_ANCHOR,
+    REDSHIFT_PRIORS,
     composite_half_light_radius,
+    draw_latents,
     enclosed_fraction,
     enclosed_fraction_truncated,
 )
 from .sed import HALPHA_REST  # noqa: F401
-from .sky import simulate_sky, truth_features, TRUTH_FEATURES, TRUTH_KEYS  # noqa: F401
-from .writers import simulate_crossmatch, simulate_snapshot, mmu_examples  # noqa: F401
+from .sky import TRUTH_FEATURES, TRUTH_KEYS, simulate_sky, truth_features  # noqa: F401
+from .writers import mmu_examples, simulate_crossmatch, simulate_snapshot  # noqa: F401

@@ -1,9 +1,7 @@
 """Flat LCDM (H0 = 70, Om0 = 0.3): angular scale and luminosity distance."""
 from __future__ import annotations
 
-
 import numpy as np
-
 
 H0, OM0 = 70.0, 0.3
 

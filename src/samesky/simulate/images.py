@@ -10,7 +10,6 @@ from ..surveys import NMGY_ZERO_POINT, get_survey
 from .population import BULGE_TRUNC
 from .sed import band_fluxes
 
-
 FLUX_UNIT_IMAGE = "nanomaggy"
 
 

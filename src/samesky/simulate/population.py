@@ -10,7 +10,6 @@ from scipy import special, stats
 
 from .cosmology import kpc_per_arcsec
 
-
 # Redshift priors per crossmatch flavour: (z_min, z_max, median, ln-sigma).
 REDSHIFT_PRIORS = {
     "sdss": (0.02, 0.45, 0.12, 0.6),

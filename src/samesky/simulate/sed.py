@@ -2,13 +2,11 @@
 features, and the band photometry and indices derived from them."""
 from __future__ import annotations
 
-
 import numpy as np
 from scipy import special
 
 from ..surveys import get_survey
 from .cosmology import luminosity_distance_cm
-
 
 C_AAS = 2.99792458e18  # speed of light in Angstrom / s
 NMGY_CGS = 3.631e-29  # erg/s/cm^2/Hz per nanomaggy

@@ -2,14 +2,12 @@
 losses, bad pixels and SDSS's per-object wavelength windows."""
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..surveys import DESI_WAVELENGTH, SDSS_DLOGLAM, SDSS_LOGLAM0, sdss_wavelength
 from .cosmology import luminosity_distance_cm
 from .population import enclosed_fraction, enclosed_fraction_truncated
 from .sed import ABSORPTION, EM_LAM, line_luminosities, rest_continuum
-
 
 C_KMS = 299792.458
 
