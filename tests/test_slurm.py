@@ -18,7 +18,18 @@ from slurm_cluster import SlurmAlreadyRunning, SlurmCluster, ensure_installed, s
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "slurm-test"
-LOCAL_RULES = {"all", "aggregate", "figures"}  # run by Snakemake itself, not submitted
+
+
+def _local_rules() -> set[str]:
+    """Rules Snakemake runs itself, not submitted: `all` and every rule file's `localrules:`."""
+    names = {"all"}
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.findall(r"^localrules:\n((?:    \w+,\n)+)", smk.read_text(), flags=re.M):
+            names |= set(re.findall(r"\w+", block))
+    return names
+
+
+LOCAL_RULES = _local_rules()
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TINY_SNAKEFILE = """
