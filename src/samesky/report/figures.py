@@ -39,6 +39,16 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 DPI = 200
 
 
+def params_axis(ax) -> None:
+    """A log parameter-count x axis (ticks at 1 and 3 per decade, labelled 86M, 1.1B) on a light grid."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_params_label))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+    ax.grid(True, which="major", color="0.9", lw=0.8)
+    ax.set_axisbelow(True)
+
+
 def _params_label(x: float, _pos=None) -> str:
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if x >= scale:
@@ -72,12 +82,7 @@ def _panel(ax, sub: pd.DataFrame, scale: float, unit: str, styles: dict) -> None
         ax.errorbar(x, y, yerr=np.nan_to_num(np.abs(err)), label=family_label(family), capsize=3, lw=1.6,
                     ms=6, markeredgecolor="white", markeredgewidth=0.6, **styles[family])
     _null_band(ax, sub, scale, unit)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(_params_label))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
-    ax.grid(True, which="major", color="0.9", lw=0.8)
-    ax.set_axisbelow(True)
+    params_axis(ax)
 
 
 def _null_band(ax, sub: pd.DataFrame, scale: float, unit: str) -> None:

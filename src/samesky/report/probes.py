@@ -22,9 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
-from .figures import DPI, MARKERS, OKABE_ITO, _params_label  # noqa: E402
+from .figures import DPI, MARKERS, OKABE_ITO, params_axis  # noqa: E402
 from .layout import NULL_SIGMA  # noqa: E402
 from .records import RecordError, family_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
 from .tables import MISSING, to_latex, to_markdown  # noqa: E402
@@ -113,12 +112,7 @@ def _panel(ax, sub: pd.DataFrame, styles: dict) -> None:
         lo = (null["null_mean"] - NULL_SIGMA * null["null_std"]).min()
         hi = (null["null_mean"] + NULL_SIGMA * null["null_std"]).max()
         ax.axhspan(lo, hi, color="0.6", alpha=0.35, lw=0, label=f"permutation null, linear (±{NULL_SIGMA}σ)")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(_params_label))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
-    ax.grid(True, which="major", color="0.9", lw=0.8)
-    ax.set_axisbelow(True)
+    params_axis(ax)
 
 
 def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int]) -> list[Path]:
