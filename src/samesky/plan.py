@@ -377,6 +377,10 @@ class Plan:
         embed = self.config.get("embed", {})
         return {"device": embed.get("device", "auto"), "precision": embed.get("precision", "fp32")}
 
+    def layers(self) -> str | list[int]:
+        """Blocks whose outputs the embedding jobs also write: 'final' (none), 'all' or indices."""
+        return self.config.get("embed", {}).get("layers", "final")
+
     def embed_throughput(self) -> dict:
         embed = self.config.get("embed", {})
         return {"batch_size": embed.get("batch_size", 64), "shard_size": embed.get("shard_size", 2048)}

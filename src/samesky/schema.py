@@ -360,6 +360,42 @@ def read_embeddings(path) -> tuple[np.ndarray, np.ndarray, dict]:
     return ids, emb, prov
 
 
+def write_layers(path, object_id, blocks: list[np.ndarray], names: list[str], provenance: Mapping) -> None:
+    """Write one file of per-block embeddings atomically: ``block_<j>`` (N, d_j) float16 on disk,
+    block j's name at position j of the provenance's ``blocks`` list (its depth is (j+1)/L).
+    float16 halves the disk of L blocks; readers get float32 back."""
+    ids = as_str_ids(object_id)
+    if len(blocks) != len(names) or not blocks:
+        raise SchemaError(f"{path}: {len(blocks)} blocks but {len(names)} block names")
+    check_unique_ids(ids, str(path))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
+        for j, block in enumerate(blocks):
+            block = np.asarray(block, dtype=np.float32)
+            if block.ndim != 2 or block.shape[0] != len(ids):
+                raise SchemaError(f"{path}: block {names[j]!r} has shape {block.shape}, expected ({len(ids)}, d)")
+            check_finite(block, ids, f"{path}: block {names[j]!r}")
+            half = block.astype(np.float16)
+            if not np.isfinite(half).all():
+                raise SchemaError(f"{path}: block {names[j]!r} has values beyond float16's range (|x| > 65504)")
+            f.create_dataset(f"block_{j:03d}", data=half)
+        write_provenance(f, {**provenance, "blocks": list(names)})
+
+
+def read_layers(path) -> tuple[np.ndarray, list[np.ndarray], list[str], dict]:
+    """Return (object_id, [block (N, d_j) float32], block names, provenance) of a layers file."""
+    with read_h5(path) as f:
+        ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
+        prov = read_provenance(f)
+        names = prov.get("blocks")
+        if not names:
+            raise SchemaError(f"{path}: no 'blocks' list in its provenance; not a layers file")
+        blocks = [_require(f, f"block_{j:03d}", path, (len(ids), None))[:].astype(np.float32)
+                  for j in range(len(names))]
+    check_unique_ids(ids, str(path))
+    return ids, blocks, list(names), prov
+
+
 class RowWriter:
     """Appends rows (object ids + named arrays) to an open HDF5 file, chunk by chunk."""
 
