@@ -12,6 +12,9 @@ does not find ``codecs/image/config.json`` (it looks for ``config.json`` at the 
 codec config is read here and passed explicitly, for hub ids and directories alike. The codec
 runs in fp32 even under autocast: tokens are a quantisation, and reduced precision could flip
 them.
+
+Blocks (layer-wise embeddings): each encoder block's output (before the encoder norm and the
+projection to the decoder context that make the final embedding), mean over all tokens.
 """
 from __future__ import annotations
 
@@ -88,6 +91,12 @@ class AionEmbedder(Embedder):
             tokens = self.model.codec.encode(self.modality(flux=flux.float(), bands=self.bands))
         out = self.model.model.encode({self.modality.token_key: tokens}, num_encoder_tokens=tokens.shape[1])
         return out.mean(dim=1)
+
+    def block_names(self) -> list[str]:
+        return [f"encoder block {j + 1}" for j in range(len(self.model.model.encoder))]
+
+    def forward_layers(self, flux: torch.Tensor, blocks: list[int]):
+        return self.forward_capturing(flux, [self.model.model.encoder[j] for j in blocks], lambda h: h.mean(dim=1))
 
 
 @contextlib.contextmanager

@@ -20,6 +20,12 @@ without a residual (upstream removed it in commit d196e26), the spectrum tower a
 Head counts are not stored in the state dict: backbone heads follow the 64-dim (ViT) and
 128-dim (Specformer: 768/6) head-width conventions of the released models; the cross-attention
 uses ``arch['head']['n_head']`` (4).
+
+Blocks (layer-wise embeddings): the backbone's blocks (the head, a learned-query cross-attention
+trained on the final backbone output, makes the final embedding only). Image: each ViT block's
+output, mean over its tokens (there is no CLS token); spectrum: each Specformer block's output
+pooled as Specformer's embedding (mean over tokens, statistics token excluded), so the spectrum
+blocks of AstroCLIP and of Specformer compare like for like.
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from ..surveys import NMGY_ZERO_POINT, flux_factor
 from .base import Embedder
 from .checkpoint import CheckpointError, load_checkpoint, load_strict, require, resolve_file
 from .registry import IMAGE, ModelSpec
-from .specformer import _MLP, SpecFormer, SpectrumTokens, lightning_checkpoint
+from .specformer import _MLP, SpecFormer, SpectrumTokens, lightning_checkpoint, pool_spectrum_tokens
 
 TOWERS = {IMAGE: "image_encoder.", "spectrum": "spectrum_encoder."}
 
@@ -230,6 +236,13 @@ class AstroCLIPImageEmbedder(Embedder):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
+    def block_names(self) -> list[str]:
+        return [f"backbone block {j + 1}" for j in range(len(self.model.backbone.blocks))]
+
+    def forward_layers(self, images: torch.Tensor, blocks: list[int]):
+        return self.forward_capturing(images, [self.model.backbone.blocks[j] for j in blocks],
+                                      lambda h: h.mean(dim=1))
+
 
 class AstroCLIPSpectrumEmbedder(Embedder):
     def __init__(self, spec, model, *, hp: dict, **kw):
@@ -241,6 +254,12 @@ class AstroCLIPSpectrumEmbedder(Embedder):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model(tokens)
+
+    def block_names(self) -> list[str]:
+        return [f"backbone block {j + 1}" for j in range(len(self.model.backbone.blocks))]
+
+    def forward_layers(self, tokens: torch.Tensor, blocks: list[int]):
+        return self.forward_capturing(tokens, [self.model.backbone.blocks[j] for j in blocks], pool_spectrum_tokens)
 
 
 def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) -> Embedder:

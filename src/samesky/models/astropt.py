@@ -12,6 +12,10 @@ up to and including block ``n_layer // 2`` (0-based), mean over tokens, no final
 Attention is causal for ``attn_type='causal'``; for 'prefix' the original's embedding path
 passes no mask, i.e. full attention.
 
+Blocks (layer-wise embeddings): each block's output, pooled as the embedding (mean over tokens,
+no norm), so the final embedding equals block ``n_layer // 2`` exactly. Asking for blocks past the
+middle runs them (the embedding alone stops there).
+
 Orientation: AstroPT's own training script and the study both feed ``np.array(image).swapaxes(0, 2)``
 of an (H, W, C) image, i.e. (C, W, H); the weights were trained on that layout and the paper's
 numbers come from it. ``prepare`` therefore transposes our (B, C, H, W) batches to (B, C, W, H)
@@ -19,11 +23,13 @@ before patching (``tests/test_models_upstream.py`` checks it against the astropt
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import types
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -138,11 +144,16 @@ class AstroPT(nn.Module):
         self.lm_head = nn.ModuleDict(heads)
         self.middle = args["n_layer"] // 2
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def states(self, tokens: torch.Tensor, positions: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Token states after each block in turn; blocks run only as far as the caller reads."""
         x = self.transformer.wte["images"](tokens) + self.transformer.wpe["images"](positions)
-        for block in self.transformer.h[: self.middle + 1]:  # later blocks do not change the embedding
+        for block in self.transformer.h:
             x = block(x)
-        return x.mean(dim=1)
+            yield x
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        # later blocks do not change the embedding: they are not run
+        return next(itertools.islice(self.states(tokens, positions), self.middle, None)).mean(dim=1)
 
 
 class AstroPTEmbedder(Embedder):
@@ -165,6 +176,15 @@ class AstroPTEmbedder(Embedder):
 
     def forward(self, inputs: dict) -> torch.Tensor:
         return self.model(inputs["tokens"], inputs["positions"])
+
+    def block_names(self) -> list[str]:
+        return [f"block {j + 1}" for j in range(len(self.model.transformer.h))]
+
+    def forward_layers(self, inputs: dict, blocks: list[int]):
+        last = max([self.model.middle, *blocks])
+        states = itertools.islice(self.model.states(inputs["tokens"], inputs["positions"]), last + 1)
+        pooled = [x.mean(dim=1) for x in states]  # token states are dropped as soon as they are pooled
+        return pooled[self.model.middle], [pooled[j] for j in blocks]
 
 
 _SUPPORTED_ARGS = {"block_size", "n_layer", "n_head", "n_embd", "n_chan", "dropout", "bias", "attn_type",

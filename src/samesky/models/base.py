@@ -6,11 +6,17 @@ benchmark see where time goes; ``embed`` chains them under inference mode and au
 runner calls ``prepare`` in forked input worker processes (``samesky.embed``), so it must use
 only the CPU, leave the embedder unchanged, and return a tensor or a dict of tensors whose
 first axis is the batch (``batch_slice`` cuts them, ``to_device`` moves them).
+
+Layer-wise embeddings (``block_names``, ``forward_layers``, ``run_layers``): the outputs of a
+model's blocks, each pooled by the family's own rule, from the same forward pass that gives the
+final embedding; the final embedding stays bit-identical to ``forward``. Families that capture
+blocks with forward hooks use ``forward_capturing``, which runs ``forward`` itself.
 """
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any
+from functools import partial
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -75,6 +81,25 @@ def as_float_spectra(batch) -> torch.Tensor:
     return x.to(torch.float32)
 
 
+def select_blocks(layers: str | Sequence[int], names: Sequence[str], model: str) -> list[int]:
+    """The 0-based block indices ``layers`` ('all' or indices, negative from the last) selects, sorted
+    and without repeats; an index outside the model's blocks is an error naming the model and range."""
+    n = len(names)
+    if layers == "all":
+        return list(range(n))
+    if isinstance(layers, str) or not layers:
+        raise ValueError(f"layers must be 'all' or a non-empty list of block indices, got {layers!r}")
+    bad = [j for j in layers if not -n <= int(j) < n]
+    if bad:
+        raise ValueError(f"layers {bad} out of range for model {model!r}: it has {n} blocks, so indices run "
+                         f"0..{n - 1} (or -{n}..-1 from the last)")
+    return sorted({int(j) % n for j in layers})
+
+
+def _keep_pooled(store: dict, key: int, pool: Callable, module, args, output) -> None:
+    store[key] = pool(output)
+
+
 class Embedder:
     """A loaded model that maps a batch of inputs to (B, dim) float32 embeddings on the CPU."""
 
@@ -114,6 +139,39 @@ class Embedder:
 
     def embed(self, batch) -> torch.Tensor:
         return self.run(self.prepare(batch))
+
+    def block_names(self) -> list[str]:
+        """The model's L blocks in order, e.g. ["layer 1", ..., "layer 12"]: what ``forward_layers`` indexes."""
+        raise NotImplementedError(f"{self.spec.key}: layer-wise embeddings are not implemented for the "
+                                  f"{self.spec.adapter!r} adapter")
+
+    def forward_layers(self, inputs: Any, blocks: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One forward pass: the final embedding (B, dim), bit-identical to ``forward(inputs)``, and the
+        requested blocks' outputs (each (B, d_j)), each pooled by the family's own rule."""
+        raise NotImplementedError(f"{self.spec.key}: layer-wise embeddings are not implemented for the "
+                                  f"{self.spec.adapter!r} adapter")
+
+    def run_layers(self, inputs: Any, blocks: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward_layers`` on already-prepared inputs: float32 CPU tensors, as ``run``."""
+        with torch.inference_mode(), self.autocast():
+            final, outs = self.forward_layers(to_device(inputs, self.device), list(blocks))
+        return final.float().cpu(), [b.float().cpu() for b in outs]
+
+    def forward_capturing(self, inputs: Any, modules: Sequence[torch.nn.Module], pool: Callable
+                          ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward(inputs)`` with forward hooks that pool each of ``modules``' outputs as it is made
+        (only (B, d) is kept, not the token states): (final, [pooled output of each module])."""
+        got: dict[int, torch.Tensor] = {}
+        hooks = [m.register_forward_hook(partial(_keep_pooled, got, i, pool)) for i, m in enumerate(modules)]
+        try:
+            final = self.forward(inputs)
+        finally:
+            for h in hooks:
+                h.remove()
+        missing = [i for i in range(len(modules)) if i not in got]
+        if missing:
+            raise RuntimeError(f"{self.spec.key}: {len(missing)} requested block(s) did not run in forward")
+        return final, [got[i] for i in range(len(modules))]
 
     def describe(self) -> dict:
         """Provenance of this embedder."""

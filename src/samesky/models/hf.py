@@ -8,6 +8,15 @@ Image processors run on the PIL backend, whatever else is installed: the study's
 (4.56) used the slow PIL processors unless asked otherwise, while transformers 5 picks the
 torchvision ones whenever torchvision is importable (any CUDA torch install), and those resize
 differently. A processor of another backend is an error, not a silent change of inputs.
+
+Blocks (layer-wise embeddings), pooled by the family's pooler like the final embedding:
+* ViT, DINOv2, IJEPA: each transformer layer's residual output, ``hidden_states[1:]`` of
+  ``output_hidden_states`` (``[0]`` is the patch embedding; the last layer's output is the state
+  before the final LayerNorm, so it differs from the final embedding). Only the requested states
+  are kept (transformers >= 5 takes the indices themselves as ``output_hidden_states``).
+* ConvNeXtV2: each block (``ConvNextV2Layer``) of each stage. transformers' ``hidden_states`` are
+  per stage (the embedding output + the 4 stage outputs, i.e. each stage's last block), so the
+  blocks are taken with forward hooks; a stage's last block equals its ``hidden_states`` entry.
 """
 from __future__ import annotations
 
@@ -42,6 +51,27 @@ class HFEmbedder(Embedder):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.pool(self.model(pixel_values=pixel_values).last_hidden_state)
+
+    def _convnext_blocks(self) -> list[torch.nn.Module] | None:
+        """ConvNeXtV2's blocks in order (stage by stage); None for the transformer families."""
+        if self.model.config.model_type != "convnextv2":
+            return None
+        return [layer for stage in self.model.encoder.stages for layer in stage.layers]
+
+    def block_names(self) -> list[str]:
+        if self._convnext_blocks() is not None:
+            return [f"stage {s + 1} block {b + 1}" for s, stage in enumerate(self.model.encoder.stages)
+                    for b in range(len(stage.layers))]
+        return [f"layer {j + 1}" for j in range(self.model.config.num_hidden_layers)]
+
+    def forward_layers(self, pixel_values: torch.Tensor, blocks: list[int]):
+        convnext = self._convnext_blocks()
+        if convnext is not None:
+            return self.forward_capturing(pixel_values, [convnext[j] for j in blocks], self.pool)
+        if not blocks:
+            return self.forward(pixel_values), []
+        out = self.model(pixel_values=pixel_values, output_hidden_states=[j + 1 for j in blocks])
+        return self.pool(out.last_hidden_state), [self.pool(out.hidden_states[j + 1]) for j in blocks]
 
 
 def _check_loading(spec: ModelSpec, source: str, info: dict) -> None:

@@ -11,6 +11,9 @@ at 0, 10, ... < L - 10 and then always discards the last one (its length test lo
 wrong axis). On the 7781-pixel DESI grid the discarded window is the short one at 7770 (11
 pixels), so 777 full windows remain and pixel 7780 is unused; the trained weights saw exactly
 that, so we keep it.
+
+Blocks (layer-wise embeddings): each encoder block's output (before the final LayerNorm), pooled
+as the embedding: mean over tokens, the statistics token excluded.
 """
 from __future__ import annotations
 
@@ -130,7 +133,18 @@ class SpecformerEmbedder(Embedder):
         return self.tokens(batch)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model(tokens)[:, 1:].mean(dim=1)  # the statistics token is excluded
+        return pool_spectrum_tokens(self.model(tokens))
+
+    def block_names(self) -> list[str]:
+        return [f"block {j + 1}" for j in range(len(self.model.blocks))]
+
+    def forward_layers(self, tokens: torch.Tensor, blocks: list[int]):
+        return self.forward_capturing(tokens, [self.model.blocks[j] for j in blocks], pool_spectrum_tokens)
+
+
+def pool_spectrum_tokens(states: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens, the statistics token excluded (as the study pooled Specformer)."""
+    return states[:, 1:].mean(dim=1)
 
 
 def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) -> SpecformerEmbedder:
