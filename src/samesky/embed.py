@@ -7,6 +7,13 @@ never reuses shards of another model/input (those are discarded with a log messa
 the batch size halves on out-of-memory and the batch is retried. The final embedding file
 appears atomically (``schema.write_embeddings``) and the shard directory is then removed.
 
+Layer-wise embeddings (``layers`` other than 'final'): the same forward pass also pools the
+selected blocks (``Embedder.run_layers``); each shard carries its rows' blocks (float16, as the
+layers file stores them) and the fingerprint includes the selection, so shards of another
+selection are never reused. The layers file (``schema.write_layers``) is written from the shards
+one block at a time, so memory holds one shard's blocks while embedding and one block of all rows
+while writing, never all N x L. The final embedding is the one ``forward`` gives, bit for bit.
+
 Input pipeline: reading rows and ``Embedder.prepare`` (processors, tokenisers: the CPU part)
 run in ``workers`` forked DataLoader processes, each with its own HDF5 handle, a few batches
 ahead of the forward pass; on CUDA the batches arrive in pinned memory and the next one is
@@ -24,14 +31,14 @@ import os
 import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from . import schema
 from .models import get_model, load_embedder
-from .models.base import batch_slice, to_device
+from .models.base import batch_slice, select_blocks, to_device
 
 log = logging.getLogger(__name__)
 
@@ -54,30 +61,63 @@ def input_identity(path: str | os.PathLike) -> dict:
                 "size": os.path.getsize(path)}
 
 
-def fingerprint(model_key: str, source: str, precision: str, identity: Mapping) -> str:
-    blob = json.dumps({"model": model_key, "source": str(source), "precision": precision, "input": identity},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+def fingerprint(model_key: str, source: str, precision: str, identity: Mapping,
+                blocks: list[int] | None = None) -> str:
+    """What a shard must match to be reused; ``blocks``: the selected block indices (None: final only)."""
+    run = {"model": model_key, "source": str(source), "precision": precision, "input": identity}
+    if blocks is not None:  # absent for final-only runs, so their fingerprint is what it always was
+        run["blocks"] = list(blocks)
+    return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _save_shard(path: Path, ids: np.ndarray, emb: np.ndarray, fp: str, start: int, stop: int) -> None:
+def _block_key(j: int) -> str:
+    return f"block_{j:03d}"
+
+
+def _save_shard(path: Path, ids: np.ndarray, outputs: list[np.ndarray], fp: str, start: int, stop: int) -> None:
+    """outputs: the final embedding, then the selected blocks (already float16)."""
+    blocks = {_block_key(j): block for j, block in enumerate(outputs[1:])}
     with schema.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, object_id=ids.astype(str), embedding=emb, fingerprint=np.array(fp), start=start, stop=stop)
+        np.savez(f, object_id=ids.astype(str), embedding=outputs[0], fingerprint=np.array(fp), start=start,
+                 stop=stop, **blocks)
 
 
-def _load_shard(path: Path, fp: str, ids: np.ndarray, start: int, stop: int) -> np.ndarray | None:
-    """The shard's embeddings if it belongs to this run and covers exactly ids[start:stop], else None."""
+def _load_shard(path: Path, fp: str, ids: np.ndarray, start: int, stop: int, n_blocks: int) -> np.ndarray | None:
+    """The shard's final embeddings if it belongs to this run, covers exactly ids[start:stop] and
+    holds its ``n_blocks`` blocks, else None (its blocks are read when the layers file is written)."""
     try:
         with np.load(path) as z:
             ok = (str(z["fingerprint"]) == fp and int(z["start"]) == start and int(z["stop"]) == stop
-                  and np.array_equal(z["object_id"], ids[start:stop]))
+                  and np.array_equal(z["object_id"], ids[start:stop])
+                  and all(_block_key(j) in z.files for j in range(n_blocks)))
             emb = z["embedding"] if ok else None
     except (OSError, ValueError, KeyError) as err:
         log.warning("discarding unreadable shard %s: %s", path, err)
         return None
     if emb is None:
-        log.warning("discarding stale shard %s (different model, source, precision, input or shard size)", path)
+        log.warning("discarding stale shard %s (different model, source, precision, input, layers or shard size)",
+                    path)
     return emb
+
+
+class ShardBlocks(Sequence):
+    """Block j of every shard, concatenated when item j is read: the layers file is written from
+    the shards one block at a time (``schema.write_layers`` reads its blocks in turn)."""
+
+    def __init__(self, paths: list[Path], n_blocks: int):
+        self.paths, self.n_blocks = paths, n_blocks
+
+    def __len__(self) -> int:
+        return self.n_blocks
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        if not 0 <= j < self.n_blocks:
+            raise IndexError(j)
+        parts = []
+        for path in self.paths:
+            with np.load(path) as z:
+                parts.append(z[_block_key(j)])
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float16)  # no rows: no known width
 
 
 class PreparedBatches(torch.utils.data.Dataset):
@@ -159,12 +199,12 @@ def on_device(items: Iterable, device: torch.device) -> Iterator:
         yield cur
 
 
-def _embed_rows(embedder, batches: Iterable[tuple[np.ndarray, Any]], batch_size: int
-                ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Forward one shard's prepared batches: (ids, embeddings, batch size now).
+def _embed_rows(run: Callable, batches: Iterable[tuple[np.ndarray, Any]], batch_size: int
+                ) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """Forward one shard's prepared batches: (ids, [final embeddings, *selected blocks], batch size now).
 
-    On CUDA out-of-memory halve the batch size and retry: prepared batches are then forwarded
-    in slices of the smaller size.
+    ``run(inputs)`` gives (final, [blocks]) as CPU tensors. On CUDA out-of-memory halve the batch
+    size and retry: prepared batches are then forwarded in slices of the smaller size.
     """
     ids, out = [], []
     for batch_ids, inputs in batches:
@@ -172,7 +212,8 @@ def _embed_rows(embedder, batches: Iterable[tuple[np.ndarray, Any]], batch_size:
         i = 0
         while i < len(batch_ids):
             try:
-                out.append(embedder.run(batch_slice(inputs, i, i + batch_size)).numpy())
+                final, blocks = run(batch_slice(inputs, i, i + batch_size))
+                out.append([final.numpy(), *(b.numpy() for b in blocks)])
                 i += batch_size
             except torch.OutOfMemoryError:
                 if batch_size == 1:
@@ -181,7 +222,7 @@ def _embed_rows(embedder, batches: Iterable[tuple[np.ndarray, Any]], batch_size:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 log.warning("CUDA out of memory: batch size halved to %d, retrying", batch_size)
-    return np.concatenate(ids), np.concatenate(out).astype(np.float32, copy=False), batch_size
+    return np.concatenate(ids), [np.concatenate(parts).astype(np.float32, copy=False) for parts in zip(*out)], batch_size
 
 
 def _versions() -> dict:
@@ -196,13 +237,19 @@ def _versions() -> dict:
 
 def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | None = None, batch_size: int = 64,
                device: str = "auto", precision: str = "auto", shard_size: int = 1024, workers: int = 0,
-               provenance: Mapping | None = None) -> Path:
+               provenance: Mapping | None = None, layers: str | list[int] = "final",
+               layers_path: str | os.PathLike | None = None) -> Path:
     """Embed every row of a preprocessed file with ``model_key`` loaded from ``source``; return out_path.
 
     ``workers``: input processes that read and prepare batches (0: this process does it).
+    ``layers``: 'final' (the final embedding only), 'all' or 0-based block indices (negative from
+    the last): those blocks' pooled outputs also go to ``layers_path`` (``schema.write_layers``).
     """
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size ({batch_size}) and shard_size ({shard_size}) must be >= 1")
+    if (layers != "final") != (layers_path is not None):
+        raise ValueError(f"layers_path is needed exactly when layers are asked for (layers={layers!r}, "
+                         f"layers_path={layers_path!r})")
     out_path = Path(out_path)
     spec = get_model(model_key)
     kind = schema.validate_preprocessed(preprocessed_path)
@@ -214,7 +261,9 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
     embedder = load_embedder(model_key, source, device=device, precision=precision)
     embedder.bind(input_provenance)
     ids = schema.read_object_ids(preprocessed_path)
-    fp = fingerprint(model_key, embedder.source, embedder.precision, input_identity(preprocessed_path))
+    names = embedder.block_names() if layers != "final" else []
+    blocks = select_blocks(layers, names, model_key) if layers != "final" else None
+    fp = fingerprint(model_key, embedder.source, embedder.precision, input_identity(preprocessed_path), blocks)
     shard_dir = out_path.with_name(out_path.name + ".shards")
     shard_dir.mkdir(parents=True, exist_ok=True)
     bounds = [(s, min(s + shard_size, len(ids))) for s in range(0, len(ids), shard_size)]
@@ -225,7 +274,7 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
 
     parts = {}
     for i, ((start, stop), path) in enumerate(zip(bounds, paths)):
-        emb = _load_shard(path, fp, ids, start, stop) if path.exists() else None
+        emb = _load_shard(path, fp, ids, start, stop, len(blocks or ())) if path.exists() else None
         if emb is not None:
             parts[i] = emb
             log.info("%s: shard %d/%d (rows %d-%d) resumed", out_path, i + 1, len(bounds), start, stop)
@@ -234,14 +283,23 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
     dataset = PreparedBatches(preprocessed_path, batches, embedder.prepare)
     loader = input_batches(dataset, workers if batches else 0, embedder.device)  # no forks for nothing
     stream = on_device(loader, embedder.device)
+
+    def run(inputs):  # -> (final, [selected blocks]); embedder.run is looked up per call (tests replace it)
+        if blocks is None:
+            return embedder.run(inputs), []
+        return embedder.run_layers(inputs, blocks)
+
     try:
         for i, shard in itertools.groupby(stream, key=lambda item: item[0]):
             start, stop = bounds[i]
-            shard_ids, emb, batch_size = _embed_rows(embedder, ((b, x) for _, b, x in shard), batch_size)
+            shard_ids, outputs, batch_size = _embed_rows(run, ((b, x) for _, b, x in shard), batch_size)
             if not np.array_equal(shard_ids, ids[start:stop]):
                 raise schema.SchemaError(f"{preprocessed_path}: object ids changed while embedding")
+            emb = outputs[0]
             schema.check_finite(emb, shard_ids, f"{model_key} embeddings of {preprocessed_path}")
-            _save_shard(paths[i], shard_ids, emb, fp, start, stop)
+            outputs[1:] = [schema.as_float16(block, shard_ids, f"{model_key} block {names[j]!r} of {preprocessed_path}")
+                           for j, block in zip(blocks or (), outputs[1:])]
+            _save_shard(paths[i], shard_ids, outputs, fp, start, stop)
             parts[i] = emb
             log.info("%s: shard %d/%d (rows %d-%d) embedded", out_path, i + 1, len(bounds), start, stop)
     finally:
@@ -253,6 +311,9 @@ def embed_file(preprocessed_path, out_path, *, model_key: str, source: str | Non
             **(provenance or {})}
     embedding = (np.concatenate([parts[i] for i in range(len(bounds))]) if bounds
                  else np.zeros((0, embedder.dim), np.float32))
+    if blocks is not None:  # before the final file: a job killed in between still has its shards
+        schema.write_layers(layers_path, ids, ShardBlocks(paths, len(blocks)), [names[j] for j in blocks],
+                            {**prov, "block_index": blocks, "n_blocks": len(names)})
     schema.write_embeddings(out_path, ids, embedding, prov)
     shutil.rmtree(shard_dir)
     return out_path

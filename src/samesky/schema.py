@@ -55,7 +55,7 @@ import os
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -360,25 +360,38 @@ def read_embeddings(path) -> tuple[np.ndarray, np.ndarray, dict]:
     return ids, emb, prov
 
 
-def write_layers(path, object_id, blocks: list[np.ndarray], names: list[str], provenance: Mapping) -> None:
+def as_float16(block, ids: np.ndarray, where: str) -> np.ndarray:
+    """A block of embeddings as float16 (how layers are stored), refusing NaN/inf and values beyond
+    float16's range (|x| > 65504, they would become inf), naming the first offending objects."""
+    block = np.asarray(block, dtype=np.float32)
+    check_finite(block, ids, where)
+    half = block.astype(np.float16)
+    bad = ~np.isfinite(half).all(axis=tuple(range(1, half.ndim)))
+    if bad.any():
+        raise SchemaError(f"{where}: {int(bad.sum())} rows have values beyond float16's range (|x| > 65504), "
+                          f"e.g. object_id {ids[bad][:5].tolist()}")
+    return half
+
+
+def write_layers(path, object_id, blocks: Sequence[np.ndarray], names: list[str], provenance: Mapping) -> None:
     """Write one file of per-block embeddings atomically: ``block_<j>`` (N, d_j) float16 on disk,
-    block j's name at position j of the provenance's ``blocks`` list (its depth is (j+1)/L).
-    float16 halves the disk of L blocks; readers get float32 back."""
+    block j's name at position j of the provenance's ``blocks`` list (its depth is (j+1)/L when the
+    file holds all L blocks; ``samesky.embed`` also records the model's ``block_index`` of each and
+    ``n_blocks``, which a selection of blocks needs). float16 halves the disk of L blocks; readers get float32 back.
+
+    ``blocks`` is read one item at a time, so a lazy sequence (``samesky.embed`` passes one that
+    loads block j from the shards on access) keeps one (N, d_j) block in memory, never all L."""
     ids = as_str_ids(object_id)
-    if len(blocks) != len(names) or not blocks:
+    if len(blocks) != len(names) or not len(blocks):
         raise SchemaError(f"{path}: {len(blocks)} blocks but {len(names)} block names")
     check_unique_ids(ids, str(path))
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
         for j, block in enumerate(blocks):
-            block = np.asarray(block, dtype=np.float32)
+            block = np.asarray(block)
             if block.ndim != 2 or block.shape[0] != len(ids):
                 raise SchemaError(f"{path}: block {names[j]!r} has shape {block.shape}, expected ({len(ids)}, d)")
-            check_finite(block, ids, f"{path}: block {names[j]!r}")
-            half = block.astype(np.float16)
-            if not np.isfinite(half).all():
-                raise SchemaError(f"{path}: block {names[j]!r} has values beyond float16's range (|x| > 65504)")
-            f.create_dataset(f"block_{j:03d}", data=half)
+            f.create_dataset(f"block_{j:03d}", data=as_float16(block, ids, f"{path}: block {names[j]!r}"))
         write_provenance(f, {**provenance, "blocks": list(names)})
 
 

@@ -1,6 +1,19 @@
 # One embedding job per (crossmatch, survey, model): the GPU stage. A GPU job gets the cores
 # that keep its GPU busy (registry.embed_cpus: one for the forward loop, the rest input workers);
 # a CPU job runs on one thread unless the profile sets more.
+# With embed.layers other than final the same job (same forward pass) also writes the selected
+# blocks' embeddings to results/layers/ (output "layers", declared only then).
+
+EMBED_LAYERS = PLAN.layers() != "final"
+EMBED_LAYERS_OUTPUT = (
+    {"layers": "results/layers/{crossmatch}/{survey}/{model}.h5"}
+    if EMBED_LAYERS
+    else {}
+)
+
+
+def _embed_resources(wc, attempt):
+    return resources_for(wc.model, attempt, layers=EMBED_LAYERS)
 
 
 rule embed:
@@ -9,6 +22,7 @@ rule embed:
         weights=_weights,
     output:
         "results/embeddings/{crossmatch}/{survey}/{model}.h5",
+        **EMBED_LAYERS_OUTPUT,
     log:
         "logs/embed/{crossmatch}/{survey}/{model}.log",
     benchmark:
@@ -20,11 +34,12 @@ rule embed:
     threads: lambda wc: 1 if PLAN.embed_params()["device"] == "cpu" else embed_cpus(wc.model)
     resources:
         gpu=lambda wc: 0 if PLAN.embed_params()["device"] == "cpu" else 1,
-        mem_mb=lambda wc, attempt: resources_for(wc.model, attempt)["mem_mb"],
-        runtime=lambda wc, attempt: resources_for(wc.model, attempt)["runtime"],
+        mem_mb=lambda wc, attempt: _embed_resources(wc, attempt)["mem_mb"],
+        runtime=lambda wc, attempt: _embed_resources(wc, attempt)["runtime"],
         cpus_per_task=lambda wc, threads: threads,
     params:
         source=lambda wc: PLAN.weights_source(wc.model),
         embed=PLAN.embed_params(),
+        layers=PLAN.layers(),
     script:
         "../scripts/embed.py"

@@ -9,4 +9,5 @@ embed_file(snakemake.input.data, snakemake.output[0], model_key=snakemake.wildca
            source=snakemake.params.source, batch_size=opts["batch_size"], device=opts["device"],
            precision=opts["precision"], shard_size=opts["shard_size"],
            workers=snakemake.threads - 1,  # one thread runs the forward loop, the others prepare inputs
+           layers=snakemake.params.layers, layers_path=snakemake.output.get("layers"),
            provenance={"crossmatch": snakemake.wildcards.crossmatch, "survey": snakemake.wildcards.survey})

@@ -299,13 +299,20 @@ def family_sizes(family: str) -> list[str]:
     return [s.size for s in specs]
 
 
-def resources_for(key: str, attempt: int = 1) -> dict[str, int]:
-    """Cluster resources of one embedding job: host memory and minutes grow with size and attempt."""
+def resources_for(key: str, attempt: int = 1, layers: bool = False) -> dict[str, int]:
+    """Cluster resources of one embedding job: host memory and minutes grow with size and attempt.
+
+    With layer-wise embeddings (``layers``) the job also holds one shard's blocks (float32 + float16:
+    2048 rows x 48 blocks x 2048 dims is 1.2 GB) and, while writing the layers file, one block of
+    every row (200k x 2048 read as float16, converted to float32 and back: 3.3 GB): +5 GB. Its
+    runtime doubles: AstroPT runs all its blocks instead of stopping at the middle one, and every
+    family writes its blocks twice (shards, then the layers file).
+    """
     spec = get_model(key)
     grow = 1.0 + 0.5 * (max(int(attempt), 1) - 1)
     return {
-        "mem_mb": int((8000 + 16 * spec.params / M) * grow),
-        "runtime": int((30 + 0.1 * spec.params / M) * grow),
+        "mem_mb": int((8000 + 16 * spec.params / M + (5000 if layers else 0)) * grow),
+        "runtime": int((30 + 0.1 * spec.params / M) * (2 if layers else 1) * grow),
         "gpu": 1,
     }
 
