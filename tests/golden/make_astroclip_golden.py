@@ -7,7 +7,11 @@ weights and inputs of ``astroclip_inputs.py``, and writes ``astroclip_golden.npz
   nanomaggies, then ``ImageHead`` (AstroDINO backbone = DINOv2's ``DinoVisionTransformer``, cross-
   attention head, MLP without residual);
 * spectrum: ``SpectrumHead`` (Specformer backbone, cross-attention head, x + MLP(x)) on DESI-grid flux;
-* Specformer alone as the study used it: ``model(flux[..., None])["embedding"][:, 1:].mean(1)``.
+* Specformer alone as the study used it: ``model(flux[..., None])["embedding"][:, 1:].mean(1)``;
+* the blocks (layer-wise embeddings), with forward hooks on the upstream blocks during those same
+  forward passes: each image-backbone block's tokens averaged (``image_blocks``), each Specformer
+  block's tokens after the statistics token averaged, in the spectrum tower (``spectrum_blocks``)
+  and alone (``specformer_blocks``); arrays (n_blocks, N, d).
 
 Only imports are shimmed, never the code that runs: ``lightning`` (LightningModule.save_hyperparameters
 records the constructor arguments in ``hparams``), ``skimage`` (imported by the augmentations module,
@@ -110,6 +114,17 @@ def _fill(module: nn.Module, prefix: str) -> dict[str, list[int]]:
     return shapes
 
 
+def _hook_blocks(blocks, pool) -> list:
+    """Forward hooks keeping pool(output) of each block, in block order, for one forward pass."""
+    got = [None] * len(blocks)
+
+    def keep(j):
+        return lambda module, args, output: got.__setitem__(j, pool(output).numpy())
+
+    handles = [b.register_forward_hook(keep(j)) for j, b in enumerate(blocks)]
+    return got, handles
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--astroclip", type=Path, required=True, help="checkout of PolymathicAI/AstroCLIP")
@@ -139,6 +154,11 @@ def main() -> None:
     collator = datamodule.AstroClipCollator(center_crop=144)
     samples = [{"image": torch.from_numpy(np.ascontiguousarray(f[grz].transpose(1, 2, 0)))} for f in flux]
     sp = torch.from_numpy(spectra)[..., None]  # (N, L, 1), as AstroCLIP's dataset and the study feed it
+    # DINOv2 BlockChunks hold the blocks after nn.Identity padding
+    image_blocks = [b for chunk in image_head.backbone.blocks for b in chunk if not isinstance(b, nn.Identity)]
+    hooked = {"image_blocks": _hook_blocks(image_blocks, lambda h: h.mean(1)),
+              "spectrum_blocks": _hook_blocks(spectrum_head.backbone.blocks, lambda h: h[:, 1:].mean(1)),
+              "specformer_blocks": _hook_blocks(standalone.blocks, lambda h: h[:, 1:].mean(1))}
     with torch.no_grad():
         images = collator(samples)["image"]
         out = {
@@ -148,6 +168,10 @@ def main() -> None:
             "specformer_tokens": standalone.preprocess(sp)[:, :6].numpy(),
             "specformer_embedding": standalone(sp)["embedding"][:, 1:].mean(1).numpy(),
         }
+    for name, (got, handles) in hooked.items():
+        for h in handles:
+            h.remove()
+        out[name] = np.stack(got)
     meta = {"astroclip_commit": args.astroclip_commit, "dinov2_commit": args.dinov2_commit,
             "astroclip_shapes": shapes, "specformer_shapes": specformer_shapes,
             "specformer_hp": fixed.SPECFORMER_HP, "head": fixed.HEAD, "collated_shape": list(images.shape),
