@@ -306,3 +306,58 @@ def test_layer_runs_need_more_memory_and_time_on_the_cluster():
         assert on["mem_mb"] == off["mem_mb"] + 5000 and 0 <= on["runtime"] - 2 * off["runtime"] <= 1  # int()
         assert resources_for(key, 2, layers=True)["mem_mb"] > on["mem_mb"]
 
+
+
+# ---------------------------------------------------------------------------------------------- schema
+def test_write_layers_round_trips_float16_blocks_of_any_width(tmp_path):
+    ids = ["a", "b", "c"]
+    rng = np.random.default_rng(0)
+    blocks = [rng.normal(size=(3, 4)) * 100, rng.normal(size=(3, 2)).astype(np.float32)]
+    schema.write_layers(tmp_path / "l.h5", ids, blocks, ["layer 1", "layer 2"], {"model": "m"})
+    got_ids, got, names, prov = schema.read_layers(tmp_path / "l.h5")
+    assert got_ids.tolist() == ids and names == ["layer 1", "layer 2"] and prov == {"model": "m", "blocks": names}
+    for g, b in zip(got, blocks):
+        assert g.dtype == np.float32 and np.array_equal(g, b.astype(np.float16).astype(np.float32))
+
+
+def test_write_layers_reads_a_lazy_sequence_one_block_at_a_time(tmp_path):
+    class Lazy:
+        def __init__(self):
+            self.reads = []
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, j):
+            if j >= 3:
+                raise IndexError(j)
+            self.reads.append(j)
+            return np.full((2, 2), float(j))
+
+    lazy = Lazy()
+    schema.write_layers(tmp_path / "l.h5", ["a", "b"], lazy, ["x", "y", "z"], {})
+    assert lazy.reads == [0, 1, 2] and [b[0, 0] for b in schema.read_layers(tmp_path / "l.h5")[1]] == [0, 1, 2]
+
+
+def test_write_layers_refuses_float16_overflow_nan_bad_shapes_and_name_mismatch(tmp_path):
+    ok = np.zeros((2, 3))
+    big = ok.copy()
+    big[1, 2] = 7e4
+    with pytest.raises(schema.SchemaError, match=r"block 'layer 2'.*1 rows have values beyond float16's range "
+                                                 r"\(\|x\| > 65504\), e.g. object_id \['b'\]"):
+        schema.write_layers(tmp_path / "l.h5", ["a", "b"], [ok, big], ["layer 1", "layer 2"], {})
+    nan = ok.copy()
+    nan[0, 0] = np.nan
+    with pytest.raises(schema.SchemaError, match=r"block 'layer 1'.*NaN or inf, e.g. object_id \['a'\]"):
+        schema.write_layers(tmp_path / "l.h5", ["a", "b"], [nan], ["layer 1"], {})
+    with pytest.raises(schema.SchemaError, match="2 blocks but 1 block names"):
+        schema.write_layers(tmp_path / "l.h5", ["a", "b"], [ok, ok], ["layer 1"], {})
+    with pytest.raises(schema.SchemaError, match=r"block 'layer 1' has shape \(3, 3\), expected \(2, d\)"):
+        schema.write_layers(tmp_path / "l.h5", ["a", "b"], [np.zeros((3, 3))], ["layer 1"], {})
+    assert not (tmp_path / "l.h5").exists()  # nothing half-written
+
+
+def test_read_layers_refuses_a_file_without_block_names(tmp_path):
+    schema.write_embeddings(tmp_path / "e.h5", ["a"], np.zeros((1, 2), np.float32), {"model": "m"})
+    with pytest.raises(schema.SchemaError, match="no 'blocks' list in its provenance; not a layers file"):
+        schema.read_layers(tmp_path / "e.h5")

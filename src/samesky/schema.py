@@ -365,7 +365,8 @@ def as_float16(block, ids: np.ndarray, where: str) -> np.ndarray:
     float16's range (|x| > 65504, they would become inf), naming the first offending objects."""
     block = np.asarray(block, dtype=np.float32)
     check_finite(block, ids, where)
-    half = block.astype(np.float16)
+    with np.errstate(over="ignore"):  # reported below, naming the objects
+        half = block.astype(np.float16)
     bad = ~np.isfinite(half).all(axis=tuple(range(1, half.ndim)))
     if bad.any():
         raise SchemaError(f"{where}: {int(bad.sum())} rows have values beyond float16's range (|x| > 65504), "
