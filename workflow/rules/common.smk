@@ -51,6 +51,19 @@ def _embed_input(wc):
     return f"results/{top}/{wc.crossmatch}/{wc.survey}.h5"
 
 
+# Layer-wise embeddings: the embed job declares its layers output only when they are asked for
+EMBED_LAYERS = PLAN.layers() != "final"
+EMBED_LAYERS_OUTPUT = (
+    {"layers": "results/layers/{crossmatch}/{survey}/{model}.h5"}
+    if EMBED_LAYERS
+    else {}
+)
+
+
+def _embed_resources(wc, attempt):
+    return resources_for(wc.model, attempt, layers=EMBED_LAYERS)
+
+
 def _weights(wc):
     source = PLAN.weights_source(wc.model)
     return [source] if source.startswith("resources/") else []

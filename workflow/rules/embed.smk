@@ -4,17 +4,6 @@
 # With embed.layers other than final the same job (same forward pass) also writes the selected
 # blocks' embeddings to results/layers/ (output "layers", declared only then).
 
-EMBED_LAYERS = PLAN.layers() != "final"
-EMBED_LAYERS_OUTPUT = (
-    {"layers": "results/layers/{crossmatch}/{survey}/{model}.h5"}
-    if EMBED_LAYERS
-    else {}
-)
-
-
-def _embed_resources(wc, attempt):
-    return resources_for(wc.model, attempt, layers=EMBED_LAYERS)
-
 
 rule embed:
     input:
