@@ -255,17 +255,17 @@ STUDY_POOLING = {
 def _pil_pixels(config: dict, images: np.ndarray) -> torch.Tensor:
     """Pixel values computed with PIL directly from a saved preprocessor_config.json (square inputs).
 
-    What the paper-era slow processors do: PIL resize of the uint8 image (ViT: to size; Bit: shortest
-    edge then centre crop; ConvNeXt below 384: shortest edge / crop_pct then centre crop), /255,
+    What the paper-era slow processors do: PIL resize of the uint8 image (ViT, SigLIP: to size; Bit, CLIP:
+    shortest edge then centre crop; ConvNeXt below 384: shortest edge / crop_pct then centre crop), /255,
     (x - mean) / std. Torch-side antialiased resizing differs from PIL by up to 1/255 (bilinear) and
     ~0.1 (bicubic) of the [0, 1] range on these inputs, so equality here pins the backend.
     """
     from PIL import Image
 
-    kind, resample = config["image_processor_type"], Image.Resampling(config["resample"])
-    if kind == "ViTImageProcessor":
+    kind, resample = config["image_processor_type"].removesuffix("Pil"), Image.Resampling(config["resample"])
+    if kind in ("ViTImageProcessor", "SiglipImageProcessor"):
         resize, crop = (config["size"]["height"], config["size"]["width"]), None
-    elif kind == "BitImageProcessor":
+    elif kind in ("BitImageProcessor", "CLIPImageProcessor"):
         resize = (config["size"]["shortest_edge"],) * 2
         crop = (config["crop_size"]["height"], config["crop_size"]["width"])
     elif kind == "ConvNextImageProcessor":

@@ -22,6 +22,7 @@ rule embed:
         gpu=lambda wc: 0 if PLAN.embed_params()["device"] == "cpu" else 1,
         mem_mb=lambda wc, attempt: resources_for(wc.model, attempt)["mem_mb"],
         runtime=lambda wc, attempt: resources_for(wc.model, attempt)["runtime"],
+        gpu_mem_mb=lambda wc: resources_for(wc.model)["gpu_mem_mb"],
         cpus_per_task=lambda wc, threads: threads,
     params:
         source=lambda wc: PLAN.weights_source(wc.model),

@@ -240,7 +240,7 @@ def _dinov3(size, params, hidden, layers, heads, inter, gated=False):
                      "bilinear antialiased resize, normalise: torchvision is not installed)",
         pooling="CLS token of last_hidden_state (after the final LayerNorm)", dim=hidden,
         arch={
-            "embed": "cls", "blocks": "layer", "processor_kind": "torch_image",
+            "embed": "cls", "blocks": "model.layer", "processor_kind": "torch_image",
             "config": {"model_type": "dinov3_vit", "hidden_size": hidden, "num_hidden_layers": layers,
                        "num_attention_heads": heads, "intermediate_size": inter, "patch_size": 16,
                        "num_register_tokens": 4, "layerscale_value": 1e-5, "use_gated_mlp": gated,
@@ -263,7 +263,7 @@ def _vitmae(size, params, hidden, layers, heads, patch):
         pooling="mean of last_hidden_state patch tokens (CLS excluded), every patch visible (mask_ratio 0, "
                 "patches in raster order)", dim=hidden,
         arch={
-            "embed": "mae", "blocks": "encoder.layer", "processor_kind": "pil",
+            "embed": "mae", "blocks": "layers", "processor_kind": "pil",
             "config": {"model_type": "vit_mae", "hidden_size": hidden, "num_hidden_layers": layers,
                        "num_attention_heads": heads, "intermediate_size": 4 * hidden, "patch_size": patch,
                        "image_size": 224, "mask_ratio": 0.75},
