@@ -15,7 +15,10 @@ from samesky.models.specformer import spectrum_tokens
 
 # every Hugging Face family of the registry, smallest size: a new family cannot go untested
 HF_KEYS = [f"{family}-{family_sizes(family)[0]}" for family in sorted({s.family for s in MODELS.values() if s.adapter == "hf"})]
-RUNNABLE = [*HF_KEYS, "astropt-small", "specformer-base", "astroclip-image", "astroclip-spectrum"]
+# the families beyond the paper (tests/test_models_zoo.py checks them against transformers)
+ZOO_KEYS = [f"{family}-{family_sizes(family)[0]}"
+            for family in sorted({s.family for s in MODELS.values() if s.adapter in ("hf_zoo", "vlm")})]
+RUNNABLE = [*HF_KEYS, "astropt-small", "specformer-base", "astroclip-image", "astroclip-spectrum", *ZOO_KEYS]
 
 
 @pytest.fixture(scope="module")
@@ -213,11 +216,16 @@ def test_tiny_roundtrip_dim_and_determinism(key, tiny_dirs, tmp_path):
 
 @pytest.mark.parametrize("key", RUNNABLE)
 def test_bf16_autocast_is_applied_and_stays_close_to_fp32(key, tiny_dirs):
+    from samesky.models.registry import weights_dtype
+
     x = _inputs(key)
     full = _load(key, tiny_dirs[key], precision="fp32").embed(x)
     half = _load(key, tiny_dirs[key], precision="bf16")
     assert half.precision == "bf16" and half.describe()["precision"] == "bf16"
     got = half.embed(x)
+    if weights_dtype(key) == "bf16":  # bf16 weights (the VLMs): the forward is bf16 whatever the precision
+        assert torch.equal(got, full) and next(half.model.parameters()).dtype == torch.bfloat16
+        return
     assert got.dtype == torch.float32 and not torch.equal(got, full)  # reduced precision did run
     assert torch.nn.functional.cosine_similarity(got, full).min() > 0.98
 

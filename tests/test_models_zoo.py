@@ -272,3 +272,33 @@ def test_forward_layers_final_is_forward_and_blocks_are_transformers_hidden_stat
         torch.testing.assert_close(blocks[j], rule(states[j]), rtol=0, atol=0)
     if key in VLM_KEYS:
         assert not torch.allclose(blocks[-1].float(), final.float(), atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------- strict loading
+@pytest.mark.parametrize("key", ZOO_KEYS)
+def test_zoo_weights_with_missing_or_unexpected_key_fail_naming_it(key, tmp_path):
+    import re
+
+    from safetensors.torch import load_file, save_file
+
+    from samesky.models import CheckpointError
+
+    for kind in ("missing", "unexpected", "lm_head"):
+        out = save_tiny(key, tmp_path / kind)
+        weights = load_file(out / "model.safetensors")
+        name = next(k for k in sorted(weights) if re.search(r"layers?\.0\..*weight$", k) and "decoder" not in k)
+        if kind == "missing":
+            weights.pop(name)
+        else:
+            name = "lm_head.weight" if kind == "lm_head" else "encoder.stray.weight"
+            weights[name] = torch.zeros(2, dtype=next(iter(weights.values())).dtype)
+        save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
+        if kind == "lm_head" and key in VLM_KEYS:  # an untied LM head is not part of the embedding
+            load_embedder(key, out, device="cpu")
+            continue
+        # transformers reports current parameter names (ViT-MAE checkpoints keep legacy ones on disk)
+        reported = {"missing": r"missing keys \['[^']*\b0\.[^']*weight'\]",
+                    "unexpected": r"unexpected keys \['[^']*stray\.weight'\]",
+                    "lm_head": r"unexpected keys \['lm_head\.weight'\]"}[kind]
+        with pytest.raises(CheckpointError, match=rf"weights do not match {key}: {reported}"):
+            load_embedder(key, out, device="cpu")

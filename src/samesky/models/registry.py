@@ -381,7 +381,7 @@ def _llava_ov(size, params, hidden, layers, heads, kv_heads, inter, vocab, tied)
                                        "intermediate_size": inter, "vocab_size": vocab,
                                        "tie_word_embeddings": tied}},
             "processor": {"image_processor_type": "LlavaOnevisionImageProcessor"},
-            "weights_dtype": "bf16",
+            "weights_dtype": "bf16", "ignore_unexpected": ["lm_head."],  # the base model has no LM head
         },
         tiny={"config": {"image_token_index": 100, "video_token_index": 101,
                          "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -415,7 +415,7 @@ def _paligemma2(size, params, hidden, layers, heads, kv_heads, inter, head_dim):
                                        "intermediate_size": inter, "head_dim": head_dim, "vocab_size": 257216}},
             "processor": {"image_processor_type": "SiglipImageProcessor", "size": {"height": 224, "width": 224},
                           "resample": 3, **HALF, "image_seq_length": 256},
-            "weights_dtype": "bf16",
+            "weights_dtype": "bf16", "ignore_unexpected": ["lm_head."],  # the base model has no LM head
         },
         tiny={"config": {"image_token_index": 100, "projection_dim": 32, "hidden_size": 32,
                          "vision_config": {**TINY_VIT, "projection_dim": 32},
