@@ -46,6 +46,17 @@ def test_zoo_registry_ids_sizes_and_order():
     assert {weights_dtype(k) for k in VLM_KEYS} == {"bf16"} and {weights_dtype(k) for k in VISION_KEYS} == {"fp32"}
 
 
+def test_zoo_keys_fit_the_workflow_wildcards_and_have_labels():
+    import re
+
+    from samesky.report.records import family_label
+
+    for key in MODELS:  # workflow/rules/common.smk: model="[a-z0-9]+(@random)?-[a-z0-9]+"
+        assert re.fullmatch(r"[a-z0-9]+(@random)?-[a-z0-9]+", key), key
+    assert [family_label(f) for f in ZOO_FAMILIES] == ["CLIP", "DINOv3", "LLaVA-OneVision", "PaliGemma 2",
+                                                       "SigLIP 2", "ViT-MAE", "V-JEPA 2"]
+
+
 def _count_on_meta(spec) -> int:
     from transformers import AutoConfig, AutoModel
 
@@ -225,7 +236,7 @@ def test_paligemma2_prompt_is_256_image_tokens_then_bos_space_newline(zoo_dirs):
 
 
 def test_llava_onevision_prompt_is_the_processors_image_token_run(zoo_dirs):
-    key = "llavaov-0.5b"
+    key = "llavaov-500m"
     emb = load_embedder(key, zoo_dirs[key], device="cpu")
     inputs = emb.prepare(_images(96, n=2))
     image_id = emb.processor.tokenizer.convert_tokens_to_ids("<image>")

@@ -365,9 +365,9 @@ VLM_POOLING = ("mean of the language model's last hidden state (after its final 
                "with the attention mask (image tokens and prompt tokens alike)")
 
 
-def _llava_ov(size, params, hidden, layers, heads, kv_heads, inter, vocab, tied):
+def _llava_ov(size, tag, params, hidden, layers, heads, kv_heads, inter, vocab, tied):
     return ModelSpec(
-        key=f"llavaov-{size}", family="llavaov", size=size, hub_id=f"llava-hf/llava-onevision-qwen2-{size}-ov-hf",
+        key=f"llavaov-{size}", family="llavaov", size=size, hub_id=f"llava-hf/llava-onevision-qwen2-{tag}-ov-hf",
         params=params, modality=IMAGE, adapter="vlm", params_source="counted from the architecture (no LM head)",
         input_recipe="uint8 RGB + the text '<image>' (no chat template) -> the checkpoint's LlavaOnevisionProcessor "
                      "(PIL backend: anyres tiles of 384 px, '<image>' expanded to the image's feature tokens)",
@@ -493,8 +493,8 @@ _SPECS = [
     _vjepa2("large", 303_885_312, 1024, 24, 16),
     _vjepa2("huge", 631_648_000, 1280, 32, 16),
     _vjepa2("giant", 1_012_173_952, 1408, 40, 22, 48 / 11),
-    _llava_ov("0.5b", 893_618_208, 896, 24, 14, 2, 4864, 151936, True),
-    _llava_ov("7b", 7_485_351_456, 3584, 28, 28, 4, 18944, 152064, False),
+    _llava_ov("500m", "0.5b", 893_618_208, 896, 24, 14, 2, 4864, 151936, True),
+    _llava_ov("7b", "7b", 7_485_351_456, 3584, 28, 28, 4, 18944, 152064, False),
     _paligemma2("3b", 3_047_480_768, 2304, 26, 8, 4, 9216, 256),
     _paligemma2("10b", 9_677_877_184, 3584, 42, 16, 8, 14336, 256),
     _paligemma2("28b", 27_665_725_376, 4608, 46, 32, 16, 36864, 128),
@@ -610,7 +610,7 @@ EMBED_RATES: dict[str, tuple[float, float]] = {
     "siglip2-giant": (241, 483),
     "vjepa2-large": (89, 483), "vjepa2-huge": (45, 483), "vjepa2-giant": (29, 483),  # 2048 tokens: 829 / 1637 / 2545 GMAC
     # LLaVA-OV: 2 SigLIP tiles of 729 tokens + ~1486 LM tokens (160-px input): 1446 / 11589 GMAC
-    "llavaov-0.5b": (51, 200), "llavaov-7b": (6.4, 200),
+    "llavaov-500m": (51, 200), "llavaov-7b": (6.4, 200),
     # PaliGemma 2: 256 SigLIP tokens + 259 LM tokens: 800 / 2530 / 7197 GMAC
     "paligemma2-3b": (92, 200), "paligemma2-10b": (29, 200), "paligemma2-28b": (10, 200),
 }
