@@ -132,12 +132,17 @@ def save_random(spec: ModelSpec, out_dir: Path, arch: dict, seed: int) -> None:
 
     cfg = dict(arch["config"])
     model_type = cfg.pop("model_type")
+    tokenizer = _tiny_tokenizer(model_type)
+    # the tiny tokenizer's special-token ids (the tiny configs already name them; a full-size random build,
+    # e.g. an untrained control, gets them here instead of the real vocabulary's)
+    cfg["image_token_index"] = tokenizer.convert_tokens_to_ids("<image>")
+    if model_type == "llava_onevision":
+        cfg["video_token_index"] = tokenizer.convert_tokens_to_ids("<video>")
     config = AutoConfig.for_model(model_type, **cfg)
     torch.manual_seed(seed)
     model = transformers.AutoModelForImageTextToText.from_config(config)
     model.to(torch.bfloat16 if arch.get("weights_dtype") == "bf16" else torch.float32).save_pretrained(out_dir)
     proc = dict(arch["processor"])
-    tokenizer = _tiny_tokenizer(model_type)
     kind = proc.pop("image_processor_type")
     image_processor = getattr(transformers, kind + "Pil")(**proc)
     if model_type == "paligemma":
