@@ -313,3 +313,14 @@ def test_zoo_weights_with_missing_or_unexpected_key_fail_naming_it(key, tmp_path
                     "lm_head": r"unexpected keys \['lm_head\.weight'\]"}[kind]
         with pytest.raises(CheckpointError, match=rf"weights do not match {key}: {reported}"):
             load_embedder(key, out, device="cpu")
+
+
+def test_torch_processor_config_is_found_under_either_name_or_named_when_missing(tmp_path):
+    out = save_tiny("vjepa2-large", tmp_path / "v")
+    want = load_embedder("vjepa2-large", out, device="cpu").prepare(_images(96))
+    (out / "video_preprocessor_config.json").rename(out / "preprocessor_config.json")
+    assert torch.equal(load_embedder("vjepa2-large", out, device="cpu").prepare(_images(96)), want)
+    (out / "preprocessor_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no processor config \(video_preprocessor_config.json or "
+                                                r"preprocessor_config.json\)"):
+        load_embedder("vjepa2-large", out, device="cpu")

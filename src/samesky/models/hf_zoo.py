@@ -28,7 +28,9 @@ from .checkpoint import CheckpointError, hub_revision
 from .hf import PROCESSOR_BACKEND, _check_loading
 from .registry import ModelSpec
 
-PROCESSOR_FILES = {"torch_image": "preprocessor_config.json", "torch_video": "video_preprocessor_config.json"}
+# where the processor config lives (transformers looks for a video processor's in both, in this order)
+PROCESSOR_FILES = {"torch_image": ("preprocessor_config.json",),
+                   "torch_video": ("video_preprocessor_config.json", "preprocessor_config.json")}
 
 
 def _block_pool(kind: str):
@@ -59,6 +61,8 @@ class TorchProcessor:
         self.crop = config.get("crop_size") if config.get("do_center_crop", self.video) else None
         if isinstance(self.crop, int):
             self.crop = {"height": self.crop, "width": self.crop}
+        if self.video:  # VJEPA2VideoProcessor.__init__ derives the resize from the crop, whatever "size" says
+            self.size = {"shortest_edge": int(self.crop["height"] * 256 / 224)}
         self.scale = config.get("rescale_factor", 1 / 255)
         self.mean, self.std = config["image_mean"], config["image_std"]
 
@@ -157,12 +161,11 @@ def _torch_processor(spec: ModelSpec, source: str) -> TorchProcessor:
     from transformers.utils import cached_file
 
     kind = spec.arch["processor_kind"]
-    name = PROCESSOR_FILES[kind]
-    try:
-        path = cached_file(source, name)
-    except OSError as err:
-        raise FileNotFoundError(f"{source}: no {name} ({err})") from None
-    return TorchProcessor(json.loads(Path(path).read_text()), kind, f"{source}/{name}")
+    for name in PROCESSOR_FILES[kind]:
+        path = cached_file(source, name, _raise_exceptions_for_missing_entries=False)
+        if path:
+            return TorchProcessor(json.loads(Path(path).read_text()), kind, f"{source}/{name}")
+    raise FileNotFoundError(f"{source}: no processor config ({' or '.join(PROCESSOR_FILES[kind])})")
 
 
 def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) -> ZooEmbedder:
@@ -205,4 +208,4 @@ def save_random(spec: ModelSpec, out_dir: Path, arch: dict, seed: int) -> None:
     if arch["processor_kind"] == "pil":
         getattr(transformers, proc.pop("image_processor_type"))(**proc).save_pretrained(out_dir)
     else:  # the torchvision-backend classes cannot be built here: write their config file as they save it
-        (out_dir / PROCESSOR_FILES[arch["processor_kind"]]).write_text(json.dumps(proc, indent=2))
+        (out_dir / PROCESSOR_FILES[arch["processor_kind"]][0]).write_text(json.dumps(proc, indent=2))
