@@ -596,19 +596,20 @@ EMBED_RATES: dict[str, tuple[float, float]] = {
     "specformer-base": (1890, 2133),  # est. 39 GMAC (778 tokens)
     "astroclip-image": (1640, 582), "astroclip-spectrum": (1840, 1600),  # est. 45 / 40 GMAC
     "aion-base": (870, 1164), "aion-large": (295, 1164), "aion-xlarge": (78, 1164),  # est. 85 / 250 / 950 GMAC
-    # Beyond the paper, all "est.": GMAC = params x tokens + 2 L T^2 d (attention), at 73.7 TMAC/s. Input
-    # rates: ViT's measured 483/s for the resize-only processors (ViT-MAE, SigLIP 2, and DINOv3 / V-JEPA 2
-    # whose torch steps are assumed no slower), ConvNeXt's 377/s for CLIP's resize + crop, 200/s assumed for
-    # the VLM processors (anyres tiles or resize, plus the tokeniser); none measured.
+    # Beyond the paper, GPU rates all "est.": GMAC = params x tokens + 2 L T^2 d (attention), at 73.7 TMAC/s.
+    # Input rates measured with ``bench_embed.py --pipeline --n 256`` (2 shared cores): DINOv3 172/s (its
+    # torch processor: float resize), CLIP 394/s; assumed: ViT's 483/s for ViT-MAE and SigLIP 2 (PIL resize
+    # to size), DINOv3's 172/s for V-JEPA 2 (the same torch resize), 200/s for the VLM processors (anyres
+    # tiles or resize, plus the tokeniser).
     # DINOv3: 201 tokens (CLS + 4 registers + 196): 4.7 / 6.1 / 18 / 63 / 172 / 1363 GMAC
-    "dinov3-vits16": (11168, 483), "dinov3-vits16plus": (11168, 483), "dinov3-vitb16": (4103, 483),
-    "dinov3-vitl16": (1171, 483), "dinov3-vith16plus": (428, 483), "dinov3-vit7b16": (54, 483),
+    "dinov3-vits16": (11168, 172), "dinov3-vits16plus": (11168, 172), "dinov3-vitb16": (4103, 172),
+    "dinov3-vitl16": (1171, 172), "dinov3-vith16plus": (428, 172), "dinov3-vit7b16": (54, 172),
     "vitmae-base": (4183, 483), "vitmae-large": (1195, 483), "vitmae-huge": (440, 483),  # 18 / 62 / 168 GMAC
-    "clip-base": (4165, 377), "clip-large": (906, 377),  # 18 / 81 GMAC (197 / 257 tokens)
+    "clip-base": (4165, 394), "clip-large": (906, 394),  # 18 / 81 GMAC (197 / 257 tokens)
     # SigLIP 2: 196 / 256 / 729 / 256 tokens: 19 / 84 / 345 / 306 GMAC
     "siglip2-base": (3897, 483), "siglip2-large": (876, 483), "siglip2-so400m": (213, 483),
     "siglip2-giant": (241, 483),
-    "vjepa2-large": (89, 483), "vjepa2-huge": (45, 483), "vjepa2-giant": (29, 483),  # 2048 tokens: 829 / 1637 / 2545 GMAC
+    "vjepa2-large": (89, 172), "vjepa2-huge": (45, 172), "vjepa2-giant": (29, 172),  # 2048 tokens: 829 / 1637 / 2545 GMAC
     # LLaVA-OV: 2 SigLIP tiles of 729 tokens + ~1486 LM tokens (160-px input): 1446 / 11589 GMAC
     "llavaov-500m": (51, 200), "llavaov-7b": (6.4, 200),
     # PaliGemma 2: 256 SigLIP tokens + 259 LM tokens: 800 / 2530 / 7197 GMAC
