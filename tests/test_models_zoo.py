@@ -206,6 +206,7 @@ def test_vlm_embedding_equals_the_authors_call_on_transformers_model(key, zoo_di
 
     emb = load_embedder(key, zoo_dirs[key], device="cpu", precision="fp32")
     assert next(emb.model.parameters()).dtype == torch.bfloat16 and emb.dim == get_model(key).tiny["dim"]
+    assert emb.describe()["weights_dtype"] == "bfloat16"
     full = AutoModelForImageTextToText.from_pretrained(zoo_dirs[key], dtype=torch.bfloat16).eval()
     for side in (160, 96):
         inputs = emb.prepare(_images(side))
@@ -246,6 +247,15 @@ def test_llava_onevision_prompt_is_the_processors_image_token_run(zoo_dirs):
     assert inputs["image_sizes"].tolist() == [[96, 96], [96, 96]] and inputs["pixel_values"].shape[:2] == (2, 5)
     # the run is what the model places its image features at: a wrong count would fail inside the model
     assert ids.shape[1] == emb.processor._get_num_multimodal_tokens(image_sizes=[[96, 96]])["num_image_tokens"][0]
+    # pixels, by PIL: tile 0 is the image resized to 32 px; tiles 1-4 the image resized to the best grid
+    # resolution (64 px for a 96-px image among the tiny pinpoints) cut row by row into 32-px tiles
+    config = json.loads((zoo_dirs[key] / "preprocessor_config.json").read_text())
+    pixels, x = inputs["pixel_values"], _images(96, n=2)
+    torch.testing.assert_close(pixels[:, 0], _pil_pixels(dict(config, image_processor_type="ViTImageProcessor"), x),
+                               rtol=0, atol=1e-6)
+    grid = _pil_pixels(dict(config, image_processor_type="ViTImageProcessor", size={"height": 64, "width": 64}), x)
+    tiles = [grid[..., r:r + 32, c:c + 32] for r in (0, 32) for c in (0, 32)]
+    torch.testing.assert_close(pixels[:, 1:], torch.stack(tiles, 1), rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- layers

@@ -51,6 +51,10 @@ class VLMEmbedder(Embedder):
         hidden = self.model(**inputs).last_hidden_state
         return masked_mean(hidden, inputs["attention_mask"])
 
+    def describe(self) -> dict:
+        """Provenance, with the weights' dtype (the forward runs in it whatever the precision)."""
+        return {**super().describe(), "weights_dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
+
     def _blocks(self) -> torch.nn.ModuleList:
         return self.model.get_submodule(self.spec.arch["blocks"])
 
