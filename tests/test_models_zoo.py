@@ -334,3 +334,20 @@ def test_torch_processor_config_is_found_under_either_name_or_named_when_missing
     with pytest.raises(FileNotFoundError, match=r"no processor config \(video_preprocessor_config.json or "
                                                 r"preprocessor_config.json\)"):
         load_embedder("vjepa2-large", out, device="cpu")
+
+
+@pytest.mark.parametrize("key", ["vjepa2-large", "paligemma2-3b", "llavaov-500m"])
+def test_the_embed_job_runs_the_zoo_adapters_batch_by_batch(key, zoo_dirs, tmp_path):
+    """Through samesky.embed (input workers, batches cut from dict / 5-d inputs, shards): the same rows as
+    one call of the embedder."""
+    from samesky import schema
+    from samesky.embed import embed_file
+
+    pre, out = tmp_path / "hsc.h5", tmp_path / "emb.h5"
+    data = _images(48, n=7)
+    schema.write_preprocessed(pre, [f"obj{i}" for i in range(7)], data, {"percentiles": [5, 99]})
+    embed_file(pre, out, model_key=key, source=zoo_dirs[key], batch_size=3, shard_size=4, device="cpu", workers=1)
+    ids, emb, _ = schema.read_embeddings(out)
+    assert list(ids) == [f"obj{i}" for i in range(7)]
+    want = load_embedder(key, zoo_dirs[key], device="cpu", precision="fp32").embed(data).numpy()
+    np.testing.assert_allclose(emb, want, rtol=1e-5, atol=1e-5 if get_model(key).adapter == "hf_zoo" else 2e-2)
