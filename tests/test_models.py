@@ -15,7 +15,10 @@ from samesky.models.specformer import spectrum_tokens
 
 # every Hugging Face family of the registry, smallest size: a new family cannot go untested
 HF_KEYS = [f"{family}-{family_sizes(family)[0]}" for family in sorted({s.family for s in MODELS.values() if s.adapter == "hf"})]
-RUNNABLE = [*HF_KEYS, "astropt-small", "specformer-base", "astroclip-image", "astroclip-spectrum"]
+# the families beyond the paper (tests/test_models_zoo.py checks them against transformers)
+ZOO_KEYS = [f"{family}-{family_sizes(family)[0]}"
+            for family in sorted({s.family for s in MODELS.values() if s.adapter in ("hf_zoo", "vlm")})]
+RUNNABLE = [*HF_KEYS, "astropt-small", "specformer-base", "astroclip-image", "astroclip-spectrum", *ZOO_KEYS]
 
 
 @pytest.fixture(scope="module")
@@ -213,11 +216,16 @@ def test_tiny_roundtrip_dim_and_determinism(key, tiny_dirs, tmp_path):
 
 @pytest.mark.parametrize("key", RUNNABLE)
 def test_bf16_autocast_is_applied_and_stays_close_to_fp32(key, tiny_dirs):
+    from samesky.models.registry import weights_dtype
+
     x = _inputs(key)
     full = _load(key, tiny_dirs[key], precision="fp32").embed(x)
     half = _load(key, tiny_dirs[key], precision="bf16")
     assert half.precision == "bf16" and half.describe()["precision"] == "bf16"
     got = half.embed(x)
+    if weights_dtype(key) == "bf16":  # bf16 weights (the VLMs): the forward is bf16 whatever the precision
+        assert torch.equal(got, full) and next(half.model.parameters()).dtype == torch.bfloat16
+        return
     assert got.dtype == torch.float32 and not torch.equal(got, full)  # reduced precision did run
     assert torch.nn.functional.cosine_similarity(got, full).min() > 0.98
 
@@ -255,17 +263,17 @@ STUDY_POOLING = {
 def _pil_pixels(config: dict, images: np.ndarray) -> torch.Tensor:
     """Pixel values computed with PIL directly from a saved preprocessor_config.json (square inputs).
 
-    What the paper-era slow processors do: PIL resize of the uint8 image (ViT: to size; Bit: shortest
-    edge then centre crop; ConvNeXt below 384: shortest edge / crop_pct then centre crop), /255,
+    What the paper-era slow processors do: PIL resize of the uint8 image (ViT, SigLIP: to size; Bit, CLIP:
+    shortest edge then centre crop; ConvNeXt below 384: shortest edge / crop_pct then centre crop), /255,
     (x - mean) / std. Torch-side antialiased resizing differs from PIL by up to 1/255 (bilinear) and
     ~0.1 (bicubic) of the [0, 1] range on these inputs, so equality here pins the backend.
     """
     from PIL import Image
 
-    kind, resample = config["image_processor_type"], Image.Resampling(config["resample"])
-    if kind == "ViTImageProcessor":
+    kind, resample = config["image_processor_type"].removesuffix("Pil"), Image.Resampling(config["resample"])
+    if kind in ("ViTImageProcessor", "SiglipImageProcessor"):
         resize, crop = (config["size"]["height"], config["size"]["width"]), None
-    elif kind == "BitImageProcessor":
+    elif kind in ("BitImageProcessor", "CLIPImageProcessor"):
         resize = (config["size"]["shortest_edge"],) * 2
         crop = (config["crop_size"]["height"], config["crop_size"]["width"])
     elif kind == "ConvNextImageProcessor":

@@ -261,6 +261,50 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
     assert seconds < 120
 
 
+def _with_zoo_block(text: str) -> str:
+    """config/config.yaml with its commented block of families beyond the paper turned on."""
+    head, rest = text.split("    # >>> beyond the paper", 1)
+    block, tail = rest.split("    # <<< beyond the paper", 1)
+    lines = [line.replace("    # ", "    ", 1) for line in block.splitlines()[1:] if re.match(r"    # [a-z0-9]+: \[", line)]
+    assert len(lines) == 7, block
+    return head + "\n".join(lines) + "\n" + tail.split("\n", 1)[1]
+
+
+def test_paper_dry_run_with_the_zoo_block_turned_on(tmp_path):
+    """The commented block of config/config.yaml: every new model embeds every image survey, with host memory,
+    GPU memory and minutes growing with size."""
+    from samesky.models.registry import family_sizes, resources_for
+
+    config = tmp_path / "config.yaml"
+    config.write_text(_with_zoo_block((ROOT / "config/config.yaml").read_text()))
+    zoo = yaml.safe_load(config.read_text())["models"]["image"]
+    assert set(zoo) - {"astropt", "convnextv2", "dinov2", "ijepa", "vit"} == {
+        "dinov3", "vitmae", "clip", "siglip2", "vjepa2", "llavaov", "paligemma2"}
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"), "--configfile", str(config),
+         "--cores", "64", "--until", "embed"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    new = {f"{f}-{s}" for f in ("dinov3", "vitmae", "clip", "siglip2", "vjepa2", "llavaov", "paligemma2")
+           for s in family_sizes(f)}
+    assert len(new) == 23
+    embed_blocks = [b for b in out.split("\n\n") if re.search(r"^rule embed:", b.strip(), re.M)]
+    assert len(embed_blocks) == 98 + 6 * 23  # the paper's jobs + each new model on the 6 image (crossmatch, survey)
+    seen = {}
+    for block in embed_blocks:
+        model = re.search(r"model=([a-z0-9@-]+)", block).group(1)
+        seen[model] = {r: int(re.search(rf"\b{r}=(\d+)", block).group(1)) for r in ("mem_mb", "runtime", "gpu_mem_mb")}
+    assert new <= set(seen)
+    for model in new:
+        assert seen[model] == {r: resources_for(model)[r] for r in ("mem_mb", "runtime", "gpu_mem_mb")}
+    for family in ("dinov3", "llavaov", "paligemma2"):
+        sizes = family_sizes(family)
+        small, large = seen[f"{family}-{sizes[0]}"], seen[f"{family}-{sizes[-1]}"]
+        assert all(large[r] > small[r] for r in small), family
+    assert seen["paligemma2-28b"]["gpu_mem_mb"] <= 80 * 1024 < seen["paligemma2-28b"]["gpu_mem_mb"] * 2
+
+
 def test_invalid_config_fails_before_any_job(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     config["models"]["image"]["vit"] = ["base", "enormous"]

@@ -93,6 +93,7 @@ class Plan:
         self._check_crossmatches()
         self.image_models = self._image_models()
         self.spectrum_model = self._spectrum_model()
+        self._check_gpu_memory()
         self._check_preprocess()
         self._check_metrics()
         self._check_probes()
@@ -160,6 +161,17 @@ class Plan:
             if family in chosen or key in chosen:
                 out.append(f"{family}{registry.UNTRAINED}-{size}")
         return out
+
+    def _check_gpu_memory(self) -> None:
+        """Every model of a GPU run fits the GPU (embed.gpu_memory_gb), before any job."""
+        embed = self.config.get("embed", {})
+        if embed.get("device", "auto") == "cpu":
+            return
+        for key in self.image_models + [self.spectrum_model] * bool(self.spectrum_model):
+            try:
+                _registry().check_fits_gpu(key, embed.get("gpu_memory_gb", _registry().DEFAULT_GPU_MEMORY_GB))
+            except ValueError as err:
+                raise ConfigError(f"embed.gpu_memory_gb: {err}") from None
 
     def _spectrum_model(self) -> str | None:
         if not any(get_survey(s).modality == SPECTRUM for xm in self.crossmatches.values() for s in xm["surveys"]):

@@ -25,6 +25,7 @@ rule embed:
         gpu=lambda wc: 0 if PLAN.embed_params()["device"] == "cpu" else 1,
         mem_mb=lambda wc, attempt: _embed_resources(wc, attempt)["mem_mb"],
         runtime=lambda wc, attempt: _embed_resources(wc, attempt)["runtime"],
+        gpu_mem_mb=lambda wc: _embed_resources(wc, 1)["gpu_mem_mb"],
         cpus_per_task=lambda wc, threads: threads,
     params:
         source=lambda wc: PLAN.weights_source(wc.model),

@@ -9,11 +9,12 @@ import os
 import zlib
 from pathlib import Path
 
-from . import aion, astroclip, astropt, hf, specformer
+from . import aion, astroclip, astropt, hf, hf_zoo, specformer, vlm
 from .base import Embedder, resolve_device, resolve_precision
 from .registry import get_model
 
-ADAPTERS = {"hf": hf, "astropt": astropt, "specformer": specformer, "astroclip": astroclip, "aion": aion}
+ADAPTERS = {"hf": hf, "astropt": astropt, "specformer": specformer, "astroclip": astroclip, "aion": aion,
+            "hf_zoo": hf_zoo, "vlm": vlm}
 
 
 def _adapter(key: str):

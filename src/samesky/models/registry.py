@@ -30,7 +30,7 @@ class ModelSpec:
     hub_id: str
     params: int  # parameter count: the size axis (paper Table 3 where it has the model)
     modality: str  # IMAGE or SPECTRUM
-    adapter: str  # "hf", "astropt", "specformer", "astroclip", "aion"
+    adapter: str  # "hf", "hf_zoo", "vlm", "astropt", "specformer", "astroclip", "aion"
     input_recipe: str  # what the adapter feeds the model, in words
     pooling: str  # how per-token states become one vector, in words
     dim: int  # embedding dimension of the real model
@@ -218,6 +218,216 @@ def _aion(size, params, dim, depth):
     )
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Families of the authors' current code (UniverseTBD/platonic-universe src/pu/experiments.py, model_map)
+# and SigLIP 2. ``params`` is the parameter count of the path from pixels to the embedding (image tower,
+# projection or head; V-JEPA 2's encoder without its predictor; a VLM without its LM head), counted on the
+# meta device from ``arch`` (tests/test_models_zoo.py::test_params_are_counted_from_the_architecture). The
+# arch dicts follow the published configs (random-weight builds only; real runs read the checkpoint's own
+# config.json and preprocessor_config.json).
+CLIP_MEAN = {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+HALF = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+            "image_size": 32, "patch_size": 8}
+
+
+def _dinov3(size, params, hidden, layers, heads, inter, gated=False):
+    return ModelSpec(
+        key=f"dinov3-{size}", family="dinov3", size=size, hub_id=f"facebook/dinov3-{size}-pretrain-lvd1689m",
+        params=params, modality=IMAGE, adapter="hf_zoo", params_source="counted from the architecture",
+        input_recipe="uint8 RGB -> the checkpoint's DINOv3ViTImageProcessorFast steps in torch (rescale 1/255, "
+                     "bilinear antialiased resize, normalise: torchvision is not installed)",
+        pooling="CLS token of last_hidden_state (after the final LayerNorm)", dim=hidden,
+        arch={
+            "embed": "cls", "blocks": "model.layer", "processor_kind": "torch_image",
+            "config": {"model_type": "dinov3_vit", "hidden_size": hidden, "num_hidden_layers": layers,
+                       "num_attention_heads": heads, "intermediate_size": inter, "patch_size": 16,
+                       "num_register_tokens": 4, "layerscale_value": 1e-5, "use_gated_mlp": gated,
+                       "hidden_act": "silu" if gated else "gelu"},
+            "processor": {"image_processor_type": "DINOv3ViTImageProcessorFast", "size": {"height": 224, "width": 224},
+                          "resample": 2, "do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255,
+                          "do_normalize": True, "do_center_crop": False, **IMAGENET},
+        },
+        tiny={"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+                         "patch_size": 8, "layerscale_value": 1.0},
+              "processor": {"size": {"height": 32, "width": 32}}, "dim": 32},
+        note="beyond the paper (the authors' current code: facebook/dinov3-*-pretrain-lvd1689m)",
+    )
+
+
+def _vitmae(size, params, hidden, layers, heads, patch):
+    return ModelSpec(
+        key=f"vitmae-{size}", family="vitmae", size=size, hub_id=f"facebook/vit-mae-{size}", params=params,
+        modality=IMAGE, adapter="hf_zoo", input_recipe=HF_RECIPE, params_source="counted from the architecture",
+        pooling="mean of last_hidden_state patch tokens (CLS excluded), every patch visible (mask_ratio 0, "
+                "patches in raster order)", dim=hidden,
+        arch={
+            "embed": "mae", "blocks": "layers", "processor_kind": "pil",
+            "config": {"model_type": "vit_mae", "hidden_size": hidden, "num_hidden_layers": layers,
+                       "num_attention_heads": heads, "intermediate_size": 4 * hidden, "patch_size": patch,
+                       "image_size": 224, "mask_ratio": 0.75},
+            "processor": {"image_processor_type": "ViTImageProcessor", "size": {"height": 224, "width": 224},
+                          "resample": 3, **IMAGENET},
+            # the hub checkpoints are ViTMAEForPreTraining: the decoder is not part of the embedding
+            "auto_class": "ViTMAEForPreTraining", "ignore_unexpected": ["decoder."],
+        },
+        tiny={"config": {**TINY_VIT, "decoder_hidden_size": 16, "decoder_num_hidden_layers": 1,
+                         "decoder_num_attention_heads": 2, "decoder_intermediate_size": 32},
+              "processor": {"size": {"height": 32, "width": 32}}, "dim": 32},
+        note="beyond the paper. The authors' ViTMAEModel kept the checkpoint's mask_ratio 0.75 (a random, unseeded "
+             "quarter of the patches per call); we embed every patch (docs/PAPER.md).",
+    )
+
+
+def _clip(size, hub, params, vision, text, proj):
+    return ModelSpec(
+        key=f"clip-{size}", family="clip", size=size, hub_id=hub, params=params, modality=IMAGE, adapter="hf_zoo",
+        input_recipe=HF_RECIPE, params_source="counted from the architecture (vision tower + projection)",
+        pooling="get_image_features: the projected pooled (CLS, post-LayerNorm) image embedding", dim=proj,
+        arch={
+            "embed": "image_features", "blocks": "vision_model.encoder.layers", "processor_kind": "pil",
+            "config": {"model_type": "clip", "projection_dim": proj,
+                       "vision_config": {"hidden_size": vision[0], "num_hidden_layers": vision[1],
+                                         "num_attention_heads": vision[2], "intermediate_size": 4 * vision[0],
+                                         "patch_size": vision[3], "image_size": 224},
+                       "text_config": {"hidden_size": text[0], "num_hidden_layers": 12, "num_attention_heads": text[1],
+                                       "intermediate_size": 4 * text[0]}},
+            "processor": {"image_processor_type": "CLIPImageProcessor", "size": {"shortest_edge": 224},
+                          "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "resample": 3,
+                          **CLIP_MEAN},
+            "counted": ["vision_model", "visual_projection"],
+        },
+        tiny={"config": {"projection_dim": 16, "vision_config": TINY_VIT,
+                         "text_config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                         "intermediate_size": 32, "vocab_size": 100}},
+              "processor": {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}, "dim": 16},
+        note="beyond the paper (the authors' current code: openai/clip-vit-*)",
+    )
+
+
+def _siglip2(size, hub, params, hidden, layers, heads, inter, patch, image):
+    return ModelSpec(
+        key=f"siglip2-{size}", family="siglip2", size=size, hub_id=hub, params=params, modality=IMAGE,
+        adapter="hf_zoo", input_recipe=HF_RECIPE, params_source="counted from the architecture (vision tower + head)",
+        pooling="get_image_features: the attention-pooling (MAP) head output, SigLIP's image embedding", dim=hidden,
+        arch={
+            "embed": "image_features", "blocks": "vision_model.encoder.layers", "processor_kind": "pil",
+            # the fixed-resolution SigLIP 2 checkpoints are SiglipModel (config model_type 'siglip')
+            "config": {"model_type": "siglip",
+                       "vision_config": {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+                                         "intermediate_size": inter, "patch_size": patch, "image_size": image},
+                       "text_config": {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+                                       "intermediate_size": inter, "vocab_size": 256000}},
+            "processor": {"image_processor_type": "SiglipImageProcessor", "size": {"height": image, "width": image},
+                          "resample": 2, **HALF},
+            "counted": ["vision_model"],
+        },
+        tiny={"config": {"vision_config": TINY_VIT,
+                         "text_config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                         "intermediate_size": 64, "vocab_size": 100}},
+              "processor": {"size": {"height": 32, "width": 32}}, "dim": 32},
+        note="beyond the paper and the authors' code (no SigLIP there): pooled as their CLIP, the image tower's "
+             "own image embedding",
+    )
+
+
+def _vjepa2(size, params, hidden, layers, heads, mlp_ratio=4.0):
+    return ModelSpec(
+        key=f"vjepa2-{size}", family="vjepa2", size=size, hub_id=f"facebook/vjepa2-vit{size[0]}-fpc64-256",
+        params=params, modality=IMAGE, adapter="hf_zoo", params_source="counted from the architecture (encoder)",
+        input_recipe="uint8 RGB as a one-frame video -> the checkpoint's VJEPA2VideoProcessor steps in torch "
+                     "(bilinear antialiased uint8 resize of the shortest edge to crop*256/224, centre crop, "
+                     "normalise), the frame repeated 16 times (the authors' _VJEPA_NUM_FRAMES) in the adapter",
+        pooling="mean of all encoder last_hidden_state tokens (8 tubelets x 16 x 16 patches; predictor not run)",
+        dim=hidden,
+        arch={
+            "embed": "video_mean", "blocks": "encoder.layer", "processor_kind": "torch_video", "frames": 16,
+            "config": {"model_type": "vjepa2", "hidden_size": hidden, "num_hidden_layers": layers,
+                       "num_attention_heads": heads, "mlp_ratio": mlp_ratio, "crop_size": 256, "patch_size": 16,
+                       "tubelet_size": 2, "frames_per_clip": 64},
+            "processor": {"video_processor_type": "VJEPA2VideoProcessor", "crop_size": {"height": 256, "width": 256},
+                          "size": {"shortest_edge": 292}, "resample": 2, **IMAGENET},
+            "counted": ["encoder"],
+        },
+        tiny={"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 2.0,
+                         "crop_size": 32, "patch_size": 8, "frames_per_clip": 4, "pred_hidden_size": 16,
+                         "pred_num_hidden_layers": 1, "pred_num_attention_heads": 2, "num_pooler_layers": 1},
+              "processor": {"crop_size": {"height": 32, "width": 32}, "size": {"shortest_edge": 36}},
+              "dim": 32},
+        note="beyond the paper (the authors' current code: facebook/vjepa2-vit{l,h,g}-fpc64-256)",
+    )
+
+
+# Vision-language models: the language model's last hidden state (after its final norm), mean over every
+# attended position of an image-only prompt, as the authors' VLMAdapter (src/pu/models/hf.py).
+VLM_POOLING = ("mean of the language model's last hidden state (after its final norm) over the full sequence "
+               "with the attention mask (image tokens and prompt tokens alike)")
+
+
+def _llava_ov(size, tag, params, hidden, layers, heads, kv_heads, inter, vocab, tied):
+    return ModelSpec(
+        key=f"llavaov-{size}", family="llavaov", size=size, hub_id=f"llava-hf/llava-onevision-qwen2-{tag}-ov-hf",
+        params=params, modality=IMAGE, adapter="vlm", params_source="counted from the architecture (no LM head)",
+        input_recipe="uint8 RGB + the text '<image>' (no chat template) -> the checkpoint's LlavaOnevisionProcessor "
+                     "(PIL backend: anyres tiles of 384 px, '<image>' expanded to the image's feature tokens)",
+        pooling=VLM_POOLING, dim=hidden,
+        arch={
+            "prompt": "<image>", "blocks": "language_model.layers",
+            "config": {"model_type": "llava_onevision", "image_token_index": 151646, "video_token_index": 151647,
+                       "tie_word_embeddings": tied,
+                       "text_config": {"model_type": "qwen2", "hidden_size": hidden, "num_hidden_layers": layers,
+                                       "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+                                       "intermediate_size": inter, "vocab_size": vocab,
+                                       "tie_word_embeddings": tied}},
+            "processor": {"image_processor_type": "LlavaOnevisionImageProcessor"},
+            "weights_dtype": "bf16", "ignore_unexpected": ["lm_head."],  # the base model has no LM head
+        },
+        tiny={"config": {"image_token_index": 100, "video_token_index": 101,
+                         "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                         "num_key_value_heads": 1, "intermediate_size": 64, "vocab_size": 110},
+                         "vision_config": {**TINY_VIT, "vision_use_head": False},
+                         "image_grid_pinpoints": [[32, 32], [32, 64], [64, 32], [64, 64]]},
+              "processor": {"size": {"height": 32, "width": 32}, "crop_size": {"height": 32, "width": 32},
+                            "image_grid_pinpoints": [[32, 32], [32, 64], [64, 32], [64, 64]]},
+              "dim": 32},
+        note="beyond the paper (the authors' current code: llava-hf/llava-onevision-qwen2-7b-ov-hf). Loaded in "
+             "bf16 as the authors load every VLM; the 72B is left out (it does not fit one 80 GB GPU).",
+    )
+
+
+def _paligemma2(size, params, hidden, layers, heads, kv_heads, inter, head_dim):
+    return ModelSpec(
+        key=f"paligemma2-{size}", family="paligemma2", size=size, hub_id=f"google/paligemma2-{size}-mix-224",
+        params=params, modality=IMAGE, adapter="vlm", params_source="counted from the architecture (no LM head)",
+        input_recipe="uint8 RGB + the text '<image> ' -> the checkpoint's PaliGemmaProcessor (PIL backend, 224 px): "
+                     "256 '<image>' tokens, '<bos>', ' ', '\\n'; token_type_ids not passed (as the authors)",
+        pooling=VLM_POOLING, dim=hidden,
+        arch={
+            "prompt": "<image> ", "blocks": "language_model.layers",
+            "config": {"model_type": "paligemma", "image_token_index": 257152, "projection_dim": hidden,
+                       "hidden_size": hidden,
+                       "vision_config": {"hidden_size": 1152, "num_hidden_layers": 27, "num_attention_heads": 16,
+                                         "intermediate_size": 4304, "patch_size": 14, "image_size": 224,
+                                         "projection_dim": hidden},
+                       "text_config": {"model_type": "gemma2", "hidden_size": hidden, "num_hidden_layers": layers,
+                                       "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+                                       "intermediate_size": inter, "head_dim": head_dim, "vocab_size": 257216}},
+            "processor": {"image_processor_type": "SiglipImageProcessor", "size": {"height": 224, "width": 224},
+                          "resample": 3, **HALF, "image_seq_length": 256},
+            "weights_dtype": "bf16", "ignore_unexpected": ["lm_head."],  # the base model has no LM head
+        },
+        tiny={"config": {"image_token_index": 100, "projection_dim": 32, "hidden_size": 32,
+                         "vision_config": {**TINY_VIT, "projection_dim": 32},
+                         "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                         "num_key_value_heads": 1, "intermediate_size": 64, "head_dim": 16,
+                                         "vocab_size": 1260}},
+              "processor": {"size": {"height": 32, "width": 32}, "image_seq_length": 16}, "dim": 32},
+        note="beyond the paper (the authors' current code: google/paligemma2-{3b,10b,28b}-mix-224). bf16: the "
+             "checkpoints ship bf16 weights only.",
+    )
+
+
 _SPECS = [
     _vit("base", "google/vit-base-patch16-224-in21k", 86, 768, 12, 12, 16),
     _vit("large", "google/vit-large-patch16-224-in21k", 304, 1024, 24, 16, 16),
@@ -265,6 +475,29 @@ _SPECS = [
     _aion("base", 300, 768, 12),
     _aion("large", 800, 1024, 24),
     _aion("xlarge", 3100, 2048, 24),
+    _dinov3("vits16", 21_596_544, 384, 12, 6, 1536),
+    _dinov3("vits16plus", 28_692_864, 384, 12, 6, 1536, gated=True),
+    _dinov3("vitb16", 85_660_416, 768, 12, 12, 3072),
+    _dinov3("vitl16", 303_129_600, 1024, 24, 16, 4096),
+    _dinov3("vith16plus", 840_592_640, 1280, 32, 20, 5120, gated=True),
+    _dinov3("vit7b16", 6_716_362_752, 4096, 40, 32, 8192, gated=True),
+    _vitmae("base", 85_798_656, 768, 12, 12, 16),
+    _vitmae("large", 303_301_632, 1024, 24, 16, 16),
+    _vitmae("huge", 630_764_800, 1280, 32, 16, 14),
+    _clip("base", "openai/clip-vit-base-patch16", 86_192_640, (768, 12, 12, 16), (512, 8), 512),
+    _clip("large", "openai/clip-vit-large-patch14", 303_966_208, (1024, 24, 16, 14), (768, 12), 768),
+    _siglip2("base", "google/siglip2-base-patch16-224", 92_884_224, 768, 12, 12, 3072, 16, 224),
+    _siglip2("large", "google/siglip2-large-patch16-256", 315_956_224, 1024, 24, 16, 4096, 16, 256),
+    _siglip2("so400m", "google/siglip2-so400m-patch14-384", 428_225_600, 1152, 27, 16, 4304, 14, 384),
+    _siglip2("giant", "google/siglip2-giant-opt-patch16-256", 1_163_168_256, 1536, 40, 16, 6144, 16, 256),
+    _vjepa2("large", 303_885_312, 1024, 24, 16),
+    _vjepa2("huge", 631_648_000, 1280, 32, 16),
+    _vjepa2("giant", 1_012_173_952, 1408, 40, 22, 48 / 11),
+    _llava_ov("500m", "0.5b", 893_618_208, 896, 24, 14, 2, 4864, 151936, True),
+    _llava_ov("7b", "7b", 7_485_351_456, 3584, 28, 28, 4, 18944, 152064, False),
+    _paligemma2("3b", 3_047_480_768, 2304, 26, 8, 4, 9216, 256),
+    _paligemma2("10b", 9_677_877_184, 3584, 42, 16, 8, 14336, 256),
+    _paligemma2("28b", 27_665_725_376, 4608, 46, 32, 16, 36864, 128),
 ]
 
 MODELS: dict[str, ModelSpec] = {s.key: s for s in _SPECS}
@@ -299,8 +532,24 @@ def family_sizes(family: str) -> list[str]:
     return [s.size for s in specs]
 
 
+WEIGHT_BYTES = {"fp32": 4, "bf16": 2}
+DEFAULT_GPU_MEMORY_GB = 80  # the schema's embed.gpu_memory_gb default (an 80 GB GPU)
+
+
+def weights_dtype(key: str) -> str:
+    """'bf16' for models loaded in bf16 (the VLMs, as the authors load them; PaliGemma 2 ships only bf16
+    weights), else 'fp32' (autocast, if asked for, runs on fp32 weights)."""
+    return get_model(key).arch.get("weights_dtype", "fp32")
+
+
 def resources_for(key: str, attempt: int = 1, layers: bool = False) -> dict[str, int]:
-    """Cluster resources of one embedding job: host memory and minutes grow with size and attempt.
+    """Cluster resources of one embedding job; host memory, GPU memory and minutes grow with size.
+
+    Weights take params x 4 bytes (fp32) or x 2 (bf16). Host: 8 GB + 4 copies of fp32 weights (loading,
+    the state dict, .float()), 2 of bf16 ones (loaded as they are stored, then moved). GPU: 2 GB (CUDA context,
+    activations at the default batch) + 1.5 x fp32 weights (autocast keeps bf16 copies of them) or 1.25 x
+    bf16 weights. Host memory and minutes also grow with the attempt; GPU memory does not (a retry runs on
+    the same kind of GPU).
 
     With layer-wise embeddings (``layers``) the job also holds one shard's blocks (float32 + float16:
     2048 rows x 48 blocks x 2048 dims is 1.2 GB) and, while writing the layers file, one block of
@@ -310,11 +559,25 @@ def resources_for(key: str, attempt: int = 1, layers: bool = False) -> dict[str,
     """
     spec = get_model(key)
     grow = 1.0 + 0.5 * (max(int(attempt), 1) - 1)
+    dtype = weights_dtype(key)
+    weights_mb = spec.params * WEIGHT_BYTES[dtype] / M
     return {
-        "mem_mb": int((8000 + 16 * spec.params / M + (5000 if layers else 0)) * grow),
+        "mem_mb": int((8000 + (4 if dtype == "fp32" else 2) * weights_mb + (5000 if layers else 0)) * grow),
         "runtime": int((30 + 0.1 * spec.params / M) * (2 if layers else 1) * grow),
         "gpu": 1,
+        "gpu_mem_mb": int(2000 + (1.5 if dtype == "fp32" else 1.25) * weights_mb),
     }
+
+
+def check_fits_gpu(key: str, gpu_memory_gb: float) -> None:
+    """Refuse a model whose embedding job cannot fit a GPU of ``gpu_memory_gb`` (before any work)."""
+    need = resources_for(key)["gpu_mem_mb"]
+    if need > gpu_memory_gb * 1024:
+        spec = get_model(key)
+        raise ValueError(
+            f"model {key!r} ({spec.params / 1e9:.2f}B parameters, {weights_dtype(key)} weights) needs about "
+            f"{need / 1024:.0f} GB of GPU memory, more than the {gpu_memory_gb:g} GB of embed.gpu_memory_gb; "
+            f"run it on a larger GPU (and set embed.gpu_memory_gb) or leave it out")
 
 
 # Objects/s of one embed job: (forward pass on one GPU, input pipeline per CPU core).
@@ -339,6 +602,24 @@ EMBED_RATES: dict[str, tuple[float, float]] = {
     "specformer-base": (1890, 2133),  # est. 39 GMAC (778 tokens)
     "astroclip-image": (1640, 582), "astroclip-spectrum": (1840, 1600),  # est. 45 / 40 GMAC
     "aion-base": (870, 1164), "aion-large": (295, 1164), "aion-xlarge": (78, 1164),  # est. 85 / 250 / 950 GMAC
+    # Beyond the paper, GPU rates all "est.": GMAC = params x tokens + 2 L T^2 d (attention), at 73.7 TMAC/s.
+    # Input rates measured with ``bench_embed.py --pipeline --n 256`` (2 shared cores): DINOv3 172/s (its
+    # torch processor: float resize), CLIP 394/s; assumed: ViT's 483/s for ViT-MAE and SigLIP 2 (PIL resize
+    # to size), DINOv3's 172/s for V-JEPA 2 (the same torch resize), 200/s for the VLM processors (anyres
+    # tiles or resize, plus the tokeniser).
+    # DINOv3: 201 tokens (CLS + 4 registers + 196): 4.7 / 6.1 / 18 / 63 / 172 / 1363 GMAC
+    "dinov3-vits16": (11168, 172), "dinov3-vits16plus": (11168, 172), "dinov3-vitb16": (4103, 172),
+    "dinov3-vitl16": (1171, 172), "dinov3-vith16plus": (428, 172), "dinov3-vit7b16": (54, 172),
+    "vitmae-base": (4183, 483), "vitmae-large": (1195, 483), "vitmae-huge": (440, 483),  # 18 / 62 / 168 GMAC
+    "clip-base": (4165, 394), "clip-large": (906, 394),  # 18 / 81 GMAC (197 / 257 tokens)
+    # SigLIP 2: 196 / 256 / 729 / 256 tokens: 19 / 84 / 345 / 306 GMAC
+    "siglip2-base": (3897, 483), "siglip2-large": (876, 483), "siglip2-so400m": (213, 483),
+    "siglip2-giant": (241, 483),
+    "vjepa2-large": (89, 172), "vjepa2-huge": (45, 172), "vjepa2-giant": (29, 172),  # 2048 tokens: 829 / 1637 / 2545 GMAC
+    # LLaVA-OV: 2 SigLIP tiles of 729 tokens + ~1486 LM tokens (160-px input): 1446 / 11589 GMAC
+    "llavaov-500m": (51, 200), "llavaov-7b": (6.4, 200),
+    # PaliGemma 2: 256 SigLIP tokens + 259 LM tokens: 800 / 2530 / 7197 GMAC
+    "paligemma2-3b": (92, 200), "paligemma2-10b": (29, 200), "paligemma2-28b": (10, 200),
 }
 MAX_EMBED_CPUS = 16  # a GPU node's cores per GPU (e.g. 8 GPUs, 128 cores)
 

@@ -25,7 +25,9 @@ KEY = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metr
 
 # Display names. Unknown families/metrics fall back to their key.
 FAMILY_LABELS = {"astropt": "AstroPTv2", "convnextv2": "ConvNeXtv2", "dinov2": "DINOv2",
-                 "ijepa": "IJEPA", "vit": "ViT", "specformer": "Specformer"}
+                 "ijepa": "IJEPA", "vit": "ViT", "specformer": "Specformer",
+                 "dinov3": "DINOv3", "vitmae": "ViT-MAE", "clip": "CLIP", "siglip2": "SigLIP 2",
+                 "vjepa2": "V-JEPA 2", "llavaov": "LLaVA-OneVision", "paligemma2": "PaliGemma 2"}
 METRIC_LABELS = {"mknn": "MKNN", "cka_linear": "linear CKA", "cka_unbiased": "unbiased CKA",
                  "cknna": "CKNNA", "cknna_formula": "CKNNA (appendix formula)", "mutual_info": "mutual information"}
 # Metrics bounded by 1 are shown as percentages, like the paper's MKNN; others as plain numbers.
