@@ -183,7 +183,7 @@ def test_a_missing_block_is_named(pair, tmp_path):
 
 
 def test_block_positions_of_chosen_blocks():
-    assert L.block_positions(["a", "b"], {"indices": [3, 11], "n_blocks": 12}, "f") == [(3, 4 / 12), (11, 1.0)]
+    assert L.block_positions(["a", "b"], {"block_index": [3, 11], "n_blocks": 12}, "f") == [(3, 4 / 12), (11, 1.0)]
     assert L.block_positions(["a", "b"], {}, "f") == [(0, 0.5), (1, 1.0)]
-    with pytest.raises(schema.SchemaError, match="f: provenance indices"):
-        L.block_positions(["a", "b"], {"indices": [3, 12], "n_blocks": 12}, "f")
+    with pytest.raises(schema.SchemaError, match=r"f: provenance block_index \[3, 12\] does not fit 2 blocks of n_blocks=12"):
+        L.block_positions(["a", "b"], {"block_index": [3, 12], "n_blocks": 12}, "f")

@@ -261,6 +261,36 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
     assert seconds < 120
 
 
+def test_paper_dry_run_with_all_layers(tmp_path):
+    """embed.layers: all adds one knn_layers job per embedding (every embedding is in a paper
+    pair) and one compare_layers job per crossmodal and intramodal pair (not the self pairs; the
+    paper has no latent truth), each on a GPU; the layers file is an output of the embed job.
+    The DAG is built in under 10 s of CPU (wall time is printed: the test machine is shared)."""
+    import resource
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["embed"]["layers"] = "all"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"),
+         "--configfile", write_config(tmp_path / "layers.yaml", config), "--cores", "64"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    counts = job_counts(out)
+    assert counts["embed"] == 98 and counts["knn_graph"] == 98 and counts["compare"] == 66 + 64 + 16
+    assert counts["knn_layers"] == 98
+    assert counts["compare_layers"] == 66 + 64
+    blocks = [b for b in out.split("\n\n") if re.search(r"^rule compare_layers:", b.strip(), re.M)]
+    assert len(blocks) == 130 and all("gpu=1" in b and "results/knn_layers/" in b for b in blocks)
+    print(f"paper dry-run with layers: {seconds:.1f} s wall, {cpu:.1f} s CPU")
+    assert cpu < 10
+
+
 def test_invalid_config_fails_before_any_job(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     config["models"]["image"]["vit"] = ["base", "enormous"]

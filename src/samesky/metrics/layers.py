@@ -71,12 +71,13 @@ class LayersFile:
 
 def block_positions(names: list[str], provenance: dict, where) -> list[tuple[int, float]]:
     """(index, depth) of each block of a layers file: block j of the model's L blocks has depth
-    (j + 1) / L. A file of chosen blocks names them in provenance ``indices`` (0-based, of the
-    model's ``n_blocks``); without those keys the file holds every block in order."""
+    (j + 1) / L. The embedding job records each block's ``block_index`` (0-based) among the model's
+    ``n_blocks`` in the provenance (a selection of blocks needs them); without those keys the file
+    holds every block in order."""
     total = int(provenance.get("n_blocks", len(names)))
-    indices = [int(j) for j in provenance.get("indices", range(len(names)))]
+    indices = [int(j) for j in provenance.get("block_index", range(len(names)))]
     if len(indices) != len(names) or not all(0 <= j < total for j in indices):
-        raise schema.SchemaError(f"{where}: provenance indices {indices} do not fit {len(names)} blocks of "
+        raise schema.SchemaError(f"{where}: provenance block_index {indices} does not fit {len(names)} blocks of "
                                  f"n_blocks={total}")
     return [(j, (j + 1) / total) for j in indices]
 
