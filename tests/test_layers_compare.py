@@ -119,6 +119,8 @@ def test_relabelled_mknn_null_equals_the_recomputed_graph_null(pair, monkeypatch
     perms = np.stack(list(permutations(N, 12, 5)))
     monkeypatch.setitem(L._MKNN_BYTES, "cpu", 3 * (2 + 3) * K * N * 4)  # batches of 3 draws
     scores, nulls = L.mknn_nulls([ga], [ga, gb], [(0, 1), (0, 0)], K, perms.astype(np.int32))
+    batched = L.mknn_nulls([ga], [ga, gb], [(0, 1), (0, 0)], K, perms.astype(np.int32), batched=True)
+    assert batched[0] == scores and all(np.array_equal(batched[1][c], nulls[c]) for c in nulls)
     est = MknnEstimator(ga, gb, K)
     assert scores[(0, 1)] == est.score() == mknn_from_graphs(ga, gb, K)
     recomputed = [mknn_from_graphs(ga, knn_graph(Zb[pi], K)[0], K) for pi in perms]
