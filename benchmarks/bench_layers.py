@@ -91,8 +91,8 @@ def naive_cell(root: Path, k: int, draws: int, naive_draws: int, cell: int) -> f
     from samesky.metrics.cka import CkaEstimator
     from samesky.metrics.features import FeatureSpace
     from samesky.metrics.knn import knn_graph
-    from samesky.metrics.mknn import MknnEstimator
     from samesky.metrics.layers import LayersFile
+    from samesky.metrics.mknn import MknnEstimator
     from samesky.metrics.stats import permutations
 
     Za = LayersFile(side_paths(root, "a")["layers"]).block(cell).astype(np.float32)

@@ -7,6 +7,7 @@ from test_metrics import correlated
 
 from samesky import schema
 from samesky.metrics import layers as L
+from samesky.metrics.cknna_hsic import CknnaHsicEstimator
 from samesky.metrics.compare import compare_files, pair_statistics
 from samesky.metrics.knn import knn_file, knn_graph
 from samesky.metrics.mknn import MknnEstimator, mknn_from_graphs
@@ -100,9 +101,11 @@ def test_block_cells_equal_a_plain_comparison_of_those_blocks(pair, rows):
     Za, Zb = read_block(a, 1), read_block(b, 0)
     st = pair_statistics(Pair(Za, Zb), ALL, k=K, null_draws=DRAWS, bootstrap_draws=0, ci=0.9, seed=3, alpha=0.1)
     cell = rows[(rows.block_a == "layer 2") & (rows.block_b == "layer 1")].set_index("metric")
-    for name in ["mknn", "cknna", "mutual_info"]:
+    for name in ["mknn", "mutual_info"]:
         assert (cell.loc[name].raw, cell.loc[name].tau, cell.loc[name].p) == (
             st[name]["score"], st[name]["tau"], st[name]["p_value"]), name
+    assert cell.loc["cknna"].raw == pytest.approx(st["cknna"]["score"], rel=1e-12)  # sums in another order
+    assert cell.loc["cknna"].tau == pytest.approx(st["cknna"]["tau"], rel=1e-12)
     for name, variant in [("cka_linear", "linear"), ("cka_unbiased", "unbiased")]:
         law = ClosedNull.of(gram_invariants(Za)[variant], gram_invariants(Zb)[variant])
         assert cell.loc[name].raw == pytest.approx(st[name]["score"], rel=1e-10)
@@ -189,3 +192,17 @@ def test_block_positions_of_chosen_blocks():
     assert L.block_positions(["a", "b"], {}, "f") == [(0, 0.5), (1, 1.0)]
     with pytest.raises(schema.SchemaError, match=r"f: provenance block_index \[3, 12\] does not fit 2 blocks of n_blocks=12"):
         L.block_positions(["a", "b"], {"block_index": [3, 12], "n_blocks": 12}, "f")
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_dense_cknna_null_equals_the_estimator_draw_for_draw(pair, batched, monkeypatch):
+    _, a, b = pair
+    ga, gb = knn_graph(read_block(a, 0), 2 * K), knn_graph(read_block(b, 1), K)
+    perms = np.stack(list(permutations(N, 9, 2))).astype(np.int32)
+    monkeypatch.setitem(L._MKNN_BYTES, "cpu", 4 * (3 * 2 + 8) * K * N * 8)  # batches of 4 draws
+    scores, nulls = L.cknna_nulls([ga], [gb, ga], [(0, 0), (0, 1)], K, perms, batched=batched)
+    for j, g in enumerate([gb, ga]):
+        est = CknnaHsicEstimator(ga, g, K)
+        assert scores[(0, j)] == pytest.approx(est.score(), rel=1e-12, abs=1e-15)
+        assert nulls[(0, j)] == pytest.approx([est.null(pi.astype(np.int64)) for pi in perms], rel=1e-10, abs=1e-13)
+    assert np.ptp(nulls[(0, 0)]) > 0.01 and scores[(0, 1)] == pytest.approx(1.0, abs=1e-3)
