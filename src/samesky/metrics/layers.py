@@ -11,15 +11,21 @@ pair, shared by every pair the block is in and by every null draw. Nulls permute
 objects with the seeded permutations of ``compare`` (``stats.permutations``): the same draws
 for every cell and every metric.
 
-- mknn: relabelled graphs (``MknnEstimator.null``), vectorised over a batch of draws in torch
-  (on the GPU when there is one): O(k^2 N) comparisons per cell and draw, equal draw for draw.
+- mknn: relabelled graphs (``MknnEstimator.null``): O(k^2 N) comparisons per cell and draw,
+  equal draw for draw; a draw's relabelled graphs are made once per block, not per cell.
+- cknna (platonic-rep's): the same relabelled draws, the HSIC sums computed densely
+  (``cknna_nulls``), each block's self HSIC once; equal to the estimator's up to round-off.
 - cka_linear, cka_unbiased: the closed-form null (``rv_null.ClosedNull``) from each block's
-  cached invariants, no draws; the score costs one d_a x N x d_b product per cell.
-- cknna, cknna_formula: their estimators' relabelled draws, cell by cell (CPU numpy).
-- mutual_info: permutation draws on each block's principal scores (computed once per block),
-  O(N r^2) per cell and draw.
+  cached invariants, no draws (a feature-space draw per cell is what this stage avoids); the
+  score costs one d_a x N x d_b product per cell.
+- mutual_info: permutation draws on each block's principal scores (one PCA per block), O(N r^2)
+  per cell and draw.
+- cknna_formula (not in the paper's metrics): its estimator's relabelled draws, cell by cell.
+Draw loops are vectorised over a batch of draws in torch on a GPU (``metrics.device``); on a CPU
+numpy takes one draw at a time (its comparisons are ~10x faster than torch's there).
 The final x final cell is ``compare.compare_files`` itself (intervals off: they do not change
-score, null or tau), so it equals the compare job's record exactly.
+score, null or tau), so it equals the compare job's record exactly. Every cell records its
+``null_method``: 'permutation' (null_draws draws) or 'closed_form' (CKA, null_draws 0).
 """
 from __future__ import annotations
 
@@ -488,17 +494,37 @@ def _cka_cells(A, B, cells, names: list[str], alpha: float, device) -> dict:
     return out
 
 
-def _mi_cells(A, B, cells, components: int, perms: np.ndarray, alpha: float, device) -> dict:
+def _mi_cells(A, B, cells, components: int, perms: np.ndarray, alpha: float, device, batched: bool | None = None
+              ) -> dict:
     """Gaussian MI of every cell and its permutation null, from each block's principal scores
-    (one PCA per block, not per cell)."""
-    from .mutual_info import MutualInfoEstimator, principal_scores
+    (one PCA per block, not per cell). On a CPU each draw is ``MutualInfoEstimator.null`` (equal
+    to the compare job's draws); ``batched`` (default: on a GPU) computes a batch of draws' cross-
+    covariances as one product and their canonical correlations as one batched SVD in torch
+    (equal to float round-off)."""
+    from .mutual_info import _RHO_MAX, MutualInfoEstimator, principal_scores
 
+    dev = pick_device(device)
+    batched = dev.type != "cpu" if batched is None else batched
     scores_a = {i: principal_scores(A[i].Z.astype(np.float32), components, device=device) for i in {i for i, _ in cells}}
     scores_b = {j: principal_scores(B[j].Z.astype(np.float32), components, device=device) for j in {j for _, j in cells}}
     out = {}
     for i, j in cells:
         est = MutualInfoEstimator.from_scores(scores_a[i], scores_b[j])
-        out[(i, j)] = _cell(est.score(), [est.null(pi) for pi in perms], alpha, scale="nats")
+        if not batched:
+            out[(i, j)] = _cell(est.score(), [est.null(pi) for pi in perms], alpha, scale="nats")
+            continue
+        with torch.inference_mode():
+            U, V = (torch.as_tensor(x).to(dev) for x in (est.u, est.v))
+            wa = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(est.cuu).to(dev)))  # whitening
+            wb = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(est.cvv).to(dev)))
+            batch = max(1, min(len(perms), _MKNN_BYTES[dev.type] // (V.numel() * 8)))
+            null = []
+            for s in range(0, len(perms), batch):
+                P = torch.as_tensor(perms[s : s + batch]).to(dev).long()
+                cab = torch.einsum("nr,dns->drs", U, V[P]) / len(U)
+                rho = torch.linalg.svdvals(wa @ cab @ wb.T).clamp(max=_RHO_MAX)
+                null.append((-0.5 * torch.log1p(-(rho**2)).sum(1)).cpu().numpy())
+        out[(i, j)] = _cell(est.score(), np.concatenate(null), alpha, scale="nats")
     return out
 
 
