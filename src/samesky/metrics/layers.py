@@ -125,9 +125,11 @@ def knn_layers_file(layers_path, out_path, k: int, *, width: int | None = None, 
             "precision": precision, "source": src.path, "chunk_size": chunk_size or default_chunk_size(n, dev)})
 
 
-def read_knn_layers(path, layers: LayersFile, k: int) -> list[tuple[tuple[np.ndarray, np.ndarray], dict | None]]:
-    """Per block of ``layers``: its cached graph (indices, similarity) and invariants (None if not
-    cached), after checking that ``path`` was computed from ``layers`` with k_max >= k."""
+def read_knn_layers(path, layers: LayersFile, k: int, columns: int | None = None
+                    ) -> list[tuple[tuple[np.ndarray, np.ndarray], dict | None]]:
+    """Per block of ``layers``: its cached graph (indices, similarity; the first ``columns``
+    columns, None: all) and invariants (None if not cached), after checking that ``path`` was
+    computed from ``layers`` with k_max >= k."""
     from .rv_null import Invariants
 
     with schema.read_h5(path) as f:
@@ -144,10 +146,11 @@ def read_knn_layers(path, layers: LayersFile, k: int) -> list[tuple[tuple[np.nda
             where = f"block_{j:03d}"
             if where not in f:
                 raise schema.SchemaError(f"{path}: missing group {where!r} (block {name!r})")
-            idx = schema._require(f[where], "indices", f"{path}:{where}", (n, None), kinds="iu")[:].astype(np.int64)
-            sim = schema._require(f[where], "similarity", f"{path}:{where}", idx.shape)[:].astype(np.float32)
-            if idx.shape[1] < k:
-                raise schema.SchemaError(f"{path}: block {name!r} has k_max={idx.shape[1]} < requested k={k}")
+            ds = schema._require(f[where], "indices", f"{path}:{where}", (n, None), kinds="iu")
+            if ds.shape[1] < k:
+                raise schema.SchemaError(f"{path}: block {name!r} has k_max={ds.shape[1]} < requested k={k}")
+            idx = ds[:, :columns].astype(np.int64)
+            sim = schema._require(f[where], "similarity", f"{path}:{where}", ds.shape)[:, :columns].astype(np.float32)
             if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise schema.SchemaError(f"{path}: block {name!r}: 'indices' out of range [0, {n})")
             cached = schema.read_provenance(f[where]).get("gram_invariants")
@@ -191,7 +194,7 @@ def _side(side: dict, ids: np.ndarray, Z: np.ndarray, rows, k: int, graphs: bool
                                      f"both come from one embedding job: rerun it")
         if not side.get("knn_layers"):
             raise ValueError(f"{layers.path}: its block graphs (knn_layers) are missing")
-        cached = read_knn_layers(side["knn_layers"], layers, k)
+        cached = read_knn_layers(side["knn_layers"], layers, k, None if rows is not None else k)
         final_index = int(layers.provenance.get("n_blocks", len(layers.names)))
         for j, (name, (index, depth)) in enumerate(zip(layers.names, layers.positions)):
             graph, inv = cached[j]
