@@ -316,19 +316,28 @@ def mknn_nulls(graphs_a, graphs_b, cells, k: int, perms: np.ndarray, *, device=N
     with torch.inference_mode():
         ta = [torch.as_tensor(a).to(dev).long() for a in aT]  # index tensors
         tb = [torch.as_tensor(b).to(dev) for b in bT]  # gathered values
-        batch = max(1, min(len(perms), _MKNN_BYTES[dev.type] // ((len(used_b) + 3) * k * n * 4)))
+        batch = max(1, min(len(perms), _MKNN_BYTES[dev.type] // (12 * k * n)))  # pa, pb, hit, a compare
         for s in range(0, len(perms), batch):
             P = torch.as_tensor(perms[s : s + batch]).to(dev)
             P64 = P.long()
-            pb = {j: tb[j][:, P64] for j in used_b}  # (k, D, n): B's row pi[o], in B's labels
-            for i, js in by_a.items():
-                pa = P[:, ta[i]]  # (D, k, n): A's neighbours of o, relabelled by pi
-                for j in js:
-                    hit = pa == pb[j][0][:, None]
+            for j, is_ in _by_b(cells).items():
+                pb = tb[j][:, P64]  # (k, D, n): B's row pi[o], in B's labels
+                for i in is_:
+                    pa = P[:, ta[i]]  # (D, k, n): A's neighbours of o, relabelled by pi
+                    hit = pa == pb[0][:, None]
                     for q in range(1, k):
-                        hit |= pa == pb[j][q][:, None]
+                        hit |= pa == pb[q][:, None]
                     null[(i, j)][s : s + len(P)] = hit.sum(dim=(1, 2)).cpu().numpy() / (k * n)
     return scores, null
+
+
+def _by_b(cells) -> dict[int, list[int]]:
+    """The cells grouped by side B's block: a batch of draws holds one B block's relabelled graph
+    at a time (GPU memory does not grow with L_b)."""
+    out: dict[int, list[int]] = {}
+    for i, j in cells:
+        out.setdefault(j, []).append(i)
+    return out
 
 
 def _cknna_cells(A, B, cells, k: int, perms: np.ndarray, alpha: float, device) -> dict:
@@ -417,17 +426,16 @@ def cknna_nulls(graphs_a, graphs_b, cells, k: int, perms: np.ndarray, *, device=
         sa = {i: torch.as_tensor(A[i][1]).to(dev) for i in by_a}
         back = {i: torch.as_tensor(rev[i]).to(dev) for i in by_a}
         tb = {j: (torch.as_tensor(B[j][0]).to(dev), torch.as_tensor(B[j][1]).to(dev)) for j in used_b}
-        batch = max(1, min(len(perms), _MKNN_BYTES[dev.type] // ((3 * len(used_b) + 8) * k * n * 8)))
+        batch = max(1, min(len(perms), _MKNN_BYTES[dev.type] // (80 * k * n)))  # ~10 (D, k, n) arrays
         for s in range(0, len(perms), batch):
             P = torch.as_tensor(perms[s : s + batch]).to(dev)
             P64 = P.long()
             D = len(P)
-            pb = {j: (g[:, P64], v[:, P64]) for j, (g, v) in tb.items()}  # (k, D, n)
-            for i, js in by_a.items():
-                pa = P[:, ta[i]]  # (D, k, n)
-                valid = back[i] >= 0
-                for j in js:
-                    g, v = pb[j]
+            for j, is_ in _by_b(cells).items():
+                g, v = tb[j][0][:, P64], tb[j][1][:, P64]  # (k, D, n)
+                for i in is_:
+                    pa = P[:, ta[i]]  # (D, k, n)
+                    valid = back[i] >= 0
                     hit = pa == g[0][:, None]
                     lv = hit * v[0][:, None]
                     for q in range(1, k):
