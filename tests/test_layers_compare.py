@@ -219,3 +219,13 @@ def test_batched_mutual_info_null_equals_the_estimator(pair, monkeypatch):
     assert batched["raw"] == plain["raw"] and batched["null_draws"] == plain["null_draws"] == 11
     assert batched["tau"] == pytest.approx(plain["tau"], rel=1e-9) and batched["p"] == plain["p"]
     assert plain["tau"] > 0
+
+
+def test_csv_round_trips_the_rows(rows, tmp_path):
+    L.write_layer_rows(tmp_path / "x.csv", rows.to_dict("records"))
+    text = (tmp_path / "x.csv").read_text().splitlines()
+    assert text[0] == ",".join(L.ROW_FIELDS)
+    assert text[1].startswith("mknn,legacysurvey_hsc,crossmodal,legacysurvey,vit-base,hsc,vit-base,layer 1,layer 1,0,0,")
+    assert ",240,5," in text[1] and ",240,,"  in next(t for t in text if t.startswith("cka_linear"))
+    back = pd.read_csv(tmp_path / "x.csv")
+    assert np.array_equal(back.raw, rows.raw) and np.array_equal(back.tau, rows.tau)  # floats exactly

@@ -566,4 +566,5 @@ def write_layer_rows(path, rows: list[dict]) -> None:
     import pandas as pd
 
     with schema.atomic_path(path) as tmp:
-        pd.DataFrame(rows, columns=list(ROW_FIELDS)).to_csv(tmp, index=False)
+        table = pd.DataFrame(rows, columns=list(ROW_FIELDS)).astype({"k": "Int64"})  # integers, empty where none
+        table.to_csv(tmp, index=False)
