@@ -535,7 +535,7 @@ def _mi_cells(A, B, cells, components: int, perms: np.ndarray, alpha: float, dev
                 cab = torch.einsum("nr,dns->drs", U, V[P]) / len(U)
                 rho = torch.linalg.svdvals(wa @ cab @ wb.T).clamp(max=_RHO_MAX)
                 null.append((-0.5 * torch.log1p(-(rho**2)).sum(1)).cpu().numpy())
-        out[(i, j)] = _cell(est.score(), np.concatenate(null), alpha, scale="nats")
+        out[(i, j)] = _cell(est.score(), np.concatenate(null) if null else [], alpha, scale="nats")
     return out
 
 
