@@ -220,7 +220,7 @@ def test_layer_comparisons_are_the_paper_pairs_and_the_truth(demo_config, paper_
     from samesky.metrics.layers import compare_layer_files, knn_layers_file
 
     assert set(plan.layer_params()) <= set(inspect.signature(compare_layer_files).parameters)
-    assert {"k", "width", "precision", "invariants"} <= set(inspect.signature(knn_layers_file).parameters)
+    assert {"k", "precision", "invariants"} <= set(inspect.signature(knn_layers_file).parameters)
 
 
 def test_layer_jobs_rerun_only_for_their_settings(demo_config):
@@ -232,8 +232,7 @@ def test_layer_jobs_rerun_only_for_their_settings(demo_config):
         config = __import__("copy").deepcopy(demo_config)
         edit(config["metrics"])
         plan = Plan(validate_config(config))
-        return ({**plan.knn_params(), "width": plan.knn_k(), "inv": plan.layer_invariants()}, plan.layer_params(),
-                plan.layer_metric_files())
+        return ({**plan.knn_params(), "inv": plan.layer_invariants()}, plan.layer_params(), plan.layer_metric_files())
 
     graphs, compare, files = slices(lambda m: None)
     k = slices(lambda m: m.update(k=5))

@@ -45,8 +45,9 @@ rule compare:
         "../scripts/compare.py"
 
 
-# Layer-wise atlas (embed.layers not final): each block's kNN graph once per layers file, then one
-# job per compared pair scoring every (block_a, block_b) cell of every metric (metrics.layers).
+# Layer-wise atlas (embed.layers not final): each block's kNN graph once per layers file (k columns:
+# the layer-wise stage draws no intervals, and 8k columns cost 2.5x the build), then one job per
+# compared pair scoring every (block_a, block_b) cell of every metric (samesky.metrics.layers).
 
 
 rule knn_layers:
@@ -65,7 +66,6 @@ rule knn_layers:
         gpu=_metrics_gpu,
     params:
         k=PLAN.knn_params()["k"],
-        width=PLAN.knn_k(),
         precision=PLAN.knn_params()["precision"],
         invariants=PLAN.layer_invariants(),
     script:

@@ -3,5 +3,5 @@ from samesky.metrics.layers import knn_layers_file
 from samesky.runtime import setup_job
 
 setup_job(snakemake)
-knn_layers_file(snakemake.input[0], snakemake.output[0], k=snakemake.params.k, width=snakemake.params.width,
-                precision=snakemake.params.precision, invariants=snakemake.params.invariants)
+knn_layers_file(snakemake.input[0], snakemake.output[0], k=snakemake.params.k, precision=snakemake.params.precision,
+                invariants=snakemake.params.invariants)

@@ -92,7 +92,7 @@ def block_positions(names: list[str], provenance: dict, where) -> list[tuple[int
 def knn_layers_file(layers_path, out_path, k: int, *, width: int | None = None, device=None,
                     chunk_size: int | None = None, precision: str = "fp32", invariants: bool = False) -> None:
     """Every block's kNN graph of one layers file (``knn.knn_graph``, as ``knn_file`` builds the
-    final embedding's, same k, width and precision) and, with ``invariants``, its Gram invariants
+    final embedding's; the rule asks for k columns, ``width`` more) and, with ``invariants``, its Gram invariants
     (``rv_null``), written to ``out_path``: root ``object_id``, a group ``block_<j>`` per block with
     ``indices``, ``similarity`` and the block's name (and invariants) in its provenance."""
     from .rv_null import invariants_record
