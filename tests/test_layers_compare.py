@@ -120,7 +120,7 @@ def test_relabelled_mknn_null_equals_the_recomputed_graph_null(pair, monkeypatch
     Za, Zb = read_block(a, 2), read_block(b, 1)
     ga, gb = knn_graph(Za, K)[0], knn_graph(Zb, K)[0]
     perms = np.stack(list(permutations(N, 12, 5)))
-    monkeypatch.setitem(L._MKNN_BYTES, "cpu", 3 * 12 * K * N)  # batches of 3 draws
+    monkeypatch.setitem(L._BATCH_BYTES, "cpu", 3 * 12 * K * N)  # batches of 3 draws
     scores, nulls = L.mknn_nulls([ga], [ga, gb], [(0, 1), (0, 0)], K, perms.astype(np.int32))
     batched = L.mknn_nulls([ga], [ga, gb], [(0, 1), (0, 0)], K, perms.astype(np.int32), batched=True)
     assert batched[0] == scores and all(np.array_equal(batched[1][c], nulls[c]) for c in nulls)
@@ -199,7 +199,7 @@ def test_dense_cknna_null_equals_the_estimator_draw_for_draw(pair, batched, monk
     _, a, b = pair
     ga, gb = knn_graph(read_block(a, 0), 2 * K), knn_graph(read_block(b, 1), K)
     perms = np.stack(list(permutations(N, 9, 2))).astype(np.int32)
-    monkeypatch.setitem(L._MKNN_BYTES, "cpu", 4 * 80 * K * N)  # batches of 4 draws
+    monkeypatch.setitem(L._BATCH_BYTES, "cpu", 4 * 80 * K * N)  # batches of 4 draws
     scores, nulls = L.cknna_nulls([ga], [gb, ga], [(0, 0), (0, 1)], K, perms, batched=batched)
     for j, g in enumerate([gb, ga]):
         est = CknnaHsicEstimator(ga, g, K)
@@ -213,7 +213,7 @@ def test_batched_mutual_info_null_equals_the_estimator(pair, monkeypatch):
     _, a, b = pair
     blocks = [L.Block("x", 0, 1.0, read_block(a, 0), None, None), L.Block("y", 0, 1.0, read_block(b, 1), None, None)]
     perms = np.stack(list(permutations(N, 11, 4))).astype(np.int32)
-    monkeypatch.setitem(L._MKNN_BYTES, "cpu", 4 * N * 16 * 8)  # batches of 4 draws
+    monkeypatch.setitem(L._BATCH_BYTES, "cpu", 4 * N * 16 * 8)  # batches of 4 draws
     plain = L._mi_cells(blocks[:1], blocks[1:], [(0, 0)], 4, perms, 0.1, None, batched=False)[(0, 0)]
     batched = L._mi_cells(blocks[:1], blocks[1:], [(0, 0)], 4, perms, 0.1, None, batched=True)[(0, 0)]
     assert batched["raw"] == plain["raw"] and batched["null_draws"] == plain["null_draws"] == 11

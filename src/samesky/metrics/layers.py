@@ -53,7 +53,7 @@ ROW_FIELDS = ("metric", "crossmatch", "kind", "survey_a", "model_a", "survey_b",
               "index_a", "index_b", "depth_a", "depth_b", "n", "k", "raw", "calibrated", "tau", "p", "alpha",
               "null_draws", "null_method")
 _CHUNK = 8192
-_MKNN_BYTES = {"cpu": 256 << 20, "cuda": 4 << 30}  # working memory of one batch of MKNN draws
+_BATCH_BYTES = {"cpu": 256 << 20, "cuda": 4 << 30}  # working memory of one batch of batched null draws
 
 
 # ---- files --------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ def mknn_nulls(graphs_a, graphs_b, cells, k: int, perms: np.ndarray, *, device=N
     with torch.inference_mode():
         ta = [torch.as_tensor(a).to(dev).long() for a in aT]  # index tensors
         tb = [torch.as_tensor(b).to(dev) for b in bT]  # gathered values
-        batch = max(1, min(len(perms), _MKNN_BYTES[dev.type] // (12 * k * n)))  # pa, pb, hit, a compare
+        batch = max(1, min(len(perms), _BATCH_BYTES[dev.type] // (12 * k * n)))  # pa, pb, hit, a compare
         for s in range(0, len(perms), batch):
             P = torch.as_tensor(perms[s : s + batch]).to(dev)
             P64 = P.long()
@@ -426,7 +426,7 @@ def cknna_nulls(graphs_a, graphs_b, cells, k: int, perms: np.ndarray, *, device=
         sa = {i: torch.as_tensor(A[i][1]).to(dev) for i in by_a}
         back = {i: torch.as_tensor(rev[i]).to(dev) for i in by_a}
         tb = {j: (torch.as_tensor(B[j][0]).to(dev), torch.as_tensor(B[j][1]).to(dev)) for j in used_b}
-        batch = max(1, min(len(perms), _MKNN_BYTES[dev.type] // (80 * k * n)))  # ~10 (D, k, n) arrays
+        batch = max(1, min(len(perms), _BATCH_BYTES[dev.type] // (80 * k * n)))  # ~10 (D, k, n) arrays
         for s in range(0, len(perms), batch):
             P = torch.as_tensor(perms[s : s + batch]).to(dev)
             P64 = P.long()
@@ -528,7 +528,7 @@ def _mi_cells(A, B, cells, components: int, perms: np.ndarray, alpha: float, dev
             U, V = (torch.as_tensor(x).to(dev) for x in (est.u, est.v))
             wa = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(est.cuu).to(dev)))  # whitening
             wb = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(est.cvv).to(dev)))
-            batch = max(1, min(len(perms), _MKNN_BYTES[dev.type] // (V.numel() * 8)))
+            batch = max(1, min(len(perms), _BATCH_BYTES[dev.type] // (V.numel() * 8)))
             null = []
             for s in range(0, len(perms), batch):
                 P = torch.as_tensor(perms[s : s + batch]).to(dev).long()
