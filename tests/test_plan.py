@@ -193,3 +193,61 @@ def test_untrained_controls_are_tiny_in_the_demo(demo_config):
     assert not plan.untrained_full_size()
     assert plan.weights_source("vit@random-base") == "resources/models/random/seed0/vit@random-base"
     assert plan.weights_source("vit-base") == "resources/models/tiny/vit-base"
+
+
+def test_layer_comparisons_are_the_paper_pairs_and_the_truth(demo_config, paper_config):
+    """embed.layers not final: crossmodal, intramodal and truth pairs are compared block by block
+    (not the self pairs), each job reading both sides' final and block files (the truth: final only)."""
+    assert Plan(validate_config(paper_config)).layer_metric_files() == []
+    paper_config["embed"]["layers"] = "all"
+    plan = Plan(validate_config(paper_config))
+    pairs = plan.layer_comparisons()
+    assert [c for c in plan.comparisons if c.kind != "self"] == pairs and len(pairs) == 130
+    assert plan.layer_metric_files()[0] == (f"results/layers_metrics/{pairs[0].crossmatch}/{pairs[0].survey_a}/"
+                                            f"{pairs[0].model_a}/{pairs[0].survey_b}/{pairs[0].model_b}.csv")
+    demo_config["embed"]["layers"] = [0, -1]
+    plan = Plan(validate_config(demo_config))
+    truth = [c for c in plan.layer_comparisons() if c.kind == "truth"]
+    assert sorted((c.crossmatch, c.survey_a, c.model_a) for c in truth) == sorted(plan.embeddings)
+    c = truth[0]
+    stem = f"{c.crossmatch}/{c.survey_a}/{c.model_a}.h5"
+    assert plan.layer_inputs(c.crossmatch, c.survey_a, c.model_a, c.survey_b, c.model_b) == {
+        "emb_a": f"results/embeddings/{stem}", "knn_a": f"results/knn/{stem}", "layers_a": f"results/layers/{stem}",
+        "knn_layers_a": f"results/knn_layers/{stem}", "emb_b": f"results/embeddings/{c.crossmatch}/truth/latent-truth.h5",
+        "knn_b": f"results/knn/{c.crossmatch}/truth/latent-truth.h5"}
+    import inspect
+
+    from samesky.metrics.layers import compare_layer_files, knn_layers_file
+
+    assert set(plan.layer_params()) <= set(inspect.signature(compare_layer_files).parameters)
+    assert {"k", "precision", "invariants"} <= set(inspect.signature(knn_layers_file).parameters)
+
+
+def test_layer_jobs_rerun_only_for_their_settings(demo_config):
+    """The rules' params: k reaches the block graphs and the layer comparisons; null draws only the
+    comparisons; the interval settings neither (rerun scope, as snakemake compares params)."""
+    demo_config["embed"]["layers"] = "all"
+
+    def slices(edit):
+        config = __import__("copy").deepcopy(demo_config)
+        edit(config["metrics"])
+        plan = Plan(validate_config(config))
+        return ({**plan.knn_params(), "inv": plan.layer_invariants()}, plan.layer_params(), plan.layer_metric_files())
+
+    graphs, compare, files = slices(lambda m: None)
+    k = slices(lambda m: m.update(k=5))
+    assert k[0] != graphs and k[1] != compare and k[2] == files
+    draws = slices(lambda m: m.update(null_draws=7))
+    assert draws[0] == graphs and draws[1] != compare and draws[2] == files
+    assert slices(lambda m: m.update(ci=0.8, bootstrap_draws=500))[:2] == (graphs, compare)
+    assert slices(lambda m: m.update(names=["mknn"]))[0]["inv"] is False
+
+
+def test_adding_a_model_adds_only_its_layer_jobs(paper_config):
+    paper_config["embed"]["layers"] = "all"
+    before = Plan(validate_config(paper_config)).layer_metric_files()
+    paper_config["models"]["image"]["vit"].remove("huge")
+    without = Plan(validate_config(paper_config)).layer_metric_files()
+    added = sorted(set(before) - set(without))
+    assert set(without) <= set(before) and added and all("vit-huge" in f for f in added)
+    assert len(added) == 6 + 4  # intramodal large vs huge on 6 image (crossmatch, survey); 4 crossmodal

@@ -305,6 +305,80 @@ def test_paper_dry_run_with_the_zoo_block_turned_on(tmp_path):
     assert seen["paligemma2-28b"]["gpu_mem_mb"] <= 80 * 1024 < seen["paligemma2-28b"]["gpu_mem_mb"] * 2
 
 
+def test_paper_dry_run_with_all_layers(tmp_path):
+    """embed.layers: all adds one knn_layers job per embedding (every embedding is in a paper
+    pair) and one compare_layers job per crossmodal and intramodal pair (not the self pairs; the
+    paper has no latent truth), each on a GPU; the layers file is an output of the embed job.
+    The DAG is built in under 10 s of CPU (wall time is printed: the test machine is shared)."""
+    import resource
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["embed"]["layers"] = "all"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"),
+         "--configfile", write_config(tmp_path / "layers.yaml", config), "--cores", "64"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    counts = job_counts(out)
+    assert counts["embed"] == 98 and counts["knn_graph"] == 98 and counts["compare"] == 66 + 64 + 16
+    assert counts["knn_layers"] == 98
+    assert counts["compare_layers"] == 66 + 64
+    blocks = [b for b in out.split("\n\n") if re.search(r"^rule compare_layers:", b.strip(), re.M)]
+    assert len(blocks) == 130 and all("gpu=1" in b and "results/knn_layers/" in b for b in blocks)
+    print(f"paper dry-run with layers: {seconds:.1f} s wall, {cpu:.1f} s CPU")
+    assert cpu < 10
+
+
+@pytest.mark.slow
+def test_layer_rules_score_every_block_pair(tmp_path):
+    """Rules knn_layers and compare_layers on layers files (written here as the embed job writes
+    them): one graph job per layers file, one CSV per pair, and its final x final rows equal the
+    compare job's records exactly; the latent truth scores every block."""
+    import json
+
+    import numpy as np
+
+    from samesky import schema
+
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config["embed"]["layers"] = "all"
+    config["metrics"].update(null_draws=30, bootstrap_draws=5)
+    rng = np.random.default_rng(0)
+    n, stem = 300, "legacysurvey_hsc/legacysurvey"
+    ids = np.array([f"id{i:03d}" for i in range(n)])
+    latent = rng.standard_normal((n, 5))
+    for model, blocks in [("vit-base", 3), ("vit-large", 4)]:
+        Z = [(latent @ rng.standard_normal((5, 16)) + rng.standard_normal((n, 16))).astype(np.float32)
+             for _ in range(blocks)]
+        schema.write_layers(tmp_path / f"results/layers/{stem}/{model}.h5", ids, Z,
+                            [f"layer {j + 1}" for j in range(blocks)], {"model": model})
+        schema.write_embeddings(tmp_path / f"results/embeddings/{stem}/{model}.h5", ids, Z[-1], {"model": model})
+    schema.write_embeddings(tmp_path / "results/embeddings/legacysurvey_hsc/truth/latent-truth.h5", ids[::-1],
+                            latent[::-1].astype(np.float32), {"model": "truth"})
+    pair, truth = f"{stem}/vit-base/legacysurvey/vit-large", f"{stem}/vit-base/truth/latent-truth"
+    proc = snakemake(tmp_path, f"results/layers_metrics/{pair}.csv", f"results/layers_metrics/{truth}.csv",
+                     f"results/metrics/{pair}.json", "--cores", "2", "--configfile",
+                     write_config(tmp_path / "layers.yaml", config),
+                     "--allowed-rules", "knn_graph", "knn_layers", "compare_layers", "compare")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert job_counts(proc.stdout + proc.stderr) == {"knn_graph": 3, "knn_layers": 2, "compare_layers": 2, "compare": 1}
+    rows = pd.read_csv(tmp_path / f"results/layers_metrics/{pair}.csv")
+    assert len(rows) == len(config["metrics"]["names"]) * 4 * 5
+    final = rows[(rows.block_a == "final") & (rows.block_b == "final")].set_index("metric")
+    for rec in json.loads((tmp_path / f"results/metrics/{pair}.json").read_text())["records"]:
+        assert (final.loc[rec["metric"]].raw, final.loc[rec["metric"]].tau, final.loc[rec["metric"]].p) == (
+            rec["score"], rec["tau"], rec["p_value"])
+    truth_rows = pd.read_csv(tmp_path / f"results/layers_metrics/{truth}.csv")
+    assert set(truth_rows.block_b) == {"final"} and len(truth_rows) == len(config["metrics"]["names"]) * 4
+    assert (truth_rows.kind == "truth").all() and (truth_rows.n == n).all()
+
+
 def test_invalid_config_fails_before_any_job(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     config["models"]["image"]["vit"] = ["base", "enormous"]

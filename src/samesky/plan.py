@@ -36,6 +36,14 @@ class Comparison:
             f"{self.survey_b}/{self.model_b}.json"
         )
 
+    @property
+    def layers_path(self) -> str:
+        """The block x block scores of the pair (rule compare_layers)."""
+        return (
+            f"results/layers_metrics/{self.crossmatch}/{self.survey_a}/{self.model_a}/"
+            f"{self.survey_b}/{self.model_b}.csv"
+        )
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -392,6 +400,47 @@ class Plan:
     def layers(self) -> str | list[int]:
         """Blocks whose outputs the embedding jobs also write: 'final' (none), 'all' or indices."""
         return self.config.get("embed", {}).get("layers", "final")
+
+    def layer_comparisons(self) -> list[Comparison]:
+        """The pairs compared block by block when the embedding jobs write blocks (``embed.layers``
+        not final): the paper's crossmodal and intramodal pairs, and every embedding against the
+        latent truth (which has only its final block)."""
+        if self.layers() == "final":
+            return []
+        return [c for c in self.comparisons if c.kind in ("crossmodal", "intramodal", "truth")]
+
+    def layer_metric_files(self) -> list[str]:
+        """The compare_layers jobs' per-pair CSVs (one row per metric and block pair)."""
+        return [c.layers_path for c in self.layer_comparisons()]
+
+    @staticmethod
+    def layers_path(crossmatch: str, survey: str, model: str) -> str:
+        """An embedding job's per-block embeddings (written with its final embedding)."""
+        return f"results/layers/{crossmatch}/{survey}/{model}.h5"
+
+    def layer_inputs(self, crossmatch: str, survey_a: str, model_a: str, survey_b: str, model_b: str) -> dict:
+        """The files of one compare_layers job: per side its final embedding and graph and, unless
+        it is the latent truth, its layers file and block graphs."""
+        inputs = {}
+        for side, survey, model in (("a", survey_a, model_a), ("b", survey_b, model_b)):
+            stem = f"{crossmatch}/{survey}/{model}.h5"
+            inputs.update({f"emb_{side}": f"results/embeddings/{stem}", f"knn_{side}": f"results/knn/{stem}"})
+            if survey != TRUTH_SURVEY:
+                inputs.update({f"layers_{side}": self.layers_path(crossmatch, survey, model),
+                               f"knn_layers_{side}": f"results/knn_layers/{stem}"})
+        return inputs
+
+    def layer_params(self) -> dict:
+        """The settings of the compare_layers jobs (the final x final cell is the compare job's
+        without intervals: ci and bootstrap draws do not reach them)."""
+        p = self.metric_params()
+        return {key: p[key] for key in ("metrics", "k", "null_draws", "seed", "alpha", "cka_null",
+                                        "feature_space_draws")}
+
+    def layer_invariants(self) -> bool:
+        """Whether the knn_layers jobs cache Gram invariants: layer-wise CKA nulls are always in
+        closed form (a feature-space draw per block pair is what the stage avoids)."""
+        return any(m.startswith("cka") for m in self.metric_params()["metrics"])
 
     def embed_throughput(self) -> dict:
         embed = self.config.get("embed", {})

@@ -71,3 +71,14 @@ def _weights(wc):
 
 def _kind(wc):
     return comparison_kind(wc.survey_a, wc.model_a, wc.survey_b, wc.model_b)
+
+
+def _layer_inputs(wc):
+    return PLAN.layer_inputs(
+        wc.crossmatch, wc.survey_a, wc.model_a, wc.survey_b, wc.model_b
+    )
+
+
+def _metrics_gpu(wc):
+    """The layer-wise jobs run on a GPU where the embedding jobs do (L graphs, batched null draws)."""
+    return 0 if PLAN.embed_params()["device"] == "cpu" else 1

@@ -43,3 +43,51 @@ rule compare:
         metrics=PLAN.metric_params(),
     script:
         "../scripts/compare.py"
+
+
+# Layer-wise atlas (embed.layers not final): each block's kNN graph once per layers file (k columns:
+# the layer-wise stage draws no intervals, and 8k columns cost 2.5x the build), then one job per
+# compared pair scoring every (block_a, block_b) cell of every metric (samesky.metrics.layers).
+
+
+rule knn_layers:
+    input:
+        PLAN.layers_path("{crossmatch}", "{survey}", "{model}"),
+    output:
+        "results/knn_layers/{crossmatch}/{survey}/{model}.h5",
+    log:
+        "logs/knn_layers/{crossmatch}/{survey}/{model}.log",
+    benchmark:
+        "results/benchmarks/knn_layers/{crossmatch}/{survey}/{model}.tsv"
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
+    resources:
+        gpu=_metrics_gpu,
+    params:
+        k=PLAN.knn_params()["k"],
+        precision=PLAN.knn_params()["precision"],
+        invariants=PLAN.layer_invariants(),
+    script:
+        "../scripts/knn_layers.py"
+
+
+rule compare_layers:
+    input:
+        unpack(_layer_inputs),
+    output:
+        "results/layers_metrics/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.csv",
+    log:
+        "logs/compare_layers/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
+    benchmark:
+        "results/benchmarks/compare_layers/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.tsv"
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
+    resources:
+        gpu=_metrics_gpu,
+    params:
+        kind=_kind,
+        metrics=PLAN.layer_params(),
+    script:
+        "../scripts/compare_layers.py"

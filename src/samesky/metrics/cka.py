@@ -26,7 +26,13 @@ def _fro2(m) -> float:
 
 
 def linear_cka_from(m: Moments) -> float:
-    return _fro2(m.xy) / np.sqrt(_fro2(m.xx) * _fro2(m.yy))
+    return linear_cka(_fro2(m.xy), _fro2(m.xx), _fro2(m.yy))
+
+
+def linear_cka(xy2: float, xx2: float, yy2: float) -> float:
+    """From the squared Frobenius norms of Xc^T Yc, Xc^T Xc and Yc^T Yc (the layer-wise stage
+    computes the self terms once per block)."""
+    return xy2 / np.sqrt(xx2 * yy2)
 
 
 def _hsic_u(cross_fro2: float, sum_ab: float, sum_a: float, sum_b: float, n: float) -> float:
@@ -34,11 +40,17 @@ def _hsic_u(cross_fro2: float, sum_ab: float, sum_a: float, sum_b: float, n: flo
 
 
 def unbiased_cka_from(m: Moments) -> float:
-    if m.n < 4:
-        raise ValueError(f"unbiased CKA needs at least 4 objects, got {m.n:g}")
-    kl = _hsic_u(_fro2(m.xy), m.sum_ab, m.sum_a, m.sum_b, m.n)
-    kk = _hsic_u(_fro2(m.xx), m.sum_aa, m.sum_a, m.sum_a, m.n)
-    ll = _hsic_u(_fro2(m.yy), m.sum_bb, m.sum_b, m.sum_b, m.n)
+    return unbiased_cka(_fro2(m.xy), _fro2(m.xx), _fro2(m.yy), m.sum_ab, m.sum_aa, m.sum_bb, m.sum_a, m.sum_b, m.n)
+
+
+def unbiased_cka(xy2: float, xx2: float, yy2: float, sum_ab: float, sum_aa: float, sum_bb: float,
+                 sum_a: float, sum_b: float, n: float) -> float:
+    """From the squared Frobenius norms (as ``linear_cka``) and the ``Moments`` row-norm sums."""
+    if n < 4:
+        raise ValueError(f"unbiased CKA needs at least 4 objects, got {n:g}")
+    kl = _hsic_u(xy2, sum_ab, sum_a, sum_b, n)
+    kk = _hsic_u(xx2, sum_aa, sum_a, sum_a, n)
+    ll = _hsic_u(yy2, sum_bb, sum_b, sum_b, n)
     if kk <= 0 or ll <= 0:
         raise ValueError("unbiased CKA is undefined: an embedding has non-positive unbiased HSIC "
                          "with itself (constant or degenerate features)")

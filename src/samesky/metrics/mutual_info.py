@@ -40,6 +40,14 @@ def _principal_scores(space: FeatureSpace, side: str, components: int) -> np.nda
     return torch.cat(parts).cpu().numpy()
 
 
+def principal_scores(Z, components: int, *, device=None) -> np.ndarray:
+    """One embedding's centred principal scores, as ``MutualInfoEstimator`` computes them in any pair."""
+    if len(Z) <= 2 * components:
+        raise ValueError(f"mutual_info with {components} components needs more than {2 * components} objects, "
+                         f"got {len(Z)}")
+    return _centred(_principal_scores(FeatureSpace(Z, Z, device=device), "a", components))
+
+
 def _centred(x: np.ndarray) -> np.ndarray:
     return x - x.mean(0)
 
@@ -62,8 +70,19 @@ class MutualInfoEstimator:
             raise ValueError(f"mutual_info with {components} components needs more than "
                              f"{2 * components} objects, got {space.n}")
         # Scores of centred data; subtracting their mean only removes float round-off.
-        self.u = _centred(_principal_scores(space, "a", components))
-        self.v = self.u if space.same else _centred(_principal_scores(space, "b", components))
+        u = _centred(_principal_scores(space, "a", components))
+        self._set(u, u if space.same else _centred(_principal_scores(space, "b", components)))
+
+    @classmethod
+    def from_scores(cls, u: np.ndarray, v: np.ndarray) -> "MutualInfoEstimator":
+        """The estimator of two sides' ``principal_scores`` (computed once per embedding when one
+        side meets many others: the layer-wise stage)."""
+        est = cls.__new__(cls)
+        est._set(u, v)
+        return est
+
+    def _set(self, u: np.ndarray, v: np.ndarray) -> None:
+        self.u, self.v = u, v
         n = len(self.u)
         self.cuu, self.cvv = self.u.T @ self.u / n, self.v.T @ self.v / n
 
