@@ -73,6 +73,7 @@ def test_gather_concatenates_every_row_in_order(files):
     assert df.loc[df.metric == "cka_linear", "k"].isna().all() and (df.loc[df.metric == "mknn", "k"] == 10).all()
     assert df["block_a"].tolist()[:5] == ["layer 1"] * 4 + ["layer 2"]
     assert df["null_method"].tolist()[-1] == "permutation"
+    assert df["n"].tolist() == [500] * len(df) and str(df["index_a"].dtype) == "Int64"
 
 
 def test_best_against_final_exact(files):
@@ -146,6 +147,8 @@ def _one(tmp_path, mutate=None, columns=COLUMNS):
     (lambda r: r[2].update(raw="high"), "row 2: column 'raw' must be a finite number, got 'high'"),
     (lambda r: r[0].update(calibrated=""), "row 0: column 'calibrated' must be a finite number"),
     (lambda r: r[1].update(raw="inf"), "row 1: column 'raw' must be a finite number"),
+    (lambda r: r[1].update(n=499.5), "row 1: column 'n' must be a finite integer, got '499.5'"),
+    (lambda r: r[2].update(index_b="x"), "row 2: column 'index_b' must be a finite integer, got 'x'"),
     (lambda r: r[5].update(block_b=""), "row 5: column 'block_b' is empty"),
     (lambda r: r[4].update(null_method="bootstrap"), "row 4: column 'null_method' is 'bootstrap'"),
     (lambda r: r[4].update(depth_a=0.75), "row 4: vit-base block 'layer 2' has index_a 1 and depth_a 0.75"),

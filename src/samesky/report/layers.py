@@ -50,6 +50,7 @@ COLUMNS = ("metric", "crossmatch", "kind", "survey_a", "model_a", "survey_b", "m
 TEXT = ("metric", "crossmatch", "kind", "survey_a", "model_a", "survey_b", "model_b", "block_a", "block_b")
 FINITE = ("index_a", "index_b", "depth_a", "depth_b", "n", "raw", "calibrated")  # required numbers
 OPTIONAL = ("k", "tau", "p", "alpha", "null_draws")  # numbers or empty (k: CKA has none)
+INTEGER = ("index_a", "index_b", "n", "k", "null_draws")
 KINDS = ("intramodal", "crossmodal", "truth")
 PAIR = ("metric", "crossmatch", "kind", "survey_a", "model_a", "survey_b", "model_b")
 FINAL = "final"
@@ -62,8 +63,8 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
     """The validated rows of one compare_layers CSV, columns in ``COLUMNS`` order."""
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype={c: str for c in (*TEXT, "null_method")}, keep_default_na=False,
-                         na_values={c: [""] for c in (*FINITE, *OPTIONAL)})
+        # as text, so that errors quote the file's own text; only empty number cells are missing
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values={c: [""] for c in (*FINITE, *OPTIONAL)})
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: layer metric file does not exist") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
@@ -87,10 +88,12 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
         bad = (values.isna() & df[col].notna()) | (~np.isfinite(values) & values.notna())
         if col in FINITE:
             bad |= values.isna()
+        if col in INTEGER:
+            bad |= values.notna() & (values % 1 != 0)
         if bad.any():
-            raise RecordError(f"{path}: row {bad.idxmax()}: column {col!r} must be a finite number, "
-                              f"got {df[col][bad.idxmax()]!r}")
-        df[col] = values.astype(float)
+            raise RecordError(f"{path}: row {bad.idxmax()}: column {col!r} must be a finite "
+                              f"{'integer' if col in INTEGER else 'number'}, got {df[col][bad.idxmax()]!r}")
+        df[col] = values.astype("Int64" if col in INTEGER else float)
     bad = ~df["null_method"].isin(("", *NULL_METHODS))
     if bad.any():
         raise RecordError(f"{path}: row {bad.idxmax()}: column 'null_method' is "
@@ -103,8 +106,9 @@ def _check_depths(df: pd.DataFrame, path: Path) -> None:
     """Each side's rows agree on its block count L: final is index L at depth 1, block j is at (j + 1) / L."""
     for side in "ab":
         final = df[f"block_{side}"] == FINAL
-        blocks = np.where(final, df[f"index_{side}"], (df[f"index_{side}"] + 1) / df[f"depth_{side}"])
-        ok = (~final | (df[f"depth_{side}"] == 1.0)) & (df[f"index_{side}"] >= 0) & (df[f"depth_{side}"] > 0)
+        index = df[f"index_{side}"].astype(float)
+        blocks = np.where(final, index, (index + 1) / df[f"depth_{side}"])
+        ok = (~final | (df[f"depth_{side}"] == 1.0)) & (df[f"index_{side}"] >= 0) & df[f"depth_{side}"].between(0, 1, inclusive="right")
         ok &= np.isclose(blocks, np.round(blocks), rtol=0, atol=1e-6)
         for _, rows in pd.Series(blocks).groupby([df[c] for c in PAIR[1:]]):
             ok[rows.index] &= np.isclose(rows, rows.iloc[0], rtol=0, atol=1e-6)
@@ -184,7 +188,8 @@ def _side_label(survey: str, model: str) -> str:
 
 def _n_blocks(sub: pd.DataFrame, side: str) -> int:
     final = sub[f"block_{side}"] == FINAL
-    per_row = np.where(final, sub[f"index_{side}"], (sub[f"index_{side}"] + 1) / sub[f"depth_{side}"])
+    index = sub[f"index_{side}"].astype(float)
+    per_row = np.where(final, index, (index + 1) / sub[f"depth_{side}"])
     return int(round(per_row[0]))
 
 
@@ -209,7 +214,7 @@ def _heatmap(sub: pd.DataFrame, pair: dict) -> plt.Figure:
         for axis, edges in ((ax.xaxis, xe), (ax.yaxis, ye)):
             ticks = [t for t in (0, 0.25, 0.5, 0.75, 1.0) if len(edges) > 2]
             axis.set_ticks([*ticks, (edges[-2] + edges[-1]) / 2], [f"{t:g}" for t in ticks] + [FINAL])
-        ax.set_aspect("equal")
+        ax.set_aspect("equal" if len(xe) > 2 and len(ye) > 2 else "auto")  # the truth side has one cell
         ax.set_title(what)
         ax.set_xlabel(f"{_side_label(pair['survey_b'], pair['model_b'])}: depth (fraction of blocks)")
         ax.set_ylabel(f"{_side_label(pair['survey_a'], pair['model_a'])}: depth")
@@ -257,7 +262,7 @@ def write_best_figures(best: pd.DataFrame, out_dir: str | os.PathLike, params: M
     paths = []
     for metric in metric_order(df["metric"]):
         sub = df[df["metric"] == metric]
-        panels = [(kind, key, title) for kind in KINDS if (sub["kind"] == kind).any()
+        panels = [(kind, key, title) for kind in ("crossmodal", "intramodal", "truth") if (sub["kind"] == kind).any()
                   for key, (_, title) in column_labels(sub, sub[sub["kind"] == kind], kind).items()]
         ncols = min(len(panels), 3)
         nrows = math.ceil(len(panels) / ncols)
@@ -269,7 +274,7 @@ def write_best_figures(best: pd.DataFrame, out_dir: str | os.PathLike, params: M
                 line = line.sort_values("x")
                 style = styles[family]
                 ax.plot(line["x"], 100 * line["best_calibrated"], label=family_label(family), lw=1.6, ms=6, **style)
-                ax.plot(line["x"], 100 * line["final_calibrated"], color=style["color"], ls=":", lw=1.2)
+                ax.plot(line["x"], 100 * line["final_calibrated"], color=style["color"], ls=":", lw=1.2, marker=".")
             params_axis(ax)
             ax.set_title(f"{kind}: {title}", fontsize=11)
             ax.set_xlabel("model parameters (log scale)" if kind != "intramodal"
@@ -282,7 +287,7 @@ def write_best_figures(best: pd.DataFrame, out_dir: str | os.PathLike, params: M
         for ax in axes.flat[:len(panels)]:
             for handle, label in zip(*ax.get_legend_handles_labels()):
                 seen.setdefault(label, handle)
-        seen["final layer (dotted)"] = plt.Line2D([], [], color="0.3", ls=":")
+        seen["final layer (dotted)"] = plt.Line2D([], [], color="0.3", ls=":", marker=".")
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 6),
                    frameon=False)
         path = out / f"best_vs_params_{metric}.png"
