@@ -29,3 +29,4 @@ rule all:
         rules.aggregate.output,
         rules.figures.output,
         rules.probe_report.output if PLAN.probes else [],
+        rules.layers_report.output if PLAN.layers() != "final" else [],

@@ -186,3 +186,21 @@ def test_duplicates_across_files_and_missing_final(tmp_path):
     with pytest.raises(RecordError, match="no final x final row for .*'model_a': 'vit-base'"):
         best_layers(gather_layers([no_final]))
     assert isinstance(gather_layers([no_final]), pd.DataFrame)
+
+
+def test_layers_table_reads_back_unchanged(files, tmp_path):
+    df = gather_layers(files)
+    df.to_csv(tmp_path / "layers.csv", index=False)  # what rule layers_report writes
+    pd.testing.assert_frame_equal(gather_layers([tmp_path / "layers.csv"]), df)
+
+
+def test_plan_lists_one_layer_csv_per_compared_pair(paper_config):
+    from samesky.plan import Plan, validate_config
+
+    assert Plan(validate_config(paper_config)).layer_metric_files() == []  # embed.layers: final
+    paper_config.setdefault("embed", {})["layers"] = "all"
+    plan = Plan(validate_config(paper_config))
+    files = plan.layer_metric_files()
+    assert len(files) == len(set(files)) == 66 + 64  # Tables 1 and 2; the self pairs have no block x block scores
+    assert "results/layers_metrics/jwst_hsc/jwst/dinov2-small/hsc/dinov2-small.csv" in files
+    assert "results/layers_metrics/desi_hsc/hsc/vit-base/hsc/vit-base.csv" not in files

@@ -381,6 +381,14 @@ class Plan:
         """Blocks whose outputs the embedding jobs also write: 'final' (none), 'all' or indices."""
         return self.config.get("embed", {}).get("layers", "final")
 
+    def layer_metric_files(self) -> list[str]:
+        """The compare_layers jobs' per-pair CSVs (block x block scores): the pairs of ``comparisons``
+        except the self pairs, none when only final embeddings are written (``embed.layers: final``)."""
+        if self.layers() == "final":
+            return []
+        return [f"results/layers_metrics/{c.crossmatch}/{c.survey_a}/{c.model_a}/{c.survey_b}/{c.model_b}.csv"
+                for c in self.comparisons if c.kind != "self"]
+
     def embed_throughput(self) -> dict:
         embed = self.config.get("embed", {})
         return {"batch_size": embed.get("batch_size", 64), "shard_size": embed.get("shard_size", 2048)}

@@ -262,8 +262,10 @@ def write_best_figures(best: pd.DataFrame, out_dir: str | os.PathLike, params: M
     paths = []
     for metric in metric_order(df["metric"]):
         sub = df[df["metric"] == metric]
+        real = sub[sub["kind"] != "truth"]  # a crossmatch's partner surveys, named in shared columns' labels
         panels = [(kind, key, title) for kind in ("crossmodal", "intramodal", "truth") if (sub["kind"] == kind).any()
-                  for key, (_, title) in column_labels(sub, sub[sub["kind"] == kind], kind).items()]
+                  for key, (_, title) in column_labels(real if kind != "truth" else sub, sub[sub["kind"] == kind],
+                                                       kind).items()]
         ncols = min(len(panels), 3)
         nrows = math.ceil(len(panels) / ncols)
         fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.8), squeeze=False,
