@@ -9,8 +9,9 @@ norm, not block L - 1, so the heatmaps draw it as a separate strip past depth 1)
 The best block pair of a (pair, metric) is the row with the highest calibrated score, over every
 row including final x final (ties: higher raw score, then the shallower block pair); its
 difference from the final x final row says how much alignment the final layer leaves unused.
-Read the calibrated score for trends: raw scores grow with width and depth without any shared
-structure, and a maximum over L_a x L_b raw scores grows with the number of blocks as well.
+Read the calibrated score for trends (raw scores grow with width and depth without any shared
+structure); the best pair is a maximum over L_a x L_b scores, so unlike each calibrated score it
+is not 0 with probability 1 - alpha under the null.
 """
 from __future__ import annotations
 
