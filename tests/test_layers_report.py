@@ -92,11 +92,12 @@ def test_best_against_final_exact(files):
 
 
 def test_best_ties_go_to_the_shallower_pair(tmp_path):
-    raw = [[0.2, 0.2], [0.2, 0.2]]
-    cal = [[0.1, 0.1], [0.1, 0.1]]
-    path = write(tmp_path / "tie.csv", grid("intramodal", "x", "hsc", "vit-base", "hsc", "vit-large", 1, 1, raw, cal))
+    # best raw: layer 1 against layer 2 and against final (both at depth 1), and layer 2 against layer 1
+    raw = [[0.1, 0.2, 0.2], [0.2, 0.1, 0.1], [0.1, 0.1, 0.1]]
+    cal = [[0.1] * 3] * 3
+    path = write(tmp_path / "tie.csv", grid("intramodal", "x", "hsc", "vit-base", "hsc", "vit-large", 2, 2, raw, cal))
     best = best_layers(gather_layers([path])).iloc[0]
-    assert (best.best_block_a, best.best_block_b) == ("layer 1", "layer 1")
+    assert (best.best_block_a, best.best_block_b, best.best_depth_a, best.best_depth_b) == ("layer 1", "layer 2", 0.5, 1.0)
 
 
 def test_heatmaps_named_per_pair_and_metric(files, tmp_path):
@@ -143,18 +144,18 @@ def _one(tmp_path, mutate=None, columns=COLUMNS):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda r: r[3].update(kind="self"), "row 3: column 'kind' is 'self'"),
-    (lambda r: r[2].update(raw="high"), "row 2: column 'raw' must be a finite number, got 'high'"),
-    (lambda r: r[0].update(calibrated=""), "row 0: column 'calibrated' must be a finite number"),
-    (lambda r: r[1].update(raw="inf"), "row 1: column 'raw' must be a finite number"),
-    (lambda r: r[1].update(n=499.5), "row 1: column 'n' must be a finite integer, got '499.5'"),
-    (lambda r: r[2].update(index_b="x"), "row 2: column 'index_b' must be a finite integer, got 'x'"),
-    (lambda r: r[5].update(block_b=""), "row 5: column 'block_b' is empty"),
-    (lambda r: r[4].update(null_method="bootstrap"), "row 4: column 'null_method' is 'bootstrap'"),
-    (lambda r: r[4].update(depth_a=0.75), "row 4: vit-base block 'layer 2' has index_a 1 and depth_a 0.75"),
-    (lambda r: r[3].update(depth_b=0.5), "row 3: vit-base block 'final' has index_b 3 and depth_b 0.5"),
+    (lambda r: r[3].update(kind="self"), "line 5: column 'kind' is 'self'"),
+    (lambda r: r[2].update(raw="high"), "line 4: column 'raw' must be a finite number, got 'high'"),
+    (lambda r: r[0].update(calibrated=""), "line 2: column 'calibrated' must be a finite number"),
+    (lambda r: r[1].update(raw="inf"), "line 3: column 'raw' must be a finite number"),
+    (lambda r: r[1].update(n=499.5), "line 3: column 'n' must be a finite integer, got '499.5'"),
+    (lambda r: r[2].update(index_b="x"), "line 4: column 'index_b' must be a finite integer, got 'x'"),
+    (lambda r: r[5].update(block_b=""), "line 7: column 'block_b' is empty"),
+    (lambda r: r[4].update(null_method="bootstrap"), "line 6: column 'null_method' is 'bootstrap'"),
+    (lambda r: r[4].update(depth_a=0.75), "line 6: vit-base block 'layer 2' has index_a 1 and depth_a 0.75"),
+    (lambda r: r[3].update(depth_b=0.5), "line 5: vit-base block 'final' has index_b 3 and depth_b 0.5"),
 ])
-def test_malformed_rows_name_file_row_and_column(tmp_path, mutate, message):
+def test_malformed_rows_name_file_line_and_column(tmp_path, mutate, message):
     path = _one(tmp_path, mutate)
     with pytest.raises(RecordError, match="bad.csv: ") as err:
         gather_layers([path])

@@ -7,7 +7,7 @@ named "final" with index L and depth 1.0 (it is the model's output after its own
 norm, not block L - 1, so the heatmaps draw it as a separate strip past depth 1).
 
 The best block pair of a (pair, metric) is the row with the highest calibrated score, over every
-row including final x final (ties: higher raw score, then the shallower block pair); its
+row including final x final (ties: the higher raw score, then the shallower block pair); its
 difference from the final x final row says how much alignment the final layer leaves unused.
 Read the calibrated score for trends (raw scores grow with width and depth without any shared
 structure); the best pair is a maximum over L_a x L_b scores, so unlike each calibrated score it
@@ -75,14 +75,14 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise RecordError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
     if df.empty:
         raise RecordError(f"{path}: no rows")
-    df = df[list(COLUMNS)].copy()
+    df = df[list(COLUMNS)].copy()  # row i is on line i + 2 (after the header)
     for col in TEXT:
         bad = df[col].str.strip() == ""
         if bad.any():
-            raise RecordError(f"{path}: row {bad.idxmax()}: column {col!r} is empty")
+            raise RecordError(f"{path}: line {bad.idxmax() + 2}: column {col!r} is empty")
     bad = ~df["kind"].isin(KINDS)
     if bad.any():
-        raise RecordError(f"{path}: row {bad.idxmax()}: column 'kind' is {df['kind'][bad.idxmax()]!r}, "
+        raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'kind' is {df['kind'][bad.idxmax()]!r}, "
                           f"expected one of {KINDS}")
     for col in (*FINITE, *OPTIONAL):
         values = pd.to_numeric(df[col], errors="coerce")
@@ -92,30 +92,35 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
         if col in INTEGER:
             bad |= values.notna() & (values % 1 != 0)
         if bad.any():
-            raise RecordError(f"{path}: row {bad.idxmax()}: column {col!r} must be a finite "
+            raise RecordError(f"{path}: line {bad.idxmax() + 2}: column {col!r} must be a finite "
                               f"{'integer' if col in INTEGER else 'number'}, got {df[col][bad.idxmax()]!r}")
         df[col] = values.astype("Int64" if col in INTEGER else float)
     bad = ~df["null_method"].isin(("", *NULL_METHODS))
     if bad.any():
-        raise RecordError(f"{path}: row {bad.idxmax()}: column 'null_method' is "
+        raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'null_method' is "
                           f"{df['null_method'][bad.idxmax()]!r}, expected one of {NULL_METHODS} or empty")
     _check_depths(df, path)
     return df
 
 
+def _blocks(df: pd.DataFrame, side: str) -> np.ndarray:
+    """Each row's block count L of one side: final is index L, block j is at depth (j + 1) / L."""
+    index = df[f"index_{side}"].astype(float)
+    return np.where(df[f"block_{side}"] == FINAL, index, (index + 1) / df[f"depth_{side}"]).astype(float)
+
+
 def _check_depths(df: pd.DataFrame, path: Path) -> None:
-    """Each side's rows agree on its block count L: final is index L at depth 1, block j is at (j + 1) / L."""
+    """Each side's rows agree on its block count L, and the final embedding is at depth 1."""
     for side in "ab":
-        final = df[f"block_{side}"] == FINAL
-        index = df[f"index_{side}"].astype(float)
-        blocks = np.where(final, index, (index + 1) / df[f"depth_{side}"])
-        ok = (~final | (df[f"depth_{side}"] == 1.0)) & (df[f"index_{side}"] >= 0) & df[f"depth_{side}"].between(0, 1, inclusive="right")
+        final, depth = df[f"block_{side}"] == FINAL, df[f"depth_{side}"]
+        blocks = _blocks(df, side)
+        ok = (~final | (depth == 1.0)) & (df[f"index_{side}"] >= 0) & depth.between(0, 1, inclusive="right")
         ok &= np.isclose(blocks, np.round(blocks), rtol=0, atol=1e-6)
         for _, rows in pd.Series(blocks).groupby([df[c] for c in PAIR[1:]]):
             ok[rows.index] &= np.isclose(rows, rows.iloc[0], rtol=0, atol=1e-6)
         if not ok.all():
             i = (~ok).idxmax()
-            raise RecordError(f"{path}: row {i}: {df[f'model_{side}'][i]} block {df[f'block_{side}'][i]!r} has "
+            raise RecordError(f"{path}: line {i + 2}: {df[f'model_{side}'][i]} block {df[f'block_{side}'][i]!r} has "
                               f"index_{side} {df[f'index_{side}'][i]:g} and depth_{side} {df[f'depth_{side}'][i]:g}, "
                               f"which disagree with the pair's other rows (block j of L: depth (j + 1) / L; "
                               f"final: index L, depth 1)")
@@ -138,9 +143,10 @@ def gather_layers(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 
 def _best_row(sub: pd.DataFrame) -> pd.Series:
-    """The highest calibrated score; ties: the higher raw score, then the shallower block pair."""
-    return sub.sort_values(["calibrated", "raw", "depth_a", "depth_b"], ascending=[False, False, True, True],
-                           kind="stable").iloc[0]
+    """The highest calibrated score; ties: the higher raw score, then the shallower block pair (a
+    model's last block before its final embedding, both at depth 1)."""
+    order = ["calibrated", "raw", "depth_a", "depth_b", "index_a", "index_b"]
+    return sub.sort_values(order, ascending=[False, False, True, True, True, True]).iloc[0]
 
 
 def _final_row(sub: pd.DataFrame, pair: dict) -> pd.Series:
@@ -187,16 +193,9 @@ def _side_label(survey: str, model: str) -> str:
     return f"{survey_label(survey)} {family_label(family)} {size_label(size)}"
 
 
-def _n_blocks(sub: pd.DataFrame, side: str) -> int:
-    final = sub[f"block_{side}"] == FINAL
-    index = sub[f"index_{side}"].astype(float)
-    per_row = np.where(final, index, (index + 1) / sub[f"depth_{side}"])
-    return int(round(per_row[0]))
-
-
 def _heatmap(sub: pd.DataFrame, pair: dict) -> plt.Figure:
     best, final = _best_row(sub), _final_row(sub, pair)
-    (xe, xcell), (ye, ycell) = _axis(_n_blocks(sub, "b")), _axis(_n_blocks(sub, "a"))
+    (xe, xcell), (ye, ycell) = _axis(round(_blocks(sub, "b")[0])), _axis(round(_blocks(sub, "a")[0]))
     rows = sub["index_a"].astype(int).map(ycell).to_numpy()
     cols = sub["index_b"].astype(int).map(xcell).to_numpy()
     metric = pair["metric"]
