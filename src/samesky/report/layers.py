@@ -199,7 +199,8 @@ def _heatmap(sub: pd.DataFrame, pair: dict) -> plt.Figure:
     rows = sub["index_a"].astype(int).map(ycell).to_numpy()
     cols = sub["index_b"].astype(int).map(xcell).to_numpy()
     metric = pair["metric"]
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8))  # a fixed layout: a report draws hundreds
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.11, top=0.87, wspace=0.3)
     views = (("calibrated", 100.0, "calibrated", " (%)"),
              ("raw", 100.0 if is_percent(metric) else 1.0, "raw", " (%)" if is_percent(metric) else ""))
     for ax, (field, scale, what, unit) in zip(axes, views):
@@ -216,8 +217,8 @@ def _heatmap(sub: pd.DataFrame, pair: dict) -> plt.Figure:
             axis.set_ticks([*ticks, (edges[-2] + edges[-1]) / 2], [f"{t:g}" for t in ticks] + [FINAL])
         ax.set_aspect("equal" if len(xe) > 2 and len(ye) > 2 else "auto")  # the truth side has one cell
         ax.set_title(what)
-        ax.set_xlabel(f"{_side_label(pair['survey_b'], pair['model_b'])}: depth (fraction of blocks)")
-        ax.set_ylabel(f"{_side_label(pair['survey_a'], pair['model_a'])}: depth")
+        ax.set_xlabel(_side_label(pair["survey_b"], pair["model_b"]) + (": depth (fraction of blocks)" if len(xe) > 2 else ""))
+        ax.set_ylabel(_side_label(pair["survey_a"], pair["model_a"]) + (": depth" if len(ye) > 2 else ""))
     fig.suptitle(f"{metric_label(metric)}, {pair['kind']} ({pair['crossmatch']}, N = {int(best['n']):,}); "
                  f"red: best calibrated, {best['block_a']} x {best['block_b']} = {100 * best['calibrated']:.1f}%; "
                  f"final x final = {100 * final['calibrated']:.1f}%", fontsize=10)
