@@ -29,4 +29,4 @@ rule all:
         rules.aggregate.output,
         rules.figures.output,
         rules.probe_report.output if PLAN.probes else [],
-        PLAN.layer_metric_files(),
+        rules.layers_report.output if PLAN.layers() != "final" else [],

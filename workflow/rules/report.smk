@@ -1,9 +1,11 @@
-# Aggregation: the tidy results table, the paper's tables, trend statistics and figures.
+# Aggregation: the tidy results table, the paper's tables, trend statistics and figures; the
+# layer-wise atlas (block x block scores) when embed.layers is not final.
 
 
 localrules:
     aggregate,
     figures,
+    layers_report,
 
 
 rule aggregate:
@@ -54,3 +56,35 @@ rule figures:
         models=rules.aggregate.params.models,
     script:
         "../scripts/figures.py"
+
+
+rule layers_report:
+    input:
+        PLAN.layer_metric_files(),
+    output:
+        scores=report(
+            "results/tables/layers.csv",
+            caption="../report/layers.rst",
+            category="Layers",
+        ),
+        best=report(
+            "results/tables/layers_best.csv",
+            caption="../report/layers.rst",
+            category="Layers",
+        ),
+        figures=report(
+            directory("results/layer_figures"),
+            patterns=["{name}.png"],
+            caption="../report/layers.rst",
+            category="Layers",
+            labels={"figure": "{name}"},
+        ),
+    log:
+        "logs/layers_report.log",
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
+    params:
+        models=rules.aggregate.params.models,
+    script:
+        "../scripts/layers_report.py"
