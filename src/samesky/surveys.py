@@ -24,6 +24,7 @@ class Survey:
     name: str
     label: str  # how tables and figures name it
     modality: str  # IMAGE or SPECTRUM
+    order: int  # its place among table columns and figure panels (the reference survey, HSC, last)
     bands: tuple[str, ...] = ()  # images: on-disk band order
     shape: tuple[int, int] | None = None  # images: (H, W) cutout size
     pixel_scale: float | None = None  # images: arcsec / pixel (of every band unless pixel_scales says otherwise)
@@ -34,6 +35,9 @@ class Survey:
     zero_point: float | None = None
     # images: arcsec / pixel per band (on-disk order) when bands differ, e.g. JWST NIRCam SW 0.02", LW 0.04"
     pixel_scales: tuple[float, ...] | None = None
+    # counted in the pooled trend tests (report.trends); False for an out-of-domain survey whose
+    # steps are reported on their own, as the paper does for SDSS (Appendix B)
+    pooled: bool = True
 
     def band_scale(self, band: str) -> float:
         """Pixel scale (arcsec / pixel) of one band."""
@@ -62,13 +66,14 @@ def sdss_wavelength(n_pix: int = 3864, start: int = 0) -> np.ndarray:
 SURVEYS: dict[str, Survey] = {
     s.name: s
     for s in (
-        Survey("hsc", "HSC", IMAGE, ("g", "r", "i", "z", "y"), (160, 160), 0.168, ("z", "r", "g"), zero_point=27.0),
-        Survey("legacysurvey", "Legacy", IMAGE, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g"),
+        Survey("hsc", "HSC", IMAGE, 4, ("g", "r", "i", "z", "y"), (160, 160), 0.168, ("z", "r", "g"), zero_point=27.0),
+        Survey("legacysurvey", "Legacy", IMAGE, 1, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g"),
                zero_point=NMGY_ZERO_POINT),
         Survey(
             "jwst",
             "JWST",
             IMAGE,
+            0,
             ("f090w", "f115w", "f150w", "f200w", "f277w", "f356w", "f444w"),
             (96, 96),
             0.04,
@@ -78,8 +83,8 @@ SURVEYS: dict[str, Survey] = {
             # PRIMER SW mosaics are the exception at 0.04")
             pixel_scales=(0.02, 0.02, 0.02, 0.02, 0.04, 0.04, 0.04),
         ),
-        Survey("desi", "DESI", SPECTRUM, wave_range=(3600.0, 9824.0)),
-        Survey("sdss", "SDSS", SPECTRUM, wave_range=(3800.0, 9200.0)),
+        Survey("desi", "DESI", SPECTRUM, 2, wave_range=(3600.0, 9824.0)),
+        Survey("sdss", "SDSS", SPECTRUM, 3, wave_range=(3800.0, 9200.0), pooled=False),
     )
 }
 
