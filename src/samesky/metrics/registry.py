@@ -51,7 +51,7 @@ class Metric:
                                  f"its parameters are {tunable}")
             want = type(self.defaults[key])
             if type(value) is not want and not (want is float and type(value) is int):
-                raise ValueError(f"{where}.{key}: expected a {want.__name__}, got {value!r}")
+                raise ValueError(f"{where}.{key}: expected {want.__name__}, got {value!r}")
         return dict(params)
 
     def estimator(self, pair, **params):
