@@ -13,9 +13,23 @@ from samesky.models.astropt import _as_astropt_module, spiral_order
 from samesky.models.checkpoint import Stub, load_checkpoint
 from samesky.models.specformer import spectrum_tokens
 
-# every Hugging Face family of the registry, smallest size: a new family cannot go untested
-HF_KEYS = [f"{family}-{family_sizes(family)[0]}" for family in sorted({s.family for s in MODELS.values() if s.adapter == "hf"})]
-RUNNABLE = [*HF_KEYS, "astropt-small", "specformer-base", "astroclip-image", "astroclip-spectrum"]
+# Parametrised over the registry, so a new family cannot go untested: the smallest model of every
+# family and modality (AstroCLIP: both towers) runs every test of the "every family" section, every
+# Hugging Face family the transformers comparison, and every other family the oracle test that
+# ORACLES names (test_every_family_is_tested_against_an_oracle).
+RUNNABLE = sorted(min((s for s in MODELS.values() if (s.family, s.modality) == fm), key=lambda s: s.params).key
+                  for fm in {(s.family, s.modality) for s in MODELS.values()})
+HF_KEYS = [key for key in RUNNABLE if get_model(key).adapter == "hf"]
+# The tests that compare each family outside Hugging Face with code nobody here wrote, on the same
+# weights and raw input: "file::test" under tests/. A Hugging Face family instead needs its study
+# pooling in STUDY_POOLING (test_hf_embedding_equals_transformers_model_on_pil_processed_pixels).
+ORACLES = {
+    "astropt": ["test_models_upstream.py::test_astropt_equals_the_astropt_package_fed_as_the_study_fed_it"],
+    "specformer": ["test_models_upstream.py::test_specformer_equals_upstream_as_the_study_pooled_it"],
+    "astroclip": ["test_models_upstream.py::test_astroclip_image_equals_upstream_collator_and_image_head",
+                  "test_models_upstream.py::test_astroclip_spectrum_equals_upstream_spectrum_head"],
+    "aion": ["test_models.py::test_aion_tiny_embeds_raw_fluxes_as_the_mean_of_all_576_encoder_tokens"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +76,26 @@ def test_registry_covers_table3_and_extras():
         assert key == f"{spec.family}-{spec.size}" and spec.pooling and spec.input_recipe
     assert get_model("vit-base").supports("jwst") and not get_model("vit-base").supports("desi")
     assert get_model("specformer-base").supports("desi") and not get_model("aion-base").supports("jwst")
+
+
+def test_every_family_has_a_label_and_is_tested_against_an_oracle():
+    from pathlib import Path
+
+    from samesky.models.registry import FAMILIES, family_label
+
+    families = {s.family for s in MODELS.values()}
+    assert families == set(FAMILIES), "every family needs exactly one models.registry.Family (its label)"
+    assert family_label("dinov2") == "DINOv2" and family_label("vit@random") == "ViT (untrained)"
+    assert {get_model(key).family for key in RUNNABLE} == families
+    for family in sorted(families):
+        adapters = {s.adapter for s in MODELS.values() if s.family == family}
+        if adapters == {"hf"}:
+            assert family in STUDY_POOLING, f"{family}: add the study's pooling to STUDY_POOLING"
+            continue
+        assert ORACLES.get(family), f"{family} (adapter {sorted(adapters)}): name its oracle test in ORACLES"
+        for test in ORACLES[family]:
+            name, func = test.split("::")
+            assert f"def {func}(" in (Path(__file__).parent / name).read_text(), f"{family}: {test} does not exist"
 
 
 def test_unknown_model_and_family_list_known_ones():
