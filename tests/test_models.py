@@ -1,4 +1,5 @@
 """Model zoo: every family saved tiny in its real on-disk format, loaded back, pooled as documented."""
+import importlib
 import os
 import pickle
 import re
@@ -15,22 +16,12 @@ from samesky.models.specformer import spectrum_tokens
 
 # Parametrised over the registry, so a new family cannot go untested: the smallest model of every
 # family and modality (AstroCLIP: both towers) runs every test of the "every family" section, every
-# Hugging Face family the transformers comparison, and every other family the oracle test that
-# ORACLES names (test_every_family_is_tested_against_an_oracle).
+# Hugging Face family the transformers comparison (its study pooling in STUDY_POOLING), and every
+# other family needs a test marked ``@pytest.mark.oracle(family)`` that compares it with code nobody
+# here wrote (test_every_family_has_a_label_and_is_tested_against_an_oracle).
 RUNNABLE = sorted(min((s for s in MODELS.values() if (s.family, s.modality) == fm), key=lambda s: s.params).key
                   for fm in {(s.family, s.modality) for s in MODELS.values()})
 HF_KEYS = [key for key in RUNNABLE if get_model(key).adapter == "hf"]
-# The tests that compare each family outside Hugging Face with code nobody here wrote, on the same
-# weights and raw input: "file::test" under tests/. A Hugging Face family instead needs its study
-# pooling in STUDY_POOLING (test_hf_embedding_equals_transformers_model_on_pil_processed_pixels).
-ORACLES = {
-    "astropt": ["test_models_upstream.py::test_astropt_equals_the_astropt_package_fed_as_the_study_fed_it"],
-    "specformer": ["test_models_upstream.py::test_specformer_equals_upstream_as_the_study_pooled_it"],
-    "astroclip": ["test_models_upstream.py::test_astroclip_image_equals_upstream_collator_and_image_head",
-                  "test_models_upstream.py::test_astroclip_spectrum_equals_upstream_spectrum_head"],
-    "aion": ["test_models.py::test_aion_tiny_embeds_raw_fluxes_as_the_mean_of_all_576_encoder_tokens"],
-}
-
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
@@ -78,24 +69,39 @@ def test_registry_covers_table3_and_extras():
     assert get_model("specformer-base").supports("desi") and not get_model("aion-base").supports("jwst")
 
 
-def test_every_family_has_a_label_and_is_tested_against_an_oracle():
+def _oracle_marks() -> dict[str, list[str]]:
+    """family -> the tests under tests/ decorated ``@pytest.mark.oracle(family, ...)`` (read from the source)."""
+    import ast
     from pathlib import Path
 
+    found = {}
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            for dec in getattr(node, "decorator_list", []):
+                if isinstance(dec, ast.Call) and ast.unparse(dec.func) == "pytest.mark.oracle":
+                    for arg in dec.args:
+                        found.setdefault(ast.literal_eval(arg), []).append(f"{path.name}::{node.name}")
+    return found
+
+
+def test_every_family_has_a_label_and_is_tested_against_an_oracle():
     from samesky.models.registry import FAMILIES, family_label
 
     families = {s.family for s in MODELS.values()}
     assert families == set(FAMILIES), "every family needs exactly one models.registry.Family (its label)"
     assert family_label("dinov2") == "DINOv2" and family_label("vit@random") == "ViT (untrained)"
     assert {get_model(key).family for key in RUNNABLE} == families
+    oracles = _oracle_marks()
+    assert "test_models_upstream.py::test_specformer_equals_upstream_as_the_study_pooled_it" in oracles["specformer"]
     for family in sorted(families):
         adapters = {s.adapter for s in MODELS.values() if s.family == family}
+        for adapter in adapters:
+            module = importlib.import_module(f"samesky.models.{adapter}")  # what load_embedder imports
+            assert callable(module.load) and callable(module.save_random), adapter
         if adapters == {"hf"}:
             assert family in STUDY_POOLING, f"{family}: add the study's pooling to STUDY_POOLING"
-            continue
-        assert ORACLES.get(family), f"{family} (adapter {sorted(adapters)}): name its oracle test in ORACLES"
-        for test in ORACLES[family]:
-            name, func = test.split("::")
-            assert f"def {func}(" in (Path(__file__).parent / name).read_text(), f"{family}: {test} does not exist"
+        else:
+            assert oracles.get(family), f"{family} (adapter {sorted(adapters)}): mark its oracle test @pytest.mark.oracle"
 
 
 def test_unknown_model_and_family_list_known_ones():
@@ -155,6 +161,7 @@ def test_aion_registry_sizes_and_inputs():
     assert get_model("aion-base").supports("legacysurvey") and not get_model("aion-base").supports("jwst")
 
 
+@pytest.mark.oracle("aion")
 @pytest.mark.parametrize("survey", ["hsc", "legacysurvey"])
 def test_aion_tiny_embeds_raw_fluxes_as_the_mean_of_all_576_encoder_tokens(survey, aion_dir):
     import json
