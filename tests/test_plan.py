@@ -230,3 +230,26 @@ def test_untrained_controls_are_tiny_in_the_demo(demo_config):
     assert not plan.untrained_full_size()
     assert plan.weights_source("vit@random-base") == "resources/models/random/seed0/vit@random-base"
     assert plan.weights_source("vit-base") == "resources/models/tiny/vit-base"
+
+
+def test_a_survey_added_to_the_registry_is_planned_with_no_other_change(demo_config, monkeypatch):
+    """docs/EXTENDING.md: a survey is its surveys.Survey entry; the schema, the planner and the
+    report read everything else from it (here a Legacy-like 'euclid' crossmatched with HSC)."""
+    import dataclasses
+
+    from samesky import surveys
+    from samesky.report.records import survey_label, survey_rank
+
+    euclid = dataclasses.replace(surveys.SURVEYS["legacysurvey"], name="euclid", label="Euclid", order=2,
+                                 rgb=("i", "r", "g"))
+    monkeypatch.setitem(surveys.SURVEYS, "euclid", euclid)
+    demo_config["crossmatches"] = {"euclid_hsc": {"surveys": ["euclid", "hsc"], "source": {"path": "euclid.h5"}}}
+    demo_config["metrics"]["null_crossmatch"] = None
+    demo_config["preprocess"].pop("percentile_source", None)
+    demo_config["probes"] = {}
+    plan = Plan(validate_config(demo_config))
+    image_models = plan.models_for("hsc")
+    assert [e for e in plan.embeddings if e[1] == "euclid"] == [("euclid_hsc", "euclid", m) for m in plan.models_for("euclid")]
+    assert set(plan.models_for("euclid")) == set(image_models) - {"aion-base", "astroclip-image"}  # codecs per survey
+    assert plan.preprocess_params("euclid")["rgb"] == ["i", "r", "g"] and plan.preprocess_params("hsc")["rgb"] == ["z", "r", "g"]
+    assert survey_label("euclid") == "Euclid" and survey_rank("jwst") < survey_rank("euclid") < survey_rank("hsc")
