@@ -35,7 +35,7 @@ class Metric:
         """Bounded by 1 ('unit' scale): shown as a percentage, like the paper's MKNN."""
         return self.scale == "unit"
 
-    def check_params(self, params: dict, where: str) -> dict:
+    def check_params(self, params: dict, where: str) -> None:
         """``params`` (config ``metrics.params.{name}``) checked against the declared parameters:
         known names other than the shared ``k``, values of the default's type. ``where`` names
         the config key in the errors."""
@@ -52,7 +52,6 @@ class Metric:
             want = type(self.defaults[key])
             if type(value) is not want and not (want is float and type(value) is int):
                 raise ValueError(f"{where}.{key}: expected {want.__name__}, got {value!r}")
-        return dict(params)
 
     def estimator(self, pair, **params):
         """The metric's estimator on a ``pair.Pair``, with parameters checked and defaulted."""
@@ -115,6 +114,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("mutual_info", "mutual information", _mutual_info, {"components": 16}, scale="nats",
            summary="Gaussian mutual information (nats) of the top principal components"),
 )}
+
 
 def graph_width(k: int) -> int:
     """Columns a cached kNN graph keeps for neighbourhood metrics at ``k``: 8k. A subsample's
