@@ -194,3 +194,34 @@ def test_cka_null_closed_form_uses_cached_invariants_or_draws(files, tmp_path):
         assert d["null_mean"] == pytest.approx(c["null_mean"], abs=4 * c["null_std"])
     with pytest.raises(ValueError, match="cka_null must be"):
         compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics, cka_null="exact", **OPTS)
+
+
+def _gaussian_mi(X, Y, r):
+    """Gaussian MI of the top-r principal component scores of each side, by the log-det formula."""
+    def top(Z):
+        Zc = Z - Z.mean(0)
+        _, vecs = np.linalg.eigh(Zc.T @ Zc)
+        return Zc @ vecs[:, ::-1][:, :r]
+
+    joint = np.cov(np.hstack([top(X), top(Y)]), rowvar=False)
+    logdet = [np.linalg.slogdet(c)[1] for c in (joint[:r, :r], joint[r:, r:], joint)]
+    return 0.5 * (logdet[0] + logdet[1] - logdet[2])
+
+
+def test_metric_params_reach_their_metric_and_only_it(files):
+    """config metrics.params -> Plan.metric_params()['params'] -> compare_files(params=...)."""
+    ids, Za, Zb, (ea, ka), (eb, kb) = files
+    metrics = ["mknn", "mutual_info"]
+    opts = {**OPTS, "null_draws": 5, "bootstrap_draws": 0}
+    got = {r["metric"]: r for r in compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics,
+                                                 params={"mutual_info": {"components": 3}}, **opts)}
+    other = {r["metric"]: r for r in compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics,
+                                                   params={"mutual_info": {"components": 5}}, **opts)}
+    z_a, z_b = Za.astype(np.float64), Zb.astype(np.float64)
+    assert got["mutual_info"]["score"] == pytest.approx(_gaussian_mi(z_a, z_b, 3), rel=1e-5)
+    assert other["mutual_info"]["score"] == pytest.approx(_gaussian_mi(z_a, z_b, 5), rel=1e-5)
+    assert got["mknn"] == other["mknn"]  # the other metrics are untouched
+    with pytest.raises(KeyError, match=r"parameters given for metric\(s\) \['cka_linear'\], which are not among"):
+        compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics, params={"cka_linear": {}}, **opts)
+    with pytest.raises(TypeError, match=r"metric 'mutual_info' takes parameters \['components'\], not \['dims'\]"):
+        compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics, params={"mutual_info": {"dims": 3}}, **opts)

@@ -1,4 +1,5 @@
 """Model zoo: every family saved tiny in its real on-disk format, loaded back, pooled as documented."""
+import importlib
 import os
 import pickle
 import re
@@ -13,13 +14,14 @@ from samesky.models.astropt import _as_astropt_module, spiral_order
 from samesky.models.checkpoint import Stub, load_checkpoint
 from samesky.models.specformer import spectrum_tokens
 
-# every Hugging Face family of the registry, smallest size: a new family cannot go untested
-HF_KEYS = [f"{family}-{family_sizes(family)[0]}" for family in sorted({s.family for s in MODELS.values() if s.adapter == "hf"})]
-# the families beyond the paper (tests/test_models_zoo.py checks them against transformers)
-ZOO_KEYS = [f"{family}-{family_sizes(family)[0]}"
-            for family in sorted({s.family for s in MODELS.values() if s.adapter in ("hf_zoo", "vlm")})]
-RUNNABLE = [*HF_KEYS, "astropt-small", "specformer-base", "astroclip-image", "astroclip-spectrum", *ZOO_KEYS]
-
+# Parametrised over the registry, so a new family cannot go untested: the smallest model of every
+# family and modality (AstroCLIP: both towers) runs every test of the "every family" section, every
+# Hugging Face family the transformers comparison (its study pooling in STUDY_POOLING), and every
+# other family needs a test marked ``@pytest.mark.oracle(family)`` that compares it with code nobody
+# here wrote (test_every_family_has_a_label_and_is_tested_against_an_oracle).
+RUNNABLE = sorted(min((s for s in MODELS.values() if (s.family, s.modality) == fm), key=lambda s: s.params).key
+                  for fm in {(s.family, s.modality) for s in MODELS.values()})
+HF_KEYS = [key for key in RUNNABLE if get_model(key).adapter == "hf"]
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
@@ -65,6 +67,41 @@ def test_registry_covers_table3_and_extras():
         assert key == f"{spec.family}-{spec.size}" and spec.pooling and spec.input_recipe
     assert get_model("vit-base").supports("jwst") and not get_model("vit-base").supports("desi")
     assert get_model("specformer-base").supports("desi") and not get_model("aion-base").supports("jwst")
+
+
+def _oracle_marks() -> dict[str, list[str]]:
+    """family -> the tests under tests/ decorated ``@pytest.mark.oracle(family, ...)`` (read from the source)."""
+    import ast
+    from pathlib import Path
+
+    found = {}
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            for dec in getattr(node, "decorator_list", []):
+                if isinstance(dec, ast.Call) and ast.unparse(dec.func) == "pytest.mark.oracle":
+                    for arg in dec.args:
+                        found.setdefault(ast.literal_eval(arg), []).append(f"{path.name}::{node.name}")
+    return found
+
+
+def test_every_family_has_a_label_and_is_tested_against_an_oracle():
+    from samesky.models.registry import FAMILIES, family_label
+
+    families = {s.family for s in MODELS.values()}
+    assert families == set(FAMILIES), "every family needs exactly one models.registry.Family (its label)"
+    assert family_label("dinov2") == "DINOv2" and family_label("vit@random") == "ViT (untrained)"
+    assert {get_model(key).family for key in RUNNABLE} == families
+    oracles = _oracle_marks()
+    assert "test_models_upstream.py::test_specformer_equals_upstream_as_the_study_pooled_it" in oracles["specformer"]
+    for family in sorted(families):
+        adapters = {s.adapter for s in MODELS.values() if s.family == family}
+        for adapter in adapters:
+            module = importlib.import_module(f"samesky.models.{adapter}")  # what load_embedder imports
+            assert callable(module.load) and callable(module.save_random), adapter
+        if adapters == {"hf"}:
+            assert family in STUDY_POOLING, f"{family}: add the study's pooling to STUDY_POOLING"
+        else:
+            assert oracles.get(family), f"{family} (adapter {sorted(adapters)}): mark its oracle test @pytest.mark.oracle"
 
 
 def test_unknown_model_and_family_list_known_ones():
@@ -124,6 +161,7 @@ def test_aion_registry_sizes_and_inputs():
     assert get_model("aion-base").supports("legacysurvey") and not get_model("aion-base").supports("jwst")
 
 
+@pytest.mark.oracle("aion")
 @pytest.mark.parametrize("survey", ["hsc", "legacysurvey"])
 def test_aion_tiny_embeds_raw_fluxes_as_the_mean_of_all_576_encoder_tokens(survey, aion_dir):
     import json

@@ -98,6 +98,7 @@ def _authors_astropt_embeddings(pkg, gpt, registry, images: np.ndarray, transpos
     return torch.cat(out)
 
 
+@pytest.mark.oracle("astropt")
 @pytest.mark.parametrize("side", [160, 96])
 def test_astropt_equals_the_astropt_package_fed_as_the_study_fed_it(astropt_pkg, tmp_path, side):
     path = _save_like_astropt_training(astropt_pkg, tmp_path)
@@ -168,6 +169,7 @@ def astroclip_dir(golden, tmp_path_factory):
     return out
 
 
+@pytest.mark.oracle("astroclip")
 def test_astroclip_image_equals_upstream_collator_and_image_head(golden, astroclip_dir):
     """Raw g, r, z nanomaggies -> ToRGB -> crop 144 -> permute (0, 3, 2, 1) -> backbone -> head, MLP(x) without residual."""
     emb = load_embedder("astroclip-image", astroclip_dir, device="cpu", precision="fp32")
@@ -179,11 +181,13 @@ def test_astroclip_image_equals_upstream_collator_and_image_head(golden, astrocl
     np.testing.assert_allclose(got.numpy(), golden.image_embedding, rtol=0, atol=2e-6)
 
 
+@pytest.mark.oracle("astroclip")
 def test_astroclip_spectrum_equals_upstream_spectrum_head(golden, astroclip_dir):
     emb = load_embedder("astroclip-spectrum", astroclip_dir, device="cpu", precision="fp32")
     np.testing.assert_allclose(emb.embed(golden.spectra).numpy(), golden.spectrum_embedding, rtol=0, atol=2e-6)
 
 
+@pytest.mark.oracle("specformer")
 def test_specformer_equals_upstream_as_the_study_pooled_it(golden, tmp_path):
     torch.save({"hyper_parameters": dict(golden.meta["specformer_hp"]),
                 "state_dict": golden.fixed.state_dict(golden.meta["specformer_shapes"])}, tmp_path / "specformer.ckpt")

@@ -147,6 +147,7 @@ def _reference_pixels(key, directory, images, side):
         return torch.from_numpy(golden[f"{get_model(key).family}-{family_sizes(get_model(key).family)[0]}_tiny_{side}"])
 
 
+@pytest.mark.oracle("dinov3", "vitmae", "clip", "siglip2", "vjepa2")
 @pytest.mark.parametrize("key", VISION_KEYS)
 def test_zoo_embedding_equals_transformers_model_on_reference_pixels(key, zoo_dirs):
     from transformers import AutoModel
@@ -198,6 +199,7 @@ def test_torch_processor_refuses_settings_it_does_not_reproduce():
 
 
 # ---------------------------------------------------------------------------------------------- VLMs
+@pytest.mark.oracle("llavaov", "paligemma2")
 @pytest.mark.parametrize("key", VLM_KEYS)
 def test_vlm_embedding_equals_the_authors_call_on_transformers_model(key, zoo_dirs):
     """AutoModelForImageTextToText (the authors' class) with output_hidden_states: hidden_states[-1]

@@ -68,6 +68,20 @@ def test_sizes_run_in_parameter_order_whatever_the_config_order(paper_config):
         (lambda c: c["embed"].update(batch_size=0), "batch_size"),
         (lambda c: c["metrics"].update(feature_space_draws=-1), "metrics.feature_space_draws"),
         (lambda c: c["metrics"].update(alpha=1.0), "metrics.alpha"),
+        (lambda c: c["metrics"].update(params={"mutual_inf": {"components": 8}}),
+         "metrics.params.mutual_inf: unknown metric 'mutual_inf'; known metrics: ['cka_linear'"),
+        (lambda c: c["metrics"].update(params={"mutual_info": {"n_components": 8}}),
+         "metrics.params.mutual_info.n_components: metric 'mutual_info' has no parameter 'n_components'; "
+         "its parameters are ['components']"),
+        (lambda c: c["metrics"].update(params={"mutual_info": {"components": 8.5}}),
+         "metrics.params.mutual_info.components: expected int, got 8.5"),
+        (lambda c: c["metrics"].update(params={"mutual_info": {"components": True}}),
+         "metrics.params.mutual_info.components: expected int, got True"),
+        (lambda c: c["metrics"].update(params={"mknn": {"k": 20}}), "metrics.params.mknn.k: the neighbourhood size is "
+         "shared by every kNN metric and the cached graphs: set metrics.k"),
+        (lambda c: c["metrics"].update(params={"mknn": {"components": 8}}),
+         "metrics.params.mknn.components: metric 'mknn' has no parameter 'components'; its parameters are []"),
+        (lambda c: c["metrics"].update(params={"mutual_info": 8}), "metrics.params.mutual_info"),
     ],
 )
 def test_invalid_config_names_the_key(paper_config, edit, message):
@@ -109,6 +123,29 @@ def test_metric_params_carry_every_compare_setting(demo_config):
 
     keywords = set(inspect.signature(compare_files).parameters)
     assert set(params) <= keywords  # the compare script passes them through as keywords
+
+
+def test_metric_params_reach_only_the_compare_jobs_of_their_metric(demo_config):
+    """metrics.params: the registry's defaults, updated per metric; editing one metric's parameters
+    changes the compare jobs' params and nothing else (graphs and embeddings are not rerun), and a
+    metric that is not run takes no part."""
+    from samesky.metrics.registry import METRICS
+
+    plan = Plan(validate_config(demo_config))
+    assert "mutual_info" in plan.metric_params()["metrics"]
+    default = METRICS["mutual_info"].defaults["components"]
+    assert plan.metric_params()["params"] == {"mutual_info": {"components": default}}  # kNN metrics: k only
+    before = {"embed": plan.embed_params(), "knn": plan.knn_params(), "width": plan.knn_k(),
+              "invariants": plan.cka_invariants(), "metrics": plan.metric_params()}
+    demo_config["metrics"]["params"] = {"mutual_info": {"components": default + 7}}
+    plan = Plan(validate_config(demo_config))
+    after = {"embed": plan.embed_params(), "knn": plan.knn_params(), "width": plan.knn_k(),
+             "invariants": plan.cka_invariants(), "metrics": plan.metric_params()}
+    assert after["metrics"]["params"] == {"mutual_info": {"components": default + 7}}
+    assert {**after["metrics"], "params": before["metrics"]["params"]} == before["metrics"]
+    assert {key: v for key, v in after.items() if key != "metrics"} == {key: v for key, v in before.items() if key != "metrics"}
+    demo_config["metrics"]["names"] = ["mknn", "cka_linear"]
+    assert Plan(validate_config(demo_config)).metric_params()["params"] == {}  # mutual_info is not run
 
 
 def test_cached_graphs_are_wide_enough_for_subsampling_intervals(demo_config):
@@ -251,3 +288,26 @@ def test_adding_a_model_adds_only_its_layer_jobs(paper_config):
     added = sorted(set(before) - set(without))
     assert set(without) <= set(before) and added and all("vit-huge" in f for f in added)
     assert len(added) == 6 + 4  # intramodal large vs huge on 6 image (crossmatch, survey); 4 crossmodal
+
+
+def test_a_survey_added_to_the_registry_is_planned_with_no_other_change(demo_config, monkeypatch):
+    """docs/EXTENDING.md: a survey is its surveys.Survey entry; the schema, the planner and the
+    report read everything else from it (here a Legacy-like 'euclid' crossmatched with HSC)."""
+    import dataclasses
+
+    from samesky import surveys
+    from samesky.report.records import survey_label, survey_rank
+
+    euclid = dataclasses.replace(surveys.SURVEYS["legacysurvey"], name="euclid", label="Euclid", order=2,
+                                 rgb=("i", "r", "g"))
+    monkeypatch.setitem(surveys.SURVEYS, "euclid", euclid)
+    demo_config["crossmatches"] = {"euclid_hsc": {"surveys": ["euclid", "hsc"], "source": {"path": "euclid.h5"}}}
+    demo_config["metrics"]["null_crossmatch"] = None
+    demo_config["preprocess"].pop("percentile_source", None)
+    demo_config["probes"] = {}
+    plan = Plan(validate_config(demo_config))
+    image_models = plan.models_for("hsc")
+    assert [e for e in plan.embeddings if e[1] == "euclid"] == [("euclid_hsc", "euclid", m) for m in plan.models_for("euclid")]
+    assert set(plan.models_for("euclid")) == set(image_models) - {"aion-base", "astroclip-image"}  # codecs per survey
+    assert plan.preprocess_params("euclid")["rgb"] == ["i", "r", "g"] and plan.preprocess_params("hsc")["rgb"] == ["z", "r", "g"]
+    assert survey_label("euclid") == "Euclid" and survey_rank("jwst") < survey_rank("euclid") < survey_rank("hsc")

@@ -152,6 +152,17 @@ def test_name_mixed_into_seed():
 def test_rejects_bad_arguments(tmp_path):
     with pytest.raises(KeyError, match="unknown survey"):
         simulate.simulate_crossmatch(tmp_path / "x.h5", "x", ["hsc", "euclid"], n=2, seed=0)
+    import dataclasses
+
+    from samesky import surveys
+
+    bare = dataclasses.replace(surveys.SURVEYS["hsc"], name="hsc_bare", filters=(), psf_fwhm=(), depth=())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(surveys.SURVEYS, "hsc_bare", bare)
+        with pytest.raises(ValueError, match="survey 'hsc_bare' cannot be simulated: its surveys.Survey entry has no"):
+            simulate.simulate_crossmatch(tmp_path / "x.h5", "x", ["hsc_bare"], n=2, seed=0)
+    with pytest.raises(ValueError, match="survey 'legacysurvey': depth has 3 values for 4 bands"):
+        dataclasses.replace(surveys.SURVEYS["legacysurvey"], depth=(24.7, 24.2, 23.8))
     with pytest.raises(ValueError):
         simulate.simulate_crossmatch(tmp_path / "x.h5", "x", ["hsc"], n=0, seed=0)
     with pytest.raises(ValueError):

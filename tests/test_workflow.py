@@ -180,6 +180,15 @@ def test_changing_null_draws_reruns_only_comparisons(demo_run):
 
 
 @pytest.mark.slow
+def test_changing_a_metric_parameter_reruns_only_comparisons(demo_run):
+    """metrics.params reaches the compare jobs through their params, and nothing else."""
+    workdir, config, _ = demo_run
+    counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(params={"mutual_info": {"components": 8}}))
+    n_comparisons = len(list((workdir / "results/metrics").rglob("*.json")))
+    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1}
+
+
+@pytest.mark.slow
 def test_changing_jwst_bands_reruns_only_jwst(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["preprocess"].setdefault("rgb", {}).update(jwst=["f444w", "f200w", "f090w"]))

@@ -221,6 +221,13 @@ class Plan:
         for i, name in enumerate(metrics.get("names", [])):
             if name not in known:
                 raise ConfigError(f"metrics.names[{i}]: unknown metric {name!r}; known metrics: {sorted(known)}")
+        for name, params in metrics.get("params", {}).items():
+            if name not in known:
+                raise ConfigError(f"metrics.params.{name}: unknown metric {name!r}; known metrics: {sorted(known)}")
+            try:
+                known[name].check_params(params, f"metrics.params.{name}")
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         null_xm = metrics.get("null_crossmatch")
         if null_xm is not None and null_xm not in self.crossmatches:
             raise ConfigError(f"metrics.null_crossmatch: {null_xm!r} is not a configured crossmatch; known: {sorted(self.crossmatches)}")
@@ -453,8 +460,9 @@ class Plan:
 
     def metric_params(self) -> dict:
         m = self.config.get("metrics", {})
+        names = list(m.get("names", ["mknn"]))
         return {
-            "metrics": list(m.get("names", ["mknn"])),
+            "metrics": names,
             "k": m.get("k", 10),
             "null_draws": m.get("null_draws", 1000),
             "bootstrap_draws": m.get("bootstrap_draws", 1000),
@@ -463,7 +471,20 @@ class Plan:
             "alpha": m.get("alpha", 0.05),
             "cka_null": m.get("cka_null", "closed_form"),
             "seed": m.get("seed", 0),
+            "params": self._tunable_params(names),
         }
+
+    def _tunable_params(self, names: list[str]) -> dict[str, dict]:
+        """Per metric of ``names``, its parameters other than the shared k: the registry's defaults
+        (``Metric.defaults``) updated by config ``metrics.params``. Metrics not run, or without
+        such parameters, are left out, so editing them reruns nothing."""
+        given, out = self.config.get("metrics", {}).get("params", {}), {}
+        for name in names:
+            values = {key: v for key, v in _metric_names()[name].defaults.items() if key != "k"}
+            values.update(given.get(name, {}))
+            if values:
+                out[name] = values
+        return out
 
     def cka_invariants(self) -> bool:
         """Whether the knn_graph rule caches each file's Gram invariants (closed-form CKA null)."""

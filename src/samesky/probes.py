@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 from sklearn.base import clone
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 CONTINUOUS, CATEGORICAL = "continuous", "categorical"
 LINEAR, KNN = "linear", "knn"
-METRIC = {CONTINUOUS: "r2", CATEGORICAL: "balanced_accuracy"}
 RIDGE_ALPHAS = np.logspace(-3, 6, 19)  # on standardised PCA scores: from no shrinkage to the mean
 LOGISTIC_CS = np.logspace(-3, 3, 7)
 INNER_FOLDS = 3  # inner cross-validation of the logistic probe's C
@@ -70,7 +69,19 @@ def balanced_accuracy(y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None
     return float(np.mean([np.sum(w[(y == c) & (pred == c)]) / np.sum(w[y == c]) for c in classes]))
 
 
-SCORE = {CONTINUOUS: r2, CATEGORICAL: balanced_accuracy}
+class Score(NamedTuple):
+    name: str  # the records' ``metric``
+    label: str  # how tables and figures name it
+    fn: Callable[..., float]  # fn(y, pred, weight=None)
+
+
+# The score of each kind of property.
+SCORES = {CONTINUOUS: Score("r2", "R²", r2), CATEGORICAL: Score("balanced_accuracy", "balanced accuracy", balanced_accuracy)}
+
+
+def score_label(metric: str) -> str:
+    """How tables and figures name a probe record's ``metric``."""
+    return next((s.label for s in SCORES.values() if s.name == metric), metric)
 
 
 # ---- the two probes -----------------------------------------------------------------------
@@ -156,8 +167,8 @@ def probe(x: np.ndarray, y: np.ndarray, kind: str, *, folds: int = 5, pca_compon
     ``y``: floats (continuous) or integer class codes 0..C-1 (categorical). Returns one record
     per probe: score (R-squared or balanced accuracy), bootstrap interval, permutation null.
     """
-    if kind not in METRIC:
-        raise ValueError(f"{where}: kind {kind!r} is not one of {sorted(METRIC)}")
+    if kind not in SCORES:
+        raise ValueError(f"{where}: kind {kind!r} is not one of {sorted(SCORES)}")
     x = np.asarray(x, np.float64)
     n = len(y)
     if kind == CATEGORICAL:
@@ -172,13 +183,13 @@ def probe(x: np.ndarray, y: np.ndarray, kind: str, *, folds: int = 5, pca_compon
     shuffled = shuffled_targets(y, null_draws, seed)
     pred, null_pred, chosen = out_of_fold(x, y, kind, shuffled, folds=folds, n_components=n_components,
                                           knn_k=knn_k, seed=seed)
-    score_fn = SCORE[kind]
+    score_fn = SCORES[kind].fn
     records = []
     for name in (LINEAR, KNN):
         score = score_fn(y, pred[name])
         null = np.array([score_fn(shuffled[:, j], null_pred[name][:, j]) for j in range(null_draws)])
         boot = np.array([score_fn(y, pred[name], w) for w in stats.bootstrap_weights(n, bootstrap_draws, seed)])
-        records.append({"probe": name, "metric": METRIC[kind], "score": score,
+        records.append({"probe": name, "metric": SCORES[kind].name, "score": score,
                         **stats.summarise(score, null, boot, ci), "n": n, "folds": folds,
                         "chance": 1.0 / len(np.unique(y)) if kind == CATEGORICAL else 0.0,
                         **({"pca_components": n_components,

@@ -24,6 +24,7 @@ class Survey:
     name: str
     label: str  # how tables and figures name it
     modality: str  # IMAGE or SPECTRUM
+    order: int  # its place among table columns and figure panels (the reference survey, HSC, last)
     bands: tuple[str, ...] = ()  # images: on-disk band order
     shape: tuple[int, int] | None = None  # images: (H, W) cutout size
     pixel_scale: float | None = None  # images: arcsec / pixel (of every band unless pixel_scales says otherwise)
@@ -34,6 +35,21 @@ class Survey:
     zero_point: float | None = None
     # images: arcsec / pixel per band (on-disk order) when bands differ, e.g. JWST NIRCam SW 0.02", LW 0.04"
     pixel_scales: tuple[float, ...] | None = None
+    # counted in the pooled trend tests (report.trends); False for an out-of-domain survey whose
+    # steps are reported on their own, as the paper does for SDSS (Appendix B)
+    pooled: bool = True
+    # Image instruments as the simulated sky (samesky.simulate) renders them; per band in ``bands`` order:
+    filters: tuple[tuple[float, float], ...] = ()  # top-hat filter edges (observed Angstrom)
+    psf_fwhm: tuple[float, ...] = ()  # median PSF FWHM (arcsec), times a per-object seeing factor
+    depth: tuple[float, ...] = ()  # 5-sigma point-source depth (AB mag)
+    psf: tuple[str, float | None] = ("gaussian", None)  # profile: 'kolmogorov', 'moffat' (beta) or 'gaussian'
+    seeing_scatter: float = 0.0  # ln-scatter of the per-object seeing factor (0: space-based)
+
+    def __post_init__(self):
+        for name in ("filters", "psf_fwhm", "depth", *(("pixel_scales",) if self.pixel_scales else ())):
+            values = getattr(self, name)
+            if values and len(values) != len(self.bands):
+                raise ValueError(f"survey {self.name!r}: {name} has {len(values)} values for {len(self.bands)} bands")
 
     def band_scale(self, band: str) -> float:
         """Pixel scale (arcsec / pixel) of one band."""
@@ -62,13 +78,20 @@ def sdss_wavelength(n_pix: int = 3864, start: int = 0) -> np.ndarray:
 SURVEYS: dict[str, Survey] = {
     s.name: s
     for s in (
-        Survey("hsc", "HSC", IMAGE, ("g", "r", "i", "z", "y"), (160, 160), 0.168, ("z", "r", "g"), zero_point=27.0),
-        Survey("legacysurvey", "Legacy", IMAGE, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g"),
-               zero_point=NMGY_ZERO_POINT),
+        Survey("hsc", "HSC", IMAGE, 4, ("g", "r", "i", "z", "y"), (160, 160), 0.168, ("z", "r", "g"), zero_point=27.0,
+               filters=((3950, 5400), (5430, 6980), (6940, 8420), (8520, 9320), (9280, 10390)),
+               psf_fwhm=(0.77, 0.76, 0.58, 0.68, 0.68), depth=(26.5, 26.1, 25.9, 25.1, 24.4),
+               psf=("kolmogorov", None), seeing_scatter=0.12),
+        Survey("legacysurvey", "Legacy", IMAGE, 1, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g"),
+               zero_point=NMGY_ZERO_POINT,
+               filters=((4000, 5500), (5630, 7150), (7000, 8500), (8500, 10000)),
+               psf_fwhm=(1.45, 1.30, 1.20, 1.15), depth=(24.7, 24.2, 23.8, 23.3),
+               psf=("moffat", 2.8), seeing_scatter=0.12),  # Moffat truncated at 5 FWHM: broad wings
         Survey(
             "jwst",
             "JWST",
             IMAGE,
+            0,
             ("f090w", "f115w", "f150w", "f200w", "f277w", "f356w", "f444w"),
             (96, 96),
             0.04,
@@ -77,12 +100,16 @@ SURVEYS: dict[str, Survey] = {
             # 0.04"/px for the long (scripts/jwst/README.md L22, build_parent_sample.py L126-131; the
             # PRIMER SW mosaics are the exception at 0.04")
             pixel_scales=(0.02, 0.02, 0.02, 0.02, 0.04, 0.04, 0.04),
+            filters=((7950, 10050), (10130, 12820), (13310, 16680), (17550, 22270), (24160, 31270),
+                     (31400, 40090), (38800, 49860)),
+            psf_fwhm=(0.045, 0.050, 0.058, 0.070, 0.110, 0.135, 0.160),
+            depth=(28.3, 28.6, 28.8, 29.0, 29.2, 29.2, 28.8),
+            psf=("gaussian", None),  # diffraction-limited cores of the mosaics
         ),
-        Survey("desi", "DESI", SPECTRUM, wave_range=(3600.0, 9824.0)),
-        Survey("sdss", "SDSS", SPECTRUM, wave_range=(3800.0, 9200.0)),
+        Survey("desi", "DESI", SPECTRUM, 2, wave_range=(3600.0, 9824.0)),
+        Survey("sdss", "SDSS", SPECTRUM, 3, wave_range=(3800.0, 9200.0), pooled=False),
     )
 }
-
 
 def get_survey(name: str) -> Survey:
     try:

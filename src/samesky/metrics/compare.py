@@ -112,7 +112,7 @@ def _subset(Z, graph, rows, k: int, path):
 def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list[str], k: int,
                   null_draws: int, bootstrap_draws: int, ci: float, seed: int,
                   feature_space_draws: int = 100, alpha: float = 0.05, cka_null: str = "closed_form",
-                  device=None) -> list[dict]:
+                  params: dict[str, dict] | None = None, device=None) -> list[dict]:
     """Score every metric of ``metrics`` on one pair of embedding files, with statistics.
 
     ``knn_a``/``knn_b`` are the cached graphs of the embedding files (checked to belong to them;
@@ -126,6 +126,8 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     (1 - ``alpha``) level, and the ``calibrated`` score above it (``stats.calibrated``).
     With ``cka_null='closed_form'`` the CKA nulls are exact moments with a Pearson type III law
     (``rv_null``; no null draws, ``null_method`` 'closed_form'); 'permutation' draws them.
+    ``params`` holds each metric's parameters other than ``k`` (``{metric: {name: value}}``,
+    config ``metrics.params``; unset ones take the registry's defaults).
     """
     if cka_null not in ("closed_form", "permutation"):
         raise ValueError(f"cka_null must be 'closed_form' or 'permutation', got {cka_null!r}")
@@ -153,7 +155,7 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     pair = Pair(Za, Zb, graph_a, graph_b, device=device, invariants=(inv_a, inv_b))
     stats = pair_statistics(pair, metrics, k=k, null_draws=null_draws, bootstrap_draws=bootstrap_draws,
                             ci=ci, seed=seed, feature_space_draws=feature_space_draws, alpha=alpha,
-                            cka_null=cka_null)
+                            cka_null=cka_null, params=params)
     records = []
     for name, st in stats.items():
         rec = {f: comparison[f] for f in COMPARISON_FIELDS}
@@ -166,7 +168,7 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
 
 def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, bootstrap_draws: int,
                     ci: float, seed: int, feature_space_draws: int = 100, alpha: float = 0.05,
-                    cka_null: str = "closed_form") -> dict[str, dict]:
+                    cka_null: str = "closed_form", params: dict[str, dict] | None = None) -> dict[str, dict]:
     """Score, null and interval of every metric of ``metrics`` on one aligned pair.
 
     Returns, per metric, ``k`` (None for metrics without neighbourhoods), ``score`` and the
@@ -174,13 +176,16 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     bootstrap (``bootstrap_draws`` resamples, percentile interval); neighbourhood metrics rescore
     the two halves and four quarters of ``bootstrap_draws`` random splits with their graphs
     recomputed on each (``stats``: subsampling with an estimated rate), all metrics of a
-    subsample sharing its graphs.
+    subsample sharing its graphs. ``params``: as in ``compare_files``.
     """
     specs = [get_metric(name) for name in metrics]
-    estimators, params = {}, {}
+    unused = set(params or {}) - set(metrics)
+    if unused:
+        raise KeyError(f"parameters given for metric(s) {sorted(unused)}, which are not among {metrics}")
+    estimators, settings = {}, {}
     for spec in specs:
-        params[spec.name] = {"k": k} if "k" in spec.defaults else {}
-        estimators[spec.name] = spec.estimator(pair, **params[spec.name])
+        settings[spec.name] = {**({"k": k} if "k" in spec.defaults else {}), **(params or {}).get(spec.name, {})}
+        estimators[spec.name] = spec.estimator(pair, **settings[spec.name])
     scores = {name: est.score() for name, est in estimators.items()}
     laws = {}  # closed-form null laws (CKA), which replace the null draws
     if cka_null == "closed_form":
@@ -193,11 +198,11 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     boots = _draws({s.name: estimators[s.name] for s in plain}, plain, "bootstrap",
                    bootstrap_weights(pair.n, bootstrap_draws, seed), bootstrap_draws, feature_space_draws)
     local = [s for s in specs if s.uses_knn]
-    boots.update(_subsample_draws(pair, local, params, quarter_splits(pair.n, bootstrap_draws if local else 0, seed)))
+    boots.update(_subsample_draws(pair, local, settings, quarter_splits(pair.n, bootstrap_draws if local else 0, seed)))
     out = {}
     for spec in specs:
         name = spec.name
-        st = {"k": params[name].get("k"), "score": float(scores[name]),
+        st = {"k": settings[name].get("k"), "score": float(scores[name]),
               **summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale,
                           subsampled=spec.uses_knn)}
         if name in laws:

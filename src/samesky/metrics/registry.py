@@ -19,12 +19,39 @@ from typing import Callable
 @dataclass(frozen=True)
 class Metric:
     name: str
+    label: str  # how tables and figures name it
     prepare: Callable[..., object]  # prepare(pair, **params) -> estimator
-    defaults: dict = field(default_factory=dict)  # the parameters it takes, with defaults
+    # the parameters it takes, with defaults: the one place of those defaults. ``k`` (neighbourhood
+    # size) is shared by every neighbourhood metric and the cached graphs: config metrics.k. The
+    # others are set per metric in config metrics.params.{name} (checked by ``check_params``).
+    defaults: dict = field(default_factory=dict)
     uses_knn: bool = False  # reads the cached kNN graphs
     costly_draws: bool = False  # each null/bootstrap draw recomputes O(N d^2): fewer draws
     scale: str = "unit"  # s_max of the calibrated score: 'unit' (1) or 'nats' (unbounded; see stats.calibrated)
     summary: str = ""
+
+    @property
+    def percent(self) -> bool:
+        """Bounded by 1 ('unit' scale): shown as a percentage, like the paper's MKNN."""
+        return self.scale == "unit"
+
+    def check_params(self, params: dict, where: str) -> None:
+        """``params`` (config ``metrics.params.{name}``) checked against the declared parameters:
+        known names other than the shared ``k``, values of the default's type. ``where`` names
+        the config key in the errors."""
+        if not isinstance(params, dict):
+            raise ValueError(f"{where}: expected a mapping of parameter names to values, got {params!r}")
+        tunable = sorted(set(self.defaults) - {"k"})
+        for key, value in params.items():
+            if key == "k" and "k" in self.defaults:
+                raise ValueError(f"{where}.k: the neighbourhood size is shared by every kNN metric and the "
+                                 f"cached graphs: set metrics.k")
+            if key not in tunable:
+                raise ValueError(f"{where}.{key}: metric {self.name!r} has no parameter {key!r}; "
+                                 f"its parameters are {tunable}")
+            want = type(self.defaults[key])
+            if type(value) is not want and not (want is float and type(value) is int):
+                raise ValueError(f"{where}.{key}: expected {want.__name__}, got {value!r}")
 
     def estimator(self, pair, **params):
         """The metric's estimator on a ``pair.Pair``, with parameters checked and defaulted."""
@@ -72,18 +99,19 @@ def _mutual_info(pair, components: int):
     return MutualInfoEstimator(pair.space, components)
 
 
+# In display order: tables, figures and trend tests list metrics in this order (MKNN, the paper's, first).
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("mknn", _mknn, {"k": 10}, uses_knn=True,
+    Metric("mknn", "MKNN", _mknn, {"k": 10}, uses_knn=True,
            summary="mutual k-nearest-neighbour overlap (the paper's metric)"),
-    Metric("cka_linear", _cka(unbiased=False), costly_draws=True,
+    Metric("cka_linear", "linear CKA", _cka(unbiased=False), costly_draws=True,
            summary="linear CKA (biased HSIC), feature space"),
-    Metric("cka_unbiased", _cka(unbiased=True), costly_draws=True,
+    Metric("cka_unbiased", "unbiased CKA", _cka(unbiased=True), costly_draws=True,
            summary="linear CKA with the unbiased HSIC estimator, feature space"),
-    Metric("cknna", _cknna, {"k": 10}, uses_knn=True,
+    Metric("cknna", "CKNNA", _cknna, {"k": 10}, uses_knn=True,
            summary="CKA restricted to mutual k-nearest neighbours, as released in platonic-rep (unbiased HSIC)"),
-    Metric("cknna_formula", _cknna_formula, {"k": 10}, uses_knn=True,
+    Metric("cknna_formula", "CKNNA (appendix formula)", _cknna_formula, {"k": 10}, uses_knn=True,
            summary="CKNNA by the formula of Huh et al. 2024's appendix"),
-    Metric("mutual_info", _mutual_info, {"components": 16}, scale="nats",
+    Metric("mutual_info", "mutual information", _mutual_info, {"components": 16}, scale="nats",
            summary="Gaussian mutual information (nats) of the top principal components"),
 )}
 

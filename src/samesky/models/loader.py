@@ -5,21 +5,20 @@ HF_HUB_OFFLINE) or a local directory laid out like the hub repo; both take the s
 """
 from __future__ import annotations
 
+import importlib
 import os
 import zlib
 from pathlib import Path
 
-from . import aion, astroclip, astropt, hf, hf_zoo, specformer, vlm
 from .base import Embedder, resolve_device, resolve_precision
 from .registry import get_model
 
-ADAPTERS = {"hf": hf, "astropt": astropt, "specformer": specformer, "astroclip": astroclip, "aion": aion,
-            "hf_zoo": hf_zoo, "vlm": vlm}
-
 
 def _adapter(key: str):
+    """The entry and its adapter: the module ``samesky.models.{spec.adapter}`` (with ``load`` and
+    ``save_random``), imported on first use, so a new adapter is one new module and no list here."""
     spec = get_model(key)
-    return spec, ADAPTERS[spec.adapter]
+    return spec, importlib.import_module(f"{__package__}.{spec.adapter}")
 
 
 def load_embedder(key: str, source: str | os.PathLike | None = None, *, device: str = "auto",

@@ -7,7 +7,8 @@ it, what it is fed (``input_recipe``) and how token states become one vector (``
 to build random-weight instances for benchmarks; real checkpoints carry their own config) and
 ``tiny`` overrides it for a random instance that runs in seconds on a CPU (tests, demo).
 
-Adding a model = one entry here (+ one adapter in ``samesky.models`` for a new family).
+Adding a model = one entry here (+ a :class:`Family` and one adapter in ``samesky.models`` for
+a new family; docs/EXTENDING.md).
 """
 from __future__ import annotations
 
@@ -20,6 +21,33 @@ from typing import Any
 from ..surveys import IMAGE, SPECTRUM, get_survey
 
 M = 1_000_000
+
+
+@dataclass(frozen=True)
+class Family:
+    """What is said once per family rather than per size."""
+
+    name: str  # the ``family`` of its ModelSpecs
+    label: str  # how tables and figures name it
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("vit", "ViT"),
+    Family("dinov2", "DINOv2"),
+    Family("convnextv2", "ConvNeXtv2"),
+    Family("ijepa", "IJEPA"),
+    Family("astropt", "AstroPTv2"),
+    Family("specformer", "Specformer"),
+    Family("astroclip", "AstroCLIP"),
+    Family("aion", "AION-1"),
+    Family("dinov3", "DINOv3"),
+    Family("vitmae", "ViT-MAE"),
+    Family("clip", "CLIP"),
+    Family("siglip2", "SigLIP 2"),
+    Family("vjepa2", "V-JEPA 2"),
+    Family("llavaov", "LLaVA-OneVision"),
+    Family("paligemma2", "PaliGemma 2"),
+)}
 
 
 @dataclass(frozen=True)
@@ -522,6 +550,14 @@ def get_model(key: str) -> ModelSpec:
     if key != spec.key:
         spec = dataclasses.replace(spec, key=key, family=spec.family + UNTRAINED)
     return spec
+
+
+def family_label(family: str) -> str:
+    """How tables and figures name ``family``: its :class:`Family` label, "(untrained)" added for an
+    untrained control; a family the registry does not know (records of another zoo) keeps its key."""
+    if family.endswith(UNTRAINED):
+        return f"{family_label(family.removesuffix(UNTRAINED))} (untrained)"
+    return FAMILIES[family].label if family in FAMILIES else family
 
 
 def family_sizes(family: str) -> list[str]:

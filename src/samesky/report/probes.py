@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..probes import score_label  # noqa: E402
 from .figures import DPI, MARKERS, OKABE_ITO, params_axis  # noqa: E402
 from .layout import NULL_SIGMA  # noqa: E402
 from .records import RecordError, family_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
@@ -31,7 +32,6 @@ from .tables import MISSING, to_latex, to_markdown  # noqa: E402
 FIELDS = ("crossmatch", "survey", "model", "property", "kind", "probe", "metric", "score", "ci_low", "ci_high",
           "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws", "n", "n_excluded", "folds", "chance")
 PROBE_LABELS = {"linear": "linear", "knn": "kNN"}
-METRIC_LABELS = {"r2": "R²", "balanced_accuracy": "balanced accuracy"}
 
 
 def gather_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -140,7 +140,7 @@ def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Ma
             ax.set_xlabel("model parameters (log scale)")
         for ax in axes.flat[len(columns):]:
             ax.set_visible(False)
-        metric = METRIC_LABELS.get(sub["metric"].iloc[0], sub["metric"].iloc[0])
+        metric = score_label(sub["metric"].iloc[0])
         for ax in axes[:, 0]:
             ax.set_ylabel(f"{prop}: {metric}")
         seen = {}

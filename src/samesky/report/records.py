@@ -1,4 +1,5 @@
-"""Metric records -> one tidy table, plus the labels and orderings that tables and figures share."""
+"""Metric records -> one tidy table, plus the labels and orderings that tables and figures share
+(read from the registries: ``Family.label``, ``Metric.label``/``percent``, ``Survey.label``/``order``)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,8 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from ..models.registry import UNTRAINED
+from ..metrics.registry import METRICS
+from ..models.registry import family_label  # noqa: F401  (tables, figures, trends and probes import it from here)
 from ..surveys import SURVEYS
 
 FIELDS = (
@@ -22,18 +24,6 @@ NULL_METHODS = ("permutation", "closed_form")
 TEXT_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
 KINDS = ("intramodal", "crossmodal", "self", "truth")
 KEY = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
-
-# Display names. Unknown families/metrics fall back to their key.
-FAMILY_LABELS = {"astropt": "AstroPTv2", "convnextv2": "ConvNeXtv2", "dinov2": "DINOv2",
-                 "ijepa": "IJEPA", "vit": "ViT", "specformer": "Specformer",
-                 "dinov3": "DINOv3", "vitmae": "ViT-MAE", "clip": "CLIP", "siglip2": "SigLIP 2",
-                 "vjepa2": "V-JEPA 2", "llavaov": "LLaVA-OneVision", "paligemma2": "PaliGemma 2"}
-METRIC_LABELS = {"mknn": "MKNN", "cka_linear": "linear CKA", "cka_unbiased": "unbiased CKA",
-                 "cknna": "CKNNA", "cknna_formula": "CKNNA (appendix formula)", "mutual_info": "mutual information"}
-# Metrics bounded by 1 are shown as percentages, like the paper's MKNN; others as plain numbers.
-PERCENT_METRICS = ("mknn", "cka_linear", "cka_unbiased", "cknna", "cknna_formula")
-# Column order of the paper's tables; the reference survey (HSC) comes last.
-SURVEY_ORDER = ("jwst", "legacysurvey", "desi", "sdss", "hsc")
 
 
 class RecordError(ValueError):
@@ -62,12 +52,6 @@ def split_model(key: str) -> tuple[str, str]:
     return family, size
 
 
-def family_label(family: str) -> str:
-    if family.endswith(UNTRAINED):  # an untrained control (models.untrained)
-        return f"{family_label(family.removesuffix(UNTRAINED))} (untrained)"
-    return FAMILY_LABELS.get(family, family)
-
-
 def size_label(size: str) -> str:
     return size[:1].upper() + size[1:]
 
@@ -76,21 +60,25 @@ def survey_label(survey: str) -> str:
     return SURVEYS[survey].label if survey in SURVEYS else survey
 
 
+# Names the registries do not know (records of another version) fall back to their key and sort last.
 def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+    return METRICS[metric].label if metric in METRICS else metric
 
 
 def is_percent(metric: str) -> bool:
-    return metric in PERCENT_METRICS
+    """Bounded by 1 (``Metric.percent``): shown as a percentage, like the paper's MKNN."""
+    return metric in METRICS and METRICS[metric].percent
 
 
 def survey_rank(survey: str) -> tuple[int, str]:
-    return (SURVEY_ORDER.index(survey) if survey in SURVEY_ORDER else len(SURVEY_ORDER), survey)
+    """Sort key of table columns and figure panels: ``Survey.order`` (the reference survey last)."""
+    return (SURVEYS[survey].order if survey in SURVEYS else len(SURVEYS), survey)
 
 
 def metric_order(metrics: Iterable[str]) -> list[str]:
-    """MKNN (the paper's metric) first, then the others alphabetically."""
-    return sorted(set(metrics), key=lambda m: (m != "mknn", m))
+    """The registry's order (MKNN, the paper's metric, first), unknown metrics after it alphabetically."""
+    rank = {name: i for i, name in enumerate(METRICS)}
+    return sorted(set(metrics), key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def _is_number(value) -> bool:

@@ -19,11 +19,9 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from ..models.registry import UNTRAINED
+from ..surveys import SURVEYS
 from .layout import crossmodal_table, intramodal_table
 from .records import attach_params, family_label, metric_order, survey_label
-
-# Out-of-domain surveys kept out of the pooled test, as in the paper (SDSS: Appendix B).
-POOL_EXCLUDE = ("sdss",)
 
 
 def trend_steps(df: pd.DataFrame, params: Mapping[str, int] | None = None) -> pd.DataFrame:
@@ -69,15 +67,18 @@ def _stats_rows(steps: pd.DataFrame, pool_exclude: tuple[str, ...], tag: str) ->
 
 
 def trend_stats(df: pd.DataFrame, params: Mapping[str, int] | None = None,
-                pool_exclude: tuple[str, ...] = POOL_EXCLUDE) -> pd.DataFrame:
+                pool_exclude: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Increases, comparisons and one-sided binomial p per metric and kind: pooled ('all'), per column, per family.
 
-    The pooled row leaves out the surveys in ``pool_exclude`` (they still get their own rows).
+    The pooled row leaves out the surveys in ``pool_exclude`` (default: those the registry marks
+    ``Survey.pooled=False``, out of domain like the paper's SDSS); they still get their own rows.
     Untrained controls (``models.untrained``) never pool with trained models: they get the same
     rows of their own after the trained ones, tagged "(untrained)", so the trend that width and
     depth alone produce stands beside the trained trend.
     ``params`` supplies parameter counts if ``df`` lacks them (e.g. straight from ``gather``).
     """
+    if pool_exclude is None:
+        pool_exclude = tuple(name for name, survey in SURVEYS.items() if not survey.pooled)
     steps = trend_steps(df, params)
     control = steps["family"].str.endswith(UNTRAINED)
     rows = _stats_rows(steps[~control], pool_exclude, "") + _stats_rows(steps[control], pool_exclude, " (untrained)")

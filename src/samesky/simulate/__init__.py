@@ -68,7 +68,7 @@ Images: bulge (Sersic) + exponential disk, sheared, each drawn once per survey w
 the survey's sharpest-band PSF (HSC Kolmogorov, Legacy Moffat beta 2.8, JWST Gaussian at the
 F090W mosaic resolution), then combined per band with the component band fluxes and blurred
 by a Gaussian difference kernel (exact transfer function, FFT) so that band b has PSF FWHM
-~ ``PSF_FWHM[survey][b]`` (times a per-object seeing factor for ground-based surveys). Faint
+~ ``surveys.Survey.psf_fwhm`` (times a per-object seeing factor for ground-based surveys). Faint
 neighbour galaxies (shared sky positions, so the same neighbours appear in every survey where they
 fall inside the cutout) and a random sub-pixel centring offset per survey are added.
 

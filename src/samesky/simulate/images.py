@@ -13,30 +13,14 @@ from .sed import band_fluxes
 FLUX_UNIT_IMAGE = "nanomaggy"
 
 
-# Median PSF FWHM (arcsec) per band; ground-based values are scaled per object by a seeing factor.
-PSF_FWHM: dict[str, dict[str, float]] = {
-    "hsc": {"g": 0.77, "r": 0.76, "i": 0.58, "z": 0.68, "y": 0.68},
-    "legacysurvey": {"g": 1.45, "r": 1.30, "i": 1.20, "z": 1.15},
-    "jwst": {"f090w": 0.045, "f115w": 0.050, "f150w": 0.058, "f200w": 0.070,
-             "f277w": 0.110, "f356w": 0.135, "f444w": 0.160},
-}
-# PSF profile of the sharpest band: Kolmogorov (HSC), Moffat beta=2.8 truncated at 5 FWHM (Legacy,
-# broad wings), Gaussian (JWST mosaics; diffraction-limited cores sampled at 0.02"/px (SW) and 0.04"/px (LW)).
-PSF_KIND = {"hsc": ("kolmogorov", None), "legacysurvey": ("moffat", 2.8), "jwst": ("gaussian", None)}
-SEEING_SCATTER = {"hsc": 0.12, "legacysurvey": 0.12, "jwst": 0.0}  # ln-scatter of the seeing factor
-# 5-sigma point-source depth (AB mag).
-DEPTH_5SIG: dict[str, dict[str, float]] = {
-    "hsc": {"g": 26.5, "r": 26.1, "i": 25.9, "z": 25.1, "y": 24.4},
-    "legacysurvey": {"g": 24.7, "r": 24.2, "i": 23.8, "z": 23.3},
-    "jwst": {"f090w": 28.3, "f115w": 28.6, "f150w": 28.8, "f200w": 29.0,
-             "f277w": 29.2, "f356w": 29.2, "f444w": 28.8},
-}
+# Each survey's filters, PSF (FWHM per band, profile, seeing scatter) and depths are fields of its
+# surveys.Survey entry.
 
 
 def _noise_sigma(survey: str, band: str, fwhm: float) -> float:
     """Per-pixel Gaussian sigma (nmgy) of a survey band from its 5-sigma point-source depth."""
     s = get_survey(survey)
-    f5 = 10 ** (-0.4 * (DEPTH_5SIG[survey][band] - NMGY_ZERO_POINT))
+    f5 = 10 ** (-0.4 * (s.depth[s.band_index(band)] - NMGY_ZERO_POINT))
     sig_psf = fwhm / 2.3548
     n_eff = max(4 * np.pi * sig_psf**2 / s.band_scale(band)**2, 1.0)
     return f5 / (5 * np.sqrt(n_eff))
@@ -54,7 +38,7 @@ def _gsparams():
 def _unit_psf(survey: str):
     import galsim
 
-    kind, beta = PSF_KIND[survey]
+    kind, beta = get_survey(survey).psf
     if kind == "moffat":
         return galsim.Moffat(beta=beta, fwhm=1.0, trunc=5.0, gsparams=_gsparams())
     if kind == "kolmogorov":
@@ -119,9 +103,9 @@ def render_images(lat, survey: str, rng: np.random.Generator, neighbours: dict |
     h, w = s.shape
     scales = np.array([s.band_scale(b) for b in s.bands])  # per band (JWST: SW 0.02", LW 0.04")
     gsp = _gsparams()
-    fwhm_med = np.array([PSF_FWHM[survey][b] for b in s.bands])
+    fwhm_med = np.array(s.psf_fwhm)
     ref = int(np.argmin(fwhm_med))
-    seeing = np.exp(rng.normal(0.0, SEEING_SCATTER[survey], n)) if SEEING_SCATTER[survey] > 0 else np.ones(n)
+    seeing = np.exp(rng.normal(0.0, s.seeing_scatter, n)) if s.seeing_scatter > 0 else np.ones(n)
     depth_jitter = 10 ** (0.4 * rng.uniform(-0.2, 0.2, n))  # noise scale factor per object
     offsets = rng.uniform(-0.5, 0.5, (n, 2))
     sigma0 = np.array([_noise_sigma(survey, b, f) for b, f in zip(s.bands, fwhm_med)])

@@ -15,17 +15,6 @@ UPSILON_OLD, UPSILON_YOUNG = 3.5, 0.25  # M/L (solar, at 5500 A) of the old / yo
 HC_K = 1.4387769e8  # h c / k in Angstrom Kelvin
 
 
-# Top-hat filters (observed Angstrom).
-FILTERS: dict[str, dict[str, tuple[float, float]]] = {
-    "hsc": {"g": (3950, 5400), "r": (5430, 6980), "i": (6940, 8420), "z": (8520, 9320), "y": (9280, 10390)},
-    "legacysurvey": {"g": (4000, 5500), "r": (5630, 7150), "i": (7000, 8500), "z": (8500, 10000)},
-    "jwst": {
-        "f090w": (7950, 10050), "f115w": (10130, 12820), "f150w": (13310, 16680), "f200w": (17550, 22270),
-        "f277w": (24160, 31270), "f356w": (31400, 40090), "f444w": (38800, 49860),
-    },
-}
-
-
 # Emission lines (vacuum rest Angstrom).
 EM_NAMES = ("lya", "oii_3727", "oii_3730", "hdelta", "hgamma", "hbeta", "oiii_4960", "oiii_5008",
             "nii_6550", "halpha", "nii_6585", "sii_6718", "sii_6733")
@@ -142,9 +131,9 @@ def band_fluxes(lat, survey: str, n_grid: int = 96) -> np.ndarray:
     norm = 1.0 / (4 * np.pi * dl**2 * (1 + z))  # L_rest -> f_lambda,obs
     lum = line_luminosities(lat) / (4 * np.pi * dl[:, None] ** 2)  # line fluxes, erg/s/cm^2
     lam_line_obs = EM_LAM[None, :] * (1 + z[:, None])
-    out = np.zeros((len(z), len(get_survey(survey).bands), 2))
-    for b, band in enumerate(get_survey(survey).bands):
-        l1, l2 = FILTERS[survey][band]
+    filters = get_survey(survey).filters  # top-hat, observed Angstrom
+    out = np.zeros((len(z), len(filters), 2))
+    for b, (l1, l2) in enumerate(filters):
         lam_obs = np.linspace(l1, l2, n_grid)
         bulge, disk = rest_sed(lat, lam_obs[None, :] / (1 + z[:, None]))
         denom = C_AAS * np.log(l2 / l1)

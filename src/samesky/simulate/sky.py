@@ -74,7 +74,10 @@ def simulate_sky(name: str, surveys: list[str], n: int, seed: int, *, noise: boo
     if len(set(surveys)) != len(surveys) or not surveys:
         raise ValueError(f"surveys must be a non-empty list without repeats, got {surveys}")
     for s in surveys:
-        get_survey(s)  # unknown names raise KeyError listing the known ones
+        spec = get_survey(s)  # unknown names raise KeyError listing the known ones
+        if spec.modality == IMAGE and not (spec.filters and spec.psf_fwhm and spec.depth):
+            raise ValueError(f"survey {s!r} cannot be simulated: its surveys.Survey entry has no filters, "
+                             f"psf_fwhm and depth")
     t0 = time.perf_counter()
     prior = redshift_prior(surveys) if redshift_range is None else tuple(redshift_range)
     anchor = MASS_ANCHOR[_flavour(surveys)]

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import schema
 from ..surveys import DESI_WAVELENGTH, IMAGE, NMGY_ZERO_POINT, get_survey
-from .images import FLUX_UNIT_IMAGE, PSF_FWHM
+from .images import FLUX_UNIT_IMAGE
 from .sky import simulate_sky
 from .spectra import _sigma_function
 
@@ -83,7 +83,7 @@ def mmu_examples(survey: str, arrays: dict, truth: dict, file_rows: int = 64):
         fac = flux_factor(NMGY_ZERO_POINT, s.zero_point) if s.zero_point is not None else 1.0
         phot = {b: truth[f"phot_{survey}_{b}"] for b in s.bands}
         mag = {b: NMGY_ZERO_POINT - 2.5 * np.log10(np.maximum(phot[b], 1e-12)) for b in s.bands}
-        seeing = truth[f"obs_{survey}_psf_fwhm"] / min(PSF_FWHM[survey].values())
+        seeing = truth[f"obs_{survey}_psf_fwhm"] / min(s.psf_fwhm)
         if survey == "hsc":
             for b in s.bands:
                 cat[f"{b}_cmodel_mag"], cat[f"{b}_cmodel_magerr"] = mag[b], np.full(n, 0.01)
@@ -102,7 +102,7 @@ def mmu_examples(survey: str, arrays: dict, truth: dict, file_rows: int = 64):
             mask = ivar > 0 if survey == "jwst" else np.zeros(flux.shape[1:], bool)
             bands = [{"band": name, "flux": flux[b], "ivar": ivar[b],
                       "mask": mask[b] if mask.ndim == 3 else mask,
-                      "psf_fwhm": np.float32(PSF_FWHM[survey][band] * seeing[i]),
+                      "psf_fwhm": np.float32(s.psf_fwhm[b] * seeing[i]),
                       "scale": np.float32(s.band_scale(band))}
                      for b, (band, name) in enumerate(zip(s.bands, mmu.BAND_NAMES[survey]))]
             ex = {"image": bands, **{k: float(v[i]) for k, v in cat.items()}, "object_id": str(ids[i])}
