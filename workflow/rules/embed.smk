@@ -8,7 +8,7 @@ rule embed:
         data=_embed_input,
         weights=_weights,
     output:
-        "results/embeddings/{crossmatch}/{survey}/{model}.h5",
+        paths.EMBEDDING,
     log:
         "logs/embed/{crossmatch}/{survey}/{model}.log",
     benchmark:

@@ -4,9 +4,9 @@
 
 rule knn_graph:
     input:
-        "results/embeddings/{crossmatch}/{survey}/{model}.h5",
+        paths.EMBEDDING,
     output:
-        "results/knn/{crossmatch}/{survey}/{model}.h5",
+        paths.KNN,
     log:
         "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
     benchmark:
@@ -25,12 +25,12 @@ rule knn_graph:
 
 rule compare:
     input:
-        emb_a="results/embeddings/{crossmatch}/{survey_a}/{model_a}.h5",
-        emb_b="results/embeddings/{crossmatch}/{survey_b}/{model_b}.h5",
-        knn_a="results/knn/{crossmatch}/{survey_a}/{model_a}.h5",
-        knn_b="results/knn/{crossmatch}/{survey_b}/{model_b}.h5",
+        emb_a=paths.side(paths.EMBEDDING, "a"),
+        emb_b=paths.side(paths.EMBEDDING, "b"),
+        knn_a=paths.side(paths.KNN, "a"),
+        knn_b=paths.side(paths.KNN, "b"),
     output:
-        "results/metrics/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.json",
+        paths.METRICS,
     log:
         "logs/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
     benchmark:

@@ -11,12 +11,12 @@ rule aggregate:
         [c.path for c in PLAN.comparisons],
     output:
         scores=report(
-            "results/tables/scores.csv",
+            paths.SCORES,
             caption="../report/scores.rst",
             category="Tables",
         ),
         tables=report(
-            directory("results/tables/paper"),
+            directory(paths.PAPER_TABLES),
             patterns=["{name}.csv"],
             caption="../report/tables.rst",
             category="Tables",
@@ -39,7 +39,7 @@ rule figures:
         rules.aggregate.output.scores,
     output:
         report(
-            directory("results/figures"),
+            directory(paths.FIGURES),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
