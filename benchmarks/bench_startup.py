@@ -40,10 +40,13 @@ def startup(code: str, repeat: int) -> tuple[float, bool]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", nargs="*", help="script names (default: every script)")
     ap.add_argument("--run", type=Path, help="a working directory after a run: sum its benchmark records")
     args = ap.parse_args()
     print(f"{'script':20s} {'start-up s':>10s}  torch")
     for path in sorted((ROOT / "workflow" / "scripts").glob("*.py")):
+        if args.only and path.stem not in args.only:
+            continue
         seconds, torch = startup(script_imports(path), args.repeat)
         print(f"{path.stem:20s} {seconds:10.2f}  {'yes' if torch else 'no'}", flush=True)
     if args.run:
