@@ -345,3 +345,16 @@ def test_registry_rejects_unknown_names_and_params():
     with pytest.raises(TypeError, match=r"takes parameters \['k'\], not \['kk'\]"):
         METRICS["mknn"](np.eye(5), np.eye(5), kk=3)
     assert {m for m, spec in METRICS.items() if spec.uses_knn} == {"mknn", "cknna", "cknna_formula"}
+
+
+@pytest.mark.parametrize("n, draws, seed", [(0, 2, 0), (1, 3, 5), (2, 50, 1), (7, 40, 3), (400, 200, 0),
+                                            (1000, 5, 2**32 - 1), (257, 3, 123456789)])
+def test_numpy_permutations_replay_torch_randperm(n, draws, seed):
+    """The probe jobs draw their permutations without torch: the same arrays as torch.randperm
+    on a generator seeded with ``seed`` (the oracle), draw after draw."""
+    from samesky.metrics.stats import randperm_numpy
+
+    g = torch.Generator().manual_seed(seed)
+    want = [torch.randperm(n, generator=g).numpy() for _ in range(draws)]
+    got = list(randperm_numpy(n, draws, seed))
+    assert len(got) == draws and all(x.dtype == np.int64 and np.array_equal(x, y) for x, y in zip(got, want))

@@ -1,5 +1,10 @@
 """The job plan: which embeddings and comparisons exist, and config errors that name the key."""
+import copy
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 
 from samesky.plan import ConfigError, Plan, validate_config
 
@@ -311,3 +316,118 @@ def test_a_survey_added_to_the_registry_is_planned_with_no_other_change(demo_con
     assert set(plan.models_for("euclid")) == set(image_models) - {"aion-base", "astroclip-image"}  # codecs per survey
     assert plan.preprocess_params("euclid")["rgb"] == ["i", "r", "g"] and plan.preprocess_params("hsc")["rgb"] == ["z", "r", "g"]
     assert survey_label("euclid") == "Euclid" and survey_rank("jwst") < survey_rank("euclid") < survey_rank("hsc")
+
+
+SCHEMA_DEFAULTS = [("metrics", "k", 7), ("metrics", "names", ["cka_linear"]), ("metrics", "null_draws", 11),
+                   ("metrics", "bootstrap_draws", 12), ("metrics", "feature_space_draws", 13), ("metrics", "ci", 0.9),
+                   ("metrics", "alpha", 0.1), ("metrics", "cka_null", "permutation"), ("metrics", "seed", 5),
+                   ("metrics", "knn_precision", "bf16-screened"), ("embed", "device", "cpu"),
+                   ("embed", "precision", "bf16"), ("embed", "batch_size", 3), ("embed", "shard_size", 4),
+                   ("embed", "layers", "all"), ("preprocess", "percentiles", [2, 98]),
+                   ("preprocess", "max_images", 17), ("preprocess", "seed", 6),
+                   ("preprocess", "percentile_sample", "first"), ("models", "untrained_seed", 9)]
+
+
+def _settings(plan: Plan) -> dict:
+    """What ``plan`` hands to the rules."""
+    return {"metrics": plan.metric_params(), "knn": plan.knn_params(), "embed": plan.embed_params(),
+            "throughput": plan.embed_throughput(), "layers": plan.layers(), "hsc": plan.preprocess_params("hsc"),
+            "weights": plan.weights_source("vit@random-base")}
+
+
+def _plan_sees(plan: Plan, value) -> None:
+    """Assert that ``plan`` hands each setting ``value(block, key)`` to its rules."""
+    m = {key: value(block, key) for block, key, _ in SCHEMA_DEFAULTS if block == "metrics"}
+    assert plan.metric_params() == {"metrics": m["names"], **{key: m[key] for key in (
+        "k", "null_draws", "bootstrap_draws", "feature_space_draws", "ci", "alpha", "cka_null", "seed")}}
+    assert plan.knn_params() == {"k": m["k"], "precision": m["knn_precision"]}
+    assert plan.embed_params() == {"device": value("embed", "device"), "precision": value("embed", "precision")}
+    assert plan.embed_throughput() == {"batch_size": value("embed", "batch_size"),
+                                       "shard_size": value("embed", "shard_size")}
+    assert plan.layers() == value("embed", "layers")
+    hsc = plan.preprocess_params("hsc")
+    assert (hsc["percentiles"], hsc["max_images"], hsc["seed"], hsc["sample"]) == tuple(
+        value("preprocess", key) for key in ("percentiles", "max_images", "seed", "percentile_sample"))
+    assert plan.weights_source("vit@random-base") == (
+        f"resources/models/random/seed{value('models', 'untrained_seed')}/vit@random-base")
+
+
+def test_plan_takes_every_default_from_the_schema(demo_config, tmp_path, monkeypatch):
+    """The schema is the one place for defaults: a config that leaves the keys out gets the
+    schema's values through the Plan, and a default edited in the schema reaches the Plan."""
+    import samesky.plan as plan_module
+
+    minimal = {"crossmatches": {"jwst_hsc": demo_config["crossmatches"]["jwst_hsc"]},
+               "models": {"image": {"vit": ["base"]}, "weights": "tiny", "untrained": ["vit"]}}
+    schema = yaml.safe_load(plan_module.SCHEMA.read_text())
+    _plan_sees(Plan(validate_config(copy.deepcopy(minimal))),
+               lambda block, key: schema["properties"][block]["properties"][key]["default"])
+
+    for block, key, value in SCHEMA_DEFAULTS:
+        assert schema["properties"][block]["properties"][key]["default"] != value  # a real edit
+        schema["properties"][block]["properties"][key]["default"] = value
+    schema["properties"]["reference_survey"]["default"] = "jwst"
+    edited = tmp_path / "schema.yaml"
+    edited.write_text(yaml.safe_dump(schema))
+    monkeypatch.setattr(plan_module, "SCHEMA", edited)
+    plan = Plan(validate_config(copy.deepcopy(minimal)))
+    _plan_sees(plan, lambda block, key: next(v for b, k, v in SCHEMA_DEFAULTS if (b, k) == (block, key)))
+    assert plan.reference == "jwst"
+    assert plan.preprocess_params("jwst")["rgb"] == ["f444w", "f277w", "f090w"]  # unlisted: the survey's own
+
+    for block, key, value in SCHEMA_DEFAULTS:  # no fallback behind the schema: without its default, a key is missing
+        del schema["properties"][block]["properties"][key]["default"]
+        edited = tmp_path / f"schema_without_{key}.yaml"  # a new file: Snakemake caches schemas by path
+        edited.write_text(yaml.safe_dump(schema))
+        monkeypatch.setattr(plan_module, "SCHEMA", edited)
+        with pytest.raises(KeyError, match=key):
+            _settings(Plan(validate_config(copy.deepcopy(minimal))))
+        schema["properties"][block]["properties"][key]["default"] = value
+
+
+@pytest.fixture(scope="module")
+def demo_rules(tmp_path_factory):
+    """The demo workflow's rules as Snakemake parses them: {name: output patterns, constraints cut}."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    root = Path(__file__).resolve().parents[1]
+    with SnakemakeApi(OutputSettings(quiet=True)) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
+            config_settings=ConfigSettings(configfiles=[root / "config" / "demo.yaml"]),
+            snakefile=root / "Snakefile", workdir=tmp_path_factory.mktemp("parse"))._workflow
+        return {rule.name: [re.sub(r"\{(\w+),[^{}]*\}", r"{\1}", str(out)) for out in rule.output]
+                for rule in workflow.rules}, {rule.name: rule for rule in workflow.rules}
+
+
+def test_every_rule_output_is_a_pattern_of_samesky_paths(demo_rules):
+    """Output paths are spelled once, in samesky.paths: every rule output is one of its patterns
+    (or, for the truth embedding, one filled in)."""
+    from snakemake.io import regex_from_filepattern
+
+    from samesky import paths
+
+    patterns = {name: value for name, value in vars(paths).items() if name.isupper()}
+    outputs, _ = demo_rules
+    for rule, outs in outputs.items():
+        for out in outs:
+            matched = [name for name, pattern in patterns.items()
+                       if out == pattern or re.match(regex_from_filepattern(pattern), out)]
+            assert matched, (rule, out)
+    made = {out for outs in outputs.values() for out in outs}
+    assert set(patterns.values()) <= made | {paths.EMBEDDING.replace("{survey}/{model}", "truth/latent-truth")}
+
+
+def test_every_plan_target_is_made_by_a_rule(demo_rules, demo_config):
+    """Every path the Plan requests or hands to a rule's input is an output of a rule."""
+    _, rules = demo_rules
+    demo_config["models"]["untrained"] = ["vit"]
+    plan = Plan(validate_config(demo_config))
+    targets = [c.path for c in plan.comparisons] + plan.probe_paths
+    for xm in plan.crossmatches:
+        targets += [plan.crossmatch_path(xm), plan.truth_path(xm), plan.snapshot_dir(xm)]
+    targets += [plan.weights_source(model) for model in plan.image_models + [plan.spectrum_model]]
+    assert any("@random" in t for t in targets) and any("/tiny/" in t for t in targets)
+    for target in targets:
+        assert [name for name, rule in rules.items() if rule.is_producer(target)], target

@@ -301,3 +301,21 @@ def test_probe_tables_rows_models_by_size_columns_surveys(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({"records": recs}))
     with pytest.raises(ValueError, match=r"b.json: record 0 is missing field\(s\) 'score'"):
         gather_probes([tmp_path / "b.json"])
+
+
+def test_probe_jobs_do_not_import_torch():
+    """A probe job draws its null permutations in numpy (metrics.stats.randperm_numpy, equal to
+    torch's): loading torch would cost it about a second of start-up."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, samesky.probes as p\n"
+            "y = p.shuffled_targets(np.arange(30.0), 4, 1)\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "print(y[:, 0].astype(int).tolist())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import torch
+
+    want = torch.randperm(30, generator=torch.Generator().manual_seed(1)).tolist()
+    assert proc.stdout.split("\n")[0] == str(want)

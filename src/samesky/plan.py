@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from . import paths
 from .surveys import IMAGE, SPECTRUM, SURVEYS, get_survey
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -31,18 +32,12 @@ class Comparison:
 
     @property
     def path(self) -> str:
-        return (
-            f"results/metrics/{self.crossmatch}/{self.survey_a}/{self.model_a}/"
-            f"{self.survey_b}/{self.model_b}.json"
-        )
+        return paths.METRICS.format(**self.as_dict())
 
     @property
     def layers_path(self) -> str:
         """The block x block scores of the pair (rule compare_layers)."""
-        return (
-            f"results/layers_metrics/{self.crossmatch}/{self.survey_a}/{self.model_a}/"
-            f"{self.survey_b}/{self.model_b}.csv"
-        )
+        return paths.LAYER_METRICS.format(**self.as_dict())
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,9 +89,12 @@ def _metric_names():
 
 
 class Plan:
+    """The jobs of a validated config (``validate_config`` fills every default from the schema,
+    the one place for defaults: the plan reads keys, never falls back)."""
+
     def __init__(self, config: dict):
         self.config = config
-        self.reference = config.get("reference_survey", "hsc")
+        self.reference = config["reference_survey"]
         self.crossmatches: dict[str, dict] = config["crossmatches"]
         self._check_crossmatches()
         self.image_models = self._image_models()
@@ -119,7 +117,7 @@ class Plan:
                     f"crossmatches.{name}.surveys: {xm['surveys']} does not include the "
                     f"reference survey {self.reference!r} (reference_survey)"
                 )
-            for survey, band in xm.get("drop_flat", {}).items():
+            for survey, band in xm["drop_flat"].items():
                 key = f"crossmatches.{name}.drop_flat.{survey}"
                 if survey not in xm["surveys"] or get_survey(survey).modality != IMAGE:
                     raise ConfigError(f"{key}: {survey!r} is not an image survey of this crossmatch {xm['surveys']}")
@@ -157,7 +155,7 @@ class Plan:
     def _untrained(self, keys: list[str]) -> list[str]:
         """Untrained controls (``models.untrained``) of configured image models, as family@random keys."""
         registry = _registry()
-        chosen = self.config["models"].get("untrained", [])
+        chosen = self.config["models"]["untrained"]
         families = {registry.get_model(k).family for k in keys}
         for i, name in enumerate(chosen):
             if name not in families and name not in keys:
@@ -172,19 +170,19 @@ class Plan:
 
     def _check_gpu_memory(self) -> None:
         """Every model of a GPU run fits the GPU (embed.gpu_memory_gb), before any job."""
-        embed = self.config.get("embed", {})
-        if embed.get("device", "auto") == "cpu":
+        embed = self.config["embed"]
+        if embed["device"] == "cpu":
             return
         for key in self.image_models + [self.spectrum_model] * bool(self.spectrum_model):
             try:
-                _registry().check_fits_gpu(key, embed.get("gpu_memory_gb", _registry().DEFAULT_GPU_MEMORY_GB))
+                _registry().check_fits_gpu(key, embed["gpu_memory_gb"])
             except ValueError as err:
                 raise ConfigError(f"embed.gpu_memory_gb: {err}") from None
 
     def _spectrum_model(self) -> str | None:
         if not any(get_survey(s).modality == SPECTRUM for xm in self.crossmatches.values() for s in xm["surveys"]):
             return None
-        key = self.config["models"].get("spectrum", "specformer-base")
+        key = self.config["models"]["spectrum"]
         try:
             spec = _registry().get_model(key)
         except KeyError as err:
@@ -194,52 +192,52 @@ class Plan:
         return key
 
     def _check_preprocess(self) -> None:
-        pre = self.config.get("preprocess", {})
-        for survey, bands in pre.get("rgb", {}).items():
+        pre = self.config["preprocess"]
+        for survey, bands in pre["rgb"].items():
             try:
                 s = get_survey(survey)
                 for band in bands:
                     s.band_index(band)
             except KeyError as err:
                 raise ConfigError(f"preprocess.rgb.{survey}: {err.args[0]}") from None
-        for survey in pre.get("crop_pixels", {}):
+        for survey in pre["crop_pixels"]:
             if survey not in SURVEYS or get_survey(survey).modality != IMAGE:
                 raise ConfigError(f"preprocess.crop_pixels.{survey}: not an image survey; image surveys: "
                                   f"{[k for k, v in SURVEYS.items() if v.modality == IMAGE]}")
-        for survey, xm in pre.get("percentile_source", {}).items():
+        for survey, xm in pre["percentile_source"].items():
             if xm not in self.crossmatches or survey not in self.crossmatches[xm]["surveys"]:
                 raise ConfigError(
                     f"preprocess.percentile_source.{survey}: {xm!r} is not a configured crossmatch containing {survey!r}"
                 )
-        lo, hi = pre.get("percentiles", [5, 99])
+        lo, hi = pre["percentiles"]
         if not lo < hi:
             raise ConfigError(f"preprocess.percentiles: low {lo} must be below high {hi}")
 
     def _check_metrics(self) -> None:
-        metrics = self.config.get("metrics", {})
+        metrics = self.config["metrics"]
         known = _metric_names()
-        for i, name in enumerate(metrics.get("names", [])):
+        for i, name in enumerate(metrics["names"]):
             if name not in known:
                 raise ConfigError(f"metrics.names[{i}]: unknown metric {name!r}; known metrics: {sorted(known)}")
-        for name, params in metrics.get("params", {}).items():
+        for name, params in metrics["params"].items():
             if name not in known:
                 raise ConfigError(f"metrics.params.{name}: unknown metric {name!r}; known metrics: {sorted(known)}")
             try:
                 known[name].check_params(params, f"metrics.params.{name}")
             except ValueError as err:
                 raise ConfigError(str(err)) from None
-        null_xm = metrics.get("null_crossmatch")
+        null_xm = metrics["null_crossmatch"]
         if null_xm is not None and null_xm not in self.crossmatches:
             raise ConfigError(f"metrics.null_crossmatch: {null_xm!r} is not a configured crossmatch; known: {sorted(self.crossmatches)}")
 
     def _check_probes(self) -> None:
-        chosen = self.config.get("probes", {}).get("properties", [])
+        chosen = self.config["probes"]["properties"]
         if isinstance(chosen, dict):
             for xm in chosen:
                 if xm not in self.crossmatches:
                     raise ConfigError(f"probes.properties.{xm}: not a configured crossmatch; known: {sorted(self.crossmatches)}")
         probed = {name for xm in self.crossmatches for name in self.probe_properties(xm)}
-        for i, name in enumerate(self.config.get("probes", {}).get("categorical", [])):
+        for i, name in enumerate(self.config["probes"]["categorical"]):
             if name not in probed:
                 raise ConfigError(f"probes.categorical[{i}]: {name!r} is not among the probed properties {sorted(probed)}")
 
@@ -263,7 +261,7 @@ class Plan:
 
     @property
     def null_crossmatch(self) -> str:
-        return self.config.get("metrics", {}).get("null_crossmatch") or next(iter(self.crossmatches))
+        return self.config["metrics"]["null_crossmatch"] or next(iter(self.crossmatches))
 
     @property
     def comparisons(self) -> list[Comparison]:
@@ -296,13 +294,17 @@ class Plan:
 
     def probe_properties(self, crossmatch: str) -> list[str]:
         """The per-object properties probed on ``crossmatch`` (probes.properties)."""
-        chosen = self.config.get("probes", {}).get("properties", [])
+        chosen = self.config["probes"]["properties"]
         return list(chosen.get(crossmatch, []) if isinstance(chosen, dict) else chosen)
 
     @property
     def probes(self) -> list[tuple[str, str, str]]:
         """Every (crossmatch, survey, model) embedding probed for physical properties."""
         return [job for job in self.embeddings if self.probe_properties(job[0])]
+
+    @property
+    def probe_paths(self) -> list[str]:
+        return [paths.PROBE.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.probes]
 
     def property_files(self, crossmatch: str) -> list[str]:
         """The files that hold a crossmatch's per-object properties (read by
@@ -312,7 +314,7 @@ class Plan:
         return files + [self.truth_path(crossmatch)] if "simulate" in self.source(crossmatch) else files
 
     def percentile_source(self, survey: str) -> str:
-        chosen = self.config.get("preprocess", {}).get("percentile_source", {}).get(survey)
+        chosen = self.config["preprocess"]["percentile_source"].get(survey)
         return chosen or next(xm for xm, spec in self.crossmatches.items() if survey in spec["surveys"])
 
     # ---- config slices (rule params) --------------------------------------------------
@@ -337,10 +339,10 @@ class Plan:
                                   f"{ {k: sorted(v['columns']) for k, v in HF_LAYOUTS.items()} }")
             return {"dataset": self.snapshot_dir(crossmatch), "layout": layout,
                     "id_column": HF_LAYOUTS[layout]["object_id"][0], "limit": None,
-                    "drop_flat": dict(xm.get("drop_flat", {}))}
+                    "drop_flat": dict(xm["drop_flat"])}
         hf = dict(xm["source"]["hf"])
         key = f"crossmatches.{crossmatch}.source.hf"
-        layout = hf.get("layout")
+        layout = hf["layout"]
         if layout is None:
             if hf["dataset"] not in HF_LAYOUTS:
                 raise ConfigError(f"{key}.layout: required when dataset {hf['dataset']!r} is not a known hub id "
@@ -352,61 +354,61 @@ class Plan:
             raise ConfigError(f"{key}.layout: {layout!r} holds surveys {sorted(HF_LAYOUTS[layout]['columns'])}, "
                               f"but crossmatches.{crossmatch}.surveys is {surveys}")
         return {"dataset": hf["dataset"], "layout": layout,
-                "id_column": hf.get("id_column") or HF_LAYOUTS[layout]["object_id"][0], "limit": hf.get("limit"),
-                "drop_flat": dict(xm.get("drop_flat", {}))}
+                "id_column": hf["id_column"] or HF_LAYOUTS[layout]["object_id"][0], "limit": hf["limit"],
+                "drop_flat": dict(xm["drop_flat"])}
 
     @staticmethod
     def snapshot_dir(crossmatch: str) -> str:
         """Where a simulated crossmatch's Multimodal Universe-shaped snapshot is written."""
-        return f"resources/snapshots/{crossmatch}"
+        return paths.SNAPSHOT.format(crossmatch=crossmatch)
 
     @staticmethod
     def truth_path(crossmatch: str) -> str:
         """A simulated crossmatch's latent truth, keyed by the crossmatch's object id."""
-        return f"resources/snapshots/{crossmatch}.truth.h5"
+        return paths.TRUTH.format(crossmatch=crossmatch)
 
     def crossmatch_path(self, crossmatch: str) -> str:
         src = self.source(crossmatch)
-        return src["path"] if "path" in src else f"resources/crossmatches/{crossmatch}.h5"
+        return src["path"] if "path" in src else paths.CROSSMATCH.format(crossmatch=crossmatch)
 
     def preprocess_params(self, survey: str) -> dict:
         """The preprocessing settings that affect ``survey`` (and nothing else)."""
-        pre = self.config.get("preprocess", {})
+        pre = self.config["preprocess"]
         if get_survey(survey).modality == SPECTRUM:
             return {"target_grid": "desi"}
         params = {
-            "mode": pre.get("mode", "paper"),
-            "rgb": list(pre.get("rgb", {}).get(survey) or get_survey(survey).rgb),
+            "mode": pre["mode"],
+            "rgb": list(pre["rgb"].get(survey) or get_survey(survey).rgb),  # unlisted: the survey's own
         }
         paper = params["mode"] == "paper"
-        params.update(percentiles=list(pre.get("percentiles", [5, 99])) if paper else [1, 99],
-                      max_images=pre.get("max_images", 10000), seed=pre.get("seed", 0),
-                      sample=pre.get("percentile_sample", "random"), source=self.percentile_source(survey),
-                      crop=None if paper else pre.get("crop_pixels", {}).get(survey))
+        params.update(percentiles=list(pre["percentiles"]) if paper else [1, 99],
+                      max_images=pre["max_images"], seed=pre["seed"],
+                      sample=pre["percentile_sample"], source=self.percentile_source(survey),
+                      crop=None if paper else pre["crop_pixels"].get(survey))  # unlisted: not cropped
         return params
 
     def weights_source(self, model: str) -> str:
         """Where the loader finds a model: its hub id, or a local directory of random weights
         (tiny ones, or an untrained control's, whose path carries its seed)."""
         if model != _registry().trained_key(model):
-            return f"resources/models/random/seed{self.config['models'].get('untrained_seed', 0)}/{model}"
-        if self.config["models"].get("weights", "hub") == "tiny":
-            return f"resources/models/tiny/{model}"
+            return paths.RANDOM_MODEL.format(seed=self.config["models"]["untrained_seed"], model=model)
+        if self.config["models"]["weights"] == "tiny":
+            return paths.TINY_MODEL.format(model=model)
         return _registry().get_model(model).hub_id
 
     def untrained_full_size(self) -> bool:
         """Untrained controls have the real architecture, or the tiny one when every model is tiny."""
-        return self.config["models"].get("weights", "hub") != "tiny"
+        return self.config["models"]["weights"] != "tiny"
 
     def embed_params(self) -> dict:
         """Settings that can change embeddings. Batch and shard sizes only change throughput:
         the job reads them from the config, so changing them does not rerun anything."""
-        embed = self.config.get("embed", {})
-        return {"device": embed.get("device", "auto"), "precision": embed.get("precision", "fp32")}
+        embed = self.config["embed"]
+        return {"device": embed["device"], "precision": embed["precision"]}
 
     def layers(self) -> str | list[int]:
         """Blocks whose outputs the embedding jobs also write: 'final' (none), 'all' or indices."""
-        return self.config.get("embed", {}).get("layers", "final")
+        return self.config["embed"]["layers"]
 
     def layer_comparisons(self) -> list[Comparison]:
         """The pairs compared block by block when the embedding jobs write blocks (``embed.layers``
@@ -420,21 +422,16 @@ class Plan:
         """The compare_layers jobs' per-pair CSVs (one row per metric and block pair)."""
         return [c.layers_path for c in self.layer_comparisons()]
 
-    @staticmethod
-    def layers_path(crossmatch: str, survey: str, model: str) -> str:
-        """An embedding job's per-block embeddings (written with its final embedding)."""
-        return f"results/layers/{crossmatch}/{survey}/{model}.h5"
-
     def layer_inputs(self, crossmatch: str, survey_a: str, model_a: str, survey_b: str, model_b: str) -> dict:
         """The files of one compare_layers job: per side its final embedding and graph and, unless
         it is the latent truth, its layers file and block graphs."""
         inputs = {}
         for side, survey, model in (("a", survey_a, model_a), ("b", survey_b, model_b)):
-            stem = f"{crossmatch}/{survey}/{model}.h5"
-            inputs.update({f"emb_{side}": f"results/embeddings/{stem}", f"knn_{side}": f"results/knn/{stem}"})
+            where = {"crossmatch": crossmatch, "survey": survey, "model": model}
+            inputs.update({f"emb_{side}": paths.EMBEDDING.format(**where), f"knn_{side}": paths.KNN.format(**where)})
             if survey != TRUTH_SURVEY:
-                inputs.update({f"layers_{side}": self.layers_path(crossmatch, survey, model),
-                               f"knn_layers_{side}": f"results/knn_layers/{stem}"})
+                inputs.update({f"layers_{side}": paths.LAYERS.format(**where),
+                               f"knn_layers_{side}": paths.KNN_LAYERS.format(**where)})
         return inputs
 
     def layer_params(self) -> dict:
@@ -450,35 +447,27 @@ class Plan:
         return any(m.startswith("cka") for m in self.metric_params()["metrics"])
 
     def embed_throughput(self) -> dict:
-        embed = self.config.get("embed", {})
-        return {"batch_size": embed.get("batch_size", 64), "shard_size": embed.get("shard_size", 2048)}
+        embed = self.config["embed"]
+        return {"batch_size": embed["batch_size"], "shard_size": embed["shard_size"]}
 
     def knn_params(self) -> dict:
         """Settings of the kNN graph jobs (the compare jobs do not depend on the precision)."""
-        m = self.config.get("metrics", {})
-        return {"k": m.get("k", 10), "precision": m.get("knn_precision", "fp32")}
+        m = self.config["metrics"]
+        return {"k": m["k"], "precision": m["knn_precision"]}
 
     def metric_params(self) -> dict:
-        m = self.config.get("metrics", {})
-        names = list(m.get("names", ["mknn"]))
-        return {
-            "metrics": names,
-            "k": m.get("k", 10),
-            "null_draws": m.get("null_draws", 1000),
-            "bootstrap_draws": m.get("bootstrap_draws", 1000),
-            "feature_space_draws": m.get("feature_space_draws", 100),
-            "ci": m.get("ci", 0.95),
-            "alpha": m.get("alpha", 0.05),
-            "cka_null": m.get("cka_null", "closed_form"),
-            "seed": m.get("seed", 0),
-            "params": self._tunable_params(names),
-        }
+        m = self.config["metrics"]
+        names = list(m["names"])
+        return {"metrics": names,
+                **{key: m[key] for key in ("k", "null_draws", "bootstrap_draws", "feature_space_draws", "ci",
+                                           "alpha", "cka_null", "seed")},
+                "params": self._tunable_params(names)}
 
     def _tunable_params(self, names: list[str]) -> dict[str, dict]:
         """Per metric of ``names``, its parameters other than the shared k: the registry's defaults
         (``Metric.defaults``) updated by config ``metrics.params``. Metrics not run, or without
         such parameters, are left out, so editing them reruns nothing."""
-        given, out = self.config.get("metrics", {}).get("params", {}), {}
+        given, out = self.config["metrics"]["params"], {}
         for name in names:
             values = {key: v for key, v in _metric_names()[name].defaults.items() if key != "k"}
             values.update(given.get(name, {}))
@@ -494,7 +483,7 @@ class Plan:
     def probe_params(self, crossmatch: str) -> dict:
         """Every setting of the probes of ``crossmatch`` (and nothing else): editing the probes
         reruns only probes, and editing one crossmatch's properties only that crossmatch's."""
-        p = self.config["probes"]  # validated: the schema filled every default
+        p = self.config["probes"]
         properties = self.probe_properties(crossmatch)
         return {"properties": properties,
                 "categorical": [name for name in p["categorical"] if name in properties],

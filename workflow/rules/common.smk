@@ -4,7 +4,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from samesky.plan import Plan, comparison_kind, validate_config
+from samesky import paths
+from samesky.plan import (
+    TRUTH_MODEL,
+    TRUTH_SURVEY,
+    Plan,
+    comparison_kind,
+    validate_config,
+)
 from samesky.models.registry import embed_cpus, get_model, resources_for
 from samesky.surveys import SURVEYS
 
@@ -37,24 +44,21 @@ def _sources(kind):
 def _preprocess_inputs(wc):
     inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
     if "mode" in PLAN.preprocess_params(wc.survey):  # images
-        inputs["percentiles"] = f"results/preprocessed/percentiles/{wc.survey}.json"
+        inputs["percentiles"] = paths.PERCENTILES.format(survey=wc.survey)
     return inputs
 
 
 def _embed_input(wc):
     """RGB images or spectra (results/preprocessed), or raw fluxes for models that tokenise them."""
-    top = (
-        "preprocessed_flux"
-        if get_model(wc.model).input_kind == "flux"
-        else "preprocessed"
-    )
-    return f"results/{top}/{wc.crossmatch}/{wc.survey}.h5"
+    flux = get_model(wc.model).input_kind == "flux"
+    pattern = paths.PREPROCESSED_FLUX if flux else paths.PREPROCESSED
+    return pattern.format(crossmatch=wc.crossmatch, survey=wc.survey)
 
 
 # Layer-wise embeddings: the embed job declares its layers output only when they are asked for
 EMBED_LAYERS = PLAN.layers() != "final"
 EMBED_LAYERS_OUTPUT = (
-    {"layers": "results/layers/{crossmatch}/{survey}/{model}.h5"}
+    {"layers": paths.LAYERS}
     if EMBED_LAYERS
     else {}
 )

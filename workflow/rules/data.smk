@@ -10,8 +10,8 @@ localrules:
 
 rule simulate_snapshot:
     output:
-        snapshot=directory(PLAN.snapshot_dir("{crossmatch}")),
-        truth=PLAN.truth_path("{crossmatch}"),
+        snapshot=directory(paths.SNAPSHOT),
+        truth=paths.TRUTH,
     log:
         "logs/simulate_snapshot/{crossmatch}.log",
     wildcard_constraints:
@@ -35,7 +35,7 @@ rule ingest_hf:
             else []
         ),
     output:
-        "resources/crossmatches/{crossmatch}.h5",
+        paths.CROSSMATCH,
     log:
         "logs/ingest_hf/{crossmatch}.log",
     wildcard_constraints:
@@ -55,7 +55,9 @@ rule truth_embedding:
         crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
         truth=lambda wc: PLAN.truth_path(wc.crossmatch),
     output:
-        "results/embeddings/{crossmatch}/truth/latent-truth.h5",
+        paths.EMBEDDING.format(
+            crossmatch="{crossmatch}", survey=TRUTH_SURVEY, model=TRUTH_MODEL
+        ),
     log:
         "logs/truth_embedding/{crossmatch}.log",
     wildcard_constraints:

@@ -10,7 +10,7 @@ rule embed:
         data=_embed_input,
         weights=_weights,
     output:
-        "results/embeddings/{crossmatch}/{survey}/{model}.h5",
+        paths.EMBEDDING,
         **EMBED_LAYERS_OUTPUT,
     log:
         "logs/embed/{crossmatch}/{survey}/{model}.log",

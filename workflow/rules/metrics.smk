@@ -4,9 +4,9 @@
 
 rule knn_graph:
     input:
-        "results/embeddings/{crossmatch}/{survey}/{model}.h5",
+        paths.EMBEDDING,
     output:
-        "results/knn/{crossmatch}/{survey}/{model}.h5",
+        paths.KNN,
     log:
         "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
     benchmark:
@@ -25,12 +25,12 @@ rule knn_graph:
 
 rule compare:
     input:
-        emb_a="results/embeddings/{crossmatch}/{survey_a}/{model_a}.h5",
-        emb_b="results/embeddings/{crossmatch}/{survey_b}/{model_b}.h5",
-        knn_a="results/knn/{crossmatch}/{survey_a}/{model_a}.h5",
-        knn_b="results/knn/{crossmatch}/{survey_b}/{model_b}.h5",
+        emb_a=paths.side(paths.EMBEDDING, "a"),
+        emb_b=paths.side(paths.EMBEDDING, "b"),
+        knn_a=paths.side(paths.KNN, "a"),
+        knn_b=paths.side(paths.KNN, "b"),
     output:
-        "results/metrics/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.json",
+        paths.METRICS,
     log:
         "logs/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
     benchmark:
@@ -52,9 +52,9 @@ rule compare:
 
 rule knn_layers:
     input:
-        PLAN.layers_path("{crossmatch}", "{survey}", "{model}"),
+        paths.LAYERS,
     output:
-        "results/knn_layers/{crossmatch}/{survey}/{model}.h5",
+        paths.KNN_LAYERS,
     log:
         "logs/knn_layers/{crossmatch}/{survey}/{model}.log",
     benchmark:
@@ -76,7 +76,7 @@ rule compare_layers:
     input:
         unpack(_layer_inputs),
     output:
-        "results/layers_metrics/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.csv",
+        paths.LAYER_METRICS,
     log:
         "logs/compare_layers/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
     benchmark:

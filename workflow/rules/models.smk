@@ -4,7 +4,7 @@
 
 rule build_tiny_model:
     output:
-        directory("resources/models/tiny/{model}"),
+        directory(paths.TINY_MODEL),
     log:
         "logs/build_tiny_model/{model}.log",
     conda:
@@ -18,7 +18,7 @@ rule build_tiny_model:
 # saved like a checkpoint; the seed is part of the path, so a new seed never reuses old shards.
 rule build_random_model:
     output:
-        directory("resources/models/random/seed{seed}/{model}"),
+        directory(paths.RANDOM_MODEL),
     log:
         "logs/build_random_model/seed{seed}/{model}.log",
     wildcard_constraints:

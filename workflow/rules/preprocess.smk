@@ -5,7 +5,7 @@ rule percentiles:
     input:
         lambda wc: PLAN.crossmatch_path(PLAN.percentile_source(wc.survey)),
     output:
-        "results/preprocessed/percentiles/{survey}.json",
+        paths.PERCENTILES,
     log:
         "logs/percentiles/{survey}.log",
     conda:
@@ -21,7 +21,7 @@ rule preprocess:
     input:
         unpack(_preprocess_inputs),
     output:
-        "results/preprocessed/{crossmatch}/{survey}.h5",
+        paths.PREPROCESSED,
     log:
         "logs/preprocess/{crossmatch}/{survey}.log",
     conda:
@@ -37,7 +37,7 @@ rule preprocess_flux:
     input:
         crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
     output:
-        "results/preprocessed_flux/{crossmatch}/{survey}.h5",
+        paths.PREPROCESSED_FLUX,
     log:
         "logs/preprocess_flux/{crossmatch}/{survey}.log",
     conda:

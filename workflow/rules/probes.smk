@@ -8,10 +8,10 @@ localrules:
 
 rule probe:
     input:
-        embedding="results/embeddings/{crossmatch}/{survey}/{model}.h5",
+        embedding=paths.EMBEDDING,
         properties=lambda wc: PLAN.property_files(wc.crossmatch),
     output:
-        "results/probes/{crossmatch}/{survey}/{model}.json",
+        paths.PROBE,
     log:
         "logs/probe/{crossmatch}/{survey}/{model}.log",
     conda:
@@ -25,25 +25,22 @@ rule probe:
 
 rule probe_report:
     input:
-        [
-            f"results/probes/{xm}/{survey}/{model}.json"
-            for xm, survey, model in PLAN.probes
-        ],
+        PLAN.probe_paths,
     output:
         scores=report(
-            "results/tables/probes.csv",
+            paths.PROBE_SCORES,
             caption="../report/probes.rst",
             category="Probes",
         ),
         tables=report(
-            directory("results/tables/probes"),
+            directory(paths.PROBE_TABLES),
             patterns=["{name}.csv"],
             caption="../report/probes.rst",
             category="Probes",
             labels={"table": "{name}"},
         ),
         figures=report(
-            directory("results/probe_figures"),
+            directory(paths.PROBE_FIGURES),
             patterns=["{name}.png"],
             caption="../report/probes.rst",
             category="Probes",

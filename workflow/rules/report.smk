@@ -13,12 +13,12 @@ rule aggregate:
         [c.path for c in PLAN.comparisons],
     output:
         scores=report(
-            "results/tables/scores.csv",
+            paths.SCORES,
             caption="../report/scores.rst",
             category="Tables",
         ),
         tables=report(
-            directory("results/tables/paper"),
+            directory(paths.PAPER_TABLES),
             patterns=["{name}.csv"],
             caption="../report/tables.rst",
             category="Tables",
@@ -41,7 +41,7 @@ rule figures:
         rules.aggregate.output.scores,
     output:
         report(
-            directory("results/figures"),
+            directory(paths.FIGURES),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
@@ -63,17 +63,17 @@ rule layers_report:
         PLAN.layer_metric_files(),
     output:
         scores=report(
-            "results/tables/layers.csv",
+            paths.LAYER_SCORES,
             caption="../report/layers.rst",
             category="Layers",
         ),
         best=report(
-            "results/tables/layers_best.csv",
+            paths.LAYER_BEST,
             caption="../report/layers.rst",
             category="Layers",
         ),
         figures=report(
-            directory("results/layer_figures"),
+            directory(paths.LAYER_FIGURES),
             patterns=["{name}.png"],
             caption="../report/layers.rst",
             category="Layers",

@@ -5,4 +5,4 @@ from samesky.simulate import simulate_snapshot
 setup_job(snakemake)
 sim = snakemake.params.simulate
 simulate_snapshot(snakemake.output.snapshot, snakemake.output.truth, name=snakemake.wildcards.crossmatch,
-                  layout=snakemake.params.layout, n=sim["n"], seed=sim.get("seed", 0))
+                  layout=snakemake.params.layout, n=sim["n"], seed=sim["seed"])

@@ -569,7 +569,6 @@ def family_sizes(family: str) -> list[str]:
 
 
 WEIGHT_BYTES = {"fp32": 4, "bf16": 2}
-DEFAULT_GPU_MEMORY_GB = 80  # the schema's embed.gpu_memory_gb default (an 80 GB GPU)
 
 
 def weights_dtype(key: str) -> str:
