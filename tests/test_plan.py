@@ -338,7 +338,9 @@ def _settings(plan: Plan) -> dict:
 def _plan_sees(plan: Plan, value) -> None:
     """Assert that ``plan`` hands each setting ``value(block, key)`` to its rules."""
     m = {key: value(block, key) for block, key, _ in SCHEMA_DEFAULTS if block == "metrics"}
-    assert plan.metric_params() == {"metrics": m["names"], **{key: m[key] for key in (
+    params = plan.metric_params()
+    assert params.pop("params") == plan._tunable_params(m["names"])  # registry defaults under metrics.params
+    assert params == {"metrics": m["names"], **{key: m[key] for key in (
         "k", "null_draws", "bootstrap_draws", "feature_space_draws", "ci", "alpha", "cka_null", "seed")}}
     assert plan.knn_params() == {"k": m["k"], "precision": m["knn_precision"]}
     assert plan.embed_params() == {"device": value("embed", "device"), "precision": value("embed", "precision")}

@@ -57,11 +57,7 @@ def _embed_input(wc):
 
 # Layer-wise embeddings: the embed job declares its layers output only when they are asked for
 EMBED_LAYERS = PLAN.layers() != "final"
-EMBED_LAYERS_OUTPUT = (
-    {"layers": paths.LAYERS}
-    if EMBED_LAYERS
-    else {}
-)
+EMBED_LAYERS_OUTPUT = {"layers": paths.LAYERS} if EMBED_LAYERS else {}
 
 
 def _embed_resources(wc, attempt):
