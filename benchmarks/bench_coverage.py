@@ -34,6 +34,7 @@ from statistics import NormalDist
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -103,15 +104,17 @@ def neighbourhood_intervals(pair: Pair, local: list[str], ks: list[int], draws: 
 
 def row(name: str, n: int, cell, got: list, extra: list, z: float) -> str:
     """One table row: the population value (leave-one-out mean of the other samples' scores plus
-    ``extra``), the scores' SD, the mean interval SE and the coverage."""
+    ``extra``), the scores' SD, the mean interval SE, the population value's Monte-Carlo error
+    as a share of the mean interval half-width (sd / sqrt(samples - 1) / (z SE)), and the coverage."""
     score, lo, hi = np.array(got).T
     total = score.sum() + np.sum(extra)
     truth = (total - score) / (len(score) - 1 + len(extra))
     cover = np.mean((lo <= truth) & (truth <= hi))
     sd, se = score.std(ddof=1), np.mean((hi - lo) / (2 * z))
+    mc = sd / np.sqrt(len(score) - 1 + len(extra)) / (z * se)
     m, k = cell
     return (f"{name:9s} {n:5d} {m:13s} {'-' if k is None else k:>3} {total / (len(score) + len(extra)):11.4f} "
-            f"{sd:10.4f} {se:8.4f} {se / sd:6.2f} {100 * cover:10.1f} {len(score):5d}")
+            f"{sd:10.4f} {se:8.4f} {se / sd:6.2f} {mc:7.3f} {100 * cover:10.1f} {len(score):5d}")
 
 
 def study(args) -> None:
@@ -127,7 +130,7 @@ def study(args) -> None:
           f"{args.draws if plain else 0} bootstrap resamples (others) per interval; binomial SE of a 95% coverage = "
           f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points", flush=True)
     print(f"{'model':9s} {'N':>5s} {'metric':13s} {'k':>3s} {'population':>11s} {'sd(score)':>10s} "
-          f"{'mean SE':>8s} {'SE/sd':>6s} {'coverage %':>10s} {'reps':>5s}", flush=True)
+          f"{'mean SE':>8s} {'SE/sd':>6s} {'pop MC':>7s} {'coverage %':>10s} {'reps':>5s}", flush=True)
     start = time.perf_counter()
     for name in args.models:
         model = DataModel(name)
@@ -192,7 +195,8 @@ def main() -> None:
     ap.add_argument("--cost", nargs=2, type=int, metavar=("N", "D"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cost(args) if args.cost else study(args)
+    with threadpool_limits(args.threads):  # numpy's BLAS too: its threads tripled MI/CKNNA's cost under load
+        cost(args) if args.cost else study(args)
 
 
 if __name__ == "__main__":
