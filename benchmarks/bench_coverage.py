@@ -1,10 +1,11 @@
 """Coverage of the metric intervals (prints a table; not a unit test).
 
 For each data model, N and k: draw ``--reps`` independent samples of N objects, compute every
-registry metric's score and nominal ``--ci`` interval as the compare rule does (percentile
-bootstrap for metrics without neighbourhoods, through ``compare.pair_statistics``;
-subsampling with recomputed neighbourhoods and an estimated rate for the neighbourhood
-metrics, the same mechanics with the subsamples shared between k), and count how often the interval holds the population
+registry metric's score and nominal ``--ci`` interval as the compare rule does (subsampling with
+an estimated rate, ``metrics.stats``: through ``compare.pair_statistics`` for metrics without
+neighbourhoods, with ``--draws`` splits, compare's default cap ``feature_space_draws``; for the
+neighbourhood metrics the same mechanics with ``--splits`` splits shared between k), and count
+how often the interval holds the population
 value: the mean score of independent samples of size N (the estimand of a size-N study:
 neighbourhood scores depend on N), here the other reps (leave-one-out) plus ``--pop`` more.
 Metrics without ``k`` are computed once per sample, not once per k.
@@ -127,7 +128,7 @@ def study(args) -> None:
     print(f"# coverage of nominal {args.ci:.0%} intervals, {args.reps} samples per row; population value = "
           f"mean score over the other {args.reps - 1} samples{f' and {args.pop} more' if args.pop else ''} "
           f"(leave-one-out); {args.splits if local else 0} subsampling draws (neighbourhood metrics) and "
-          f"{args.draws if plain else 0} bootstrap resamples (others) per interval; binomial SE of a 95% coverage = "
+          f"{args.draws if plain else 0} (others) per interval; binomial SE of a 95% coverage = "
           f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points", flush=True)
     print(f"{'model':9s} {'N':>5s} {'metric':13s} {'k':>3s} {'population':>11s} {'sd(score)':>10s} "
           f"{'mean SE':>8s} {'SE/sd':>6s} {'pop MC':>7s} {'coverage %':>10s} {'reps':>5s}", flush=True)
@@ -188,7 +189,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--pop", type=int, default=0, help="further samples for the population value")
     ap.add_argument("--splits", type=int, default=50, help="subsampling draws (2 halves + 4 quarters each) per neighbourhood interval")
-    ap.add_argument("--draws", type=int, default=200, help="bootstrap resamples per CKA/MI interval")
+    ap.add_argument("--draws", type=int, default=100, help="subsampling draws per CKA/MI interval (compare's feature_space_draws)")
     ap.add_argument("--ci", type=float, default=0.95)
     ap.add_argument("--progress", type=int, default=0, help="print the rows so far every this many reps")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least overhead on a busy machine)")

@@ -41,7 +41,8 @@ def test_records_have_the_documented_fields_and_values(files, tmp_path):
     recs = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=ALL, **OPTS)
     assert [r["metric"] for r in recs] == ALL
     for r in recs:
-        assert list(r) == [*FIELDS, "tau", "calibrated", "alpha", "null_method"]
+        assert list(r) == [*FIELDS, "tau", "calibrated", "alpha", "null_method", "interval_method"]
+        assert r["interval_method"] == "subsampling"  # every metric: the bootstrap over-covered CKA
         assert {f: r[f] for f in CROSS} == CROSS and r["n"] == N
         assert r["k"] == (K if r["metric"] in ("mknn", "cknna") else None)
         assert r["ci_low"] <= r["score"] <= r["ci_high"] or r["metric"] == "mutual_info"

@@ -19,7 +19,7 @@ from .. import schema
 from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
-from .stats import bootstrap_weights, calibrated, permutations, quarter_splits, summarise
+from .stats import calibrated, permutations, quarter_splits, summarise
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,11 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     """Score, null and interval of every metric of ``metrics`` on one aligned pair.
 
     Returns, per metric, ``k`` (None for metrics without neighbourhoods), ``score`` and the
-    ``summarise`` fields. Nulls permute side B, or are closed-form laws (CKA, ``cka_null``). Intervals: metrics without neighbourhoods
-    bootstrap (``bootstrap_draws`` resamples, percentile interval); neighbourhood metrics rescore
-    the two halves and four quarters of ``bootstrap_draws`` random splits with their graphs
-    recomputed on each (``stats``: subsampling with an estimated rate), all metrics of a
-    subsample sharing its graphs.
+    ``summarise`` fields. Nulls permute side B, or are closed-form laws (CKA, ``cka_null``).
+    Intervals (``stats``: subsampling with an estimated rate): every metric is rescored on the two
+    halves and four quarters of ``bootstrap_draws`` random splits, with graphs and moments
+    recomputed on each subsample and all metrics of a subsample sharing them; metrics without
+    neighbourhoods use the first ``feature_space_draws`` splits.
     """
     specs = [get_metric(name) for name in metrics]
     estimators, params = {}, {}
@@ -189,17 +189,16 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     drawn = {name: est for name, est in estimators.items() if name not in laws}
     nulls = _draws(drawn, specs, "null", permutations(pair.n, null_draws, seed), null_draws, feature_space_draws)
     nulls.update({name: [] for name in laws})
-    plain = [s for s in specs if not s.uses_knn]
-    boots = _draws({s.name: estimators[s.name] for s in plain}, plain, "bootstrap",
-                   bootstrap_weights(pair.n, bootstrap_draws, seed), bootstrap_draws, feature_space_draws)
-    local = [s for s in specs if s.uses_knn]
-    boots.update(_subsample_draws(pair, local, params, quarter_splits(pair.n, bootstrap_draws if local else 0, seed)))
+    # Intervals: every metric is rescored on the subsamples of the same splits; metrics without
+    # neighbourhoods recompute O(N d^2) moments on each, so they make at most feature_space_draws.
+    limits = {s.name: bootstrap_draws if s.uses_knn else min(bootstrap_draws, feature_space_draws) for s in specs}
+    boots = _subsample_draws(pair, specs, params, limits, quarter_splits(pair.n, max(limits.values(), default=0), seed))
     out = {}
     for spec in specs:
         name = spec.name
         st = {"k": params[name].get("k"), "score": float(scores[name]),
               **summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale,
-                          subsampled=spec.uses_knn)}
+                          interval="subsampling")}
         if name in laws:
             law = laws[name]
             tau = law.threshold(alpha)
@@ -208,16 +207,21 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
         out[name] = st
     return out
 
-def _subsample_draws(pair: Pair, specs, params: dict, splits) -> dict[str, list[list[float]]]:
-    """Per neighbourhood metric and split, its scores on the split's subsamples (fresh estimators)."""
+def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> dict[str, list[list[float]]]:
+    """Per metric and split, its scores on the split's six subsamples (fresh estimators, every
+    neighbourhood and moment recomputed on the subsample alone); metric m uses the first
+    ``limits[m]`` splits."""
     out = {s.name: [] for s in specs}
-    width = max((params[s.name]["k"] for s in specs), default=0)
+    width = max((params[s.name].get("k", 0) for s in specs if s.uses_knn), default=0)
     start, count = time.perf_counter(), 0
-    for subsamples in splits:
-        scores = {s.name: [] for s in specs}
+    for i, subsamples in enumerate(splits):
+        active = [s for s in specs if i < limits[s.name]]
+        if not active:
+            break
+        scores = {s.name: [] for s in active}
         for rows in subsamples:
             sub = pair.subsample(rows, width)
-            for s in specs:
+            for s in active:
                 scores[s.name].append(s.estimator(sub, **params[s.name]).score())
         for name, row in scores.items():
             out[name].append(row)
@@ -225,7 +229,6 @@ def _subsample_draws(pair: Pair, specs, params: dict, splits) -> dict[str, list[
     if count:
         log.info("%d subsampling draws in %.1f s", count, time.perf_counter() - start)
     return out
-
 
 
 def _draws(estimators: dict, specs, kind: str, draws, total: int, costly_cap: int) -> dict[str, list[float]]:

@@ -148,22 +148,29 @@ def calibrated(score: float, tau: float, scale: str = "unit") -> float:
     return max(0.0, (score - tau) / (1 - tau))
 
 
+INTERVAL_METHODS = ("percentile", "subsampling")
+
+
 def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, alpha: float = 0.05,
-              scale: str = "unit", subsampled: bool = False) -> dict:
+              scale: str = "unit", interval: str = "percentile") -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
     ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``.
-    ``boot`` holds bootstrap scores (percentile interval, recentred on ``score``) or, if
-    ``subsampled``, the (draws, 6) rescorings of ``quarter_splits`` (``subsampling_interval``).
+    ``interval='percentile'``: ``boot`` holds bootstrap scores (percentile interval, recentred on
+    ``score``; the probes); ``'subsampling'``: the (draws, 6) rescorings of ``quarter_splits``
+    (``subsampling_interval``; every metric of ``compare``). ``interval_method`` names it.
     """
     if not 0 < ci < 1 or not 0 < alpha < 1:
         raise ValueError(f"ci={ci} and alpha={alpha} must be in (0, 1)")
+    if interval not in INTERVAL_METHODS:
+        raise ValueError(f"interval must be one of {INTERVAL_METHODS}, got {interval!r}")
     null, boot = np.asarray(null, float), np.asarray(boot, float)
     out = {"ci_low": None, "ci_high": None, "null_mean": None, "null_std": None, "p_value": None,
            "null_draws": len(null), "bootstrap_draws": len(boot), "tau": None, "calibrated": None,
-           "alpha": alpha, "null_method": "permutation" if len(null) else None}
+           "alpha": alpha, "null_method": "permutation" if len(null) else None,
+           "interval_method": interval if len(boot) else None}
     if len(boot):
-        lo, hi = (subsampling_interval(score, boot, ci) if subsampled
+        lo, hi = (subsampling_interval(score, boot, ci) if interval == "subsampling"
                   else np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2]) + (score - boot.mean()))
         out.update(ci_low=float(lo), ci_high=float(hi))
     if len(null):
