@@ -139,7 +139,7 @@ def study(args) -> None:
             got = {c: [] for c in cells}
             for rep in range(args.reps):
                 pair = sample_pair(model, n, rep, width)
-                stats = neighbourhood_intervals(pair, local, args.k, args.splits, args.ci, rep)
+                stats = neighbourhood_intervals(pair, local, args.k, args.splits, args.ci, rep) if local else {}
                 if plain:
                     stats.update({(m, None): s for m, s in pair_statistics(
                         pair, plain, k=max(args.k), null_draws=0, bootstrap_draws=args.draws, ci=args.ci,
