@@ -114,3 +114,15 @@ def test_knn_file_stores_the_requested_width_or_every_other_object(tmp_path):
     with pytest.raises(ValueError, match="k=10 must be between 1 and N-1=8"):
         schema.write_embeddings(tmp_path / "e9.h5", ids[:9], correlated(9, 6, 6)[0], {"model": "m"})
         knn_file(tmp_path / "e9.h5", tmp_path / "k9.h5", 10, width=80)
+
+
+def test_metric_too_big_for_a_quarter_gets_no_interval_and_keeps_its_score():
+    """n = 100: a quarter of 25 objects cannot carry MI on 16 components (needs > 32): its record
+    keeps score and null but has no interval; the other metrics are unaffected."""
+    Za, Zb = correlated(100, 12, 9, seed=2)
+    got = pair_statistics(Pair(Za, Zb), ["mutual_info", "cka_linear"], k=10, null_draws=5, bootstrap_draws=4,
+                          ci=0.9, seed=1)
+    mi = got["mutual_info"]
+    assert mi["score"] == pytest.approx(METRICS["mutual_info"](Za, Zb), rel=1e-12) and mi["null_draws"] == 5
+    assert (mi["ci_low"], mi["ci_high"], mi["bootstrap_draws"], mi["interval_method"]) == (None, None, 0, None)
+    assert got["cka_linear"]["bootstrap_draws"] == 4 and got["cka_linear"]["ci_low"] < got["cka_linear"]["ci_high"]

@@ -214,17 +214,25 @@ def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> d
     out = {s.name: [] for s in specs}
     width = max((params[s.name].get("k", 0) for s in specs if s.uses_knn), default=0)
     start, count = time.perf_counter(), 0
+    too_small = set()  # metrics a quarter is too small for (e.g. MI's components): no interval
     for i, subsamples in enumerate(splits):
-        active = [s for s in specs if i < limits[s.name]]
+        active = [s for s in specs if i < limits[s.name] and s.name not in too_small]
         if not active:
             break
         scores = {s.name: [] for s in active}
         for rows in subsamples:
             sub = pair.subsample(rows, width)
             for s in active:
-                scores[s.name].append(s.estimator(sub, **params[s.name]).score())
+                try:
+                    scores[s.name].append(s.estimator(sub, **params[s.name]).score())
+                except ValueError as err:
+                    if i:
+                        raise
+                    log.warning("%s: no interval, a subsample of %d objects is too small: %s", s.name, len(rows), err)
+                    too_small.add(s.name)
         for name, row in scores.items():
-            out[name].append(row)
+            if name not in too_small:
+                out[name].append(row)
         count += 1
     if count:
         log.info("%d subsampling draws in %.1f s", count, time.perf_counter() - start)
