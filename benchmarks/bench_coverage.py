@@ -39,6 +39,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import samesky.metrics.mutual_info  # noqa: E402, F401  (its scipy BLAS loads now, so threadpool_limits reaches it)
 from samesky.metrics.compare import pair_statistics  # noqa: E402
 from samesky.metrics.knn import knn_graph  # noqa: E402
 from samesky.metrics.pair import Pair  # noqa: E402
