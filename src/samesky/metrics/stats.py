@@ -17,7 +17,7 @@ pilot of the coverage study its SE was 1.2-1.6 times the true SD. CKA and MI: th
 percentile bootstrap covered linear and unbiased CKA 98.7% on the latent data model (75
 samples), but that was luck of the samples, not a fault of the bootstrap: the SD of CKA over
 those first samples is 15% below its SD over 1000 samples, and against the latter the bootstrap
-SD is within 2% (benchmarks/bench_bootstrap_cka.py). They get subsampling too, for one method
+SD is within 4% (benchmarks/bench_bootstrap_cka.py). They get subsampling too, for one method
 whose mechanics hold for every metric (no object meets a copy of itself) at twice the cost
 per draw. A percentile interval that is not recentred covered MI only 44-50% (a resample's
 copies bias MI, ~ components^2 / 2n, like a smaller sample).
