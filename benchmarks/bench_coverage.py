@@ -1,10 +1,11 @@
 """Coverage of the metric intervals (prints a table; not a unit test).
 
 For each data model, N and k: draw ``--reps`` independent samples of N objects, compute every
-registry metric's score and nominal ``--ci`` interval as the compare rule does (percentile
-bootstrap for metrics without neighbourhoods, through ``compare.pair_statistics``;
-subsampling with recomputed neighbourhoods and an estimated rate for the neighbourhood
-metrics, the same mechanics with the subsamples shared between k), and count how often the interval holds the population
+registry metric's score and nominal ``--ci`` interval as the compare rule does (subsampling with
+an estimated rate, ``metrics.stats``: through ``compare.pair_statistics`` for metrics without
+neighbourhoods, with ``--draws`` splits, compare's default cap ``feature_space_draws``; for the
+neighbourhood metrics the same mechanics with ``--splits`` splits shared between k), and count
+how often the interval holds the population
 value: the mean score of independent samples of size N (the estimand of a size-N study:
 neighbourhood scores depend on N), here the other reps (leave-one-out) plus ``--pop`` more.
 Metrics without ``k`` are computed once per sample, not once per k.
@@ -34,9 +35,11 @@ from statistics import NormalDist
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import samesky.metrics.mutual_info  # noqa: E402, F401  (its scipy BLAS loads now, so threadpool_limits reaches it)
 from samesky.metrics.compare import pair_statistics  # noqa: E402
 from samesky.metrics.knn import knn_graph  # noqa: E402
 from samesky.metrics.pair import Pair  # noqa: E402
@@ -103,15 +106,17 @@ def neighbourhood_intervals(pair: Pair, local: list[str], ks: list[int], draws: 
 
 def row(name: str, n: int, cell, got: list, extra: list, z: float) -> str:
     """One table row: the population value (leave-one-out mean of the other samples' scores plus
-    ``extra``), the scores' SD, the mean interval SE and the coverage."""
+    ``extra``), the scores' SD, the mean interval SE, the population value's Monte-Carlo error
+    as a share of the mean interval half-width (sd / sqrt(samples - 1) / (z SE)), and the coverage."""
     score, lo, hi = np.array(got).T
     total = score.sum() + np.sum(extra)
     truth = (total - score) / (len(score) - 1 + len(extra))
     cover = np.mean((lo <= truth) & (truth <= hi))
     sd, se = score.std(ddof=1), np.mean((hi - lo) / (2 * z))
+    mc = sd / np.sqrt(len(score) - 1 + len(extra)) / (z * se)
     m, k = cell
     return (f"{name:9s} {n:5d} {m:13s} {'-' if k is None else k:>3} {total / (len(score) + len(extra)):11.4f} "
-            f"{sd:10.4f} {se:8.4f} {se / sd:6.2f} {100 * cover:10.1f} {len(score):5d}")
+            f"{sd:10.4f} {se:8.4f} {se / sd:6.2f} {mc:7.3f} {100 * cover:10.1f} {len(score):5d}")
 
 
 def study(args) -> None:
@@ -124,10 +129,10 @@ def study(args) -> None:
     print(f"# coverage of nominal {args.ci:.0%} intervals, {args.reps} samples per row; population value = "
           f"mean score over the other {args.reps - 1} samples{f' and {args.pop} more' if args.pop else ''} "
           f"(leave-one-out); {args.splits if local else 0} subsampling draws (neighbourhood metrics) and "
-          f"{args.draws if plain else 0} bootstrap resamples (others) per interval; binomial SE of a 95% coverage = "
+          f"{args.draws if plain else 0} (others) per interval; binomial SE of a 95% coverage = "
           f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points", flush=True)
     print(f"{'model':9s} {'N':>5s} {'metric':13s} {'k':>3s} {'population':>11s} {'sd(score)':>10s} "
-          f"{'mean SE':>8s} {'SE/sd':>6s} {'coverage %':>10s} {'reps':>5s}", flush=True)
+          f"{'mean SE':>8s} {'SE/sd':>6s} {'pop MC':>7s} {'coverage %':>10s} {'reps':>5s}", flush=True)
     start = time.perf_counter()
     for name in args.models:
         model = DataModel(name)
@@ -135,7 +140,7 @@ def study(args) -> None:
             got = {c: [] for c in cells}
             for rep in range(args.reps):
                 pair = sample_pair(model, n, rep, width)
-                stats = neighbourhood_intervals(pair, local, args.k, args.splits, args.ci, rep)
+                stats = neighbourhood_intervals(pair, local, args.k, args.splits, args.ci, rep) if local else {}
                 if plain:
                     stats.update({(m, None): s for m, s in pair_statistics(
                         pair, plain, k=max(args.k), null_draws=0, bootstrap_draws=args.draws, ci=args.ci,
@@ -185,14 +190,15 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--pop", type=int, default=0, help="further samples for the population value")
     ap.add_argument("--splits", type=int, default=50, help="subsampling draws (2 halves + 4 quarters each) per neighbourhood interval")
-    ap.add_argument("--draws", type=int, default=200, help="bootstrap resamples per CKA/MI interval")
+    ap.add_argument("--draws", type=int, default=100, help="subsampling draws per CKA/MI interval (compare's feature_space_draws)")
     ap.add_argument("--ci", type=float, default=0.95)
     ap.add_argument("--progress", type=int, default=0, help="print the rows so far every this many reps")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least overhead on a busy machine)")
     ap.add_argument("--cost", nargs=2, type=int, metavar=("N", "D"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cost(args) if args.cost else study(args)
+    with threadpool_limits(args.threads):  # numpy's BLAS too: its threads tripled MI/CKNNA's cost under load
+        cost(args) if args.cost else study(args)
 
 
 if __name__ == "__main__":

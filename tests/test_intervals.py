@@ -50,25 +50,32 @@ def test_self_pair_subsample_shares_its_graph():
     assert sub.same and sub.graphs(10)[0] is sub.graphs(10)[1]
 
 
-@pytest.mark.parametrize("name", ["mknn", "cknna"])
+@pytest.mark.parametrize("name", ["mknn", "cknna", "cka_linear", "cka_unbiased", "mutual_info"])
 def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
-    n, k, draws, ci = 240, 10, 6, 0.9
+    """Every metric's interval is subsampling, each subsample rescored from scratch (neighbourhoods,
+    centring, principal axes); metrics without neighbourhoods use the first feature_space_draws
+    splits. A percentile bootstrap (CKA, MI before; it over-covered) fails this."""
+    n, k, draws, capped, ci = 240, 10, 6, 4, 0.9
     Za, Zb = correlated(n, 12, 9, seed=3)
     pair = Pair(Za, Zb, knn_graph(Za, graph_width(k)), knn_graph(Zb, graph_width(k)))
-    got = pair_statistics(pair, [name, "cka_linear"], k=k, null_draws=0, bootstrap_draws=draws, ci=ci, seed=6)
-    rescored = np.array([[METRICS[name](Za[rows], Zb[rows], k=k) for rows in split]
-                         for split in quarter_splits(n, draws, seed=6)])
+    got = pair_statistics(pair, list(dict.fromkeys([name, "mknn", "cka_linear"])), k=k, null_draws=0, bootstrap_draws=draws, ci=ci, seed=6,
+                          feature_space_draws=capped)
+    params = {"k": k} if METRICS[name].uses_knn else {}
+    used = draws if METRICS[name].uses_knn else capped
+    rescored = np.array([[METRICS[name](Za[rows], Zb[rows], **params) for rows in split]
+                         for split in quarter_splits(n, used, seed=6)])
     v2 = np.mean((rescored[:, 0] - rescored[:, 1]) ** 2) / 2
     v4 = np.mean([(rescored[:, a] - rescored[:, b]) ** 2 for a, b in
                   [(2, 3), (2, 4), (2, 5), (3, 4), (3, 5), (4, 5)]]) / 2
     se = np.sqrt(v2 * 2 ** -np.clip(np.log2(v4 / v2), 0.5, 2.5))
-    score = METRICS[name](Za, Zb, k=k)
+    score = METRICS[name](Za, Zb, **params)
     z = NormalDist().inv_cdf(0.95)
     assert got[name]["score"] == pytest.approx(score, rel=1e-12)
-    assert (got[name]["ci_low"], got[name]["ci_high"]) == pytest.approx((score - z * se, score + z * se), rel=1e-9)
-    assert got[name]["bootstrap_draws"] == draws and got[name]["k"] == k
-    assert se > 0.003  # the check is sharp: subsamples vary
-    assert got["cka_linear"]["bootstrap_draws"] == draws and got["cka_linear"]["k"] is None
+    assert (got[name]["ci_low"], got[name]["ci_high"]) == pytest.approx((score - z * se, score + z * se), rel=1e-6)
+    assert got[name]["bootstrap_draws"] == used and got[name]["k"] == params.get("k")
+    assert got[name]["interval_method"] == "subsampling"
+    assert se > 0.002 * abs(score)  # the check is sharp: subsamples vary
+    assert got["mknn"]["bootstrap_draws"] == draws and got["cka_linear"]["bootstrap_draws"] == capped
 
 
 def test_rate_is_estimated_from_halves_and_quarters():
@@ -88,7 +95,7 @@ def test_subsampling_interval_and_summary():
     lo, hi = subsampling_interval(0.5, rows, 0.95)
     half = 1.959963984540054 * subsampling_se(rows)
     assert (lo, hi) == pytest.approx((0.5 - half, 0.5 + half), rel=1e-12) and half > 0
-    out = summarise(0.5, [], rows, 0.95, subsampled=True)
+    out = summarise(0.5, [], rows, 0.95, interval="subsampling")
     assert (out["ci_low"], out["ci_high"]) == (lo, hi) and out["bootstrap_draws"] == 2
     assert subsampling_interval(1.0, np.ones((7, 6)), 0.95) == (1.0, 1.0)  # a self pair
 
@@ -107,3 +114,15 @@ def test_knn_file_stores_the_requested_width_or_every_other_object(tmp_path):
     with pytest.raises(ValueError, match="k=10 must be between 1 and N-1=8"):
         schema.write_embeddings(tmp_path / "e9.h5", ids[:9], correlated(9, 6, 6)[0], {"model": "m"})
         knn_file(tmp_path / "e9.h5", tmp_path / "k9.h5", 10, width=80)
+
+
+def test_metric_too_big_for_a_quarter_gets_no_interval_and_keeps_its_score():
+    """n = 100: a quarter of 25 objects cannot carry MI on 16 components (needs > 32): its record
+    keeps score and null but has no interval; the other metrics are unaffected."""
+    Za, Zb = correlated(100, 12, 9, seed=2)
+    got = pair_statistics(Pair(Za, Zb), ["mutual_info", "cka_linear"], k=10, null_draws=5, bootstrap_draws=4,
+                          ci=0.9, seed=1)
+    mi = got["mutual_info"]
+    assert mi["score"] == pytest.approx(METRICS["mutual_info"](Za, Zb), rel=1e-12) and mi["null_draws"] == 5
+    assert (mi["ci_low"], mi["ci_high"], mi["bootstrap_draws"], mi["interval_method"]) == (None, None, 0, None)
+    assert got["cka_linear"]["bootstrap_draws"] == 4 and got["cka_linear"]["ci_low"] < got["cka_linear"]["ci_high"]

@@ -41,7 +41,8 @@ def test_records_have_the_documented_fields_and_values(files, tmp_path):
     recs = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=ALL, **OPTS)
     assert [r["metric"] for r in recs] == ALL
     for r in recs:
-        assert list(r) == [*FIELDS, "tau", "calibrated", "alpha", "null_method"]
+        assert list(r) == [*FIELDS, "tau", "calibrated", "alpha", "null_method", "interval_method"]
+        assert r["interval_method"] == "subsampling"  # every metric: the bootstrap over-covered CKA
         assert {f: r[f] for f in CROSS} == CROSS and r["n"] == N
         assert r["k"] == (K if r["metric"] in ("mknn", "cknna") else None)
         assert r["ci_low"] <= r["score"] <= r["ci_high"] or r["metric"] == "mutual_info"
@@ -54,7 +55,7 @@ def test_records_have_the_documented_fields_and_values(files, tmp_path):
     draws = {r["metric"]: (r["null_draws"], r["bootstrap_draws"], r["null_method"]) for r in recs}
     assert draws == {"mknn": (40, 30, "permutation"), "cka_linear": (0, 5, "closed_form"),
                      "cka_unbiased": (0, 5, "closed_form"), "cknna": (40, 30, "permutation"),
-                     "mutual_info": (40, 30, "permutation")}
+                     "mutual_info": (40, 5, "permutation")}  # its subsamples recompute moments: capped too
     out = tmp_path / "metrics.json"
     out.write_text(json.dumps({"records": recs}))
     assert len(read_records(out)) == len(ALL)  # the report stage accepts them

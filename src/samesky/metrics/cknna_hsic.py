@@ -38,13 +38,25 @@ def _hsic(i, j, kv, lv, recip, w, n: int) -> float:
     return (t1 + sk * sl / ((m - 1) * (m - 2)) - 2 * t3 / (m - 2)) / (m * (m - 3))
 
 
+DENSE_TABLE_MAX = 2**26  # n^2 entries (64 MiB of bools) up to which _reciprocal uses a table
+
+
 def _reciprocal(i, j, n: int) -> np.ndarray:
-    """Whether each edge (i, j) has its reverse (j, i) among the edges."""
-    keys = i * n + j
-    order = np.sort(keys)
+    """Whether each edge (i, j) has its reverse (j, i) among the edges (edges are distinct).
+
+    Up to n^2 = DENSE_TABLE_MAX a boolean n x n table answers it by one scatter and one gather
+    (about 30 times faster than sorting at n = 1500, k = 50: the subsampling draws of the
+    coverage study); beyond, the edge keys are sorted and searched. Both give the same answer."""
+    if not len(i):
+        return np.zeros(0, bool)
+    if n * n <= DENSE_TABLE_MAX:
+        table = np.zeros(n * n, bool)
+        table[i * n + j] = True
+        return table[j * n + i]
+    order = np.sort(i * n + j)
     rev = j * n + i
     pos = np.minimum(np.searchsorted(order, rev), len(order) - 1)
-    return order[pos] == rev if len(order) else np.zeros(0, bool)
+    return order[pos] == rev
 
 
 class CknnaHsicEstimator:

@@ -19,7 +19,7 @@ from .. import schema
 from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
-from .stats import bootstrap_weights, calibrated, permutations, quarter_splits, summarise
+from .stats import calibrated, permutations, quarter_splits, summarise
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +172,11 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     """Score, null and interval of every metric of ``metrics`` on one aligned pair.
 
     Returns, per metric, ``k`` (None for metrics without neighbourhoods), ``score`` and the
-    ``summarise`` fields. Nulls permute side B, or are closed-form laws (CKA, ``cka_null``). Intervals: metrics without neighbourhoods
-    bootstrap (``bootstrap_draws`` resamples, percentile interval); neighbourhood metrics rescore
-    the two halves and four quarters of ``bootstrap_draws`` random splits with their graphs
-    recomputed on each (``stats``: subsampling with an estimated rate), all metrics of a
-    subsample sharing its graphs. ``params``: as in ``compare_files``.
+    ``summarise`` fields. Nulls permute side B, or are closed-form laws (CKA, ``cka_null``).
+    Intervals (``stats``: subsampling with an estimated rate): every metric is rescored on the two
+    halves and four quarters of ``bootstrap_draws`` random splits, with graphs and moments
+    recomputed on each subsample and all metrics of a subsample sharing them; metrics without
+    neighbourhoods use the first ``feature_space_draws`` splits. ``params``: as in ``compare_files``.
     """
     specs = [get_metric(name) for name in metrics]
     unused = set(params or {}) - set(metrics)
@@ -194,17 +194,16 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     drawn = {name: est for name, est in estimators.items() if name not in laws}
     nulls = _draws(drawn, specs, "null", permutations(pair.n, null_draws, seed), null_draws, feature_space_draws)
     nulls.update({name: [] for name in laws})
-    plain = [s for s in specs if not s.uses_knn]
-    boots = _draws({s.name: estimators[s.name] for s in plain}, plain, "bootstrap",
-                   bootstrap_weights(pair.n, bootstrap_draws, seed), bootstrap_draws, feature_space_draws)
-    local = [s for s in specs if s.uses_knn]
-    boots.update(_subsample_draws(pair, local, settings, quarter_splits(pair.n, bootstrap_draws if local else 0, seed)))
+    # Intervals: every metric is rescored on the subsamples of the same splits; metrics without
+    # neighbourhoods recompute O(N d^2) moments on each, so they make at most feature_space_draws.
+    limits = {s.name: bootstrap_draws if s.uses_knn else min(bootstrap_draws, feature_space_draws) for s in specs}
+    boots = _subsample_draws(pair, specs, settings, limits, quarter_splits(pair.n, max(limits.values(), default=0), seed))
     out = {}
     for spec in specs:
         name = spec.name
         st = {"k": settings[name].get("k"), "score": float(scores[name]),
               **summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale,
-                          subsampled=spec.uses_knn)}
+                          interval="subsampling")}
         if name in laws:
             law = laws[name]
             tau = law.threshold(alpha)
@@ -213,24 +212,36 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
         out[name] = st
     return out
 
-def _subsample_draws(pair: Pair, specs, params: dict, splits) -> dict[str, list[list[float]]]:
-    """Per neighbourhood metric and split, its scores on the split's subsamples (fresh estimators)."""
+def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> dict[str, list[list[float]]]:
+    """Per metric and split, its scores on the split's six subsamples (fresh estimators, every
+    neighbourhood and moment recomputed on the subsample alone); metric m uses the first
+    ``limits[m]`` splits."""
     out = {s.name: [] for s in specs}
-    width = max((params[s.name]["k"] for s in specs), default=0)
+    width = max((params[s.name].get("k", 0) for s in specs if s.uses_knn), default=0)
     start, count = time.perf_counter(), 0
-    for subsamples in splits:
-        scores = {s.name: [] for s in specs}
+    too_small = set()  # metrics a quarter is too small for (e.g. MI's components): no interval
+    for i, subsamples in enumerate(splits):
+        active = [s for s in specs if i < limits[s.name] and s.name not in too_small]
+        if not active:
+            break
+        scores = {s.name: [] for s in active}
         for rows in subsamples:
             sub = pair.subsample(rows, width)
-            for s in specs:
-                scores[s.name].append(s.estimator(sub, **params[s.name]).score())
+            for s in active:
+                try:
+                    scores[s.name].append(s.estimator(sub, **params[s.name]).score())
+                except ValueError as err:
+                    if i:
+                        raise
+                    log.warning("%s: no interval, a subsample of %d objects is too small: %s", s.name, len(rows), err)
+                    too_small.add(s.name)
         for name, row in scores.items():
-            out[name].append(row)
+            if name not in too_small:
+                out[name].append(row)
         count += 1
     if count:
         log.info("%d subsampling draws in %.1f s", count, time.perf_counter() - start)
     return out
-
 
 
 def _draws(estimators: dict, specs, kind: str, draws, total: int, costly_cap: int) -> dict[str, list[float]]:

@@ -46,9 +46,11 @@ class Pair:
         """The pair restricted to objects ``rows`` (sorted), with exact kNN graphs of those
         objects alone, restricted from this pair's graphs (``knn.restrict_graph``: only rows
         that lost too many cached neighbours are recomputed). Each object appears once, so no
-        object can neighbour a copy of itself."""
+        object can neighbour a copy of itself. ``k = 0``: no graphs (metrics without them)."""
         Za = self.Za[rows]
         Zb = Za if self.same else self.Zb[rows]
+        if not k:
+            return Pair(Za, Zb, device=self.device)
         # A kept fraction f of the objects needs about k / f cached columns; twice that leaves
         # few rows short (registry.graph_width), and reading no more keeps each draw O(n k).
         width = -(-2 * k * self.n // len(rows))

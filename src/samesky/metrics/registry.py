@@ -2,10 +2,9 @@
 
 A metric is called as ``METRICS[name](Za, Zb, **params) -> float``. For statistics,
 ``METRICS[name].estimator(pair, **params)`` returns an estimator with ``score()``, ``null(pi)`` (side B's rows
-permuted by ``pi``) and, for metrics without neighbourhoods, ``bootstrap(weights)`` (objects
-resampled, as per-object counts), so the null and bootstrap loops in ``compare`` are the same for
-every metric. Neighbourhood metrics (``uses_knn``) get their intervals from fresh estimators on
-random subsamples of the pair instead (``stats``, ``Pair.subsample``).
+permuted by ``pi``), so the null loop in ``compare`` is the same for every metric. Every metric
+gets its interval from fresh estimators on random subsamples of the pair (``stats``,
+``Pair.subsample``); the estimators' ``bootstrap(weights)`` is no longer used by ``compare``.
 """
 from __future__ import annotations
 

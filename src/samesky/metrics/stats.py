@@ -5,20 +5,24 @@ for resamples and half-samples), one draw at a time, so draw d is the same permu
 resample) for every metric of a comparison and for any number of draws: a metric that makes
 fewer draws (CKA) uses the first ones.
 
-Intervals. Metrics without neighbourhoods (CKA, MI) get the percentile bootstrap, recentred on
-the score (quantiles of score + theta* - mean(theta*)): a resample's duplicated objects bias a
-metric the way a smaller sample does (MI's bias ~ components^2 / 2n grows), and the plain
-percentile interval, centred on the resamples' mean, then covered the expected score at n only
-44-50% for MI in the coverage study. Neighbourhood
-metrics (MKNN, CKNNA) cannot: an object's score depends on which other objects are in the
+Intervals: every metric, by subsampling (below); the estimand is the metric's mean over
+independent samples of the sample's size n. Resampling with replacement fails in two ways.
+Neighbourhood metrics (MKNN, CKNNA): an object's score depends on which other objects are in the
 sample. Reweighting per-object terms on the full-sample graph ignores how neighbourhoods vary
 between samples (its 95% interval covered 82-87%); a bootstrap resample with neighbourhoods
 recomputed sees only ~0.63 n distinct objects, a sparser sample; and the delete-d jackknife
 (variance of half-sample scores given the sample) over-states the variance, because given the
 sample a kept object's neighbourhood still varies with which of its neighbours were kept: in a
-pilot of the coverage study its SE was 1.2-1.6 times the true SD.
+pilot of the coverage study its SE was 1.2-1.6 times the true SD. CKA and MI: the recentred
+percentile bootstrap covered linear and unbiased CKA 98.7% on the latent data model (75
+samples), but that was luck of the samples, not a fault of the bootstrap: the SD of CKA over
+those first samples is 15% below its SD over 1000 samples, and against the latter the bootstrap
+SD is within 4% (benchmarks/bench_bootstrap_cka.py). They get subsampling too, for one method
+whose mechanics hold for every metric (no object meets a copy of itself) at twice the cost
+per draw. A percentile interval that is not recentred covered MI only 44-50% (a resample's
+copies bias MI, ~ components^2 / 2n, like a smaller sample).
 
-They get subsampling with an estimated rate instead (Politis, Romano and Wolf 1999,
+Every metric gets subsampling with an estimated rate (Politis, Romano and Wolf 1999,
 "Subsampling"; Bertail, Politis and Romano 1999, JASA 94:569, for the unknown rate). Each draw
 splits the objects at random into four disjoint quarters Q1..Q4, and the halves H = Q1 + Q2,
 H' = Q3 + Q4, and rescores the metric on each of the six with every neighbourhood recomputed
@@ -30,16 +34,20 @@ Disjoint subsamples are independent samples of the population, so without any li
 
 The variance of a neighbourhood score does not fall as 1/n: at fixed k the neighbourhoods shrink
 as n grows and the score itself changes (MKNN's variance fell about as n^-1.5 in the coverage
-study), so a 1/n rate from n/2 to n over-states the SE by ~20%. The rate is estimated instead,
+study), so a 1/n rate from n/2 to n over-states the SE by ~20%; CKA's and MI's fall about as
+1/n, with finite-n terms (MI's bias grows as 1/m). Subsample biases cancel in the differences of
+equal-size subsamples, and the rate is estimated,
 var(theta_m) ~ m^-beta with beta = log2(V4 / V2), kept in [1/2, 5/2] against noise, and
 
     SE^2 = V2 2^-beta   (= V2^2 / V4 inside the bounds),
 
 the interval being score +- z SE. It is an interval for the population value at the sample's
 size n: neighbourhood scores depend on n. Coverage is checked by benchmarks/bench_coverage.py.
-Cost: subsample graphs are restricted from the cached graph (``Pair.subsample``), so a draw is
-O(n (k + d)) against O(n^2 d) for one graph build: about 0.5% of a build at n = 100k
-(docs/ARCHITECTURE.md has the measurement).
+Cost: subsample graphs are restricted from the cached graph (``Pair.subsample``), so a
+neighbourhood draw is O(n (k + d)) against O(n^2 d) for one graph build: about 0.5% of a build
+at n = 100k (docs/ARCHITECTURE.md has the measurement); a CKA/MI draw recomputes the moments of
+the six subsamples, two O(n d^2) passes (twice a bootstrap draw), so they make at most
+``feature_space_draws`` draws.
 """
 from __future__ import annotations
 
@@ -175,22 +183,29 @@ def calibrated(score: float, tau: float, scale: str = "unit") -> float:
     return max(0.0, (score - tau) / (1 - tau))
 
 
+INTERVAL_METHODS = ("percentile", "subsampling")
+
+
 def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, alpha: float = 0.05,
-              scale: str = "unit", subsampled: bool = False) -> dict:
+              scale: str = "unit", interval: str = "percentile") -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
     ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``.
-    ``boot`` holds bootstrap scores (percentile interval, recentred on ``score``) or, if
-    ``subsampled``, the (draws, 6) rescorings of ``quarter_splits`` (``subsampling_interval``).
+    ``interval='percentile'``: ``boot`` holds bootstrap scores (percentile interval, recentred on
+    ``score``; the probes); ``'subsampling'``: the (draws, 6) rescorings of ``quarter_splits``
+    (``subsampling_interval``; every metric of ``compare``). ``interval_method`` names it.
     """
     if not 0 < ci < 1 or not 0 < alpha < 1:
         raise ValueError(f"ci={ci} and alpha={alpha} must be in (0, 1)")
+    if interval not in INTERVAL_METHODS:
+        raise ValueError(f"interval must be one of {INTERVAL_METHODS}, got {interval!r}")
     null, boot = np.asarray(null, float), np.asarray(boot, float)
     out = {"ci_low": None, "ci_high": None, "null_mean": None, "null_std": None, "p_value": None,
            "null_draws": len(null), "bootstrap_draws": len(boot), "tau": None, "calibrated": None,
-           "alpha": alpha, "null_method": "permutation" if len(null) else None}
+           "alpha": alpha, "null_method": "permutation" if len(null) else None,
+           "interval_method": interval if len(boot) else None}
     if len(boot):
-        lo, hi = (subsampling_interval(score, boot, ci) if subsampled
+        lo, hi = (subsampling_interval(score, boot, ci) if interval == "subsampling"
                   else np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2]) + (score - boot.mean()))
         out.update(ci_low=float(lo), ci_high=float(hi))
     if len(null):
