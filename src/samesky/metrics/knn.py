@@ -480,6 +480,19 @@ def restrict_graph(indices: np.ndarray, similarity: np.ndarray, rows: np.ndarray
     return out_i, out_s, len(short)
 
 
+def file_graph(Z, ids: np.ndarray, k: int, where: str, *, device, chunk_size: int | None = None,
+               precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """``knn_graph`` of the rows of one file, its errors naming ``where`` (the file, and block) and
+    the objects whose embeddings have zero norm."""
+    try:
+        return knn_graph(Z, k, chunk_size=chunk_size, device=device, precision=precision)
+    except DegenerateRowsError as err:
+        raise ValueError(f"{where}: {len(err.rows)} embeddings have zero norm (cosine similarity "
+                         f"is undefined), e.g. object_id {ids[err.rows[:5]].tolist()}") from None
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
 def knn_file(emb_path, out_path, k: int, *, width: int | None = None, device=None,
              chunk_size: int | None = None, precision: str = "fp32", invariants: bool = False) -> None:
     """Compute the kNN graph of one embedding file (``precision``: see ``knn_graph``) and write it
@@ -494,13 +507,8 @@ def knn_file(emb_path, out_path, k: int, *, width: int | None = None, device=Non
     schema.check_finite(emb, ids, str(emb_path))
     k = max(k, min(width or k, len(ids) - 1))
     dev = pick_device(device)
-    try:
-        indices, similarity = knn_graph(emb, k, chunk_size=chunk_size, device=dev, precision=precision)
-    except DegenerateRowsError as err:
-        raise ValueError(f"{emb_path}: {len(err.rows)} embeddings have zero norm (cosine similarity "
-                         f"is undefined), e.g. object_id {ids[err.rows[:5]].tolist()}") from None
-    except ValueError as err:
-        raise ValueError(f"{emb_path}: {err}") from None
+    indices, similarity = file_graph(emb, ids, k, str(emb_path), device=dev, chunk_size=chunk_size,
+                                     precision=precision)
     log.info("kNN graph of %s: N=%d D=%d k=%d on %s (%d threads)", emb_path, *emb.shape, k, dev,
              torch.get_num_threads())
     schema.write_knn(out_path, ids, indices, similarity, {

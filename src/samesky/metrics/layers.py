@@ -41,7 +41,7 @@ import torch
 from .. import schema
 from .compare import COMPARISON_FIELDS, _cached_invariants, _read_embeddings, _read_graph, common_rows, compare_files
 from .device import as_matrix, full_fp32, pick_device
-from .knn import DegenerateRowsError, default_chunk_size, knn_graph, restrict_graph
+from .knn import default_chunk_size, file_graph, restrict_graph
 from .mknn import graph_prefix, matches, transposed
 from .registry import get_metric
 from .stats import permutations, summarise
@@ -106,13 +106,8 @@ def knn_layers_file(layers_path, out_path, k: int, *, width: int | None = None, 
         for j, name in enumerate(src.names):
             Z = src.block(j).astype(np.float32)
             start = time.perf_counter()
-            try:
-                indices, similarity = knn_graph(Z, k, chunk_size=chunk_size, device=dev, precision=precision)
-            except DegenerateRowsError as err:
-                raise ValueError(f"{layers_path}: block {name!r}: {len(err.rows)} rows have zero norm (cosine "
-                                 f"similarity is undefined), e.g. object_id {src.ids[err.rows[:5]].tolist()}") from None
-            except ValueError as err:
-                raise ValueError(f"{layers_path}: block {name!r}: {err}") from None
+            indices, similarity = file_graph(Z, src.ids, k, f"{layers_path}: block {name!r}", device=dev,
+                                             chunk_size=chunk_size, precision=precision)
             g = f.create_group(f"block_{j:03d}")
             g.create_dataset("indices", data=indices)
             g.create_dataset("similarity", data=similarity)

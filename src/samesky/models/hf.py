@@ -88,19 +88,33 @@ def _check_loading(spec: ModelSpec, source: str, info: dict) -> None:
         raise CheckpointError(f"{source}: weights do not match {spec.key}: " + "; ".join(problems))
 
 
-def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) -> HFEmbedder:
-    from transformers import AutoImageProcessor, AutoModel
-    from transformers.image_processing_backends import PilBackend
+def checked_model(spec: ModelSpec, source: str) -> torch.nn.Module:
+    """``AutoModel.from_pretrained`` that refuses another model type and missing, unexpected or
+    mis-shaped weights (``_check_loading``)."""
+    from transformers import AutoModel
 
     model, info = AutoModel.from_pretrained(source, output_loading_info=True)
     want = spec.arch["config"]["model_type"]
     if model.config.model_type != want:
         raise CheckpointError(f"{source}: holds a {model.config.model_type!r} model, {spec.key} needs {want!r}")
     _check_loading(spec, source, info)
+    return model
+
+
+def pil_processor(source: str):
+    """The checkpoint's image processor on the PIL backend (module docstring); another is an error."""
+    from transformers import AutoImageProcessor
+    from transformers.image_processing_backends import PilBackend
+
     processor = AutoImageProcessor.from_pretrained(source, backend=PROCESSOR_BACKEND)
     if not isinstance(processor, PilBackend):
         raise CheckpointError(f"{source}: got image processor {type(processor).__name__}, not a PIL-backend one; "
                               f"the study's inputs come from the PIL processors")
+    return processor
+
+
+def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) -> HFEmbedder:
+    model, processor = checked_model(spec, source), pil_processor(source)
     cfg = model.config
     dim = cfg.hidden_sizes[-1] if hasattr(cfg, "hidden_sizes") else cfg.hidden_size
     revision = hub_revision(source)

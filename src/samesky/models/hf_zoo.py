@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .base import Embedder, as_uint8_images
 from .checkpoint import CheckpointError, hub_revision
-from .hf import PROCESSOR_BACKEND, _check_loading
+from .hf import checked_model, pil_processor
 from .registry import ModelSpec
 
 # where the processor config lives (transformers looks for a video processor's in both, in this order)
@@ -169,18 +169,9 @@ def _torch_processor(spec: ModelSpec, source: str) -> TorchProcessor:
 
 
 def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) -> ZooEmbedder:
-    from transformers import AutoImageProcessor, AutoModel
-    from transformers.image_processing_backends import PilBackend
-
-    model, info = AutoModel.from_pretrained(source, output_loading_info=True)
-    want = spec.arch["config"]["model_type"]
-    if model.config.model_type != want:
-        raise CheckpointError(f"{source}: holds a {model.config.model_type!r} model, {spec.key} needs {want!r}")
-    _check_loading(spec, source, info)
+    model = checked_model(spec, source)
     if spec.arch["processor_kind"] == "pil":
-        processor = AutoImageProcessor.from_pretrained(source, backend=PROCESSOR_BACKEND)
-        if not isinstance(processor, PilBackend):
-            raise CheckpointError(f"{source}: got image processor {type(processor).__name__}, not a PIL-backend one")
+        processor = pil_processor(source)
     else:
         processor = _torch_processor(spec, source)
     if spec.arch["embed"] == "mae":
