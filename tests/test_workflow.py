@@ -85,13 +85,15 @@ def test_demo_writes_tables_and_figures(demo_run):
 
 @pytest.mark.slow
 def test_every_heavy_job_is_benchmarked_within_its_resources(demo_run):
-    """benchmark: records every embed, knn_graph and compare job; embed jobs fit resources_for."""
+    """benchmark: records every embed, knn_graph, compare, probe and layer-stage job; embed jobs fit
+    resources_for."""
     from samesky.models.registry import resources_for
 
     workdir, _, _ = demo_run
     bench = workdir / "results" / "benchmarks"
     for rule, outputs in (("embed", "results/embeddings"), ("knn_graph", "results/knn"),
-                          ("compare", "results/metrics")):
+                          ("compare", "results/metrics"), ("probe", "results/probes"),
+                          ("knn_layers", "results/knn_layers"), ("compare_layers", "results/layers_metrics")):
         made = {p.relative_to(workdir / outputs).with_suffix("") for p in (workdir / outputs).rglob("*.*")
                 if rule != "embed" or "truth" not in p.parts}
         recorded = {p.relative_to(bench / rule).with_suffix("") for p in (bench / rule).rglob("*.tsv")}

@@ -14,6 +14,8 @@ rule probe:
         paths.PROBE,
     log:
         "logs/probe/{crossmatch}/{survey}/{model}.log",
+    benchmark:
+        "results/benchmarks/probe/{crossmatch}/{survey}/{model}.tsv"
     conda:
         "../../envs/samesky.yaml"
     threads: 1
