@@ -32,7 +32,7 @@ from samesky.embed import embed_file
 from samesky.metrics.compare import compare_files
 from samesky.metrics.knn import knn_file
 from samesky.models import family_sizes, get_model, load_embedder, save_tiny
-from samesky.plan import ConfigError, validate_config
+from samesky.plan import ConfigError, Plan, validate_config
 from samesky.preprocess import (
     PERCENTILES_SCHEMA,
     compute_percentiles,
@@ -569,16 +569,18 @@ def test_unknown_model_and_survey_names_fail_naming_the_key(good, tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda c: c["crossmatches"]["desi_hsc"].update(surveys=["desi", "euclid", "hsc"]), "'euclid' is not one of"),
+    (lambda c: c["crossmatches"]["desi_hsc"].update(surveys=["desi", "euclid"]),
+     "crossmatches.desi_hsc.surveys: unknown survey 'euclid'; known surveys: ['desi', 'hsc'"),
     (lambda c: c["models"].update(spectrum="specformer-huge"), "models.spectrum: unknown model 'specformer-huge'"),
     (lambda c: c["models"]["image"].update(vit=["base", "huge2"]), "models.image.vit[1]: unknown size 'huge2'"),
     (lambda c: c["metrics"].update(k="ten"), "metrics.k: 'ten' is not of type 'integer'"),
     (lambda c: c["embed"].update(precision="fp8"), "embed.precision: 'fp8' is not one of"),
 ])
 def test_invalid_config_values_name_the_key(demo_config, edit, message):
+    """Before any job: the schema and the planner (surveys are the registry's, samesky.surveys)."""
     edit(demo_config)
     with pytest.raises(ConfigError) as err:
-        validate_config(demo_config)
+        Plan(validate_config(demo_config))
     assert message in str(err.value)
 
 

@@ -113,6 +113,22 @@ def test_block_cells_equal_a_plain_comparison_of_those_blocks(pair, rows):
         assert cell.loc[name].p == law.p_value(cell.loc[name].raw)
 
 
+def test_metric_parameters_reach_every_cell(pair):
+    """metrics.params (here MI's components) reach the final cell, as in the compare job, and every
+    block cell, as in a plain comparison of those blocks."""
+    _, a, b = pair
+    params = {"mutual_info": {"components": 3}}
+    got = pd.DataFrame(L.compare_layer_files(a, b, comparison=CROSS, metrics=["mutual_info"], params=params, **OPTS))
+    default = pd.DataFrame(L.compare_layer_files(a, b, comparison=CROSS, metrics=["mutual_info"], **OPTS))
+    assert not np.allclose(got.raw, default.raw)
+    (rec,) = compare_files(a["emb"], b["emb"], a["knn"], b["knn"], comparison=CROSS, metrics=["mutual_info"],
+                           bootstrap_draws=0, ci=0.9, params=params, **OPTS)
+    assert got[(got.block_a == "final") & (got.block_b == "final")].raw.item() == rec["score"]
+    st = pair_statistics(Pair(read_block(a, 1), read_block(b, 0)), ["mutual_info"], k=K, null_draws=DRAWS,
+                         bootstrap_draws=0, ci=0.9, seed=3, alpha=0.1, params=params)
+    assert got[(got.block_a == "layer 2") & (got.block_b == "layer 1")].raw.item() == st["mutual_info"]["score"]
+
+
 def test_relabelled_mknn_null_equals_the_recomputed_graph_null(pair, monkeypatch):
     """Each draw equals MKNN of side A's graph against the graph recomputed on side B's shuffled
     rows, and the estimator's relabelled draw; batches of any size give the same draws."""

@@ -175,15 +175,16 @@ def reduced_demo_config(demo: dict, keep=("desi_hsc",), n=80, families=1, draws=
 
 
 def test_demo_on_slurm(slurm, tmp_path, demo_config):
-    """The demo (reduced) end to end through `--executor slurm`, embeddings on the GPU partition."""
+    """The demo (reduced) end to end through `--executor slurm`, embeddings and the layer stage on
+    the GPU partition."""
     config = reduced_demo_config(demo_config)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     out, seconds = run_on_slurm(slurm, ROOT / "Snakefile", tmp_path, "--configfile", str(configfile), timeout=450)
     print(f"reduced demo on Slurm took {seconds:.0f} s")
-    counts = check_every_job_ran_on_slurm(out, tmp_path, gpu_rules={"embed"})
+    counts = check_every_job_ran_on_slurm(out, tmp_path, gpu_rules={"embed", "knn_layers", "compare_layers"})
     assert {"simulate_snapshot", "percentiles", "preprocess", "build_tiny_model", "embed", "knn_graph",
-            "compare"} <= set(counts), counts
+            "compare", "knn_layers", "compare_layers"} <= set(counts), counts
     scores = pd.read_csv(tmp_path / "results/tables/scores.csv")
     assert len(scores) == counts["compare"] * len(config["metrics"]["names"])
     assert set(scores["metric"]) == set(config["metrics"]["names"])

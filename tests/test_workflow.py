@@ -49,7 +49,8 @@ def demo_run(tmp_path_factory):
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     cfg = write_config(workdir / "demo.yaml", config)
     start = time.perf_counter()
-    proc = snakemake(workdir, "--cores", "2", "--configfile", cfg)
+    # 2400 s: about 12 minutes on 2 idle cores (254 jobs with the layer stage), twice that when shared
+    proc = snakemake(workdir, "--cores", "2", "--configfile", cfg, timeout=2400)
     assert proc.returncode == 0, proc.stderr[-6000:]
     return workdir, config, time.perf_counter() - start
 
@@ -154,13 +155,25 @@ def _rerun_counts(workdir, config, edit):
     return job_counts(proc.stdout + proc.stderr)
 
 
+def _layer_jobs(workdir, under: str = "", graphs: bool = False) -> dict[str, int]:
+    """The layer stage's jobs that rerun with the comparisons below ``under`` (the demo writes
+    every block: embed.layers: all): their block x block scores, the report, and with ``graphs``
+    the block graphs too."""
+    jobs = {"compare_layers": len(list((workdir / "results/layers_metrics" / under).rglob("*.csv"))),
+            "layers_report": 1}
+    if graphs:
+        jobs["knn_layers"] = len(list((workdir / "results/layers" / under).rglob("*.h5")))
+    return jobs
+
+
 @pytest.mark.slow
 def test_changing_k_reruns_only_metrics(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(k=5))
     n_embeddings = len(list((workdir / "results/embeddings").rglob("*.h5")))
     n_comparisons = len(list((workdir / "results/metrics").rglob("*.json")))
-    assert counts == {"knn_graph": n_embeddings, "compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1}
+    assert counts == {"knn_graph": n_embeddings, "compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1,
+                      **_layer_jobs(workdir, graphs=True)}
 
 
 @pytest.mark.slow
@@ -178,7 +191,7 @@ def test_changing_null_draws_reruns_only_comparisons(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(null_draws=100))
     n_comparisons = len(list((workdir / "results/metrics").rglob("*.json")))
-    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1}
+    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir)}
 
 
 @pytest.mark.slow
@@ -187,7 +200,7 @@ def test_changing_a_metric_parameter_reruns_only_comparisons(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(params={"mutual_info": {"components": 8}}))
     n_comparisons = len(list((workdir / "results/metrics").rglob("*.json")))
-    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1}
+    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir)}
 
 
 @pytest.mark.slow
@@ -198,7 +211,7 @@ def test_changing_jwst_bands_reruns_only_jwst(demo_run):
     jwst_comparisons = len(list((workdir / "results/metrics/jwst_hsc/jwst").rglob("*.json")))
     assert counts == {"percentiles": 1, "preprocess": 1, "embed": jwst_models, "knn_graph": jwst_models,
                       "compare": jwst_comparisons, "probe": jwst_models, "aggregate": 1, "figures": 1,
-                      "probe_report": 1, "all": 1}
+                      "probe_report": 1, "all": 1, **_layer_jobs(workdir, "jwst_hsc/jwst", graphs=True)}
 
 
 @pytest.mark.slow
@@ -211,7 +224,10 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
     # crossmatch, one self pair; one probe per embedding
     assert counts == {"build_tiny_model": 1, "embed": image_surveys, "knn_graph": image_surveys,
                       "compare": 2 * image_surveys + len(config["crossmatches"]) + 1, "probe": image_surveys,
-                      "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1}
+                      "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
+                      # the layer stage: its block graphs, and every pair above but the self pair
+                      "knn_layers": image_surveys, "compare_layers": 2 * image_surveys + len(config["crossmatches"]),
+                      "layers_report": 1}
 
 
 @pytest.mark.slow
@@ -227,9 +243,11 @@ def test_aion_family_runs_on_raw_fluxes(demo_run, tmp_path):
     counts = _rerun_counts(workdir, config, lambda c: None)
     # HSC in 4 crossmatches + Legacy in 1 (no JWST codec): 5 flux files, 2 sizes each; comparisons:
     # 5 intramodal, 6 crossmodal (Legacy vs HSC, and DESI, SDSS spectra vs HSC, per size), 2 self
-    # pairs, 10 against the latent truth; 10 probes
+    # pairs, 10 against the latent truth; 10 probes; block graphs and block x block scores of all
+    # but the self pairs
     assert counts == {"build_tiny_model": 2, "preprocess_flux": 5, "embed": 10, "knn_graph": 10, "compare": 23,
-                      "probe": 10, "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1}
+                      "probe": 10, "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
+                      "knn_layers": 10, "compare_layers": 21, "layers_report": 1}
     target = "results/metrics/legacysurvey_hsc/legacysurvey/aion-base/hsc/aion-base.json"
     proc = snakemake(workdir, target, "--cores", "2", "--configfile", str(workdir / "edited.yaml"))
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -439,7 +439,7 @@ class Plan:
         without intervals: ci and bootstrap draws do not reach them)."""
         p = self.metric_params()
         return {key: p[key] for key in ("metrics", "k", "null_draws", "seed", "alpha", "cka_null",
-                                        "feature_space_draws")}
+                                        "feature_space_draws", "params")}
 
     def layer_invariants(self) -> bool:
         """Whether the knn_layers jobs cache Gram invariants: layer-wise CKA nulls are always in

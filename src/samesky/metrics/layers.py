@@ -205,8 +205,10 @@ def _side(side: dict, ids: np.ndarray, Z: np.ndarray, rows, k: int, graphs: bool
 # ---- the comparison -----------------------------------------------------------------------
 def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics: list[str], k: int,
                         null_draws: int, seed: int, alpha: float = 0.05, cka_null: str = "closed_form",
-                        feature_space_draws: int = 100, device=None) -> list[dict]:
+                        feature_space_draws: int = 100, params: dict[str, dict] | None = None,
+                        device=None) -> list[dict]:
     """Every metric on every (block_a, block_b) cell of one pair, as rows of ``ROW_FIELDS``.
+    ``params``: each metric's tunable parameters, as in ``compare_files``.
 
     A side is {"emb", "knn"} (its final embedding and cached graph) plus, for a model with
     blocks, {"layers", "knn_layers"}. ``cka_null``, ``feature_space_draws``: only for the final x
@@ -219,7 +221,8 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
     start = time.perf_counter()
     final = compare_files(side_a["emb"], side_b["emb"], side_a["knn"], side_b["knn"], comparison=comparison,
                           metrics=metrics, k=k, null_draws=null_draws, bootstrap_draws=0, ci=0.95, seed=seed,
-                          feature_space_draws=feature_space_draws, alpha=alpha, cka_null=cka_null, device=device)
+                          feature_space_draws=feature_space_draws, alpha=alpha, cka_null=cka_null, params=params,
+                          device=device)
     ids_a, Za = _read_embeddings(side_a["emb"])
     ids_b, Zb = _read_embeddings(side_b["emb"])
     rows_a, rows_b, _ = common_rows(ids_a, ids_b, side_a["emb"], side_b["emb"], k)
@@ -233,15 +236,17 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
     cka = [s.name for s in specs if s.name.startswith("cka")]
     if cka:
         results.update(_cka_cells(A, B, cells, cka, alpha, device))
+    settings = {s.name: {**{key: v for key, v in s.defaults.items() if key != "k"}, **(params or {}).get(s.name, {})}
+                for s in specs}
     for spec in specs:
         if spec.name == "mknn":
             results["mknn"] = _mknn_cells(A, B, cells, k, perms, alpha, device)
         elif spec.name == "cknna":
             results["cknna"] = _cknna_cells(A, B, cells, k, perms, alpha, device)
         elif spec.name == "mutual_info":
-            results["mutual_info"] = _mi_cells(A, B, cells, spec.defaults["components"], perms, alpha, device)
+            results["mutual_info"] = _mi_cells(A, B, cells, settings["mutual_info"]["components"], perms, alpha, device)
         elif not spec.name.startswith("cka"):
-            results[spec.name] = _drawn_cells(spec, A, B, cells, k, perms, alpha, device)
+            results[spec.name] = _drawn_cells(spec, A, B, cells, k, settings[spec.name], perms, alpha, device)
     rows = []
     for rec in final:
         cell = {"raw": rec["score"], "calibrated": rec["calibrated"], "tau": rec["tau"], "p": rec["p_value"],
@@ -534,7 +539,7 @@ def _mi_cells(A, B, cells, components: int, perms: np.ndarray, alpha: float, dev
     return out
 
 
-def _drawn_cells(spec, A, B, cells, k: int, perms: np.ndarray, alpha: float, device) -> dict:
+def _drawn_cells(spec, A, B, cells, k: int, settings: dict, perms: np.ndarray, alpha: float, device) -> dict:
     """A neighbourhood metric's estimator on every cell, nulls from its relabelled draws."""
     from .cknna import row_mean_similarity
     from .pair import Pair
@@ -551,7 +556,7 @@ def _drawn_cells(spec, A, B, cells, k: int, perms: np.ndarray, alpha: float, dev
         pair = Pair(A[i].Z, B[j].Z, A[i].graph, B[j].graph, device=device)
         if spec.name == "cknna_formula":
             pair.row_means = (row_means(A[i]), row_means(B[j]))  # once per block, not per cell
-        est = spec.estimator(pair, k=k)
+        est = spec.estimator(pair, k=k, **settings)
         out[(i, j)] = _cell(est.score(), [est.null(pi) for pi in perms], alpha, scale=spec.scale)
     return out
 
