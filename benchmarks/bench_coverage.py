@@ -99,7 +99,7 @@ def neighbourhood_intervals(pair: Pair, local: list[str], ks: list[int], draws: 
     out = {}
     for (m, k), draws_mk in rescored.items():
         score = METRICS[m].estimator(pair, k=k).score()
-        lo, hi = subsampling_interval(score, draws_mk, ci)
+        lo, hi = subsampling_interval(score, draws_mk, ci, pair.n, k)
         out[(m, k)] = {"score": score, "ci_low": lo, "ci_high": hi}
     return out
 

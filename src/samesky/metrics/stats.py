@@ -116,23 +116,40 @@ def quarter_splits(n: int, draws: int, seed: int) -> Iterator[list[np.ndarray]]:
 
 
 BETA_BOUNDS = (0.5, 2.5)
+KNN_BETA_FLOOR = 1.0  # neighbourhood metrics: var(theta_m) falls at least as 1/m (module docstring)
 
 
-def subsampling_se(draws) -> float:
+def knn_share(m: float, k: int) -> float:
+    """(1 - k/m)^2: the finite-population factor of the variance of an overlap of k-neighbourhoods
+    among m objects (hypergeometric), which the rate model of ``subsampling_se`` divides out."""
+    return (1 - k / m) ** 2
+
+
+def subsampling_se(draws, n: int | None = None, k: int | None = None) -> float:
     """SE of a score from its ``quarter_splits`` rescorings, (draws, 6) = (H, H', Q1..Q4) each
-    (module docstring): V2 2^-beta, beta = log2(V4 / V2) within BETA_BOUNDS."""
+    (module docstring): V2 2^-beta, beta = log2(V4 / V2) within BETA_BOUNDS. For a neighbourhood
+    metric (``k``, on a sample of ``n`` objects) the variance model is knn_share(m, k) m^-beta:
+    V2 knn_share(n) / knn_share(n/2) 2^-beta, beta = log2(V4 / V2) - log2(knn_share(n/4) /
+    knn_share(n/2)), at least KNN_BETA_FLOOR."""
     s = np.asarray(draws, float).reshape(-1, 6)
     v2 = np.mean((s[:, 0] - s[:, 1]) ** 2) / 2
     v4 = np.mean([(s[:, 2 + a] - s[:, 2 + b]) ** 2 for a in range(4) for b in range(a + 1, 4)]) / 2
+    if k is not None and not n > 4 * k:
+        raise ValueError(f"subsampling_se: a quarter of n={n} objects must hold more than k={k}")
     if v2 == 0 or v4 == 0:
         return float(np.sqrt(v2 / 2))
-    beta = float(np.clip(np.log2(v4 / v2), *BETA_BOUNDS))
-    return float(np.sqrt(v2 * 2.0**-beta))
+    if k is None:
+        return float(np.sqrt(v2 * 2.0 ** -float(np.clip(np.log2(v4 / v2), *BETA_BOUNDS))))
+    f2, f4 = knn_share(n / 2, k), knn_share(n / 4, k)
+    beta = float(np.clip(np.log2(v4 / v2) - np.log2(f4 / f2), KNN_BETA_FLOOR, BETA_BOUNDS[1]))
+    return float(np.sqrt(v2 * knn_share(n, k) / f2 * 2.0**-beta))
 
 
-def subsampling_interval(score: float, draws, ci: float) -> tuple[float, float]:
-    """Normal interval score -+ z_{(1 + ci) / 2} SE, SE from ``subsampling_se``."""
-    se = subsampling_se(draws) if len(draws) else 0.0
+def subsampling_interval(score: float, draws, ci: float, n: int | None = None,
+                         k: int | None = None) -> tuple[float, float]:
+    """Normal interval score -+ z_{(1 + ci) / 2} SE, SE from ``subsampling_se`` (``n``, ``k``:
+    a neighbourhood metric's sample size and k)."""
+    se = subsampling_se(draws, n, k) if len(draws) else 0.0
     z = NormalDist().inv_cdf((1 + ci) / 2)
     return score - z * se, score + z * se
 
@@ -187,13 +204,14 @@ INTERVAL_METHODS = ("percentile", "subsampling")
 
 
 def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, alpha: float = 0.05,
-              scale: str = "unit", interval: str = "percentile") -> dict:
+              scale: str = "unit", interval: str = "percentile", knn: tuple[int, int] | None = None) -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
     ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``.
     ``interval='percentile'``: ``boot`` holds bootstrap scores (percentile interval, recentred on
     ``score``; the probes); ``'subsampling'``: the (draws, 6) rescorings of ``quarter_splits``
-    (``subsampling_interval``; every metric of ``compare``). ``interval_method`` names it.
+    (``subsampling_interval``; every metric of ``compare``; ``knn`` = (n, k) for a neighbourhood
+    metric). ``interval_method`` names it.
     """
     if not 0 < ci < 1 or not 0 < alpha < 1:
         raise ValueError(f"ci={ci} and alpha={alpha} must be in (0, 1)")
@@ -205,7 +223,7 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
            "alpha": alpha, "null_method": "permutation" if len(null) else None,
            "interval_method": interval if len(boot) else None}
     if len(boot):
-        lo, hi = (subsampling_interval(score, boot, ci) if interval == "subsampling"
+        lo, hi = (subsampling_interval(score, boot, ci, *(knn or ())) if interval == "subsampling"
                   else np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2]) + (score - boot.mean()))
         out.update(ci_low=float(lo), ci_high=float(hi))
     if len(null):
