@@ -43,21 +43,22 @@ var(theta_m) ~ m^-beta with beta = log2(V4 / V2), kept in [1/2, 5/2] against noi
 
 the interval being score +- z SE. Neighbourhood metrics need more: a power law fitted from n/4 to
 n/2 over-stated their SE at k = 50 by 10-25% (CKNNA covered 97.5-98% at N = 1000), because the
-local rate grows with m: measured over 300 independent samples per size (latent and clusters
-data, N = 1000), beta rose by 0.3-0.9 per doubling of m from 125 to 1000 at k = 50. The cause is
-saturation: a quarter's neighbourhoods hold 4k/n of it (a fifth at n = 1000, k = 50). An object's
-score is an overlap of two k-subsets of the other m objects; by the hypergeometric law the
-variance of such an overlap carries the finite-population factor f(m) = (1 - k/m)^2 (``knn_share``),
-which is 0.64 at a quarter there and 0.90 at n. Dividing it out, var(theta_m) ~ f(m) m^-beta, the
-measured beta is flat in m within its noise (+-0.2) in 7 of the 8 (metric, k, data) cells; so
+local rate grows with m: over 300 independent samples per size (``bench_coverage.py --rates``;
+latent and clusters data, m = 125 .. 1000), beta rose by 0.3-0.9 per doubling of m at k = 50.
+The cause is saturation: a quarter's neighbourhoods hold 4k/n of it (a fifth at n = 1000,
+k = 50). An object's score is an overlap of two k-subsets of the other m objects; by the
+hypergeometric law the variance of such an overlap carries the finite-population factor
+f(m) = (1 - k/m)^2 (``knn_share``), 0.64 at a quarter there and 0.90 at n. With it divided out,
+var(theta_m) ~ f(m) m^-beta, the measured beta at k = 50 is flat in m within its noise (+-0.2)
+except for CKNNA on the clustered data, whose quarters score 0.83 of a maximum 1; so
 
     beta = log2(V4 / V2) - log2(f(n/4) / f(n/2)),   SE^2 = V2 f(n) / f(n/2) 2^-beta,
 
 with beta at least 1 (KNN_BETA_FLOOR): with k fixed, a neighbourhood score is a mean of m terms
 each depending on its own k neighbours, whose variance does not grow with m, so its variance falls
-at least as 1/m; a lower estimate comes from the saturated quarters (the cell where beta still
-rises, CKNNA at k = 50 on the clustered data, whose quarters score 0.83 of a maximum 1). At
-k << n both corrections vanish and the rule above is unchanged. It is an interval for the population value at the sample's
+at least as 1/m; a lower estimate comes from saturated quarters (that CKNNA cell; at k = 10 on the
+clustered data the rate from n/4 to n/2 was 0.7-0.9, from n/2 to n 1.5-1.6). At k << n the
+finite-population factor vanishes. It is an interval for the population value at the sample's
 size n: neighbourhood scores depend on n. Coverage is checked by benchmarks/bench_coverage.py.
 Cost: subsample graphs are restricted from the cached graph (``Pair.subsample``), so a
 neighbourhood draw is O(n (k + d)) against O(n^2 d) for one graph build: about 0.5% of a build
