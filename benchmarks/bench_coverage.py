@@ -17,6 +17,9 @@ Data models (two views A, B of the same objects; the generating maps are fixed, 
              nonlinear map (tanh) in 128-d with heavy noise (A) and linearly in 24-d with
              light noise and one private factor (B)
 
+  --rates     instead: the local rate of the neighbourhood scores' variance, beta between m and 2m
+              for m = N/8, N/4, N/2 (--reps independent samples per size), raw and with the
+              finite-population factor (1 - k/m)^2 of ``stats.knn_share`` divided out
   --cost N D  instead: time one subsampling draw (MKNN and CKNNA at --k) and one kNN graph
               build on random (N, D) data, to state the cost at paper size.
 
@@ -44,7 +47,7 @@ from samesky.metrics.compare import pair_statistics  # noqa: E402
 from samesky.metrics.knn import knn_graph  # noqa: E402
 from samesky.metrics.pair import Pair  # noqa: E402
 from samesky.metrics.registry import METRICS, graph_width  # noqa: E402
-from samesky.metrics.stats import quarter_splits, subsampling_interval  # noqa: E402
+from samesky.metrics.stats import knn_share, quarter_splits, subsampling_interval  # noqa: E402
 
 
 class DataModel:
@@ -99,7 +102,7 @@ def neighbourhood_intervals(pair: Pair, local: list[str], ks: list[int], draws: 
     out = {}
     for (m, k), draws_mk in rescored.items():
         score = METRICS[m].estimator(pair, k=k).score()
-        lo, hi = subsampling_interval(score, draws_mk, ci)
+        lo, hi = subsampling_interval(score, draws_mk, ci, pair.n, k)
         out[(m, k)] = {"score": score, "ci_low": lo, "ci_high": hi}
     return out
 
@@ -160,6 +163,30 @@ def study(args) -> None:
             print(f"# {name} N={n} done after {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def rates(args) -> None:
+    """Variance of the neighbourhood scores over --reps independent samples at N/8 .. N, and the
+    local rate beta = log2(var(m) / var(2m)) per doubling, raw and divided by knn_share (``stats``)."""
+    local = [m for m in (args.metrics or list(METRICS)) if METRICS[m].uses_knn]
+    print(f"# local rates of var(score) per doubling of m, {args.reps} samples per size; "
+          "'f' columns divide out (1 - k/m)^2", flush=True)
+    for name in args.models:
+        model = DataModel(name)
+        for n in args.n:
+            sizes = [n // 8, n // 4, n // 2, n]
+            if sizes[0] <= max(args.k):
+                raise SystemExit(f"--rates at N={n}: N/8 = {sizes[0]} objects cannot carry k = {max(args.k)}")
+            var = {}
+            for m in sizes:
+                s = [[METRICS[mt].estimator(p, k=k).score() for mt in local for k in args.k]
+                     for p in (sample_pair(model, m, 5000 + rep, max(args.k)) for rep in range(args.reps))]
+                var[m] = np.var(s, axis=0, ddof=1)
+            for i, (mt, k) in enumerate((mt, k) for mt in local for k in args.k):
+                raw = [np.log2(var[m][i] / var[2 * m][i]) for m in sizes[:-1]]
+                f = [r + np.log2(knn_share(2 * m, k) / knn_share(m, k)) for r, m in zip(raw, sizes[:-1])]
+                print(f"{name:9s} N={n:5d} {mt:6s} k={k:3d} sizes {sizes}: beta raw "
+                      + " ".join(f"{b:5.2f}" for b in raw) + "  f " + " ".join(f"{b:5.2f}" for b in f), flush=True)
+
+
 def cost(args) -> None:
     """Time one kNN graph build and one half-sample draw at (N, D)."""
     n, d = args.cost
@@ -194,11 +221,12 @@ def main() -> None:
     ap.add_argument("--ci", type=float, default=0.95)
     ap.add_argument("--progress", type=int, default=0, help="print the rows so far every this many reps")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least overhead on a busy machine)")
+    ap.add_argument("--rates", action="store_true", help="local rates of the neighbourhood scores' variance")
     ap.add_argument("--cost", nargs=2, type=int, metavar=("N", "D"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with threadpool_limits(args.threads):  # numpy's BLAS too: its threads tripled MI/CKNNA's cost under load
-        cost(args) if args.cost else study(args)
+        cost(args) if args.cost else rates(args) if args.rates else study(args)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,11 @@ def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
     v2 = np.mean((rescored[:, 0] - rescored[:, 1]) ** 2) / 2
     v4 = np.mean([(rescored[:, a] - rescored[:, b]) ** 2 for a, b in
                   [(2, 3), (2, 4), (2, 5), (3, 4), (3, 5), (4, 5)]]) / 2
-    se = np.sqrt(v2 * 2 ** -np.clip(np.log2(v4 / v2), 0.5, 2.5))
+    if METRICS[name].uses_knn:  # variance model (1 - k/m)^2 m^-beta, beta >= 1
+        f = {m: (1 - k / m) ** 2 for m in (n, n / 2, n / 4)}
+        se = np.sqrt(v2 * f[n] / f[n / 2] * 2 ** -np.clip(np.log2(v4 / v2 * f[n / 2] / f[n / 4]), 1.0, 2.5))
+    else:
+        se = np.sqrt(v2 * 2 ** -np.clip(np.log2(v4 / v2), 0.5, 2.5))
     score = METRICS[name](Za, Zb, **params)
     z = NormalDist().inv_cdf(0.95)
     assert got[name]["score"] == pytest.approx(score, rel=1e-12)
@@ -90,6 +94,24 @@ def test_rate_is_estimated_from_halves_and_quarters():
     assert subsampling_se(draws(1, 1.1)) ** 2 == pytest.approx(2**-0.5, rel=1e-12)
 
 
+def test_neighbourhood_rate_divides_out_the_finite_population_factor():
+    """n = 400, k = 50: knn_share = (1 - k/m)^2 is 0.25, 0.5625, 0.765625 at m = 100, 200, 400.
+    V2 = 1, V4 = 2 -> beta = 1 + log2(0.5625 / 0.25), SE^2 = (0.765625 / 0.5625) 2^-beta;
+    V4 = 0.8 (beta 0.85) is held at beta = 1; without k, the plain rule."""
+    def draws(v2, v4):
+        h, q = np.sqrt(2 * v2), np.sqrt(2 * v4 * 6 / 4) / 2
+        return [[h, 0.0, q, q, -q, -q]]
+    share = 0.765625 / 0.5625
+    assert subsampling_se(draws(1, 2), 400, 50) ** 2 == pytest.approx(share * 0.5 * 0.25 / 0.5625, rel=1e-12)
+    assert subsampling_se(draws(1, 0.8), 400, 50) ** 2 == pytest.approx(share * 0.5, rel=1e-12)
+    assert subsampling_se(draws(1, 0.8)) ** 2 == pytest.approx(2**-0.5, rel=1e-12)
+    assert subsampling_se(draws(1, 2), 400, None) ** 2 == pytest.approx(0.5, rel=1e-12)
+    with pytest.raises(ValueError, match="a quarter of n=200 objects must hold more than k=50"):
+        subsampling_se(draws(1, 2), 200, 50)
+    lo, hi = subsampling_interval(0.3, draws(1, 2), 0.95, 400, 50)
+    assert hi - lo == pytest.approx(2 * 1.959963984540054 * np.sqrt(share * 0.5 * 0.25 / 0.5625), rel=1e-12)
+
+
 def test_subsampling_interval_and_summary():
     rows = [[0.40, 0.44, 0.38, 0.42, 0.41, 0.45], [0.43, 0.41, 0.39, 0.46, 0.40, 0.42]]
     lo, hi = subsampling_interval(0.5, rows, 0.95)
@@ -98,6 +120,8 @@ def test_subsampling_interval_and_summary():
     out = summarise(0.5, [], rows, 0.95, interval="subsampling")
     assert (out["ci_low"], out["ci_high"]) == (lo, hi) and out["bootstrap_draws"] == 2
     assert subsampling_interval(1.0, np.ones((7, 6)), 0.95) == (1.0, 1.0)  # a self pair
+    knn = summarise(0.5, [], rows, 0.95, interval="subsampling", knn=(1000, 10))
+    assert (knn["ci_low"], knn["ci_high"]) == subsampling_interval(0.5, rows, 0.95, 1000, 10) != (lo, hi)
 
 
 def test_knn_file_stores_the_requested_width_or_every_other_object(tmp_path):

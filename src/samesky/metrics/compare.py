@@ -203,7 +203,7 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
         name = spec.name
         st = {"k": settings[name].get("k"), "score": float(scores[name]),
               **summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale,
-                          interval="subsampling")}
+                          interval="subsampling", knn=(pair.n, settings[name]["k"]) if spec.uses_knn else None)}
         if name in laws:
             law = laws[name]
             tau = law.threshold(alpha)

@@ -41,7 +41,24 @@ var(theta_m) ~ m^-beta with beta = log2(V4 / V2), kept in [1/2, 5/2] against noi
 
     SE^2 = V2 2^-beta   (= V2^2 / V4 inside the bounds),
 
-the interval being score +- z SE. It is an interval for the population value at the sample's
+the interval being score +- z SE. Neighbourhood metrics need more: a power law fitted from n/4 to
+n/2 over-stated their SE at k = 50 by 10-25% (CKNNA covered 97.5-98% at N = 1000), because the
+local rate grows with m: over 300 independent samples per size (``bench_coverage.py --rates``;
+latent and clusters data, m = 125 .. 1000), beta rose by 0.3-0.9 per doubling of m at k = 50.
+The cause is saturation: a quarter's neighbourhoods hold 4k/n of it (a fifth at n = 1000,
+k = 50). An object's score is an overlap of two k-subsets of the other m objects; by the
+hypergeometric law the variance of such an overlap carries the finite-population factor
+f(m) = (1 - k/m)^2 (``knn_share``), 0.64 at a quarter there and 0.90 at n. With it divided out,
+var(theta_m) ~ f(m) m^-beta, the measured beta at k = 50 is flat in m within its noise (+-0.2)
+except for CKNNA on the clustered data, whose quarters score 0.83 of a maximum 1; so
+
+    beta = log2(V4 / V2) - log2(f(n/4) / f(n/2)),   SE^2 = V2 f(n) / f(n/2) 2^-beta,
+
+with beta at least 1 (KNN_BETA_FLOOR): with k fixed, a neighbourhood score is a mean of m terms
+each depending on its own k neighbours, whose variance does not grow with m, so its variance falls
+at least as 1/m; a lower estimate comes from saturated quarters (that CKNNA cell; at k = 10 on the
+clustered data the rate from n/4 to n/2 was 0.7-0.9, from n/2 to n 1.5-1.6). At k << n the
+finite-population factor vanishes. It is an interval for the population value at the sample's
 size n: neighbourhood scores depend on n. Coverage is checked by benchmarks/bench_coverage.py.
 Cost: subsample graphs are restricted from the cached graph (``Pair.subsample``), so a
 neighbourhood draw is O(n (k + d)) against O(n^2 d) for one graph build: about 0.5% of a build
@@ -116,23 +133,40 @@ def quarter_splits(n: int, draws: int, seed: int) -> Iterator[list[np.ndarray]]:
 
 
 BETA_BOUNDS = (0.5, 2.5)
+KNN_BETA_FLOOR = 1.0  # neighbourhood metrics: var(theta_m) falls at least as 1/m (module docstring)
 
 
-def subsampling_se(draws) -> float:
+def knn_share(m: float, k: int) -> float:
+    """(1 - k/m)^2: the finite-population factor of the variance of an overlap of k-neighbourhoods
+    among m objects (hypergeometric), which the rate model of ``subsampling_se`` divides out."""
+    return (1 - k / m) ** 2
+
+
+def subsampling_se(draws, n: int | None = None, k: int | None = None) -> float:
     """SE of a score from its ``quarter_splits`` rescorings, (draws, 6) = (H, H', Q1..Q4) each
-    (module docstring): V2 2^-beta, beta = log2(V4 / V2) within BETA_BOUNDS."""
+    (module docstring): V2 2^-beta, beta = log2(V4 / V2) within BETA_BOUNDS. For a neighbourhood
+    metric (``k``, on a sample of ``n`` objects) the variance model is knn_share(m, k) m^-beta:
+    V2 knn_share(n) / knn_share(n/2) 2^-beta, beta = log2(V4 / V2) - log2(knn_share(n/4) /
+    knn_share(n/2)), at least KNN_BETA_FLOOR."""
     s = np.asarray(draws, float).reshape(-1, 6)
     v2 = np.mean((s[:, 0] - s[:, 1]) ** 2) / 2
     v4 = np.mean([(s[:, 2 + a] - s[:, 2 + b]) ** 2 for a in range(4) for b in range(a + 1, 4)]) / 2
+    if k is not None and not n > 4 * k:
+        raise ValueError(f"subsampling_se: a quarter of n={n} objects must hold more than k={k}")
     if v2 == 0 or v4 == 0:
         return float(np.sqrt(v2 / 2))
-    beta = float(np.clip(np.log2(v4 / v2), *BETA_BOUNDS))
-    return float(np.sqrt(v2 * 2.0**-beta))
+    if k is None:
+        return float(np.sqrt(v2 * 2.0 ** -float(np.clip(np.log2(v4 / v2), *BETA_BOUNDS))))
+    f2, f4 = knn_share(n / 2, k), knn_share(n / 4, k)
+    beta = float(np.clip(np.log2(v4 / v2) - np.log2(f4 / f2), KNN_BETA_FLOOR, BETA_BOUNDS[1]))
+    return float(np.sqrt(v2 * knn_share(n, k) / f2 * 2.0**-beta))
 
 
-def subsampling_interval(score: float, draws, ci: float) -> tuple[float, float]:
-    """Normal interval score -+ z_{(1 + ci) / 2} SE, SE from ``subsampling_se``."""
-    se = subsampling_se(draws) if len(draws) else 0.0
+def subsampling_interval(score: float, draws, ci: float, n: int | None = None,
+                         k: int | None = None) -> tuple[float, float]:
+    """Normal interval score -+ z_{(1 + ci) / 2} SE, SE from ``subsampling_se`` (``n``, ``k``:
+    a neighbourhood metric's sample size and k)."""
+    se = subsampling_se(draws, n, k) if len(draws) else 0.0
     z = NormalDist().inv_cdf((1 + ci) / 2)
     return score - z * se, score + z * se
 
@@ -187,13 +221,14 @@ INTERVAL_METHODS = ("percentile", "subsampling")
 
 
 def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, alpha: float = 0.05,
-              scale: str = "unit", interval: str = "percentile") -> dict:
+              scale: str = "unit", interval: str = "percentile", knn: tuple[int, int] | None = None) -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
     ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``.
     ``interval='percentile'``: ``boot`` holds bootstrap scores (percentile interval, recentred on
     ``score``; the probes); ``'subsampling'``: the (draws, 6) rescorings of ``quarter_splits``
-    (``subsampling_interval``; every metric of ``compare``). ``interval_method`` names it.
+    (``subsampling_interval``; every metric of ``compare``; ``knn`` = (n, k) for a neighbourhood
+    metric). ``interval_method`` names it.
     """
     if not 0 < ci < 1 or not 0 < alpha < 1:
         raise ValueError(f"ci={ci} and alpha={alpha} must be in (0, 1)")
@@ -205,7 +240,7 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
            "alpha": alpha, "null_method": "permutation" if len(null) else None,
            "interval_method": interval if len(boot) else None}
     if len(boot):
-        lo, hi = (subsampling_interval(score, boot, ci) if interval == "subsampling"
+        lo, hi = (subsampling_interval(score, boot, ci, *(knn or ())) if interval == "subsampling"
                   else np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2]) + (score - boot.mean()))
         out.update(ci_low=float(lo), ci_high=float(hi))
     if len(null):
