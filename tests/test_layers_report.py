@@ -111,6 +111,14 @@ def test_heatmaps_named_per_pair_and_metric(files, tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
 
+def test_heatmaps_drawn_by_several_processes_are_the_same_files(files, tmp_path):
+    df = gather_layers(files)
+    serial = write_layer_heatmaps(df, tmp_path / "one")
+    forked = write_layer_heatmaps(df, tmp_path / "two", workers=2)
+    assert [p.relative_to(tmp_path / "two") for p in forked] == [p.relative_to(tmp_path / "one") for p in serial]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(serial, forked))
+
+
 def test_heatmap_axes_are_depth_fractions_and_mark_the_best_cell(files):
     df = gather_layers(files)
     sub = df[(df.metric == "mknn") & (df.kind == "crossmodal")]

@@ -83,7 +83,7 @@ rule layers_report:
         "logs/layers_report.log",
     conda:
         "../../envs/samesky.yaml"
-    threads: 1
+    threads: 4  # heatmaps drawn in parallel (locally capped at --cores)
     params:
         models=rules.aggregate.params.models,
     script:
