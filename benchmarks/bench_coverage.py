@@ -10,6 +10,12 @@ value: the mean score of independent samples of size N (the estimand of a size-N
 neighbourhood scores depend on N), here the other reps (leave-one-out) plus ``--pop`` more.
 Metrics without ``k`` are computed once per sample, not once per k.
 
+Splits: an interval's SE is itself a Monte-Carlo estimate from its splits, and at the sample
+sizes here that noise is what varies between samples (the SEs of two disjoint halves of one
+sample's splits are uncorrelated): its coefficient of variation is 0.12-0.19 at 50 splits and
+0.06-0.10 at 200, and a noisy SE costs coverage (up to 7 points at 50 splits, N = 3000). The
+study uses 200 (``--splits``), the demo's bootstrap_draws; the workflow's default is 1000.
+
 Data models (two views A, B of the same objects; the generating maps are fixed, objects vary):
   latent     shared and private Gaussian factors: A = [s, a] W_A + noise (64-d),
              B = [s, b] W_B + noise (96-d); half of each view's signal is shared
@@ -26,6 +32,10 @@ Data models (two views A, B of the same objects; the generating maps are fixed, 
 Usage:
   python benchmarks/bench_coverage.py                       # the full study (N 1000, 3000; k 10, 50)
   python benchmarks/bench_coverage.py --reps 20 --n 1000     # a quick look
+  # the neighbourhood half, split between two processes, then the table from the saved samples:
+  python benchmarks/bench_coverage.py --metrics mknn cknna --n 3000 --save cov --reps 100 &
+  python benchmarks/bench_coverage.py --metrics mknn cknna --n 3000 --save cov --first-rep 100 &
+  wait; python benchmarks/bench_coverage.py --metrics mknn cknna --n 3000 --save cov
   python benchmarks/bench_coverage.py --cost 100000 256 --k 10
 """
 from __future__ import annotations
@@ -86,24 +96,27 @@ def sample_pair(model: DataModel, n: int, seed: int, width: int) -> Pair:
     return Pair(za, zb, knn_graph(za, width), knn_graph(zb, width))
 
 
-def neighbourhood_intervals(pair: Pair, local: list[str], ks: list[int], draws: int, ci: float, seed: int) -> dict:
-    """``compare.pair_statistics``'s subsampling intervals for several k at once: each
-    subsample's graphs are restricted once at the largest k and serve every k as a prefix (the
-    unit tests check pair_statistics against brute force; this only shares subsamples between k)."""
-    rescored = {(m, k): [] for m in local for k in ks}
-    for subsamples in quarter_splits(pair.n, draws, seed):
-        scores = {c: [] for c in rescored}
-        for rows in subsamples:
-            sub = pair.subsample(rows, max(ks))
-            for m, k in rescored:
-                scores[(m, k)].append(METRICS[m].estimator(sub, k=k).score())
-        for c, row in scores.items():
-            rescored[c].append(row)
+def neighbourhood_rescorings(pair: Pair, cells: list, draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full-sample scores (cells,) and ``compare.pair_statistics``'s subsample rescorings
+    (draws, 6, cells) of the neighbourhood cells (metric, k): each subsample's graphs are
+    restricted once at the largest k and serve every k as a prefix (the unit tests check
+    pair_statistics against brute force; this only shares subsamples between k)."""
+    width = max(k for _, k in cells)
+    score = np.array([METRICS[m].estimator(pair, k=k).score() for m, k in cells])
+    rescored = np.empty((draws, 6, len(cells)))
+    for d, subsamples in enumerate(quarter_splits(pair.n, draws, seed)):
+        for j, rows in enumerate(subsamples):
+            sub = pair.subsample(rows, width)
+            rescored[d, j] = [METRICS[m].estimator(sub, k=k).score() for m, k in cells]
+    return score, rescored
+
+
+def neighbourhood_intervals(score: np.ndarray, rescored: np.ndarray, cells: list, n: int, ci: float) -> dict:
+    """The compare rule's interval of each cell from its rescorings (``stats.subsampling_interval``)."""
     out = {}
-    for (m, k), draws_mk in rescored.items():
-        score = METRICS[m].estimator(pair, k=k).score()
-        lo, hi = subsampling_interval(score, draws_mk, ci, pair.n, k)
-        out[(m, k)] = {"score": score, "ci_low": lo, "ci_high": hi}
+    for c, (m, k) in enumerate(cells):
+        lo, hi = subsampling_interval(score[c], rescored[:, :, c], ci, n, k)
+        out[(m, k)] = {"score": score[c], "ci_low": lo, "ci_high": hi}
     return out
 
 
@@ -127,7 +140,8 @@ def study(args) -> None:
     local = [m for m in metrics if METRICS[m].uses_knn]
     plain = [m for m in metrics if m not in local]
     width = graph_width(max(args.k)) if local else 0
-    cells = [(m, k) for m in local for k in args.k] + [(m, None) for m in plain]
+    local_cells = [(m, k) for m in local for k in args.k]
+    cells = local_cells + [(m, None) for m in plain]
     z = NormalDist().inv_cdf((1 + args.ci) / 2)
     print(f"# coverage of nominal {args.ci:.0%} intervals, {args.reps} samples per row; population value = "
           f"mean score over the other {args.reps - 1} samples{f' and {args.pop} more' if args.pop else ''} "
@@ -141,10 +155,24 @@ def study(args) -> None:
         model = DataModel(name)
         for n in args.n:
             got = {c: [] for c in cells}
-            for rep in range(args.reps):
-                pair = sample_pair(model, n, rep, width)
-                stats = neighbourhood_intervals(pair, local, args.k, args.splits, args.ci, rep) if local else {}
+            for rep in range(args.first_rep, args.reps):
+                stats, pair = {}, None
+                if local:
+                    saved = args.save and args.save / f"{name}_{n}_{rep}.npz"
+                    if saved and saved.exists():  # resume: a saved sample is read back, not recomputed
+                        arrays = np.load(saved)
+                        score, rescored = arrays["score"], arrays["rescored"][: args.splits]
+                        if arrays["cells"].tolist() != [[m, str(k)] for m, k in local_cells] or \
+                                len(rescored) < args.splits:
+                            raise SystemExit(f"{saved}: saved for other cells or fewer than {args.splits} splits")
+                    else:
+                        pair = sample_pair(model, n, rep, width)
+                        score, rescored = neighbourhood_rescorings(pair, local_cells, args.splits, rep)
+                        if saved:
+                            np.savez(saved, score=score, rescored=rescored, cells=np.array(local_cells, str))
+                    stats = neighbourhood_intervals(score, rescored, local_cells, n, args.ci)
                 if plain:
+                    pair = sample_pair(model, n, rep, 0) if pair is None else pair
                     stats.update({(m, None): s for m, s in pair_statistics(
                         pair, plain, k=max(args.k), null_draws=0, bootstrap_draws=args.draws, ci=args.ci,
                         seed=rep, feature_space_draws=args.draws).items()})
@@ -216,7 +244,11 @@ def main() -> None:
     ap.add_argument("--metrics", nargs="+", default=None, help="registry metrics (default: all)")
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--pop", type=int, default=0, help="further samples for the population value")
-    ap.add_argument("--splits", type=int, default=50, help="subsampling draws (2 halves + 4 quarters each) per neighbourhood interval")
+    ap.add_argument("--splits", type=int, default=200, help="subsampling draws (2 halves + 4 quarters each) per neighbourhood interval")
+    ap.add_argument("--first-rep", type=int, default=0, help="start at this sample (split a study between processes)")
+    ap.add_argument("--save", type=Path, default=None,
+                    help="directory for each sample's neighbourhood rescorings (resumable; a later run with the "
+                         "full --reps reads them back and prints the whole table)")
     ap.add_argument("--draws", type=int, default=100, help="subsampling draws per CKA/MI interval (compare's feature_space_draws)")
     ap.add_argument("--ci", type=float, default=0.95)
     ap.add_argument("--progress", type=int, default=0, help="print the rows so far every this many reps")
@@ -225,6 +257,8 @@ def main() -> None:
     ap.add_argument("--cost", nargs=2, type=int, metavar=("N", "D"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
     with threadpool_limits(args.threads):  # numpy's BLAS too: its threads tripled MI/CKNNA's cost under load
         cost(args) if args.cost else rates(args) if args.rates else study(args)
 
