@@ -15,3 +15,23 @@ def paper_config():
 @pytest.fixture
 def demo_config():
     return copy.deepcopy(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
+
+
+def kill_after_shards(monkeypatch, shards: int, run, out: Path) -> None:
+    """Call ``run()`` (an embedding job writing ``out``) until ``shards`` shards are saved, then die
+    as a killed job would; the saved shards stay for the resumed job."""
+    from samesky import embed
+
+    save, saved = embed._save_shard, []
+
+    def dying_save(*args):
+        if len(saved) == shards:
+            raise KeyboardInterrupt("killed")
+        saved.append(args)
+        save(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(embed, "_save_shard", dying_save)
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    assert not out.exists() and len(list(out.with_name(out.name + ".shards").glob("shard-*.npz"))) == shards

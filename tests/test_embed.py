@@ -4,6 +4,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import kill_after_shards
 
 from samesky import embed as embed_mod
 from samesky import schema
@@ -27,20 +28,7 @@ def images(tmp_path):
 
 
 def _interrupted(pre, out, tiny, monkeypatch, shards, key="astropt-small"):
-    """Run until ``shards`` shards are saved, then die as a killed job would."""
-    save, saved = embed_mod._save_shard, []
-
-    def dying_save(*args):
-        if len(saved) == shards:
-            raise KeyboardInterrupt("killed")
-        saved.append(args)
-        save(*args)
-
-    with monkeypatch.context() as m:
-        m.setattr(embed_mod, "_save_shard", dying_save)
-        with pytest.raises(KeyboardInterrupt):
-            _run(pre, out, tiny, key=key)
-    assert not out.exists() and len(list(out.with_name(out.name + ".shards").glob("shard-*.npz"))) == shards
+    kill_after_shards(monkeypatch, shards, lambda: _run(pre, out, tiny, key=key), out)
 
 
 def _run(pre, out, tiny, key="astropt-small", **kw):

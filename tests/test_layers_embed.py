@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import kill_after_shards
 from test_models import HF_KEYS, RUNNABLE, _inputs, _load
 from test_models_upstream import _save_like_astropt_training, astropt_pkg, golden  # noqa: F401 (fixtures)
 
@@ -255,19 +256,7 @@ def test_bad_layer_index_fails_before_embedding_naming_model_and_range(images, t
 
 
 def _interrupt(pre, out, source, monkeypatch, shards, layers):
-    save, saved = embed_mod._save_shard, []
-
-    def dying_save(*args):
-        if len(saved) == shards:
-            raise KeyboardInterrupt("killed")
-        saved.append(args)
-        save(*args)
-
-    with monkeypatch.context() as m:
-        m.setattr(embed_mod, "_save_shard", dying_save)
-        with pytest.raises(KeyboardInterrupt):
-            _run(pre, out, source, layers=layers)
-    assert len(list(out.with_name(out.name + ".shards").glob("shard-*.npz"))) == shards
+    kill_after_shards(monkeypatch, shards, lambda: _run(pre, out, source, layers=layers), out)
 
 
 def test_layers_resume_from_shards_and_match_one_go(images, tiny_dirs, tmp_path, monkeypatch):
