@@ -132,8 +132,7 @@ def write_snapshot(directory, layout: str, rows: Iterable[dict], *, rows_per_fil
     Files are written one block of ``rows_per_file`` rows at a time, each with the features in
     its schema metadata, as the hub's parquet exports are. Returns the files written.
     """
-    import pyarrow.parquet as pq
-    from datasets import Dataset
+    from datasets.arrow_writer import ParquetWriter
 
     features = crossmatch_features(layout)
     data = Path(directory) / "data"
@@ -143,10 +142,12 @@ def write_snapshot(directory, layout: str, rows: Iterable[dict], *, rows_per_fil
     tmp: list[Path] = []
     block: list[dict] = []
 
-    def flush():
-        ds = Dataset.from_list(block, features=features)
+    def flush():  # datasets' own writer, as the builders write (a Dataset would first hash every row)
         path = data / f".part-{len(tmp):05d}.parquet"
-        pq.write_table(ds.data.table, path)
+        with ParquetWriter(path=str(path), features=features, writer_batch_size=len(block),
+                           use_content_defined_chunking=False, write_page_index=False) as writer:
+            writer.write_batch({key: [row[key] for row in block] for key in features})
+            writer.finalize()
         tmp.append(path)
         block.clear()
 
