@@ -13,7 +13,7 @@ Metrics without ``k`` are computed once per sample, not once per k.
 Splits: an interval's SE is itself a Monte-Carlo estimate from its splits, and at the sample
 sizes here that noise is what varies between samples (the SEs of two disjoint halves of one
 sample's splits are uncorrelated): its coefficient of variation is 0.12-0.19 at 50 splits and
-0.06-0.10 at 200, and a noisy SE costs coverage (up to 7 points at 50 splits, N = 3000). The
+0.08-0.11 at 200, and a noisy SE costs coverage (up to 5 points at 50 splits, N = 3000). The
 study uses 200 (``--splits``), the demo's bootstrap_draws; the workflow's default is 1000.
 
 Data models (two views A, B of the same objects; the generating maps are fixed, objects vary):

@@ -62,7 +62,7 @@ rate from n/2 to n was 0.77-0.86 (from n/4 to n/2 1.2-1.5), and those intervals 
 size n: neighbourhood scores depend on n. Coverage is checked by benchmarks/bench_coverage.py.
 The SE is itself estimated from the draws, and SE = V2 / sqrt(V4) (inside the bounds) doubles the
 relative noise of V2, which has one degree of freedom per draw: its coefficient of variation over
-samples was 0.12-0.19 at 50 draws and 0.06-0.11 at 200 (N = 1000, 3000), pure Monte-Carlo noise
+samples was 0.12-0.19 at 50 draws and 0.08-0.11 at 200 (N = 1000, 3000), pure Monte-Carlo noise
 (the SEs of two disjoint halves of one sample's draws were uncorrelated), and a noisy SE costs
 coverage: at N = 3000, 50 draws covered 88-95%, the same samples' mean SE 93-97%. The default
 1000 draws leave about 0.04.
