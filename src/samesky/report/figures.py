@@ -49,6 +49,16 @@ def params_axis(ax) -> None:
     ax.set_axisbelow(True)
 
 
+def panel_handles(axes) -> dict:
+    """{label: handle} of every labelled artist on ``axes``, the first panel's handle per label:
+    one shared legend for a figure whose panels repeat the same series."""
+    seen = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    return seen
+
+
 def _params_label(x: float, _pos=None) -> str:
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if x >= scale:
@@ -132,10 +142,7 @@ def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str,
     what = "intramodal" if kind == "intramodal" else "crossmodal"
     for ax in axes[:, 0]:
         ax.set_ylabel(f"{what} {metric_label(metric)} {what_score}{unit}")
-    seen = {}
-    for ax in axes.flat[:len(columns)]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(label, handle)
+    seen = panel_handles(axes.flat[:len(columns)])
     # families in family order, the null band last
     order = [family_label(f) for f in styles if family_label(f) in seen] + [k for k in seen if k.startswith("permutation")]
     fig.legend([seen[k] for k in order], order, loc="outside lower center", ncol=min(len(order), 6),

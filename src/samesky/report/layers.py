@@ -31,7 +31,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from ..plan import TRUTH_MODEL  # noqa: E402
-from .figures import DPI, _styles, params_axis  # noqa: E402
+from .figures import DPI, _styles, panel_handles, params_axis  # noqa: E402
 from .layout import column_labels  # noqa: E402
 from .records import (  # noqa: E402
     NULL_METHODS,
@@ -299,10 +299,7 @@ def write_best_figures(best: pd.DataFrame, out_dir: str | os.PathLike, params: M
             ax.set_visible(False)
         for ax in axes[:, 0]:
             ax.set_ylabel(f"best-block calibrated {metric_label(metric)} (%)")
-        seen = {}
-        for ax in axes.flat[:len(panels)]:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                seen.setdefault(label, handle)
+        seen = panel_handles(axes.flat[:len(panels)])
         seen["final layer (dotted)"] = plt.Line2D([], [], color="0.3", ls=":", marker=".")
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 6),
                    frameon=False)

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..probes import score_label  # noqa: E402
-from .figures import DPI, MARKERS, OKABE_ITO, params_axis  # noqa: E402
+from .figures import DPI, MARKERS, OKABE_ITO, panel_handles, params_axis  # noqa: E402
 from .layout import NULL_SIGMA  # noqa: E402
 from .records import RecordError, family_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
 from .tables import MISSING, to_latex, to_markdown  # noqa: E402
@@ -143,10 +143,7 @@ def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Ma
         metric = score_label(sub["metric"].iloc[0])
         for ax in axes[:, 0]:
             ax.set_ylabel(f"{prop}: {metric}")
-        seen = {}
-        for ax in axes.flat[:len(columns)]:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                seen.setdefault(label, handle)
+        seen = panel_handles(axes.flat[:len(columns)])
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 4), frameon=False)
         for suffix in (".png", ".pdf"):
             path = out / f"probe_{prop}{suffix}"
