@@ -35,3 +35,19 @@ def kill_after_shards(monkeypatch, shards: int, run, out: Path) -> None:
         with pytest.raises(KeyboardInterrupt):
             run()
     assert not out.exists() and len(list(out.with_name(out.name + ".shards").glob("shard-*.npz"))) == shards
+
+
+def count_embedded_rows(monkeypatch) -> list[list[str]]:
+    """From now on, record the object ids of every batch that an embedding job computes (resumed
+    jobs must compute only the shards they lack)."""
+    from samesky import embed
+
+    computed, embed_rows = [], embed._embed_rows
+
+    def counting(run, batches, batch_size):
+        ids, outputs, batch_size = embed_rows(run, batches, batch_size)
+        computed.append(ids.tolist())
+        return ids, outputs, batch_size
+
+    monkeypatch.setattr(embed, "_embed_rows", counting)
+    return computed

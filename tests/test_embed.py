@@ -4,7 +4,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import kill_after_shards
+from conftest import count_embedded_rows, kill_after_shards
 
 from samesky import embed as embed_mod
 from samesky import schema
@@ -68,14 +68,7 @@ def test_resume_after_interruption_matches_one_go(images, tiny, tmp_path, monkey
     whole = schema.read_embeddings(_run(images, tmp_path / "whole.h5", tiny))[1]
     out = tmp_path / "resumed.h5"
     _interrupted(images, out, tiny, monkeypatch, shards=2)
-    computed, embed_rows = [], embed_mod._embed_rows
-
-    def counting(embedder, batches, batch_size):
-        ids, emb, batch_size = embed_rows(embedder, batches, batch_size)
-        computed.append(ids.tolist())
-        return ids, emb, batch_size
-
-    monkeypatch.setattr(embed_mod, "_embed_rows", counting)
+    computed = count_embedded_rows(monkeypatch)
     _, resumed, _ = schema.read_embeddings(_run(images, out, tiny))
     assert computed == [["obj8", "obj9"]]  # only the last shard was computed again
     np.testing.assert_allclose(resumed, whole, rtol=1e-6, atol=1e-6)

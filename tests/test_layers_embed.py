@@ -14,11 +14,10 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import kill_after_shards
+from conftest import count_embedded_rows, kill_after_shards
 from test_models import HF_KEYS, RUNNABLE, _inputs, _load
 from test_models_upstream import _save_like_astropt_training, astropt_pkg, golden  # noqa: F401 (fixtures)
 
-from samesky import embed as embed_mod
 from samesky import schema
 from samesky.embed import embed_file
 from samesky.models import get_model, load_embedder, resources_for, save_tiny
@@ -264,14 +263,7 @@ def test_layers_resume_from_shards_and_match_one_go(images, tiny_dirs, tmp_path,
     (_, whole, _), (_, whole_blocks, _, _) = _run(images, tmp_path / "whole.h5", source, layers="all")
     out = tmp_path / "resumed.h5"
     _interrupt(images, out, source, monkeypatch, shards=2, layers="all")
-    computed, embed_rows = [], embed_mod._embed_rows
-
-    def counting(run, batches, batch_size):
-        ids, outputs, batch_size = embed_rows(run, batches, batch_size)
-        computed.append(ids.tolist())
-        return ids, outputs, batch_size
-
-    monkeypatch.setattr(embed_mod, "_embed_rows", counting)
+    computed = count_embedded_rows(monkeypatch)
     (_, final, _), (_, blocks, _, _) = _run(images, out, source, layers="all")
     assert computed == [["obj8", "obj9"]]  # only the last shard was computed again
     assert np.array_equal(final, whole) and all(np.array_equal(a, b) for a, b in zip(blocks, whole_blocks))
