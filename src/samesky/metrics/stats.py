@@ -58,8 +58,9 @@ with beta at least 1 (KNN_BETA_FLOOR), against estimates pulled low by saturated
 cell; at k = 10 on the clustered data the rate from n/4 to n/2 was 0.7-0.9, from n/2 to n 1.5-1.6).
 The floor is a choice, not a law: on the clustered data at N = 3000, k = 50, the independent-sample
 rate from n/2 to n was 0.77-0.86 (from n/4 to n/2 1.2-1.5), and those intervals are 8-12% too narrow
-(docs/ARCHITECTURE.md, coverage). At k << n the finite-population factor vanishes. It is an interval for the population value at the sample's
-size n: neighbourhood scores depend on n. Coverage is checked by benchmarks/bench_coverage.py.
+(docs/ARCHITECTURE.md, coverage). At k << n the finite-population factor vanishes. It is an
+interval for the population value at the sample's size n: neighbourhood scores depend on n.
+Coverage is checked by benchmarks/bench_coverage.py.
 The SE is itself estimated from the draws, and SE = V2 / sqrt(V4) (inside the bounds) doubles the
 relative noise of V2, which has one degree of freedom per draw: its coefficient of variation over
 samples was 0.12-0.19 at 50 draws and 0.08-0.11 at 200 (N = 1000, 3000), pure Monte-Carlo noise
