@@ -145,6 +145,41 @@ def test_figures_from_scores_csv(df, tmp_path):
     assert all(p.stat().st_size > 5_000 for p in paths)
 
 
+
+def test_figures_drawn_by_several_processes_are_the_same_files(df, tmp_path):
+    """PNG and PDF byte for byte (PDFs carry no creation date), so a redraw changes no file."""
+    serial = write_figures(df, tmp_path / "one", PARAMS)
+    forked = write_figures(df, tmp_path / "two", PARAMS, workers=2)
+    assert [p.name for p in forked] == [p.name for p in serial] and len(serial) == 8
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(serial, forked))
+
+
+def test_second_format_keeps_the_layout_of_the_first(tmp_path):
+    """``save`` lays out once: the PDF's axes sit where constrained layout put them for the PNG."""
+    from unittest import mock
+
+    import matplotlib.pyplot as plt
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    from samesky.report.figures import DPI, save
+
+    def draw():
+        fig, axes = plt.subplots(1, 2, layout="constrained")
+        axes[0].set_ylabel("a long label " * 3)
+        return fig
+
+    fig = draw()
+    with mock.patch.object(ConstrainedLayoutEngine, "execute", autospec=True,
+                           side_effect=ConstrainedLayoutEngine.execute) as layout:
+        save(fig, [tmp_path / "f.png", tmp_path / "f.pdf"])
+    assert layout.call_count == 1
+    reference = draw()
+    reference.savefig(tmp_path / "r.png", dpi=DPI)
+    assert [a.get_position().bounds for a in fig.axes] == [a.get_position().bounds for a in reference.axes]
+    assert fig.axes[0].get_position().x0 != plt.rcParams["figure.subplot.left"]  # the layout did move them
+    pdf = (tmp_path / "f.pdf").read_bytes()
+    assert pdf[:5] == b"%PDF-" and b"CreationDate" not in pdf
+
 def control_records():
     """JWST x HSC crossmodal MKNN of ViT (rising) and its untrained control vit@random (falling)."""
     scores = {"vit-base": 0.10, "vit-large": 0.12, "vit-huge": 0.15,

@@ -52,6 +52,6 @@ rule probe_report:
         "logs/probe_report.log",
     conda:
         "../../envs/samesky.yaml"
-    threads: 1
+    threads: 4  # figures drawn in parallel (locally capped at --cores)
     script:
         "../scripts/probe_report.py"

@@ -51,7 +51,7 @@ rule figures:
         "logs/figures.log",
     conda:
         "../../envs/samesky.yaml"
-    threads: 1
+    threads: 4  # figures drawn in parallel (locally capped at --cores)
     params:
         models=rules.aggregate.params.models,
     script:

@@ -7,4 +7,4 @@ from samesky.runtime import setup_job
 
 setup_job(snakemake)
 params = {key: get_model(key).params for key in snakemake.params.models}
-write_figures(pd.read_csv(snakemake.input[0]), snakemake.output[0], params)
+write_figures(pd.read_csv(snakemake.input[0]), snakemake.output[0], params, workers=snakemake.threads)

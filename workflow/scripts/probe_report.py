@@ -8,4 +8,4 @@ df = gather_probes(snakemake.input)
 params = {key: get_model(key).params for key in sorted(set(df["model"]))}
 df.to_csv(snakemake.output.scores, index=False)
 write_probe_tables(df, snakemake.output.tables, params)
-write_probe_figures(df, snakemake.output.figures, params)
+write_probe_figures(df, snakemake.output.figures, params, workers=snakemake.threads)

@@ -16,9 +16,7 @@ is not 0 with probability 1 - alpha under the null.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -31,7 +29,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from ..plan import TRUTH_MODEL  # noqa: E402
-from .figures import DPI, _styles, panel_handles, params_axis  # noqa: E402
+from .figures import _styles, draw_all, panel_handles, params_axis, save  # noqa: E402
 from .layout import column_labels  # noqa: E402
 from .records import (  # noqa: E402
     NULL_METHODS,
@@ -230,26 +228,19 @@ def _heatmap(sub: pd.DataFrame, pair: dict) -> plt.Figure:
 def write_layer_heatmaps(df: pd.DataFrame, out_dir: str | os.PathLike, workers: int = 1) -> list[Path]:
     """One PNG per (pair, metric), named by ``heatmap_name``; return the paths. A report draws
     hundreds (the paper's pairs with layers on: ~650, about 0.2 s each), so ``workers`` > 1 draws
-    them in that many forked processes; every figure is drawn alone, so the files are the same."""
+    them in that many forked processes (``draw_all``)."""
     tasks = []
     for key, sub in df.groupby(list(PAIR), sort=False):
         pair = dict(zip(PAIR, key))
         path = Path(out_dir) / heatmap_name(pair)
         path.parent.mkdir(parents=True, exist_ok=True)
         tasks.append((sub, pair, path))
-    if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("fork")) as pool:
-            list(pool.map(_save_heatmap, *zip(*tasks), chunksize=max(1, len(tasks) // (4 * workers))))
-    else:
-        for task in tasks:
-            _save_heatmap(*task)
+    draw_all(_save_heatmap, tasks, workers)
     return [path for _, _, path in tasks]
 
 
 def _save_heatmap(sub: pd.DataFrame, pair: dict, path: Path) -> None:
-    fig = _heatmap(sub, pair)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(_heatmap(sub, pair), [path])
 
 
 # ---- best alignment against model size -------------------------------------------------------
@@ -303,10 +294,7 @@ def write_best_figures(best: pd.DataFrame, out_dir: str | os.PathLike, params: M
         seen["final layer (dotted)"] = plt.Line2D([], [], color="0.3", ls=":", marker=".")
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 6),
                    frameon=False)
-        path = out / f"best_vs_params_{metric}.png"
-        fig.savefig(path, dpi=DPI)
-        plt.close(fig)
-        paths.append(path)
+        paths += save(fig, [out / f"best_vs_params_{metric}.png"])
     return paths
 
 

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..probes import score_label  # noqa: E402
-from .figures import DPI, MARKERS, OKABE_ITO, panel_handles, params_axis  # noqa: E402
+from .figures import MARKERS, OKABE_ITO, draw_all, panel_handles, params_axis, save  # noqa: E402
 from .layout import NULL_SIGMA  # noqa: E402
 from .records import RecordError, family_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
 from .tables import MISSING, to_latex, to_markdown  # noqa: E402
@@ -115,8 +115,10 @@ def _panel(ax, sub: pd.DataFrame, styles: dict) -> None:
     params_axis(ax)
 
 
-def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int]) -> list[Path]:
-    """One figure per property: probe score against parameter count, per family and survey."""
+def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int],
+                        workers: int = 1) -> list[Path]:
+    """One figure per property (PNG and PDF): probe score against parameter count, per family and
+    survey, drawn by ``workers`` processes (``figures.draw_all``)."""
     df = _ordered(df, params)
     missing = sorted(set(df.loc[df["params"].isna(), "model"]))
     if missing:
@@ -126,28 +128,27 @@ def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Ma
               for i, f in enumerate(families)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for prop, sub in df.groupby("property", sort=True):
-        columns = [c for _, c in sorted(set(zip(sub["column_rank"], sub["column"])))]
-        ncols = min(len(columns), 3)
-        nrows = math.ceil(len(columns) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.9), squeeze=False,
-                                 layout="constrained")
-        for ax, column in zip(axes.flat, columns):
-            part = sub[sub["column"] == column]
-            _panel(ax, part, styles)
-            ax.set_title(f"{column}  (N = {int(part['n'].max()):,})", fontsize=11)
-            ax.set_xlabel("model parameters (log scale)")
-        for ax in axes.flat[len(columns):]:
-            ax.set_visible(False)
-        metric = score_label(sub["metric"].iloc[0])
-        for ax in axes[:, 0]:
-            ax.set_ylabel(f"{prop}: {metric}")
-        seen = panel_handles(axes.flat[:len(columns)])
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 4), frameon=False)
-        for suffix in (".png", ".pdf"):
-            path = out / f"probe_{prop}{suffix}"
-            fig.savefig(path, dpi=DPI)
-            paths.append(path)
-        plt.close(fig)
-    return paths
+    tasks = [(prop, sub, styles, [out / f"probe_{prop}{suffix}" for suffix in (".png", ".pdf")])
+             for prop, sub in df.groupby("property", sort=True)]
+    return [path for paths in draw_all(_draw_property, tasks, workers) for path in paths]
+
+
+def _draw_property(prop: str, sub: pd.DataFrame, styles: dict, paths: list[Path]) -> list[Path]:
+    columns = [c for _, c in sorted(set(zip(sub["column_rank"], sub["column"])))]
+    ncols = min(len(columns), 3)
+    nrows = math.ceil(len(columns) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.9), squeeze=False,
+                             layout="constrained")
+    for ax, column in zip(axes.flat, columns):
+        part = sub[sub["column"] == column]
+        _panel(ax, part, styles)
+        ax.set_title(f"{column}  (N = {int(part['n'].max()):,})", fontsize=11)
+        ax.set_xlabel("model parameters (log scale)")
+    for ax in axes.flat[len(columns):]:
+        ax.set_visible(False)
+    metric = score_label(sub["metric"].iloc[0])
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{prop}: {metric}")
+    seen = panel_handles(axes.flat[:len(columns)])
+    fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 4), frameon=False)
+    return save(fig, paths)
