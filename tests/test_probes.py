@@ -231,6 +231,16 @@ def test_bad_targets_are_refused_naming_the_property(tmp_path):
         probes.probe(x, np.array([0] * 38 + [1] * 2), probes.CATEGORICAL, where="property 'q'")
     with pytest.raises(probes.ProbeError, match="12 objects are too few"):
         probes.probe(np.zeros((12, 3)), np.zeros(12), probes.CONTINUOUS)
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    x[3, 1] = np.nan  # scikit-learn's own checks are off inside the probe: ours must catch it
+    with pytest.raises(probes.ProbeError, match="property 'z': features or targets contain NaN or inf"):
+        probes.probe(x, np.arange(40.0), probes.CONTINUOUS, where="property 'z'")
+    emb = tmp_path / "emb.h5"
+    write_embeddings(emb, [f"o{i}" for i in range(40)], np.nan_to_num(x).astype(np.float32), {})
+    with h5py.File(emb, "r+") as f:  # our writer refuses NaN: a file from elsewhere
+        f["embedding"][3, 1] = np.nan
+    with pytest.raises(SchemaError, match=r"emb.h5: 1 rows contain NaN or inf, e.g. object_id \['o3'\]"):
+        probes.probe_files(emb, [], ["z"], **SETTINGS)
 
 
 @pytest.mark.parametrize("edit, message", [
