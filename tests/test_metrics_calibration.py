@@ -154,6 +154,38 @@ def test_closed_null_matches_10000_monte_carlo_permutations(n, variant):
     assert lo <= law.threshold(alpha) <= hi
 
 
+
+@pytest.mark.parametrize("skew", [0.0, 1e-6, -1.5e-5, 1.7e-5, -1.7e-5, 0.01, 0.4, 2.5, -0.01, -0.4, -2.5])
+def test_closed_null_law_is_scipys_pearson3_to_the_last_bit(skew):
+    """p-values and thresholds from scipy.special equal scipy.stats.pearson3's (the oracle) exactly:
+    both sides of the normal switch, negative skew, and scores outside the gamma's support."""
+    from scipy.stats import pearson3
+
+    law = ClosedNull(0.013, 0.0071, skew)
+    for z in (-40.0, -3.1, -0.7, 0.0, 0.2, 1.9, 4.4, 40.0):
+        score = law.mean + law.std * z
+        assert law.p_value(score) == float(pearson3.sf(score, skew, loc=law.mean, scale=law.std))
+    for alpha in (0.5, 0.2, 0.05, 0.01, 0.001):
+        assert law.threshold(alpha) == float(pearson3.ppf(1 - alpha, skew, loc=law.mean, scale=law.std))
+
+
+def test_compare_jobs_do_not_import_scipy_stats():
+    """The closed-form CKA null runs on scipy.special: scipy.stats cost each compare job 0.65 s."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from samesky.metrics.compare import pair_statistics\n"
+            "from samesky.metrics.pair import Pair\n"
+            "z = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)\n"
+            "st = pair_statistics(Pair(z, z[:, ::-1].copy()), ['cka_linear', 'mknn'], k=3, null_draws=5,\n"
+            "                     bootstrap_draws=2, ci=0.9, seed=0)\n"
+            "assert st['cka_linear']['null_method'] == 'closed_form'\n"
+            "print(sorted(m for m in sys.modules if m.startswith('scipy.stats')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
 GOLDEN = np.load(Path(__file__).with_name("golden") / "cknna_platonic_rep.npz")
 
 
