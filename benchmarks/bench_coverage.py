@@ -10,6 +10,12 @@ value: the mean score of independent samples of size N (the estimand of a size-N
 neighbourhood scores depend on N), here the other reps (leave-one-out) plus ``--pop`` more.
 Metrics without ``k`` are computed once per sample, not once per k.
 
+Reference values: ``--pop P`` scores P further independent samples (no intervals: cheap), which
+fix the population value and the score's SD (to ~2% at P = 1000), and the table adds the
+expected coverage (``row``): with 200 samples the hit count alone has a binomial SE of 1.5
+points, and the samples' own SD is off by 5% (one SD) or more, shared by every cell of a row
+group, which once made a sound method look 7-17% too wide and 8-12% too narrow.
+
 Splits: an interval's SE is itself a Monte-Carlo estimate from its splits, and at the sample
 sizes here that noise is what varies between samples (the SEs of two disjoint halves of one
 sample's splits are uncorrelated): its coefficient of variation is 0.12-0.19 at 50 splits and
@@ -30,7 +36,7 @@ Data models (two views A, B of the same objects; the generating maps are fixed, 
               build on random (N, D) data, to state the cost at paper size.
 
 Usage:
-  python benchmarks/bench_coverage.py                       # the full study (N 1000, 3000; k 10, 50)
+  python benchmarks/bench_coverage.py --pop 1000 --save cov  # the full study (N 1000, 3000; k 10, 50)
   python benchmarks/bench_coverage.py --reps 20 --n 1000     # a quick look
   # the neighbourhood half, split between two processes, then the table from the saved samples:
   python benchmarks/bench_coverage.py --metrics mknn cknna --n 3000 --save cov --reps 100 &
@@ -120,19 +126,60 @@ def neighbourhood_intervals(score: np.ndarray, rescored: np.ndarray, cells: list
     return out
 
 
-def row(name: str, n: int, cell, got: list, extra: list, z: float) -> str:
-    """One table row: the population value (leave-one-out mean of the other samples' scores plus
-    ``extra``), the scores' SD, the mean interval SE, the population value's Monte-Carlo error
-    as a share of the mean interval half-width (sd / sqrt(samples - 1) / (z SE)), and the coverage."""
+def population(model: DataModel, n: int, cells: list, count: int, save: Path | None) -> dict:
+    """Scores of ``count`` further independent samples of n objects (seeds 10**6 + i), per cell:
+    the population value and the score's SD, known far better than from the study's samples
+    alone. Each cell's scores are saved as ``{model}_{n}_pop_{metric}_{k}.npy`` in ``save`` and
+    read back (a run with more ``count`` or more cells computes only what is missing)."""
+    files = {c: save and save / f"{model.name}_{n}_pop_{c[0]}_{c[1] or '-'}.npy" for c in cells}
+    got = {c: list(np.load(f)) if f and f.exists() else [] for c, f in files.items()}
+    for i in range(min(len(v) for v in got.values()), count):
+        need = [c for c in cells if len(got[c]) <= i]
+        pair = sample_pair(model, n, 10**6 + i, max((k or 0) for _, k in need))
+        for m, k in need:
+            got[(m, k)].append(METRICS[m].estimator(pair, **({} if k is None else {"k": k})).score())
+        if save and ((i + 1) % 50 == 0 or i + 1 == count):
+            for c in need:
+                np.save(files[c], np.array(got[c]))
+    return {c: np.array(v[:count]) for c, v in got.items()}
+
+
+def row(name: str, n: int, cell, got: list, pop: np.ndarray, z: float) -> str:
+    """One table row: the population value (leave-one-out mean of the other samples' scores and
+    the ``pop`` scores), the score's SD over the samples and over ``pop`` (the reference SD when
+    there are ``pop`` scores), the mean interval SE, SE / reference SD, the population value's
+    Monte-Carlo error as a share of the mean interval half-width, the coverage, and with ``pop``
+    the expected coverage mean(2 Phi(z SE_i / SD) - 1) +- its error (from the SD's), and its two
+    assumptions' checks: the correlation r of SE_i with |score_i - population| and the skewness
+    of the ``pop`` scores (both ~0 for a normal score whose SE is independent of its error).
+
+    The expected coverage is the coverage of these intervals for a normal score with the
+    reference SD whose SE is independent of its error: it replaces each sample's 0/1 hit by
+    its probability, so its noise is that of the SD (~0.5 points at 1000 ``pop`` samples)
+    instead of the binomial 1.5 points of 200 hits, which put a method with exactly 95%
+    coverage outside 93-97 in one cell in seven."""
     score, lo, hi = np.array(got).T
-    total = score.sum() + np.sum(extra)
-    truth = (total - score) / (len(score) - 1 + len(extra))
+    total = score.sum() + pop.sum()
+    truth = (total - score) / (len(score) - 1 + len(pop))
     cover = np.mean((lo <= truth) & (truth <= hi))
-    sd, se = score.std(ddof=1), np.mean((hi - lo) / (2 * z))
-    mc = sd / np.sqrt(len(score) - 1 + len(extra)) / (z * se)
+    sd = score.std(ddof=1)
+    ref = pop.std(ddof=1) if len(pop) > 1 else sd
+    se = (hi - lo) / (2 * z)
+    mc = ref / np.sqrt(len(score) - 1 + len(pop)) / (z * se.mean())
+    expected = "-"
+    if len(pop) > 1:
+        t = z * se / ref
+        p = np.array([2 * NormalDist().cdf(v) - 1 for v in t])
+        slope = np.mean([2 * v * np.exp(-v * v / 2) / np.sqrt(2 * np.pi) for v in t])  # -d p / d ln SD
+        err = np.hypot(slope / np.sqrt(2 * (len(pop) - 1)), p.std(ddof=1) / np.sqrt(len(p)))
+        expected = f"{100 * p.mean():5.1f} +-{100 * err:.1f}"
+        r = np.corrcoef(se, np.abs(score - truth))[0, 1]
+        skew = np.mean((pop - pop.mean()) ** 3) / pop.std() ** 3
+        expected += f" {r:+6.2f} {skew:+5.2f}"
     m, k = cell
-    return (f"{name:9s} {n:5d} {m:13s} {'-' if k is None else k:>3} {total / (len(score) + len(extra)):11.4f} "
-            f"{sd:10.4f} {se:8.4f} {se / sd:6.2f} {mc:7.3f} {100 * cover:10.1f} {len(score):5d}")
+    return (f"{name:9s} {n:5d} {m:13s} {'-' if k is None else k:>3} {total / (len(score) + len(pop)):11.4f} "
+            f"{sd:10.4f} {ref if len(pop) > 1 else float('nan'):8.4f} {se.mean():8.4f} {se.mean() / ref:6.2f} "
+            f"{mc:7.3f} {100 * cover:10.1f} {expected:>25s} {len(score):5d} {len(pop):5d}")
 
 
 def study(args) -> None:
@@ -147,9 +194,11 @@ def study(args) -> None:
           f"mean score over the other {args.reps - 1} samples{f' and {args.pop} more' if args.pop else ''} "
           f"(leave-one-out); {args.splits if local else 0} subsampling draws (neighbourhood metrics) and "
           f"{args.draws if plain else 0} (others) per interval; binomial SE of a 95% coverage = "
-          f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points", flush=True)
-    print(f"{'model':9s} {'N':>5s} {'metric':13s} {'k':>3s} {'population':>11s} {'sd(score)':>10s} "
-          f"{'mean SE':>8s} {'SE/sd':>6s} {'pop MC':>7s} {'coverage %':>10s} {'reps':>5s}", flush=True)
+          f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points; SD = the score's SD over the "
+          f"{'--pop samples' if args.pop else 'samples'}", flush=True)
+    print(f"{'model':9s} {'N':>5s} {'metric':13s} {'k':>3s} {'population':>11s} {'sd(score)':>10s} {'sd(pop)':>8s} "
+          f"{'mean SE':>8s} {'SE/SD':>6s} {'pop MC':>7s} {'coverage %':>10s} {'expected %   r   skew':>25s} {'reps':>5s} "
+          f"{'pop':>5s}", flush=True)
     start = time.perf_counter()
     for name in args.models:
         model = DataModel(name)
@@ -172,22 +221,29 @@ def study(args) -> None:
                             np.savez(saved, score=score, rescored=rescored, cells=np.array(local_cells, str))
                     stats = neighbourhood_intervals(score, rescored, local_cells, n, args.ci)
                 if plain:
-                    pair = sample_pair(model, n, rep, 0) if pair is None else pair
-                    stats.update({(m, None): s for m, s in pair_statistics(
-                        pair, plain, k=max(args.k), null_draws=0, bootstrap_draws=args.draws, ci=args.ci,
-                        seed=rep, feature_space_draws=args.draws).items()})
+                    saved = args.save and args.save / f"{name}_{n}_{rep}_plain.npz"
+                    if saved and saved.exists():
+                        arrays = np.load(saved)
+                        if arrays["metrics"].tolist() != plain or int(arrays["draws"]) != args.draws:
+                            raise SystemExit(f"{saved}: saved for other metrics or another --draws")
+                        got_plain = arrays["stats"]
+                    else:
+                        pair = sample_pair(model, n, rep, 0) if pair is None else pair
+                        got_plain = np.array([[s["score"], s["ci_low"], s["ci_high"]] for s in pair_statistics(
+                            pair, plain, k=max(args.k), null_draws=0, bootstrap_draws=args.draws, ci=args.ci,
+                            seed=rep, feature_space_draws=args.draws).values()])
+                        if saved:
+                            np.savez(saved, stats=got_plain, metrics=np.array(plain), draws=args.draws)
+                    stats.update({(m, None): dict(zip(("score", "ci_low", "ci_high"), v))
+                                  for m, v in zip(plain, got_plain)})
                 for c in cells:
                     got[c].append((stats[c]["score"], stats[c]["ci_low"], stats[c]["ci_high"]))
                 if args.progress and (rep + 1) % args.progress == 0 and rep + 1 < args.reps:
                     for c in cells:
-                        print("  (partial) " + row(name, n, c, got[c], [], z), flush=True)
-            extra = {c: [] for c in cells}
-            for i in range(args.pop):  # optional further samples for the population value: scores only
-                pair = sample_pair(model, n, 10**6 + i, max(args.k) if local else 0)
-                for m, k in cells:
-                    extra[(m, k)].append(METRICS[m].estimator(pair, **({} if k is None else {"k": k})).score())
+                        print("  (partial) " + row(name, n, c, got[c], np.empty(0), z), flush=True)
+            pop = population(model, n, cells, args.pop, args.save)
             for c in cells:
-                print(row(name, n, c, got[c], extra[c], z), flush=True)
+                print(row(name, n, c, got[c], pop[c], z), flush=True)
             print(f"# {name} N={n} done after {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -243,7 +299,9 @@ def main() -> None:
     ap.add_argument("--k", nargs="+", type=int, default=[10, 50])
     ap.add_argument("--metrics", nargs="+", default=None, help="registry metrics (default: all)")
     ap.add_argument("--reps", type=int, default=200)
-    ap.add_argument("--pop", type=int, default=0, help="further samples for the population value")
+    ap.add_argument("--pop", type=int, default=0,
+                    help="further samples (scores only) for the population value and the score's SD, "
+                         "and the expected coverage (saved in --save)")
     ap.add_argument("--splits", type=int, default=200, help="subsampling draws (2 halves + 4 quarters each) per neighbourhood interval")
     ap.add_argument("--first-rep", type=int, default=0, help="start at this sample (split a study between processes)")
     ap.add_argument("--save", type=Path, default=None,
