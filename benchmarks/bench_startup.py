@@ -37,6 +37,15 @@ def startup(code: str, repeat: int) -> tuple[float, bool]:
     return best, proc.stdout.strip().endswith("True")
 
 
+def benchmark_records(workdir: Path) -> pd.DataFrame:
+    """One row per job of a finished run in ``workdir`` that kept a ``benchmark:`` record: its rule,
+    wall seconds ``s`` and ``cpu_time``."""
+    bench = workdir / "results" / "benchmarks"
+    rows = [(tsv.relative_to(bench).parts[0], *pd.read_csv(tsv, sep="\t")[["s", "cpu_time"]].iloc[0])
+            for tsv in bench.rglob("*.tsv")]
+    return pd.DataFrame(rows, columns=["rule", "s", "cpu_time"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
@@ -50,10 +59,7 @@ def main() -> None:
         seconds, torch = startup(script_imports(path), args.repeat)
         print(f"{path.stem:20s} {seconds:10.2f}  {'yes' if torch else 'no'}", flush=True)
     if args.run:
-        bench = args.run / "results" / "benchmarks"
-        rows = [(tsv.relative_to(bench).parts[0], pd.read_csv(tsv, sep="\t")["s"].iloc[0])
-                for tsv in bench.rglob("*.tsv")]
-        df = pd.DataFrame(rows, columns=["rule", "s"]).groupby("rule")["s"].agg(["count", "sum", "mean"])
+        df = benchmark_records(args.run).groupby("rule")["s"].agg(["count", "sum", "mean"])
         print(df.round(2).to_string())
         print(f"total job-seconds recorded: {df['sum'].sum():.1f}")
 
