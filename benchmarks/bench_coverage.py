@@ -59,7 +59,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import samesky.metrics.mutual_info  # noqa: E402, F401  (its scipy BLAS loads now, so threadpool_limits reaches it)
-from samesky.metrics.compare import pair_statistics  # noqa: E402
+from samesky.metrics.compare import _subsample_draws, pair_statistics  # noqa: E402
 from samesky.metrics.knn import knn_graph  # noqa: E402
 from samesky.metrics.pair import Pair  # noqa: E402
 from samesky.metrics.registry import METRICS, graph_width  # noqa: E402
@@ -117,8 +117,20 @@ def neighbourhood_rescorings(pair: Pair, cells: list, draws: int, seed: int) -> 
     return score, rescored
 
 
-def neighbourhood_intervals(score: np.ndarray, rescored: np.ndarray, cells: list, n: int, ci: float) -> dict:
-    """The compare rule's interval of each cell from its rescorings (``stats.subsampling_interval``)."""
+def plain_rescorings(pair: Pair, metrics: list[str], draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full-sample scores (metrics,) and subsample rescorings (draws, 6, metrics) of metrics
+    without neighbourhoods, by ``compare``'s own ``_subsample_draws`` on the same splits as
+    ``pair_statistics`` (whose intervals are ``intervals`` of these)."""
+    specs = [METRICS[m] for m in metrics]
+    score = np.array([spec.estimator(pair).score() for spec in specs])
+    boots = _subsample_draws(pair, specs, {m: {} for m in metrics}, {m: draws for m in metrics},
+                             quarter_splits(pair.n, draws, seed))
+    return score, np.stack([np.asarray(boots[m], float).reshape(draws, -1) for m in metrics], axis=-1)
+
+
+def intervals(score: np.ndarray, rescored: np.ndarray, cells: list, n: int, ci: float) -> dict:
+    """The compare rule's interval of each cell (metric, k or None) from its rescorings
+    (``stats.subsampling_interval``)."""
     out = {}
     for c, (m, k) in enumerate(cells):
         lo, hi = subsampling_interval(score[c], rescored[:, :, c], ci, n, k)
@@ -219,23 +231,20 @@ def study(args) -> None:
                         score, rescored = neighbourhood_rescorings(pair, local_cells, args.splits, rep)
                         if saved:
                             np.savez(saved, score=score, rescored=rescored, cells=np.array(local_cells, str))
-                    stats = neighbourhood_intervals(score, rescored, local_cells, n, args.ci)
+                    stats = intervals(score, rescored, local_cells, n, args.ci)
                 if plain:
                     saved = args.save and args.save / f"{name}_{n}_{rep}_plain.npz"
                     if saved and saved.exists():
                         arrays = np.load(saved)
-                        if arrays["metrics"].tolist() != plain or int(arrays["draws"]) != args.draws:
-                            raise SystemExit(f"{saved}: saved for other metrics or another --draws")
-                        got_plain = arrays["stats"]
+                        if arrays["metrics"].tolist() != plain or len(arrays["rescored"]) < args.draws:
+                            raise SystemExit(f"{saved}: saved for other metrics or fewer than {args.draws} draws")
+                        score, rescored = arrays["score"], arrays["rescored"][: args.draws]
                     else:
                         pair = sample_pair(model, n, rep, 0) if pair is None else pair
-                        got_plain = np.array([[s["score"], s["ci_low"], s["ci_high"]] for s in pair_statistics(
-                            pair, plain, k=max(args.k), null_draws=0, bootstrap_draws=args.draws, ci=args.ci,
-                            seed=rep, feature_space_draws=args.draws).values()])
+                        score, rescored = plain_rescorings(pair, plain, args.draws, rep)
                         if saved:
-                            np.savez(saved, stats=got_plain, metrics=np.array(plain), draws=args.draws)
-                    stats.update({(m, None): dict(zip(("score", "ci_low", "ci_high"), v))
-                                  for m, v in zip(plain, got_plain)})
+                            np.savez(saved, score=score, rescored=rescored, metrics=np.array(plain))
+                    stats.update(intervals(score, rescored, [(m, None) for m in plain], n, args.ci))
                 for c in cells:
                     got[c].append((stats[c]["score"], stats[c]["ci_low"], stats[c]["ci_high"]))
                 if args.progress and (rep + 1) % args.progress == 0 and rep + 1 < args.reps:

@@ -70,8 +70,8 @@ def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
     if METRICS[name].uses_knn:  # variance model (1 - k/m)^2 m^-beta, beta >= 1
         f = {m: (1 - k / m) ** 2 for m in (n, n / 2, n / 4)}
         se = np.sqrt(v2 * f[n] / f[n / 2] * 2 ** -np.clip(np.log2(v4 / v2 * f[n / 2] / f[n / 4]), 1.0, 2.5))
-    else:
-        se = np.sqrt(v2 * 2 ** -np.clip(np.log2(v4 / v2), 0.5, 2.5))
+    else:  # a smooth statistic: rate 1/m from the halves alone
+        se = np.sqrt(v2 / 2)
     score = METRICS[name](Za, Zb, **params)
     z = NormalDist().inv_cdf(0.95)
     assert got[name]["score"] == pytest.approx(score, rel=1e-12)
@@ -82,29 +82,36 @@ def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
     assert got["mknn"]["bootstrap_draws"] == draws and got["cka_linear"]["bootstrap_draws"] == capped
 
 
-def test_rate_is_estimated_from_halves_and_quarters():
-    """Exact variances: V2 = 1 (n/2), V4 = 2 (n/4) is the 1/n rate -> SE^2 = 1/2; V4 = 4
-    (variance ~ m^-2) -> 1/4; V4 = 1.1 (beta below 1/2) is held at beta = 1/2."""
+def test_metrics_without_neighbourhoods_take_the_1_over_n_rate_from_the_halves():
+    """CKA, MI: SE^2 = V2 / 2 from the halves alone, whatever the quarters say (V2 = 1: 1/2), and
+    the compare rule rescores only the halves for them (pair_statistics keeps two per draw)."""
     def draws(v2, v4):  # one draw whose halves differ by sqrt(2 v2) and quarter pairs by sqrt(2 v4) on average
         h = np.sqrt(2 * v2)
         q = np.sqrt(2 * v4 * 6 / 4) / 2  # quarters +-q: 4 of the 6 pairs differ by 2q, 2 by 0
         return [[h, 0.0, q, q, -q, -q]]
-    assert subsampling_se(draws(1, 2)) ** 2 == pytest.approx(0.5, rel=1e-12)
-    assert subsampling_se(draws(1, 4)) ** 2 == pytest.approx(0.25, rel=1e-12)
-    assert subsampling_se(draws(1, 1.1)) ** 2 == pytest.approx(2**-0.5, rel=1e-12)
+    for v4 in (2, 4, 1.1):
+        assert subsampling_se(draws(1, v4)) ** 2 == pytest.approx(0.5, rel=1e-12)
+    assert subsampling_se([row[:2] for row in draws(1, 4)]) == subsampling_se(draws(1, 4))
+    from samesky.metrics.compare import _subsample_draws
+
+    Za, Zb = correlated(120, 6, 5, seed=1)
+    specs = [METRICS[m] for m in ("mknn", "cka_linear", "mutual_info")]
+    out = _subsample_draws(Pair(Za, Zb), specs, {"mknn": {"k": 5}, "cka_linear": {}, "mutual_info": {"components": 3}},
+                           {"mknn": 3, "cka_linear": 3, "mutual_info": 2}, quarter_splits(120, 3, seed=0))
+    assert [np.shape(out[m]) for m in ("mknn", "cka_linear", "mutual_info")] == [(3, 6), (3, 2), (2, 2)]
 
 
 def test_neighbourhood_rate_divides_out_the_finite_population_factor():
     """n = 400, k = 50: knn_share = (1 - k/m)^2 is 0.25, 0.5625, 0.765625 at m = 100, 200, 400.
     V2 = 1, V4 = 2 -> beta = 1 + log2(0.5625 / 0.25), SE^2 = (0.765625 / 0.5625) 2^-beta;
-    V4 = 0.8 (beta 0.85) is held at beta = 1; without k, the plain rule."""
+    V4 = 0.8 (beta 0.85) is held at beta = 1; without k, V2 / 2."""
     def draws(v2, v4):
         h, q = np.sqrt(2 * v2), np.sqrt(2 * v4 * 6 / 4) / 2
         return [[h, 0.0, q, q, -q, -q]]
     share = 0.765625 / 0.5625
     assert subsampling_se(draws(1, 2), 400, 50) ** 2 == pytest.approx(share * 0.5 * 0.25 / 0.5625, rel=1e-12)
     assert subsampling_se(draws(1, 0.8), 400, 50) ** 2 == pytest.approx(share * 0.5, rel=1e-12)
-    assert subsampling_se(draws(1, 0.8)) ** 2 == pytest.approx(2**-0.5, rel=1e-12)
+    assert subsampling_se(draws(1, 0.8)) ** 2 == pytest.approx(0.5, rel=1e-12)  # without k: V2 / 2
     assert subsampling_se(draws(1, 2), 400, None) ** 2 == pytest.approx(0.5, rel=1e-12)
     with pytest.raises(ValueError, match="a quarter of n=200 objects must hold more than k=50"):
         subsampling_se(draws(1, 2), 200, 50)
@@ -140,10 +147,14 @@ def test_knn_file_stores_the_requested_width_or_every_other_object(tmp_path):
         knn_file(tmp_path / "e9.h5", tmp_path / "k9.h5", 10, width=80)
 
 
-def test_metric_too_big_for_a_quarter_gets_no_interval_and_keeps_its_score():
-    """n = 100: a quarter of 25 objects cannot carry MI on 16 components (needs > 32): its record
-    keeps score and null but has no interval; the other metrics are unaffected."""
+def test_metric_too_big_for_a_half_gets_no_interval_and_keeps_its_score():
+    """n = 60: a half of 30 objects cannot carry MI on 16 components (needs > 32): its record
+    keeps score and null but has no interval; the other metrics are unaffected (at n = 100 the
+    halves of 50 carry it, though a quarter could not: MI is rescored on the halves only)."""
     Za, Zb = correlated(100, 12, 9, seed=2)
+    assert pair_statistics(Pair(Za, Zb), ["mutual_info"], k=10, null_draws=0, bootstrap_draws=2, ci=0.9,
+                           seed=1)["mutual_info"]["bootstrap_draws"] == 2
+    Za, Zb = Za[:60], Zb[:60]
     got = pair_statistics(Pair(Za, Zb), ["mutual_info", "cka_linear"], k=10, null_draws=5, bootstrap_draws=4,
                           ci=0.9, seed=1)
     mi = got["mutual_info"]

@@ -173,10 +173,10 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
 
     Returns, per metric, ``k`` (None for metrics without neighbourhoods), ``score`` and the
     ``summarise`` fields. Nulls permute side B, or are closed-form laws (CKA, ``cka_null``).
-    Intervals (``stats``: subsampling with an estimated rate): every metric is rescored on the two
-    halves and four quarters of ``bootstrap_draws`` random splits, with graphs and moments
-    recomputed on each subsample and all metrics of a subsample sharing them; metrics without
-    neighbourhoods use the first ``feature_space_draws`` splits. ``params``: as in ``compare_files``.
+    Intervals (``stats``: subsampling): neighbourhood metrics are rescored on the two halves and
+    four quarters of ``bootstrap_draws`` random splits, the others on the halves of the first
+    ``feature_space_draws``, with graphs and moments recomputed on each subsample and all
+    metrics of a subsample sharing them. ``params``: as in ``compare_files``.
     """
     specs = [get_metric(name) for name in metrics]
     unused = set(params or {}) - set(metrics)
@@ -213,21 +213,25 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     return out
 
 def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> dict[str, list[list[float]]]:
-    """Per metric and split, its scores on the split's six subsamples (fresh estimators, every
-    neighbourhood and moment recomputed on the subsample alone); metric m uses the first
+    """Per metric and split, its scores on the split's subsamples (fresh estimators, every
+    neighbourhood and moment recomputed on the subsample alone): the six for a neighbourhood
+    metric, the two halves for the others (``stats.subsampling_se``); metric m uses the first
     ``limits[m]`` splits."""
     out = {s.name: [] for s in specs}
     width = max((params[s.name].get("k", 0) for s in specs if s.uses_knn), default=0)
     start, count = time.perf_counter(), 0
-    too_small = set()  # metrics a quarter is too small for (e.g. MI's components): no interval
+    too_small = set()  # metrics a subsample is too small for (e.g. MI's components): no interval
     for i, subsamples in enumerate(splits):
         active = [s for s in specs if i < limits[s.name] and s.name not in too_small]
         if not active:
             break
         scores = {s.name: [] for s in active}
-        for rows in subsamples:
+        for j, rows in enumerate(subsamples):
+            rescored = [s for s in active if s.uses_knn or j < 2]  # (H, H', Q1..Q4)
+            if not rescored:
+                break
             sub = pair.subsample(rows, width)
-            for s in active:
+            for s in rescored:
                 try:
                     scores[s.name].append(s.estimator(sub, **params[s.name]).score())
                 except ValueError as err:

@@ -18,31 +18,34 @@ percentile bootstrap covered linear and unbiased CKA 98.7% on the latent data mo
 samples), but that was luck of the samples, not a fault of the bootstrap: the SD of CKA over
 those first samples is 15% below its SD over 1000 samples, and against the latter the bootstrap
 SD is within 4% (benchmarks/bench_bootstrap_cka.py). They get subsampling too, for one method
-whose mechanics hold for every metric (no object meets a copy of itself) at twice the cost
-per draw. A percentile interval that is not recentred covered MI only 44-50% (a resample's
-copies bias MI, ~ components^2 / 2n, like a smaller sample).
+whose mechanics hold for every metric (no object meets a copy of itself). A percentile interval
+that is not recentred covered MI only 44-50% (a resample's copies bias MI, ~ components^2 / 2n,
+like a smaller sample).
 
-Every metric gets subsampling with an estimated rate (Politis, Romano and Wolf 1999,
-"Subsampling"; Bertail, Politis and Romano 1999, JASA 94:569, for the unknown rate). Each draw
-splits the objects at random into four disjoint quarters Q1..Q4, and the halves H = Q1 + Q2,
-H' = Q3 + Q4, and rescores the metric on each of the six with every neighbourhood recomputed
-on that subsample alone (each object appears once, so no object meets a copy of itself).
+Every metric gets subsampling (Politis, Romano and Wolf 1999, "Subsampling"; Bertail, Politis
+and Romano 1999, JASA 94:569, for an unknown rate). Each draw splits the objects at random
+into four disjoint quarters Q1..Q4, and the halves H = Q1 + Q2, H' = Q3 + Q4, and rescores a
+neighbourhood metric on each of the six (CKA and MI on the halves), with every neighbourhood and
+moment recomputed on that subsample alone (each object appears once: it meets no copy of itself).
 Disjoint subsamples are independent samples of the population, so without any linearisation
 
     V2 = mean (theta_H - theta_H')^2 / 2           estimates var(theta_(n/2)),
     V4 = mean over the 6 quarter pairs of (theta_Qa - theta_Qb)^2 / 2   estimates var(theta_(n/4)).
 
+Subsample biases cancel in these differences of equal-size subsamples. CKA and MI are smooth
+functions of moments (asymptotically linear), so their variance falls as 1/m to first order and
+
+    SE^2 = V2 / 2      (CKA, MI: only the halves are rescored),
+
+which errs by the second-order term, on the safe side. An earlier rule estimated the rate from
+V4 / V2 for them too: the extra noise of V4 (the SE's coefficient of variation 0.12 against 0.07
+at 100 draws) and MI's finite-m terms, which steepen its rate from n/4 to n/2 (1.12-1.15) and
+fade by n, made MI's SE 7% short on the clustered data (expected coverage 92.6%; V2 / 2: 94.3%).
 The variance of a neighbourhood score does not fall as 1/n: at fixed k the neighbourhoods shrink
 as n grows and the score itself changes (MKNN's variance fell about as n^-1.5 in the coverage
-study), so a 1/n rate from n/2 to n over-states the SE by ~20%; CKA's and MI's fall about as
-1/n, with finite-n terms (MI's bias grows as 1/m). Subsample biases cancel in the differences of
-equal-size subsamples, and the rate is estimated,
-var(theta_m) ~ m^-beta with beta = log2(V4 / V2), kept in [1/2, 5/2] against noise, and
-
-    SE^2 = V2 2^-beta   (= V2^2 / V4 inside the bounds),
-
-the interval being score +- z SE. Neighbourhood metrics need more: a power law fitted from n/4 to
-n/2 over-stated their SE at k = 50 by 10-25% (CKNNA covered 97.5-98% at N = 1000), because the
+study), so a 1/n rate from n/2 to n over-states the SE by ~20%. The rate is estimated,
+var(theta_m) ~ m^-beta with beta = log2(V4 / V2), so SE^2 = V2 2^-beta (= V2^2 / V4), the
+interval being score +- z SE. That is not all: a power law fitted from n/4 to n/2 over-stated their SE at k = 50 by 10-25% (CKNNA covered 97.5-98% at N = 1000), because the
 local rate grows with m: over 300 independent samples per size (``bench_coverage.py --rates``;
 latent and clusters data, m = 125 .. 1000), beta rose by 0.3-0.9 per doubling of m at k = 50.
 The cause is saturation: a quarter's neighbourhoods hold 4k/n of it (a fifth at n = 1000,
@@ -54,13 +57,15 @@ except for CKNNA on the clustered data, whose quarters score 0.83 of a maximum 1
 
     beta = log2(V4 / V2) - log2(f(n/4) / f(n/2)),   SE^2 = V2 f(n) / f(n/2) 2^-beta,
 
-with beta at least 1 (KNN_BETA_FLOOR), against estimates pulled low by saturated quarters (that CKNNA
+with beta at least 1 (KNN_BETA_BOUNDS), against estimates pulled low by saturated quarters (that CKNNA
 cell; at k = 10 on the clustered data the rate from n/4 to n/2 was 0.7-0.9, from n/2 to n 1.5-1.6).
-The floor is a choice, not a law: on the clustered data at N = 3000, k = 50, the independent-sample
-rate from n/2 to n was 0.77-0.86 (from n/4 to n/2 1.2-1.5), and those intervals are 8-12% too narrow
-(docs/ARCHITECTURE.md, coverage). At k << n the finite-population factor vanishes. It is an
-interval for the population value at the sample's size n: neighbourhood scores depend on n.
-Coverage is checked by benchmarks/bench_coverage.py.
+The floor is a choice, not a law. Against the score's SD over 1000 further samples, the SE is within
+-3% .. +8% of it in every neighbourhood cell of the coverage study but one (clustered data,
+N = 1000, k = 50, MKNN: +15%, as the local rate rises from 1.15 to 1.39 per doubling there); an
+earlier reading of 8-12% too narrow at N = 3000 was the study's own 200 samples, whose SD was 10-17%
+above the population's (docs/ARCHITECTURE.md, coverage). At k << n the finite-population factor
+vanishes. It is an interval for the population value at the sample's size n: neighbourhood scores
+depend on n. Coverage is checked by benchmarks/bench_coverage.py.
 The SE is itself estimated from the draws, and SE = V2 / sqrt(V4) (inside the bounds) doubles the
 relative noise of V2, which has one degree of freedom per draw: its coefficient of variation over
 samples was 0.12-0.19 at 50 draws and 0.08-0.11 at 200 (N = 1000, 3000), pure Monte-Carlo noise
@@ -70,7 +75,7 @@ coverage: at N = 3000, 50 draws covered 88-95%, the same samples' mean SE 93-97%
 Cost: subsample graphs are restricted from the cached graph (``Pair.subsample``), so a
 neighbourhood draw is O(n (k + d)) against O(n^2 d) for one graph build: about 0.5% of a build
 at n = 100k (docs/ARCHITECTURE.md has the measurement); a CKA/MI draw recomputes the moments of
-the six subsamples, two O(n d^2) passes (twice a bootstrap draw), so they make at most
+the two halves, one O(n d^2) pass (a bootstrap draw's cost), so they make at most
 ``feature_space_draws`` draws.
 """
 from __future__ import annotations
@@ -139,8 +144,7 @@ def quarter_splits(n: int, draws: int, seed: int) -> Iterator[list[np.ndarray]]:
         yield [np.flatnonzero(label < 2), np.flatnonzero(label >= 2), *quarters]
 
 
-BETA_BOUNDS = (0.5, 2.5)
-KNN_BETA_FLOOR = 1.0  # neighbourhood metrics: var(theta_m) falls at least as 1/m (module docstring)
+KNN_BETA_BOUNDS = (1.0, 2.5)  # var(theta_m) falls at least as 1/m (module docstring), at most as m^-2.5
 
 
 def knn_share(m: float, k: int) -> float:
@@ -150,22 +154,24 @@ def knn_share(m: float, k: int) -> float:
 
 
 def subsampling_se(draws, n: int | None = None, k: int | None = None) -> float:
-    """SE of a score from its ``quarter_splits`` rescorings, (draws, 6) = (H, H', Q1..Q4) each
-    (module docstring): V2 2^-beta, beta = log2(V4 / V2) within BETA_BOUNDS. For a neighbourhood
-    metric (``k``, on a sample of ``n`` objects) the variance model is knn_share(m, k) m^-beta:
-    V2 knn_share(n) / knn_share(n/2) 2^-beta, beta = log2(V4 / V2) - log2(knn_share(n/4) /
-    knn_share(n/2)), at least KNN_BETA_FLOOR."""
-    s = np.asarray(draws, float).reshape(-1, 6)
+    """SE of a score from its ``quarter_splits`` rescorings (module docstring). A neighbourhood
+    metric (``k``, on a sample of ``n`` objects) has (draws, 6) = (H, H', Q1..Q4) each, and the
+    variance model knn_share(m, k) m^-beta: V2 knn_share(n) / knn_share(n/2) 2^-beta, beta =
+    log2(V4 / V2) - log2(knn_share(n/4) / knn_share(n/2)), within KNN_BETA_BOUNDS. A metric
+    without neighbourhoods (``k`` None) needs only the halves (draws, 2; any further columns are
+    ignored): V2 / 2, the rate 1/m of a smooth statistic."""
+    s = np.asarray(draws, float)
+    s = s.reshape(len(s), -1)
     v2 = np.mean((s[:, 0] - s[:, 1]) ** 2) / 2
-    v4 = np.mean([(s[:, 2 + a] - s[:, 2 + b]) ** 2 for a in range(4) for b in range(a + 1, 4)]) / 2
-    if k is not None and not n > 4 * k:
+    if k is None:
+        return float(np.sqrt(v2 / 2))
+    if not n > 4 * k:
         raise ValueError(f"subsampling_se: a quarter of n={n} objects must hold more than k={k}")
+    v4 = np.mean([(s[:, 2 + a] - s[:, 2 + b]) ** 2 for a in range(4) for b in range(a + 1, 4)]) / 2
     if v2 == 0 or v4 == 0:
         return float(np.sqrt(v2 / 2))
-    if k is None:
-        return float(np.sqrt(v2 * 2.0 ** -float(np.clip(np.log2(v4 / v2), *BETA_BOUNDS))))
     f2, f4 = knn_share(n / 2, k), knn_share(n / 4, k)
-    beta = float(np.clip(np.log2(v4 / v2) - np.log2(f4 / f2), KNN_BETA_FLOOR, BETA_BOUNDS[1]))
+    beta = float(np.clip(np.log2(v4 / v2) - np.log2(f4 / f2), *KNN_BETA_BOUNDS))
     return float(np.sqrt(v2 * knn_share(n, k) / f2 * 2.0**-beta))
 
 
@@ -233,9 +239,9 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
 
     ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``.
     ``interval='percentile'``: ``boot`` holds bootstrap scores (percentile interval, recentred on
-    ``score``; the probes); ``'subsampling'``: the (draws, 6) rescorings of ``quarter_splits``
-    (``subsampling_interval``; every metric of ``compare``; ``knn`` = (n, k) for a neighbourhood
-    metric). ``interval_method`` names it.
+    ``score``; the probes); ``'subsampling'``: the rescorings of ``quarter_splits``, (draws, 6),
+    or (draws, 2) halves without ``knn`` (``subsampling_interval``; every metric of ``compare``;
+    ``knn`` = (n, k) for a neighbourhood metric). ``interval_method`` names it.
     """
     if not 0 < ci < 1 or not 0 < alpha < 1:
         raise ValueError(f"ci={ci} and alpha={alpha} must be in (0, 1)")
