@@ -38,9 +38,9 @@ functions of moments (asymptotically linear), so their variance falls as 1/m to 
     SE^2 = V2 / 2      (CKA, MI: only the halves are rescored),
 
 which errs by the second-order term, on the safe side. An earlier rule estimated the rate from
-V4 / V2 for them too: the extra noise of V4 (the SE's coefficient of variation 0.12 against 0.07
-at 100 draws) and MI's finite-m terms, which steepen its rate from n/4 to n/2 (1.12-1.15) and
-fade by n, made MI's SE 7% short on the clustered data (expected coverage 92.6%; V2 / 2: 94.3%).
+V4 / V2 for them too: the extra noise of V4 (the SE's coefficient of variation 0.13 against 0.08
+at 100 draws) and MI's finite-m terms, which steepen its rate from n/4 to n/2 (1.12-1.16) and
+fade by n, made MI's SE 7% short on the clustered data (expected coverage 92.5%; V2 / 2: 94.2%).
 The variance of a neighbourhood score does not fall as 1/n: at fixed k the neighbourhoods shrink
 as n grows and the score itself changes (MKNN's variance fell about as n^-1.5 in the coverage
 study), so a 1/n rate from n/2 to n over-states the SE by ~20%. The rate is estimated,
