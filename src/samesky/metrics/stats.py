@@ -45,8 +45,9 @@ The variance of a neighbourhood score does not fall as 1/n: at fixed k the neigh
 as n grows and the score itself changes (MKNN's variance fell about as n^-1.5 in the coverage
 study), so a 1/n rate from n/2 to n over-states the SE by ~20%. The rate is estimated,
 var(theta_m) ~ m^-beta with beta = log2(V4 / V2), so SE^2 = V2 2^-beta (= V2^2 / V4), the
-interval being score +- z SE. That is not all: a power law fitted from n/4 to n/2 over-stated their SE at k = 50 by 10-25% (CKNNA covered 97.5-98% at N = 1000), because the
-local rate grows with m: over 300 independent samples per size (``bench_coverage.py --rates``;
+interval being score +- z SE. That is not all: a power law fitted from n/4 to n/2 over-stated
+the SE at k = 50 by 10-25% (CKNNA covered 97.5-98% at N = 1000), because the local rate grows
+with m: over 300 independent samples per size (``bench_coverage.py --rates``;
 latent and clusters data, m = 125 .. 1000), beta rose by 0.3-0.9 per doubling of m at k = 50.
 The cause is saturation: a quarter's neighbourhoods hold 4k/n of it (a fifth at n = 1000,
 k = 50). An object's score is an overlap of two k-subsets of the other m objects; by the
@@ -57,8 +58,8 @@ except for CKNNA on the clustered data, whose quarters score 0.83 of a maximum 1
 
     beta = log2(V4 / V2) - log2(f(n/4) / f(n/2)),   SE^2 = V2 f(n) / f(n/2) 2^-beta,
 
-with beta at least 1 (KNN_BETA_BOUNDS), against estimates pulled low by saturated quarters (that CKNNA
-cell; at k = 10 on the clustered data the rate from n/4 to n/2 was 0.7-0.9, from n/2 to n 1.5-1.6).
+with beta at least 1 (KNN_BETA_BOUNDS), against estimates pulled low by saturated quarters (that
+CKNNA cell; at k = 10 on the clustered data the rate from n/4 to n/2 was 0.7-0.9, from n/2 to n 1.5-1.6).
 The floor is a choice, not a law. Against the score's SD over 1000 further samples, the SE is within
 -3% .. +8% of it in every neighbourhood cell of the coverage study but one (clustered data,
 N = 1000, k = 50, MKNN: +15%, as the local rate rises from 1.15 to 1.39 per doubling there); an
