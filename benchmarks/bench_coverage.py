@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from statistics import NormalDist
 
@@ -118,14 +119,33 @@ def neighbourhood_rescorings(pair: Pair, cells: list, draws: int, seed: int) -> 
 
 
 def plain_rescorings(pair: Pair, metrics: list[str], draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Full-sample scores (metrics,) and subsample rescorings (draws, 6, metrics) of metrics
-    without neighbourhoods, by ``compare``'s own ``_subsample_draws`` on the same splits as
+    """Full-sample scores (metrics,) and subsample rescorings (draws, 2, metrics: the halves) of
+    metrics without neighbourhoods, by ``compare``'s own ``_subsample_draws`` on the same splits as
     ``pair_statistics`` (whose intervals are ``intervals`` of these)."""
     specs = [METRICS[m] for m in metrics]
     score = np.array([spec.estimator(pair).score() for spec in specs])
     boots = _subsample_draws(pair, specs, {m: {} for m in metrics}, {m: draws for m in metrics},
                              quarter_splits(pair.n, draws, seed))
     return score, np.stack([np.asarray(boots[m], float).reshape(draws, -1) for m in metrics], axis=-1)
+
+
+def rescore_sample(rescorings, model: DataModel, n: int, seed: int, width: int, cells: list, draws: int):
+    """``rescorings`` (``neighbourhood_rescorings`` or ``plain_rescorings``) of sample ``seed``."""
+    return rescorings(sample_pair(model, n, seed, width), cells, draws, seed)
+
+
+def saved_rescorings(path: Path | None, cells: list, draws: int, rescore) -> tuple[np.ndarray, np.ndarray]:
+    """One sample's full-sample scores and first ``draws`` rescorings of ``cells``: read back from
+    ``path`` when saved there (resume), else ``rescore(draws)`` and saved there."""
+    if path and path.exists():
+        arrays = np.load(path)
+        if arrays["cells"].tolist() != np.array(cells, str).tolist() or len(arrays["rescored"]) < draws:
+            raise SystemExit(f"{path}: saved for other cells or fewer than {draws} draws")
+        return arrays["score"], arrays["rescored"][:draws]
+    score, rescored = rescore(draws)
+    if path:
+        np.savez(path, score=score, rescored=rescored, cells=np.array(cells, str))
+    return score, rescored
 
 
 def intervals(score: np.ndarray, rescored: np.ndarray, cells: list, n: int, ci: float) -> dict:
@@ -217,34 +237,18 @@ def study(args) -> None:
         for n in args.n:
             got = {c: [] for c in cells}
             for rep in range(args.first_rep, args.reps):
-                stats, pair = {}, None
-                if local:
-                    saved = args.save and args.save / f"{name}_{n}_{rep}.npz"
-                    if saved and saved.exists():  # resume: a saved sample is read back, not recomputed
-                        arrays = np.load(saved)
-                        score, rescored = arrays["score"], arrays["rescored"][: args.splits]
-                        if arrays["cells"].tolist() != [[m, str(k)] for m, k in local_cells] or \
-                                len(rescored) < args.splits:
-                            raise SystemExit(f"{saved}: saved for other cells or fewer than {args.splits} splits")
-                    else:
-                        pair = sample_pair(model, n, rep, width)
-                        score, rescored = neighbourhood_rescorings(pair, local_cells, args.splits, rep)
-                        if saved:
-                            np.savez(saved, score=score, rescored=rescored, cells=np.array(local_cells, str))
+                stats = {}
+                if local:  # the graphs of the sample are built only when its rescorings are not saved
+                    score, rescored = saved_rescorings(
+                        args.save and args.save / f"{name}_{n}_{rep}.npz", local_cells, args.splits,
+                        partial(rescore_sample, neighbourhood_rescorings, model, n, rep, width, local_cells))
                     stats = intervals(score, rescored, local_cells, n, args.ci)
                 if plain:
-                    saved = args.save and args.save / f"{name}_{n}_{rep}_plain.npz"
-                    if saved and saved.exists():
-                        arrays = np.load(saved)
-                        if arrays["metrics"].tolist() != plain or len(arrays["rescored"]) < args.draws:
-                            raise SystemExit(f"{saved}: saved for other metrics or fewer than {args.draws} draws")
-                        score, rescored = arrays["score"], arrays["rescored"][: args.draws]
-                    else:
-                        pair = sample_pair(model, n, rep, 0) if pair is None else pair
-                        score, rescored = plain_rescorings(pair, plain, args.draws, rep)
-                        if saved:
-                            np.savez(saved, score=score, rescored=rescored, metrics=np.array(plain))
-                    stats.update(intervals(score, rescored, [(m, None) for m in plain], n, args.ci))
+                    plain_cells = [(m, None) for m in plain]
+                    score, rescored = saved_rescorings(
+                        args.save and args.save / f"{name}_{n}_{rep}_plain.npz", plain_cells, args.draws,
+                        partial(rescore_sample, plain_rescorings, model, n, rep, 0, plain))
+                    stats.update(intervals(score, rescored, plain_cells, n, args.ci))
                 for c in cells:
                     got[c].append((stats[c]["score"], stats[c]["ci_low"], stats[c]["ci_high"]))
                 if args.progress and (rep + 1) % args.progress == 0 and rep + 1 < args.reps:
