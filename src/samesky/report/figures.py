@@ -189,12 +189,12 @@ def write_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[
     for metric, (data, tail, what_score) in ((m, v) for m in metric_order(df["metric"]) for v in views):
         for kind, stem, xlabel in (("crossmodal", "figure1_crossmodal", "model parameters (log scale)"),
                                    ("intramodal", "figure_intramodal", "parameters of the larger model (log scale)")):
-            sub = data[(data["kind"] == kind) & (data["metric"] == metric)]
-            if not sub.empty:
-                paths = [out / f"{stem}_{metric}{tail}{suffix}" for suffix in (".png", ".pdf")]
-                tasks.append((data, kind, metric, styles, xlabel, what_score, paths))
+            paths = [out / f"{stem}_{metric}{tail}{suffix}" for suffix in (".png", ".pdf")]
+            tasks.append((data, kind, metric, styles, xlabel, what_score, paths))
     return [path for paths in draw_all(_draw_figure, tasks, workers) for path in paths]
 
 
 def _draw_figure(df, kind, metric, styles, xlabel, what_score, paths) -> list[Path]:
-    return save(_figure(df, kind, metric, styles, xlabel, what_score), paths)
+    """The figure saved to ``paths``; none when no comparison of its kind has the metric."""
+    fig = _figure(df, kind, metric, styles, xlabel, what_score)
+    return [] if fig is None else save(fig, paths)
