@@ -236,15 +236,21 @@ class ClosedNull:
 NORMAL_SKEW = 0.000016
 
 
+def _gamma_form(skew: float) -> tuple[float, float, float]:
+    """(beta, alpha, zeta) of a standardised Pearson III law with this (non-normal) skew."""
+    beta = 2.0 / skew
+    alpha = beta**2
+    return beta, alpha, 0.0 - alpha / beta
+
+
 def pearson3_sf(z: float, skew: float) -> float:
     """P(X > z) for a standardised Pearson III variable X."""
     from scipy import special
 
     if abs(skew) < NORMAL_SKEW:
         return float(special.ndtr(-z))
-    beta = 2.0 / skew
-    alpha = beta**2
-    t = beta * (z - (0.0 - alpha / beta))
+    beta, alpha, zeta = _gamma_form(skew)
+    t = beta * (z - zeta)
     if skew > 0:
         return 1.0 if t <= 0 else float(special.gammaincc(alpha, t))
     return 0.0 if t <= 0 else float(special.gammainc(alpha, t))
@@ -256,6 +262,5 @@ def pearson3_ppf(q: float, skew: float) -> float:
 
     if abs(skew) < NORMAL_SKEW:
         return float(special.ndtri(q))
-    beta = 2.0 / skew
-    alpha = beta**2
-    return float(special.gammaincinv(alpha, q if skew > 0 else 1 - q) / beta + (0.0 - alpha / beta))
+    beta, alpha, zeta = _gamma_form(skew)
+    return float(special.gammaincinv(alpha, q if skew > 0 else 1 - q) / beta + zeta)
