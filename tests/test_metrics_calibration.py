@@ -154,7 +154,6 @@ def test_closed_null_matches_10000_monte_carlo_permutations(n, variant):
     assert lo <= law.threshold(alpha) <= hi
 
 
-
 @pytest.mark.parametrize("skew", [0.0, 1e-6, -1.5e-5, 1.7e-5, -1.7e-5, 0.01, 0.4, 2.5, -0.01, -0.4, -2.5])
 def test_closed_null_law_is_scipys_pearson3_to_the_last_bit(skew):
     """p-values and thresholds from scipy.special equal scipy.stats.pearson3's (the oracle) exactly:
@@ -185,6 +184,7 @@ def test_compare_jobs_do_not_import_scipy_stats():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
 
 GOLDEN = np.load(Path(__file__).with_name("golden") / "cknna_platonic_rep.npz")
 

@@ -145,7 +145,6 @@ def test_figures_from_scores_csv(df, tmp_path):
     assert all(p.stat().st_size > 5_000 for p in paths)
 
 
-
 def test_figures_drawn_by_several_processes_are_the_same_files(df, tmp_path):
     """PNG and PDF byte for byte (PDFs carry no creation date), so a redraw changes no file."""
     serial = write_figures(df, tmp_path / "one", PARAMS)
@@ -179,6 +178,7 @@ def test_second_format_keeps_the_layout_of_the_first(tmp_path):
     assert fig.axes[0].get_position().x0 != plt.rcParams["figure.subplot.left"]  # the layout did move them
     pdf = (tmp_path / "f.pdf").read_bytes()
     assert pdf[:5] == b"%PDF-" and b"CreationDate" not in pdf
+
 
 def control_records():
     """JWST x HSC crossmodal MKNN of ViT (rising) and its untrained control vit@random (falling)."""
