@@ -24,9 +24,8 @@ from samesky.preprocess import (
     preprocess_images,
     preprocess_spectra,
     rescale_images,
-    write_percentiles,
 )
-from samesky.schema import write_crossmatch
+from samesky.schema import write_crossmatch, write_percentiles
 from samesky.surveys import DESI_WAVELENGTH, sdss_wavelength
 
 

@@ -34,12 +34,11 @@ from samesky.metrics.knn import knn_file
 from samesky.models import family_sizes, get_model, load_embedder, save_tiny
 from samesky.plan import ConfigError, Plan, validate_config
 from samesky.preprocess import (
-    PERCENTILES_SCHEMA,
     compute_percentiles,
     preprocess_images,
     preprocess_spectra,
-    write_percentiles,
 )
+from samesky.schema import PERCENTILES_SCHEMA, write_percentiles
 from samesky.surveys import DESI_WAVELENGTH, get_survey, sdss_wavelength
 
 N_XM, N_EMB, K = 8, 40, 5

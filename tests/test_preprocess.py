@@ -9,16 +9,20 @@ import numpy as np
 import pytest
 
 from samesky.preprocess import (
-    PERCENTILES_SCHEMA,
     compute_percentiles,
     crop_zoom,
     preprocess_flux,
     preprocess_images,
-    read_percentiles,
     rescale_images,
+)
+from samesky.schema import (
+    PERCENTILES_SCHEMA,
+    SchemaError,
+    read_percentiles,
+    read_provenance,
+    write_crossmatch,
     write_percentiles,
 )
-from samesky.schema import SchemaError, read_provenance, write_crossmatch
 from samesky.surveys import get_survey
 
 

@@ -23,21 +23,26 @@ them).
 """
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import h5py
 import numpy as np
 
 from . import spectra
-from .schema import SchemaError, as_str_ids, atomic_path, open_h5, preprocessed_writer, validate_crossmatch
+from .schema import (
+    PERCENTILES_SCHEMA,
+    SchemaError,
+    as_str_ids,
+    open_h5,
+    preprocessed_writer,
+    read_percentiles,
+    validate_crossmatch,
+)
 from .surveys import DESI_WAVELENGTH, IMAGE, SPECTRUM, flux_factor, get_survey
 
 log = logging.getLogger(__name__)
 
-PERCENTILES_SCHEMA = "samesky-percentiles/1"
 REASONS = ("all_nan", "all_zero", "no_signal")
 _EXAMPLES = 5  # object ids recorded per drop reason
 
@@ -202,36 +207,6 @@ def compute_percentiles(crossmatch_path, survey: str, *, bands: Sequence[str], p
         "high": {b: v[1] for b, v in values.items()}, "n_total": n_total, "n_sampled": len(rows),
         "n_used": n_used, "skipped": skipped, "max_images": max_images, "seed": seed, "sample": sample, "crop": crop,
     }
-
-
-def write_percentiles(path, result: Mapping) -> None:
-    """Write ``compute_percentiles``' result as JSON, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(dict(result), indent=2, sort_keys=True) + "\n")
-
-
-def read_percentiles(path, survey: str, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Return (low (3,), high (3,), record) for ``bands`` from a percentiles JSON, with checks."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: percentiles file does not exist")
-    try:
-        rec = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise SchemaError(f"{path}: not valid JSON: {err}") from None
-    if rec.get("schema") != PERCENTILES_SCHEMA:
-        raise SchemaError(f"{path}: 'schema' is {rec.get('schema')!r}, expected {PERCENTILES_SCHEMA!r}")
-    if rec.get("survey") != survey:
-        raise SchemaError(f"{path}: percentiles are for survey {rec.get('survey')!r}, not {survey!r}")
-    missing = [b for b in bands if b not in rec.get("low", {}) or b not in rec.get("high", {})]
-    if missing:
-        raise SchemaError(f"{path}: no percentiles for band(s) {missing}; it has {sorted(rec.get('low', {}))}")
-    low = np.array([rec["low"][b] for b in bands], np.float64)
-    high = np.array([rec["high"][b] for b in bands], np.float64)
-    if not (np.isfinite(low).all() and np.isfinite(high).all() and (high > low).all()):
-        raise SchemaError(f"{path}: need finite low < high for bands {list(bands)}, "
-                          f"got low {low.tolist()}, high {high.tolist()}")
-    return low, high, rec
 
 
 # ---- image rescaling (pure functions on arrays) ----------------------------------------------

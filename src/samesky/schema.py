@@ -45,6 +45,23 @@ kNN graph file (``results/knn/{crossmatch}/{survey}/{model}.h5``)::
     /similarity (N, k) float32 cosine similarities matching /indices; attrs: k, provenance (JSON);
     when CKA's null is closed-form, provenance["gram_invariants"] holds the embedding's
     ``metrics.rv_null.Invariants`` ({"linear": {...}, "unbiased": {...}}).
+
+Layers file (``results/layers/{crossmatch}/{survey}/{model}.h5``, ``write_layers``)::
+
+    /object_id (N,) str; /block_<j> (N, d_j) float16, j = 000, 001, ...; provenance: blocks (the
+    names, in order), n_blocks (the model's block count), block_index (each block's 0-based index)
+
+Block graphs file (``results/knn_layers/{crossmatch}/{survey}/{model}.h5``, ``write_knn_layers``)::
+
+    /object_id (N,) str (the layers file's); /block_<j>/indices, /block_<j>/similarity as in a
+    kNN graph file, provenance name (and gram_invariants); root provenance: k, blocks, source.
+
+Percentiles file (``results/preprocessed/percentiles/{survey}.json``, ``write_percentiles``):
+JSON with schema "samesky-percentiles/1", survey, bands, low/high per band and how they were drawn.
+
+Metric record file (``results/metrics/...json``, ``write_metric_records``): JSON
+``{"records": [...]}``, one flat record per metric (fields: docs/ARCHITECTURE.md, validated by
+``report.records``).
 """
 from __future__ import annotations
 
@@ -531,3 +548,141 @@ def read_knn(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
                           f"e.g. object_id {ids[selfish][:5].tolist()}")
     check_finite(sim, ids, f"{path}: 'similarity'")
     return ids, idx, sim, prov
+
+
+class LayersFile:
+    """A layers file (``write_layers``) read one block at a time, in its float16: the L blocks of
+    a large model need not fit in memory as float32."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        with read_h5(path) as f:
+            self.ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
+            self.provenance = read_provenance(f)
+        self.names = list(self.provenance.get("blocks") or [])
+        if not self.names:
+            raise SchemaError(f"{path}: no 'blocks' list in its provenance; not a layers file")
+        self.positions = block_positions(self.names, self.provenance, path)
+
+    def block(self, j: int) -> np.ndarray:
+        with read_h5(self.path) as f:
+            return _require(f, f"block_{j:03d}", self.path, (len(self.ids), None))[:]
+
+
+def block_positions(names: list[str], provenance: dict, where) -> list[tuple[int, float]]:
+    """(index, depth) of each block of a layers file: block j of the model's L blocks has depth
+    (j + 1) / L. The embedding job records each block's ``block_index`` (0-based) among the model's
+    ``n_blocks`` in the provenance (a selection of blocks needs them); without those keys the file
+    holds every block in order."""
+    total = int(provenance.get("n_blocks", len(names)))
+    indices = [int(j) for j in provenance.get("block_index", range(len(names)))]
+    if len(indices) != len(names) or not all(0 <= j < total for j in indices):
+        raise SchemaError(f"{where}: provenance block_index {indices} does not fit {len(names)} blocks of "
+                          f"n_blocks={total}")
+    return [(j, (j + 1) / total) for j in indices]
+
+
+@contextmanager
+def knn_layers_writer(path, object_id, provenance: Mapping) -> Iterator:
+    """A block graphs file written atomically, one block at a time: yields ``add(name, indices,
+    similarity, extra)`` (``extra``: more provenance of the block, e.g. its gram_invariants);
+    the root provenance gets the list of blocks added, in order."""
+    ids, names = as_str_ids(object_id), []
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
+
+        def add(name: str, indices: np.ndarray, similarity: np.ndarray, extra: Mapping | None = None) -> None:
+            if indices.shape != similarity.shape or indices.shape[0] != len(ids):
+                raise SchemaError(f"{path}: block {name!r}: indices {indices.shape} / similarity "
+                                  f"{similarity.shape} / {len(ids)} ids disagree")
+            g = f.create_group(f"block_{len(names):03d}")
+            g.create_dataset("indices", data=indices)
+            g.create_dataset("similarity", data=similarity)
+            write_provenance(g, {"name": name, **(extra or {})})
+            names.append(name)
+
+        yield add
+        write_provenance(f, {**provenance, "blocks": names})
+
+
+def read_knn_layers(path, layers: LayersFile, k: int, columns: int | None = None
+                    ) -> list[tuple[tuple[np.ndarray, np.ndarray], dict]]:
+    """Per block of ``layers``: its cached graph (indices int64, similarity float32; the first
+    ``columns`` columns, None: all) and the block's provenance, after checking that ``path`` was
+    computed from ``layers`` with k_max >= k."""
+    with read_h5(path) as f:
+        ids = as_str_ids(_require(f, "object_id", path, (None,), kinds="OSU")[:])
+        names = read_provenance(f).get("blocks")
+        if len(ids) != len(layers.ids) or not np.array_equal(ids, layers.ids):
+            raise SchemaError(f"{path} does not belong to {layers.path} (object ids differ); recompute "
+                              f"its block graphs")
+        if names != layers.names:
+            raise SchemaError(f"{path} holds blocks {names}, but {layers.path} has {layers.names}; recompute "
+                              f"its block graphs")
+        out, n = [], len(ids)
+        for j, name in enumerate(names):
+            where = f"block_{j:03d}"
+            if where not in f:
+                raise SchemaError(f"{path}: missing group {where!r} (block {name!r})")
+            ds = _require(f[where], "indices", f"{path}:{where}", (n, None), kinds="iu")
+            if ds.shape[1] < k:
+                raise SchemaError(f"{path}: block {name!r} has k_max={ds.shape[1]} < requested k={k}")
+            idx = ds[:, :columns].astype(np.int64)
+            sim = _require(f[where], "similarity", f"{path}:{where}", ds.shape)[:, :columns].astype(np.float32)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise SchemaError(f"{path}: block {name!r}: 'indices' out of range [0, {n})")
+            out.append(((idx, sim), read_provenance(f[where])))
+    return out
+
+
+PERCENTILES_SCHEMA = "samesky-percentiles/1"
+
+
+def write_percentiles(path, result: Mapping) -> None:
+    """Write a percentiles record (``preprocess.compute_percentiles``) as JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dict(result), indent=2, sort_keys=True) + "\n")
+
+
+def read_percentiles(path, survey: str, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Return (low (3,), high (3,), record) for ``bands`` from a percentiles JSON, with checks."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: percentiles file does not exist")
+    try:
+        rec = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SchemaError(f"{path}: not valid JSON: {err}") from None
+    if rec.get("schema") != PERCENTILES_SCHEMA:
+        raise SchemaError(f"{path}: 'schema' is {rec.get('schema')!r}, expected {PERCENTILES_SCHEMA!r}")
+    if rec.get("survey") != survey:
+        raise SchemaError(f"{path}: percentiles are for survey {rec.get('survey')!r}, not {survey!r}")
+    missing = [b for b in bands if b not in rec.get("low", {}) or b not in rec.get("high", {})]
+    if missing:
+        raise SchemaError(f"{path}: no percentiles for band(s) {missing}; it has {sorted(rec.get('low', {}))}")
+    low = np.array([rec["low"][b] for b in bands], np.float64)
+    high = np.array([rec["high"][b] for b in bands], np.float64)
+    if not (np.isfinite(low).all() and np.isfinite(high).all() and (high > low).all()):
+        raise SchemaError(f"{path}: need finite low < high for bands {list(bands)}, "
+                          f"got low {low.tolist()}, high {high.tolist()}")
+    return low, high, rec
+
+
+def write_metric_records(path, records: Sequence[Mapping]) -> None:
+    """A compare job's records as JSON ``{"records": [...]}``, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"records": list(records)}, indent=1))
+
+
+def read_metric_records(path) -> list:
+    """The records list of a metric record file (each record is validated by ``report.records``)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: metric file does not exist") from None
+    except json.JSONDecodeError as err:
+        raise SchemaError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
+        raise SchemaError(f"{path}: expected a JSON object with a 'records' list")
+    return doc["records"]

@@ -1,6 +1,7 @@
 """Rule percentiles: channel-wise percentiles of one survey, reused by every crossmatch."""
-from samesky.preprocess import compute_percentiles, write_percentiles
+from samesky.preprocess import compute_percentiles
 from samesky.runtime import setup_job
+from samesky.schema import write_percentiles
 
 setup_job(snakemake)
 pre = snakemake.params.pre
