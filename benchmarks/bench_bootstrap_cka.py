@@ -33,12 +33,13 @@ def main() -> None:
             model = DataModel(name)
             scores, boot_sd, diag_share = [], [], []
             for rep in range(1000):
-                space = FeatureSpace(*model.sample(1000, torch.Generator().manual_seed(rep)))
-                m = space.moments()
+                Za, Zb = model.sample(1000, torch.Generator().manual_seed(rep))
+                m = FeatureSpace(Za, Zb).moments()
                 scores.append((linear_cka_from(m), unbiased_cka_from(m)))
-                if rep < 12:
-                    boot = [(linear_cka_from(space.moments(weights=w)), unbiased_cka_from(space.moments(weights=w)))
-                            for w in bootstrap_weights(1000, 150, rep)]
+                if rep < 12:  # a resample: each object repeated as often as it was drawn
+                    resampled = (FeatureSpace(Za[rows], Zb[rows]).moments() for rows in
+                                 (np.repeat(np.arange(1000), w.astype(int)) for w in bootstrap_weights(1000, 150, rep)))
+                    boot = [(linear_cka_from(mb), unbiased_cka_from(mb)) for mb in resampled]
                     boot_sd.append(np.std(boot, axis=0, ddof=1))
                     diag_share.append(m.sum_ab / float((m.xy * m.xy).sum()))
             for count in (60, 1000):

@@ -67,7 +67,8 @@ def rss_gb() -> float:
 
 def ours(root: Path, k: int, draws: int, metrics: list[str]) -> tuple[float, float, int]:
     from samesky.metrics.knn import knn_file
-    from samesky.metrics.layers import LayersFile, compare_layer_files, knn_layers_file
+    from samesky.metrics.layers import compare_layer_files, knn_layers_file
+    from samesky.schema import LayersFile
 
     start, builds = time.perf_counter(), 0
     for name in "ab":
@@ -93,9 +94,9 @@ def naive_cell(root: Path, k: int, draws: int, naive_draws: int, cell: int) -> f
     from samesky.metrics.cka import CkaEstimator
     from samesky.metrics.features import FeatureSpace
     from samesky.metrics.knn import knn_graph
-    from samesky.metrics.layers import LayersFile
     from samesky.metrics.mknn import MknnEstimator
     from samesky.metrics.stats import permutations
+    from samesky.schema import LayersFile
 
     Za = LayersFile(side_paths(root, "a")["layers"]).block(cell).astype(np.float32)
     Zb = LayersFile(side_paths(root, "b")["layers"]).block(cell).astype(np.float32)

@@ -17,10 +17,11 @@ SETTINGS = {"k": 5, "null_draws": 24, "seed": 7, "alpha": 0.05, "feature_space_d
 INTERVALS = {"bootstrap_draws": 8, "ci": 0.95}
 
 
-def write_pair(root: Path, exclude: int = 0) -> dict:
+def write_pair(root: Path, exclude: int = 0, dim: int | None = None) -> dict:
     """Sides a and b of one pair (n = 90 objects sharing a 3-d latent; side b lacks the first
     ``exclude`` objects): embedding, kNN graph (width 8k, Gram invariants), layers (3 and 2
-    blocks) and block graphs, written as the embed, knn_graph and knn_layers jobs write them."""
+    blocks) and block graphs, written as the embed, knn_graph and knn_layers jobs write them.
+    ``dim``: every block and embedding of that dimension (by default they differ)."""
     from samesky import schema
     from samesky.metrics.knn import knn_file
     from samesky.metrics.layers import knn_layers_file
@@ -34,6 +35,8 @@ def write_pair(root: Path, exclude: int = 0) -> dict:
     for side, (dims, blocks) in {"a": ((10, 7, 9, 12), 3), "b": ((8, 6, 11), 2)}.items():
         keep = slice(exclude, None) if side == "b" else slice(None)
         mats = [latent @ rng.normal(size=(3, d)) + 0.8 * rng.normal(size=(n, d)) for d in dims]
+        if dim is not None:
+            mats = [latent @ rng.normal(size=(3, dim)) + 0.8 * rng.normal(size=(n, dim)) for _ in dims]
         out = {key: root / f"{side}.{key}.h5" for key in ("emb", "knn", "layers", "knn_layers")}
         schema.write_embeddings(out["emb"], ids[keep], mats[-1][keep], {"model": f"toy-{side}"})
         schema.write_layers(out["layers"], ids[keep], [m[keep] for m in mats[:blocks]],

@@ -6,11 +6,12 @@ import pytest
 from test_metrics import correlated
 
 from samesky import schema
+from samesky.metrics import cells, mutual_info
 from samesky.metrics import layers as L
-from samesky.metrics.cknna_hsic import CknnaHsicEstimator
+from samesky.metrics.cknna_hsic import CknnaHsicEstimator, cknna_nulls
 from samesky.metrics.compare import compare_files, pair_statistics
 from samesky.metrics.knn import knn_file, knn_graph
-from samesky.metrics.mknn import MknnEstimator, mknn_from_graphs
+from samesky.metrics.mknn import MknnEstimator, mknn_from_graphs, mknn_nulls
 from samesky.metrics.pair import Pair
 from samesky.metrics.rv_null import ClosedNull, gram_invariants, invariants_record
 from samesky.metrics.stats import permutations
@@ -57,7 +58,7 @@ def read_block(side, j):
 def test_block_graphs_and_invariants_are_those_of_each_block(pair):
     _, a, _ = pair
     ids, blocks, names, _ = schema.read_layers(a["layers"])
-    cached = L.read_knn_layers(a["knn_layers"], L.LayersFile(a["layers"]), K)
+    cached = L.read_block_graphs(a["knn_layers"], schema.LayersFile(a["layers"]), K)
     assert len(cached) == 3
     for Z, ((idx, sim), inv) in zip(blocks, cached):
         ref_idx, ref_sim = knn_graph(Z, 4 * K)
@@ -136,9 +137,9 @@ def test_relabelled_mknn_null_equals_the_recomputed_graph_null(pair, monkeypatch
     Za, Zb = read_block(a, 2), read_block(b, 1)
     ga, gb = knn_graph(Za, K)[0], knn_graph(Zb, K)[0]
     perms = np.stack(list(permutations(N, 12, 5)))
-    monkeypatch.setitem(L._BATCH_BYTES, "cpu", 3 * 12 * K * N)  # batches of 3 draws
-    scores, nulls = L.mknn_nulls([ga], [ga, gb], [(0, 1), (0, 0)], K, perms.astype(np.int32))
-    batched = L.mknn_nulls([ga], [ga, gb], [(0, 1), (0, 0)], K, perms.astype(np.int32), batched=True)
+    monkeypatch.setitem(cells.BATCH_BYTES, "cpu", 3 * 12 * K * N)  # batches of 3 draws
+    scores, nulls = mknn_nulls([ga], [ga, gb], [(0, 1), (0, 0)], K, perms.astype(np.int32))
+    batched = mknn_nulls([ga], [ga, gb], [(0, 1), (0, 0)], K, perms.astype(np.int32), batched=True)
     assert batched[0] == scores and all(np.array_equal(batched[1][c], nulls[c]) for c in nulls)
     est = MknnEstimator(ga, gb, K)
     assert scores[(0, 1)] == est.score() == mknn_from_graphs(ga, gb, K)
@@ -204,10 +205,10 @@ def test_a_missing_block_is_named(pair, tmp_path):
 
 
 def test_block_positions_of_chosen_blocks():
-    assert L.block_positions(["a", "b"], {"block_index": [3, 11], "n_blocks": 12}, "f") == [(3, 4 / 12), (11, 1.0)]
-    assert L.block_positions(["a", "b"], {}, "f") == [(0, 0.5), (1, 1.0)]
+    assert schema.block_positions(["a", "b"], {"block_index": [3, 11], "n_blocks": 12}, "f") == [(3, 4 / 12), (11, 1.0)]
+    assert schema.block_positions(["a", "b"], {}, "f") == [(0, 0.5), (1, 1.0)]
     with pytest.raises(schema.SchemaError, match=r"f: provenance block_index \[3, 12\] does not fit 2 blocks of n_blocks=12"):
-        L.block_positions(["a", "b"], {"block_index": [3, 12], "n_blocks": 12}, "f")
+        schema.block_positions(["a", "b"], {"block_index": [3, 12], "n_blocks": 12}, "f")
 
 
 @pytest.mark.parametrize("batched", [False, True])
@@ -215,8 +216,8 @@ def test_dense_cknna_null_equals_the_estimator_draw_for_draw(pair, batched, monk
     _, a, b = pair
     ga, gb = knn_graph(read_block(a, 0), 2 * K), knn_graph(read_block(b, 1), K)
     perms = np.stack(list(permutations(N, 9, 2))).astype(np.int32)
-    monkeypatch.setitem(L._BATCH_BYTES, "cpu", 4 * 80 * K * N)  # batches of 4 draws
-    scores, nulls = L.cknna_nulls([ga], [gb, ga], [(0, 0), (0, 1)], K, perms, batched=batched)
+    monkeypatch.setitem(cells.BATCH_BYTES, "cpu", 4 * 80 * K * N)  # batches of 4 draws
+    scores, nulls = cknna_nulls([ga], [gb, ga], [(0, 0), (0, 1)], K, perms, batched=batched)
     for j, g in enumerate([gb, ga]):
         est = CknnaHsicEstimator(ga, g, K)
         assert scores[(0, j)] == pytest.approx(est.score(), rel=1e-12, abs=1e-15)
@@ -229,12 +230,13 @@ def test_batched_mutual_info_null_equals_the_estimator(pair, monkeypatch):
     _, a, b = pair
     blocks = [L.Block("x", 0, 1.0, read_block(a, 0), None, None), L.Block("y", 0, 1.0, read_block(b, 1), None, None)]
     perms = np.stack(list(permutations(N, 11, 4))).astype(np.int32)
-    monkeypatch.setitem(L._BATCH_BYTES, "cpu", 4 * N * 16 * 8)  # batches of 4 draws
-    plain = L._mi_cells(blocks[:1], blocks[1:], [(0, 0)], 4, perms, 0.1, None, batched=False)[(0, 0)]
-    batched = L._mi_cells(blocks[:1], blocks[1:], [(0, 0)], 4, perms, 0.1, None, batched=True)[(0, 0)]
-    assert batched["raw"] == plain["raw"] and batched["null_draws"] == plain["null_draws"] == 11
-    assert batched["tau"] == pytest.approx(plain["tau"], rel=1e-9) and batched["p"] == plain["p"]
-    assert plain["tau"] > 0
+    monkeypatch.setitem(cells.BATCH_BYTES, "cpu", 4 * N * 16 * 8)  # batches of 4 draws
+    settings = {"mutual_info": {"components": 4}}
+    plain, batched = ((mutual_info.layer_cells(blocks[:1], blocks[1:], [(0, 0)], settings, k=K, perms=perms,
+                                               batched=flag)["mutual_info"][(0, 0)]) for flag in (False, True))
+    assert batched[0] == plain[0] and len(batched[1]) == len(plain[1]) == 11
+    np.testing.assert_allclose(batched[1], plain[1], rtol=1e-9)
+    assert np.mean(plain[1]) > 0
 
 
 def test_csv_round_trips_the_rows(rows, tmp_path):

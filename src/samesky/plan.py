@@ -82,7 +82,7 @@ def _registry():
     return registry
 
 
-def _metric_names():
+def _metrics():
     from .metrics.registry import METRICS
 
     return METRICS
@@ -215,7 +215,7 @@ class Plan:
 
     def _check_metrics(self) -> None:
         metrics = self.config["metrics"]
-        known = _metric_names()
+        known = _metrics()
         for i, name in enumerate(metrics["names"]):
             if name not in known:
                 raise ConfigError(f"metrics.names[{i}]: unknown metric {name!r}; known metrics: {sorted(known)}")
@@ -442,9 +442,9 @@ class Plan:
                                         "feature_space_draws", "params")}
 
     def layer_invariants(self) -> bool:
-        """Whether the knn_layers jobs cache Gram invariants: layer-wise CKA nulls are always in
-        closed form (a feature-space draw per block pair is what the stage avoids)."""
-        return any(m.startswith("cka") for m in self.metric_params()["metrics"])
+        """Whether the knn_layers jobs cache Gram invariants: layer-wise closed-form nulls are
+        always used (a feature-space draw per block pair is what the stage avoids)."""
+        return any(_metrics()[m].uses_gram_invariants for m in self.metric_params()["metrics"])
 
     def embed_throughput(self) -> dict:
         embed = self.config["embed"]
@@ -469,16 +469,16 @@ class Plan:
         such parameters, are left out, so editing them reruns nothing."""
         given, out = self.config["metrics"]["params"], {}
         for name in names:
-            values = {key: v for key, v in _metric_names()[name].defaults.items() if key != "k"}
+            values = {key: v for key, v in _metrics()[name].defaults.items() if key != "k"}
             values.update(given.get(name, {}))
             if values:
                 out[name] = values
         return out
 
     def cka_invariants(self) -> bool:
-        """Whether the knn_graph rule caches each file's Gram invariants (closed-form CKA null)."""
+        """Whether the knn_graph rule caches each file's Gram invariants (closed-form nulls)."""
         p = self.metric_params()
-        return p["cka_null"] == "closed_form" and any(m.startswith("cka") for m in p["metrics"])
+        return p["cka_null"] == "closed_form" and any(_metrics()[m].uses_gram_invariants for m in p["metrics"])
 
     def probe_params(self, crossmatch: str) -> dict:
         """Every setting of the probes of ``crossmatch`` (and nothing else): editing the probes
@@ -496,12 +496,5 @@ class Plan:
         from .metrics.registry import graph_width
 
         m = self.metric_params()
-        local = any(_metric_names()[name].uses_knn for name in m["metrics"])
+        local = any(_metrics()[name].uses_knn for name in m["metrics"])
         return graph_width(m["k"]) if local and m["bootstrap_draws"] else m["k"]
-
-
-def load_config_file(path: str | Path) -> dict:
-    """Read and validate a YAML config file (for tools and tests outside Snakemake)."""
-    with open(path) as fh:
-        config = yaml.safe_load(fh) or {}
-    return validate_config(config)

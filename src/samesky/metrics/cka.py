@@ -11,14 +11,17 @@ zeroed (K~, L~),
 It is invariant to translating X or Y, so the data are centred first; then with a_i = |xc_i|^2,
 b_i = |yc_i|^2: tr(K~L~) = ||Xc^T Yc||^2 - sum a_i b_i, 1'K~1 = -sum a_i, 1'K~L~1 = sum a_i b_i:
 only feature-space products and row norms, O(N d^2) time and O(d^2) memory.
-A bootstrap resample is the same estimator on the resampled rows (duplicates included).
 The permutation null of both variants is also known in closed form (``rv_null``).
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from .device import as_matrix, full_fp32, pick_device
 from .features import FeatureSpace, Moments
+
+_CHUNK = 8192
 
 
 def _fro2(m) -> float:
@@ -58,7 +61,7 @@ def unbiased_cka(xy2: float, xx2: float, yy2: float, sum_ab: float, sum_aa: floa
 
 
 class CkaEstimator:
-    """One CKA variant on a FeatureSpace; each null/bootstrap draw costs O(N d^2).
+    """One CKA variant on a FeatureSpace; each null draw costs O(N d^2).
 
     ``invariants()`` (optional) returns both sides' ``rv_null.gram_invariants``; then
     ``closed_null()`` gives the exact null law without draws.
@@ -85,5 +88,52 @@ class CkaEstimator:
     def null(self, pi: np.ndarray) -> float:
         return self.formula(self.space.moments(pi=pi))
 
-    def bootstrap(self, weights: np.ndarray) -> float:
-        return self.formula(self.space.moments(weights=weights))
+
+def _centred(block, dev) -> torch.Tensor:
+    """A block's centred float32 copy (mean accumulated in float64, as ``features.FeatureSpace``)."""
+    X = as_matrix(block.Z, dev)
+    mean = sum(X[s : s + _CHUNK].double().sum(0) for s in range(0, len(X), _CHUNK)) / len(X)
+    return X - mean.to(X.dtype)
+
+
+def _self_terms(X: torch.Tensor) -> dict:
+    """The self terms of both CKAs (``cka.Moments``'s) of a centred block."""
+    xx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
+    with full_fp32():
+        for s in range(0, len(X), _CHUNK):
+            xx += (X[s : s + _CHUNK].T @ X[s : s + _CHUNK]).double()
+    a = (X.double() ** 2).sum(1)
+    return {"xx2": float((xx * xx).sum()), "a": a, "sum_a": float(a.sum()), "sum_aa": float((a * a).sum())}
+
+
+def layer_cells(A, B, cells, settings: dict, *, k: int, perms, device=None) -> dict:
+    """The layer atlas's CKAs (``registry.Metric.layer_cells``; ``settings[name]['unbiased']``
+    picks the variant): every cell with its closed-form null from each block's invariants
+    (computed here for blocks whose invariants were not cached for these rows: an O(N^2 d) pass
+    each). Both variants share each cell's one d_a x N x d_b product; no draws."""
+    from .rv_null import ClosedNull, gram_invariants
+
+    dev = pick_device(device)
+    for block in {id(b): b for b in [*A, *B]}.values():
+        if block.invariants is None:
+            block.invariants = gram_invariants(block.Z.astype(np.float32), device=dev)
+    mb = [_self_terms(_centred(b, dev)) for b in B]
+    out = {name: {} for name in settings}
+    n = len(A[0].Z)
+    for i in sorted({i for i, _ in cells}):
+        X = _centred(A[i], dev)
+        ma = _self_terms(X)
+        for j in [j for a, j in cells if a == i]:
+            Y = _centred(B[j], dev)
+            xy = torch.zeros(X.shape[1], Y.shape[1], dtype=torch.float64, device=dev)
+            with full_fp32():
+                for s in range(0, n, _CHUNK):
+                    xy += (X[s : s + _CHUNK].T @ Y[s : s + _CHUNK]).double()
+            xy2, sum_ab = float((xy * xy).sum()), float(ma["a"] @ mb[j]["a"])
+            for name, params in settings.items():
+                variant = "unbiased" if params["unbiased"] else "linear"
+                score = (unbiased_cka(xy2, ma["xx2"], mb[j]["xx2"], sum_ab, ma["sum_aa"], mb[j]["sum_aa"],
+                                      ma["sum_a"], mb[j]["sum_a"], n) if params["unbiased"]
+                         else linear_cka(xy2, ma["xx2"], mb[j]["xx2"]))
+                out[name][(i, j)] = (float(score), ClosedNull.of(A[i].invariants[variant], B[j].invariants[variant]))
+    return out

@@ -70,7 +70,3 @@ class CknnaEstimator:
         p = pi.astype(self.aT.dtype, copy=False)
         kl = self._cross(np.take(p, self.aT), np.take(self.bT, p, axis=1), np.take(self.cb, pi, axis=1))
         return self._ratio(kl, self.kk.sum(), self.ll.sum())
-
-    def bootstrap(self, weights: np.ndarray) -> float:
-        """Per-object terms resampled; neighbourhoods and row means are those of the full sample."""
-        return self._ratio(weights @ self.kl, weights @ self.kk, weights @ self.ll)

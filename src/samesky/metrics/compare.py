@@ -4,7 +4,8 @@ Side B is re-aligned to side A's object order by id, so files written in differe
 compare correctly. Objects on one side only (an image one survey's preprocessing dropped) are
 left out and counted (``n_excluded``); the cached kNN graphs are restricted to the common
 objects exactly, recomputing only the rows that lost a neighbour. All metrics share the same
-seeded null permutations, bootstrap resamples and subsamples, draw for draw.
+seeded null permutations and subsamples, draw for draw. Nothing here asks a metric's name: each
+metric's declaration (``registry.Metric``) says what it reads, its nulls and its interval.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def _same_file(a, b) -> bool:
         return False
 
 
-def _read_embeddings(path) -> tuple[np.ndarray, np.ndarray]:
+def read_checked_embeddings(path) -> tuple[np.ndarray, np.ndarray]:
+    """(object_id, embedding) of an embedding file, refusing non-finite rows by their ids."""
     ids, emb, _ = schema.read_embeddings(path)
     schema.check_finite(emb, ids, str(path))
     return ids, emb
@@ -70,7 +72,7 @@ def common_rows(ids_a: np.ndarray, ids_b: np.ndarray, path_a, path_b, k: int):
     return (rows_a if len(only_a) else None), rows_b, len(only_a) + len(only_b)
 
 
-def _read_graph(knn_path, emb_path, emb_ids: np.ndarray, k: int):
+def read_graph(knn_path, emb_path, emb_ids: np.ndarray, k: int):
     """The graph of ``knn_path`` after checking it was computed from ``emb_path`` with k_max >= k."""
     ids, indices, similarity, _ = schema.read_knn(knn_path)
     if len(ids) != len(emb_ids) or not np.array_equal(ids, emb_ids):
@@ -83,7 +85,7 @@ def _read_graph(knn_path, emb_path, emb_ids: np.ndarray, k: int):
     return indices, similarity
 
 
-def _cached_invariants(knn_path, rows) -> dict | None:
+def cached_invariants(knn_path, rows) -> dict | None:
     """The Gram invariants the knn_graph rule cached beside the graph (rv_null), if they apply:
     they describe the whole file, so a side restricted to common rows recomputes them."""
     from .rv_null import Invariants
@@ -97,15 +99,17 @@ def _cached_invariants(knn_path, rows) -> dict | None:
     return {kind: Invariants.from_dict(d, f"{knn_path}: gram_invariants.{kind}") for kind, d in cached.items()}
 
 
-def _subset(Z, graph, rows, k: int, path):
-    """Side restricted to ``rows`` (None: unchanged), its cached graph restricted exactly."""
-    if rows is None:
-        return Z, graph
-    Z = Z[rows]
-    if graph is not None:
-        indices, similarity, redone = restrict_graph(*graph, rows, Z, graph[0].shape[1])
-        log.info("%s: %d rows; cached kNN graph reused, %d rows recomputed", path, len(rows), redone)
-        graph = (indices, similarity)
+def restrict(Z, graph, rows, where, columns: int | None = None):
+    """A side restricted to ``rows`` (None: all), its cached graph (or None) restricted exactly
+    (``knn.restrict_graph``) and cut to its first ``columns`` columns (None: all it has)."""
+    if rows is not None:
+        Z = Z[rows]
+        if graph is not None:
+            indices, similarity, redone = restrict_graph(*graph, rows, Z, graph[0].shape[1])
+            log.info("%s: %d rows; cached kNN graph reused, %d rows recomputed", where, len(rows), redone)
+            graph = (indices, similarity)
+    if graph is not None and columns is not None:
+        graph = (np.ascontiguousarray(graph[0][:, :columns]), np.ascontiguousarray(graph[1][:, :columns]))
     return Z, graph
 
 
@@ -139,19 +143,19 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
                          f"bootstrap_draws={bootstrap_draws}, feature_space_draws={feature_space_draws}")
     specs = [get_metric(name) for name in metrics]
     same = _same_file(emb_a, emb_b)
-    ids_a, Za = _read_embeddings(emb_a)
-    ids_b, Zb = (ids_a, Za) if same else _read_embeddings(emb_b)
+    ids_a, Za = read_checked_embeddings(emb_a)
+    ids_b, Zb = (ids_a, Za) if same else read_checked_embeddings(emb_b)
     rows_a, rows_b, n_excluded = common_rows(ids_a, ids_b, emb_a, emb_b, k)
     uses_knn = any(spec.uses_knn for spec in specs)
-    graph_a = None if knn_a is None or not uses_knn else _read_graph(knn_a, emb_a, ids_a, k)
+    graph_a = None if knn_a is None or not uses_knn else read_graph(knn_a, emb_a, ids_a, k)
     graph_b = None if knn_b is None or not uses_knn else (
-        graph_a if same and _same_file(knn_a, knn_b) else _read_graph(knn_b, emb_b, ids_b, k))
-    Za, graph_a = _subset(Za, graph_a, rows_a, k, emb_a)
-    Zb, graph_b = _subset(Zb, graph_b, rows_b, k, emb_b)
-    uses_cka = cka_null == "closed_form" and any(name.startswith("cka") for name in metrics)
-    inv_a = _cached_invariants(knn_a, rows_a) if uses_cka else None
+        graph_a if same and _same_file(knn_a, knn_b) else read_graph(knn_b, emb_b, ids_b, k))
+    Za, graph_a = restrict(Za, graph_a, rows_a, emb_a)
+    Zb, graph_b = restrict(Zb, graph_b, rows_b, emb_b)
+    invariants = cka_null == "closed_form" and any(spec.uses_gram_invariants for spec in specs)
+    inv_a = cached_invariants(knn_a, rows_a) if invariants else None
     inv_b = inv_a if same and rows_b is None and rows_a is None else (
-        _cached_invariants(knn_b, rows_b) if uses_cka else None)
+        cached_invariants(knn_b, rows_b) if invariants else None)
     pair = Pair(Za, Zb, graph_a, graph_b, device=device, invariants=(inv_a, inv_b))
     stats = pair_statistics(pair, metrics, k=k, null_draws=null_draws, bootstrap_draws=bootstrap_draws,
                             ci=ci, seed=seed, feature_space_draws=feature_space_draws, alpha=alpha,
@@ -172,9 +176,10 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     """Score, null and interval of every metric of ``metrics`` on one aligned pair.
 
     Returns, per metric, ``k`` (None for metrics without neighbourhoods), ``score`` and the
-    ``summarise`` fields. Nulls permute side B, or are closed-form laws (CKA, ``cka_null``).
-    Intervals (``stats``: subsampling): neighbourhood metrics are rescored on the two halves and
-    four quarters of ``bootstrap_draws`` random splits, the others on the halves of the first
+    ``summarise`` fields. Nulls permute side B, or are closed-form laws (metrics that declare
+    one, when ``cka_null`` is 'closed_form'). Intervals (``stats``: subsampling): metrics with
+    the neighbourhood interval are rescored on the two halves and four quarters of
+    ``bootstrap_draws`` random splits, the others on the halves of the first
     ``feature_space_draws``, with graphs and moments recomputed on each subsample and all
     metrics of a subsample sharing them. ``params``: as in ``compare_files``.
     """
@@ -187,23 +192,25 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
         settings[spec.name] = {**({"k": k} if "k" in spec.defaults else {}), **(params or {}).get(spec.name, {})}
         estimators[spec.name] = spec.estimator(pair, **settings[spec.name])
     scores = {name: est.score() for name, est in estimators.items()}
-    laws = {}  # closed-form null laws (CKA), which replace the null draws
+    laws = {}  # closed-form null laws, which replace the null draws
     if cka_null == "closed_form":
-        laws = {name: est.closed_null() for name, est in estimators.items() if hasattr(est, "closed_null")}
+        laws = {spec.name: estimators[spec.name].closed_null() for spec in specs if spec.closed_form}
         laws = {name: law for name, law in laws.items() if law is not None}
     drawn = {name: est for name, est in estimators.items() if name not in laws}
-    nulls = _draws(drawn, specs, "null", permutations(pair.n, null_draws, seed), null_draws, feature_space_draws)
+    nulls = _null_draws(drawn, specs, permutations(pair.n, null_draws, seed), null_draws, feature_space_draws)
     nulls.update({name: [] for name in laws})
     # Intervals: every metric is rescored on the subsamples of the same splits; metrics without
     # neighbourhoods recompute O(N d^2) moments on each, so they make at most feature_space_draws.
-    limits = {s.name: bootstrap_draws if s.uses_knn else min(bootstrap_draws, feature_space_draws) for s in specs}
+    limits = {s.name: bootstrap_draws if s.interval == "subsampling_knn" else min(bootstrap_draws, feature_space_draws)
+              for s in specs}
     boots = _subsample_draws(pair, specs, settings, limits, quarter_splits(pair.n, max(limits.values(), default=0), seed))
     out = {}
     for spec in specs:
         name = spec.name
         st = {"k": settings[name].get("k"), "score": float(scores[name]),
               **summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale,
-                          interval="subsampling", knn=(pair.n, settings[name]["k"]) if spec.uses_knn else None)}
+                          interval="subsampling",
+                          knn=(pair.n, settings[name]["k"]) if spec.interval == "subsampling_knn" else None)}
         if name in laws:
             law = laws[name]
             tau = law.threshold(alpha)
@@ -212,11 +219,12 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
         out[name] = st
     return out
 
+
 def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> dict[str, list[list[float]]]:
     """Per metric and split, its scores on the split's subsamples (fresh estimators, every
-    neighbourhood and moment recomputed on the subsample alone): the six for a neighbourhood
-    metric, the two halves for the others (``stats.subsampling_se``); metric m uses the first
-    ``limits[m]`` splits."""
+    neighbourhood and moment recomputed on the subsample alone): the six for the neighbourhood
+    interval, the two halves for the smooth one (``stats.subsampling_se``); metric m uses the
+    first ``limits[m]`` splits."""
     out = {s.name: [] for s in specs}
     width = max((params[s.name].get("k", 0) for s in specs if s.uses_knn), default=0)
     start, count = time.perf_counter(), 0
@@ -227,7 +235,7 @@ def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> d
             break
         scores = {s.name: [] for s in active}
         for j, rows in enumerate(subsamples):
-            rescored = [s for s in active if s.uses_knn or j < 2]  # (H, H', Q1..Q4)
+            rescored = [s for s in active if s.interval == "subsampling_knn" or j < 2]  # (H, H', Q1..Q4)
             if not rescored:
                 break
             sub = pair.subsample(rows, width)
@@ -248,17 +256,23 @@ def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> d
     return out
 
 
-def _draws(estimators: dict, specs, kind: str, draws, total: int, costly_cap: int) -> dict[str, list[float]]:
-    """Run every estimator on the same sequence of draws; costly metrics stop after ``costly_cap``."""
-    limit = {s.name: min(total, costly_cap) if s.costly_draws else total for s in specs if s.name in estimators}
+def null_limit(spec, total: int, costly_cap: int) -> int:
+    """The null draws a metric makes of ``total``: at most ``costly_cap`` (metrics.feature_space_draws)
+    where each draw recomputes O(N d^2) moments."""
+    return min(total, costly_cap) if spec.costly_draws else total
+
+
+def _null_draws(estimators: dict, specs, perms, total: int, costly_cap: int) -> dict[str, list[float]]:
+    """Every estimator's null on the same sequence of permutations, each metric's first ``null_limit``."""
+    limit = {s.name: null_limit(s, total, costly_cap) for s in specs if s.name in estimators}
     out = {name: [] for name in estimators}
     start = time.perf_counter()
-    for i, draw in enumerate(draws):
+    for i, pi in enumerate(perms):
         for name, est in estimators.items():
             if i < limit[name]:
-                out[name].append(getattr(est, kind)(draw))
+                out[name].append(est.null(pi))
         if i + 1 >= max(limit.values(), default=0):
             break
     if total:
-        log.info("%d %s draws in %.1f s", total, kind, time.perf_counter() - start)
+        log.info("%d null draws in %.1f s", total, time.perf_counter() - start)
     return out

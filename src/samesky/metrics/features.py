@@ -3,8 +3,7 @@
 CKA and the Gaussian mutual information only need X^T X, Y^T Y, X^T Y of the centred
 embeddings and per-object squared norms. They are accumulated over row chunks: each chunk
 product runs in the input precision (float32 embeddings: fast GEMM) and is summed into float64,
-so the error does not grow with N. A permutation of side B only changes X^T Y; a bootstrap
-resample (per-object counts as weights) changes everything and recentres on the weighted mean.
+so the error does not grow with N. A permutation of side B only changes X^T Y.
 """
 from __future__ import annotations
 
@@ -20,15 +19,15 @@ _CHUNK = 8192
 
 @dataclass
 class Moments:
-    """Centred second moments of one (possibly permuted or reweighted) pair; float64 on CPU."""
+    """Centred second moments of one (possibly permuted) pair; float64 on CPU."""
 
-    n: float  # number of objects (sum of weights)
-    xx: torch.Tensor  # (dA, dA) sum_i w_i xc_i xc_i^T
+    n: float  # number of objects
+    xx: torch.Tensor  # (dA, dA) sum_i xc_i xc_i^T
     yy: torch.Tensor  # (dB, dB)
-    xy: torch.Tensor  # (dA, dB) sum_i w_i xc_i yc_i^T
-    sum_a: float  # sum_i w_i |xc_i|^2
+    xy: torch.Tensor  # (dA, dB) sum_i xc_i yc_i^T
+    sum_a: float  # sum_i |xc_i|^2
     sum_b: float
-    sum_ab: float  # sum_i w_i |xc_i|^2 |yc_i|^2
+    sum_ab: float  # sum_i |xc_i|^2 |yc_i|^2
     sum_aa: float
     sum_bb: float
 
@@ -53,43 +52,34 @@ class FeatureSpace:
     def same(self) -> bool:
         return self.Y is self.X
 
-    def mean(self, Z: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    def mean(self, Z: torch.Tensor) -> torch.Tensor:
         """Column means in float64, accumulated over row chunks."""
         total = torch.zeros(Z.shape[1], dtype=torch.float64, device=self.device)
         for s in range(0, self.n, _CHUNK):
-            z = Z[s : s + _CHUNK].double()
-            total += z.sum(0) if w is None else w[s : s + _CHUNK] @ z
-        return total / (self.n if w is None else float(w.sum()))
+            total += Z[s : s + _CHUNK].double().sum(0)
+        return total / self.n
 
-    def moments(self, pi: np.ndarray | None = None, weights: np.ndarray | None = None) -> Moments:
-        """Moments of the pair, side B permuted by ``pi`` or both sides reweighted by ``weights``.
+    def moments(self, pi: np.ndarray | None = None) -> Moments:
+        """Moments of the pair, side B permuted by ``pi`` (None: as given).
 
-        The last result is cached by identity of ``pi``/``weights`` (the cache keeps them alive,
-        so identity cannot be reused), so several metrics scoring the same draw share one
-        O(N d^2) pass.
+        The last result is cached by identity of ``pi`` (the cache keeps it alive, so identity
+        cannot be reused), so several metrics scoring the same draw share one O(N d^2) pass.
         """
-        if pi is not None and weights is not None:
-            raise ValueError("a draw either permutes side B or reweights objects, not both")
-        if self._cache is not None and self._cache[0] is pi and self._cache[1] is weights:
-            return self._cache[2]
-        if pi is None and weights is None:
-            result = self.base
-        elif pi is not None:
-            result = self._permuted(pi)
-        else:
-            result = self._accumulate(torch.as_tensor(weights, dtype=torch.float64, device=self.device))
-        self._cache = (pi, weights, result)
+        if self._cache is not None and self._cache[0] is pi:
+            return self._cache[1]
+        result = self.base if pi is None else self._permuted(pi)
+        self._cache = (pi, result)
         return result
 
     @property
     def base(self) -> Moments:
         if self._base is None:
-            self._base = self._accumulate(None)
+            self._base = self._accumulate()
         return self._base
 
-    def _accumulate(self, w: torch.Tensor | None) -> Moments:
-        mx = self.mean(self.X, w).to(self.X.dtype)
-        my = mx if self.same else self.mean(self.Y, w).to(self.Y.dtype)
+    def _accumulate(self) -> Moments:
+        mx = self.mean(self.X).to(self.X.dtype)
+        my = mx if self.same else self.mean(self.Y).to(self.Y.dtype)
         dA, dB = self.X.shape[1], self.Y.shape[1]
         xx = torch.zeros(dA, dA, dtype=torch.float64, device=self.device)
         yy = xx if self.same else torch.zeros(dB, dB, dtype=torch.float64, device=self.device)
@@ -98,21 +88,19 @@ class FeatureSpace:
         with full_fp32():
             for s in range(0, self.n, _CHUNK):
                 x = self.X[s : s + _CHUNK] - mx
-                xw = x if w is None else x * w[s : s + _CHUNK, None].to(x.dtype)
-                xx += (xw.T @ x).double()
+                xx += (x.T @ x).double()
                 sq_a.append((x * x).sum(1).double())
                 if not self.same:
                     y = self.Y[s : s + _CHUNK] - my
-                    yy += ((y if w is None else y * w[s : s + _CHUNK, None].to(y.dtype)).T @ y).double()
-                    xy += (xw.T @ y).double()
+                    yy += (y.T @ y).double()
+                    xy += (x.T @ y).double()
                     sq_b.append((y * y).sum(1).double())
         a = torch.cat(sq_a)
         b = a if self.same else torch.cat(sq_b)
-        if w is None:  # permutation draws reuse everything but X^T Y
-            self.mean_x, self.mean_y, self._sq_a, self._sq_b = mx, my, a, b
-            w = torch.ones_like(a)
-        return Moments(float(w.sum()), xx.cpu(), yy.cpu(), xy.cpu(), float(w @ a), float(w @ b),
-                       float(w @ (a * b)), float(w @ (a * a)), float(w @ (b * b)))
+        self.mean_x, self.mean_y, self._sq_a, self._sq_b = mx, my, a, b  # permutation draws reuse all but X^T Y
+        ones = torch.ones_like(a)  # the sums as dot products, as every record so far computed them (bit for bit)
+        return Moments(float(ones.sum()), xx.cpu(), yy.cpu(), xy.cpu(), float(ones @ a), float(ones @ b),
+                       float(ones @ (a * b)), float(ones @ (a * a)), float(ones @ (b * b)))
 
     def _permuted(self, pi: np.ndarray) -> Moments:
         base = self.base

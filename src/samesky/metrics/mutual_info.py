@@ -13,7 +13,7 @@ Identical inputs (a self pair) have infinite MI; canonical correlations are clip
 1 - 1e-9, so they score a large finite value (about 10 nats per component) instead.
 
 PCA costs one O(N d^2) pass (shared with CKA) plus an O(d^3) eigendecomposition; afterwards a
-null or bootstrap draw only recomputes an O(N r^2) covariance of the (N, r) scores, with the
+null draw only recomputes an O(N r^2) covariance of the (N, r) scores, with the
 principal axes kept from the full sample.
 """
 from __future__ import annotations
@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from scipy.linalg import solve_triangular
 
+from .cells import BATCH_BYTES
+from .device import pick_device
 from .features import FeatureSpace
 
 _CHUNK = 8192
@@ -93,9 +95,38 @@ class MutualInfoEstimator:
         """Side B shuffled: only the cross-covariance changes."""
         return _mi_from_cov(self.cuu, self.cvv, self.u.T @ self.v[pi] / len(self.u))
 
-    def bootstrap(self, weights: np.ndarray) -> float:
-        """Weighted covariance of the scores; the principal axes stay those of the full sample."""
-        w = weights / weights.sum()
-        u, v = self.u - w @ self.u, self.v - w @ self.v
-        uw = u * w[:, None]
-        return _mi_from_cov(uw.T @ u, (v * w[:, None]).T @ v, uw.T @ v)
+
+def layer_cells(A, B, cells, settings: dict, *, k: int, perms: np.ndarray, device=None,
+                batched: bool | None = None) -> dict:
+    """The layer atlas's Gaussian MI (``registry.Metric.layer_cells``): every cell and its
+    permutation null, from each block's principal scores (one PCA per block, not per cell). On a
+    CPU each draw is ``MutualInfoEstimator.null`` (equal to the compare job's draws); ``batched``
+    (default: on a GPU) computes a batch of draws' cross-covariances as one product and their
+    canonical correlations as one batched SVD in torch (equal to float round-off)."""
+    return {name: _cells(A, B, cells, params["components"], perms, device, batched) for name, params in settings.items()}
+
+
+def _cells(A, B, cells, components: int, perms: np.ndarray, device, batched: bool | None) -> dict:
+    dev = pick_device(device)
+    batched = dev.type != "cpu" if batched is None else batched
+    scores_a = {i: principal_scores(A[i].Z.astype(np.float32), components, device=device) for i in {i for i, _ in cells}}
+    scores_b = {j: principal_scores(B[j].Z.astype(np.float32), components, device=device) for j in {j for _, j in cells}}
+    out = {}
+    for i, j in cells:
+        est = MutualInfoEstimator.from_scores(scores_a[i], scores_b[j])
+        if not batched:
+            out[(i, j)] = (est.score(), np.array([est.null(pi) for pi in perms]))
+            continue
+        with torch.inference_mode():
+            U, V = (torch.as_tensor(x).to(dev) for x in (est.u, est.v))
+            wa = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(est.cuu).to(dev)))  # whitening
+            wb = torch.linalg.inv(torch.linalg.cholesky(torch.as_tensor(est.cvv).to(dev)))
+            batch = max(1, min(len(perms), BATCH_BYTES[dev.type] // (V.numel() * 8)))
+            null = []
+            for s in range(0, len(perms), batch):
+                P = torch.as_tensor(perms[s : s + batch]).to(dev).long()
+                cab = torch.einsum("nr,dns->drs", U, V[P]) / len(U)
+                rho = torch.linalg.svdvals(wa @ cab @ wb.T).clamp(max=_RHO_MAX)
+                null.append((-0.5 * torch.log1p(-(rho**2)).sum(1)).cpu().numpy())
+        out[(i, j)] = (est.score(), np.concatenate(null) if null else np.empty(0))
+    return out

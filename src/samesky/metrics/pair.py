@@ -19,17 +19,34 @@ Graph = tuple[np.ndarray, np.ndarray]  # (indices (N, k) int64, similarity (N, k
 
 class Pair:
     def __init__(self, Za, Zb, graph_a: Graph | None = None, graph_b: Graph | None = None, *, device=None,
-                 invariants: tuple[dict | None, dict | None] = (None, None)):
+                 invariants: tuple[dict | None, dict | None] = (None, None), memo: dict | None = None):
+        """``memo``: a dict shared by pairs that share sides (the cells of the layer atlas), where
+        per-side quantities (``row_means``) are kept by the side's identity, computed once."""
         if len(Za) != len(Zb):
             raise ValueError(f"sides have {len(Za)} and {len(Zb)} rows; row i must be the same object on both")
         self.Za, self.Zb, self.device = Za, Zb, device
         self.same = Zb is Za
+        self.memo = {} if memo is None else memo
         self._graphs = [graph_a, graph_a if self.same else graph_b]
         self._invariants = list(invariants)
 
     @property
     def n(self) -> int:
         return len(self.Za)
+
+    @property
+    def dims(self) -> tuple[int, int]:
+        return self.Za.shape[1], self.Zb.shape[1]
+
+    def per_side(self, what: str, fn) -> tuple:
+        """``fn(Z)`` of each side, kept in ``memo`` under (what, the side's identity)."""
+        out = []
+        for Z in (self.Za, self.Zb):
+            key = (what, id(Z))
+            if key not in self.memo:
+                self.memo[key] = (Z, fn(Z))  # Z kept alive: its id cannot be reused
+            out.append(self.memo[key][1])
+        return tuple(out)
 
     def graphs(self, k: int) -> tuple[Graph, Graph]:
         """Both sides' kNN graphs with at least k columns (computed here if not given)."""
@@ -76,6 +93,5 @@ class Pair:
 
     @cached_property
     def row_means(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean cosine similarity of each object to all objects, per side (for CKNNA)."""
-        ma = row_mean_similarity(self.Za, device=self.device)
-        return ma, ma if self.same else row_mean_similarity(self.Zb, device=self.device)
+        """Mean cosine similarity of each object to all objects, per side (for CKNNA's formula)."""
+        return self.per_side("row_means", lambda Z: row_mean_similarity(Z, device=self.device))

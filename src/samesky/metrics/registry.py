@@ -1,10 +1,17 @@
-"""Every metric, in one place: name -> how to build it, which parameters it takes, and what it needs.
+"""Every metric, in one place: what it is and what it can do, declared, so that no other module
+ever asks a metric's name (compare, layers, plan and the report ask its declaration).
 
 A metric is called as ``METRICS[name](Za, Zb, **params) -> float``. For statistics,
-``METRICS[name].estimator(pair, **params)`` returns an estimator with ``score()``, ``null(pi)`` (side B's rows
-permuted by ``pi``), so the null loop in ``compare`` is the same for every metric. Every metric
-gets its interval from fresh estimators on random subsamples of the pair (``stats``,
-``Pair.subsample``); the estimators' ``bootstrap(weights)`` is no longer used by ``compare``.
+``METRICS[name].estimator(pair, **params)`` returns an estimator with ``score()`` and ``null(pi)``
+(side B's rows permuted by ``pi``; the draws its ``nulls`` declare), and, where ``nulls`` holds
+'closed_form', ``closed_null()`` (a law with ``mean``, ``std``, ``p_value(score)``,
+``threshold(alpha)``, or None when it does not apply). Intervals rescore fresh estimators on
+subsamples of the pair (``stats``, ``Pair.subsample``). The layer atlas scores every (block_a,
+block_b) cell with the metric's batched ``layer_cells`` hook, or without one by the generic
+fallback (``layers.drawn_cells``: one estimator per cell, its draws capped like compare's).
+
+Adding a metric: one entry in ``METRICS`` (or ``register``) and its estimator module
+(docs/EXTENDING.md).
 """
 from __future__ import annotations
 
@@ -13,6 +20,25 @@ from typing import Callable
 
 # Estimator modules (torch) are imported inside the builders: the workflow imports this module
 # at parse time only to validate metric names.
+
+READS = ("features", "knn", "gram_invariants")  # the embeddings, the cached kNN graph at k, cached Gram invariants
+DIRECTIONS = ("similarity", "distance")  # higher / lower is more aligned
+# What a score's range is, and so how it is calibrated (stats.calibrated); the direction each allows.
+SCALES = {
+    "unit": ("similarity", "bounded above by 1 (identical embeddings): calibrated with s_max = 1, shown in %"),
+    "nats": ("similarity", "unbounded, in nats: calibrated on Linfoot's r = sqrt(1 - exp(-2 I)), s_max = inf -> 1"),
+    "distance": ("distance", "a distance, 0 for identical embeddings: calibrated = 1 - score / tau"),
+}
+NULLS = {  # null method -> (cost class, what a draw is); a record's null_method is 'closed_form' or 'permutation'
+    "closed_form": ("free", "exact moments of the permutation null and a Pearson type III law, no draws"),
+    "relabelled_graphs": ("O(N k) a draw", "side B's cached kNN graph relabelled by the permutation"),
+    "feature_draws": ("O(N d^2) a draw, at most metrics.feature_space_draws", "side B's rows permuted, moments recomputed"),
+    "score_draws": ("O(N r^2) a draw", "side B's rows permuted on fixed per-side summaries (principal scores)"),
+}
+INTERVALS = {  # interval method -> the subsamples rescored and the variance rate (stats.subsampling_se)
+    "subsampling_knn": "halves and quarters of each split, the neighbourhood rate model",
+    "subsampling_smooth": "the halves of each split, variance falling as 1/m (a smooth statistic)",
+}
 
 
 @dataclass(frozen=True)
@@ -24,10 +50,54 @@ class Metric:
     # size) is shared by every neighbourhood metric and the cached graphs: config metrics.k. The
     # others are set per metric in config metrics.params.{name} (checked by ``check_params``).
     defaults: dict = field(default_factory=dict)
-    uses_knn: bool = False  # reads the cached kNN graphs
-    costly_draws: bool = False  # each null/bootstrap draw recomputes O(N d^2): fewer draws
-    scale: str = "unit"  # s_max of the calibrated score: 'unit' (1) or 'nats' (unbounded; see stats.calibrated)
+    # arguments of ``prepare`` and ``layer_cells`` fixed by the entry (a variant of a shared
+    # estimator, e.g. CKA's unbiased HSIC), not parameters a config can set
+    fixed: dict = field(default_factory=dict)
+    reads: frozenset = frozenset({"features"})  # of READS
+    scale: str = "unit"  # of SCALES: its range, and how it is calibrated
+    symmetric: bool = True  # score(A, B) == score(B, A)
+    equal_dims: bool = False  # needs both sides of one dimension: a pair of others is refused by name
+    nulls: tuple = ("feature_draws",)  # of NULLS, the preferred first ('closed_form' where config cka_null allows)
+    interval: str = "subsampling_smooth"  # of INTERVALS
+    # Optional batched layer-atlas hook: layer_cells(A, B, cells, settings, *, k, perms, device) ->
+    # {name: {(i, j): (score, null)}} for every metric of ``settings`` ({name: fixed and tunable
+    # parameters}) that shares this hook, null an array of draws (one per row of ``perms``) or a
+    # closed-form law. A and B are the sides' blocks (``layers.Block``: Z, graph, invariants).
+    layer_cells: Callable | None = None
     summary: str = ""
+
+    def __post_init__(self):
+        bad = (set(self.reads) - set(READS) or self.scale not in SCALES or set(self.nulls) - set(NULLS)
+               or not self.nulls or self.interval not in INTERVALS)
+        if bad:
+            raise ValueError(f"metric {self.name!r}: reads {sorted(self.reads)} (of {READS}), scale {self.scale!r} "
+                             f"(of {list(SCALES)}), nulls {self.nulls} (of {list(NULLS)}), interval "
+                             f"{self.interval!r} (of {list(INTERVALS)})")
+        if ("k" in self.defaults) != self.uses_knn:
+            raise ValueError(f"metric {self.name!r}: a metric reads the cached kNN graph exactly when it takes k")
+
+    @property
+    def direction(self) -> str:
+        """'similarity' (higher is more aligned) or 'distance' (lower is), from its scale."""
+        return SCALES[self.scale][0]
+
+    @property
+    def uses_knn(self) -> bool:
+        return "knn" in self.reads
+
+    @property
+    def uses_gram_invariants(self) -> bool:
+        """Reads the Gram invariants cached beside the kNN graph (its closed-form null)."""
+        return "gram_invariants" in self.reads
+
+    @property
+    def closed_form(self) -> bool:
+        return "closed_form" in self.nulls
+
+    @property
+    def costly_draws(self) -> bool:
+        """Each null draw recomputes O(N d^2) moments: at most metrics.feature_space_draws of them."""
+        return "feature_draws" in self.nulls
 
     @property
     def percent(self) -> bool:
@@ -57,7 +127,10 @@ class Metric:
         unknown = set(params) - set(self.defaults)
         if unknown:
             raise TypeError(f"metric {self.name!r} takes parameters {sorted(self.defaults)}, not {sorted(unknown)}")
-        return self.prepare(pair, **{**self.defaults, **params})
+        if self.equal_dims and pair.dims[0] != pair.dims[1]:
+            raise ValueError(f"metric {self.name!r} needs both sides of one dimension, got {pair.dims[0]} and "
+                             f"{pair.dims[1]}")
+        return self.prepare(pair, **self.fixed, **{**self.defaults, **params})
 
     def __call__(self, Za, Zb, **params) -> float:
         from .pair import Pair
@@ -84,12 +157,10 @@ def _cknna_formula(pair, k: int):
     return CknnaEstimator(*pair.graphs(k), *pair.row_means, k)
 
 
-def _cka(unbiased: bool):
-    def build(pair):
-        from .cka import CkaEstimator
+def _cka(pair, unbiased: bool):
+    from .cka import CkaEstimator
 
-        return CkaEstimator(pair.space, unbiased=unbiased, invariants=lambda: pair.gram_invariants)
-    return build
+    return CkaEstimator(pair.space, unbiased=unbiased, invariants=lambda: pair.gram_invariants)
 
 
 def _mutual_info(pair, components: int):
@@ -98,21 +169,44 @@ def _mutual_info(pair, components: int):
     return MutualInfoEstimator(pair.space, components)
 
 
+def _layer_hook(module: str, name: str) -> Callable:
+    """A batched layer hook living in its metric's module, imported when the atlas runs."""
+    def hook(*args, **kwargs):
+        from importlib import import_module
+
+        return getattr(import_module(f"{__package__}.{module}"), name)(*args, **kwargs)
+    hook.__qualname__ = f"{module}.{name}"
+    return hook
+
+
+_KNN = {"reads": frozenset({"knn"}), "nulls": ("relabelled_graphs",), "interval": "subsampling_knn"}
+_CKA = {"reads": frozenset({"features", "gram_invariants"}), "nulls": ("closed_form", "feature_draws"),
+        "layer_cells": _layer_hook("cka", "layer_cells")}
+
 # In display order: tables, figures and trend tests list metrics in this order (MKNN, the paper's, first).
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("mknn", "MKNN", _mknn, {"k": 10}, uses_knn=True,
+    Metric("mknn", "MKNN", _mknn, {"k": 10}, **_KNN, layer_cells=_layer_hook("mknn", "layer_cells"),
            summary="mutual k-nearest-neighbour overlap (the paper's metric)"),
-    Metric("cka_linear", "linear CKA", _cka(unbiased=False), costly_draws=True,
+    Metric("cka_linear", "linear CKA", _cka, fixed={"unbiased": False}, **_CKA,
            summary="linear CKA (biased HSIC), feature space"),
-    Metric("cka_unbiased", "unbiased CKA", _cka(unbiased=True), costly_draws=True,
+    Metric("cka_unbiased", "unbiased CKA", _cka, fixed={"unbiased": True}, **_CKA,
            summary="linear CKA with the unbiased HSIC estimator, feature space"),
-    Metric("cknna", "CKNNA", _cknna, {"k": 10}, uses_knn=True,
+    Metric("cknna", "CKNNA", _cknna, {"k": 10}, **_KNN, layer_cells=_layer_hook("cknna_hsic", "layer_cells"),
            summary="CKA restricted to mutual k-nearest neighbours, as released in platonic-rep (unbiased HSIC)"),
-    Metric("cknna_formula", "CKNNA (appendix formula)", _cknna_formula, {"k": 10}, uses_knn=True,
+    Metric("cknna_formula", "CKNNA (appendix formula)", _cknna_formula, {"k": 10}, **_KNN,
            summary="CKNNA by the formula of Huh et al. 2024's appendix"),
     Metric("mutual_info", "mutual information", _mutual_info, {"components": 16}, scale="nats",
+           nulls=("score_draws",), layer_cells=_layer_hook("mutual_info", "layer_cells"),
            summary="Gaussian mutual information (nats) of the top principal components"),
 )}
+
+
+def register(metric: Metric) -> Metric:
+    """Add ``metric`` to ``METRICS`` (after the others in display order), refusing a taken name."""
+    if metric.name in METRICS:
+        raise ValueError(f"metric {metric.name!r} is already registered")
+    METRICS[metric.name] = metric
+    return metric
 
 
 def graph_width(k: int) -> int:

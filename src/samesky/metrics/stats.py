@@ -185,9 +185,19 @@ def subsampling_interval(score: float, draws, ci: float, n: int | None = None,
     return score - z * se, score + z * se
 
 
-def p_value(score: float, null: np.ndarray) -> float:
-    """One-sided permutation p-value with the +1 correction: (1 + #{null >= score}) / (1 + draws)."""
-    return float((1 + np.count_nonzero(np.asarray(null) >= score)) / (1 + len(null)))
+def p_value(score: float, null: np.ndarray, direction: str = "similarity") -> float:
+    """One-sided permutation p-value with the +1 correction: (1 + #{null >= score}) / (1 + draws)
+    for a similarity, (1 + #{null <= score}) / (1 + draws) for a distance."""
+    null = np.asarray(null)
+    beyond = null >= score if _sign(direction) > 0 else null <= score
+    return float((1 + np.count_nonzero(beyond)) / (1 + len(null)))
+
+
+def _sign(direction: str) -> int:
+    """+1 where higher is more aligned (a similarity), -1 where lower is (a distance)."""
+    if direction not in ("similarity", "distance"):
+        raise ValueError(f"direction must be 'similarity' or 'distance', got {direction!r}")
+    return 1 if direction == "similarity" else -1
 
 
 def threshold_rank(draws: int, alpha: float) -> int:
@@ -201,14 +211,16 @@ def threshold_rank(draws: int, alpha: float) -> int:
     return math.ceil(round((1 - alpha) * (draws + 1), 9))
 
 
-def permutation_threshold(score: float, null: np.ndarray, alpha: float) -> float:
-    """tau: the ceil((1 - alpha)(K + 1))-th smallest of {score} and the K null draws.
+def permutation_threshold(score: float, null: np.ndarray, alpha: float, direction: str = "similarity") -> float:
+    """tau: the ceil((1 - alpha)(K + 1))-th smallest of {score} and the K null draws (for a
+    distance, the ceil((1 - alpha)(K + 1))-th largest: the lower tail).
 
-    Under the null the observed score is exchangeable with the draws, so P(score > tau) <= alpha
-    exactly (the calibrated score is 0 with probability >= 1 - alpha).
+    Under the null the observed score is exchangeable with the draws, so P(score beyond tau) <=
+    alpha exactly (the calibrated score is 0 with probability >= 1 - alpha).
     """
-    pool = np.sort(np.append(np.asarray(null, float), score))
-    return float(pool[threshold_rank(len(pool) - 1, alpha) - 1])
+    sign = _sign(direction)
+    pool = np.sort(sign * np.append(np.asarray(null, float), score))
+    return float(sign * pool[threshold_rank(len(pool) - 1, alpha) - 1])
 
 
 def calibrated(score: float, tau: float, scale: str = "unit") -> float:
@@ -221,11 +233,15 @@ def calibrated(score: float, tau: float, scale: str = "unit") -> float:
     monotone from [0, inf) onto [0, 1) (r = |rho| for one Gaussian pair, r -> 1 as I -> inf), so
     s_max = inf becomes 1 and the rule above applies unchanged; tau stays in nats in the records
     (a monotone map commutes with the order statistic that defines it).
+    ``scale='distance'`` (lower is more aligned, 0 for identical embeddings; tau the null's lower
+    alpha level): max(0, (tau - s) / (tau - 0)), the share of the way from tau down to 0.
     """
+    if scale == "distance":
+        return max(0.0, (tau - score) / tau) if tau > 0 else 0.0
     if scale == "nats":
         score, tau = (math.sqrt(-math.expm1(-2 * max(v, 0.0))) for v in (score, tau))
     elif scale != "unit":
-        raise ValueError(f"scale must be 'unit' or 'nats', got {scale!r}")
+        raise ValueError(f"scale must be 'unit', 'nats' or 'distance', got {scale!r}")
     if tau >= 1:
         return 0.0
     return max(0.0, (score - tau) / (1 - tau))
@@ -238,7 +254,8 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
               scale: str = "unit", interval: str = "percentile", knn: tuple[int, int] | None = None) -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
-    ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``.
+    ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``,
+    on the tail that ``scale`` says is aligned (the lower one for a 'distance').
     ``interval='percentile'``: ``boot`` holds bootstrap scores (percentile interval, recentred on
     ``score``; the probes); ``'subsampling'``: the rescorings of ``quarter_splits``, (draws, 6),
     or (draws, 2) halves without ``knn`` (``subsampling_interval``; every metric of ``compare``;
@@ -258,8 +275,9 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
                   else np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2]) + (score - boot.mean()))
         out.update(ci_low=float(lo), ci_high=float(hi))
     if len(null):
+        direction = "distance" if scale == "distance" else "similarity"
         out.update(null_mean=float(null.mean()), null_std=float(null.std(ddof=1)) if len(null) > 1 else 0.0,
-                   p_value=p_value(score, null))
-        tau = permutation_threshold(score, null, alpha)
+                   p_value=p_value(score, null, direction))
+        tau = permutation_threshold(score, null, alpha, direction)
         out.update(tau=tau, calibrated=calibrated(score, tau, scale))
     return out

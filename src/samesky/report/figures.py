@@ -34,6 +34,7 @@ from .records import (  # noqa: E402
     metric_label,
     metric_order,
     require_params,
+    score_axis,
 )
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
@@ -165,7 +166,7 @@ def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str,
             ax.set_xlabel(xlabel)
     what = "intramodal" if kind == "intramodal" else "crossmodal"
     for ax in axes[:, 0]:
-        ax.set_ylabel(f"{what} {metric_label(metric)} {what_score}{unit}")
+        ax.set_ylabel(f"{what} {metric_label(metric)} {what_score}{unit}{score_axis(metric, what_score)}")
     seen = panel_handles(axes.flat[:len(columns)])
     # families in family order, the null band last
     order = [family_label(f) for f in styles if family_label(f) in seen] + [k for k in seen if k.startswith("permutation")]

@@ -40,6 +40,7 @@ from .records import (  # noqa: E402
     metric_label,
     metric_order,
     require_params,
+    score_axis,
     size_label,
     split_model,
     survey_label,
@@ -209,7 +210,8 @@ def _heatmap(sub: pd.DataFrame, pair: dict) -> plt.Figure:
         top = np.nanmax(z)
         limits = {"vmin": 0.0, "vmax": top if top > 0 else 1.0} if field == "calibrated" else {}
         mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap="viridis", **limits)
-        fig.colorbar(mesh, ax=ax, shrink=0.85, label=f"{what} {metric_label(metric)}{unit}")
+        fig.colorbar(mesh, ax=ax, shrink=0.85,
+                     label=f"{what} {metric_label(metric)}{unit}{score_axis(metric, 'score' if what == 'raw' else what)}")
         i, j = ycell[int(best["index_a"])], xcell[int(best["index_b"])]
         ax.add_patch(Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i], fill=False, ec="red", lw=2))
         for axis, edges in ((ax.xaxis, xe), (ax.yaxis, ye)):

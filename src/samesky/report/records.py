@@ -2,7 +2,6 @@
 (read from the registries: ``Family.label``, ``Metric.label``/``percent``, ``Survey.label``/``order``)."""
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ import pandas as pd
 
 from ..metrics.registry import METRICS
 from ..models.registry import family_label  # noqa: F401  (tables, figures, trends and probes import it from here)
+from ..schema import SchemaError, read_metric_records
 from ..surveys import SURVEYS
 
 FIELDS = (
@@ -38,6 +38,7 @@ def calibrated_view(df: pd.DataFrame) -> pd.DataFrame:
     if "calibrated" not in df:
         raise KeyError("records have no 'calibrated' field; recompute them with the current compare rule")
     out = df[df["kind"] != "self"].copy()
+    out.attrs["view"] = "calibrated"  # higher is more aligned for every metric (trends.trend_steps)
     out["score"] = pd.to_numeric(out["calibrated"])
     for field in ("ci_low", "ci_high", "null_mean", "null_std"):
         out[field] = float("nan")
@@ -68,6 +69,17 @@ def metric_label(metric: str) -> str:
 def is_percent(metric: str) -> bool:
     """Bounded by 1 (``Metric.percent``): shown as a percentage, like the paper's MKNN."""
     return metric in METRICS and METRICS[metric].percent
+
+
+def higher_is_aligned(metric: str) -> bool:
+    """Whether a higher raw score means more aligned (``Metric.direction``: a similarity); a
+    calibrated score always does. Unknown metrics are taken as similarities."""
+    return metric not in METRICS or METRICS[metric].direction == "similarity"
+
+
+def score_axis(metric: str, what_score: str) -> str:
+    """The words an axis adds after a score: which way is aligned, where a lower score is."""
+    return " (lower is more aligned)" if what_score == "score" and not higher_is_aligned(metric) else ""
 
 
 def survey_rank(survey: str) -> tuple[int, str]:
@@ -127,14 +139,10 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     """The validated records of one metric JSON file ``{"records": [...]}``."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: metric file does not exist") from None
-    except json.JSONDecodeError as err:
-        raise RecordError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
-        raise RecordError(f"{path}: expected a JSON object with a 'records' list")
-    return [_check_record(rec, path, i) for i, rec in enumerate(doc["records"])]
+        records = read_metric_records(path)
+    except SchemaError as err:
+        raise RecordError(str(err)) from None
+    return [_check_record(rec, path, i) for i, rec in enumerate(records)]
 
 
 def attach_params(df: pd.DataFrame, params: Mapping[str, int] | None) -> pd.DataFrame:

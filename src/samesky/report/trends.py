@@ -2,8 +2,9 @@
 
 Counting rule (the one that reproduces the paper's 14/18, 28/33 and SDSS 6/11):
 a *step* compares two adjacent rows of the same family in one column of Table 1 or Table 2
-(rows ordered by parameter count); it is an increase when the later (larger) row scores strictly
-higher; ties are not increases. Table 1: a family with r rows (r + 1 sizes) gives r - 1 steps per
+(rows ordered by parameter count); it is an increase when the later (larger) row is strictly more
+aligned: scores strictly higher (a distance, ``Metric.direction``: strictly lower; a calibrated
+score is always higher when more aligned); ties are not increases. Table 1: a family with r rows (r + 1 sizes) gives r - 1 steps per
 survey column (the paper: AstroPTv2 1 + ConvNeXtv2 2 + DINOv2 2 + ViT 1 = 6 per column, x 3
 columns = 18). Table 2: a family with s sizes gives s - 1 steps per column (11 per column; JWST,
 Legacy and DESI pooled = 33, SDSS reported on its own). A step with a missing score is skipped.
@@ -21,14 +22,17 @@ from scipy.stats import binomtest
 from ..models.registry import UNTRAINED
 from ..surveys import SURVEYS
 from .layout import crossmodal_table, intramodal_table
-from .records import attach_params, family_label, metric_order, survey_label
+from .records import attach_params, family_label, higher_is_aligned, metric_order, survey_label
 
 
 def trend_steps(df: pd.DataFrame, params: Mapping[str, int] | None = None) -> pd.DataFrame:
-    """One row per step: metric, kind, survey, column, family, smaller, larger, score_from, score_to, increase."""
+    """One row per step: metric, kind, survey, column, family, smaller, larger, score_from, score_to,
+    increase (alignment increased: see the module docstring)."""
+    calibrated = df.attrs.get("view") == "calibrated"
     df = attach_params(df, params)
     rows = []
     for metric in metric_order(df["metric"]):
+        up = calibrated or higher_is_aligned(metric)
         for kind, table in (("intramodal", intramodal_table(df, metric)), ("crossmodal", crossmodal_table(df, metric))):
             for survey, column in table.columns:
                 for family, series in table[(survey, column)].groupby(level="family", sort=False):
@@ -39,7 +43,7 @@ def trend_steps(df: pd.DataFrame, params: Mapping[str, int] | None = None) -> pd
                             continue
                         rows.append({"metric": metric, "kind": kind, "survey": survey, "column": column,
                                      "family": family, "smaller": labels[i], "larger": labels[i + 1],
-                                     "score_from": a, "score_to": b, "increase": bool(b > a)})
+                                     "score_from": a, "score_to": b, "increase": bool(b > a if up else b < a)})
     return pd.DataFrame(rows, columns=["metric", "kind", "survey", "column", "family", "smaller", "larger",
                                        "score_from", "score_to", "increase"])
 
