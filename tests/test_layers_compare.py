@@ -8,7 +8,7 @@ from test_metrics import correlated
 from samesky import schema
 from samesky.metrics import cells, mutual_info
 from samesky.metrics import layers as L
-from samesky.metrics.cknna_hsic import CknnaHsicEstimator, cknna_nulls
+from samesky.metrics.cknna import CknnaEstimator, cknna_nulls
 from samesky.metrics.compare import compare_files, pair_statistics
 from samesky.metrics.knn import knn_file, knn_graph
 from samesky.metrics.mknn import MknnEstimator, mknn_from_graphs, mknn_nulls
@@ -219,7 +219,7 @@ def test_dense_cknna_null_equals_the_estimator_draw_for_draw(pair, batched, monk
     monkeypatch.setitem(cells.BATCH_BYTES, "cpu", 4 * 80 * K * N)  # batches of 4 draws
     scores, nulls = cknna_nulls([ga], [gb, ga], [(0, 0), (0, 1)], K, perms, batched=batched)
     for j, g in enumerate([gb, ga]):
-        est = CknnaHsicEstimator(ga, g, K)
+        est = CknnaEstimator(ga, g, K)
         assert scores[(0, j)] == pytest.approx(est.score(), rel=1e-12, abs=1e-15)
         assert nulls[(0, j)] == pytest.approx([est.null(pi.astype(np.int64)) for pi in perms], rel=1e-10, abs=1e-13)
     assert np.ptp(nulls[(0, 0)]) > 0.01 and scores[(0, 1)] == pytest.approx(1.0, abs=1e-3)

@@ -5,7 +5,7 @@ from test_metrics import correlated, correlated_lattice, reference_knn
 
 from samesky.metrics import features, mutual_info
 from samesky.metrics.cka import CkaEstimator
-from samesky.metrics.cknna import CknnaEstimator, row_mean_similarity
+from samesky.metrics.cknna_formula import CknnaFormulaEstimator, row_mean_similarity
 from samesky.metrics.features import FeatureSpace
 from samesky.metrics.knn import knn_graph
 from samesky.metrics.mutual_info import MutualInfoEstimator
@@ -120,10 +120,10 @@ def test_cknna_equals_full_kernel_reference(k):
 def test_cknna_null_equals_recomputation():
     Za, Zb = correlated(300, 12, 9)  # float data: no exactly tied neighbours to re-break
     ga, gb = knn_graph(Za, 10), knn_graph(Zb, 10)
-    est = CknnaEstimator(ga, gb, row_mean_similarity(Za), row_mean_similarity(Zb), 10)
+    est = CknnaFormulaEstimator(ga, gb, row_mean_similarity(Za), row_mean_similarity(Zb), 10)
     for pi in permutations(300, 3, seed=1):
         Zp = Zb[pi]
-        direct = CknnaEstimator(ga, knn_graph(Zp, 10), row_mean_similarity(Za), row_mean_similarity(Zp), 10)
+        direct = CknnaFormulaEstimator(ga, knn_graph(Zp, 10), row_mean_similarity(Za), row_mean_similarity(Zp), 10)
         assert est.null(pi) == pytest.approx(direct.score(), rel=1e-9, abs=1e-12)
 
 

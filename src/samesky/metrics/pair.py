@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .cknna import row_mean_similarity
+from .cknna_formula import row_mean_similarity
 from .features import FeatureSpace
 from .knn import knn_graph, restrict_graph
 

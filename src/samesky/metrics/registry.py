@@ -146,15 +146,15 @@ def _mknn(pair, k: int):
 
 
 def _cknna(pair, k: int):
-    from .cknna_hsic import CknnaHsicEstimator
+    from .cknna import CknnaEstimator
 
-    return CknnaHsicEstimator(*pair.graphs(k), k)
+    return CknnaEstimator(*pair.graphs(k), k)
 
 
 def _cknna_formula(pair, k: int):
-    from .cknna import CknnaEstimator
+    from .cknna_formula import CknnaFormulaEstimator
 
-    return CknnaEstimator(*pair.graphs(k), *pair.row_means, k)
+    return CknnaFormulaEstimator(*pair.graphs(k), *pair.row_means, k)
 
 
 def _cka(pair, unbiased: bool):
@@ -191,7 +191,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            summary="linear CKA (biased HSIC), feature space"),
     Metric("cka_unbiased", "unbiased CKA", _cka, fixed={"unbiased": True}, **_CKA,
            summary="linear CKA with the unbiased HSIC estimator, feature space"),
-    Metric("cknna", "CKNNA", _cknna, {"k": 10}, **_KNN, layer_cells=_layer_hook("cknna_hsic", "layer_cells"),
+    Metric("cknna", "CKNNA", _cknna, {"k": 10}, **_KNN, layer_cells=_layer_hook("cknna", "layer_cells"),
            summary="CKA restricted to mutual k-nearest neighbours, as released in platonic-rep (unbiased HSIC)"),
     Metric("cknna_formula", "CKNNA (appendix formula)", _cknna_formula, {"k": 10}, **_KNN,
            summary="CKNNA by the formula of Huh et al. 2024's appendix"),
