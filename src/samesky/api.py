@@ -79,19 +79,34 @@ def compare(a, b, *, metrics: list[str] | None = None, k: int | None = None, nul
 
 def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list[str], settings: dict,
            params: dict | None):
-    """The one call into ``samesky.metrics``: the paired rows (by id, as the compare jobs pair
-    them, or by row) and their statistics. Returns (n, n_excluded, {metric: statistics})."""
+    """The one call into ``samesky.metrics``: pairs the rows (by id as the compare jobs do, or by
+    row) and scores them. As in the workflow, each side's kNN graph is computed on the whole side
+    at the width the knn_graph jobs cache (``Plan.knn_k``) and restricted to the paired rows, so
+    every number equals the compare job's. Returns (n, n_excluded, {metric: statistics})."""
     from .metrics.compare import common_rows, pair_statistics
+    from .metrics.knn import knn_graph, restrict_graph
     from .metrics.pair import Pair
+    from .metrics.registry import METRICS, graph_width
 
-    Za, Zb, n_excluded = a.array, b.array, 0
-    if same:
-        Zb = Za
-    elif not (a.positional or b.positional):
-        rows_a, rows_b, n_excluded = common_rows(a.ids, b.ids, a.description, b.description, settings["k"])
-        Za = Za if rows_a is None else Za[rows_a]
-        Zb = Zb if rows_b is None else Zb[rows_b]
-    pair = Pair(Za, Zb)
+    k = settings["k"]
+    local = any(METRICS[name].uses_knn for name in names)
+    width = graph_width(k) if local and settings["bootstrap_draws"] else k
+    rows, n_excluded = (None, None), 0
+    if not (same or a.positional or b.positional):
+        *rows, n_excluded = common_rows(a.ids, b.ids, a.description, b.description, k)
+    sides = []
+    for side, rows_side in zip((a, b), rows):
+        Z = side.array
+        graph = knn_graph(Z, max(k, min(width, len(Z) - 1))) if local else None
+        if rows_side is not None:
+            Z = Z[rows_side]
+            graph = graph and restrict_graph(*graph, rows_side, Z, graph[0].shape[1])[:2]
+        sides.append((Z, graph))
+        if same:
+            sides.append(sides[0])
+            break
+    (Za, ga), (Zb, gb) = sides
+    pair = Pair(Za, Zb, ga, gb)
     return pair.n, n_excluded, pair_statistics(pair, names, params=params, **settings)
 
 

@@ -27,7 +27,10 @@ the Platonic Universe paper, and CKA, CKNNA and mutual information), each with a
 1 at perfect alignment)."""
 
 COMPARE_HELP = """\
-Score embeddings A against embeddings B (one row per measure).
+Score embeddings A against embeddings B: one row per measure with its score, an interval, the
+mean of its permutation null (B's rows shuffled: what unrelated embeddings would score), the
+p-value against that null, tau (the null's 1 - alpha quantile) and the calibrated score
+max(0, (score - tau) / (max - tau)): 0 at the null, 1 at perfect alignment.
 
 A and B are files of embeddings, one vector per object:
   .h5 / .hdf5  samesky embedding files (results/embeddings/...; ids in /object_id)
