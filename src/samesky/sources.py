@@ -58,8 +58,8 @@ def load(source, column: str | None = None, id_column: str | None = None, name: 
     if isinstance(source, (str, os.PathLike)):
         ids, array, where, column = _read_path(Path(source), column, id_column)
     elif _is_dataframe(source):
-        where = name or "data frame"
-        ids, array, column = _from_frame(source, column, id_column, where)
+        ids, array, column = _from_frame(source, column, id_column, name or "data frame")
+        where = f"{name or 'data frame'}" + (f" column {column!r}" if column else "")
     else:
         if column is not None or id_column is not None:
             raise SourceError(f"{name or 'array'}: column and id_column apply to files and data frames, not arrays")
@@ -87,7 +87,8 @@ def _rows(bad: np.ndarray, ids: np.ndarray | None) -> str:
 def _checked(ids, array: np.ndarray, where: str, column: str | None) -> Embeddings:
     if len(array) == 0 or array.shape[1] == 0:
         raise SourceError(f"{where}: no embeddings (shape {array.shape})")
-    vectors = array.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
+        vectors = array.astype(np.float32, copy=False)
     bad = ~np.isfinite(vectors).all(axis=1)
     if bad.any():
         raise SourceError(f"{where}: {int(bad.sum())} of {len(vectors)} rows contain NaN or infinite values "
