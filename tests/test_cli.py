@@ -152,3 +152,25 @@ def test_output_csv_and_json(tmp_path):
     (rec,) = json.loads((tmp_path / "r.json").read_text())["records"]
     assert list(table.columns) == columns()
     assert table.loc[0, "score"] == rec["score"] and rec["null_draws"] == 10 and rec["pairing"] == "row"
+
+
+def test_import_stays_light():
+    """The workflow imports the package at parse time: ``samesky.compare`` loads pandas and torch on first use."""
+    code = ("import sys, samesky; heavy = {'pandas', 'torch', 'pyarrow', 'samesky.api'} & set(sys.modules); "
+            "assert not heavy, heavy; assert callable(samesky.compare)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_export_command(tmp_path, capsys):
+    a, b = _demo_pair(tmp_path, n=20)
+    out = tmp_path / "export"
+    assert main(["export", str(tmp_path / "results" / "embeddings"), "--out", str(out), "-q"]) == 0
+    written = capsys.readouterr().out.split()
+    assert written == [str(out / "desi" / "specformer_base.parquet"), str(out / "desi" / "vit_base.parquet"),
+                       str(out / "README.md")]
+    # the exported columns score as the files they came from (ids kept, so joined by id)
+    kw = dict(metrics=["mknn"], k=3, null_draws=0, bootstrap_draws=0)
+    direct = samesky.compare(a, b, **kw)
+    exported = samesky.compare(out / "desi" / "specformer_base.parquet", out / "desi" / "vit_base.parquet",
+                               column="specformer_base_desi", column_b="vit_base_hsc", **kw)
+    assert exported.loc[0, "pairing"] == "id" and exported.loc[0, "score"] == direct.loc[0, "score"]
