@@ -26,6 +26,9 @@ def defaults() -> dict:
 
     from .plan import SCHEMA
 
+    if not SCHEMA.exists():
+        raise FileNotFoundError(f"{SCHEMA}: samesky reads its defaults from the workflow's config schema in its "
+                                f"source tree; install it from a clone with 'pip install -e .' (as make does)")
     props = yaml.safe_load(SCHEMA.read_text())["properties"]["metrics"]["properties"]
     return {key: props[key]["default"] for key in SETTINGS}
 
