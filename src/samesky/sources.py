@@ -21,6 +21,7 @@ vectors, a missing column, an empty file) is refused with the file, column and r
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 
 from .schema import SchemaError, as_str_ids
 
+log = logging.getLogger(__name__)
 ID_COLUMN = "object_id"  # the id column looked for when none is named
 VECTOR_NAMES = ("embedding", "embeddings")  # an .npz's array, when it holds several and none is named
 HDF5 = (".h5", ".hdf5")
@@ -315,3 +317,35 @@ def pairing(a: Embeddings, b: Embeddings, same: bool = False) -> str:
                               f"in the same order on both sides")
         return "row"
     return "id"
+
+
+# ---- precomputed embeddings in the workflow -------------------------------------------------------
+def import_embeddings(out, entry: dict, crossmatch_ids: np.ndarray, crossmatch: str) -> str:
+    """Write ``entry``'s embeddings (config ``models.precomputed``) as the embedding file ``out``
+    of ``crossmatch``: by id (``id_column``; objects not in the crossmatch are left out), or
+    positionally (row i is the crossmatch's i-th object; rows beyond the crossmatch, e.g. cut by
+    its ``limit``, are left out). Returns how rows were paired ('id' or 'row')."""
+    from .schema import write_embeddings
+
+    emb = load(entry["source"], entry.get("column"), entry.get("id_column"))
+    n = len(crossmatch_ids)
+    if emb.positional:
+        if len(emb.array) < n:
+            raise SourceError(f"{emb.description}: {len(emb.array)} rows, fewer than the {n} objects of crossmatch "
+                              f"{crossmatch!r}; without id_column row i must be the crossmatch's i-th object")
+        if len(emb.array) > n:
+            log.warning("%s: %d rows, crossmatch %r has %d objects: rows from %d on are left out",
+                        emb.description, len(emb.array), crossmatch, n, n)
+        ids, array = crossmatch_ids, emb.array[:n]
+    else:
+        keep = np.isin(emb.ids, crossmatch_ids)
+        if not keep.any():
+            raise SourceError(f"{emb.description}: none of its ids (e.g. {emb.ids[:3].tolist()}) is an object of "
+                              f"crossmatch {crossmatch!r} (e.g. {crossmatch_ids[:3].tolist()})")
+        if not keep.all():
+            log.warning("%s: %d of %d ids are not objects of crossmatch %r; left out", emb.description,
+                        int((~keep).sum()), len(keep), crossmatch)
+        ids, array = emb.ids[keep], emb.array[keep]
+    pairing = "row" if emb.positional else "id"
+    write_embeddings(out, ids, array, {"precomputed": {**entry, "description": emb.description, "pairing": pairing}})
+    return pairing
