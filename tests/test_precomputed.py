@@ -39,25 +39,39 @@ def test_config_checks(demo_config):
         validate_config(_config(demo_config, crossmatch="jwst_hsc", survey="hsc", model="vit-base"))
 
 
+def _crossmatch(path, ids, provenance=None):
+    """A crossmatch file as far as the rule reads it: object ids and the ingestion's provenance."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("object_id", data=ids.astype(object), dtype=schema.STR)
+        schema.write_provenance(f, provenance or {})
+    return path
+
+
 def test_import_positional_and_by_id(tmp_path, caplog):
     ids = np.array([f"x{i}" for i in range(5)])
+    xm = _crossmatch(tmp_path / "xm.h5", ids)
     Z = np.arange(24, dtype=np.float32).reshape(6, 4)
     np.save(tmp_path / "z.npy", Z)
     out = tmp_path / "e.h5"
-    assert sources.import_embeddings(out, {"source": str(tmp_path / "z.npy")}, ids, "xm") == "row"
+    assert sources.import_embeddings(out, {"source": str(tmp_path / "z.npy")}, xm, "xm") == "row"
     got_ids, got, prov = schema.read_embeddings(out)
     np.testing.assert_array_equal(got_ids, ids)
     np.testing.assert_array_equal(got, Z[:5])  # the sixth row is beyond the crossmatch
     assert "rows from 5 on are left out" in caplog.text and prov["precomputed"]["pairing"] == "row"
     with pytest.raises(sources.SourceError, match=r"z.npy: 6 rows, fewer than the 7 objects of crossmatch 'xm'"):
-        sources.import_embeddings(out, {"source": str(tmp_path / "z.npy")}, np.array([f"x{i}" for i in range(7)]), "xm")
+        sources.import_embeddings(out, {"source": str(tmp_path / "z.npy")},
+                                  _crossmatch(tmp_path / "x7.h5", np.array([f"x{i}" for i in range(7)])), "xm")
+    dropped = _crossmatch(tmp_path / "d.h5", ids, {"duplicate_ids_dropped": {"n": 2}, "flat_rows_dropped": {"n": 0}})
+    with pytest.raises(sources.SourceError, match=r"z.npy has no ids, but the rows of crossmatch 'xm' .* \(ingestion: "
+                       r"\{'duplicate_ids_dropped': 2\}\); give id_column"):
+        sources.import_embeddings(out, {"source": str(tmp_path / "z.npy")}, dropped, "xm")
     np.savez(tmp_path / "z.npz", embedding=Z, object_id=np.array(["x4", "x1", "q", "x0", "x2", "r"]))
-    assert sources.import_embeddings(out, {"source": str(tmp_path / "z.npz")}, ids, "xm") == "id"
+    assert sources.import_embeddings(out, {"source": str(tmp_path / "z.npz")}, xm, "xm") == "id"
     got_ids, got, _ = schema.read_embeddings(out)
     assert got_ids.tolist() == ["x4", "x1", "x0", "x2"]
     np.testing.assert_array_equal(got, Z[[0, 1, 3, 4]])
     with pytest.raises(sources.SourceError, match=r"none of its ids \(e.g. \['x4', 'x1', 'q'\]\) is an object"):
-        sources.import_embeddings(out, {"source": str(tmp_path / "z.npz")}, np.array(["a"]), "xm")
+        sources.import_embeddings(out, {"source": str(tmp_path / "z.npz")}, _crossmatch(tmp_path / "a.h5", np.array(["a"])), "xm")
 
 
 def test_authors_embeddings_stand_in_for_ours(tmp_path, demo_config):
@@ -66,8 +80,7 @@ def test_authors_embeddings_stand_in_for_ours(tmp_path, demo_config):
     n = 60
     rng = np.random.default_rng(2)
     ids = np.array([f"desi_hsc_{i:04d}" for i in range(n)])
-    with h5py.File(tmp_path / "xm.h5", "w") as f:  # the crossmatch file: the rule reads its object ids
-        f.create_dataset("object_id", data=ids.astype(object), dtype=schema.STR)
+    _crossmatch(tmp_path / "xm.h5", ids, {"duplicate_ids_dropped": {"n": 0}})
     hsc = rng.normal(size=(n, 8)).astype(np.float32)
     schema.write_embeddings(tmp_path / "results/embeddings/desi_hsc/hsc/vit-base.h5", ids, hsc, {})
     theirs = (hsc @ rng.normal(size=(8, 6)) + rng.normal(size=(n, 6))).astype(np.float32)

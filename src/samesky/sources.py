@@ -320,16 +320,25 @@ def pairing(a: Embeddings, b: Embeddings, same: bool = False) -> str:
 
 
 # ---- precomputed embeddings in the workflow -------------------------------------------------------
-def import_embeddings(out, entry: dict, crossmatch_ids: np.ndarray, crossmatch: str) -> str:
+def import_embeddings(out, entry: dict, crossmatch_path, crossmatch: str) -> str:
     """Write ``entry``'s embeddings (config ``models.precomputed``) as the embedding file ``out``
-    of ``crossmatch``: by id (``id_column``; objects not in the crossmatch are left out), or
-    positionally (row i is the crossmatch's i-th object; rows beyond the crossmatch, e.g. cut by
-    its ``limit``, are left out). Returns how rows were paired ('id' or 'row')."""
-    from .schema import write_embeddings
+    of ``crossmatch`` (its file ``crossmatch_path``): by id (``id_column``; objects not in the
+    crossmatch are left out), or positionally (row i is the crossmatch's i-th object; rows beyond
+    the crossmatch, e.g. cut by its ``limit``, are left out), which a crossmatch whose ingestion
+    dropped rows or re-ordered them (joined by id) refuses. Returns 'id' or 'row'."""
+    from .schema import read_h5, read_object_ids, read_provenance, write_embeddings
 
     emb = load(entry["source"], entry.get("column"), entry.get("id_column"))
+    crossmatch_ids = read_object_ids(crossmatch_path)
     n = len(crossmatch_ids)
     if emb.positional:
+        with read_h5(crossmatch_path) as f:
+            prov = read_provenance(f)
+        dropped = {key: v["n"] for key, v in prov.items() if key.endswith("_dropped") and v.get("n")}
+        if dropped or "joined_on" in prov:
+            raise SourceError(f"{emb.description} has no ids, but the rows of crossmatch {crossmatch!r} "
+                              f"({crossmatch_path}) are not the source's rows in order (ingestion: "
+                              f"{dropped or 'sides joined on ' + str(prov['joined_on'])}); give id_column")
         if len(emb.array) < n:
             raise SourceError(f"{emb.description}: {len(emb.array)} rows, fewer than the {n} objects of crossmatch "
                               f"{crossmatch!r}; without id_column row i must be the crossmatch's i-th object")
