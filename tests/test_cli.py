@@ -174,3 +174,22 @@ def test_export_command(tmp_path, capsys):
     exported = samesky.compare(out / "desi" / "specformer_base.parquet", out / "desi" / "vit_base.parquet",
                                column="specformer_base_desi", column_b="vit_base_hsc", **kw)
     assert exported.loc[0, "pairing"] == "id" and exported.loc[0, "score"] == direct.loc[0, "score"]
+
+
+def test_metric_parameters(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(50, 6))
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", a + rng.normal(size=a.shape))
+    args = ["compare", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--metrics", "mutual_info",
+            "--null-draws", "0", "--bootstrap-draws", "0", "-q", "-o", str(tmp_path / "r.json")]
+    scores = {}
+    for components in (1, 4):
+        assert main([*args, "--param", f"mutual_info.components={components}"]) == 0
+        scores[components] = json.loads((tmp_path / "r.json").read_text())["records"][0]["score"]
+    assert scores[1] < scores[4]  # more components carry more of the shared information
+    assert main([*args, "--param", "mutual_info.dims=4"]) == 1
+    assert "params.mutual_info.dims: metric 'mutual_info' has no parameter 'dims'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--param", "components=4"])
+    assert "expected METRIC.NAME=VALUE" in capsys.readouterr().err
