@@ -103,6 +103,7 @@ class Plan:
         self._check_preprocess()
         self._check_metrics()
         self._check_probes()
+        self.precomputed()  # checks models.precomputed
 
     # ---- validation -------------------------------------------------------------------
     def _check_crossmatches(self) -> None:
@@ -395,6 +396,26 @@ class Plan:
         if self.config["models"]["weights"] == "tiny":
             return paths.TINY_MODEL.format(model=model)
         return _registry().get_model(model).hub_id
+
+    def precomputed(self) -> dict[tuple[str, str, str], dict]:
+        """``models.precomputed`` by (crossmatch, survey, model): embeddings read from a source
+        instead of computed (rule precomputed_embedding, ``sources.import_embeddings``)."""
+        out = {}
+        for i, entry in enumerate(self.config["models"]["precomputed"]):
+            key, where = (entry["crossmatch"], entry["survey"], entry["model"]), f"models.precomputed[{i}]"
+            if key not in self.embeddings:
+                known = [job[1:] for job in self.embeddings if job[0] == key[0]]
+                raise ConfigError(f"{where}: {key} is not an embedding this config computes; on crossmatch "
+                                  f"{key[0]!r} it computes (survey, model) {known or 'nothing'}")
+            if key in out:
+                raise ConfigError(f"{where}: {key} is given twice")
+            if self.layers() != "final":
+                raise ConfigError(f"{where}: precomputed embeddings have no blocks; set embed.layers: final")
+            if entry["id_column"] is None and self.crossmatches[key[0]]["drop_flat"]:
+                raise ConfigError(f"{where}: without id_column row i is the crossmatch's i-th object, but "
+                                  f"crossmatches.{key[0]}.drop_flat drops rows; give the id column")
+            out[key] = dict(entry)
+        return out
 
     def untrained_full_size(self) -> bool:
         """Untrained controls have the real architecture, or the tiny one when every model is tiny."""

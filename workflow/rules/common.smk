@@ -69,6 +69,16 @@ def _weights(wc):
     return [source] if source.startswith("resources/") else []
 
 
+NOT_PRECOMPUTED = (
+    "models.precomputed/does-not-name-this-embedding"  # a path no rule makes
+)
+
+
+def _precomputed_source(wc):
+    entry = PLAN.precomputed().get((wc.crossmatch, wc.survey, wc.model))
+    return entry["source"] if entry else NOT_PRECOMPUTED
+
+
 def _kind(wc):
     return comparison_kind(wc.survey_a, wc.model_a, wc.survey_b, wc.model_b)
 

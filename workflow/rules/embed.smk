@@ -33,3 +33,26 @@ rule embed:
         layers=PLAN.layers(),
     script:
         "../scripts/embed.py"
+
+
+# Embeddings made elsewhere (config models.precomputed) stand in for a model's on one survey of one
+# crossmatch: this rule writes them where the embed job would. For any other embedding its input
+# is a path nothing makes, so Snakemake falls back to rule embed.
+ruleorder: precomputed_embedding > embed
+
+
+rule precomputed_embedding:
+    input:
+        source=_precomputed_source,
+        crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
+    output:
+        paths.EMBEDDING,
+    log:
+        "logs/precomputed_embedding/{crossmatch}/{survey}/{model}.log",
+    localrule: True
+    conda:
+        "../../envs/samesky.yaml"
+    params:
+        entry=lambda wc: PLAN.precomputed().get((wc.crossmatch, wc.survey, wc.model)),
+    script:
+        "../scripts/precomputed_embedding.py"

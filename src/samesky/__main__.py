@@ -1,0 +1,6 @@
+"""``python -m samesky``: the ``samesky`` command (``samesky.cli``)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
