@@ -134,8 +134,10 @@ def _metrics() -> int:
     for name, m in METRICS.items():
         params = ", ".join(f"{key}={value}" for key, value in m.defaults.items())
         mark = "*" if name in chosen else " "
-        print(f"{mark} {name:<{width}}  {m.summary}" + (f" [{params}]" if params else ""))
-    print("\n* computed by default (the workflow's config metrics.names)")
+        print(f"{mark} {name:<{width}}  {m.summary}" + (f" [{params}]" if params else "")
+              + f" ({m.direction}, {m.scale}; null: {m.nulls[0].replace('_', ' ')})")
+    print("\n* computed by default (the workflow's config metrics.names); a similarity is more aligned when "
+          "higher, a distance when lower")
     return 0
 
 
