@@ -228,8 +228,10 @@ def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> d
     out = {s.name: [] for s in specs}
     width = max((params[s.name].get("k", 0) for s in specs if s.uses_knn), default=0)
     start, count = time.perf_counter(), 0
+    progress = Progress("subsampling splits", max(limits.values(), default=0))
     too_small = set()  # metrics a subsample is too small for (e.g. MI's components): no interval
     for i, subsamples in enumerate(splits):
+        progress(i)
         active = [s for s in specs if i < limits[s.name] and s.name not in too_small]
         if not active:
             break
@@ -267,7 +269,9 @@ def _null_draws(estimators: dict, specs, perms, total: int, costly_cap: int) -> 
     limit = {s.name: null_limit(s, total, costly_cap) for s in specs if s.name in estimators}
     out = {name: [] for name in estimators}
     start = time.perf_counter()
+    progress = Progress("null draws", max(limit.values(), default=0))
     for i, pi in enumerate(perms):
+        progress(i)
         for name, est in estimators.items():
             if i < limit[name]:
                 out[name].append(est.null(pi))
@@ -276,3 +280,18 @@ def _null_draws(estimators: dict, specs, perms, total: int, costly_cap: int) -> 
     if total:
         log.info("%d null draws in %.1f s", total, time.perf_counter() - start)
     return out
+
+
+class Progress:
+    """Logs ``what``'s progress (i of ``total``) at most every ``every`` seconds, so a long run (a
+    command-line compare, a large pair) shows it is moving; silent for work shorter than that."""
+
+    def __init__(self, what: str, total: int, every: float = 10.0):
+        self.what, self.total, self.every = what, total, every
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, i: int) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            log.info("%s: %d of %d (%.0f s)", self.what, i, self.total, now - self.start)
