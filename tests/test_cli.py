@@ -45,6 +45,7 @@ def _demo_pair(root: Path, n: int = 120):
 def test_compare_reproduces_the_workflow_record(tmp_path, demo_config, capsys, monkeypatch):
     from samesky.metrics.compare import compare_files
     from samesky.metrics.knn import knn_file
+    from samesky.models.registry import get_model
     from samesky.plan import Comparison, Plan, validate_config
 
     demo_config["metrics"].update(names=["mknn", "cknna", "cka_linear"], null_draws=40, bootstrap_draws=20)  # cheap
@@ -67,6 +68,8 @@ def test_compare_reproduces_the_workflow_record(tmp_path, demo_config, capsys, m
     for mine, job in zip(got, expected):
         assert {f: mine[f] for f in STATS} == {f: job[f] for f in STATS}
         assert mine["pairing"] == "id" and mine["n_excluded"] == 1
+        assert (mine["family"], mine["size_a"], mine["size_b"]) == ("vit", "base", "base")  # as scores.csv
+        assert (mine["params_a"], mine["params_b"]) == (get_model("specformer-base").params, get_model("vit-base").params)
     printed = capsys.readouterr().out
     mknn = next(r for r in expected if r["metric"] == "mknn")
     row = next(line for line in printed.splitlines() if line.startswith("mknn "))

@@ -33,12 +33,34 @@ def defaults() -> dict:
     return {key: props[key]["default"] for key in SETTINGS}
 
 
+MODEL_FIELDS = ("family", "size_a", "size_b", "params_a", "params_b")  # scores.csv's, from the model keys
+
+
 def columns() -> list[str]:
-    """The columns of the returned table: those of ``results/tables/scores.csv`` that describe a
-    record, then ``pairing`` and ``source`` (the two sources)."""
+    """The columns of the returned table: those of ``results/tables/scores.csv`` (``source``: the
+    two sources), then ``pairing``."""
     from .report.records import CALIBRATION_FIELDS, FIELDS
 
-    return [*FIELDS, *CALIBRATION_FIELDS, "null_method", PAIRING, "source"]
+    return [*FIELDS, *CALIBRATION_FIELDS, "null_method", "source", *MODEL_FIELDS, PAIRING]
+
+
+def _model_fields(model_a: str, model_b: str) -> dict:
+    """family (of side B, as ``report.gather``), sizes and parameter counts where the sides are
+    models of the registry (workflow files); empty otherwise."""
+    from .models.registry import MODELS
+    from .report.records import split_model
+
+    out = {}
+    for side, model in (("a", model_a), ("b", model_b)):
+        try:
+            family, size = split_model(model)
+        except ValueError:
+            family = size = None
+        out[f"size_{side}"] = size
+        out[f"params_{side}"] = MODELS[model].params if model in MODELS else None
+        if side == "b":
+            out["family"] = family
+    return out
 
 
 def compare(a, b, *, metrics: list[str] | None = None, k: int | None = None, null_draws: int | None = None,
@@ -74,7 +96,8 @@ def compare(a, b, *, metrics: list[str] | None = None, k: int | None = None, nul
     n, n_excluded, stats = _score(side_a, side_b, same, names, settings, params)
     comparison = _comparison(a, b, side_a, side_b, same)
     rows = [{**comparison, "n": n, "n_excluded": n_excluded, "metric": name, **st, PAIRING: pairing,
-             "source": f"{side_a.description} vs {side_b.description}"} for name, st in stats.items()]
+             "source": f"{side_a.description} vs {side_b.description}",
+             **_model_fields(comparison["model_a"], comparison["model_b"])} for name, st in stats.items()]
     df = pd.DataFrame(rows).reindex(columns=columns())
     df.attrs.update(ci=settings["ci"], alpha=settings["alpha"])
     return df
