@@ -9,7 +9,8 @@ from metric_fixtures import COMPARISON, INTERVALS, METRICS, SETTINGS, write_pair
 
 from samesky.metrics.compare import compare_files
 from samesky.metrics.layers import compare_layer_files
-from samesky.metrics.stats import p_value, permutations
+from samesky.metrics.registry import get_metric
+from samesky.metrics.stats import calibrated_interval, p_value, permutations
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "protocol_records.json").read_text())
 PLAIN = {**SETTINGS, "params": {}}  # the settings without MI's parameters, for pairs without MI
@@ -25,7 +26,11 @@ def test_records_and_layer_rows_equal_those_before_the_protocol(tmp_path, exclud
                             metrics=METRICS, **SETTINGS, **INTERVALS)
     rows = compare_layer_files(s["a"], s["b"], comparison=COMPARISON, metrics=METRICS, **SETTINGS)
     golden = GOLDEN[f"exclude{exclude}"]
-    assert json.loads(json.dumps(records)) == golden["records"]
+    assert [{f: r[f] for f in old} for r, old in zip(json.loads(json.dumps(records)), golden["records"])] == golden["records"]
+    for r in records:  # added since: the calibrated score's interval, the score's through the same map
+        assert (r["calibrated_low"], r["calibrated_high"]) == calibrated_interval(r["ci_low"], r["ci_high"], r["tau"],
+                                                                                  get_metric(r["metric"]).scale)
+        assert r["calibrated_low"] <= r["calibrated"] <= r["calibrated_high"]
     assert json.loads(json.dumps(rows)) == golden["layer_rows"]
     assert len(rows) == len(METRICS) * 4 * 3 and {r["null_method"] for r in rows} == {"permutation", "closed_form"}
 

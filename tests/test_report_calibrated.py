@@ -8,11 +8,13 @@ from samesky.report.records import calibrated_view
 
 
 def calibrated_records():
-    """The synthetic records with a calibrated score of half the raw one (tau from it)."""
+    """The synthetic records with a calibrated score of half the raw one (tau from it), its
+    interval +- 0.005."""
     out = []
     for r in synthetic_records():
         cal = 1.0 if r["kind"] == "self" else r["score"] / 2
-        out.append({**r, "calibrated": cal, "tau": r["score"] / 4, "alpha": 0.05, "null_method": "permutation"})
+        out.append({**r, "calibrated": cal, "tau": r["score"] / 4, "alpha": 0.05, "null_method": "permutation",
+                    "calibrated_low": cal - 0.005, "calibrated_high": cal + 0.005})
     return out
 
 
@@ -39,11 +41,15 @@ def test_bad_calibration_fields_are_named(tmp_path, field, value, message):
     assert message in str(err.value)
 
 
-def test_calibrated_view_swaps_the_score_and_drops_intervals_and_null(cdf):
+def test_calibrated_view_swaps_the_score_and_its_interval_and_drops_the_null(cdf, tmp_path):
     view = calibrated_view(cdf)
     assert "self" not in set(view.kind)
     assert (view.score == cdf.loc[cdf.kind != "self", "calibrated"]).all()
-    assert view[["ci_low", "ci_high", "null_mean", "null_std"]].isna().all().all()
+    assert (view.ci_low == view.calibrated_low).all() and (view.ci_high == view.calibrated_high).all()
+    assert view[["null_mean", "null_std"]].isna().all().all()
+    old = calibrated_view(gather([write_json(tmp_path / "old.json", [
+        {k: v for k, v in r.items() if not k.startswith("calibrated_")} for r in calibrated_records()])], PARAMS))
+    assert old[["ci_low", "ci_high"]].isna().all().all()  # records written before the calibrated interval
 
 
 def test_calibrated_tables_sit_beside_the_raw_ones(cdf, tmp_path):
@@ -57,7 +63,8 @@ def test_calibrated_tables_sit_beside_the_raw_ones(cdf, tmp_path):
     assert raw[0] == cal[0]  # same columns
     cell = cdf[(cdf.kind == "intramodal") & (cdf.crossmatch == "desi_hsc") & (cdf.model_a == "vit-large")
                & (cdf.metric == "mknn")].calibrated.iloc[0]
-    assert cal[-1].startswith("| ViT Large vs Huge | ") and cal[-1].endswith(f"| {100 * cell:.1f}% |")
+    assert cal[-1].startswith("| ViT Large vs Huge | ")
+    assert cal[-1].endswith(f"| {100 * cell:.1f}% [{100 * cell - 0.5:.1f}, {100 * cell + 0.5:.1f}] |")  # with its interval
     md2 = (tmp_path / "table2_crossmodal_mknn_calibrated.md").read_text().splitlines()
     assert md2[0] == "| Model | JWST vs HSC | DESI vs HSC |"  # no null column
 
@@ -83,3 +90,19 @@ def test_calibrated_figures_beside_raw(cdf, tmp_path):
                 for metric in ("mknn", "mutual_info") for t in ("", "_calibrated") for ext in ("png", "pdf")}
     assert {p.name for p in paths} == expected
     assert all(p.stat().st_size > 5_000 for p in paths)
+
+
+def test_calibrated_figures_share_one_zero_based_scale_with_error_bars(cdf):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from samesky.report.figures import _figure, _styles
+    from samesky.report.records import attach_params
+
+    df = attach_params(cdf, PARAMS)
+    fig = _figure(calibrated_view(df), "crossmodal", "mknn", _styles(df), "x", "calibrated score")
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    top = 100 * calibrated_view(df).query("kind == 'crossmodal' and metric == 'mknn'").calibrated_high.max()
+    assert len(axes) == 2 and all(ax.get_ylim() == (0.0, pytest.approx(top * 1.08)) for ax in axes)
+    assert "from 0, same scale in every panel" in axes[0].get_ylabel()
+    assert all(ax.containers for ax in axes)  # error bars drawn

@@ -20,7 +20,7 @@ from .. import schema
 from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
-from .stats import calibrated, permutations, quarter_splits, summarise
+from .stats import calibrated, calibrated_interval, permutations, quarter_splits, summarise
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,8 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
             tau = law.threshold(alpha)
             st.update(null_mean=law.mean, null_std=law.std, p_value=law.p_value(scores[name]), tau=tau,
                       calibrated=calibrated(scores[name], tau, spec.scale), null_method="closed_form")
+        st["calibrated_low"], st["calibrated_high"] = calibrated_interval(st["ci_low"], st["ci_high"], st["tau"],
+                                                                          spec.scale)
         out[name] = st
     return out
 

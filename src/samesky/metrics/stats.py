@@ -247,6 +247,16 @@ def calibrated(score: float, tau: float, scale: str = "unit") -> float:
     return max(0.0, (score - tau) / (1 - tau))
 
 
+def calibrated_interval(ci_low, ci_high, tau, scale: str = "unit") -> tuple[float | None, float | None]:
+    """The calibrated score's interval: the score's interval (its subsampling endpoints) mapped by
+    the same monotone map as the score, tau held at its value (``calibrated``), in increasing
+    order (a distance's map decreases). None where the score has no interval or no tau."""
+    if ci_low is None or ci_high is None or tau is None:
+        return None, None
+    ends = sorted(calibrated(v, tau, scale) for v in (ci_low, ci_high))
+    return ends[0], ends[1]
+
+
 INTERVAL_METHODS = ("percentile", "subsampling")
 
 

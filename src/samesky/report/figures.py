@@ -165,8 +165,14 @@ def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str,
         if i + ncols >= len(columns):  # nothing below it
             ax.set_xlabel(xlabel)
     what = "intramodal" if kind == "intramodal" else "crossmodal"
+    shared = ""
+    if what_score != "score":  # calibrated: one zero-based scale for every panel, so panels compare at a glance
+        top = pd.concat([sub["score"], sub["ci_high"]]).max() * scale
+        for ax in axes.flat[:len(columns)]:
+            ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
+        shared = ", from 0, same scale in every panel"
     for ax in axes[:, 0]:
-        ax.set_ylabel(f"{what} {metric_label(metric)} {what_score}{unit}{score_axis(metric, what_score)}")
+        ax.set_ylabel(f"{what} {metric_label(metric)} {what_score}{unit}{score_axis(metric, what_score)}{shared}")
     seen = panel_handles(axes.flat[:len(columns)])
     # families in family order, the null band last
     order = [family_label(f) for f in styles if family_label(f) in seen] + [k for k in seen if k.startswith("permutation")]

@@ -19,7 +19,7 @@ FIELDS = (
     "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws",
 )
 # Calibration (stats.calibrated): optional when reading, None for records written before it existed.
-CALIBRATION_FIELDS = ("calibrated", "tau", "alpha")
+CALIBRATION_FIELDS = ("calibrated", "tau", "alpha", "calibrated_low", "calibrated_high")
 NULL_METHODS = ("permutation", "closed_form")
 TEXT_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
 KINDS = ("intramodal", "crossmodal", "self", "truth")
@@ -32,15 +32,17 @@ class RecordError(ValueError):
 
 def calibrated_view(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with ``score`` replaced by the calibrated score, for the calibrated tables, trend
-    tests and figures. It has no interval and no null band (the null's calibrated score is 0
-    with probability >= 1 - alpha by construction), so those fields are NaN and the self
-    records (which only feed the null column) are left out."""
+    tests and figures. Its interval is the calibrated interval (``stats.calibrated_interval``: the
+    score's subsampling interval through the same map); it has no null band (the null's calibrated
+    score is 0 with probability >= 1 - alpha by construction), so those fields are NaN, and the
+    self records (which only feed the null column) are left out."""
     if "calibrated" not in df:
         raise KeyError("records have no 'calibrated' field; recompute them with the current compare rule")
     out = df[df["kind"] != "self"].copy()
     out.attrs["view"] = "calibrated"  # higher is more aligned for every metric (trends.trend_steps)
     out["score"] = pd.to_numeric(out["calibrated"])
-    for field in ("ci_low", "ci_high", "null_mean", "null_std"):
+    out["ci_low"], out["ci_high"] = (pd.to_numeric(out.get(f, float("nan"))) for f in ("calibrated_low", "calibrated_high"))
+    for field in ("null_mean", "null_std"):
         out[field] = float("nan")
     return out
 

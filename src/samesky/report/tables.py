@@ -125,7 +125,7 @@ def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[s
         if not truth.empty:
             tables["truth", ""] = truth
         if calibrated is not None:
-            tables.update({(key, "_calibrated"): frame for key, frame in paper_tables(calibrated, metric).items()})
+            tables.update({(key, "_calibrated"): frame for key, frame in paper_tables(calibrated, metric, ci=True).items()})
         for (key, suffix), frame in tables.items():
             stem = out / f"{names[key]}_{metric}{suffix}"
             frame.to_csv(stem.with_suffix(".csv"), index=False)
