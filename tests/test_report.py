@@ -220,3 +220,16 @@ def test_figure1_draws_the_untrained_control_dashed_in_its_family_colour(tmp_pat
     np.testing.assert_allclose(trained.get_ydata(), [100 * scores[f"vit-{s}"] for s in ("base", "large", "huge")])
     paths = write_figures(df, tmp_path / "fig", CONTROL_PARAMS)
     assert {p.name for p in paths} == {"figure1_crossmodal_mknn.png", "figure1_crossmodal_mknn.pdf"}
+
+
+def test_a_family_has_one_colour_in_every_figure(df):
+    """Its colour and marker come from the registry, not from which families a figure holds."""
+    from samesky.report.figures import _styles, family_style
+
+    only_vit = df[df.family == "vit"]
+    assert _styles(df)["vit"] == _styles(only_vit)["vit"] == family_style("vit")
+    assert _styles(df)["dinov2"]["color"] != _styles(df)["vit"]["color"]
+    assert {k: family_style("vit@random")[k] for k in ("color", "marker")} == family_style("vit")
+    styles = {family_style(f)["color"] + family_style(f)["marker"] for f in ("vit", "dinov2", "convnextv2", "ijepa",
+                                                                           "astropt", "specformer", "aion", "dinov3")}
+    assert len(styles) == 8  # distinct looks, whatever the registry's length

@@ -106,3 +106,15 @@ def test_calibrated_figures_share_one_zero_based_scale_with_error_bars(cdf):
     assert len(axes) == 2 and all(ax.get_ylim() == (0.0, pytest.approx(top * 1.08)) for ax in axes)
     assert "from 0, same scale in every panel" in axes[0].get_ylabel()
     assert all(ax.containers for ax in axes)  # error bars drawn
+
+
+def test_raw_axes_carry_the_metric_unit(cdf):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from samesky.report.figures import _figure, _styles
+    from samesky.report.records import attach_params
+
+    df = attach_params(cdf, PARAMS)
+    labels = {m: _figure(df, "crossmodal", m, _styles(df), "x").axes[0].get_ylabel() for m in ("mknn", "mutual_info")}
+    assert labels == {"mknn": "crossmodal MKNN score (%)", "mutual_info": "crossmodal mutual information score (nats)"}

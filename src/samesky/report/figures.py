@@ -1,7 +1,7 @@
 """Figure 1 (parameter count vs crossmodal alignment) and its intramodal twin, for every metric.
 
 One panel per table column, one line per family (Okabe-Ito colours plus distinct markers, so the
-figure survives grey-scale and colour-blindness; an untrained control dashed in its family's colour), bootstrap CIs as error bars, and the
+figure survives grey-scale and colour-blindness; an untrained control dashed in its family's colour), subsampling CIs as error bars, and the
 permutation null (null_mean +- 2 null_std over the panel's comparisons) as a grey band.
 Files per metric: ``figure1_crossmodal_{metric}.{png,pdf}`` and ``figure_intramodal_{metric}.{png,pdf}``,
 and beside each its calibrated twin ``..._{metric}_calibrated`` (the calibrated score,
@@ -24,15 +24,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
-from ..models.registry import UNTRAINED  # noqa: E402
+from ..models.registry import FAMILIES, UNTRAINED  # noqa: E402
 from .layout import NULL_SIGMA, column_labels, family_order  # noqa: E402
 from .records import (  # noqa: E402
     attach_params,
     calibrated_view,
     family_label,
-    is_percent,
     metric_label,
     metric_order,
+    raw_unit,
     require_params,
     score_axis,
 )
@@ -91,19 +91,25 @@ def _params_label(x: float, _pos=None) -> str:
     return f"{x:g}"
 
 
+def family_style(family: str) -> dict:
+    """A family's colour and marker, the same in every figure of every run: from its place in the
+    model registry (``FAMILIES``; an unknown family after them), colours cycling first."""
+    names = list(FAMILIES)
+    base = family.removesuffix(UNTRAINED)
+    i = names.index(base) if base in names else len(names)
+    return {"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[(i + i // len(OKABE_ITO)) % len(MARKERS)]}
+
+
 def _styles(df: pd.DataFrame) -> dict[str, dict]:
-    """Fixed colour and marker per family, shared by every panel and figure. An untrained
-    control (``vit@random``) is its trained family's colour and marker, dashed with open markers."""
+    """Colour and marker per family (``family_style``), in family order. An untrained control
+    (``vit@random``) is its trained family's colour and marker, dashed with open markers."""
     families = [f for f in family_order(df) if f in set(df["family"])]
     trained = [f for f in families if not f.endswith(UNTRAINED)]
     controls = [f for f in families if f.endswith(UNTRAINED)]
-    styles = {}
-    for i, f in enumerate(trained + [c for c in controls if c.removesuffix(UNTRAINED) not in trained]):
-        styles[f] = {"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[i % len(MARKERS)]}
+    styles = {f: family_style(f) for f in trained}
     for f in controls:
-        styles[f] = {**styles.get(f.removesuffix(UNTRAINED), styles.get(f)), "linestyle": "--",
-                     "markerfacecolor": "white"}
-    return {f: styles[f] for f in trained + controls}
+        styles[f] = {**family_style(f), "linestyle": "--", "markerfacecolor": "white"}
+    return styles
 
 
 def _panel(ax, sub: pd.DataFrame, scale: float, unit: str, styles: dict) -> None:
@@ -149,7 +155,7 @@ def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str,
     sub["x"] = sub[["params_a", "params_b"]].max(axis=1) if kind == "intramodal" else sub["params_b"]
     sub["family"] = pd.Categorical(sub["family"], categories=list(styles))
     columns = column_labels(df, sub, kind)
-    scale, unit = (100.0, " (%)") if is_percent(metric) or what_score != "score" else (1.0, "")
+    scale, unit = raw_unit(metric) if what_score == "score" else (100.0, " (%)")
     ncols = len(columns) if len(columns) <= 3 else (2 if len(columns) == 4 else 3)
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.8), squeeze=False,

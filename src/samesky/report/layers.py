@@ -36,9 +36,9 @@ from .records import (  # noqa: E402
     RecordError,
     attach_params,
     family_label,
-    is_percent,
     metric_label,
     metric_order,
+    raw_unit,
     require_params,
     score_axis,
     size_label,
@@ -202,8 +202,8 @@ def _heatmap(sub: pd.DataFrame, pair: dict) -> plt.Figure:
     metric = pair["metric"]
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8))  # a fixed layout: a report draws hundreds
     fig.subplots_adjust(left=0.07, right=0.97, bottom=0.11, top=0.87, wspace=0.3)
-    views = (("calibrated", 100.0, "calibrated", " (%)"),
-             ("raw", 100.0 if is_percent(metric) else 1.0, "raw", " (%)" if is_percent(metric) else ""))
+    factor, unit = raw_unit(metric)
+    views = (("calibrated", 100.0, "calibrated", " (%)"), ("raw", factor, "raw", unit))
     for ax, (field, scale, what, unit) in zip(axes, views):
         z = np.full((len(ye) - 1, len(xe) - 1), np.nan)
         z[rows, cols] = sub[field].to_numpy() * scale

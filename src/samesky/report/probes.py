@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..probes import score_label  # noqa: E402
-from .figures import MARKERS, OKABE_ITO, draw_all, panel_handles, params_axis, save  # noqa: E402
+from .figures import draw_all, family_style, panel_handles, params_axis, save  # noqa: E402
 from .layout import NULL_SIGMA  # noqa: E402
 from .records import RecordError, family_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
 from .tables import MISSING, to_latex, to_markdown  # noqa: E402
@@ -123,9 +123,7 @@ def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Ma
     missing = sorted(set(df.loc[df["params"].isna(), "model"]))
     if missing:
         raise KeyError(f"no parameter count for model(s) {missing}; pass params={{model_key: count}}")
-    families = list(dict.fromkeys(df["family"]))
-    styles = {f: {"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[i % len(MARKERS)]}
-              for i, f in enumerate(families)}
+    styles = {f: family_style(f) for f in dict.fromkeys(df["family"])}  # the colours of every other figure
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tasks = [(prop, sub, styles, [out / f"probe_{prop}{suffix}" for suffix in (".png", ".pdf")])

@@ -73,6 +73,14 @@ def is_percent(metric: str) -> bool:
     return metric in METRICS and METRICS[metric].percent
 
 
+def raw_unit(metric: str) -> tuple[float, str]:
+    """(factor, axis unit) of a raw score: percent for scores bounded by 1, nats for mutual
+    information (``Metric.scale``), none otherwise."""
+    if is_percent(metric):
+        return 100.0, " (%)"
+    return 1.0, " (nats)" if metric in METRICS and METRICS[metric].scale == "nats" else ""
+
+
 def higher_is_aligned(metric: str) -> bool:
     """Whether a higher raw score means more aligned (``Metric.direction``: a similarity); a
     calibrated score always does. Unknown metrics are taken as similarities."""

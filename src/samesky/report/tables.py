@@ -1,7 +1,7 @@
 """The paper's Table 1 (intramodal) and Table 2 (crossmodal) for every metric, as CSV, Markdown and LaTeX.
 
 Cells are formatted like the paper: bounded metrics as percentages (Table 1 one decimal, Table 2
-two), others with three significant digits; with ``ci=True`` the bootstrap interval follows in
+two), others with three significant digits; with ``ci=True`` the subsampling interval follows in
 brackets (the null column's brackets are null_mean +- 2 null_std). Missing cells read '—'.
 Files per metric: ``table1_intramodal_{metric}.{csv,md,tex}`` and
 ``table2_crossmodal_{metric}.{csv,md,tex}``, and their calibrated twins
