@@ -92,10 +92,12 @@ def test_missing_params_is_a_clear_error(df, tmp_path):
     write_tables(df, tmp_path, {k: v for k, v in PARAMS.items() if k != "specformer-base"})
 
 
-def test_shared_survey_gets_one_column_per_crossmatch(df, tmp_path):
+def test_shared_survey_gets_one_column_per_crossmatch(tmp_path):
+    truth = [rec("truth", xm, "hsc", "vit-base", "truth", "latent-truth") for xm in ("jwst_hsc", "desi_hsc")]
+    df = gather([write_json(tmp_path / "all.json", synthetic_records() + truth)], PARAMS)
     write_tables(df, tmp_path, PARAMS)
     header = (tmp_path / "table1_intramodal_mknn.md").read_text().splitlines()[0]
-    assert header == "| Model pairs | JWST | HSC (JWST xm) | HSC (DESI xm) |"
+    assert header == "| Model pairs | JWST | HSC (JWST crossmatch) | HSC (DESI crossmatch) |"  # the truth is no survey
     md2 = (tmp_path / "table2_crossmodal_mknn.md").read_text().splitlines()
     assert md2[0] == "| Model | JWST vs HSC | DESI vs HSC | π(HSC) vs HSC |"
     assert [line.split(" | ")[0][2:] for line in md2[2:]] == [

@@ -7,12 +7,13 @@ and then parameter count, and columns indexed by (survey, column label), ordered
 Column choice: intramodal scores exist for every (survey, crossmatch), and the reference survey
 (HSC) is in every crossmatch. We keep one column per (survey, crossmatch); a survey found in one
 crossmatch is labelled plainly ("JWST"), one found in several is labelled with the partner survey
-of each crossmatch ("HSC (Legacy xm)"). Nothing is silently dropped or averaged.
+of each crossmatch ("HSC (Legacy crossmatch)"). Nothing is silently dropped or averaged.
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from ..plan import TRUTH_SURVEY
 from .records import family_label, require_params, size_label, split_model, survey_label, survey_rank
 
 FIELDS = ("score", "ci_low", "ci_high")
@@ -29,9 +30,10 @@ def family_order(df: pd.DataFrame) -> list[str]:
 
 
 def _partners(df: pd.DataFrame, crossmatch: str, survey: str) -> list[str]:
+    """The other surveys of ``survey``'s crossmatch (the latent truth is not a survey)."""
     xm = df[df["crossmatch"] == crossmatch]
     found = set(xm["survey_a"]) | set(xm["survey_b"])
-    return sorted(found - {survey}, key=survey_rank)
+    return sorted(found - {survey, TRUTH_SURVEY}, key=survey_rank)
 
 
 def column_labels(df: pd.DataFrame, sub: pd.DataFrame, kind: str) -> dict[tuple[str, str], tuple[str, str]]:
@@ -45,7 +47,7 @@ def column_labels(df: pd.DataFrame, sub: pd.DataFrame, kind: str) -> dict[tuple[
         shared = sum(s == survey for s, _ in keys) > 1
         if shared and kind == "intramodal":
             partners = "/".join(survey_label(p) for p in _partners(df, xm, survey))
-            base += f" ({partners} xm)" if partners else f" ({xm})"
+            base += f" ({partners} crossmatch)" if partners else f" ({xm})"
         elif shared:
             base += f" ({xm})"
         labels[survey, xm] = (survey, base)
