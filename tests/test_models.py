@@ -112,7 +112,7 @@ def test_unknown_model_and_family_list_known_ones():
 
 
 def test_embed_cores_feed_the_gpu_and_grow_with_model_speed():
-    from samesky.models.registry import EMBED_RATES, MAX_EMBED_CPUS, embed_cpus
+    from samesky.models.resources import EMBED_RATES, MAX_EMBED_CPUS, embed_cpus
 
     assert set(EMBED_RATES) == set(MODELS)
     for key, (forward, per_core) in EMBED_RATES.items():

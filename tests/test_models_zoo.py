@@ -10,7 +10,8 @@ import torch
 from test_models import _pil_pixels
 
 from samesky.models import MODELS, family_sizes, get_model, load_embedder, resources_for, save_tiny
-from samesky.models.registry import check_fits_gpu, weights_dtype
+from samesky.models.registry import weights_dtype
+from samesky.models.resources import check_fits_gpu
 
 GOLDEN = Path(__file__).parent / "golden" / "torchvision_pixels_golden.npz"
 ZOO_ADAPTERS = ("hf_zoo", "vlm")

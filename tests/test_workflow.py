@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from samesky.models.registry import embed_cpus
+from samesky.models.resources import embed_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
@@ -88,7 +88,7 @@ def test_demo_writes_tables_and_figures(demo_run):
 def test_every_heavy_job_is_benchmarked_within_its_resources(demo_run):
     """benchmark: records every embed, knn_graph, compare, probe and layer-stage job; embed jobs fit
     resources_for."""
-    from samesky.models.registry import resources_for
+    from samesky.models.resources import resources_for
 
     workdir, _, _ = demo_run
     bench = workdir / "results" / "benchmarks"
@@ -302,7 +302,8 @@ def _with_zoo_block(text: str) -> str:
 def test_paper_dry_run_with_the_zoo_block_turned_on(tmp_path):
     """The commented block of config/config.yaml: every new model embeds every image survey, with host memory,
     GPU memory and minutes growing with size."""
-    from samesky.models.registry import family_sizes, resources_for
+    from samesky.models.registry import family_sizes
+    from samesky.models.resources import resources_for
 
     config = tmp_path / "config.yaml"
     config.write_text(_with_zoo_block((ROOT / "config/config.yaml").read_text()))

@@ -173,9 +173,11 @@ class Plan:
         embed = self.config["embed"]
         if embed["device"] == "cpu":
             return
+        from .models.resources import check_fits_gpu
+
         for key in self.image_models + [self.spectrum_model] * bool(self.spectrum_model):
             try:
-                _registry().check_fits_gpu(key, embed["gpu_memory_gb"])
+                check_fits_gpu(key, embed["gpu_memory_gb"])
             except ValueError as err:
                 raise ConfigError(f"embed.gpu_memory_gb: {err}") from None
 

@@ -12,7 +12,8 @@ from samesky.plan import (
     comparison_kind,
     validate_config,
 )
-from samesky.models.registry import embed_cpus, get_model, resources_for
+from samesky.models.registry import get_model
+from samesky.models.resources import embed_cpus, resources_for
 from samesky.surveys import SURVEYS
 
 validate_config(config)  # fails before any job, naming the offending key
