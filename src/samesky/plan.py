@@ -7,6 +7,7 @@ reruns only the jobs that read it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,10 @@ SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
+
+
+# Keys that were renamed: an old config gets an error naming the new key, not "unknown property".
+RENAMED_KEYS = {"metrics.bootstrap_draws": "metrics.subsampling_splits"}
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,17 @@ def comparison_kind(survey_a: str, model_a: str, survey_b: str, model_b: str) ->
     return "crossmodal"
 
 
-def validate_config(config: dict) -> dict:
-    """Validate ``config`` in place against the JSON schema (filling defaults), then semantically."""
+def fill_defaults(config: dict) -> dict:
+    """Check ``config`` in place against the JSON schema and fill its defaults (the one place for
+    them); the semantic checks are the ``Plan``'s, made as it is built."""
     import jsonschema
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    for old, new in RENAMED_KEYS.items():
+        block, key = old.split(".")
+        if key in (config.get(block) or {}):
+            raise ConfigError(f"{old}: renamed {new} (what it counts); rename the key in your config")
     schema = yaml.safe_load(SCHEMA.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path)))
     if errors:
@@ -72,7 +82,12 @@ def validate_config(config: dict) -> dict:
         validate(config, str(SCHEMA), set_default=True)  # fills the defaults
     except WorkflowError as err:
         raise ConfigError(f"invalid configuration: {err}") from None
-    Plan(config)  # semantic checks
+    return config
+
+
+def validate_config(config: dict) -> dict:
+    """Validate ``config`` in place against the JSON schema (filling defaults), then semantically."""
+    Plan(fill_defaults(config))  # semantic checks
     return config
 
 
@@ -251,7 +266,7 @@ class Plan:
         registry = _registry()
         return [k for k in self.image_models if registry.get_model(k).supports(survey)]
 
-    @property
+    @cached_property
     def embeddings(self) -> list[tuple[str, str, str]]:
         """Every (crossmatch, survey, model) embedding job."""
         return [
@@ -265,7 +280,7 @@ class Plan:
     def null_crossmatch(self) -> str:
         return self.config["metrics"]["null_crossmatch"] or next(iter(self.crossmatches))
 
-    @property
+    @cached_property
     def comparisons(self) -> list[Comparison]:
         registry = _registry()
         out: list[Comparison] = []
@@ -299,12 +314,12 @@ class Plan:
         chosen = self.config["probes"]["properties"]
         return list(chosen.get(crossmatch, []) if isinstance(chosen, dict) else chosen)
 
-    @property
+    @cached_property
     def probes(self) -> list[tuple[str, str, str]]:
         """Every (crossmatch, survey, model) embedding probed for physical properties."""
         return [job for job in self.embeddings if self.probe_properties(job[0])]
 
-    @property
+    @cached_property
     def probe_paths(self) -> list[str]:
         return [paths.PROBE.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.probes]
 
@@ -461,8 +476,9 @@ class Plan:
         m = self.config["metrics"]
         names = list(m["names"])
         return {"metrics": names,
-                **{key: m[key] for key in ("k", "null_draws", "bootstrap_draws", "feature_space_draws", "ci",
-                                           "alpha", "cka_null", "seed")},
+                **{key: m[key] for key in ("k", "null_draws", "feature_space_draws", "ci", "alpha", "cka_null",
+                                           "seed")},
+                "bootstrap_draws": m["subsampling_splits"],  # compare_files' keyword for the splits
                 "params": self._tunable_params(names)}
 
     def _tunable_params(self, names: list[str]) -> dict[str, dict]:
@@ -492,14 +508,14 @@ class Plan:
                 **{key: p[key] for key in ("folds", "pca_components", "knn_k", "null_draws",
                                            "bootstrap_draws", "ci", "seed")}}
 
-    def knn_k(self) -> int:
+    def graph_width(self) -> int:
         """Columns of the cached kNN graphs: k, or enough for cheap subsampling intervals
         (``metrics.registry.graph_width``) when neighbourhood metrics draw intervals."""
         from .metrics.registry import graph_width
 
-        m = self.metric_params()
-        local = any(_metric_names()[name].uses_knn for name in m["metrics"])
-        return graph_width(m["k"]) if local and m["bootstrap_draws"] else m["k"]
+        m = self.config["metrics"]
+        local = any(_metric_names()[name].uses_knn for name in m["names"])
+        return graph_width(m["k"]) if local and m["subsampling_splits"] else m["k"]
 
 
 def load_config_file(path: str | Path) -> dict:
