@@ -14,7 +14,15 @@ def paper_config():
 
 @pytest.fixture
 def demo_config():
+    """config/demo.yaml: the embedded default, a tour that runs every rule once on little data."""
     return copy.deepcopy(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
+
+
+@pytest.fixture
+def breadth_config():
+    """tests/breadth.yaml: four simulated crossmatches, two families of two sizes, every probe
+    property (the unit tests plan it, nothing runs it)."""
+    return copy.deepcopy(yaml.safe_load((ROOT / "tests" / "breadth.yaml").read_text()))
 
 
 def kill_after_shards(monkeypatch, shards: int, run, out: Path) -> None:

@@ -148,24 +148,24 @@ def test_snapshot_ingests_to_what_the_simulation_rendered(snapshots, xm, tmp_pat
             assert got["n_written"] == want["n_written"] == N
 
 
-def test_local_snapshot_config_needs_a_layout_and_names_the_key(demo_config, tmp_path):
-    demo_config["crossmatches"]["desi_hsc"]["source"] = {"hf": {"dataset": str(tmp_path)}}
+def test_local_snapshot_config_needs_a_layout_and_names_the_key(breadth_config, tmp_path):
+    breadth_config["crossmatches"]["desi_hsc"]["source"] = {"hf": {"dataset": str(tmp_path)}}
     with pytest.raises(ConfigError, match=r"crossmatches\.desi_hsc\.source\.hf\.layout: required"):
-        validate_config(demo_config)
-    demo_config["crossmatches"]["desi_hsc"]["source"]["hf"]["layout"] = "Smith42/sdss_hsc_crossmatched"
+        validate_config(breadth_config)
+    breadth_config["crossmatches"]["desi_hsc"]["source"]["hf"]["layout"] = "Smith42/sdss_hsc_crossmatched"
     with pytest.raises(ConfigError, match=r"crossmatches\.desi_hsc\.source\.hf\.layout: .* holds surveys"):
-        validate_config(demo_config)
-    demo_config["crossmatches"]["desi_hsc"]["source"]["hf"]["layout"] = "Smith42/nope"
+        validate_config(breadth_config)
+    breadth_config["crossmatches"]["desi_hsc"]["source"]["hf"]["layout"] = "Smith42/nope"
     with pytest.raises(ConfigError, match=r"crossmatches\.desi_hsc\.source\.hf\.layout: unknown layout"):
-        validate_config(demo_config)
+        validate_config(breadth_config)
 
 
-def test_hf_source_defaults_per_layout(demo_config, tmp_path):
-    xms = demo_config["crossmatches"]
+def test_hf_source_defaults_per_layout(breadth_config, tmp_path):
+    xms = breadth_config["crossmatches"]
     xms["legacysurvey_hsc"]["source"] = {"hf": {"dataset": "Smith42/legacysurvey_hsc_crossmatched"}}
     xms["desi_hsc"]["source"] = {"hf": {"dataset": str(tmp_path), "layout": "Smith42/desi_hsc_crossmatched",
                                         "id_column": "Z"}}
-    plan = Plan(validate_config(demo_config))
+    plan = Plan(validate_config(breadth_config))
     assert plan.hf_source("legacysurvey_hsc") == {"dataset": "Smith42/legacysurvey_hsc_crossmatched",
                                                   "layout": "Smith42/legacysurvey_hsc_crossmatched",
                                                   "id_column": "hsc_object_id", "limit": None, "drop_flat": {}}
@@ -176,11 +176,11 @@ def test_hf_source_defaults_per_layout(demo_config, tmp_path):
                                           "drop_flat": {"jwst": "f200w"}}
 
 
-def test_simulate_needs_an_mmu_layout(demo_config):
-    demo_config["crossmatches"]["desi_hsc"]["surveys"] = ["desi", "jwst"]
-    demo_config["reference_survey"] = "jwst"
+def test_simulate_needs_an_mmu_layout(breadth_config):
+    breadth_config["crossmatches"]["desi_hsc"]["surveys"] = ["desi", "jwst"]
+    breadth_config["reference_survey"] = "jwst"
     with pytest.raises(ConfigError, match=r"crossmatches\.\w+\.s"):
-        validate_config(demo_config)
+        validate_config(breadth_config)
 
 
 def test_missing_id_column_is_an_error_naming_it(snapshots, tmp_path):
@@ -241,15 +241,15 @@ def test_paper_jwst_filter_drops_rows_with_a_flat_f200w(tmp_path):
         assert f["object_id"].shape == (8,)
 
 
-def test_drop_flat_config_reaches_ingestion_and_names_bad_keys(demo_config):
-    demo_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f200w"}
-    assert Plan(validate_config(demo_config)).hf_source("jwst_hsc")["drop_flat"] == {"jwst": "f200w"}
-    demo_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f201w"}
+def test_drop_flat_config_reaches_ingestion_and_names_bad_keys(breadth_config):
+    breadth_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f200w"}
+    assert Plan(validate_config(breadth_config)).hf_source("jwst_hsc")["drop_flat"] == {"jwst": "f200w"}
+    breadth_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f201w"}
     with pytest.raises(ConfigError, match=r"crossmatches\.jwst_hsc\.drop_flat\.jwst: survey 'jwst' has no band"):
-        validate_config(demo_config)
-    demo_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"desi": "g"}
+        validate_config(breadth_config)
+    breadth_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"desi": "g"}
     with pytest.raises(ConfigError, match=r"crossmatches\.jwst_hsc\.drop_flat\.desi: 'desi' is not an image survey"):
-        validate_config(demo_config)
+        validate_config(breadth_config)
 
 
 def test_paper_config_selects_as_the_authors(paper_config):

@@ -268,14 +268,14 @@ def test_bf16_autocast_is_applied_and_stays_close_to_fp32(key, tiny_dirs):
     assert torch.nn.functional.cosine_similarity(got, full).min() > 0.98
 
 
-def test_paper_config_embeds_in_fp32_and_bf16_is_opt_in(paper_config, demo_config):
+def test_paper_config_embeds_in_fp32_and_bf16_is_opt_in(paper_config, breadth_config):
     """The study ran fp32; bf16 autocast changes embeddings (benchmarks/bench_embed.py --drift)."""
     from samesky.plan import Plan, validate_config
 
     assert paper_config["embed"]["precision"] == "fp32"
     assert Plan(validate_config(paper_config)).embed_params()["precision"] == "fp32"
-    demo_config.get("embed", {}).pop("precision", None)
-    assert validate_config(demo_config)["embed"]["precision"] == "fp32"  # the schema default
+    breadth_config.get("embed", {}).pop("precision", None)
+    assert validate_config(breadth_config)["embed"]["precision"] == "fp32"  # the schema default
 
 
 def test_precision_choices():
