@@ -442,3 +442,21 @@ def test_every_plan_target_is_made_by_a_rule(demo_rules, breadth_config):
     assert any("@random" in t for t in targets) and any("/tiny/" in t for t in targets)
     for target in targets:
         assert [name for name, rule in rules.items() if rule.is_producer(target)], target
+
+
+def test_wildcard_patterns_admit_every_documented_name():
+    """docs/EXTENDING.md's name formats are the Snakefile's patterns: every registered model key and
+    survey, a dotted size (1.5b) and an underscored survey (cosmos_web) match; a dash too many or a
+    slash does not."""
+    from samesky.models.registry import MODELS
+    from samesky.surveys import SURVEYS
+
+    text = (Path(__file__).resolve().parents[1] / "workflow" / "rules" / "common.smk").read_text()
+    model, survey = (re.search(rf'^{name} = "(.*)"$', text, re.M).group(1) for name in ("MODEL_KEY", "SURVEY_NAME"))
+    for key in [*MODELS, "qwen2-1.5b", "vit@random-base", "my_family-v2.1"]:
+        assert re.fullmatch(model, key), key
+    for key in ["vit", "vit-base-2", "vit/base", "Vit-base"]:
+        assert not re.fullmatch(model, key), key
+    for name in [*SURVEYS, "cosmos_web"]:
+        assert re.fullmatch(survey, name), name
+    assert not re.fullmatch(survey, "cosmos-web") and not re.fullmatch(survey, "a/b")
