@@ -28,11 +28,12 @@ import pytest
 
 from samesky import embed as embed_mod
 from samesky import schema
+from samesky.config import ConfigError, validate_config
 from samesky.embed import embed_file
 from samesky.metrics.compare import compare_files
 from samesky.metrics.knn import knn_file
 from samesky.models import family_sizes, get_model, load_embedder, save_tiny
-from samesky.plan import ConfigError, Plan, validate_config
+from samesky.plan import Plan
 from samesky.preprocess import (
     PERCENTILES_SCHEMA,
     compute_percentiles,

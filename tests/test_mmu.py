@@ -14,8 +14,9 @@ import pytest  # noqa: E402
 datasets = pytest.importorskip("datasets")
 
 from samesky import mmu  # noqa: E402
+from samesky.config import ConfigError, validate_config  # noqa: E402
 from samesky.ingest import arrow_rows, ingest_hf  # noqa: E402
-from samesky.plan import ConfigError, Plan, validate_config  # noqa: E402
+from samesky.plan import Plan  # noqa: E402
 from samesky.preprocess import preprocess_spectra  # noqa: E402
 from samesky.schema import SchemaError  # noqa: E402
 from samesky.simulate import simulate_crossmatch, simulate_snapshot, truth_features  # noqa: E402

@@ -270,7 +270,8 @@ def test_bf16_autocast_is_applied_and_stays_close_to_fp32(key, tiny_dirs):
 
 def test_paper_config_embeds_in_fp32_and_bf16_is_opt_in(paper_config, breadth_config):
     """The study ran fp32; bf16 autocast changes embeddings (benchmarks/bench_embed.py --drift)."""
-    from samesky.plan import Plan, validate_config
+    from samesky.config import validate_config
+    from samesky.plan import Plan
 
     assert paper_config["embed"]["precision"] == "fp32"
     assert Plan(validate_config(paper_config)).embed_params()["precision"] == "fp32"

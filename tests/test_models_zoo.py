@@ -105,7 +105,8 @@ def test_a_model_that_cannot_fit_the_gpu_is_refused_naming_it():
 
 
 def test_plan_refuses_a_model_too_large_for_the_configured_gpu(paper_config):
-    from samesky.plan import ConfigError, Plan, validate_config
+    from samesky.config import ConfigError, validate_config
+    from samesky.plan import Plan
 
     paper_config["models"]["image"]["paligemma2"] = ["3b", "28b"]
     Plan(validate_config(paper_config))  # the 80 GB default fits

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from samesky.plan import ConfigError, Plan, validate_config
+from samesky.config import ConfigError, validate_config
+from samesky.plan import Plan
 
 PAPER_IMAGE_MODELS = {
     "astropt": ["small", "base", "large"],
@@ -365,11 +366,11 @@ def _plan_sees(plan: Plan, value) -> None:
 def test_plan_takes_every_default_from_the_schema(breadth_config, tmp_path, monkeypatch):
     """The schema is the one place for defaults: a config that leaves the keys out gets the
     schema's values through the Plan, and a default edited in the schema reaches the Plan."""
-    import samesky.plan as plan_module
+    import samesky.config as config_module
 
     minimal = {"crossmatches": {"jwst_hsc": breadth_config["crossmatches"]["jwst_hsc"]},
                "models": {"image": {"vit": ["base"]}, "weights": "tiny", "untrained": ["vit"]}}
-    schema = yaml.safe_load(plan_module.SCHEMA.read_text())
+    schema = yaml.safe_load(config_module.SCHEMA.read_text())
     _plan_sees(Plan(validate_config(copy.deepcopy(minimal))),
                lambda block, key: schema["properties"][block]["properties"][key]["default"])
 
@@ -379,7 +380,7 @@ def test_plan_takes_every_default_from_the_schema(breadth_config, tmp_path, monk
     schema["properties"]["reference_survey"]["default"] = "jwst"
     edited = tmp_path / "schema.yaml"
     edited.write_text(yaml.safe_dump(schema))
-    monkeypatch.setattr(plan_module, "SCHEMA", edited)
+    monkeypatch.setattr(config_module, "SCHEMA", edited)
     plan = Plan(validate_config(copy.deepcopy(minimal)))
     _plan_sees(plan, lambda block, key: next(v for b, k, v in SCHEMA_DEFAULTS if (b, k) == (block, key)))
     assert plan.reference == "jwst"
@@ -389,7 +390,7 @@ def test_plan_takes_every_default_from_the_schema(breadth_config, tmp_path, monk
         del schema["properties"][block]["properties"][key]["default"]
         edited = tmp_path / f"schema_without_{key}.yaml"  # a new file: Snakemake caches schemas by path
         edited.write_text(yaml.safe_dump(schema))
-        monkeypatch.setattr(plan_module, "SCHEMA", edited)
+        monkeypatch.setattr(config_module, "SCHEMA", edited)
         with pytest.raises(KeyError, match=key):
             _settings(Plan(validate_config(copy.deepcopy(minimal))))
         schema["properties"][block]["properties"][key]["default"] = value
@@ -460,3 +461,17 @@ def test_wildcard_patterns_admit_every_documented_name():
     for name in [*SURVEYS, "cosmos_web"]:
         assert re.fullmatch(survey, name), name
     assert not re.fullmatch(survey, "cosmos-web") and not re.fullmatch(survey, "a/b")
+
+
+def test_a_job_names_its_comparison_as_the_plan_does(breadth_config):
+    """The compare scripts build their comparison from the job's wildcards with ``Comparison.of``:
+    the same record fields, in the order compare_files checks them, as the Plan's own."""
+    from types import SimpleNamespace
+
+    from samesky.metrics.compare import COMPARISON_FIELDS
+    from samesky.plan import Comparison
+
+    for c in Plan(validate_config(breadth_config)).comparisons:
+        wildcards = SimpleNamespace(**{k: v for k, v in c.as_dict().items() if k != "kind"})
+        assert Comparison.of(wildcards, c.kind) == c
+        assert tuple(c.as_dict()) == COMPARISON_FIELDS

@@ -12,8 +12,9 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.preprocessing import Normalizer, StandardScaler
 
 from samesky import probes
+from samesky.config import ConfigError, validate_config
 from samesky.metrics import stats
-from samesky.plan import ConfigError, Plan, validate_config
+from samesky.plan import Plan
 from samesky.report import gather_probes, write_probe_figures, write_probe_tables
 from samesky.report.probes import probe_tables
 from samesky.schema import SchemaError, read_properties, write_crossmatch, write_embeddings

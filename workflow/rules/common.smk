@@ -5,13 +5,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from samesky import paths
-from samesky.plan import (
-    TRUTH_MODEL,
-    TRUTH_SURVEY,
-    Plan,
-    comparison_kind,
-    fill_defaults,
-)
+from samesky.config import fill_defaults
+from samesky.plan import TRUTH_MODEL, TRUTH_SURVEY, Plan, comparison_kind
 from samesky.models.registry import get_model
 from samesky.models.resources import embed_cpus, resources_for
 from samesky.surveys import SURVEYS

@@ -2,13 +2,13 @@
 import json
 
 from samesky.metrics.compare import compare_files
+from samesky.plan import Comparison
 from samesky.runtime import setup_job
 from samesky.schema import atomic_path
 
 setup_job(snakemake)
-wc, opts = snakemake.wildcards, dict(snakemake.params.metrics)
-comparison = {"kind": snakemake.params.kind, "crossmatch": wc.crossmatch, "survey_a": wc.survey_a,
-              "model_a": wc.model_a, "survey_b": wc.survey_b, "model_b": wc.model_b}
+opts = dict(snakemake.params.metrics)
+comparison = Comparison.of(snakemake.wildcards, snakemake.params.kind).as_dict()
 records = compare_files(snakemake.input.emb_a, snakemake.input.emb_b, snakemake.input.knn_a,
                         snakemake.input.knn_b, comparison=comparison, **opts)
 with atomic_path(snakemake.output[0]) as tmp:
