@@ -2,6 +2,14 @@
 # comparison and every null draw) and, with the layer-wise atlas, every block's graph (the same
 # input, so the same job); then one job per compared pair writing tidy records.
 
+# The final graph's settings, shared by the two graph rules (with the block graphs' in knn_graph)
+GRAPH_PARAMS = {
+    "k": PLAN.knn_params()["k"],
+    "width": PLAN.graph_width(),
+    "precision": PLAN.knn_params()["precision"],
+    "invariants": PLAN.cka_invariants(),
+}
+
 
 rule knn_graph:
     input:
@@ -22,10 +30,7 @@ rule knn_graph:
     resources:
         gpu=_metrics_gpu if EMBED_LAYERS else 0,
     params:
-        k=PLAN.knn_params()["k"],
-        width=PLAN.graph_width(),
-        precision=PLAN.knn_params()["precision"],
-        invariants=PLAN.cka_invariants(),
+        **GRAPH_PARAMS,
         block_invariants=PLAN.layer_invariants(),
     script:
         "../scripts/knn_graph.py"
@@ -47,10 +52,7 @@ rule truth_knn_graph:
         "../../envs/samesky.yaml"
     threads: 1
     params:
-        k=PLAN.knn_params()["k"],
-        width=PLAN.graph_width(),
-        precision=PLAN.knn_params()["precision"],
-        invariants=PLAN.cka_invariants(),
+        **GRAPH_PARAMS,
     script:
         "../scripts/knn_graph.py"
 
