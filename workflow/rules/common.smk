@@ -9,7 +9,7 @@ from samesky.config import fill_defaults
 from samesky.plan import TRUTH_MODEL, TRUTH_SURVEY, Plan, comparison_kind
 from samesky.models.registry import get_model
 from samesky.models.resources import embed_cpus, resources_for
-from samesky.surveys import SURVEYS
+from samesky.surveys import IMAGE, SURVEYS, get_survey
 
 # Checked once per parse, before any job, naming the offending key: the schema (which fills
 # every default), then the plan's own checks as it is built.
@@ -46,7 +46,7 @@ def _sources(kind):
 
 def _preprocess_inputs(wc):
     inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
-    if "mode" in PLAN.preprocess_params(wc.survey):  # images
+    if get_survey(wc.survey).modality == IMAGE:  # images are scaled by their percentiles
         inputs["percentiles"] = paths.PERCENTILES.format(survey=wc.survey)
     return inputs
 
