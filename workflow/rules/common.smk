@@ -46,7 +46,9 @@ def _sources(kind):
 
 def _preprocess_inputs(wc):
     inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
-    if get_survey(wc.survey).modality == IMAGE:  # images are scaled by their percentiles
+    if (
+        get_survey(wc.survey).modality == IMAGE
+    ):  # images are scaled by their percentiles
         inputs["percentiles"] = paths.PERCENTILES.format(survey=wc.survey)
     return inputs
 
