@@ -46,9 +46,8 @@ def _sources(kind):
 
 def _preprocess_inputs(wc):
     inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
-    if (
-        get_survey(wc.survey).modality == IMAGE
-    ):  # images are scaled by their percentiles
+    # images are scaled by their survey's percentiles
+    if get_survey(wc.survey).modality == IMAGE:
         inputs["percentiles"] = paths.PERCENTILES.format(survey=wc.survey)
     return inputs
 
