@@ -20,7 +20,7 @@ from samesky.plan import Plan  # noqa: E402
 from samesky.preprocess import preprocess_spectra  # noqa: E402
 from samesky.schema import SchemaError  # noqa: E402
 from samesky.simulate import simulate_crossmatch, simulate_snapshot, truth_features  # noqa: E402
-from samesky.surveys import flux_factor  # noqa: E402
+from samesky.surveys import flux_factor, get_survey  # noqa: E402
 
 # Produced by the MMU builders themselves from a checkout (tests/golden/mmu_features.py).
 GOLDEN = json.loads((Path(__file__).parent / "data" / "mmu_builder_features.json").read_text())
@@ -92,7 +92,7 @@ def test_snapshot_files_are_shaped_as_the_builders_write(snapshots, xm):
     assert list(hsc["band"]) == ["hsc-g", "hsc-r", "hsc-i", "hsc-z", "hsc-y"]
     assert hsc["flux"].shape == (5, 160, 160) and hsc["scale"].tolist() == pytest.approx([0.168] * 5)
     if xm == "jwst_hsc":
-        assert list(row["jwst_image"]["band"]) == list(mmu.BAND_NAMES["jwst"])
+        assert list(row["jwst_image"]["band"]) == list(get_survey("jwst").archive_bands)
         assert row["jwst_image"]["flux"].shape == (7, 96, 96)
         assert row["jwst_image"]["scale"].tolist() == pytest.approx([0.02] * 4 + [0.04] * 3)  # NIRCam SW / LW
     if xm == "legacysurvey_hsc":
