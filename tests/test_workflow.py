@@ -134,7 +134,8 @@ def test_changing_probe_settings_reruns_only_probes(demo_run):
     n_probed = len(list((workdir / "results/probes").rglob("*.json")))
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(pca_components=16))
     assert counts == {"probe": n_probed, "probe_report": 1, "all": 1}
-    counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(properties={"desi_hsc": ["redshift"]}))
+    counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(properties={"desi_hsc": ["redshift"]},
+                                                                          categorical=[]))
     assert counts == {"probe": n_probed, "probe_report": 1, "all": 1}
     # probing another crossmatch too adds only its probes
     n_jwst = len(list((workdir / "results/embeddings/jwst_hsc").rglob("*.h5"))) - 1
