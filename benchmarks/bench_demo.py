@@ -7,7 +7,7 @@ different revisions alternate (A B A B ...), so a drift in the machine's speed f
 summary is the median per revision. CPU seconds are those of Snakemake and every job it waited for
 (``RUSAGE_CHILDREN``); the per-rule rows sum the jobs' ``benchmark:`` records.
 
-Usage (idle machine; each run of today's demo takes several minutes on 2 cores):
+Usage (idle machine; a run of the demo takes a few minutes on 2 cores, of daf56d9's about ten):
   python benchmarks/bench_demo.py HEAD                    # one run of the checked-out code
   python benchmarks/bench_demo.py 637779a HEAD --repeats 2
 """
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_demo(rev: str, cores: int, workdir: Path) -> dict:
-    """Clone ``rev`` into ``workdir`` and time its demo; return wall, CPU, jobs and per-rule CPU."""
+    """Clone ``rev`` into ``workdir`` and time its demo; return wall, CPU, jobs and per-rule (wall, CPU)."""
     subprocess.run(["git", "clone", "-q", str(ROOT), str(workdir)], check=True)
     subprocess.run(["git", "checkout", "-q", rev], cwd=workdir, check=True)
     env = {**os.environ, "PYTHONPATH": str(workdir / "src")}
@@ -45,7 +45,8 @@ def run_demo(rev: str, cores: int, workdir: Path) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise SystemExit(f"{rev}: the demo failed:\n{proc.stderr[-3000:]}")
-    rules = benchmark_records(workdir).groupby("rule")["cpu_time"].sum().to_dict()
+    records = benchmark_records(workdir).groupby("rule")
+    rules = {rule: (wall, records["cpu_time"].sum()[rule]) for rule, wall in records["s"].sum().items()}
     jobs = sum(1 for line in proc.stderr.splitlines() if line.startswith("Finished job"))
     return {"wall": wall, "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
             "jobs": jobs, "rules": rules}
@@ -70,12 +71,13 @@ def main() -> None:
             runs[rev].append(got)
             print(f"# run {rep + 1}/{args.repeats} of {rev}: {got['wall']:.1f} s wall, {got['cpu']:.0f} CPU-s, "
                   f"{got['jobs']} jobs", flush=True)
-    print(f"{'revision':10s} {'runs':>4s} {'wall s':>8s} {'CPU s':>7s} {'jobs':>5s}   benchmarked rules: CPU s (median)")
+    print(f"{'revision':10s} {'runs':>4s} {'wall s':>8s} {'CPU s':>7s} {'jobs':>5s}   "
+          "benchmarked rules: job wall s / CPU s, summed over jobs (median of runs)")
     for rev in revs:
         r = runs[rev]
-        rules = {name: median(x["rules"][name] for x in r) for name in sorted(r[0]["rules"])}
+        rules = {name: [median(x["rules"][name][i] for x in r) for i in (0, 1)] for name in sorted(r[0]["rules"])}
         print(f"{rev:10s} {len(r):4d} {median(x['wall'] for x in r):8.1f} {median(x['cpu'] for x in r):7.0f} "
-              f"{r[0]['jobs']:5d}   " + ", ".join(f"{k} {v:.0f}" for k, v in rules.items()))
+              f"{r[0]['jobs']:5d}   " + ", ".join(f"{k} {w:.0f}/{c:.0f}" for k, (w, c) in rules.items()))
 
 
 if __name__ == "__main__":

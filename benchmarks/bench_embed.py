@@ -19,7 +19,7 @@ model: objects/s that the input pipeline (read + prepare in worker processes) de
 1, 2 and all available workers; the forward pass's objects/s on the device it runs on; which
 of the two bounds the job here; the objects per CPU-second of one worker, r (what one idle core
 feeds, unaffected by other processes on a shared machine); and the cores an embed job needs to
-keep one GPU busy at the GPU forward rate R of ``registry.EMBED_RATES``: 1 + ceil(R / r) (one
+keep one GPU busy at the GPU forward rate R of ``resources.EMBED_RATES``: 1 + ceil(R / r) (one
 core runs the forward loop), before the cap of ``embed_cpus``. On a GPU machine pass
 ``--forward-batch 256`` and compare the forward column with R.
 
@@ -41,7 +41,7 @@ from samesky import schema
 from samesky.embed import PreparedBatches, input_batches
 from samesky.models import get_model, load_embedder, save_tiny
 from samesky.models.base import to_device
-from samesky.models.registry import EMBED_RATES, embed_cpus
+from samesky.models.resources import EMBED_RATES, embed_cpus
 from samesky.surveys import get_survey
 
 DEFAULT = ["vit-base", "dinov2-small", "convnextv2-nano", "astropt-small", "specformer-base", "aion-base"]
@@ -184,9 +184,9 @@ PIPELINE_LEGEND = """\
 in Nw/s: wall-clock objects/s with N input workers (start-up included). /core-s: objects per
 CPU-second of the one worker, what an idle core feeds; 2w /c-s: the same for two workers (equal
 when 2 idle cores give twice the rate). fwd/s: the forward pass alone on the device. bound: the
-slower of the input (all workers) and the forward here. GPU fwd/s: registry.EMBED_RATES. cores:
+slower of the input (all workers) and the forward here. GPU fwd/s: resources.EMBED_RATES. cores:
 1 + ceil(GPU fwd/s / (/core-s)), one core runs the forward loop and the others prepare inputs;
-table: registry.embed_cpus (capped at MAX_EMBED_CPUS)."""
+table: resources.embed_cpus (capped at MAX_EMBED_CPUS)."""
 
 
 def main_pipeline(args) -> None:

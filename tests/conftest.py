@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+N_IMAGES = 10
 
 
 @pytest.fixture
@@ -14,7 +15,28 @@ def paper_config():
 
 @pytest.fixture
 def demo_config():
+    """config/demo.yaml: the embedded default, a tour that runs every rule once on little data."""
     return copy.deepcopy(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
+
+
+@pytest.fixture
+def breadth_config():
+    """tests/breadth.yaml: four simulated crossmatches, two families of two sizes, every probe
+    property (the unit tests plan it, nothing runs it)."""
+    return copy.deepcopy(yaml.safe_load((ROOT / "tests" / "breadth.yaml").read_text()))
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A preprocessed file of N_IMAGES random 32-pixel uint8 RGB cutouts (obj0, obj1, ...)."""
+    import numpy as np
+
+    from samesky import schema
+
+    path = tmp_path / "pre" / "hsc.h5"
+    data = np.random.default_rng(1).integers(0, 256, (N_IMAGES, 3, 32, 32), dtype=np.uint8)
+    schema.write_preprocessed(path, [f"obj{i}" for i in range(N_IMAGES)], data, {"percentiles": [5, 99]})
+    return path
 
 
 def kill_after_shards(monkeypatch, shards: int, run, out: Path) -> None:

@@ -43,16 +43,17 @@ def _demo_pair(root: Path, n: int = 120):
 
 
 def test_compare_reproduces_the_workflow_record(tmp_path, demo_config, capsys, monkeypatch):
+    from samesky.config import validate_config
     from samesky.metrics.compare import compare_files
     from samesky.metrics.knn import knn_file
     from samesky.models.registry import get_model
-    from samesky.plan import Comparison, Plan, validate_config
+    from samesky.plan import Comparison, Plan
 
-    demo_config["metrics"].update(names=["mknn", "cknna", "cka_linear"], null_draws=40, bootstrap_draws=20)  # cheap
+    demo_config["metrics"].update(names=["mknn", "cknna", "cka_linear"], null_draws=40, subsampling_splits=20)  # cheap
     plan = Plan(validate_config(demo_config))
     a, b = _demo_pair(tmp_path)
     for emb in (a, b):  # rule knn_graph
-        knn_file(emb, tmp_path / f"{emb.stem}.knn.h5", k=plan.knn_params()["k"], width=plan.knn_k(),
+        knn_file(emb, tmp_path / f"{emb.stem}.knn.h5", k=plan.knn_params()["k"], width=plan.graph_width(),
                  precision=plan.knn_params()["precision"], invariants=plan.cka_invariants())
     pair = Comparison("crossmodal", "desi_hsc", "desi", "specformer-base", "hsc", "vit-base")
     assert pair in plan.comparisons
@@ -62,7 +63,7 @@ def test_compare_reproduces_the_workflow_record(tmp_path, demo_config, capsys, m
     settings = plan.metric_params()
     out = tmp_path / "records.json"
     assert main(["compare", str(a.relative_to(tmp_path)), str(b.relative_to(tmp_path)), "--metrics", *settings["metrics"],
-                 "--null-draws", "40", "--bootstrap-draws", "20", "--output", str(out), "-q"]) == 0  # the rest: defaults
+                 "--null-draws", "40", "--subsampling-splits", "20", "--output", str(out), "-q"]) == 0  # the rest: defaults
     got = json.loads(out.read_text())["records"]
     assert [r["metric"] for r in got] == settings["metrics"] == [r["metric"] for r in expected]
     for mine, job in zip(got, expected):
@@ -81,7 +82,7 @@ def test_api_on_arrays_frames_and_files(tmp_path):
     rng = np.random.default_rng(0)
     A = rng.normal(size=(80, 6)).astype(np.float32)
     B = (A + 0.3 * rng.normal(size=A.shape)).astype(np.float32)
-    kw = dict(metrics=["mknn", "cka_linear"], k=5, null_draws=20, bootstrap_draws=0)
+    kw = dict(metrics=["mknn", "cka_linear"], k=5, null_draws=20, subsampling_splits=0)
     arrays = samesky.compare(A, B, **kw)
     assert list(arrays.columns) == columns()
     assert list(arrays["metric"]) == ["mknn", "cka_linear"] and set(arrays["pairing"]) == {"row"}
@@ -148,7 +149,7 @@ def test_output_csv_and_json(tmp_path):
     np.save(tmp_path / "a.npy", rng.normal(size=(40, 4)))
     np.save(tmp_path / "b.npy", rng.normal(size=(40, 4)))
     args = ["compare", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--metrics", "mknn", "-k", "3",
-            "--null-draws", "10", "--bootstrap-draws", "5", "-q"]
+            "--null-draws", "10", "--subsampling-splits", "5", "-q"]
     assert main([*args, "-o", str(tmp_path / "r.csv")]) == 0
     assert main([*args, "-o", str(tmp_path / "r.json")]) == 0
     table = pd.read_csv(tmp_path / "r.csv")
@@ -172,7 +173,7 @@ def test_export_command(tmp_path, capsys):
     assert written == [str(out / "desi" / "specformer_base.parquet"), str(out / "desi" / "vit_base.parquet"),
                        str(out / "README.md")]
     # the exported columns score as the files they came from (ids kept, so joined by id)
-    kw = dict(metrics=["mknn"], k=3, null_draws=0, bootstrap_draws=0)
+    kw = dict(metrics=["mknn"], k=3, null_draws=0, subsampling_splits=0)
     direct = samesky.compare(a, b, **kw)
     exported = samesky.compare(out / "desi" / "specformer_base.parquet", out / "desi" / "vit_base.parquet",
                                column="specformer_base_desi", column_b="vit_base_hsc", **kw)
@@ -185,7 +186,7 @@ def test_metric_parameters(tmp_path, capsys):
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "b.npy", a + rng.normal(size=a.shape))
     args = ["compare", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--metrics", "mutual_info",
-            "--null-draws", "0", "--bootstrap-draws", "0", "-q", "-o", str(tmp_path / "r.json")]
+            "--null-draws", "0", "--subsampling-splits", "0", "-q", "-o", str(tmp_path / "r.json")]
     scores = {}
     for components in (1, 4):
         assert main([*args, "--param", f"mutual_info.components={components}"]) == 0

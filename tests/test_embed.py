@@ -4,27 +4,19 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import count_embedded_rows, kill_after_shards
+from conftest import N_IMAGES, count_embedded_rows, kill_after_shards
 
 from samesky import embed as embed_mod
 from samesky import schema
 from samesky.embed import embed_file
 from samesky.models import load_embedder, save_tiny
 
-N = 10
+N = N_IMAGES  # the images fixture's (conftest)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return {key: save_tiny(key, tmp_path_factory.mktemp(key)) for key in ("astropt-small", "vit-base", "specformer-base")}
-
-
-@pytest.fixture
-def images(tmp_path):
-    path = tmp_path / "pre" / "hsc.h5"
-    data = np.random.default_rng(1).integers(0, 256, (N, 3, 32, 32), dtype=np.uint8)
-    schema.write_preprocessed(path, [f"obj{i}" for i in range(N)], data, {"percentiles": [5, 99]})
-    return path
 
 
 def _interrupted(pre, out, tiny, monkeypatch, shards, key="astropt-small"):

@@ -28,11 +28,12 @@ import pytest
 
 from samesky import embed as embed_mod
 from samesky import schema
+from samesky.config import ConfigError, validate_config
 from samesky.embed import embed_file
 from samesky.metrics.compare import compare_files
 from samesky.metrics.knn import knn_file
 from samesky.models import family_sizes, get_model, load_embedder, save_tiny
-from samesky.plan import ConfigError, Plan, validate_config
+from samesky.plan import Plan
 from samesky.preprocess import (
     compute_percentiles,
     preprocess_images,
@@ -575,11 +576,11 @@ def test_unknown_model_and_survey_names_fail_naming_the_key(good, tmp_path):
     (lambda c: c["metrics"].update(k="ten"), "metrics.k: 'ten' is not of type 'integer'"),
     (lambda c: c["embed"].update(precision="fp8"), "embed.precision: 'fp8' is not one of"),
 ])
-def test_invalid_config_values_name_the_key(demo_config, edit, message):
+def test_invalid_config_values_name_the_key(breadth_config, edit, message):
     """Before any job: the schema and the planner (surveys are the registry's, samesky.surveys)."""
-    edit(demo_config)
+    edit(breadth_config)
     with pytest.raises(ConfigError) as err:
-        Plan(validate_config(demo_config))
+        Plan(validate_config(breadth_config))
     assert message in str(err.value)
 
 

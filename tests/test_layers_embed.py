@@ -14,7 +14,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import count_embedded_rows, kill_after_shards
+from conftest import N_IMAGES, count_embedded_rows, kill_after_shards
 from test_models import HF_KEYS, RUNNABLE, _inputs, _load
 from test_models_upstream import _save_like_astropt_training, astropt_pkg, golden  # noqa: F401 (fixtures)
 
@@ -205,15 +205,7 @@ def test_specformer_blocks_equal_upstream_blocks(golden, tmp_path):  # noqa: F81
 
 
 # ---------------------------------------------------------------------------------------------- embed_file
-N = 10
-
-
-@pytest.fixture
-def images(tmp_path):
-    path = tmp_path / "pre" / "hsc.h5"
-    data = np.random.default_rng(1).integers(0, 256, (N, 3, 32, 32), dtype=np.uint8)
-    schema.write_preprocessed(path, [f"obj{i}" for i in range(N)], data, {"percentiles": [5, 99]})
-    return path
+N = N_IMAGES  # the images fixture's (conftest)
 
 
 def _run(pre, out, source, key="astropt-small", layers="final", **kw):

@@ -204,7 +204,8 @@ def test_layers_table_reads_back_unchanged(files, tmp_path):
 
 
 def test_plan_lists_one_layer_csv_per_compared_pair(paper_config):
-    from samesky.plan import Plan, validate_config
+    from samesky.config import validate_config
+    from samesky.plan import Plan
 
     assert Plan(validate_config(paper_config)).layer_metric_files() == []  # embed.layers: final
     paper_config.setdefault("embed", {})["layers"] = "all"

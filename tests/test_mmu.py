@@ -14,12 +14,13 @@ import pytest  # noqa: E402
 datasets = pytest.importorskip("datasets")
 
 from samesky import mmu  # noqa: E402
+from samesky.config import ConfigError, validate_config  # noqa: E402
 from samesky.ingest import arrow_rows, ingest_hf  # noqa: E402
-from samesky.plan import ConfigError, Plan, validate_config  # noqa: E402
+from samesky.plan import Plan  # noqa: E402
 from samesky.preprocess import preprocess_spectra  # noqa: E402
 from samesky.schema import SchemaError  # noqa: E402
 from samesky.simulate import simulate_crossmatch, simulate_snapshot, truth_features  # noqa: E402
-from samesky.surveys import flux_factor  # noqa: E402
+from samesky.surveys import flux_factor, get_survey  # noqa: E402
 
 # Produced by the MMU builders themselves from a checkout (tests/golden/mmu_features.py).
 GOLDEN = json.loads((Path(__file__).parent / "data" / "mmu_builder_features.json").read_text())
@@ -91,7 +92,7 @@ def test_snapshot_files_are_shaped_as_the_builders_write(snapshots, xm):
     assert list(hsc["band"]) == ["hsc-g", "hsc-r", "hsc-i", "hsc-z", "hsc-y"]
     assert hsc["flux"].shape == (5, 160, 160) and hsc["scale"].tolist() == pytest.approx([0.168] * 5)
     if xm == "jwst_hsc":
-        assert list(row["jwst_image"]["band"]) == list(mmu.BAND_NAMES["jwst"])
+        assert list(row["jwst_image"]["band"]) == list(get_survey("jwst").archive_bands)
         assert row["jwst_image"]["flux"].shape == (7, 96, 96)
         assert row["jwst_image"]["scale"].tolist() == pytest.approx([0.02] * 4 + [0.04] * 3)  # NIRCam SW / LW
     if xm == "legacysurvey_hsc":
@@ -148,24 +149,24 @@ def test_snapshot_ingests_to_what_the_simulation_rendered(snapshots, xm, tmp_pat
             assert got["n_written"] == want["n_written"] == N
 
 
-def test_local_snapshot_config_needs_a_layout_and_names_the_key(demo_config, tmp_path):
-    demo_config["crossmatches"]["desi_hsc"]["source"] = {"hf": {"dataset": str(tmp_path)}}
+def test_local_snapshot_config_needs_a_layout_and_names_the_key(breadth_config, tmp_path):
+    breadth_config["crossmatches"]["desi_hsc"]["source"] = {"hf": {"dataset": str(tmp_path)}}
     with pytest.raises(ConfigError, match=r"crossmatches\.desi_hsc\.source\.hf\.layout: required"):
-        validate_config(demo_config)
-    demo_config["crossmatches"]["desi_hsc"]["source"]["hf"]["layout"] = "Smith42/sdss_hsc_crossmatched"
+        validate_config(breadth_config)
+    breadth_config["crossmatches"]["desi_hsc"]["source"]["hf"]["layout"] = "Smith42/sdss_hsc_crossmatched"
     with pytest.raises(ConfigError, match=r"crossmatches\.desi_hsc\.source\.hf\.layout: .* holds surveys"):
-        validate_config(demo_config)
-    demo_config["crossmatches"]["desi_hsc"]["source"]["hf"]["layout"] = "Smith42/nope"
+        validate_config(breadth_config)
+    breadth_config["crossmatches"]["desi_hsc"]["source"]["hf"]["layout"] = "Smith42/nope"
     with pytest.raises(ConfigError, match=r"crossmatches\.desi_hsc\.source\.hf\.layout: unknown layout"):
-        validate_config(demo_config)
+        validate_config(breadth_config)
 
 
-def test_hf_source_defaults_per_layout(demo_config, tmp_path):
-    xms = demo_config["crossmatches"]
+def test_hf_source_defaults_per_layout(breadth_config, tmp_path):
+    xms = breadth_config["crossmatches"]
     xms["legacysurvey_hsc"]["source"] = {"hf": {"dataset": "Smith42/legacysurvey_hsc_crossmatched"}}
     xms["desi_hsc"]["source"] = {"hf": {"dataset": str(tmp_path), "layout": "Smith42/desi_hsc_crossmatched",
                                         "id_column": "Z"}}
-    plan = Plan(validate_config(demo_config))
+    plan = Plan(validate_config(breadth_config))
     assert plan.hf_source("legacysurvey_hsc") == {"dataset": "Smith42/legacysurvey_hsc_crossmatched",
                                                   "layout": "Smith42/legacysurvey_hsc_crossmatched",
                                                   "id_column": "hsc_object_id", "limit": None, "drop_flat": {}}
@@ -176,11 +177,11 @@ def test_hf_source_defaults_per_layout(demo_config, tmp_path):
                                           "drop_flat": {"jwst": "f200w"}}
 
 
-def test_simulate_needs_an_mmu_layout(demo_config):
-    demo_config["crossmatches"]["desi_hsc"]["surveys"] = ["desi", "jwst"]
-    demo_config["reference_survey"] = "jwst"
+def test_simulate_needs_an_mmu_layout(breadth_config):
+    breadth_config["crossmatches"]["desi_hsc"]["surveys"] = ["desi", "jwst"]
+    breadth_config["reference_survey"] = "jwst"
     with pytest.raises(ConfigError, match=r"crossmatches\.\w+\.s"):
-        validate_config(demo_config)
+        validate_config(breadth_config)
 
 
 def test_missing_id_column_is_an_error_naming_it(snapshots, tmp_path):
@@ -241,15 +242,15 @@ def test_paper_jwst_filter_drops_rows_with_a_flat_f200w(tmp_path):
         assert f["object_id"].shape == (8,)
 
 
-def test_drop_flat_config_reaches_ingestion_and_names_bad_keys(demo_config):
-    demo_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f200w"}
-    assert Plan(validate_config(demo_config)).hf_source("jwst_hsc")["drop_flat"] == {"jwst": "f200w"}
-    demo_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f201w"}
+def test_drop_flat_config_reaches_ingestion_and_names_bad_keys(breadth_config):
+    breadth_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f200w"}
+    assert Plan(validate_config(breadth_config)).hf_source("jwst_hsc")["drop_flat"] == {"jwst": "f200w"}
+    breadth_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"jwst": "f201w"}
     with pytest.raises(ConfigError, match=r"crossmatches\.jwst_hsc\.drop_flat\.jwst: survey 'jwst' has no band"):
-        validate_config(demo_config)
-    demo_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"desi": "g"}
+        validate_config(breadth_config)
+    breadth_config["crossmatches"]["jwst_hsc"]["drop_flat"] = {"desi": "g"}
     with pytest.raises(ConfigError, match=r"crossmatches\.jwst_hsc\.drop_flat\.desi: 'desi' is not an image survey"):
-        validate_config(demo_config)
+        validate_config(breadth_config)
 
 
 def test_paper_config_selects_as_the_authors(paper_config):

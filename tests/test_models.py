@@ -112,7 +112,7 @@ def test_unknown_model_and_family_list_known_ones():
 
 
 def test_embed_cores_feed_the_gpu_and_grow_with_model_speed():
-    from samesky.models.registry import EMBED_RATES, MAX_EMBED_CPUS, embed_cpus
+    from samesky.models.resources import EMBED_RATES, MAX_EMBED_CPUS, embed_cpus
 
     assert set(EMBED_RATES) == set(MODELS)
     for key, (forward, per_core) in EMBED_RATES.items():
@@ -268,14 +268,15 @@ def test_bf16_autocast_is_applied_and_stays_close_to_fp32(key, tiny_dirs):
     assert torch.nn.functional.cosine_similarity(got, full).min() > 0.98
 
 
-def test_paper_config_embeds_in_fp32_and_bf16_is_opt_in(paper_config, demo_config):
+def test_paper_config_embeds_in_fp32_and_bf16_is_opt_in(paper_config, breadth_config):
     """The study ran fp32; bf16 autocast changes embeddings (benchmarks/bench_embed.py --drift)."""
-    from samesky.plan import Plan, validate_config
+    from samesky.config import validate_config
+    from samesky.plan import Plan
 
     assert paper_config["embed"]["precision"] == "fp32"
     assert Plan(validate_config(paper_config)).embed_params()["precision"] == "fp32"
-    demo_config.get("embed", {}).pop("precision", None)
-    assert validate_config(demo_config)["embed"]["precision"] == "fp32"  # the schema default
+    breadth_config.get("embed", {}).pop("precision", None)
+    assert validate_config(breadth_config)["embed"]["precision"] == "fp32"  # the schema default
 
 
 def test_precision_choices():

@@ -10,7 +10,8 @@ import torch
 from test_models import _pil_pixels
 
 from samesky.models import MODELS, family_sizes, get_model, load_embedder, resources_for, save_tiny
-from samesky.models.registry import check_fits_gpu, weights_dtype
+from samesky.models.registry import weights_dtype
+from samesky.models.resources import check_fits_gpu
 
 GOLDEN = Path(__file__).parent / "golden" / "torchvision_pixels_golden.npz"
 ZOO_ADAPTERS = ("hf_zoo", "vlm")
@@ -104,7 +105,8 @@ def test_a_model_that_cannot_fit_the_gpu_is_refused_naming_it():
 
 
 def test_plan_refuses_a_model_too_large_for_the_configured_gpu(paper_config):
-    from samesky.plan import ConfigError, Plan, validate_config
+    from samesky.config import ConfigError, validate_config
+    from samesky.plan import Plan
 
     paper_config["models"]["image"]["paligemma2"] = ["3b", "28b"]
     Plan(validate_config(paper_config))  # the 80 GB default fits

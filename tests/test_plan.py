@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from samesky.plan import ConfigError, Plan, validate_config
+from samesky.config import ConfigError, validate_config
+from samesky.plan import Plan
 
 PAPER_IMAGE_MODELS = {
     "astropt": ["small", "base", "large"],
@@ -96,9 +97,9 @@ def test_invalid_config_names_the_key(paper_config, edit, message):
     assert message in str(err.value)
 
 
-def test_defaults_are_filled(demo_config):
-    demo_config.pop("metrics")
-    config = validate_config(demo_config)
+def test_defaults_are_filled(breadth_config):
+    breadth_config.pop("metrics")
+    config = validate_config(breadth_config)
     assert config["metrics"]["k"] == 10
     assert config["metrics"]["null_draws"] == 1000
     assert Plan(config).metric_params()["feature_space_draws"] == 100
@@ -118,9 +119,9 @@ def test_config_slices_isolate_settings(paper_config):
     assert plan.weights_source("vit-base") == "google/vit-base-patch16-224-in21k"
 
 
-def test_metric_params_carry_every_compare_setting(demo_config):
-    demo_config["metrics"].update(feature_space_draws=7, null_draws=11, alpha=0.1)
-    params = Plan(validate_config(demo_config)).metric_params()
+def test_metric_params_carry_every_compare_setting(breadth_config):
+    breadth_config["metrics"].update(feature_space_draws=7, null_draws=11, alpha=0.1)
+    params = Plan(validate_config(breadth_config)).metric_params()
     assert params["feature_space_draws"] == 7 and params["null_draws"] == 11 and params["alpha"] == 0.1
     import inspect
 
@@ -130,57 +131,57 @@ def test_metric_params_carry_every_compare_setting(demo_config):
     assert set(params) <= keywords  # the compare script passes them through as keywords
 
 
-def test_metric_params_reach_only_the_compare_jobs_of_their_metric(demo_config):
+def test_metric_params_reach_only_the_compare_jobs_of_their_metric(breadth_config):
     """metrics.params: the registry's defaults, updated per metric; editing one metric's parameters
     changes the compare jobs' params and nothing else (graphs and embeddings are not rerun), and a
     metric that is not run takes no part."""
     from samesky.metrics.registry import METRICS
 
-    plan = Plan(validate_config(demo_config))
+    plan = Plan(validate_config(breadth_config))
     assert "mutual_info" in plan.metric_params()["metrics"]
     default = METRICS["mutual_info"].defaults["components"]
     assert plan.metric_params()["params"] == {"mutual_info": {"components": default}}  # kNN metrics: k only
-    before = {"embed": plan.embed_params(), "knn": plan.knn_params(), "width": plan.knn_k(),
+    before = {"embed": plan.embed_params(), "knn": plan.knn_params(), "width": plan.graph_width(),
               "invariants": plan.cka_invariants(), "metrics": plan.metric_params()}
-    demo_config["metrics"]["params"] = {"mutual_info": {"components": default + 7}}
-    plan = Plan(validate_config(demo_config))
-    after = {"embed": plan.embed_params(), "knn": plan.knn_params(), "width": plan.knn_k(),
+    breadth_config["metrics"]["params"] = {"mutual_info": {"components": default + 7}}
+    plan = Plan(validate_config(breadth_config))
+    after = {"embed": plan.embed_params(), "knn": plan.knn_params(), "width": plan.graph_width(),
              "invariants": plan.cka_invariants(), "metrics": plan.metric_params()}
     assert after["metrics"]["params"] == {"mutual_info": {"components": default + 7}}
     assert {**after["metrics"], "params": before["metrics"]["params"]} == before["metrics"]
     assert {key: v for key, v in after.items() if key != "metrics"} == {key: v for key, v in before.items() if key != "metrics"}
-    demo_config["metrics"]["names"] = ["mknn", "cka_linear"]
-    assert Plan(validate_config(demo_config)).metric_params()["params"] == {}  # mutual_info is not run
+    breadth_config["metrics"]["names"] = ["mknn", "cka_linear"]
+    assert Plan(validate_config(breadth_config)).metric_params()["params"] == {}  # mutual_info is not run
 
 
-def test_cached_graphs_are_wide_enough_for_subsampling_intervals(demo_config):
+def test_cached_graphs_are_wide_enough_for_subsampling_intervals(breadth_config):
     """Neighbourhood metrics with intervals need 8k cached columns (registry.graph_width); no
     neighbourhood metric or no interval draws: k."""
-    demo_config["metrics"].update(k=7, bootstrap_draws=50, names=["cka_linear", "cknna"])
-    assert Plan(validate_config(demo_config)).knn_k() == 56
-    demo_config["metrics"].update(bootstrap_draws=0)
-    assert Plan(validate_config(demo_config)).knn_k() == 7
-    demo_config["metrics"].update(bootstrap_draws=50, names=["cka_linear"])
-    assert Plan(validate_config(demo_config)).knn_k() == 7
+    breadth_config["metrics"].update(k=7, subsampling_splits=50, names=["cka_linear", "cknna"])
+    assert Plan(validate_config(breadth_config)).graph_width() == 56
+    breadth_config["metrics"].update(subsampling_splits=0)
+    assert Plan(validate_config(breadth_config)).graph_width() == 7
+    breadth_config["metrics"].update(subsampling_splits=50, names=["cka_linear"])
+    assert Plan(validate_config(breadth_config)).graph_width() == 7
 
 
-def test_demo_plan_scores_every_embedding_against_the_latent_truth(demo_config):
-    plan = Plan(validate_config(demo_config))
+def test_demo_plan_scores_every_embedding_against_the_latent_truth(breadth_config):
+    plan = Plan(validate_config(breadth_config))
     truth = [c for c in plan.comparisons if c.kind == "truth"]
     assert sorted((c.crossmatch, c.survey_a, c.model_a) for c in truth) == sorted(plan.embeddings)
     assert {(c.survey_b, c.model_b) for c in truth} == {("truth", "latent-truth")}
-    for name, xm in demo_config["crossmatches"].items():
+    for name, xm in breadth_config["crossmatches"].items():
         xm["source"] = {"path": f"{name}.h5"}  # real data: no truth
         xm.pop("drop_flat", None)  # a path is not ingested: nothing drops rows
-    assert not [c for c in Plan(validate_config(demo_config)).comparisons if c.kind == "truth"]
+    assert not [c for c in Plan(validate_config(breadth_config)).comparisons if c.kind == "truth"]
 
 
-def test_knn_precision_reaches_only_the_graph_jobs(demo_config):
-    plan = Plan(validate_config(demo_config))
+def test_knn_precision_reaches_only_the_graph_jobs(breadth_config):
+    plan = Plan(validate_config(breadth_config))
     assert plan.knn_params() == {"k": 10, "precision": "fp32"}  # the schema default
     before = plan.metric_params()
-    demo_config["metrics"]["knn_precision"] = "bf16-screened"
-    plan = Plan(validate_config(demo_config))
+    breadth_config["metrics"]["knn_precision"] = "bf16-screened"
+    plan = Plan(validate_config(breadth_config))
     assert plan.knn_params()["precision"] == "bf16-screened"
     assert plan.metric_params() == before  # compare jobs are not rerun for it
     import inspect
@@ -188,9 +189,16 @@ def test_knn_precision_reaches_only_the_graph_jobs(demo_config):
     from samesky.metrics.knn import knn_file
 
     assert set(plan.knn_params()) <= set(inspect.signature(knn_file).parameters)
-    demo_config["metrics"]["knn_precision"] = "bf16"
+    breadth_config["metrics"]["knn_precision"] = "bf16"
     with pytest.raises(ConfigError, match="knn_precision"):
-        validate_config(demo_config)
+        validate_config(breadth_config)
+
+
+def test_a_renamed_key_is_refused_naming_its_new_name(breadth_config):
+    """metrics.bootstrap_draws counted subsampling splits: an old config is told the new key."""
+    breadth_config["metrics"]["bootstrap_draws"] = breadth_config["metrics"].pop("subsampling_splits")
+    with pytest.raises(ConfigError, match=r"^metrics\.bootstrap_draws: renamed metrics\.subsampling_splits"):
+        validate_config(breadth_config)
 
 
 def test_untrained_controls_run_through_the_same_jobs(paper_config):
@@ -229,15 +237,15 @@ def test_untrained_controls_must_name_configured_models(paper_config):
         validate_config(paper_config)
 
 
-def test_untrained_controls_are_tiny_in_the_demo(demo_config):
-    demo_config["models"]["untrained"] = ["vit"]
-    plan = Plan(validate_config(demo_config))
+def test_untrained_controls_are_tiny_in_the_demo(breadth_config):
+    breadth_config["models"]["untrained"] = ["vit"]
+    plan = Plan(validate_config(breadth_config))
     assert not plan.untrained_full_size()
     assert plan.weights_source("vit@random-base") == "resources/models/random/seed0/vit@random-base"
     assert plan.weights_source("vit-base") == "resources/models/tiny/vit-base"
 
 
-def test_layer_comparisons_are_the_paper_pairs_and_the_truth(demo_config, paper_config):
+def test_layer_comparisons_are_the_paper_pairs_and_the_truth(breadth_config, paper_config):
     """embed.layers not final: crossmodal, intramodal and truth pairs are compared block by block
     (not the self pairs), each job reading both sides' final and block files (the truth: final only)."""
     assert Plan(validate_config(paper_config)).layer_metric_files() == []
@@ -247,8 +255,8 @@ def test_layer_comparisons_are_the_paper_pairs_and_the_truth(demo_config, paper_
     assert [c for c in plan.comparisons if c.kind != "self"] == pairs and len(pairs) == 130
     assert plan.layer_metric_files()[0] == (f"results/layers_metrics/{pairs[0].crossmatch}/{pairs[0].survey_a}/"
                                             f"{pairs[0].model_a}/{pairs[0].survey_b}/{pairs[0].model_b}.csv")
-    demo_config["embed"]["layers"] = [0, -1]
-    plan = Plan(validate_config(demo_config))
+    breadth_config["embed"]["layers"] = [0, -1]
+    plan = Plan(validate_config(breadth_config))
     truth = [c for c in plan.layer_comparisons() if c.kind == "truth"]
     assert sorted((c.crossmatch, c.survey_a, c.model_a) for c in truth) == sorted(plan.embeddings)
     c = truth[0]
@@ -265,13 +273,13 @@ def test_layer_comparisons_are_the_paper_pairs_and_the_truth(demo_config, paper_
     assert {"k", "precision", "invariants"} <= set(inspect.signature(knn_layers_file).parameters)
 
 
-def test_layer_jobs_rerun_only_for_their_settings(demo_config):
+def test_layer_jobs_rerun_only_for_their_settings(breadth_config):
     """The rules' params: k reaches the block graphs and the layer comparisons; null draws only the
     comparisons; the interval settings neither (rerun scope, as snakemake compares params)."""
-    demo_config["embed"]["layers"] = "all"
+    breadth_config["embed"]["layers"] = "all"
 
     def slices(edit):
-        config = __import__("copy").deepcopy(demo_config)
+        config = __import__("copy").deepcopy(breadth_config)
         edit(config["metrics"])
         plan = Plan(validate_config(config))
         return ({**plan.knn_params(), "inv": plan.layer_invariants()}, plan.layer_params(), plan.layer_metric_files())
@@ -281,7 +289,7 @@ def test_layer_jobs_rerun_only_for_their_settings(demo_config):
     assert k[0] != graphs and k[1] != compare and k[2] == files
     draws = slices(lambda m: m.update(null_draws=7))
     assert draws[0] == graphs and draws[1] != compare and draws[2] == files
-    assert slices(lambda m: m.update(ci=0.8, bootstrap_draws=500))[:2] == (graphs, compare)
+    assert slices(lambda m: m.update(ci=0.8, subsampling_splits=500))[:2] == (graphs, compare)
     assert slices(lambda m: m.update(names=["mknn"]))[0]["inv"] is False
 
 
@@ -295,7 +303,7 @@ def test_adding_a_model_adds_only_its_layer_jobs(paper_config):
     assert len(added) == 6 + 4  # intramodal large vs huge on 6 image (crossmatch, survey); 4 crossmodal
 
 
-def test_a_survey_added_to_the_registry_is_planned_with_no_other_change(demo_config, monkeypatch):
+def test_a_survey_added_to_the_registry_is_planned_with_no_other_change(breadth_config, monkeypatch):
     """docs/EXTENDING.md: a survey is its surveys.Survey entry; the schema, the planner and the
     report read everything else from it (here a Legacy-like 'euclid' crossmatched with HSC)."""
     import dataclasses
@@ -306,11 +314,11 @@ def test_a_survey_added_to_the_registry_is_planned_with_no_other_change(demo_con
     euclid = dataclasses.replace(surveys.SURVEYS["legacysurvey"], name="euclid", label="Euclid", order=2,
                                  rgb=("i", "r", "g"))
     monkeypatch.setitem(surveys.SURVEYS, "euclid", euclid)
-    demo_config["crossmatches"] = {"euclid_hsc": {"surveys": ["euclid", "hsc"], "source": {"path": "euclid.h5"}}}
-    demo_config["metrics"]["null_crossmatch"] = None
-    demo_config["preprocess"].pop("percentile_source", None)
-    demo_config["probes"] = {}
-    plan = Plan(validate_config(demo_config))
+    breadth_config["crossmatches"] = {"euclid_hsc": {"surveys": ["euclid", "hsc"], "source": {"path": "euclid.h5"}}}
+    breadth_config["metrics"]["null_crossmatch"] = None
+    breadth_config["preprocess"].pop("percentile_source", None)
+    breadth_config["probes"] = {}
+    plan = Plan(validate_config(breadth_config))
     image_models = plan.models_for("hsc")
     assert [e for e in plan.embeddings if e[1] == "euclid"] == [("euclid_hsc", "euclid", m) for m in plan.models_for("euclid")]
     assert set(plan.models_for("euclid")) == set(image_models) - {"aion-base", "astroclip-image"}  # codecs per survey
@@ -319,7 +327,7 @@ def test_a_survey_added_to_the_registry_is_planned_with_no_other_change(demo_con
 
 
 SCHEMA_DEFAULTS = [("metrics", "k", 7), ("metrics", "names", ["cka_linear"]), ("metrics", "null_draws", 11),
-                   ("metrics", "bootstrap_draws", 12), ("metrics", "feature_space_draws", 13), ("metrics", "ci", 0.9),
+                   ("metrics", "subsampling_splits", 12), ("metrics", "feature_space_draws", 13), ("metrics", "ci", 0.9),
                    ("metrics", "alpha", 0.1), ("metrics", "cka_null", "permutation"), ("metrics", "seed", 5),
                    ("metrics", "knn_precision", "bf16-screened"), ("embed", "device", "cpu"),
                    ("embed", "precision", "bf16"), ("embed", "batch_size", 3), ("embed", "shard_size", 4),
@@ -341,7 +349,8 @@ def _plan_sees(plan: Plan, value) -> None:
     params = plan.metric_params()
     assert params.pop("params") == plan._tunable_params(m["names"])  # registry defaults under metrics.params
     assert params == {"metrics": m["names"], **{key: m[key] for key in (
-        "k", "null_draws", "bootstrap_draws", "feature_space_draws", "ci", "alpha", "cka_null", "seed")}}
+        "k", "null_draws", "feature_space_draws", "ci", "alpha", "cka_null", "seed")},
+        "bootstrap_draws": m["subsampling_splits"]}
     assert plan.knn_params() == {"k": m["k"], "precision": m["knn_precision"]}
     assert plan.embed_params() == {"device": value("embed", "device"), "precision": value("embed", "precision")}
     assert plan.embed_throughput() == {"batch_size": value("embed", "batch_size"),
@@ -354,14 +363,14 @@ def _plan_sees(plan: Plan, value) -> None:
         f"resources/models/random/seed{value('models', 'untrained_seed')}/vit@random-base")
 
 
-def test_plan_takes_every_default_from_the_schema(demo_config, tmp_path, monkeypatch):
+def test_plan_takes_every_default_from_the_schema(breadth_config, tmp_path, monkeypatch):
     """The schema is the one place for defaults: a config that leaves the keys out gets the
     schema's values through the Plan, and a default edited in the schema reaches the Plan."""
-    import samesky.plan as plan_module
+    import samesky.config as config_module
 
-    minimal = {"crossmatches": {"jwst_hsc": demo_config["crossmatches"]["jwst_hsc"]},
+    minimal = {"crossmatches": {"jwst_hsc": breadth_config["crossmatches"]["jwst_hsc"]},
                "models": {"image": {"vit": ["base"]}, "weights": "tiny", "untrained": ["vit"]}}
-    schema = yaml.safe_load(plan_module.SCHEMA.read_text())
+    schema = yaml.safe_load(config_module.SCHEMA.read_text())
     _plan_sees(Plan(validate_config(copy.deepcopy(minimal))),
                lambda block, key: schema["properties"][block]["properties"][key]["default"])
 
@@ -371,7 +380,7 @@ def test_plan_takes_every_default_from_the_schema(demo_config, tmp_path, monkeyp
     schema["properties"]["reference_survey"]["default"] = "jwst"
     edited = tmp_path / "schema.yaml"
     edited.write_text(yaml.safe_dump(schema))
-    monkeypatch.setattr(plan_module, "SCHEMA", edited)
+    monkeypatch.setattr(config_module, "SCHEMA", edited)
     plan = Plan(validate_config(copy.deepcopy(minimal)))
     _plan_sees(plan, lambda block, key: next(v for b, k, v in SCHEMA_DEFAULTS if (b, k) == (block, key)))
     assert plan.reference == "jwst"
@@ -381,7 +390,7 @@ def test_plan_takes_every_default_from_the_schema(demo_config, tmp_path, monkeyp
         del schema["properties"][block]["properties"][key]["default"]
         edited = tmp_path / f"schema_without_{key}.yaml"  # a new file: Snakemake caches schemas by path
         edited.write_text(yaml.safe_dump(schema))
-        monkeypatch.setattr(plan_module, "SCHEMA", edited)
+        monkeypatch.setattr(config_module, "SCHEMA", edited)
         with pytest.raises(KeyError, match=key):
             _settings(Plan(validate_config(copy.deepcopy(minimal))))
         schema["properties"][block]["properties"][key]["default"] = value
@@ -389,7 +398,8 @@ def test_plan_takes_every_default_from_the_schema(demo_config, tmp_path, monkeyp
 
 @pytest.fixture(scope="module")
 def demo_rules(tmp_path_factory):
-    """The demo workflow's rules as Snakemake parses them: {name: output patterns, constraints cut}."""
+    """The workflow's rules as Snakemake parses them with tests/breadth.yaml: {name: output patterns,
+    constraints cut}."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
 
@@ -397,7 +407,7 @@ def demo_rules(tmp_path_factory):
     with SnakemakeApi(OutputSettings(quiet=True)) as api:
         workflow = api.workflow(
             resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
-            config_settings=ConfigSettings(configfiles=[root / "config" / "demo.yaml"]),
+            config_settings=ConfigSettings(configfiles=[root / "tests" / "breadth.yaml"]),
             snakefile=root / "Snakefile", workdir=tmp_path_factory.mktemp("parse"))._workflow
         return {rule.name: [re.sub(r"\{(\w+),[^{}]*\}", r"{\1}", str(out)) for out in rule.output]
                 for rule in workflow.rules}, {rule.name: rule for rule in workflow.rules}
@@ -421,11 +431,11 @@ def test_every_rule_output_is_a_pattern_of_samesky_paths(demo_rules):
     assert set(patterns.values()) <= made | {paths.EMBEDDING.replace("{survey}/{model}", "truth/latent-truth")}
 
 
-def test_every_plan_target_is_made_by_a_rule(demo_rules, demo_config):
+def test_every_plan_target_is_made_by_a_rule(demo_rules, breadth_config):
     """Every path the Plan requests or hands to a rule's input is an output of a rule."""
     _, rules = demo_rules
-    demo_config["models"]["untrained"] = ["vit"]
-    plan = Plan(validate_config(demo_config))
+    breadth_config["models"]["untrained"] = ["vit"]
+    plan = Plan(validate_config(breadth_config))
     targets = [c.path for c in plan.comparisons] + plan.probe_paths
     for xm in plan.crossmatches:
         targets += [plan.crossmatch_path(xm), plan.truth_path(xm), plan.snapshot_dir(xm)]
@@ -433,3 +443,35 @@ def test_every_plan_target_is_made_by_a_rule(demo_rules, demo_config):
     assert any("@random" in t for t in targets) and any("/tiny/" in t for t in targets)
     for target in targets:
         assert [name for name, rule in rules.items() if rule.is_producer(target)], target
+
+
+def test_wildcard_patterns_admit_every_documented_name():
+    """docs/EXTENDING.md's name formats are the Snakefile's patterns: every registered model key and
+    survey, a dotted size (1.5b) and an underscored survey (cosmos_web) match; a dash too many or a
+    slash does not."""
+    from samesky.models.registry import MODELS
+    from samesky.surveys import SURVEYS
+
+    text = (Path(__file__).resolve().parents[1] / "workflow" / "rules" / "common.smk").read_text()
+    model, survey = (re.search(rf'^{name} = "(.*)"$', text, re.M).group(1) for name in ("MODEL_KEY", "SURVEY_NAME"))
+    for key in [*MODELS, "qwen2-1.5b", "vit@random-base", "my_family-v2.1"]:
+        assert re.fullmatch(model, key), key
+    for key in ["vit", "vit-base-2", "vit/base", "Vit-base"]:
+        assert not re.fullmatch(model, key), key
+    for name in [*SURVEYS, "cosmos_web"]:
+        assert re.fullmatch(survey, name), name
+    assert not re.fullmatch(survey, "cosmos-web") and not re.fullmatch(survey, "a/b")
+
+
+def test_a_job_names_its_comparison_as_the_plan_does(breadth_config):
+    """The compare scripts build their comparison from the job's wildcards with ``Comparison.of``:
+    the same record fields, in the order compare_files checks them, as the Plan's own."""
+    from types import SimpleNamespace
+
+    from samesky.metrics.compare import COMPARISON_FIELDS
+    from samesky.plan import Comparison
+
+    for c in Plan(validate_config(breadth_config)).comparisons:
+        wildcards = SimpleNamespace(**{k: v for k, v in c.as_dict().items() if k != "kind"})
+        assert Comparison.of(wildcards, c.kind) == c
+        assert tuple(c.as_dict()) == COMPARISON_FIELDS

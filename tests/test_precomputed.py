@@ -13,7 +13,8 @@ import pytest
 from test_workflow import job_counts, snakemake, write_config
 
 from samesky import schema, sources
-from samesky.plan import ConfigError, Plan, validate_config
+from samesky.config import ConfigError, validate_config
+from samesky.plan import Plan
 
 ENTRY = {"crossmatch": "desi_hsc", "survey": "desi", "model": "specformer-base"}
 
@@ -90,7 +91,7 @@ def test_authors_embeddings_stand_in_for_ours(tmp_path, demo_config):
                    snap / "train-00000-of-00001.parquet")
     config = _config(demo_config, source=str(tmp_path / "specformer_desi"), column="embeddings")
     config["crossmatches"]["desi_hsc"]["source"] = {"path": str(tmp_path / "xm.h5")}
-    config["metrics"].update(names=["mknn"], null_draws=20, bootstrap_draws=5)
+    config["metrics"].update(names=["mknn"], null_draws=20, subsampling_splits=5)
     cfg = write_config(tmp_path / "c.yaml", config)
     pair = "desi_hsc/desi/specformer-base/hsc/vit-base"
     proc = snakemake(tmp_path, f"results/metrics/{pair}.json", "--cores", "1", "--configfile", cfg,
@@ -104,7 +105,7 @@ def test_authors_embeddings_stand_in_for_ours(tmp_path, demo_config):
     (rec,) = json.loads((tmp_path / f"results/metrics/{pair}.json").read_text())["records"]
     import samesky
 
-    mine = samesky.compare(tmp_path / "specformer_desi", hsc, metrics=["mknn"], null_draws=20, bootstrap_draws=5)
+    mine = samesky.compare(tmp_path / "specformer_desi", hsc, metrics=["mknn"], null_draws=20, subsampling_splits=5)
     assert mine.loc[0, "pairing"] == "row"
     for field in ("score", "null_mean", "p_value", "calibrated", "ci_low", "ci_high"):
         assert mine.loc[0, field] == rec[field]

@@ -12,8 +12,9 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.preprocessing import Normalizer, StandardScaler
 
 from samesky import probes
+from samesky.config import ConfigError, validate_config
 from samesky.metrics import stats
-from samesky.plan import ConfigError, Plan, validate_config
+from samesky.plan import Plan
 from samesky.report import gather_probes, write_probe_figures, write_probe_tables
 from samesky.report.probes import probe_tables
 from samesky.schema import SchemaError, read_properties, write_crossmatch, write_embeddings
@@ -259,22 +260,22 @@ def test_probe_config_errors_name_the_key(paper_config, edit, message):
     assert message in str(err.value)
 
 
-def test_plan_probes_every_embedding_of_the_probed_crossmatches(paper_config, demo_config):
+def test_plan_probes_every_embedding_of_the_probed_crossmatches(paper_config, breadth_config):
     paper = Plan(validate_config(paper_config))
     assert sorted(paper.probes) == sorted(job for job in paper.embeddings if job[0] == "desi_hsc")
     assert len(paper.probes) == 17  # 16 image models on HSC + the spectrum model on DESI
     assert paper.probe_params("desi_hsc")["properties"] == ["Z"]
     assert paper.probe_params("jwst_hsc")["properties"] == []
     assert paper.property_files("desi_hsc") == ["resources/crossmatches/desi_hsc.h5"]
-    demo = Plan(validate_config(demo_config))
+    demo = Plan(validate_config(breadth_config))
     assert sorted(demo.probes) == sorted(demo.embeddings)
     params = demo.probe_params("jwst_hsc")
     assert params["categorical"] == ["quiescent"] and "quiescent" in params["properties"]
     import inspect
     assert set(params) <= set(inspect.signature(probes.probe_files).parameters) | set(
         inspect.signature(probes.probe).parameters)
-    demo_config.pop("probes")
-    assert Plan(validate_config(demo_config)).probes == []  # nothing probed by default
+    breadth_config.pop("probes")
+    assert Plan(validate_config(breadth_config)).probes == []  # nothing probed by default
 
 
 def probe_record(model, survey, crossmatch, prop, name, score):

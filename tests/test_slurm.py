@@ -62,28 +62,39 @@ def slurm(tmp_path_factory):
         cluster.stop()
 
 
-def run_on_slurm(cluster, snakefile, workdir, *args, timeout):
-    """Run Snakemake with the Slurm test profile; on failure or timeout, fail with diagnostics."""
+def run_on_slurm(cluster, snakefile, workdir, *args, stall=600, ceiling=7200):
+    """Run Snakemake with the Slurm test profile; on failure or a hang, fail with diagnostics.
+
+    A hang is no job finishing for ``stall`` seconds (the slowest honest job takes well under a
+    minute), or the run outliving ``ceiling``: safety nets, not timings, so a slow or shared
+    machine only makes the run longer."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir),
            "--profile", str(PROFILE), *args]
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
-    except subprocess.TimeoutExpired as e:
-        diagnostics = cluster.diagnostics()
-        cluster.cancel_jobs()
-        pytest.fail(f"Snakemake on Slurm did not finish within {timeout} s; jobs cancelled.\n"
-                    f"{diagnostics}\n--- snakemake (tail) ---\n{_text(e.stderr)[-6000:]}{slurm_log_tails(workdir)}")
+    log = Path(workdir) / "snakemake-on-slurm.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True, cwd=workdir)
+        done, last = -1, time.perf_counter()
+        while proc.poll() is None:
+            time.sleep(5)
+            now, finished = time.perf_counter(), log.read_text(errors="replace").count("Finished job")
+            if finished != done:
+                done, last = finished, now
+            if now - last > stall or now - start > ceiling:
+                proc.kill()
+                proc.wait()
+                diagnostics = cluster.diagnostics()
+                cluster.cancel_jobs()
+                pytest.fail(f"Snakemake on Slurm hung: no job finished in {now - last:.0f} s ({finished} finished, "
+                            f"{now - start:.0f} s in all); jobs cancelled.\n{diagnostics}\n"
+                            f"--- snakemake (tail) ---\n{log.read_text(errors='replace')[-6000:]}"
+                            f"{slurm_log_tails(workdir)}")
     seconds = time.perf_counter() - start
-    out = proc.stdout + proc.stderr
+    out = log.read_text(errors="replace")
     if proc.returncode != 0:
         pytest.fail(f"Snakemake on Slurm exited {proc.returncode} after {seconds:.0f} s.\n"
                     f"{cluster.diagnostics()}\n--- snakemake (tail) ---\n{out[-6000:]}{slurm_log_tails(workdir)}")
     return out, seconds
-
-
-def _text(data) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -145,7 +156,7 @@ def test_tiny_workflow_on_slurm(slurm, tmp_path):
     """The Slurm machinery alone, on a two-job workflow: submission, status, the GPU partition."""
     (tmp_path / "Snakefile").write_text(TINY_SNAKEFILE)
     out, seconds = run_on_slurm(slurm, tmp_path / "Snakefile", tmp_path,
-                                "--set-resources", "gpu:slurm_partition=gpu", timeout=90)
+                                "--set-resources", "gpu:slurm_partition=gpu")
     print(f"tiny workflow on Slurm took {seconds:.0f} s")
     assert (tmp_path / "cpu.txt").read_text().strip() == slurm.host
     assert (tmp_path / "gpu.txt").read_text().strip() == "0"  # CUDA_VISIBLE_DEVICES of the job step
@@ -169,7 +180,7 @@ def reduced_demo_config(demo: dict, keep=("desi_hsc",), n=80, families=1, draws=
                 name for name in keep if survey in config["crossmatches"][name]["surveys"])
     assert config["metrics"]["null_crossmatch"] in keep
     config["models"]["image"] = {family: sizes[:2] for family, sizes in list(config["models"]["image"].items())[:families]}
-    config["metrics"].update(null_draws=draws, bootstrap_draws=draws)
+    config["metrics"].update(null_draws=draws, subsampling_splits=draws)
     config["embed"]["device"] = "auto"
     return config
 
@@ -180,11 +191,11 @@ def test_demo_on_slurm(slurm, tmp_path, demo_config):
     config = reduced_demo_config(demo_config)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    out, seconds = run_on_slurm(slurm, ROOT / "Snakefile", tmp_path, "--configfile", str(configfile), timeout=450)
+    out, seconds = run_on_slurm(slurm, ROOT / "Snakefile", tmp_path, "--configfile", str(configfile))
     print(f"reduced demo on Slurm took {seconds:.0f} s")
-    counts = check_every_job_ran_on_slurm(out, tmp_path, gpu_rules={"embed", "knn_layers", "compare_layers"})
+    counts = check_every_job_ran_on_slurm(out, tmp_path, gpu_rules={"embed", "knn_graph", "compare_layers"})
     assert {"simulate_snapshot", "percentiles", "preprocess", "build_tiny_model", "embed", "knn_graph",
-            "compare", "knn_layers", "compare_layers"} <= set(counts), counts
+            "compare", "truth_knn_graph", "compare_layers"} <= set(counts), counts
     scores = pd.read_csv(tmp_path / "results/tables/scores.csv")
     assert len(scores) == counts["compare"] * len(config["metrics"]["names"])
     assert set(scores["metric"]) == set(config["metrics"]["names"])

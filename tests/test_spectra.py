@@ -14,7 +14,7 @@ from samesky import spectra
 from samesky.ingest import desi_coadd_to_arrays
 from samesky.preprocess import preprocess_spectra
 from samesky.schema import SchemaError, read_provenance, write_crossmatch
-from samesky.surveys import DESI_WAVELENGTH, sdss_wavelength
+from samesky.surveys import DESI_WAVELENGTH, get_survey, sdss_wavelength
 
 ppxf = pytest.importorskip("ppxf")
 specutils = pytest.importorskip("specutils")
@@ -234,7 +234,7 @@ def test_real_sdss_spectra_in_the_mmu_layout_have_their_padding_dropped(tmp_path
                     "mask": np.pad(m, (0, pad), constant_values=True)}
         hsc = [{"band": b, "flux": np.full((160, 160), k + 1.0 + i, np.float32), "ivar": np.ones((160, 160), np.float32),
                 "mask": np.zeros((160, 160), bool), "psf_fwhm": 0.7, "scale": 0.168}
-               for i, b in enumerate(mmu.BAND_NAMES["hsc"])]
+               for i, b in enumerate(get_survey("hsc").archive_bands)]
         parts = {"sdss": {"spectrum": spectrum, **{c: np.nan for c in mmu.SDSS_FLOAT + mmu.SDSS_FLUX},
                           "ZWARNING": True, "object_id": f"specobj{k}"},
                  "hsc": {"image": hsc, **{c: np.nan for c in mmu.HSC_FLOAT}, "object_id": path.stem}}

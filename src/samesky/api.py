@@ -16,7 +16,7 @@ from . import sources
 log = logging.getLogger(__name__)
 
 # Settings of config ``metrics`` that the scores depend on (plan.Plan.metric_params).
-SETTINGS = ("names", "k", "null_draws", "bootstrap_draws", "feature_space_draws", "ci", "alpha", "cka_null", "seed")
+SETTINGS = ("names", "k", "null_draws", "subsampling_splits", "feature_space_draws", "ci", "alpha", "cka_null", "seed")
 PAIRING = "pairing"  # the column saying how rows were paired: 'id' or 'row'
 
 
@@ -24,7 +24,7 @@ def defaults() -> dict:
     """The workflow's defaults of ``SETTINGS`` (config schema, ``metrics``: the one place of them)."""
     import yaml
 
-    from .plan import SCHEMA
+    from .config import SCHEMA
 
     if not SCHEMA.exists():
         raise FileNotFoundError(f"{SCHEMA}: samesky reads its defaults from the workflow's config schema in its "
@@ -64,7 +64,7 @@ def _model_fields(model_a: str, model_b: str) -> dict:
 
 
 def compare(a, b, *, metrics: list[str] | None = None, k: int | None = None, null_draws: int | None = None,
-            bootstrap_draws: int | None = None, feature_space_draws: int | None = None, ci: float | None = None,
+            subsampling_splits: int | None = None, feature_space_draws: int | None = None, ci: float | None = None,
             alpha: float | None = None, seed: int | None = None, cka_null: str | None = None,
             params: dict[str, dict] | None = None, column: str | None = None, id_column: str | None = None,
             column_b: str | None = None, id_column_b: str | None = None):
@@ -79,7 +79,7 @@ def compare(a, b, *, metrics: list[str] | None = None, k: int | None = None, nul
     """
     import pandas as pd
 
-    chosen = {"names": metrics, "k": k, "null_draws": null_draws, "bootstrap_draws": bootstrap_draws,
+    chosen = {"names": metrics, "k": k, "null_draws": null_draws, "subsampling_splits": subsampling_splits,
               "feature_space_draws": feature_space_draws, "ci": ci, "alpha": alpha, "seed": seed,
               "cka_null": cka_null}
     settings = {**defaults(), **{key: v for key, v in chosen.items() if v is not None}}
@@ -92,7 +92,7 @@ def compare(a, b, *, metrics: list[str] | None = None, k: int | None = None, nul
     log.info("A: %s, %d x %d; B: %s, %d x %d; paired by %s", side_a.description, *side_a.array.shape,
              side_b.description, *side_b.array.shape, "object id" if pairing == "id" else "row (positional)")
     log.info("scoring %s with k=%d, %d null draws, %d subsampling splits (this can take a while)",
-             ", ".join(names), settings["k"], settings["null_draws"], settings["bootstrap_draws"])
+             ", ".join(names), settings["k"], settings["null_draws"], settings["subsampling_splits"])
     n, n_excluded, stats = _score(side_a, side_b, same, names, settings, params)
     comparison = _comparison(a, b, side_a, side_b, same)
     rows = [{**comparison, "n": n, "n_excluded": n_excluded, "metric": name, **st, PAIRING: pairing,
@@ -107,7 +107,7 @@ def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list
            params: dict | None):
     """The one call into ``samesky.metrics``: pairs the rows (by id as the compare jobs do, or by
     row) and scores them. As in the workflow, each side's kNN graph is computed on the whole side
-    at the width the knn_graph jobs cache (``Plan.knn_k``) and restricted to the paired rows, so
+    at the width the knn_graph jobs cache (``Plan.graph_width``) and restricted to the paired rows, so
     every number equals the compare job's. Returns (n, n_excluded, {metric: statistics})."""
     from .metrics.compare import common_rows, pair_statistics
     from .metrics.knn import knn_graph, restrict_graph
@@ -116,7 +116,7 @@ def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list
 
     k = settings["k"]
     local = any(METRICS[name].uses_knn for name in names)
-    width = graph_width(k) if local and settings["bootstrap_draws"] else k
+    width = graph_width(k) if local and settings["subsampling_splits"] else k
     rows, n_excluded = (None, None), 0
     if not (same or a.positional or b.positional):
         *rows, n_excluded = common_rows(a.ids, b.ids, a.description, b.description, k)
@@ -133,6 +133,8 @@ def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list
             break
     (Za, ga), (Zb, gb) = sides
     pair = Pair(Za, Zb, ga, gb)
+    settings = {**settings, "bootstrap_draws": settings["subsampling_splits"]}  # pair_statistics' keyword
+    del settings["subsampling_splits"]
     return pair.n, n_excluded, pair_statistics(pair, names, params=params, **settings)
 
 

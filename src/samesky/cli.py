@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="measures to compute (see 'samesky metrics'; default: the workflow's set)")
     cmp.add_argument("-k", "--k", type=int, help="neighbours per object of the neighbourhood measures (default 10)")
     cmp.add_argument("--null-draws", type=int, metavar="N", help="permutations of B for the null (default 1000)")
-    cmp.add_argument("--bootstrap-draws", type=int, metavar="N",
+    cmp.add_argument("--subsampling-splits", type=int, metavar="N",
                      help="random half/quarter splits for the interval (default 1000; 0: no interval)")
     cmp.add_argument("--feature-space-draws", type=int, metavar="N",
                      help="at most this many draws of the costly feature-space measures (default 100)")
@@ -158,7 +158,7 @@ def _compare(args, parser) -> int:
     from .api import compare
 
     df = compare(args.a, args.b, metrics=args.metrics, k=args.k, null_draws=args.null_draws,
-                 bootstrap_draws=args.bootstrap_draws, feature_space_draws=args.feature_space_draws, ci=args.ci,
+                 subsampling_splits=args.subsampling_splits, feature_space_draws=args.feature_space_draws, ci=args.ci,
                  alpha=args.alpha, seed=args.seed, cka_null=args.cka_null, params=_params(args.param, parser) or None,
                  column=args.column, id_column=args.id_column, column_b=args.column_b, id_column_b=args.id_column_b)
     print(format_table(df))

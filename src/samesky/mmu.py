@@ -20,15 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .surveys import DESI_WAVELENGTH
+from .surveys import DESI_WAVELENGTH, get_survey
 
-# Band names as the builders' parent samples write them (image_band).
-BAND_NAMES = {
-    "hsc": ("hsc-g", "hsc-r", "hsc-i", "hsc-z", "hsc-y"),  # scripts/hsc/build_parent_sample.py L18, L107 (lower())
-    "legacysurvey": ("DES-G", "DES-R", "DES-I", "DES-Z"),  # scripts/legacysurvey/legacysurvey.py L118
-    "jwst": ("f090w", "f115w", "f150w", "f200w", "f277w", "f356w", "f444w"),  # scripts/jwst/jwst.py L119
-}
-IMAGE_SIZE = {"hsc": 160, "legacysurvey": 160, "jwst": 96}
+# Band names (Survey.archive_bands) and cutout sizes (Survey.shape) are the surveys' own.
 DESI_LENGTH = len(DESI_WAVELENGTH)  # 7781, scripts/desi/desi.py L100
 
 HSC_FLOAT = (
@@ -57,6 +51,13 @@ LAYOUTS = {
 }
 
 
+def _size(survey: str) -> int:
+    """The side of a survey's square cutouts (``Survey.shape``), as its builder declares the arrays."""
+    height, width = get_survey(survey).shape
+    assert height == width, survey
+    return height
+
+
 def _image_feature(size: int, mask_before_ivar: bool = False):
     from datasets import Array2D, Sequence, Value
 
@@ -81,13 +82,13 @@ def builder_features(survey: str) -> dict:
 
     f32 = Value("float32")
     if survey == "hsc":
-        return {"image": _image_feature(160), **{k: f32 for k in HSC_FLOAT}, "object_id": Value("string")}
+        return {"image": _image_feature(_size(survey)), **{k: f32 for k in HSC_FLOAT}, "object_id": Value("string")}
     if survey == "legacysurvey":
-        return {"image": _image_feature(160, mask_before_ivar=True), "blobmodel": Image(), "rgb": Image(),
+        return {"image": _image_feature(_size(survey), mask_before_ivar=True), "blobmodel": Image(), "rgb": Image(),
                 "object_mask": Image(), "catalog": Sequence(feature={k: f32 for k in LEGACY_CATALOG}),
                 **{k: f32 for k in LEGACY_FLOAT}, "object_id": Value("string")}
     if survey == "jwst":
-        return {"image": _image_feature(96), **{k: f32 for k in JWST_FLOAT}, "object_id": Value("string")}
+        return {"image": _image_feature(_size(survey)), **{k: f32 for k in JWST_FLOAT}, "object_id": Value("string")}
     if survey == "desi":
         return {"spectrum": _spectrum_feature(DESI_LENGTH), **{k: f32 for k in DESI_FLOAT},
                 **{k: Value("bool") for k in DESI_BOOL}, "object_id": Value("string")}

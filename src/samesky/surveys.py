@@ -44,6 +44,8 @@ class Survey:
     depth: tuple[float, ...] = ()  # 5-sigma point-source depth (AB mag)
     psf: tuple[str, float | None] = ("gaussian", None)  # profile: 'kolmogorov', 'moffat' (beta) or 'gaussian'
     seeing_scatter: float = 0.0  # ln-scatter of the per-object seeing factor (0: space-based)
+    # images: each of ``bands`` as the Multimodal Universe's parent samples name it (image_band)
+    archive_bands: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("filters", "psf_fwhm", "depth", *(("pixel_scales",) if self.pixel_scales else ())):
@@ -81,12 +83,14 @@ SURVEYS: dict[str, Survey] = {
         Survey("hsc", "HSC", IMAGE, 4, ("g", "r", "i", "z", "y"), (160, 160), 0.168, ("z", "r", "g"), zero_point=27.0,
                filters=((3950, 5400), (5430, 6980), (6940, 8420), (8520, 9320), (9280, 10390)),
                psf_fwhm=(0.77, 0.76, 0.58, 0.68, 0.68), depth=(26.5, 26.1, 25.9, 25.1, 24.4),
-               psf=("kolmogorov", None), seeing_scatter=0.12),
+               psf=("kolmogorov", None), seeing_scatter=0.12,
+               archive_bands=("hsc-g", "hsc-r", "hsc-i", "hsc-z", "hsc-y")),  # scripts/hsc/build_parent_sample.py L18, L107
         Survey("legacysurvey", "Legacy", IMAGE, 1, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g"),
                zero_point=NMGY_ZERO_POINT,
                filters=((4000, 5500), (5630, 7150), (7000, 8500), (8500, 10000)),
                psf_fwhm=(1.45, 1.30, 1.20, 1.15), depth=(24.7, 24.2, 23.8, 23.3),
-               psf=("moffat", 2.8), seeing_scatter=0.12),  # Moffat truncated at 5 FWHM: broad wings
+               psf=("moffat", 2.8), seeing_scatter=0.12,  # Moffat truncated at 5 FWHM: broad wings
+               archive_bands=("DES-G", "DES-R", "DES-I", "DES-Z")),  # scripts/legacysurvey/legacysurvey.py L118
         Survey(
             "jwst",
             "JWST",
@@ -105,6 +109,7 @@ SURVEYS: dict[str, Survey] = {
             psf_fwhm=(0.045, 0.050, 0.058, 0.070, 0.110, 0.135, 0.160),
             depth=(28.3, 28.6, 28.8, 29.0, 29.2, 29.2, 28.8),
             psf=("gaussian", None),  # diffraction-limited cores of the mosaics
+            archive_bands=("f090w", "f115w", "f150w", "f200w", "f277w", "f356w", "f444w"),  # scripts/jwst/jwst.py L119
         ),
         Survey("desi", "DESI", SPECTRUM, 2, wave_range=(3600.0, 9824.0)),
         Survey("sdss", "SDSS", SPECTRUM, 3, wave_range=(3800.0, 9200.0), pooled=False),

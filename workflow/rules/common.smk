@@ -5,18 +5,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from samesky import paths
-from samesky.plan import (
-    TRUTH_MODEL,
-    TRUTH_SURVEY,
-    Plan,
-    comparison_kind,
-    validate_config,
-)
-from samesky.models.registry import embed_cpus, get_model, resources_for
-from samesky.surveys import SURVEYS
+from samesky.config import fill_defaults
+from samesky.plan import TRUTH_MODEL, TRUTH_SURVEY, Plan, comparison_kind
+from samesky.models.registry import get_model
+from samesky.models.resources import embed_cpus, resources_for
+from samesky.surveys import IMAGE, SURVEYS, get_survey
 
-validate_config(config)  # fails before any job, naming the offending key
-PLAN = Plan(config)
+# Checked once per parse, before any job, naming the offending key: the schema (which fills
+# every default), then the plan's own checks as it is built.
+PLAN = Plan(fill_defaults(config))
 
 
 def _one_of(names):
@@ -24,14 +21,20 @@ def _one_of(names):
     return "|".join(names) if names else "(?!x)x"
 
 
+# Survey names (cosmos_web) and model keys, family[@random]-size (qwen2-1.5b), as docs/EXTENDING.md
+# spells them: lower case, digits and underscores (and dots in a size); no slash, no other dash.
+SURVEY_NAME = "[a-z0-9_]+"
+MODEL_KEY = "[a-z0-9_]+(@random)?-[a-z0-9_.]+"
+
+
 wildcard_constraints:
     crossmatch=_one_of(PLAN.crossmatches),
-    survey="[a-z]+",
-    survey_a="[a-z]+",
-    survey_b="[a-z]+",
-    model="[a-z0-9]+(@random)?-[a-z0-9]+",
-    model_a="[a-z0-9]+(@random)?-[a-z0-9]+",
-    model_b="[a-z0-9]+(@random)?-[a-z0-9]+",
+    survey=SURVEY_NAME,
+    survey_a=SURVEY_NAME,
+    survey_b=SURVEY_NAME,
+    model=MODEL_KEY,
+    model_a=MODEL_KEY,
+    model_b=MODEL_KEY,
 
 
 # ---- input and parameter functions used by the rules ----------------------------------
@@ -43,7 +46,8 @@ def _sources(kind):
 
 def _preprocess_inputs(wc):
     inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
-    if "mode" in PLAN.preprocess_params(wc.survey):  # images
+    # images are scaled by their survey's percentiles
+    if get_survey(wc.survey).modality == IMAGE:
         inputs["percentiles"] = paths.PERCENTILES.format(survey=wc.survey)
     return inputs
 
@@ -58,6 +62,9 @@ def _embed_input(wc):
 # Layer-wise embeddings: the embed job declares its layers output only when they are asked for
 EMBED_LAYERS = PLAN.layers() != "final"
 EMBED_LAYERS_OUTPUT = {"layers": paths.LAYERS} if EMBED_LAYERS else {}
+# ... and the kNN job of each embedding then also reads them and writes every block's graph
+EMBED_LAYERS_INPUT = EMBED_LAYERS_OUTPUT
+KNN_LAYERS_OUTPUT = {"blocks": paths.KNN_LAYERS} if EMBED_LAYERS else {}
 
 
 def _embed_resources(wc, attempt):

@@ -1,5 +1,5 @@
 # One embedding job per (crossmatch, survey, model): the GPU stage. A GPU job gets the cores
-# that keep its GPU busy (registry.embed_cpus: one for the forward loop, the rest input workers);
+# that keep its GPU busy (resources.embed_cpus: one for the forward loop, the rest input workers);
 # a CPU job runs on one thread unless the profile sets more.
 # With embed.layers other than final the same job (same forward pass) also writes the selected
 # blocks' embeddings to results/layers/ (output "layers", declared only then).

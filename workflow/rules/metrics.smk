@@ -1,24 +1,58 @@
-# Metrics: a kNN graph per embedding file (computed once, reused by every comparison and every
-# null draw), then one job per compared pair writing tidy records.
+# Metrics: one kNN job per embedding file writing its graph (computed once, reused by every
+# comparison and every null draw) and, with the layer-wise atlas, every block's graph (the same
+# input, so the same job); then one job per compared pair writing tidy records.
+
+# The final graph's settings, shared by the two graph rules (with the block graphs' in knn_graph)
+GRAPH_PARAMS = {
+    "k": PLAN.knn_params()["k"],
+    "width": PLAN.graph_width(),
+    "precision": PLAN.knn_params()["precision"],
+    "invariants": PLAN.cka_invariants(),
+}
 
 
 rule knn_graph:
     input:
-        paths.EMBEDDING,
+        **EMBED_LAYERS_INPUT,
+        embedding=paths.EMBEDDING,
     output:
-        paths.KNN,
+        **KNN_LAYERS_OUTPUT,
+        graph=paths.KNN,
     log:
         "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
     benchmark:
         "results/benchmarks/knn_graph/{crossmatch}/{survey}/{model}.tsv"
+    wildcard_constraints:
+        survey=_one_of(SURVEYS),
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
+    resources:
+        gpu=_metrics_gpu if EMBED_LAYERS else 0,
+    params:
+        **GRAPH_PARAMS,
+        block_invariants=PLAN.layer_invariants(),
+    script:
+        "../scripts/knn_graph.py"
+
+
+# The simulation's latent truth has only its final embedding: its graph alone.
+rule truth_knn_graph:
+    input:
+        embedding=paths.EMBEDDING,
+    output:
+        graph=paths.KNN,
+    log:
+        "logs/truth_knn_graph/{crossmatch}/{survey}/{model}.log",
+    benchmark:
+        "results/benchmarks/truth_knn_graph/{crossmatch}/{survey}/{model}.tsv"
+    wildcard_constraints:
+        survey=TRUTH_SURVEY,
     conda:
         "../../envs/samesky.yaml"
     threads: 1
     params:
-        k=PLAN.knn_params()["k"],
-        width=PLAN.knn_k(),
-        precision=PLAN.knn_params()["precision"],
-        invariants=PLAN.cka_invariants(),
+        **GRAPH_PARAMS,
     script:
         "../scripts/knn_graph.py"
 
@@ -45,31 +79,9 @@ rule compare:
         "../scripts/compare.py"
 
 
-# Layer-wise atlas (embed.layers not final): each block's kNN graph once per layers file (k columns:
-# the layer-wise stage draws no intervals, and 8k columns cost 2.5x the build), then one job per
-# compared pair scoring every (block_a, block_b) cell of every metric (samesky.metrics.layers).
-
-
-rule knn_layers:
-    input:
-        paths.LAYERS,
-    output:
-        paths.KNN_LAYERS,
-    log:
-        "logs/knn_layers/{crossmatch}/{survey}/{model}.log",
-    benchmark:
-        "results/benchmarks/knn_layers/{crossmatch}/{survey}/{model}.tsv"
-    conda:
-        "../../envs/samesky.yaml"
-    threads: 1
-    resources:
-        gpu=_metrics_gpu,
-    params:
-        k=PLAN.knn_params()["k"],
-        precision=PLAN.knn_params()["precision"],
-        invariants=PLAN.layer_invariants(),
-    script:
-        "../scripts/knn_layers.py"
+# Layer-wise atlas (embed.layers not final): one job per compared pair scoring every
+# (block_a, block_b) cell of every metric (samesky.metrics.layers), on the block graphs the
+# knn_graph job wrote beside the final one (k columns: the layer-wise stage draws no intervals).
 
 
 rule compare_layers:

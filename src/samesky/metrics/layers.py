@@ -6,7 +6,7 @@ L, depth 1.0); the latent truth has only "final". Every (block_a, block_b) cell 
 gets raw, tau, calibrated and p at level alpha.
 
 Cost. Each block's kNN graph (and its Gram invariants, for closed-form nulls) is built once, by
-one ``knn_layers`` job per layers file (``knn_layers_file``): L_a + L_b builds per pair, shared
+the embedding's ``knn_graph`` job, beside its final graph (``knn_layers_file``): L_a + L_b builds per pair, shared
 by every pair the block is in and by every null draw. Nulls permute side B's objects with the
 seeded permutations of ``compare`` (``stats.permutations``): the same draws for every cell and
 every metric.

@@ -3,7 +3,8 @@
 The registry imports no torch, so reading it (the Snakefile does, at every start) stays fast;
 the torch-heavy loaders are imported on first use.
 """
-from .registry import MODELS, ModelSpec, family_sizes, get_model, resources_for
+from .registry import MODELS, ModelSpec, family_sizes, get_model
+from .resources import resources_for
 
 _LAZY = {"load_embedder": "loader", "save_tiny": "loader", "Embedder": "base", "CheckpointError": "checkpoint"}
 

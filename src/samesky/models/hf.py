@@ -122,14 +122,24 @@ def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) 
                       precision=precision, dim=dim)
 
 
-def save_random(spec: ModelSpec, out_dir: Path, arch: dict, seed: int) -> None:
-    """Random weights + the processor, written with save_pretrained (the hub layout, head included)."""
+def save_random_model(arch: dict, out_dir: Path, seed: int) -> None:
+    """Seeded random weights of ``arch["config"]`` written with save_pretrained (the hub layout, head
+    included): built through an Auto class's ``from_config``, or a concrete model class's constructor
+    (``arch["auto_class"]``, default AutoModel)."""
     import transformers
     from transformers import AutoConfig
 
     cfg = dict(arch["config"])
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     torch.manual_seed(seed)
-    getattr(transformers, arch.get("auto_class", "AutoModel")).from_config(config).save_pretrained(out_dir)
+    model_class = getattr(transformers, arch.get("auto_class", "AutoModel"))
+    (model_class(config) if hasattr(model_class, "_from_config") else model_class.from_config(config)).save_pretrained(out_dir)
+
+
+def save_random(spec: ModelSpec, out_dir: Path, arch: dict, seed: int) -> None:
+    """Random weights + the processor, written with save_pretrained (the hub layout, head included)."""
+    import transformers
+
+    save_random_model(arch, out_dir, seed)
     proc = dict(arch["processor"])
     getattr(transformers, proc.pop("image_processor_type"))(**proc).save_pretrained(out_dir)

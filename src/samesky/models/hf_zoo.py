@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .base import Embedder, as_uint8_images
 from .checkpoint import CheckpointError, hub_revision
-from .hf import checked_model, pil_processor
+from .hf import checked_model, pil_processor, save_random_model
 from .registry import ModelSpec
 
 # where the processor config lives (transformers looks for a video processor's in both, in this order)
@@ -186,15 +186,10 @@ def load(spec: ModelSpec, source: str, *, device: torch.device, precision: str) 
 
 
 def save_random(spec: ModelSpec, out_dir: Path, arch: dict, seed: int) -> None:
-    """Random weights (save_pretrained, the hub's model class) and the processor config in the hub layout."""
+    """Random weights (``hf.save_random_model``: the hub's model class) and the processor config in the hub layout."""
     import transformers
-    from transformers import AutoConfig
 
-    cfg = dict(arch["config"])
-    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-    torch.manual_seed(seed)
-    model_class = getattr(transformers, arch.get("auto_class", "AutoModel"))
-    (model_class(config) if hasattr(model_class, "_from_config") else model_class.from_config(config)).save_pretrained(out_dir)
+    save_random_model(arch, out_dir, seed)
     proc = dict(arch["processor"])
     if arch["processor_kind"] == "pil":
         getattr(transformers, proc.pop("image_processor_type"))(**proc).save_pretrained(out_dir)

@@ -104,7 +104,7 @@ def mmu_examples(survey: str, arrays: dict, truth: dict, file_rows: int = 64):
                       "mask": mask[b] if mask.ndim == 3 else mask,
                       "psf_fwhm": np.float32(s.psf_fwhm[b] * seeing[i]),
                       "scale": np.float32(s.band_scale(band))}
-                     for b, (band, name) in enumerate(zip(s.bands, mmu.BAND_NAMES[survey]))]
+                     for b, (band, name) in enumerate(zip(s.bands, s.archive_bands))]
             ex = {"image": bands, **{k: float(v[i]) for k, v in cat.items()}, "object_id": str(ids[i])}
             if survey == "legacysurvey":
                 ex |= {"blobmodel": None, "rgb": None, "object_mask": None,

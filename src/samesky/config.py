@@ -1,0 +1,223 @@
+"""A config checked before any job runs: the JSON schema (workflow/schemas/config.schema.yaml),
+which fills every default it can state, then the semantic checks of ``ConfigChecks`` (names that
+must exist in the registries, crossmatches and surveys that must agree). Every error is a
+``ConfigError`` whose message begins with the offending key.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .surveys import IMAGE, SPECTRUM, SURVEYS, get_survey
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+# Keys that were renamed: an old config gets an error naming the new key, not "unknown property".
+RENAMED_KEYS = {"metrics.bootstrap_draws": "metrics.subsampling_splits"}
+
+
+def fill_defaults(config: dict) -> dict:
+    """Check ``config`` in place against the JSON schema and fill the defaults it states (renamed
+    keys are refused by their new names first); the semantic checks (``ConfigChecks``) run as a
+    ``Plan`` is built."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    for old, new in RENAMED_KEYS.items():
+        block, key = old.split(".")
+        if key in (config.get(block) or {}):
+            raise ConfigError(f"{old}: renamed {new} (what it counts); rename the key in your config")
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path)))
+    if errors:
+        lines = [f"{'.'.join(map(str, e.path)) or '(top level)'}: {e.message}" for e in errors[:5]]
+        more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise ConfigError(f"invalid configuration ({SCHEMA.name}):\n  " + "\n  ".join(lines) + more)
+    try:
+        validate(config, str(SCHEMA), set_default=True)  # fills the defaults
+    except WorkflowError as err:
+        raise ConfigError(f"invalid configuration: {err}") from None
+    return config
+
+
+def validate_config(config: dict) -> dict:
+    """Validate ``config`` in place against the JSON schema (filling defaults), then semantically
+    (building its ``Plan`` runs the checks; the Snakefile builds its one Plan the same way)."""
+    from .plan import Plan
+
+    Plan(fill_defaults(config))
+    return config
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read and validate a YAML config file (for tools and tests outside Snakemake)."""
+    with open(path) as fh:
+        config = yaml.safe_load(fh) or {}
+    return validate_config(config)
+
+
+def _registry():
+    from .models import registry
+
+    return registry
+
+
+def _metric_names():
+    from .metrics.registry import METRICS
+
+    return METRICS
+
+
+class ConfigChecks:
+    """The semantic checks of a schema-filled config, and the model lists they resolve (the image
+    models in parameter order with their untrained controls, the spectrum model): ``Plan`` runs
+    them as it is built."""
+
+    config: dict
+    reference: str
+    crossmatches: dict[str, dict]
+
+    def _check_crossmatches(self) -> None:
+        for name, xm in self.crossmatches.items():
+            for survey in xm["surveys"]:
+                try:
+                    get_survey(survey)
+                except KeyError as err:
+                    raise ConfigError(f"crossmatches.{name}.surveys: {err.args[0]}") from None
+            if self.reference not in xm["surveys"]:
+                raise ConfigError(
+                    f"crossmatches.{name}.surveys: {xm['surveys']} does not include the "
+                    f"reference survey {self.reference!r} (reference_survey)"
+                )
+            for survey, band in xm["drop_flat"].items():
+                key = f"crossmatches.{name}.drop_flat.{survey}"
+                if survey not in xm["surveys"] or get_survey(survey).modality != IMAGE:
+                    raise ConfigError(f"{key}: {survey!r} is not an image survey of this crossmatch {xm['surveys']}")
+                try:
+                    get_survey(survey).band_index(band)
+                except KeyError as err:
+                    raise ConfigError(f"{key}: {err.args[0]}") from None
+                if "path" in xm["source"]:
+                    raise ConfigError(f"{key}: rows are dropped at ingestion; a 'path' source is not ingested")
+            if "hf" in xm["source"] or "simulate" in xm["source"]:
+                self.hf_source(name)  # checks the layout
+
+
+    def _image_models(self) -> list[str]:
+        registry = _registry()
+        families = self.config["models"]["image"]
+        keys = []
+        for family, sizes in families.items():
+            try:
+                known = registry.family_sizes(family)
+            except KeyError as err:
+                raise ConfigError(f"models.image.{family}: {err.args[0]}") from None
+            for i, size in enumerate(sizes):
+                key = f"{family}-{size}"
+                if size not in known:
+                    raise ConfigError(
+                        f"models.image.{family}[{i}]: unknown size {size!r}; known sizes: {list(known)}"
+                    )
+                if registry.get_model(key).modality != IMAGE:
+                    raise ConfigError(f"models.image.{family}[{i}]: {key!r} is not an image model")
+            # Sizes run in parameter order, whatever order the config lists them in.
+            keys += [f"{family}-{s}" for s in known if s in sizes]
+        return keys + self._untrained(keys)
+
+    def _untrained(self, keys: list[str]) -> list[str]:
+        """Untrained controls (``models.untrained``) of configured image models, as family@random keys."""
+        registry = _registry()
+        chosen = self.config["models"]["untrained"]
+        families = {registry.get_model(k).family for k in keys}
+        for i, name in enumerate(chosen):
+            if name not in families and name not in keys:
+                raise ConfigError(f"models.untrained[{i}]: {name!r} is not a configured image family or model; "
+                                  f"configured: {sorted(families)} and {keys}")
+        out = []
+        for key in keys:
+            family, _, size = key.rpartition("-")
+            if family in chosen or key in chosen:
+                out.append(f"{family}{registry.UNTRAINED}-{size}")
+        return out
+
+    def _check_gpu_memory(self) -> None:
+        """Every model of a GPU run fits the GPU (embed.gpu_memory_gb), before any job."""
+        embed = self.config["embed"]
+        if embed["device"] == "cpu":
+            return
+        from .models.resources import check_fits_gpu
+
+        for key in self.image_models + [self.spectrum_model] * bool(self.spectrum_model):
+            try:
+                check_fits_gpu(key, embed["gpu_memory_gb"])
+            except ValueError as err:
+                raise ConfigError(f"embed.gpu_memory_gb: {err}") from None
+
+    def _spectrum_model(self) -> str | None:
+        if not any(get_survey(s).modality == SPECTRUM for xm in self.crossmatches.values() for s in xm["surveys"]):
+            return None
+        key = self.config["models"]["spectrum"]
+        try:
+            spec = _registry().get_model(key)
+        except KeyError as err:
+            raise ConfigError(f"models.spectrum: {err.args[0]}") from None
+        if spec.modality != SPECTRUM:
+            raise ConfigError(f"models.spectrum: {key!r} is not a spectrum model")
+        return key
+
+    def _check_preprocess(self) -> None:
+        pre = self.config["preprocess"]
+        for survey, bands in pre["rgb"].items():
+            try:
+                s = get_survey(survey)
+                for band in bands:
+                    s.band_index(band)
+            except KeyError as err:
+                raise ConfigError(f"preprocess.rgb.{survey}: {err.args[0]}") from None
+        for survey in pre["crop_pixels"]:
+            if survey not in SURVEYS or get_survey(survey).modality != IMAGE:
+                raise ConfigError(f"preprocess.crop_pixels.{survey}: not an image survey; image surveys: "
+                                  f"{[k for k, v in SURVEYS.items() if v.modality == IMAGE]}")
+        for survey, xm in pre["percentile_source"].items():
+            if xm not in self.crossmatches or survey not in self.crossmatches[xm]["surveys"]:
+                raise ConfigError(
+                    f"preprocess.percentile_source.{survey}: {xm!r} is not a configured crossmatch containing {survey!r}"
+                )
+        lo, hi = pre["percentiles"]
+        if not lo < hi:
+            raise ConfigError(f"preprocess.percentiles: low {lo} must be below high {hi}")
+
+    def _check_metrics(self) -> None:
+        metrics = self.config["metrics"]
+        known = _metric_names()
+        for i, name in enumerate(metrics["names"]):
+            if name not in known:
+                raise ConfigError(f"metrics.names[{i}]: unknown metric {name!r}; known metrics: {sorted(known)}")
+        for name, params in metrics["params"].items():
+            if name not in known:
+                raise ConfigError(f"metrics.params.{name}: unknown metric {name!r}; known metrics: {sorted(known)}")
+            try:
+                known[name].check_params(params, f"metrics.params.{name}")
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        null_xm = metrics["null_crossmatch"]
+        if null_xm is not None and null_xm not in self.crossmatches:
+            raise ConfigError(f"metrics.null_crossmatch: {null_xm!r} is not a configured crossmatch; known: {sorted(self.crossmatches)}")
+
+    def _check_probes(self) -> None:
+        chosen = self.config["probes"]["properties"]
+        if isinstance(chosen, dict):
+            for xm in chosen:
+                if xm not in self.crossmatches:
+                    raise ConfigError(f"probes.properties.{xm}: not a configured crossmatch; known: {sorted(self.crossmatches)}")
+        probed = {name for xm in self.crossmatches for name in self.probe_properties(xm)}
+        for i, name in enumerate(self.config["probes"]["categorical"]):
+            if name not in probed:
+                raise ConfigError(f"probes.categorical[{i}]: {name!r} is not among the probed properties {sorted(probed)}")
