@@ -31,7 +31,7 @@ def test_config_checks(demo_config):
     assert plan.precomputed() == {key: {**ENTRY, "source": "specformer_desi", "column": "embeddings", "id_column": None}}
     with pytest.raises(ConfigError, match=r"models.precomputed\[0\]: \('desi_hsc', 'jwst', 'specformer-base'\) is not "
                                           r"an embedding this config computes; on crossmatch 'desi_hsc' it computes \(survey, model\) "
-                                          r"\[\('desi', 'specformer-base'\), \('hsc', 'astropt-small'\)"):
+                                          r"\[\('desi', 'specformer-base'\), \('hsc', 'vit-base'\)"):
         validate_config(_config(demo_config, survey="jwst"))
     _config(demo_config)["embed"]["layers"] = "all"
     with pytest.raises(ConfigError, match=r"precomputed embeddings have no blocks; set embed.layers: final"):
