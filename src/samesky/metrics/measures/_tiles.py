@@ -1,0 +1,93 @@
+"""Row tiles of all-pairs matrices (never an N x N matrix): the machinery of the all-pairs measures.
+
+A tile is rows [a, a + b) of a pairwise matrix (squared distances, distances, kernels) against all
+N objects, in torch float64; b is chosen so that one tile holds about ``TILE_BYTES``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+TILE_BYTES = 64 * 2**20
+PAIR_KINDS = ("sqeuclidean", "euclidean", "cosine", "correlation")
+
+
+def tile_rows(n: int, width: int | None = None) -> int:
+    return max(1, min(n, TILE_BYTES // (8 * (width or n))))
+
+
+class Pairwise:
+    """Tiles of one pairwise matrix of the rows of Z (``kind`` in PAIR_KINDS; cosine and
+    correlation are distances 1 - cos, as scipy's pdist). The diagonal is exactly 0."""
+
+    def __init__(self, Z: np.ndarray, kind: str):
+        if kind not in PAIR_KINDS:
+            raise ValueError(f"unknown pairwise distance {kind!r}, expected one of {list(PAIR_KINDS)}")
+        Z = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float64))
+        if kind == "correlation":
+            Z = Z - Z.mean(dim=1, keepdim=True)
+        if kind in ("cosine", "correlation"):
+            norms = torch.linalg.vector_norm(Z, dim=1)
+            if (norms == 0).any():
+                raise ValueError(f"{kind} distance is undefined for {int((norms == 0).sum())} rows of zero norm"
+                                 + (" after centring" if kind == "correlation" else ""))
+            Z = Z / norms[:, None]
+        self.Z, self.kind, self.n = Z, kind, Z.shape[0]
+        self.sq = (Z * Z).sum(1)
+
+    def tile(self, a: int, b: int, other: "Pairwise | None" = None) -> torch.Tensor:
+        """Rows [a, b) of this set against all rows of ``other`` (default: itself)."""
+        o = other or self
+        G = self.Z[a:b] @ o.Z.T
+        if self.kind in ("cosine", "correlation"):
+            T = 1 - G
+        else:
+            T = (self.sq[a:b, None] + o.sq[None, :] - 2 * G).clamp_(min=0)
+            if self.kind == "euclidean":
+                T.sqrt_()
+        if other is None:
+            T[torch.arange(b - a), torch.arange(a, b)] = 0
+        return T
+
+
+@dataclass
+class CentredSums:
+    """sum(K o L), sum(K o K), sum(L o L) and the row sums of K and L, for HSIC-type statistics:
+    tr(K H L H) = sum(K o L) - 2/n <rK, rL> + sum(K) sum(L) / n^2 (H the centring matrix)."""
+
+    kl: float
+    kk: float
+    ll: float
+    rk: np.ndarray
+    rl: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.rk)
+
+    def centred(self, which: str) -> float:
+        s, a, b = {"kl": (self.kl, self.rk, self.rl), "kk": (self.kk, self.rk, self.rk),
+                   "ll": (self.ll, self.rl, self.rl)}[which]
+        n = self.n
+        return float(s - 2 / n * (a @ b) + a.sum() * b.sum() / n**2)
+
+    def alignment(self) -> float:
+        """tr(KHLH) / sqrt(tr(KHKH) tr(LHLH)); 0 where the denominator is < 1e-12 (pu's guard)."""
+        den = np.sqrt(self.centred("kk") * self.centred("ll"))
+        return 0.0 if den < 1e-12 else self.centred("kl") / den
+
+
+def centred_sums(kernel_x, kernel_y, n: int, rows: int) -> CentredSums:
+    """Accumulate ``CentredSums`` of K and L from their row tiles ``kernel_x(a, b)``."""
+    kl = kk = ll = 0.0
+    rk, rl = np.empty(n), np.empty(n)
+    for a in range(0, n, rows):
+        b = min(n, a + rows)
+        K, L = kernel_x(a, b), kernel_y(a, b)
+        kl += float((K * L).sum())
+        kk += float((K * K).sum())
+        ll += float((L * L).sum())
+        rk[a:b], rl[a:b] = K.sum(1).numpy(), L.sum(1).numpy()
+    return CentredSums(kl, kk, ll, rk, rl)
