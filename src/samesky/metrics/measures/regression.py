@@ -29,12 +29,23 @@ def _ridge_r2(A: np.ndarray, B: np.ndarray, alpha: float, test: np.ndarray | Non
 
 def _folds(n: int, cv: int) -> list[np.ndarray]:
     """sklearn's KFold(cv) without shuffling: contiguous folds, the first n % cv one row longer."""
-    if not 2 <= cv <= n:
-        raise ValueError(f"linear_r2: cv={cv} folds must be between 2 and N={n}")
     sizes = np.full(cv, n // cv)
     sizes[: n % cv] += 1
     edges = np.concatenate([[0], np.cumsum(sizes)])
     return [np.arange(edges[i], edges[i + 1]) for i in range(cv)]
+
+
+def _checked(alpha: float, cv: int | None, n: int, measure: str) -> None:
+    if alpha < 0:
+        raise ValueError(f"{measure}: alpha={alpha} must be >= 0")
+    if cv is not None and not 2 <= cv <= n:
+        raise ValueError(f"{measure}: cv={cv} folds must be between 2 and N={n}")
+
+
+def _r2(X: np.ndarray, Y: np.ndarray, alpha: float, cv: int | None) -> float:
+    if cv is None:
+        return _ridge_r2(X, Y, alpha)
+    return float(np.mean([_ridge_r2(X, Y, alpha, test) for test in _folds(len(X), cv)]))
 
 
 def linear_r2(X, Y, *, alpha: float = 1.0, cv: int | None = None, normalize_rows: bool = False) -> float:
@@ -43,16 +54,14 @@ def linear_r2(X, Y, *, alpha: float = 1.0, cv: int | None = None, normalize_rows
     test R^2 over ``cv`` contiguous folds (``cross_val_score``'s unshuffled KFold).
     Similarity in (-inf, 1], asymmetric (X predicts Y)."""
     X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="linear_r2")
-    if alpha < 0:
-        raise ValueError(f"linear_r2: alpha={alpha} must be >= 0")
-    if cv is None:
-        return _ridge_r2(X, Y, alpha)
-    return float(np.mean([_ridge_r2(X, Y, alpha, test) for test in _folds(len(X), cv)]))
+    _checked(alpha, cv, len(X), "linear_r2")
+    return _r2(X, Y, alpha, cv)
 
 
 def bidirectional_linear_r2(X, Y, *, alpha: float = 1.0, cv: int | None = None,
                             normalize_rows: bool = False) -> float:
     """Mean of ``linear_r2`` X -> Y and Y -> X, pu regression.py:54 ``bidirectional_linear_r2``.
     Similarity in (-inf, 1], symmetric."""
-    return (linear_r2(X, Y, alpha=alpha, cv=cv, normalize_rows=normalize_rows)
-            + linear_r2(Y, X, alpha=alpha, cv=cv, normalize_rows=normalize_rows)) / 2
+    X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="bidirectional_linear_r2")
+    _checked(alpha, cv, len(X), "bidirectional_linear_r2")
+    return (_r2(X, Y, alpha, cv) + _r2(Y, X, alpha, cv)) / 2
