@@ -1,12 +1,18 @@
 """Canonical-correlation measures: SVCCA (pu's variance-kept and platonic-rep's fixed-dimension
-variants), PWCCA as pu, and the mean canonical correlation. O(N d^2 + d^3)."""
+variants), PWCCA as pu, and the mean canonical correlation. From streamed moments (``_moments``):
+O(N d^2 + d^3) time, O(d^2) memory beside the inputs.
+
+The SVD reduction U S of the centred data is the data in the eigenbasis of its covariance, so
+every covariance the references form from reduced data is T' C T for a d x k transform T.
+"""
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
 
-from ._inputs import centred, paired
+from ._inputs import checked
+from ._moments import Moments, moments
 
 
 def _inv_sqrt(S: np.ndarray) -> np.ndarray:
@@ -17,36 +23,42 @@ def _inv_sqrt(S: np.ndarray) -> np.ndarray:
     return (V / np.sqrt(lam)) @ V.T
 
 
-def _canonical(A: np.ndarray, B: np.ndarray, eps: float):
-    """Canonical correlations of A and B (centred here), descending and clipped to [0, 1], with
-    eps I added to both covariances (n-1 divisor), as pu cca.py:44 ``_cca_correlations``.
+def _canonical(Saa: np.ndarray, Sbb: np.ndarray, Sab: np.ndarray, n: int, eps: float):
+    """Canonical correlations from centred sums of products (covariances with the n-1 divisor,
+    + eps I), descending and clipped to [0, 1], as pu cca.py:44 ``_cca_correlations``.
     Also returns A's whitening S_AA^-1/2 and the left singular vectors, for PWCCA."""
-    A, B = centred(A), centred(B)
-    n = A.shape[0]
-    Wa = _inv_sqrt(A.T @ A / (n - 1) + eps * np.eye(A.shape[1]))
-    Wb = _inv_sqrt(B.T @ B / (n - 1) + eps * np.eye(B.shape[1]))
-    U, rho, _ = np.linalg.svd(Wa @ (A.T @ B / (n - 1)) @ Wb)
+    Wa = _inv_sqrt(Saa / (n - 1) + eps * np.eye(len(Saa)))
+    Wb = _inv_sqrt(Sbb / (n - 1) + eps * np.eye(len(Sbb)))
+    U, rho, _ = np.linalg.svd(Wa @ (Sab / (n - 1)) @ Wb)
     return np.clip(rho, 0, 1), Wa, U
 
 
-def _reduce(Z: np.ndarray, keep, standardize: bool) -> np.ndarray:
-    """Centred Z projected on its leading singular directions (U S): ``keep`` a float in (0, 1]
-    keeps the fewest that explain that fraction of the variance (pu cca.py:11 ``_svd_reduce``),
-    an int keeps that many (platonic-rep's ``cca_dim``)."""
-    Z = centred(Z)
+def _reduction(C: np.ndarray, n: int, keep, standardize: bool) -> np.ndarray:
+    """T with centred Z @ T = the leading singular coordinates U S of centred Z (C = Zc'Zc):
+    ``keep`` a float in (0, 1] keeps the fewest that explain that fraction of the variance
+    (pu cca.py:11 ``_svd_reduce``), an int keeps that many (platonic-rep's ``cca_dim``)."""
+    scale = np.ones(len(C))
     if standardize:  # platonic-rep metrics.py:132: unit (n-1) standard deviation, + 1e-8
-        Z = Z / (Z.std(axis=0, ddof=1) + 1e-8)
-    U, S, _ = np.linalg.svd(Z, full_matrices=False)
+        scale = 1 / (np.sqrt(np.diag(C) / (n - 1)) + 1e-8)
+        C = C * np.outer(scale, scale)
+    lam, V = np.linalg.eigh(C)
+    lam, V = np.maximum(lam[::-1], 0), V[:, ::-1]
+    rank = min(len(lam), n)  # U S of an N x d matrix has min(N, d) columns
     if isinstance(keep, numbers.Integral) and not isinstance(keep, bool):
-        if not 1 <= keep <= len(S):
-            raise ValueError(f"svcca: keep={keep} dimensions, but the embedding has {len(S)}")
+        if not 1 <= keep <= rank:
+            raise ValueError(f"svcca: keep={keep} dimensions, but the embedding has {rank}")
         k = int(keep)
     elif isinstance(keep, numbers.Real) and 0 < keep <= 1:
-        ratio = np.cumsum(S**2 / (S**2).sum())
-        k = min(int(np.searchsorted(ratio, keep)) + 1, len(S))
+        ratio = np.cumsum(lam[:rank] / lam.sum())
+        k = min(int(np.searchsorted(ratio, keep)) + 1, rank)
     else:
         raise ValueError(f"svcca: keep={keep!r} must be a variance fraction in (0, 1] or a number of dimensions")
-    return U[:, :k] * S[:k]
+    return scale[:, None] * V[:, :k]
+
+
+def _reduced(m: Moments, keep, standardize: bool):
+    Tx, Ty = _reduction(m.cxx, m.n, keep, standardize), _reduction(m.cyy, m.n, keep, standardize)
+    return Tx.T @ m.cxx @ Tx, Ty.T @ m.cyy @ Ty, Tx.T @ m.cxy @ Ty
 
 
 def svcca(X, Y, *, keep=0.99, standardize: bool = False, eps: float = 1e-8, normalize_rows: bool = False) -> float:
@@ -59,8 +71,8 @@ def svcca(X, Y, *, keep=0.99, standardize: bool = False, eps: float = 1e-8, norm
     ``torch.svd_lowrank`` and the correlations with sklearn's iterative CCA, this is the exact value
     they approximate. Similarity in [0, 1].
     """
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="svcca")
-    rho, _, _ = _canonical(_reduce(X, keep, standardize), _reduce(Y, keep, standardize), eps)
+    m = moments(checked(X, Y, normalize_rows=normalize_rows, measure="svcca"))
+    rho, _, _ = _canonical(*_reduced(m, keep, standardize), m.n, eps)
     return float(np.mean(rho))
 
 
@@ -74,24 +86,25 @@ def pwcca(X, Y, *, keep=0.99, eps: float = 1e-8, normalize_rows: bool = False) -
     when X keeps more dimensions than Y the weights used sum to less than 1. Similarity in [0, 1],
     asymmetric.
     """
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="pwcca")
-    A = _reduce(X, keep, False)
-    rho, Wa, U = _canonical(A, _reduce(Y, keep, False), eps)
-    weights = np.var(A @ (Wa @ U), axis=0)
+    m = moments(checked(X, Y, normalize_rows=normalize_rows, measure="pwcca"))
+    Saa, Sbb, Sab = _reduced(m, keep, False)
+    rho, Wa, U = _canonical(Saa, Sbb, Sab, m.n, eps)
+    A = Wa @ U
+    weights = np.einsum("ij,ik,kj->j", A, Saa, A) / m.n
     if weights.sum() < 1e-12:
         return float(np.mean(rho))
     weights = weights / weights.sum()
-    m = min(len(rho), len(weights))
-    return float(np.sum(rho[:m] * weights[:m]))
+    k = min(len(rho), len(weights))
+    return float(np.sum(rho[:k] * weights[:k]))
 
 
 def mean_cca(X, Y, *, eps: float = 0.0, normalize_rows: bool = False) -> float:
     """Mean of the min(d_X, d_Y) canonical correlations of X and Y, no reduction (the CCA
     similarity of the family surveyed by Klabunde et al. 2023, repsim). Similarity in [0, 1];
     ``eps`` > 0 regularises the covariances (needed when d >= N or features are collinear)."""
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="mean_cca")
+    m = moments(checked(X, Y, normalize_rows=normalize_rows, measure="mean_cca"))
     try:
-        rho, _, _ = _canonical(X, Y, eps)
+        rho, _, _ = _canonical(m.cxx, m.cyy, m.cxy, m.n, eps)
     except ValueError as err:
         raise ValueError(f"mean_cca: {err}") from None
-    return float(np.mean(rho[: min(X.shape[1], Y.shape[1])]))
+    return float(np.mean(rho))

@@ -7,16 +7,19 @@ import numpy as np
 import torch
 from scipy.special import digamma
 
-from ._inputs import paired
+from ._inputs import checked, paired
+from ._moments import moments
 
 # Rows of a Chebyshev-distance tile in ``ksg_mutual_information`` (tile memory: rows x N x 8 bytes).
 _KSG_ROWS = 512
 
 
-def _gaussian(Z: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance (n-1 divisor) + eps I, pu information.py:13 ``_gaussian_params``."""
-    S = np.atleast_2d(np.cov(Z, rowvar=False))
-    return Z.mean(axis=0), S + eps * np.eye(S.shape[0])
+def _gaussians(X, Y, eps: float, normalize_rows: bool, measure: str):
+    """Both sides' means and covariances (n-1 divisor) + eps I, pu information.py:13
+    ``_gaussian_params``, from streamed moments."""
+    m = moments(checked(X, Y, normalize_rows=normalize_rows, same_dim=True, measure=measure), cross=False)
+    d = len(m.mx)
+    return m.mx, m.cov("cxx") + eps * np.eye(d), m.my, m.cov("cyy") + eps * np.eye(d)
 
 
 def _kl(mu1, S1, mu2, S2) -> float:
@@ -31,8 +34,7 @@ def gaussian_kl(X, Y, *, eps: float = 1e-6, normalize_rows: bool = False) -> flo
     """KL(N_X || N_Y) between Gaussians fitted to X and Y (covariance + eps I), pu
     information.py:39 ``kl_divergence``. Distance-like (asymmetric), >= 0 (clipped at 0 as pu),
     in nats; needs equal dimensions."""
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, same_dim=True, measure="gaussian_kl")
-    return float(max(_kl(*_gaussian(X, eps), *_gaussian(Y, eps)), 0.0))
+    return float(max(_kl(*_gaussians(X, Y, eps, normalize_rows, "gaussian_kl")), 0.0))
 
 
 def gaussian_js(X, Y, *, eps: float = 1e-6, normalize_rows: bool = False) -> float:
@@ -41,9 +43,7 @@ def gaussian_js(X, Y, *, eps: float = 1e-6, normalize_rows: bool = False) -> flo
     (S1+S2)/2 + (mu1-mu2)(mu1-mu2)'/4), JS = (KL(P||M) + KL(Q||M))/2, each KL clipped at 0.
     Distance, symmetric, >= 0 in nats (not bounded by log 2, the mixture being approximated);
     needs equal dimensions."""
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, same_dim=True, measure="gaussian_js")
-    mu1, S1 = _gaussian(X, eps)
-    mu2, S2 = _gaussian(Y, eps)
+    mu1, S1, mu2, S2 = _gaussians(X, Y, eps, normalize_rows, "gaussian_js")
     mu_m, diff = (mu1 + mu2) / 2, mu1 - mu2
     S_m = (S1 + S2) / 2 + np.outer(diff, diff) / 4
     return float((max(_kl(mu1, S1, mu_m, S_m), 0.0) + max(_kl(mu2, S2, mu_m, S_m), 0.0)) / 2)

@@ -1,10 +1,12 @@
 """Spectral measures, as pu (platonic-universe 6672072, src/pu/metrics/spectral.py): Tucker
-congruence, eigenspectrum distance, Riemannian distance between covariances. O(N d^2 + d^3)."""
+congruence, eigenspectrum distance, Riemannian distance between covariances. O(N d^2 + d^3) time
+from streamed moments, O(d^2) memory beside the inputs."""
 from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import centred, paired
+from ._inputs import checked
+from ._moments import moments
 
 RIEMANNIAN_METRICS = ("log_euclidean", "affine_invariant")
 
@@ -12,25 +14,24 @@ RIEMANNIAN_METRICS = ("log_euclidean", "affine_invariant")
 def tucker_congruence(X, Y, *, normalize_rows: bool = False) -> float:
     """Mean |cosine| of matched columns (uncentred), pu spectral.py:12 ``tucker_congruence``.
     Similarity in [0, 1]; needs equal dimensions; an all-zero column counts 0."""
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, same_dim=True, measure="tucker_congruence")
-    num = np.einsum("ij,ij->j", X, Y)
-    den = np.sqrt(np.einsum("ij,ij->j", X, X) * np.einsum("ij,ij->j", Y, Y))
+    p = checked(X, Y, normalize_rows=normalize_rows, same_dim=True, measure="tucker_congruence")
+    num, xx, yy = (np.zeros(p.X.shape[1]) for _ in range(3))
+    for _, _, x, y in p.blocks():
+        num += np.einsum("ij,ij->j", x, y)
+        xx += np.einsum("ij,ij->j", x, x)
+        yy += np.einsum("ij,ij->j", y, y)
+    den = np.sqrt(xx * yy)
     ok = den >= 1e-12  # pu's threshold
     return float(np.mean(np.where(ok, np.abs(num) / np.where(ok, den, 1.0), 0.0)))
-
-
-def _cov(Z: np.ndarray) -> np.ndarray:
-    Z = centred(Z)
-    return Z.T @ Z / (Z.shape[0] - 1)
 
 
 def eigenspectrum(X, Y, *, normalize: bool = True, normalize_rows: bool = False) -> float:
     """L2 distance between the descending covariance eigenvalues (clipped at 0, the shorter
     spectrum zero-padded, each summing to 1 when ``normalize``), pu spectral.py:60 ``eigenspectrum``.
     Distance in [0, sqrt 2] when normalised (0: same spectrum)."""
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="eigenspectrum")
-    e1 = np.maximum(np.linalg.eigvalsh(_cov(X))[::-1], 0)
-    e2 = np.maximum(np.linalg.eigvalsh(_cov(Y))[::-1], 0)
+    m = moments(checked(X, Y, normalize_rows=normalize_rows, measure="eigenspectrum"), cross=False)
+    e1 = np.maximum(np.linalg.eigvalsh(m.cov("cxx"))[::-1], 0)
+    e2 = np.maximum(np.linalg.eigvalsh(m.cov("cyy"))[::-1], 0)
     d = max(len(e1), len(e2))
     e1, e2 = np.pad(e1, (0, d - len(e1))), np.pad(e2, (0, d - len(e2)))
     if normalize:
@@ -46,9 +47,9 @@ def riemannian(X, Y, *, metric: str = "log_euclidean", eps: float = 1e-6, normal
     Matrix logarithms by symmetric eigendecomposition (pu: scipy's logm)."""
     if metric not in RIEMANNIAN_METRICS:
         raise ValueError(f"riemannian: metric={metric!r}, expected one of {list(RIEMANNIAN_METRICS)}")
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, same_dim=True, measure="riemannian")
-    d = X.shape[1]
-    S1, S2 = _cov(X) + eps * np.eye(d), _cov(Y) + eps * np.eye(d)
+    m = moments(checked(X, Y, normalize_rows=normalize_rows, same_dim=True, measure="riemannian"), cross=False)
+    d = len(m.mx)
+    S1, S2 = m.cov("cxx") + eps * np.eye(d), m.cov("cyy") + eps * np.eye(d)
     if metric == "log_euclidean":
         return float(np.linalg.norm(_logm(S1) - _logm(S2)))
     lam, V = np.linalg.eigh(S1)
