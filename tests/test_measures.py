@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from samesky.metrics.measures import cca, dcor, geometric, information, kernel, neighbours, regression, rsa, spectral
 
@@ -248,3 +249,22 @@ def test_bad_parameters_are_refused():
         regression.linear_r2(X, Z, cv=1)
     with pytest.raises(ValueError, match="mean_cca: the covariance is singular"):
         cca.mean_cca(np.hstack([X, X[:, :1]]), Z)
+
+
+# --- large inputs: float32 stays float32, nothing is copied whole -----------------------------------
+@pytest.mark.parametrize("name", sorted(PROPERTIES))
+def test_float32_inputs_give_the_float64_value(name):
+    X, Z = _views()
+    Y = X + Z
+    f = FUNCTIONS[name]
+    assert f(X.astype(np.float32), Y.astype(np.float32)) == pytest.approx(
+        f(X.astype(np.float32).astype(np.float64), Y.astype(np.float32).astype(np.float64)), rel=1e-4, abs=1e-5)
+
+
+def test_all_pairs_tiles_read_the_input_in_place():
+    from samesky.metrics.measures._tiles import Pairwise
+
+    X32 = np.ascontiguousarray(_views()[0], dtype=np.float32)
+    P = Pairwise(X32, "sqeuclidean", np.ones(len(X32)))
+    assert P.Z.data_ptr() == X32.ctypes.data and P.Z.dtype == torch.float32
+    assert P.tile(0, 5).dtype == torch.float64

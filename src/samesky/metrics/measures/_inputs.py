@@ -30,10 +30,6 @@ class Pair:
             b = min(self.n, a + rows)
             yield a, b, _scaled(self.X[a:b], self.sx, a, b), _scaled(self.Y[a:b], self.sy, a, b)
 
-    def dense(self) -> tuple[np.ndarray, np.ndarray]:
-        """Both as float64 arrays, rows normalised when asked (copies: for the small-N measures)."""
-        return _scaled(self.X, self.sx, 0, self.n), _scaled(self.Y, self.sy, 0, self.n)
-
 
 def _scaled(Z: np.ndarray, s: np.ndarray | None, a: int, b: int) -> np.ndarray:
     Z = np.asarray(Z, dtype=np.float64)
@@ -56,13 +52,6 @@ def checked(X, Y, *, normalize_rows: bool, same_dim: bool = False, measure: str 
     sx = _inverse_norms(X, "X", measure) if normalize_rows else None
     sy = _inverse_norms(Y, "Y", measure) if normalize_rows else None
     return Pair(X, Y, sx, sy)
-
-
-def paired(X, Y, *, normalize_rows: bool, same_dim: bool = False, measure: str = "measure",
-           min_rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """``checked``, as float64 arrays (rows normalised when asked)."""
-    return checked(X, Y, normalize_rows=normalize_rows, same_dim=same_dim, measure=measure,
-                   min_rows=min_rows).dense()
 
 
 def _matrix(Z, name: str, measure: str) -> np.ndarray:
@@ -95,12 +84,3 @@ def _inverse_norms(Z: np.ndarray, name: str, measure: str) -> np.ndarray:
                          f"e.g. rows {np.flatnonzero(zero)[:5].tolist()}")
     return 1.0 / norms
 
-
-def centred(Z: np.ndarray) -> np.ndarray:
-    return Z - Z.mean(axis=0, keepdims=True)
-
-
-def padded(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-pad the narrower matrix's columns to the wider one's dimension."""
-    d = max(X.shape[1], Y.shape[1])
-    return (np.pad(X, ((0, 0), (0, d - X.shape[1]))), np.pad(Y, ((0, 0), (0, d - Y.shape[1]))))

@@ -20,27 +20,37 @@ def tile_rows(n: int, width: int | None = None) -> int:
 
 class Pairwise:
     """Tiles of one pairwise matrix of the rows of Z (``kind`` in PAIR_KINDS; cosine and
-    correlation are distances 1 - cos, as scipy's pdist). The diagonal is exactly 0."""
+    correlation are distances 1 - cos, as scipy's pdist), rows scaled by ``s`` (normalize_rows)
+    if given. Z is used in place, in its own dtype: a float32 input is multiplied in float32, the
+    tile is then float64. Only "correlation" copies Z (its rows centred). The diagonal is exactly 0."""
 
-    def __init__(self, Z: np.ndarray, kind: str):
+    def __init__(self, Z: np.ndarray, kind: str, s: np.ndarray | None = None):
         if kind not in PAIR_KINDS:
             raise ValueError(f"unknown pairwise distance {kind!r}, expected one of {list(PAIR_KINDS)}")
-        Z = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float64))
+        Z = np.ascontiguousarray(Z)
         if kind == "correlation":
-            Z = Z - Z.mean(dim=1, keepdim=True)
+            Z = Z - Z.mean(axis=1, keepdims=True)  # row scales do not change a correlation
+            s = None
+        self.Z, self.kind, self.n = torch.from_numpy(Z), kind, Z.shape[0]
+        sq = torch.from_numpy(_row_sq(Z))
         if kind in ("cosine", "correlation"):
-            norms = torch.linalg.vector_norm(Z, dim=1)
-            if (norms == 0).any():
-                raise ValueError(f"{kind} distance is undefined for {int((norms == 0).sum())} rows of zero norm"
+            if (sq == 0).any():
+                raise ValueError(f"{kind} distance is undefined for {int((sq == 0).sum())} rows of zero norm"
                                  + (" after centring" if kind == "correlation" else ""))
-            Z = Z / norms[:, None]
-        self.Z, self.kind, self.n = Z, kind, Z.shape[0]
-        self.sq = (Z * Z).sum(1)
+            self.scale, self.sq = 1 / sq.sqrt(), None
+        else:
+            self.scale = None if s is None else torch.from_numpy(s)
+            self.sq = sq if s is None else sq * self.scale**2
 
     def tile(self, a: int, b: int, other: "Pairwise | None" = None) -> torch.Tensor:
         """Rows [a, b) of this set against all rows of ``other`` (default: itself)."""
         o = other or self
-        G = self.Z[a:b] @ o.Z.T
+        rows = self.Z[a:b] if self.Z.dtype == o.Z.dtype else self.Z[a:b].to(o.Z.dtype)
+        G = (rows @ o.Z.T).double()
+        if self.scale is not None:
+            G *= self.scale[a:b, None]
+        if o.scale is not None:
+            G *= o.scale[None, :]
         if self.kind in ("cosine", "correlation"):
             T = 1 - G
         else:
@@ -50,6 +60,15 @@ class Pairwise:
         if other is None:
             T[torch.arange(b - a), torch.arange(a, b)] = 0
         return T
+
+
+def _row_sq(Z: np.ndarray) -> np.ndarray:
+    """Squared L2 norm of each row, in float64 row blocks."""
+    out = np.empty(Z.shape[0])
+    for a in range(0, Z.shape[0], 4096):
+        block = np.asarray(Z[a : a + 4096], np.float64)
+        out[a : a + 4096] = np.einsum("ij,ij->i", block, block)
+    return out
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import paired
+from ._inputs import checked
 from ._tiles import Pairwise, centred_sums, tile_rows
 
 
@@ -13,9 +13,9 @@ def distance_correlation(X, Y, *, normalize_rows: bool = False) -> float:
     Euclidean distance matrices (the biased V-statistic, ``dcor.distance_correlation``).
     Similarity in [0, 1]; 0 if and only if independent (in the population). Sums over row tiles,
     never an N x N matrix: O(N^2 (d_X + d_Y)) time."""
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="distance_correlation")
-    Px, Py = Pairwise(X, "euclidean"), Pairwise(Y, "euclidean")
-    n = X.shape[0]
+    p = checked(X, Y, normalize_rows=normalize_rows, measure="distance_correlation")
+    Px, Py = Pairwise(p.X, "euclidean", p.sx), Pairwise(p.Y, "euclidean", p.sy)
+    n = p.n
     s = centred_sums(Px.tile, Py.tile, n, tile_rows(n) // 2 or 1)
     den = np.sqrt(s.centred("kk") * s.centred("ll"))
     return 0.0 if den == 0 else float(np.sqrt(max(s.centred("kl") / den, 0.0)))

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from scipy.special import digamma
 
-from ._inputs import checked, paired
+from ._inputs import checked
 from ._moments import moments
 
 # Rows of a Chebyshev-distance tile in ``ksg_mutual_information`` (tile memory: rows x N x 8 bytes).
-_KSG_ROWS = 512
+_KSG_ROWS = 128
 
 
 def _gaussians(X, Y, eps: float, normalize_rows: bool, measure: str):
@@ -56,14 +56,14 @@ def ksg_mutual_information(X, Y, *, k: int = 3, normalize_rows: bool = False) ->
     MI = psi(k) - <psi(n_x + 1) + psi(n_y + 1)> + psi(N), clipped at 0 as pu.
 
     Similarity >= 0. Exact, computed in row tiles of Chebyshev distances (never an N x N
-    matrix): O(N^2 (d_X + d_Y)) time, O(N * 512) memory.
+    matrix), in the inputs' dtype: O(N^2 (d_X + d_Y)) time, O(N * 128) memory.
     """
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="ksg_mutual_information")
-    n = X.shape[0]
+    p = checked(X, Y, normalize_rows=normalize_rows, measure="ksg_mutual_information")
+    n = p.n
     if k < 1:
         raise ValueError(f"ksg_mutual_information: k={k} must be >= 1")
     k = min(k, max(1, n - 1))  # pu's clamp
-    tx, ty = torch.from_numpy(X), torch.from_numpy(Y)
+    tx, ty = (_rows_as_given(Z, s) for Z, s in ((p.X, p.sx), (p.Y, p.sy)))
     nx, ny = np.empty(n), np.empty(n)
     for a in range(0, n, _KSG_ROWS):
         dx = torch.cdist(tx[a : a + _KSG_ROWS], tx, p=float("inf"))
@@ -74,3 +74,9 @@ def ksg_mutual_information(X, Y, *, k: int = 3, normalize_rows: bool = False) ->
         ny[a : a + _KSG_ROWS] = ((dy <= eps).sum(1) - 1).numpy()
     mi = digamma(k) - np.mean(digamma(nx + 1) + digamma(ny + 1)) + digamma(n)
     return float(max(mi, 0.0))
+
+
+def _rows_as_given(Z: np.ndarray, s: np.ndarray | None) -> torch.Tensor:
+    """Z in its own dtype, rows scaled by ``s`` (a copy only then)."""
+    T = torch.from_numpy(np.ascontiguousarray(Z))
+    return T if s is None else T * torch.from_numpy(s).to(T.dtype)[:, None]

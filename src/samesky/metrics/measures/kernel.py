@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._inputs import paired
+from ._inputs import checked
 from ._tiles import Pairwise, centred_sums, tile_rows
 
 # Pairs whose distances are held at once for an exact median: 2^25 pairs (N ~ 8,200) is 256 MB.
@@ -23,21 +23,25 @@ def median_gamma(Z: np.ndarray, *, median_sample: int | None = None, seed: int =
     """pu's median-heuristic gamma = 1 / (2 m^2), m the median distance over pairs i < j at
     positive distance (1 if m < 1e-12). ``median_sample`` (opt-in, approximate): m from that many
     random pairs instead, required when N (N - 1) / 2 exceeds EXACT_MEDIAN_PAIRS."""
-    n = Z.shape[0]
+    return _median_gamma([(np.asarray(Z), None)], median_sample, seed, measure)
+
+
+def _median_gamma(sides, median_sample: int | None, seed: int, measure: str) -> float:
+    """``median_gamma`` of the rows of several (matrix, row scales or None) stacked (MMD pools X and Y)."""
+    n = sum(len(Z) for Z, _ in sides)
     if median_sample is not None:
         rng = np.random.default_rng(seed)
         i, j = rng.integers(0, n, median_sample), rng.integers(0, n, median_sample)
         keep = i != j
-        d = np.linalg.norm(Z[i[keep]] - Z[j[keep]], axis=1)
+        d = np.linalg.norm(_gather(sides, i[keep]) - _gather(sides, j[keep]), axis=1)
     elif n * (n - 1) // 2 <= EXACT_MEDIAN_PAIRS:
-        P = Pairwise(Z, "euclidean")
+        P = Pairwise(_gather(sides, np.arange(n)), "euclidean")
         rows = tile_rows(n)
         parts = []
         for a in range(0, n, rows):
             b = min(n, a + rows)
-            T = P.tile(a, b)
             upper = torch.arange(n)[None, :] > torch.arange(a, b)[:, None]
-            parts.append(T[upper].numpy())
+            parts.append(P.tile(a, b)[upper].numpy())
         d = np.concatenate(parts)
     else:
         raise ValueError(f"{measure}: the exact median-heuristic bandwidth needs all {n * (n - 1) // 2:,} pairwise "
@@ -46,6 +50,18 @@ def median_gamma(Z: np.ndarray, *, median_sample: int | None = None, seed: int =
     d = d[d > 0]
     m = float(np.median(d)) if len(d) else 0.0
     return 1.0 / (2 * (m if m >= 1e-12 else 1.0) ** 2)
+
+
+def _gather(sides, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of the stacked sides as float64, scaled."""
+    out = np.empty((len(idx), sides[0][0].shape[1]))
+    offset = 0
+    for Z, s in sides:
+        at = (idx >= offset) & (idx < offset + len(Z))
+        local = idx[at] - offset
+        out[at] = np.asarray(Z[local], np.float64) * (1.0 if s is None else s[local, None])
+        offset += len(Z)
+    return out
 
 
 def _rbf(P: Pairwise, gamma: float, other: Pairwise | None = None):
@@ -58,11 +74,11 @@ def rbf_cka(X, Y, *, gamma: float | None = None, median_sample: int | None = Non
     biased HSIC, tr(K H L H) / sqrt(tr(K H K H) tr(L H L H)); ``gamma=None`` takes each side's own
     median-heuristic gamma (``median_gamma``), a given gamma serves both.
     Similarity in [0, 1] (0 where a kernel is constant, pu's guard)."""
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="rbf_cka")
-    gx = gamma if gamma is not None else median_gamma(X, median_sample=median_sample, measure="rbf_cka")
-    gy = gamma if gamma is not None else median_gamma(Y, median_sample=median_sample, measure="rbf_cka")
-    Px, Py = Pairwise(X, "sqeuclidean"), Pairwise(Y, "sqeuclidean")
-    n = X.shape[0]
+    p = checked(X, Y, normalize_rows=normalize_rows, measure="rbf_cka")
+    gx = gamma if gamma is not None else _median_gamma([(p.X, p.sx)], median_sample, 0, "rbf_cka")
+    gy = gamma if gamma is not None else _median_gamma([(p.Y, p.sy)], median_sample, 0, "rbf_cka")
+    Px, Py = Pairwise(p.X, "sqeuclidean", p.sx), Pairwise(p.Y, "sqeuclidean", p.sy)
+    n = p.n
     return centred_sums(_rbf(Px, gx), _rbf(Py, gy), n, tile_rows(n) // 2 or 1).alignment()
 
 
@@ -71,11 +87,11 @@ def mmd(X, Y, *, gamma: float | None = None, median_sample: int | None = None, n
     sqrt(max(mean K_XX + mean K_YY - 2 mean K_XY, 0)); ``gamma=None`` takes the median-heuristic
     gamma of the pooled 2N rows. Distance >= 0 (0: same distribution); needs equal dimensions.
     Compares the two clouds as distributions in one space: the row pairing is not used."""
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, same_dim=True, measure="mmd")
+    p = checked(X, Y, normalize_rows=normalize_rows, same_dim=True, measure="mmd")
     if gamma is None:
-        gamma = median_gamma(np.vstack([X, Y]), median_sample=median_sample, measure="mmd")
-    Px, Py = Pairwise(X, "sqeuclidean"), Pairwise(Y, "sqeuclidean")
-    n, rows = X.shape[0], tile_rows(X.shape[0])
+        gamma = _median_gamma([(p.X, p.sx), (p.Y, p.sy)], median_sample, 0, "mmd")
+    Px, Py = Pairwise(p.X, "sqeuclidean", p.sx), Pairwise(p.Y, "sqeuclidean", p.sy)
+    n, rows = p.n, tile_rows(p.n)
     sxx = syy = sxy = 0.0
     for a in range(0, n, rows):
         b = min(n, a + rows)

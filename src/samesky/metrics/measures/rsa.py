@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from ._inputs import paired
+from ._inputs import checked
 from ._tiles import PAIR_KINDS, Pairwise, tile_rows
 
 # Two float64 RDMs plus their ranks: 2^24 pairs take ~0.5 GB.
@@ -62,15 +62,15 @@ def rsa(X, Y, *, method: str = "spearman", metric: str = "cosine", sample_pairs:
         raise ValueError(f"rsa: method={method!r}, expected one of {list(RSA_METHODS)}")
     if metric not in PAIR_KINDS:
         raise ValueError(f"rsa: metric={metric!r}, expected one of {list(PAIR_KINDS)}")
-    X, Y = paired(X, Y, normalize_rows=normalize_rows, measure="rsa", min_rows=3)
-    n = X.shape[0]
+    p = checked(X, Y, normalize_rows=normalize_rows, measure="rsa", min_rows=3)
+    n = p.n
     pairs = n * (n - 1) // 2
     if sample_pairs is not None:
-        u, v = _sampled(X, Y, metric, sample_pairs, seed)
+        u, v = _sampled(p, metric, sample_pairs, seed)
     elif method == "pearson":
-        return _tiled_pearson(Pairwise(X, metric), Pairwise(Y, metric))
+        return _tiled_pearson(Pairwise(p.X, metric, p.sx), Pairwise(p.Y, metric, p.sy))
     elif pairs <= EXACT_SPEARMAN_PAIRS:
-        u, v = _condensed(Pairwise(X, metric)), _condensed(Pairwise(Y, metric))
+        u, v = _condensed(Pairwise(p.X, metric, p.sx)), _condensed(Pairwise(p.Y, metric, p.sy))
     else:
         raise ValueError(f"rsa: exact Spearman needs the ranks of all {pairs:,} pairs (more than "
                          f"{EXACT_SPEARMAN_PAIRS:,}); pass sample_pairs=<m> for the estimate on m random pairs")
@@ -79,19 +79,25 @@ def rsa(X, Y, *, method: str = "spearman", metric: str = "cosine", sample_pairs:
     return _pearson(u, v)
 
 
-def _sampled(X: np.ndarray, Y: np.ndarray, metric: str, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _sampled(p, metric: str, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    n = X.shape[0]
-    i = rng.integers(0, n, m)
-    j = (i + rng.integers(1, n, m)) % n  # uniform over j != i
-    return _pair_distances(X, i, j, metric), _pair_distances(Y, i, j, metric)
+    i = rng.integers(0, p.n, m)
+    j = (i + rng.integers(1, p.n, m)) % p.n  # uniform over j != i
+    return _pair_distances(p.X, p.sx, i, j, metric), _pair_distances(p.Y, p.sy, i, j, metric)
 
 
-def _pair_distances(Z: np.ndarray, i: np.ndarray, j: np.ndarray, metric: str) -> np.ndarray:
-    if metric == "correlation":
-        Z = Z - Z.mean(axis=1, keepdims=True)
+def _pair_distances(Z: np.ndarray, s, i: np.ndarray, j: np.ndarray, metric: str) -> np.ndarray:
+    """Distances of the sampled pairs (i, j), from those rows only (float64)."""
+    def rows(idx):
+        R = np.asarray(Z[idx], np.float64) * (1.0 if s is None else s[idx, None])
+        if metric == "correlation":
+            R = R - R.mean(axis=1, keepdims=True)
+        if metric in ("cosine", "correlation"):
+            R = R / np.linalg.norm(R, axis=1, keepdims=True)
+        return R
+
+    A, B = rows(i), rows(j)
     if metric in ("cosine", "correlation"):
-        Z = Z / np.linalg.norm(Z, axis=1, keepdims=True)
-        return 1 - np.einsum("ij,ij->i", Z[i], Z[j])
-    sq = ((Z[i] - Z[j]) ** 2).sum(1)
+        return 1 - np.einsum("ij,ij->i", A, B)
+    sq = ((A - B) ** 2).sum(1)
     return sq if metric == "sqeuclidean" else np.sqrt(sq)
