@@ -176,7 +176,7 @@ def test_svcca_keep_counts_dimensions_or_variance():
 def test_small_tiles_equal_reference(key, monkeypatch):
     from samesky.metrics.measures import _tiles
 
-    monkeypatch.setattr(_tiles, "TILE_BYTES", 8 * 200 * 7)  # 7 rows of 200: uneven last tile
+    monkeypatch.setattr(_tiles, "TILE_BYTES", 8 * 200 * 7)  # 7 rows of 200, or 37 x 37 blocks: uneven last ones
     monkeypatch.setattr(information, "_KSG_ROWS", 7)
     golden = float(DATA[key])
     assert abs(ours(key) - golden) <= META["golden"][key]["tol"] * max(1.0, abs(golden))

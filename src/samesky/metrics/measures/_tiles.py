@@ -1,7 +1,9 @@
 """Row tiles of all-pairs matrices (never an N x N matrix): the machinery of the all-pairs measures.
 
 A tile is rows [a, a + b) of a pairwise matrix (squared distances, distances, kernels) against all
-N objects, in torch float64; b is chosen so that one tile holds about ``TILE_BYTES``.
+N objects, a block rows [r0, r1) against [c0, c1), in torch float64; each holds about ``TILE_BYTES``.
+Sums over a symmetric matrix visit only the blocks on and above the diagonal (``symmetric_blocks``),
+as the kNN kernel does.
 """
 from __future__ import annotations
 
@@ -44,22 +46,43 @@ class Pairwise:
 
     def tile(self, a: int, b: int, other: "Pairwise | None" = None) -> torch.Tensor:
         """Rows [a, b) of this set against all rows of ``other`` (default: itself)."""
+        return self.block(a, b, 0, (other or self).n, other)
+
+    def block(self, r0: int, r1: int, c0: int, c1: int, other: "Pairwise | None" = None) -> torch.Tensor:
+        """Rows [r0, r1) of this set against rows [c0, c1) of ``other`` (default: itself)."""
         o = other or self
-        rows = self.Z[a:b] if self.Z.dtype == o.Z.dtype else self.Z[a:b].to(o.Z.dtype)
-        G = (rows @ o.Z.T).double()
+        rows = self.Z[r0:r1] if self.Z.dtype == o.Z.dtype else self.Z[r0:r1].to(o.Z.dtype)
+        G = (rows @ o.Z[c0:c1].T).double()
         if self.scale is not None:
-            G *= self.scale[a:b, None]
+            G *= self.scale[r0:r1, None]
         if o.scale is not None:
-            G *= o.scale[None, :]
+            G *= o.scale[None, c0:c1]
         if self.kind in ("cosine", "correlation"):
             T = 1 - G
         else:
-            T = (self.sq[a:b, None] + o.sq[None, :] - 2 * G).clamp_(min=0)
+            T = (self.sq[r0:r1, None] + o.sq[None, c0:c1] - 2 * G).clamp_(min=0)
             if self.kind == "euclidean":
                 T.sqrt_()
-        if other is None:
-            T[torch.arange(b - a), torch.arange(a, b)] = 0
+        if other is None:  # the objects in both ranges: exactly 0 to themselves
+            lo, hi = max(r0, c0), min(r1, c1)
+            if lo < hi:
+                at = torch.arange(lo, hi)
+                T[at - r0, at - c0] = 0
         return T
+
+
+def symmetric_blocks(n: int, b: int):
+    """Square blocks (r0, r1, c0, c1, weight) on and above the diagonal of a symmetric N x N
+    matrix: an off-diagonal block stands for its transpose too (weight 2), so sums over the whole
+    matrix cost half the products."""
+    for r0 in range(0, n, b):
+        for c0 in range(r0, n, b):
+            yield r0, min(n, r0 + b), c0, min(n, c0 + b), 1 if r0 == c0 else 2
+
+
+def square_edge(n: int) -> int:
+    """Edge of the square blocks: about TILE_BYTES per float64 block."""
+    return max(1, min(n, int((TILE_BYTES // 8) ** 0.5)))
 
 
 def _row_sq(Z: np.ndarray) -> np.ndarray:
@@ -98,15 +121,19 @@ class CentredSums:
         return 0.0 if den < 1e-12 else self.centred("kl") / den
 
 
-def centred_sums(kernel_x, kernel_y, n: int, rows: int) -> CentredSums:
-    """Accumulate ``CentredSums`` of K and L from their row tiles ``kernel_x(a, b)``."""
+def centred_sums(kernel_x, kernel_y, n: int) -> CentredSums:
+    """Accumulate ``CentredSums`` of symmetric K and L from their blocks ``kernel_x(r0, r1, c0, c1)``
+    on and above the diagonal (``symmetric_blocks``)."""
     kl = kk = ll = 0.0
-    rk, rl = np.empty(n), np.empty(n)
-    for a in range(0, n, rows):
-        b = min(n, a + rows)
-        K, L = kernel_x(a, b), kernel_y(a, b)
-        kl += float((K * L).sum())
-        kk += float((K * K).sum())
-        ll += float((L * L).sum())
-        rk[a:b], rl[a:b] = K.sum(1).numpy(), L.sum(1).numpy()
+    rk, rl = np.zeros(n), np.zeros(n)
+    for r0, r1, c0, c1, w in symmetric_blocks(n, square_edge(n)):
+        K, L = kernel_x(r0, r1, c0, c1), kernel_y(r0, r1, c0, c1)
+        kl += w * float((K * L).sum())
+        kk += w * float((K * K).sum())
+        ll += w * float((L * L).sum())
+        rk[r0:r1] += K.sum(1).numpy()
+        rl[r0:r1] += L.sum(1).numpy()
+        if w == 2:
+            rk[c0:c1] += K.sum(0).numpy()
+            rl[c0:c1] += L.sum(0).numpy()
     return CentredSums(kl, kk, ll, rk, rl)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._inputs import checked
-from ._tiles import Pairwise, centred_sums, tile_rows
+from ._tiles import Pairwise, centred_sums
 
 
 def distance_correlation(X, Y, *, normalize_rows: bool = False) -> float:
@@ -16,6 +16,6 @@ def distance_correlation(X, Y, *, normalize_rows: bool = False) -> float:
     p = checked(X, Y, normalize_rows=normalize_rows, measure="distance_correlation")
     Px, Py = Pairwise(p.X, "euclidean", p.sx), Pairwise(p.Y, "euclidean", p.sy)
     n = p.n
-    s = centred_sums(Px.tile, Py.tile, n, tile_rows(n) // 2 or 1)
+    s = centred_sums(Px.block, Py.block, n)
     den = np.sqrt(s.centred("kk") * s.centred("ll"))
     return 0.0 if den == 0 else float(np.sqrt(max(s.centred("kl") / den, 0.0)))

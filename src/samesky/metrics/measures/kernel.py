@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from ._inputs import checked
-from ._tiles import Pairwise, centred_sums, tile_rows
+from ._tiles import Pairwise, centred_sums, square_edge, symmetric_blocks, tile_rows
 
 # Pairs whose distances are held at once for an exact median: 2^25 pairs (N ~ 8,200) is 256 MB.
 EXACT_MEDIAN_PAIRS = 2**25
+# Sampled pairs whose rows are gathered at once.
+_CHUNK = 2**14
 
 
 def median_gamma(Z: np.ndarray, *, median_sample: int | None = None, seed: int = 0, measure: str = "rbf") -> float:
@@ -32,8 +34,9 @@ def _median_gamma(sides, median_sample: int | None, seed: int, measure: str) -> 
     if median_sample is not None:
         rng = np.random.default_rng(seed)
         i, j = rng.integers(0, n, median_sample), rng.integers(0, n, median_sample)
-        keep = i != j
-        d = np.linalg.norm(_gather(sides, i[keep]) - _gather(sides, j[keep]), axis=1)
+        i, j = i[i != j], j[i != j]
+        d = np.concatenate([np.linalg.norm(_gather(sides, i[a : a + _CHUNK]) - _gather(sides, j[a : a + _CHUNK]), axis=1)
+                            for a in range(0, len(i), _CHUNK)])
     elif n * (n - 1) // 2 <= EXACT_MEDIAN_PAIRS:
         P = Pairwise(_gather(sides, np.arange(n)), "euclidean")
         rows = tile_rows(n)
@@ -65,7 +68,7 @@ def _gather(sides, idx: np.ndarray) -> np.ndarray:
 
 
 def _rbf(P: Pairwise, gamma: float, other: Pairwise | None = None):
-    return lambda a, b: torch.exp(-gamma * P.tile(a, b, other))
+    return lambda r0, r1, c0, c1: torch.exp(-gamma * P.block(r0, r1, c0, c1, other))
 
 
 def rbf_cka(X, Y, *, gamma: float | None = None, median_sample: int | None = None,
@@ -79,7 +82,7 @@ def rbf_cka(X, Y, *, gamma: float | None = None, median_sample: int | None = Non
     gy = gamma if gamma is not None else _median_gamma([(p.Y, p.sy)], median_sample, 0, "rbf_cka")
     Px, Py = Pairwise(p.X, "sqeuclidean", p.sx), Pairwise(p.Y, "sqeuclidean", p.sy)
     n = p.n
-    return centred_sums(_rbf(Px, gx), _rbf(Py, gy), n, tile_rows(n) // 2 or 1).alignment()
+    return centred_sums(_rbf(Px, gx), _rbf(Py, gy), n).alignment()
 
 
 def mmd(X, Y, *, gamma: float | None = None, median_sample: int | None = None, normalize_rows: bool = False) -> float:
@@ -91,11 +94,12 @@ def mmd(X, Y, *, gamma: float | None = None, median_sample: int | None = None, n
     if gamma is None:
         gamma = _median_gamma([(p.X, p.sx), (p.Y, p.sy)], median_sample, 0, "mmd")
     Px, Py = Pairwise(p.X, "sqeuclidean", p.sx), Pairwise(p.Y, "sqeuclidean", p.sy)
-    n, rows = p.n, tile_rows(p.n)
+    n, b = p.n, square_edge(p.n)
     sxx = syy = sxy = 0.0
-    for a in range(0, n, rows):
-        b = min(n, a + rows)
-        sxx += float(torch.exp(-gamma * Px.tile(a, b)).sum())
-        syy += float(torch.exp(-gamma * Py.tile(a, b)).sum())
-        sxy += float(torch.exp(-gamma * Px.tile(a, b, Py)).sum())
+    for r0, r1, c0, c1, w in symmetric_blocks(n, b):
+        sxx += w * float(torch.exp(-gamma * Px.block(r0, r1, c0, c1)).sum())
+        syy += w * float(torch.exp(-gamma * Py.block(r0, r1, c0, c1)).sum())
+    for r0 in range(0, n, b):  # K_XY is not symmetric: every block
+        for c0 in range(0, n, b):
+            sxy += float(torch.exp(-gamma * Px.block(r0, min(n, r0 + b), c0, min(n, c0 + b), Py)).sum())
     return float(np.sqrt(max((sxx + syy - 2 * sxy) / n**2, 0.0)))

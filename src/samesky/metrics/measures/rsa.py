@@ -14,7 +14,7 @@ import torch
 from scipy.stats import rankdata
 
 from ._inputs import checked
-from ._tiles import PAIR_KINDS, Pairwise, tile_rows
+from ._tiles import PAIR_KINDS, Pairwise, square_edge, symmetric_blocks, tile_rows
 
 # Two float64 RDMs plus their ranks: 2^24 pairs take ~0.5 GB.
 EXACT_SPEARMAN_PAIRS = 2**24
@@ -37,13 +37,14 @@ def _pearson(u: np.ndarray, v: np.ndarray) -> float:
 
 
 def _tiled_pearson(Px: Pairwise, Py: Pairwise) -> float:
-    """Pearson correlation over pairs i != j (each pair twice: the same correlation as i < j)."""
-    n, rows = Px.n, tile_rows(Px.n) // 2 or 1
+    """Pearson correlation over pairs i != j from blocks on and above the diagonal (each pair
+    counted twice: the same correlation as over i < j)."""
+    n = Px.n
     s = np.zeros(5)  # sum u, sum v, sum u^2, sum v^2, sum uv
-    for a in range(0, n, rows):
-        b = min(n, a + rows)
-        U, V = Px.tile(a, b), Py.tile(a, b)  # diagonal exactly 0: adds nothing to any sum
-        s += [float(U.sum()), float(V.sum()), float((U * U).sum()), float((V * V).sum()), float((U * V).sum())]
+    for r0, r1, c0, c1, w in symmetric_blocks(n, square_edge(n)):
+        U, V = Px.block(r0, r1, c0, c1), Py.block(r0, r1, c0, c1)  # diagonal exactly 0: adds nothing
+        s += w * np.array([float(U.sum()), float(V.sum()), float((U * U).sum()), float((V * V).sum()),
+                           float((U * V).sum())])
     m = n * (n - 1)
     cov = s[4] - s[0] * s[1] / m
     return float(cov / np.sqrt((s[2] - s[0] ** 2 / m) * (s[3] - s[1] ** 2 / m)))
@@ -83,7 +84,9 @@ def _sampled(p, metric: str, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     rng = np.random.default_rng(seed)
     i = rng.integers(0, p.n, m)
     j = (i + rng.integers(1, p.n, m)) % p.n  # uniform over j != i
-    return _pair_distances(p.X, p.sx, i, j, metric), _pair_distances(p.Y, p.sy, i, j, metric)
+    chunks = range(0, m, 2**14)  # rows gathered at once
+    return tuple(np.concatenate([_pair_distances(Z, s, i[a : a + 2**14], j[a : a + 2**14], metric) for a in chunks])
+                 for Z, s in ((p.X, p.sx), (p.Y, p.sy)))
 
 
 def _pair_distances(Z: np.ndarray, s, i: np.ndarray, j: np.ndarray, metric: str) -> np.ndarray:
