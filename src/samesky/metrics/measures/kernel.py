@@ -1,6 +1,7 @@
 """Kernel measures with Gaussian (RBF) kernels, as pu (platonic-universe 6672072,
-src/pu/metrics/kernel.py): RBF CKA and MMD. Sums are accumulated over row tiles (``_tiles``),
-never holding an N x N matrix: O(N^2 d) time, O(N * tile) memory.
+src/pu/metrics/kernel.py): RBF CKA and MMD. Sums are accumulated over ~64 MB blocks (``_tiles``;
+symmetric kernels only on and above the diagonal), never holding an N x N matrix: O(N^2 d) time,
+a few blocks of memory beside the inputs.
 
 The bandwidth default is pu's median heuristic, gamma = 1 / (2 median^2), the median over
 distinct pairs at positive distance (pu ``_base.rbf_kernel``, _base.py:106). It is exact up to
