@@ -45,22 +45,24 @@ class Pairwise:
             self.sq = sq if s is None else sq * self.scale**2
 
     def tile(self, a: int, b: int, other: "Pairwise | None" = None) -> torch.Tensor:
-        """Rows [a, b) of this set against all rows of ``other`` (default: itself)."""
-        return self.block(a, b, 0, (other or self).n, other)
+        """Rows [a, b) of this set against all rows of ``other`` (default: itself), as float64."""
+        return self.block(a, b, 0, (other or self).n, other).double()
 
     def block(self, r0: int, r1: int, c0: int, c1: int, other: "Pairwise | None" = None) -> torch.Tensor:
-        """Rows [r0, r1) of this set against rows [c0, c1) of ``other`` (default: itself)."""
+        """Rows [r0, r1) of this set against rows [c0, c1) of ``other`` (default: itself), in the
+        inputs' dtype (float32 inputs: float32 blocks, summed by the callers in float64), computed
+        in place: one block of memory."""
         o = other or self
         rows = self.Z[r0:r1] if self.Z.dtype == o.Z.dtype else self.Z[r0:r1].to(o.Z.dtype)
-        G = (rows @ o.Z[c0:c1].T).double()
+        T = rows @ o.Z[c0:c1].T
         if self.scale is not None:
-            G *= self.scale[r0:r1, None]
+            T.mul_(self.scale[r0:r1, None].to(T.dtype))
         if o.scale is not None:
-            G *= o.scale[None, c0:c1]
+            T.mul_(o.scale[None, c0:c1].to(T.dtype))
         if self.kind in ("cosine", "correlation"):
-            T = 1 - G
+            T.neg_().add_(1)
         else:
-            T = (self.sq[r0:r1, None] + o.sq[None, c0:c1] - 2 * G).clamp_(min=0)
+            T.mul_(-2).add_(self.sq[r0:r1, None].to(T.dtype)).add_(o.sq[None, c0:c1].to(T.dtype)).clamp_(min=0)
             if self.kind == "euclidean":
                 T.sqrt_()
         if other is None:  # the objects in both ranges: exactly 0 to themselves
@@ -69,6 +71,11 @@ class Pairwise:
                 at = torch.arange(lo, hi)
                 T[at - r0, at - c0] = 0
         return T
+
+
+def inner(A: torch.Tensor, B: torch.Tensor) -> float:
+    """sum(A o B) of two blocks (one BLAS dot, no temporary)."""
+    return float(torch.dot(A.reshape(-1), B.reshape(-1)))
 
 
 def symmetric_blocks(n: int, b: int):
@@ -128,12 +135,12 @@ def centred_sums(kernel_x, kernel_y, n: int) -> CentredSums:
     rk, rl = np.zeros(n), np.zeros(n)
     for r0, r1, c0, c1, w in symmetric_blocks(n, square_edge(n)):
         K, L = kernel_x(r0, r1, c0, c1), kernel_y(r0, r1, c0, c1)
-        kl += w * float((K * L).sum())
-        kk += w * float((K * K).sum())
-        ll += w * float((L * L).sum())
-        rk[r0:r1] += K.sum(1).numpy()
-        rl[r0:r1] += L.sum(1).numpy()
+        kl += w * inner(K, L)
+        kk += w * inner(K, K)
+        ll += w * inner(L, L)
+        rk[r0:r1] += K.sum(1).double().numpy()
+        rl[r0:r1] += L.sum(1).double().numpy()
         if w == 2:
-            rk[c0:c1] += K.sum(0).numpy()
-            rl[c0:c1] += L.sum(0).numpy()
+            rk[c0:c1] += K.sum(0).double().numpy()
+            rl[c0:c1] += L.sum(0).double().numpy()
     return CentredSums(kl, kk, ll, rk, rl)

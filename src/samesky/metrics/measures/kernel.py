@@ -69,7 +69,7 @@ def _gather(sides, idx: np.ndarray) -> np.ndarray:
 
 
 def _rbf(P: Pairwise, gamma: float, other: Pairwise | None = None):
-    return lambda r0, r1, c0, c1: torch.exp(-gamma * P.block(r0, r1, c0, c1, other))
+    return lambda r0, r1, c0, c1: P.block(r0, r1, c0, c1, other).mul_(-gamma).exp_()
 
 
 def rbf_cka(X, Y, *, gamma: float | None = None, median_sample: int | None = None,
@@ -98,9 +98,9 @@ def mmd(X, Y, *, gamma: float | None = None, median_sample: int | None = None, n
     n, b = p.n, square_edge(p.n)
     sxx = syy = sxy = 0.0
     for r0, r1, c0, c1, w in symmetric_blocks(n, b):
-        sxx += w * float(torch.exp(-gamma * Px.block(r0, r1, c0, c1)).sum())
-        syy += w * float(torch.exp(-gamma * Py.block(r0, r1, c0, c1)).sum())
+        sxx += w * float(_rbf(Px, gamma)(r0, r1, c0, c1).sum(dtype=torch.float64))
+        syy += w * float(_rbf(Py, gamma)(r0, r1, c0, c1).sum(dtype=torch.float64))
     for r0 in range(0, n, b):  # K_XY is not symmetric: every block
         for c0 in range(0, n, b):
-            sxy += float(torch.exp(-gamma * Px.block(r0, min(n, r0 + b), c0, min(n, c0 + b), Py)).sum())
+            sxy += float(_rbf(Px, gamma, Py)(r0, min(n, r0 + b), c0, min(n, c0 + b)).sum(dtype=torch.float64))
     return float(np.sqrt(max((sxx + syy - 2 * sxy) / n**2, 0.0)))
