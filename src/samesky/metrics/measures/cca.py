@@ -99,9 +99,9 @@ def pwcca(X, Y, *, keep=0.99, eps: float = 1e-8, normalize_rows: bool = False) -
 
 
 def mean_cca(X, Y, *, eps: float = 0.0, normalize_rows: bool = False) -> float:
-    """Mean of the min(d_X, d_Y) canonical correlations of X and Y, no reduction (the CCA
-    similarity of the family surveyed by Klabunde et al. 2023, repsim). Similarity in [0, 1];
-    ``eps`` > 0 regularises the covariances (needed when d >= N or features are collinear)."""
+    """Mean of the min(d_X, d_Y) canonical correlations of X and Y, no reduction (beyond pu and
+    platonic-rep; oracle: statsmodels' exact ``CanCorr``). Similarity in [0, 1]; ``eps`` > 0
+    regularises the covariances (needed when d >= N or features are collinear)."""
     m = moments(checked(X, Y, normalize_rows=normalize_rows, measure="mean_cca"))
     try:
         rho, _, _ = _canonical(m.cxx, m.cyy, m.cxy, m.n, eps)
