@@ -78,6 +78,11 @@ def inner(A: torch.Tensor, B: torch.Tensor) -> float:
     return float(torch.dot(A.reshape(-1), B.reshape(-1)))
 
 
+def total(A: torch.Tensor) -> float:
+    """sum(A) of a block: row sums in its dtype, their sum in float64 (no float64 copy)."""
+    return float(A.sum(1).double().sum())
+
+
 def symmetric_blocks(n: int, b: int):
     """Square blocks (r0, r1, c0, c1, weight) on and above the diagonal of a symmetric N x N
     matrix: an off-diagonal block stands for its transpose too (weight 2), so sums over the whole

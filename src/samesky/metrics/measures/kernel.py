@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ._inputs import checked
-from ._tiles import Pairwise, centred_sums, square_edge, symmetric_blocks, tile_rows
+from ._tiles import Pairwise, centred_sums, square_edge, symmetric_blocks, tile_rows, total
 
 # Pairs whose distances are held at once for an exact median: 2^25 pairs (N ~ 8,200) is 256 MB.
 EXACT_MEDIAN_PAIRS = 2**25
@@ -98,9 +98,9 @@ def mmd(X, Y, *, gamma: float | None = None, median_sample: int | None = None, n
     n, b = p.n, square_edge(p.n)
     sxx = syy = sxy = 0.0
     for r0, r1, c0, c1, w in symmetric_blocks(n, b):
-        sxx += w * float(_rbf(Px, gamma)(r0, r1, c0, c1).sum(dtype=torch.float64))
-        syy += w * float(_rbf(Py, gamma)(r0, r1, c0, c1).sum(dtype=torch.float64))
+        sxx += w * total(_rbf(Px, gamma)(r0, r1, c0, c1))
+        syy += w * total(_rbf(Py, gamma)(r0, r1, c0, c1))
     for r0 in range(0, n, b):  # K_XY is not symmetric: every block
         for c0 in range(0, n, b):
-            sxy += float(_rbf(Px, gamma, Py)(r0, min(n, r0 + b), c0, min(n, c0 + b)).sum(dtype=torch.float64))
+            sxy += total(_rbf(Px, gamma, Py)(r0, min(n, r0 + b), c0, min(n, c0 + b)))
     return float(np.sqrt(max((sxx + syy - 2 * sxy) / n**2, 0.0)))

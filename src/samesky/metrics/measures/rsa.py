@@ -14,7 +14,7 @@ import torch
 from scipy.stats import rankdata
 
 from ._inputs import checked
-from ._tiles import PAIR_KINDS, Pairwise, inner, square_edge, symmetric_blocks, tile_rows
+from ._tiles import PAIR_KINDS, Pairwise, inner, square_edge, symmetric_blocks, tile_rows, total
 
 # Two float64 RDMs plus their ranks: 2^24 pairs take ~0.5 GB.
 EXACT_SPEARMAN_PAIRS = 2**24
@@ -43,8 +43,7 @@ def _tiled_pearson(Px: Pairwise, Py: Pairwise) -> float:
     s = np.zeros(5)  # sum u, sum v, sum u^2, sum v^2, sum uv
     for r0, r1, c0, c1, w in symmetric_blocks(n, square_edge(n)):
         U, V = Px.block(r0, r1, c0, c1), Py.block(r0, r1, c0, c1)  # diagonal exactly 0: adds nothing
-        s += w * np.array([float(U.sum(dtype=torch.float64)), float(V.sum(dtype=torch.float64)),
-                           inner(U, U), inner(V, V), inner(U, V)])
+        s += w * np.array([total(U), total(V), inner(U, U), inner(V, V), inner(U, V)])
     m = n * (n - 1)
     cov = s[4] - s[0] * s[1] / m
     return float(cov / np.sqrt((s[2] - s[0] ** 2 / m) * (s[3] - s[1] ** 2 / m)))
