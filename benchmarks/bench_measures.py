@@ -87,7 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--d", type=int, default=256)
-    ap.add_argument("--sample", type=int, default=1_000_000, help="pairs for the opt-in estimates")
+    ap.add_argument("--sample", type=int, default=20_000, help="pairs for the opt-in estimates")
     ap.add_argument("--only", nargs="*", default=list(CASES))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()

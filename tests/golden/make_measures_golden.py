@@ -239,8 +239,8 @@ def main(pu_dir: str, prep_dir: str, netrep_dir: str, torchaudio_ext: str) -> No
                 "netrep/metrics/linear.py:15 LinearMetric(alpha=1, zero_pad=True, score_method='euclidean') "
                 "on centred, Frobenius-normalised rows", {"alpha": 1.0}, {"unequal_dims": "zero_pad"})
             rec("frechet", "pu", pu["geometric"].frechet(X, Y), "pu", "src/pu/metrics/geometric.py:89 frechet",
-                {}, {}, tol=1e-8, note="pu takes scipy.linalg.sqrtm of singular (zero-padded) or near-singular "
-                                        "matrices, accurate to ~1e-9 there")
+                {}, {}, **({} if equal else {"tol": 1e-8, "note": "pu takes scipy.linalg.sqrtm of the singular "
+                                                                  "zero-padded covariance, accurate to ~1e-9 there"}))
             for alpha in (1.0, 0.5, 0.0):
                 rec("shape_angular", f"alpha{alpha}",
                     LinearMetric(alpha=alpha, center_columns=True, zero_pad=True, score_method="angular").fit_score(X, Y),
@@ -264,13 +264,13 @@ def main(pu_dir: str, prep_dir: str, netrep_dir: str, torchaudio_ext: str) -> No
                 for metric in ("log_euclidean", "affine_invariant"):
                     rec("riemannian", metric, pu["spectral"].riemannian(X, Y, metric=metric), "pu",
                         "src/pu/metrics/spectral.py:123 riemannian", {"metric": metric}, {"metric": metric},
-                        tol=1e-9, note="pu takes scipy.linalg.logm (Schur-Pade), the project an eigendecomposition")
+                        tol=1e-11, note="pu takes scipy.linalg.logm (Schur-Pade), the project an eigendecomposition")
                 # --- pu: information.py
                 rec("gaussian_kl", "pu", pu["information"].kl_divergence(X, Y), "pu",
-                    "src/pu/metrics/information.py:39 kl_divergence", {}, {}, tol=1e-8,
+                    "src/pu/metrics/information.py:39 kl_divergence", {}, {}, tol=1e-12,
                     note="covariances + 1e-6 I are inverted; relative rounding ~cond * 1e-16")
                 rec("gaussian_js", "pu", pu["information"].js_divergence(X, Y), "pu",
-                    "src/pu/metrics/information.py:93 js_divergence", {}, {}, tol=1e-8,
+                    "src/pu/metrics/information.py:93 js_divergence", {}, {}, tol=1e-12,
                     note="covariances + 1e-6 I are inverted; relative rounding ~cond * 1e-16")
             rec("ksg_mutual_information", "k3", pu["information"].mutual_information(X, Y, k=3), "pu",
                 "src/pu/metrics/information.py:153 mutual_information", {"k": 3}, {"k": 3})
