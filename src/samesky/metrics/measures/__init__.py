@@ -1,0 +1,12 @@
+"""The field's representational-similarity measures as exact pure functions (issue #27).
+
+Each measure is ``f(X, Y, *, normalize_rows=..., **params) -> float`` on (N, d) arrays whose rows
+are paired objects; its docstring names the reference it follows (repository, file, line at the
+commit read), its direction (similarity or distance) and its range. ``normalize_rows`` L2-normalises
+every row first, as platonic-rep's ``compute_score`` does before every measure; each measure's
+default is its reference's. They are checked against the references' own outputs in
+``tests/golden/measures.npz`` (made by ``tests/golden/make_measures_golden.py``).
+
+References read: UniverseTBD/platonic-universe ("pu") 6672072, minyoungg/platonic-rep dcd76ba,
+ahwillia/netrep 0186b8a.
+"""
