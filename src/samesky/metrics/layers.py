@@ -185,7 +185,7 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
                 rows.append({**{f: comparison[f] for f in COMPARISON_FIELDS}, "metric": spec.name,
                              "block_a": a.name, "block_b": b.name, "index_a": a.index, "index_b": b.index,
                              "depth_a": a.depth, "depth_b": b.depth, "n": n,
-                             "k": k if spec.uses_knn else None, "alpha": alpha, **results[spec.name][(i, j)]})
+                             "k": k if spec.takes_k else None, "alpha": alpha, **results[spec.name][(i, j)]})
     log.info("%d x %d blocks, %d metrics, %d null draws: %.1f s", len(A), len(B), len(specs), null_draws,
              time.perf_counter() - start)
     return [{f: row[f] for f in ROW_FIELDS} for row in rows]
@@ -218,7 +218,7 @@ def drawn_cells(spec, A, B, cells, k: int, params: dict, perms: np.ndarray, devi
     for i, j in cells:
         pair = Pair(A[i].Z, B[j].Z, A[i].graph, B[j].graph, device=device, memo=memo,
                     invariants=(A[i].invariants, B[j].invariants))
-        est = spec.estimator(pair, **({"k": k} if spec.uses_knn else {}), **params)
+        est = spec.estimator(pair, **({"k": k} if spec.takes_k else {}), **params)
         law = est.closed_null() if spec.closed_form else None
         out[(i, j)] = (est.score(), law if law is not None else np.array([est.null(pi) for pi in perms]))
     return out

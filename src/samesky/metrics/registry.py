@@ -73,8 +73,8 @@ class Metric:
             raise ValueError(f"metric {self.name!r}: reads {sorted(self.reads)} (of {READS}), scale {self.scale!r} "
                              f"(of {list(SCALES)}), nulls {self.nulls} (of {list(NULLS)}), interval "
                              f"{self.interval!r} (of {list(INTERVALS)})")
-        if ("k" in self.defaults) != self.uses_knn:
-            raise ValueError(f"metric {self.name!r}: a metric reads the cached kNN graph exactly when it takes k")
+        if self.uses_knn and "k" not in self.defaults:
+            raise ValueError(f"metric {self.name!r}: a metric that reads the cached kNN graph takes k")
 
     @property
     def direction(self) -> str:
@@ -84,6 +84,11 @@ class Metric:
     @property
     def uses_knn(self) -> bool:
         return "knn" in self.reads
+
+    @property
+    def takes_k(self) -> bool:
+        """Takes the shared neighbourhood size (config metrics.k), from a cached graph or its own."""
+        return "k" in self.defaults
 
     @property
     def uses_gram_invariants(self) -> bool:
@@ -179,7 +184,21 @@ def _layer_hook(module: str, name: str) -> Callable:
     return hook
 
 
+def _measure(module: str, function: str) -> Callable:
+    """A pure measure of ``metrics.measures`` (``module.function(X, Y, **params)``) as an estimator
+    (``measures.MeasureEstimator``: each null draw recomputes it, so its nulls are feature draws)."""
+    def prepare(pair, **params):
+        from importlib import import_module
+
+        from .measures import MeasureEstimator
+
+        return MeasureEstimator(getattr(import_module(f"{__package__}.measures.{module}"), function), pair, params)
+    prepare.__qualname__ = f"measures.{module}.{function}"
+    return prepare
+
+
 _KNN = {"reads": frozenset({"knn"}), "nulls": ("relabelled_graphs",), "interval": "subsampling_knn"}
+_OWN_KNN = {"interval": "subsampling_knn"}  # neighbourhood measures that build their own graphs (pu, platonic-rep)
 _CKA = {"reads": frozenset({"features", "gram_invariants"}), "nulls": ("closed_form", "feature_draws"),
         "layer_cells": _layer_hook("cka", "layer_cells")}
 
@@ -198,6 +217,60 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("mutual_info", "mutual information", _mutual_info, {"components": 16}, scale="nats",
            nulls=("score_draws",), layer_cells=_layer_hook("mutual_info", "layer_cells"),
            summary="Gaussian mutual information (nats) of the top principal components"),
+    # The field's measures (docs/MEASURES.md: each one's reference, file and line; parameters the
+    # reference's values). Their nulls recompute the measure on side B's rows permuted.
+    Metric("jaccard", "kNN Jaccard", _measure("neighbours", "jaccard"), {"k": 10, "normalize_rows": False},
+           **_OWN_KNN, summary="mean Jaccard index of the two kNN sets of each object (pu neighbors.jaccard)"),
+    Metric("cycle_knn", "cycle kNN", _measure("neighbours", "cycle_knn"), {"k": 10, "normalize_rows": True},
+           symmetric=False, **_OWN_KNN, summary="kNN cycle consistency A -> B -> A (platonic-rep cycle_knn)"),
+    Metric("edit_distance_knn", "edit-distance kNN", _measure("neighbours", "edit_distance_knn"),
+           {"k": 10, "normalize_rows": True}, **_OWN_KNN,
+           summary="1 - normalised edit distance of the ordered kNN lists (platonic-rep edit_distance_knn)"),
+    Metric("cka_rbf", "RBF CKA", _measure("kernel", "rbf_cka"), {"normalize_rows": False},
+           summary="CKA with Gaussian kernels, median bandwidth per side (pu kernel.cka rbf); all pairs, tiled"),
+    Metric("mmd", "MMD", _measure("kernel", "mmd"), {"normalize_rows": False}, scale="distance", equal_dims=True,
+           summary="maximum mean discrepancy, Gaussian kernel, pooled median bandwidth (pu kernel.mmd)"),
+    Metric("svcca", "SVCCA", _measure("cca", "svcca"), {"keep": 0.99, "standardize": False, "eps": 1e-8,
+                                                         "normalize_rows": False},
+           summary="mean CCA correlation after SVD keeping 0.99 of the variance (pu; keep: 10 as platonic-rep)"),
+    Metric("pwcca", "PWCCA", _measure("cca", "pwcca"), {"keep": 0.99, "eps": 1e-8, "normalize_rows": False},
+           symmetric=False, summary="projection-weighted CCA as pu cca.pwcca weights it"),
+    Metric("mean_cca", "mean CCA", _measure("cca", "mean_cca"), {"eps": 0.0, "normalize_rows": False},
+           summary="mean canonical correlation of the full spaces"),
+    Metric("procrustes", "Procrustes", _measure("geometric", "procrustes"),
+           {"unequal_dims": "error", "normalize_rows": False}, scale="distance",
+           summary="orthogonal Procrustes residual of the normalised spaces (pu; unequal_dims: zero_pad as netrep)"),
+    Metric("cosine_matched", "matched cosine", _measure("geometric", "cosine_matched"), {"normalize_rows": True},
+           equal_dims=True, summary="mean cosine of matched rows (pu geometric)"),
+    Metric("frechet", "Frechet", _measure("geometric", "frechet"), {"normalize_rows": False}, scale="distance",
+           summary="Frechet (Bures-Wasserstein) distance between the two Gaussians (pu geometric)"),
+    Metric("shape_angular", "angular shape", _measure("geometric", "shape_angular"),
+           {"alpha": 1.0, "normalize_rows": False}, scale="distance",
+           summary="netrep's angular shape metric (alpha 1: Procrustes ... 0: CCA)"),
+    Metric("rsa", "RSA", _measure("rsa", "rsa"), {"method": "spearman", "metric": "cosine", "normalize_rows": False},
+           summary="correlation of the two RDMs (pu neighbors.rsa; method spearman or pearson)"),
+    Metric("linear_r2", "linear R2", _measure("regression", "linear_r2"), {"alpha": 1.0, "normalize_rows": False},
+           symmetric=False, summary="R^2 of a ridge regression A -> B (pu regression.linear_r2)"),
+    Metric("linear_r2_both", "linear R2 (both ways)", _measure("regression", "bidirectional_linear_r2"),
+           {"alpha": 1.0, "normalize_rows": False}, summary="mean ridge R^2 of A -> B and B -> A (pu)"),
+    Metric("tucker", "Tucker congruence", _measure("spectral", "tucker_congruence"), {"normalize_rows": False},
+           equal_dims=True, summary="Tucker's congruence coefficient (pu spectral)"),
+    Metric("eigenspectrum", "eigenspectrum distance", _measure("spectral", "eigenspectrum"),
+           {"normalize": True, "normalize_rows": False}, scale="distance",
+           summary="distance between the sorted covariance eigenvalues (pu spectral)"),
+    Metric("riemannian", "Riemannian distance", _measure("spectral", "riemannian"),
+           {"metric": "log_euclidean", "eps": 1e-6, "normalize_rows": False}, scale="distance", equal_dims=True,
+           summary="Riemannian distance between the covariances (pu spectral; log_euclidean or affine_invariant)"),
+    Metric("gaussian_kl", "Gaussian KL", _measure("information", "gaussian_kl"), {"eps": 1e-6, "normalize_rows": False},
+           scale="distance", symmetric=False, equal_dims=True,
+           summary="KL divergence (nats) between the fitted Gaussians (pu information)"),
+    Metric("gaussian_js", "Gaussian JS", _measure("information", "gaussian_js"), {"eps": 1e-6, "normalize_rows": False},
+           scale="distance", equal_dims=True, summary="Jensen-Shannon divergence (nats) of the fitted Gaussians (pu)"),
+    Metric("mi_ksg", "KSG mutual information", _measure("information", "ksg_mutual_information"),
+           {"normalize_rows": False}, fixed={"k": 3}, scale="nats",
+           summary="Kraskov-Stogbauer-Grassberger kNN mutual information, k = 3 (pu information.mutual_information)"),
+    Metric("distance_correlation", "distance correlation", _measure("dcor", "distance_correlation"),
+           {"normalize_rows": False}, summary="distance correlation (dcor); all pairs, tiled"),
 )}
 
 

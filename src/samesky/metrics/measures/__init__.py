@@ -10,3 +10,18 @@ default is its reference's. They are checked against the references' own outputs
 References read: UniverseTBD/platonic-universe ("pu") 6672072, minyoungg/platonic-rep dcd76ba,
 ahwillia/netrep 0186b8a.
 """
+
+
+class MeasureEstimator:
+    """A measure on one aligned pair (``metrics.pair.Pair``) as the registry's estimators are
+    called: ``score()``, and ``null(pi)``, the measure recomputed with side B's rows permuted by
+    ``pi`` (a feature-space draw: the registry caps their number)."""
+
+    def __init__(self, fn, pair, params: dict):
+        self.fn, self.Za, self.Zb, self.params = fn, pair.Za, pair.Zb, params
+
+    def score(self) -> float:
+        return float(self.fn(self.Za, self.Zb, **self.params))
+
+    def null(self, pi) -> float:
+        return float(self.fn(self.Za, self.Zb[pi], **self.params))

@@ -42,6 +42,8 @@ def checked(X, Y, *, normalize_rows: bool, same_dim: bool = False, measure: str 
     different numbers of rows, fewer than ``min_rows`` rows, non-finite values, different
     dimensions where ``same_dim``, and zero rows when asked to normalise them (no direction)."""
     X, Y = _matrix(X, "X", measure), _matrix(Y, "Y", measure)
+    if X.dtype != Y.dtype:  # one precision for both (float32 blocks meet float64 sums otherwise)
+        X, Y = X.astype(np.float64), Y.astype(np.float64)
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"{measure}: X and Y must pair the same objects row by row, got "
                          f"{X.shape[0]} and {Y.shape[0]} rows")
@@ -58,7 +60,9 @@ def _matrix(Z, name: str, measure: str) -> np.ndarray:
     Z = getattr(Z, "detach", lambda: Z)()  # a torch tensor: its numpy view
     try:
         Z = np.asarray(Z)
-        if Z.dtype not in (np.float32, np.float64):
+        if Z.dtype == np.float16:  # layers files' blocks: float32 holds them exactly
+            Z = Z.astype(np.float32)
+        elif Z.dtype not in (np.float32, np.float64):
             Z = Z.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{measure}: {name} is not a numeric matrix ({err})") from None
