@@ -41,7 +41,9 @@ def test_records_have_the_documented_fields_and_values(files, tmp_path):
     recs = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=ALL, **OPTS)
     assert [r["metric"] for r in recs] == ALL
     for r in recs:
-        assert list(r) == [*FIELDS, "tau", "calibrated", "alpha", "null_method", "interval_method"]
+        assert list(r) == [*FIELDS, "tau", "calibrated", "alpha", "null_method", "interval_method", "calibrated_low",
+                           "calibrated_high"]
+        assert r["calibrated_low"] <= r["calibrated"] <= r["calibrated_high"]  # the interval through the same map
         assert r["interval_method"] == "subsampling"  # every metric: the bootstrap over-covered CKA
         assert {f: r[f] for f in CROSS} == CROSS and r["n"] == N
         assert r["k"] == (K if r["metric"] in ("mknn", "cknna") else None)

@@ -96,7 +96,7 @@ def test_our_mknn_on_our_export_equals_theirs(golden, exported, capsys, tmp_path
     vit = exported / "jwst" / "vit_base.parquet"
     out = tmp_path / "mknn.json"
     assert main(["compare", str(vit), str(vit), "--column", "vit_base_hsc", "--column-b", "vit_base_jwst",
-                 "--metrics", "mknn", "-k", "5", "--null-draws", "0", "--bootstrap-draws", "0", "-q",
+                 "--metrics", "mknn", "-k", "5", "--null-draws", "0", "--subsampling-splits", "0", "-q",
                  "--output", str(out)]) == 0
     (rec,) = json.loads(out.read_text())["records"]
     assert rec["score"] == pytest.approx(theirs, abs=1e-12) and rec["pairing"] == "id" and rec["n"] == fixed.N - 1
