@@ -56,13 +56,6 @@ def validate_config(config: dict) -> dict:
     return config
 
 
-def load_config_file(path: str | Path) -> dict:
-    """Read and validate a YAML config file (for tools and tests outside Snakemake)."""
-    with open(path) as fh:
-        config = yaml.safe_load(fh) or {}
-    return validate_config(config)
-
-
 def _registry():
     from .models import registry
 
