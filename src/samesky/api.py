@@ -109,33 +109,28 @@ def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list
     row) and scores them. As in the workflow, each side's kNN graph is computed on the whole side
     at the width the knn_graph jobs cache (``Plan.graph_width``) and restricted to the paired rows, so
     every number equals the compare job's. Returns (n, n_excluded, {metric: statistics})."""
-    from .metrics.compare import common_rows, pair_statistics
-    from .metrics.knn import knn_graph, restrict_graph
+    from .metrics.compare import common_rows, pair_statistics, restrict
+    from .metrics.knn import knn_graph
     from .metrics.pair import Pair
-    from .metrics.registry import METRICS, graph_width
+    from .metrics.registry import METRICS, cached_graph_width
 
-    k = settings["k"]
+    settings = dict(settings)
+    k, splits = settings["k"], settings.pop("subsampling_splits")
     local = any(METRICS[name].uses_knn for name in names)
-    width = graph_width(k) if local and settings["subsampling_splits"] else k
+    width = cached_graph_width(names, k, splits)
     rows, n_excluded = (None, None), 0
     if not (same or a.positional or b.positional):
         *rows, n_excluded = common_rows(a.ids, b.ids, a.description, b.description, k)
     sides = []
     for side, rows_side in zip((a, b), rows):
-        Z = side.array
-        graph = knn_graph(Z, max(k, min(width, len(Z) - 1))) if local else None
-        if rows_side is not None:
-            Z = Z[rows_side]
-            graph = graph and restrict_graph(*graph, rows_side, Z, graph[0].shape[1])[:2]
-        sides.append((Z, graph))
+        graph = knn_graph(side.array, max(k, min(width, len(side.array) - 1))) if local else None
+        sides.append(restrict(side.array, graph, rows_side, side.description))
         if same:
             sides.append(sides[0])
             break
     (Za, ga), (Zb, gb) = sides
     pair = Pair(Za, Zb, ga, gb)
-    settings = {**settings, "bootstrap_draws": settings["subsampling_splits"]}  # pair_statistics' keyword
-    del settings["subsampling_splits"]
-    return pair.n, n_excluded, pair_statistics(pair, names, params=params, **settings)
+    return pair.n, n_excluded, pair_statistics(pair, names, params=params, bootstrap_draws=splits, **settings)
 
 
 def _check_params(names: list[str], params: dict) -> None:

@@ -155,8 +155,7 @@ class RuleParams:
     def graph_width(self) -> int:
         """Columns of the cached kNN graphs: k, or enough for cheap subsampling intervals
         (``metrics.registry.graph_width``) when neighbourhood metrics draw intervals."""
-        from .metrics.registry import graph_width
+        from .metrics.registry import cached_graph_width
 
         m = self.config["metrics"]
-        local = any(_metric_names()[name].uses_knn for name in m["names"])
-        return graph_width(m["k"]) if local and m["subsampling_splits"] else m["k"]
+        return cached_graph_width(m["names"], m["k"], m["subsampling_splits"])

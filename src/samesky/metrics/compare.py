@@ -189,7 +189,7 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
         raise KeyError(f"parameters given for metric(s) {sorted(unused)}, which are not among {metrics}")
     estimators, settings = {}, {}
     for spec in specs:
-        settings[spec.name] = {**({"k": k} if "k" in spec.defaults else {}), **(params or {}).get(spec.name, {})}
+        settings[spec.name] = {**({"k": k} if spec.takes_k else {}), **(params or {}).get(spec.name, {})}
         estimators[spec.name] = spec.estimator(pair, **settings[spec.name])
     scores = {name: est.score() for name, est in estimators.items()}
     laws = {}  # closed-form null laws, which replace the null draws

@@ -291,6 +291,13 @@ def graph_width(k: int) -> int:
     return 8 * k
 
 
+def cached_graph_width(names, k: int, subsampling_splits: int) -> int:
+    """Columns of the cached kNN graphs for the metrics ``names``: ``graph_width(k)`` when a metric
+    reading them draws subsampling intervals, else k (the knn_graph jobs and ``samesky compare``)."""
+    local = any(get_metric(name).uses_knn for name in names)
+    return graph_width(k) if local and subsampling_splits else k
+
+
 def get_metric(name: str) -> Metric:
     try:
         return METRICS[name]
