@@ -247,6 +247,12 @@ def test_bad_parameters_are_refused():
         spectral.riemannian(X, Z, metric="geodesic")
     with pytest.raises(ValueError, match="cv=1 folds"):
         regression.linear_r2(X, Z, cv=1)
+    with pytest.raises(ValueError, match=r"rbf_cka: gamma=-1.0 must be positive \(or None"):
+        kernel.rbf_cka(X, Z, gamma=-1.0)
+    with pytest.raises(ValueError, match="mmd: median_sample=0 must be a positive number of pairs"):
+        kernel.mmd(X, Z, median_sample=0)
+    with pytest.raises(ValueError, match="rsa: sample_pairs=2 must be at least 3 pairs"):
+        rsa.rsa(X, Z, sample_pairs=2)
     with pytest.raises(ValueError, match="mean_cca: the covariance is singular"):
         cca.mean_cca(np.hstack([X, X[:, :1]]), Z)
 

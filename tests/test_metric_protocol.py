@@ -134,3 +134,17 @@ def test_trends_and_axes_read_a_distance_as_aligned_when_lower(tmp_path, monkeyp
     assert (raw.increases, raw.comparisons) == (cal.increases, cal.comparisons) == (1, 2)  # base -> large only
     assert score_axis("toy_distance", "score") == " (lower is more aligned)"
     assert score_axis("toy_distance", "calibrated score") == score_axis("mknn", "score") == ""
+
+
+def test_a_parameter_defaulting_to_none_declares_its_type():
+    """An optional setting (default None) must declare its type; a config sets it to null or a
+    positive value of that type (RBF CKA's sampled median, RSA's sampled pairs, ridge's folds)."""
+    from samesky.metrics.registry import METRICS as REGISTERED
+    from samesky.metrics.registry import Metric
+
+    with pytest.raises(ValueError, match=r"metric 'toy': parameters \['gamma'\] default to None: declare their types"):
+        Metric("toy", "toy", MatchedCosine, {"gamma": None})
+    REGISTERED["cka_rbf"].check_params({"median_sample": 1_000_000, "gamma": None}, "metrics.params.cka_rbf")
+    REGISTERED["linear_r2_both"].check_params({"cv": 5}, "metrics.params.linear_r2_both")
+    with pytest.raises(ValueError, match="metrics.params.linear_r2_both.cv: expected a positive int or null, got -2"):
+        REGISTERED["linear_r2_both"].check_params({"cv": -2}, "metrics.params.linear_r2_both")

@@ -88,6 +88,13 @@ def test_sizes_run_in_parameter_order_whatever_the_config_order(paper_config):
         (lambda c: c["metrics"].update(params={"mknn": {"components": 8}}),
          "metrics.params.mknn.components: metric 'mknn' has no parameter 'components'; its parameters are []"),
         (lambda c: c["metrics"].update(params={"mutual_info": 8}), "metrics.params.mutual_info"),
+        # optional settings (None by default): a positive value of the declared type, or null
+        (lambda c: c["metrics"]["params"].update(cka_rbf={"median_sample": 0}),
+         "metrics.params.cka_rbf.median_sample: expected a positive int or null, got 0"),
+        (lambda c: c["metrics"]["params"].update(rsa={"sample_pairs": 1e6}),
+         "metrics.params.rsa.sample_pairs: expected int or null, got 1000000.0"),
+        (lambda c: c["metrics"]["params"].update(cka_rbf={"gamma": "auto"}),
+         "metrics.params.cka_rbf.gamma: expected float or null, got 'auto'"),
     ],
 )
 def test_invalid_config_names_the_key(paper_config, edit, message):

@@ -50,6 +50,10 @@ class Metric:
     # size) is shared by every neighbourhood metric and the cached graphs: config metrics.k. The
     # others are set per metric in config metrics.params.{name} (checked by ``check_params``).
     defaults: dict = field(default_factory=dict)
+    # the type of each parameter whose default is None (an optional setting, e.g. a bandwidth the
+    # measure otherwise estimates, or a sample that replaces an exact computation): a config sets
+    # it to a positive value of that type (``check_params``)
+    types: dict = field(default_factory=dict)
     # arguments of ``prepare`` and ``layer_cells`` fixed by the entry (a variant of a shared
     # estimator, e.g. CKA's unbiased HSIC), not parameters a config can set
     fixed: dict = field(default_factory=dict)
@@ -73,6 +77,9 @@ class Metric:
             raise ValueError(f"metric {self.name!r}: reads {sorted(self.reads)} (of {READS}), scale {self.scale!r} "
                              f"(of {list(SCALES)}), nulls {self.nulls} (of {list(NULLS)}), interval "
                              f"{self.interval!r} (of {list(INTERVALS)})")
+        untyped = sorted(key for key, v in self.defaults.items() if v is None and key not in self.types)
+        if untyped:
+            raise ValueError(f"metric {self.name!r}: parameters {untyped} default to None: declare their types")
         if self.uses_knn and "k" not in self.defaults:
             raise ValueError(f"metric {self.name!r}: a metric that reads the cached kNN graph takes k")
 
@@ -111,8 +118,9 @@ class Metric:
 
     def check_params(self, params: dict, where: str) -> None:
         """``params`` (config ``metrics.params.{name}``) checked against the declared parameters:
-        known names other than the shared ``k``, values of the default's type. ``where`` names
-        the config key in the errors."""
+        known names other than the shared ``k``, values of the default's type (or, where the default
+        is None, None or a positive value of the declared type). ``where`` names the config key in
+        the errors."""
         if not isinstance(params, dict):
             raise ValueError(f"{where}: expected a mapping of parameter names to values, got {params!r}")
         tunable = sorted(set(self.defaults) - {"k"})
@@ -123,9 +131,14 @@ class Metric:
             if key not in tunable:
                 raise ValueError(f"{where}.{key}: metric {self.name!r} has no parameter {key!r}; "
                                  f"its parameters are {tunable}")
-            want = type(self.defaults[key])
+            optional = self.defaults[key] is None
+            if optional and value is None:
+                continue
+            want = self.types[key] if optional else type(self.defaults[key])
             if type(value) is not want and not (want is float and type(value) is int):
-                raise ValueError(f"{where}.{key}: expected {want.__name__}, got {value!r}")
+                raise ValueError(f"{where}.{key}: expected {want.__name__}{' or null' * optional}, got {value!r}")
+            if optional and value <= 0:
+                raise ValueError(f"{where}.{key}: expected a positive {want.__name__} or null, got {value!r}")
 
     def estimator(self, pair, **params):
         """The metric's estimator on a ``pair.Pair``, with parameters checked and defaulted."""
@@ -197,8 +210,20 @@ def _measure(module: str, function: str) -> Callable:
     return prepare
 
 
+def _graph_measure(function: str) -> Callable:
+    """A neighbourhood measure of ``metrics.measures.neighbours`` on the pair's kNN graphs
+    (``neighbours.GraphEstimator``: nulls by relabelling side B's graph)."""
+    def prepare(pair, **params):
+        from .measures.neighbours import GraphEstimator
+
+        return GraphEstimator(function, pair, **params)
+    prepare.__qualname__ = f"measures.neighbours.{function}"
+    return prepare
+
+
 _KNN = {"reads": frozenset({"knn"}), "nulls": ("relabelled_graphs",), "interval": "subsampling_knn"}
-_OWN_KNN = {"interval": "subsampling_knn"}  # neighbourhood measures that build their own graphs (pu, platonic-rep)
+_BANDWIDTH = {"gamma": float, "median_sample": int}  # RBF kernels: None = the exact median heuristic
+_FOLDS = {"cv": int}  # ridge R^2: None = in-sample (pu's default), else the mean over cv test folds
 _CKA = {"reads": frozenset({"features", "gram_invariants"}), "nulls": ("closed_form", "feature_draws"),
         "layer_cells": _layer_hook("cka", "layer_cells")}
 
@@ -218,17 +243,23 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            nulls=("score_draws",), layer_cells=_layer_hook("mutual_info", "layer_cells"),
            summary="Gaussian mutual information (nats) of the top principal components"),
     # The field's measures (docs/MEASURES.md: each one's reference, file and line; parameters the
-    # reference's values). Their nulls recompute the measure on side B's rows permuted.
-    Metric("jaccard", "kNN Jaccard", _measure("neighbours", "jaccard"), {"k": 10, "normalize_rows": False},
-           **_OWN_KNN, summary="mean Jaccard index of the two kNN sets of each object (pu neighbors.jaccard)"),
-    Metric("cycle_knn", "cycle kNN", _measure("neighbours", "cycle_knn"), {"k": 10, "normalize_rows": True},
-           symmetric=False, **_OWN_KNN, summary="kNN cycle consistency A -> B -> A (platonic-rep cycle_knn)"),
-    Metric("edit_distance_knn", "edit-distance kNN", _measure("neighbours", "edit_distance_knn"),
-           {"k": 10, "normalize_rows": True}, **_OWN_KNN,
+    # reference's values). Their nulls recompute the measure on side B's rows permuted, but the
+    # neighbourhood measures' (``_KNN``), which relabel the cached graphs.
+    Metric("jaccard", "kNN Jaccard", _graph_measure("jaccard"), {"k": 10, "normalize_rows": False},
+           **_KNN, summary="mean Jaccard index of the two kNN sets of each object (pu neighbors.jaccard)"),
+    Metric("cycle_knn", "cycle kNN", _graph_measure("cycle_knn"), {"k": 10, "normalize_rows": True},
+           symmetric=False, **_KNN, summary="kNN cycle consistency A -> B -> A (platonic-rep cycle_knn)"),
+    Metric("lcs_knn", "LCS kNN / k", _graph_measure("lcs_knn"), {"k": 10, "normalize_rows": True},
+           fixed={"per_k": True}, **_KNN,
+           summary="longest common subsequence of the ordered kNN lists, divided by k (platonic-rep lcs_knn / k)"),
+    Metric("edit_distance_knn", "edit-distance kNN", _graph_measure("edit_distance_knn"),
+           {"k": 10, "normalize_rows": True}, **_KNN,
            summary="1 - normalised edit distance of the ordered kNN lists (platonic-rep edit_distance_knn)"),
-    Metric("cka_rbf", "RBF CKA", _measure("kernel", "rbf_cka"), {"normalize_rows": False},
+    Metric("cka_rbf", "RBF CKA", _measure("kernel", "rbf_cka"),
+           {"gamma": None, "median_sample": None, "normalize_rows": False}, types=_BANDWIDTH,
            summary="CKA with Gaussian kernels, median bandwidth per side (pu kernel.cka rbf); all pairs, tiled"),
-    Metric("mmd", "MMD", _measure("kernel", "mmd"), {"normalize_rows": False}, scale="distance", equal_dims=True,
+    Metric("mmd", "MMD", _measure("kernel", "mmd"), {"gamma": None, "median_sample": None, "normalize_rows": False},
+           types=_BANDWIDTH, scale="distance", equal_dims=True,
            summary="maximum mean discrepancy, Gaussian kernel, pooled median bandwidth (pu kernel.mmd)"),
     Metric("svcca", "SVCCA", _measure("cca", "svcca"), {"keep": 0.99, "standardize": False, "eps": 1e-8,
                                                          "normalize_rows": False},
@@ -247,12 +278,13 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("shape_angular", "angular shape", _measure("geometric", "shape_angular"),
            {"alpha": 1.0, "normalize_rows": False}, scale="distance",
            summary="netrep's angular shape metric (alpha 1: Procrustes ... 0: CCA)"),
-    Metric("rsa", "RSA", _measure("rsa", "rsa"), {"method": "spearman", "metric": "cosine", "normalize_rows": False},
+    Metric("rsa", "RSA", _measure("rsa", "rsa"), {"method": "spearman", "metric": "cosine", "sample_pairs": None,
+                                                   "seed": 0, "normalize_rows": False}, types={"sample_pairs": int},
            summary="correlation of the two RDMs (pu neighbors.rsa; method spearman or pearson)"),
-    Metric("linear_r2", "linear R2", _measure("regression", "linear_r2"), {"alpha": 1.0, "normalize_rows": False},
-           symmetric=False, summary="R^2 of a ridge regression A -> B (pu regression.linear_r2)"),
+    Metric("linear_r2", "linear R2", _measure("regression", "linear_r2"),
+           {"alpha": 1.0, "cv": None, "normalize_rows": False}, types=_FOLDS, symmetric=False, summary="R^2 of a ridge regression A -> B (pu regression.linear_r2)"),
     Metric("linear_r2_both", "linear R2 (both ways)", _measure("regression", "bidirectional_linear_r2"),
-           {"alpha": 1.0, "normalize_rows": False}, summary="mean ridge R^2 of A -> B and B -> A (pu)"),
+           {"alpha": 1.0, "cv": None, "normalize_rows": False}, types=_FOLDS, summary="mean ridge R^2 of A -> B and B -> A (pu)"),
     Metric("tucker", "Tucker congruence", _measure("spectral", "tucker_congruence"), {"normalize_rows": False},
            equal_dims=True, summary="Tucker's congruence coefficient (pu spectral)"),
     Metric("eigenspectrum", "eigenspectrum distance", _measure("spectral", "eigenspectrum"),

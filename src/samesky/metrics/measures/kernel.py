@@ -32,6 +32,8 @@ def median_gamma(Z: np.ndarray, *, median_sample: int | None = None, seed: int =
 def _median_gamma(sides, median_sample: int | None, seed: int, measure: str) -> float:
     """``median_gamma`` of the rows of several (matrix, row scales or None) stacked (MMD pools X and Y)."""
     n = sum(len(Z) for Z, _ in sides)
+    if median_sample is not None and median_sample < 1:
+        raise ValueError(f"{measure}: median_sample={median_sample} must be a positive number of pairs")
     if median_sample is not None:
         rng = np.random.default_rng(seed)
         i, j = rng.integers(0, n, median_sample), rng.integers(0, n, median_sample)
@@ -68,6 +70,11 @@ def _gather(sides, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_gamma(gamma, measure: str) -> None:
+    if gamma is not None and not gamma > 0:
+        raise ValueError(f"{measure}: gamma={gamma} must be positive (or None: the median heuristic)")
+
+
 def _rbf(P: Pairwise, gamma: float, other: Pairwise | None = None):
     return lambda r0, r1, c0, c1: P.block(r0, r1, c0, c1, other).mul_(-gamma).exp_()
 
@@ -79,6 +86,7 @@ def rbf_cka(X, Y, *, gamma: float | None = None, median_sample: int | None = Non
     median-heuristic gamma (``median_gamma``), a given gamma serves both.
     Similarity in [0, 1] (0 where a kernel is constant, pu's guard)."""
     p = checked(X, Y, normalize_rows=normalize_rows, measure="rbf_cka")
+    _check_gamma(gamma, "rbf_cka")
     gx = gamma if gamma is not None else _median_gamma([(p.X, p.sx)], median_sample, 0, "rbf_cka")
     gy = gamma if gamma is not None else _median_gamma([(p.Y, p.sy)], median_sample, 0, "rbf_cka")
     Px, Py = Pairwise(p.X, "sqeuclidean", p.sx), Pairwise(p.Y, "sqeuclidean", p.sy)
@@ -92,6 +100,7 @@ def mmd(X, Y, *, gamma: float | None = None, median_sample: int | None = None, n
     gamma of the pooled 2N rows. Distance >= 0 (0: same distribution); needs equal dimensions.
     Compares the two clouds as distributions in one space: the row pairing is not used."""
     p = checked(X, Y, normalize_rows=normalize_rows, same_dim=True, measure="mmd")
+    _check_gamma(gamma, "mmd")
     if gamma is None:
         gamma = _median_gamma([(p.X, p.sx), (p.Y, p.sy)], median_sample, 0, "mmd")
     Px, Py = Pairwise(p.X, "sqeuclidean", p.sx), Pairwise(p.Y, "sqeuclidean", p.sy)

@@ -1,6 +1,10 @@
 """Neighbourhood measures: Jaccard of kNN sets (pu) and platonic-rep's cycle_knn, lcs_knn and
 edit_distance_knn, which compare the ordered kNN lists.
 
+Each is a score of the two sides' kNN index lists (``GRAPH_SCORES``), so the registry runs it on
+the cached graphs (``GraphEstimator``), with nulls by relabelling side B's graph instead of
+rebuilding it: a permutation of B's rows permutes its graph's rows and renames its entries.
+
 Cosine neighbours come from the project's exact tiled kNN kernel (``samesky.metrics.knn``,
 float32 similarities, ties to the smaller index); platonic-rep ranks by the inner product of the
 rows as given, so with ``normalize_rows=False`` its measures rank by raw inner products here too
@@ -40,21 +44,12 @@ def _neighbours(X, Y, k: int, normalize_rows: bool, measure: str, cosine: bool =
     return _inner_product_knn(p.X, k), _inner_product_knn(p.Y, k)
 
 
-def jaccard(X, Y, *, k: int = 10, normalize_rows: bool = False) -> float:
-    """Mean over objects of |N_X(i) & N_Y(i)| / |N_X(i) | N_Y(i)|, N the k cosine nearest
-    neighbours (self excluded), pu (platonic-universe 6672072) src/pu/metrics/neighbors.py:85
-    ``jaccard``. Similarity in [0, 1]. Cosine neighbours do not depend on ``normalize_rows``.
-    pu clamps k >= N to N - 1; here that is an error."""
-    A, B = _neighbours(X, Y, k, normalize_rows, "jaccard", cosine=True)
+def _jaccard(A: np.ndarray, B: np.ndarray, k: int) -> float:
     inter = (A[:, :, None] == B[:, None, :]).sum(axis=(1, 2))
     return float(np.mean(inter / (2 * k - inter)))
 
 
-def cycle_knn(X, Y, *, k: int = 10, normalize_rows: bool = True) -> float:
-    """Fraction of objects i that are among the X-neighbours of one of their Y-neighbours
-    (i -> N_Y(i) -> N_X(.) returns to i), platonic-rep (dcd76ba) metrics.py:39 ``cycle_knn``
-    (``compute_knn_accuracy``, metrics.py:258). Similarity in [0, 1]; asymmetric."""
-    A, B = _neighbours(X, Y, k, normalize_rows, "cycle_knn")
+def _cycle(A: np.ndarray, B: np.ndarray, k: int) -> float:
     back = A[B]  # (N, k, k): X-neighbours of each Y-neighbour
     return float(np.mean((back == np.arange(len(A))[:, None, None]).any(axis=(1, 2))))
 
@@ -85,16 +80,72 @@ def _levenshtein(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return prev[:, k]
 
 
-def lcs_knn(X, Y, *, k: int = 10, normalize_rows: bool = True) -> float:
+def _lcs_mean(A: np.ndarray, B: np.ndarray, k: int, per_k: bool = False) -> float:
+    return float(np.mean(_lcs(A, B)) / (k if per_k else 1))
+
+
+def _edit(A: np.ndarray, B: np.ndarray, k: int) -> float:
+    return float(1 - np.mean(_levenshtein(A, B)) / k)
+
+
+# measure -> (score of the two (N, k) index lists (A, B, k, **options), whether its neighbours are
+# always cosine: otherwise cosine only under normalize_rows, raw inner products without)
+GRAPH_SCORES = {"jaccard": (_jaccard, True), "cycle_knn": (_cycle, False), "lcs_knn": (_lcs_mean, False),
+                "edit_distance_knn": (_edit, False)}
+
+
+def jaccard(X, Y, *, k: int = 10, normalize_rows: bool = False) -> float:
+    """Mean over objects of |N_X(i) & N_Y(i)| / |N_X(i) | N_Y(i)|, N the k cosine nearest
+    neighbours (self excluded), pu (platonic-universe 6672072) src/pu/metrics/neighbors.py:85
+    ``jaccard``. Similarity in [0, 1]. Cosine neighbours do not depend on ``normalize_rows``.
+    pu clamps k >= N to N - 1; here that is an error."""
+    return _jaccard(*_neighbours(X, Y, k, normalize_rows, "jaccard", cosine=True), k)
+
+
+def cycle_knn(X, Y, *, k: int = 10, normalize_rows: bool = True) -> float:
+    """Fraction of objects i that are among the X-neighbours of one of their Y-neighbours
+    (i -> N_Y(i) -> N_X(.) returns to i), platonic-rep (dcd76ba) metrics.py:39 ``cycle_knn``
+    (``compute_knn_accuracy``, metrics.py:258). Similarity in [0, 1]; asymmetric."""
+    return _cycle(*_neighbours(X, Y, k, normalize_rows, "cycle_knn"), k)
+
+
+def lcs_knn(X, Y, *, k: int = 10, normalize_rows: bool = True, per_k: bool = False) -> float:
     """Mean length of the longest common subsequence of the two ordered kNN lists (nearest
     first), platonic-rep metrics.py:88 ``lcs_knn`` (``longest_ordinal_sequence``, metrics.py:288).
-    Similarity in [0, k] (not divided by k, as the reference)."""
-    A, B = _neighbours(X, Y, k, normalize_rows, "lcs_knn")
-    return float(np.mean(_lcs(A, B)))
+    Similarity in [0, k] (not divided by k, as the reference); ``per_k`` divides it by k, into
+    [0, 1] (as the registry runs it, so that it calibrates like the other unit-scale measures)."""
+    return _lcs_mean(*_neighbours(X, Y, k, normalize_rows, "lcs_knn"), k, per_k)
 
 
 def edit_distance_knn(X, Y, *, k: int = 10, normalize_rows: bool = True) -> float:
     """1 - mean Levenshtein distance between the ordered kNN lists / k, platonic-rep
     metrics.py:164 ``edit_distance_knn`` (torchaudio's ``edit_distance``). Similarity in [0, 1]."""
-    A, B = _neighbours(X, Y, k, normalize_rows, "edit_distance_knn")
-    return float(1 - np.mean(_levenshtein(A, B)) / k)
+    return _edit(*_neighbours(X, Y, k, normalize_rows, "edit_distance_knn"), k)
+
+
+class GraphEstimator:
+    """A measure of ``GRAPH_SCORES`` on one aligned pair (``metrics.pair.Pair``), as the registry
+    calls estimators: its score equals the pure function's. Cosine neighbours are the pair's kNN
+    graphs (cached, or built once); raw inner-product neighbours (``normalize_rows=False`` for
+    platonic-rep's measures) are built here. ``null(pi)``: side B's rows permuted by ``pi`` gives
+    the graph whose row i is object pi[i]'s, its entries renamed by pi's inverse, O(N k) a draw;
+    with exactly tied similarities the relabelled graph keeps B's tie order, as MKNN's does."""
+
+    def __init__(self, measure: str, pair, *, k: int, normalize_rows: bool, **options):
+        self.fn, cosine = GRAPH_SCORES[measure]
+        self.k, self.options = k, options
+        if cosine or normalize_rows:
+            if not 1 <= k <= pair.n - 1:
+                raise ValueError(f"{measure}: k={k} must be between 1 and N-1={pair.n - 1}")
+            (ia, _), (ib, _) = pair.graphs(k)
+            self.A, self.B = (np.ascontiguousarray(g[:, :k], dtype=np.int64) for g in (ia, ib))
+        else:
+            self.A, self.B = _neighbours(pair.Za, pair.Zb, k, False, measure)
+
+    def score(self) -> float:
+        return self.fn(self.A, self.B, self.k, **self.options)
+
+    def null(self, pi: np.ndarray) -> float:
+        inverse = np.empty(len(pi), np.int64)
+        inverse[pi] = np.arange(len(pi))
+        return self.fn(self.A, inverse[self.B[pi]], self.k, **self.options)

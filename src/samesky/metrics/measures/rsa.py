@@ -66,6 +66,8 @@ def rsa(X, Y, *, method: str = "spearman", metric: str = "cosine", sample_pairs:
     n = p.n
     pairs = n * (n - 1) // 2
     if sample_pairs is not None:
+        if sample_pairs < 3:
+            raise ValueError(f"rsa: sample_pairs={sample_pairs} must be at least 3 pairs (or None: exact)")
         u, v = _sampled(p, metric, sample_pairs, seed)
     elif method == "pearson":
         return _tiled_pearson(Pairwise(p.X, metric, p.sx), Pairwise(p.Y, metric, p.sy))
