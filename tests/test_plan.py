@@ -126,6 +126,32 @@ def test_config_slices_isolate_settings(paper_config):
     assert plan.weights_source("vit-base") == "google/vit-base-patch16-224-in21k"
 
 
+# The measures of the authors' current code (pu 6672072 src/pu/metrics/, issue 27 "pu HEAD parity"),
+# by registry name; those of one shared space are left out of a run whose pairs differ in dimension.
+PU_MEASURES = {"mknn", "cka_linear", "jaccard", "cka_rbf", "svcca", "pwcca", "procrustes", "rsa", "linear_r2_both",
+               "frechet", "eigenspectrum", "mi_ksg"}
+PU_SHARED_SPACE = {"mmd", "cosine_matched", "tucker", "riemannian", "gaussian_kl", "gaussian_js"}
+
+
+def test_paper_config_runs_the_authors_measures_in_compare_and_the_atlas(paper_config):
+    """config/config.yaml: the compare and compare_layers jobs' settings (the rules' params) hold
+    the authors' measures and platonic-rep's, with the estimates N = 102,000 needs (the exact median
+    and Spearman ranks stop near N = 8,200 and 5,800) and no measure that refuses unequal dimensions."""
+    from samesky.metrics.registry import METRICS
+
+    plan = Plan(validate_config(paper_config))
+    compare, layers = plan.metric_params(), plan.layer_params()
+    assert compare["metrics"] == layers["metrics"] and compare["params"] == layers["params"]
+    names = set(compare["metrics"])
+    assert PU_MEASURES | {"cycle_knn", "lcs_knn", "edit_distance_knn"} <= names and not names & PU_SHARED_SPACE
+    assert all(METRICS[m].equal_dims for m in PU_SHARED_SPACE) and not any(METRICS[m].equal_dims for m in names)
+    assert compare["params"]["cka_rbf"]["median_sample"] == compare["params"]["rsa"]["sample_pairs"] == 10**6
+    assert compare["params"]["procrustes"]["unequal_dims"] == "zero_pad"
+    assert {m for m in names if METRICS[m].uses_knn} == {"mknn", "cknna", "jaccard", "cycle_knn", "lcs_knn",
+                                                           "edit_distance_knn"}
+    assert plan.graph_width() == 80  # the kNN measures' intervals read the 8k-column cached graphs
+
+
 def test_metric_params_carry_every_compare_setting(breadth_config):
     breadth_config["metrics"].update(feature_space_draws=7, null_draws=11, alpha=0.1)
     params = Plan(validate_config(breadth_config)).metric_params()
