@@ -344,7 +344,8 @@ def test_registry_rejects_unknown_names_and_params():
         get_metric("mknnn")
     with pytest.raises(TypeError, match=r"takes parameters \['k'\], not \['kk'\]"):
         METRICS["mknn"](np.eye(5), np.eye(5), kk=3)
-    assert {m for m, spec in METRICS.items() if spec.uses_knn} == {"mknn", "cknna", "cknna_formula"}
+    assert {m for m, spec in METRICS.items() if spec.uses_knn} == {"mknn", "cknna", "cknna_formula", "jaccard",
+                                                                   "cycle_knn", "lcs_knn", "edit_distance_knn"}
 
 
 @pytest.mark.parametrize("n, draws, seed", [(0, 2, 0), (1, 3, 5), (2, 50, 1), (7, 40, 3), (400, 200, 0),

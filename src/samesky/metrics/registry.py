@@ -31,7 +31,8 @@ SCALES = {
 }
 NULLS = {  # null method -> (cost class, what a draw is); a record's null_method is 'closed_form' or 'permutation'
     "closed_form": ("free", "exact moments of the permutation null and a Pearson type III law, no draws"),
-    "relabelled_graphs": ("O(N k) a draw", "side B's cached kNN graph relabelled by the permutation"),
+    "relabelled_graphs": ("O(N k) a draw (O(N k^2) comparing ordered lists)",
+                          "side B's cached kNN graph relabelled by the permutation"),
     "feature_draws": ("O(N d^2) a draw, at most metrics.feature_space_draws", "side B's rows permuted, moments recomputed"),
     "score_draws": ("O(N r^2) a draw", "side B's rows permuted on fixed per-side summaries (principal scores)"),
 }
