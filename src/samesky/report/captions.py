@@ -120,7 +120,7 @@ def _interval(sub: pd.DataFrame, metric: str, facts: RunFacts, calibrated: bool)
         capped = spec is not None and spec.costly_splits and used == facts.feature_space_draws
         text += (f"; {used} of the {asked} splits asked (metrics.subsampling_splits)"
                  + (": metrics.feature_space_draws caps them for this metric, whose splits recompute O(N d²) moments"
-                    if capped else ": the rest were too small a subsample"))
+                    if capped else ""))
     return text + ("; mapped to the calibrated scale like the score." if calibrated else ".")
 
 

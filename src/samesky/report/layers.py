@@ -265,44 +265,46 @@ def _with_size(best: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:
 def write_best_figures(best: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int],
                        facts: RunFacts | None = None) -> list[Path]:
     """``best_vs_params_{metric}.png``: per panel (kind, survey, crossmatch) and family, the best block
-    pair's calibrated score (solid) and the final layer's (dotted) against parameter count."""
+    pair's calibrated score (solid) and the final embedding's (dotted) against parameter count."""
     facts = facts or RunFacts()
     df = _with_size(best, params)
     styles = _styles(df)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for metric in metric_order(df["metric"]):
-        sub = df[df["metric"] == metric]
-        real = sub[sub["kind"] != "truth"]  # a crossmatch's partner surveys, named in shared columns' labels
-        panels = [(kind, key, title) for kind in ("crossmodal", "intramodal", "truth") if (sub["kind"] == kind).any()
-                  for key, (_, title) in column_labels(real if kind != "truth" else sub, sub[sub["kind"] == kind],
-                                                       kind).items()]
-        ncols = min(len(panels), 3)
-        nrows = math.ceil(len(panels) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.8), squeeze=False,
-                                 layout="constrained")
-        for ax, (kind, (survey, xm), title) in zip(axes.flat, panels):
-            part = sub[(sub["kind"] == kind) & (sub["survey_a"] == survey) & (sub["crossmatch"] == xm)]
-            for family, line in part.groupby("family", sort=False):
-                line = line.sort_values("x")
-                style = styles[family]
-                ax.plot(line["x"], 100 * line["best_calibrated"], label=family_label(family), lw=1.6, ms=6, **style)
-                ax.plot(line["x"], 100 * line["final_calibrated"], color=style["color"], ls=":", lw=1.2, marker=".")
-            params_axis(ax)
-            ax.set_title(f"{kind}: {title}", fontsize=11)
-            ax.set_xlabel(facts.size_axis(larger=kind == "intramodal"))
-        for ax in axes.flat[len(panels):]:
-            ax.set_visible(False)
-        for ax in axes[:, 0]:
-            ax.set_ylabel(f"best-block calibrated {metric_label(metric)} (%)")
-        seen = panel_handles(axes.flat[:len(panels)])
-        seen["final layer (dotted)"] = plt.Line2D([], [], color="0.3", ls=":", marker=".")
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 6),
-                   frameon=False)
-        facts.mark(fig)
-        paths += save(fig, [out / f"best_vs_params_{metric}.png"])
-    return paths
+    return [path for metric in metric_order(df["metric"])
+            for path in save(_best_figure(df[df["metric"] == metric], metric, styles, facts),
+                             [out / f"best_vs_params_{metric}.png"])]
+
+
+def _best_figure(sub: pd.DataFrame, metric: str, styles: dict, facts: RunFacts) -> plt.Figure:
+    real = sub[sub["kind"] != "truth"]  # a crossmatch's partner surveys, named in shared columns' labels
+    panels = [(kind, key, title) for kind in ("crossmodal", "intramodal", "truth") if (sub["kind"] == kind).any()
+              for key, (_, title) in column_labels(real if kind != "truth" else sub, sub[sub["kind"] == kind],
+                                                   kind).items()]
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.8), squeeze=False,
+                             layout="constrained")
+    for ax, (kind, (survey, xm), title) in zip(axes.flat, panels):
+        part = sub[(sub["kind"] == kind) & (sub["survey_a"] == survey) & (sub["crossmatch"] == xm)]
+        for family, line in part.groupby("family", sort=False):
+            line = line.sort_values("x")
+            style = styles[family]
+            ax.plot(line["x"], 100 * line["best_calibrated"], label=family_label(family), lw=1.6, ms=6, **style)
+            ax.plot(line["x"], 100 * line["final_calibrated"], color=style["color"], ls=":", lw=1.2, marker=".")
+        params_axis(ax)
+        ax.set_title(f"{kind}: {title}", fontsize=11)
+        ax.set_xlabel(facts.size_axis(larger=kind == "intramodal"))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"best-block calibrated {metric_label(metric)} (%)")
+    seen = panel_handles(axes.flat[:len(panels)])
+    seen["final embedding (dotted)"] = plt.Line2D([], [], color="0.3", ls=":", marker=".")
+    fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 6),
+               frameon=False)
+    facts.mark(fig)
+    return fig
 
 
 def write_layer_figures(df: pd.DataFrame, best: pd.DataFrame, out_dir: str | os.PathLike,

@@ -157,6 +157,10 @@ def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Ma
 
 
 def _draw_property(prop: str, sub: pd.DataFrame, styles: dict, facts: RunFacts, paths: list[Path]) -> list[Path]:
+    return save(_property_figure(prop, sub, styles, facts), paths)
+
+
+def _property_figure(prop: str, sub: pd.DataFrame, styles: dict, facts: RunFacts) -> plt.Figure:
     columns = [c for _, c in sorted(set(zip(sub["column_rank"], sub["column"])))]
     ncols = min(len(columns), 3)
     nrows = math.ceil(len(columns) / ncols)
@@ -175,4 +179,4 @@ def _draw_property(prop: str, sub: pd.DataFrame, styles: dict, facts: RunFacts, 
     seen = panel_handles(axes.flat[:len(columns)])
     fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 4), frameon=False)
     facts.mark(fig)
-    return save(fig, paths)
+    return fig
