@@ -6,8 +6,8 @@
 measurement marks every figure (``RunFacts.mark``: a red line on top) and every table caption
 (``RunFacts.notice``); its size axes name the real models whose parameter counts they show.
 
-The captions of the Markdown tables (``metric_caption``, ``trend_caption``, probes'
-``probes.caption``) name the metric and its scale, what the interval is, the number of objects N
+The captions of the Markdown tables (``metric_caption``, ``trend_caption``, and
+``probes.probe_caption``) name the metric and its scale, what the interval is, the number of objects N
 and k, and the smallest p-value a permutation null can give, from the metric registry
 (``Metric.label``, ``summary``, ``scale``, ``interval``) and the records themselves.
 """
