@@ -80,7 +80,7 @@ def test_hf_blocks_are_transformers_hidden_states_pooled_by_the_family(key, tiny
     emb = _load(key, tiny_dirs[key], precision="fp32")
     model = AutoModel.from_pretrained(tiny_dirs[key]).eval()
     pool = STUDY_POOLING[get_model(key).family]
-    assert emb.block_names() == [f"layer {j + 1}" for j in range(model.config.num_hidden_layers)]
+    assert emb.block_names() == [f"block {j + 1}" for j in range(model.config.num_hidden_layers)]
     x = emb.prepare(_inputs(key))
     with torch.no_grad():
         out = model(pixel_values=x, output_hidden_states=True)

@@ -8,6 +8,7 @@ import pytest
 from matplotlib.patches import Rectangle
 
 from samesky.report import RecordError
+from samesky.report.captions import RunFacts
 from samesky.report.layers import (
     COLUMNS,
     _heatmap,
@@ -123,7 +124,7 @@ def test_heatmap_axes_are_depth_fractions_and_mark_the_best_cell(files):
     df = gather_layers(files)
     sub = df[(df.metric == "mknn") & (df.kind == "crossmodal")]
     fig = _heatmap(sub, {c: sub[c].iloc[0] for c in ("metric", "crossmatch", "kind", "survey_a", "model_a",
-                                                      "survey_b", "model_b")})
+                                                      "survey_b", "model_b")}, RunFacts())
     calibrated, raw = fig.axes[:2]
     mesh = calibrated.collections[0]
     # x: HSC's 3 blocks at depth edges 0, 1/3, 2/3, 1, a gap, then the final strip; y: JWST's 2 blocks.

@@ -269,7 +269,7 @@ def test_forward_layers_final_is_forward_and_blocks_are_transformers_hidden_stat
 
     emb = load_embedder(key, zoo_dirs[key], device="cpu", precision="fp32")
     n_blocks = len(emb.block_names())
-    assert n_blocks == 2 and emb.block_names()[0].endswith("layer 1")
+    assert n_blocks == 2 and emb.block_names()[0].endswith("block 1")
     inputs = emb.prepare(_images(96))
     with torch.no_grad():
         final, blocks = emb.forward_layers(inputs, list(range(n_blocks)))

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from report_fixtures import md_table
 
 from samesky.report import RecordError, gather, trend_stats, write_figures, write_tables
 from samesky.report.tables import latex_escape, to_latex
@@ -96,15 +97,15 @@ def test_shared_survey_gets_one_column_per_crossmatch(tmp_path):
     truth = [rec("truth", xm, "hsc", "vit-base", "truth", "latent-truth") for xm in ("jwst_hsc", "desi_hsc")]
     df = gather([write_json(tmp_path / "all.json", synthetic_records() + truth)], PARAMS)
     write_tables(df, tmp_path, PARAMS)
-    header = (tmp_path / "table1_intramodal_mknn.md").read_text().splitlines()[0]
+    header = md_table(tmp_path / "table1_intramodal_mknn.md")[0]
     assert header == "| Model pairs | JWST | HSC (JWST crossmatch) | HSC (DESI crossmatch) |"  # the truth is no survey
-    md2 = (tmp_path / "table2_crossmodal_mknn.md").read_text().splitlines()
+    md2 = md_table(tmp_path / "table2_crossmodal_mknn.md")
     assert md2[0] == "| Model | JWST vs HSC | DESI vs HSC | π(HSC) vs HSC |"
     assert [line.split(" | ")[0][2:] for line in md2[2:]] == [
         "DINOv2 Small", "DINOv2 Base", "ViT Base", "ViT Large", "ViT Huge"]
     cell = df[(df.kind == "intramodal") & (df.crossmatch == "desi_hsc") & (df.model_a == "vit-large")
               & (df.metric == "mknn")].score.iloc[0]
-    last = (tmp_path / "table1_intramodal_mknn.md").read_text().splitlines()[-1]
+    last = md_table(tmp_path / "table1_intramodal_mknn.md")[-1]
     assert last.startswith("| ViT Large vs Huge | ") and last.endswith(f"| {100 * cell:.1f}% |")
 
 
@@ -114,8 +115,8 @@ def test_extra_metric_tables_and_trends(df, tmp_path):
         for stem in ("table1_intramodal", "table2_crossmodal"):
             assert {f"{stem}_{metric}.{ext}" for ext in ("csv", "md", "tex")} <= names
     assert {"trend_stats.csv", "trend_stats.md", "trend_steps.csv"} <= names
-    mi = (tmp_path / "table2_crossmodal_mutual_info.md").read_text()
-    assert "%" not in mi.split("\n", 2)[2]  # mutual information is not a fraction
+    mi = md_table(tmp_path / "table2_crossmodal_mutual_info.md")
+    assert "%" not in "\n".join(mi[2:])  # mutual information is not a fraction
     stats = trend_stats(df)
     assert set(stats.metric) == {"mknn", "mutual_info"}
     pooled = stats[(stats.scope == "all") & (stats.kind == "intramodal")]
@@ -205,6 +206,7 @@ def test_untrained_control_gets_its_own_trend_rows(tmp_path):
 
 
 def test_figure1_draws_the_untrained_control_dashed_in_its_family_colour(tmp_path):
+    from samesky.report.captions import RunFacts
     from samesky.report.figures import _figure, _styles
     from samesky.report.records import attach_params
 
@@ -212,7 +214,7 @@ def test_figure1_draws_the_untrained_control_dashed_in_its_family_colour(tmp_pat
     df = attach_params(gather([write_json(tmp_path / "c.json", recs)]), CONTROL_PARAMS)
     styles = _styles(df)
     assert list(styles) == ["vit", "vit@random"]
-    fig = _figure(df, "crossmodal", "mknn", styles, "parameters")
+    fig = _figure(df, "crossmodal", "mknn", styles, RunFacts())
     lines = {c.get_label(): c.lines[0] for c in fig.axes[0].containers}  # errorbar: (data line, caps, bars)
     trained, control = lines["ViT"], lines["ViT (untrained)"]
     assert trained.get_linestyle() == "-" and control.get_linestyle() == "--"

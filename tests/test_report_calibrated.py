@@ -1,6 +1,7 @@
 """Calibrated scores in the report: records, calibrated Tables 1-2, calibrated trend tests and figures."""
 import pandas as pd
 import pytest
+from report_fixtures import md_table
 from test_report import PARAMS, rec, synthetic_records, write_json
 
 from samesky.report import RecordError, gather, trend_stats, write_figures, write_tables
@@ -58,14 +59,14 @@ def test_calibrated_tables_sit_beside_the_raw_ones(cdf, tmp_path):
         for stem in ("table1_intramodal", "table2_crossmodal"):
             assert {f"{stem}_{metric}{t}.{ext}" for t in ("", "_calibrated") for ext in ("csv", "md", "tex")} <= names
     assert {"trend_stats_calibrated.csv", "trend_stats_calibrated.md", "trend_steps_calibrated.csv"} <= names
-    raw = (tmp_path / "table1_intramodal_mknn.md").read_text().splitlines()
-    cal = (tmp_path / "table1_intramodal_mknn_calibrated.md").read_text().splitlines()
+    raw = md_table(tmp_path / "table1_intramodal_mknn.md")
+    cal = md_table(tmp_path / "table1_intramodal_mknn_calibrated.md")
     assert raw[0] == cal[0]  # same columns
     cell = cdf[(cdf.kind == "intramodal") & (cdf.crossmatch == "desi_hsc") & (cdf.model_a == "vit-large")
                & (cdf.metric == "mknn")].calibrated.iloc[0]
     assert cal[-1].startswith("| ViT Large vs Huge | ")
     assert cal[-1].endswith(f"| {100 * cell:.1f}% [{100 * cell - 0.5:.1f}, {100 * cell + 0.5:.1f}] |")  # with its interval
-    md2 = (tmp_path / "table2_crossmodal_mknn_calibrated.md").read_text().splitlines()
+    md2 = md_table(tmp_path / "table2_crossmodal_mknn_calibrated.md")
     assert md2[0] == "| Model | JWST vs HSC | DESI vs HSC |"  # no null column
 
 
@@ -96,11 +97,12 @@ def test_calibrated_figures_share_one_zero_based_scale_with_error_bars(cdf):
     import matplotlib
 
     matplotlib.use("Agg")
+    from samesky.report.captions import RunFacts
     from samesky.report.figures import _figure, _styles
     from samesky.report.records import attach_params
 
     df = attach_params(cdf, PARAMS)
-    fig = _figure(calibrated_view(df), "crossmodal", "mknn", _styles(df), "x", "calibrated score")
+    fig = _figure(calibrated_view(df), "crossmodal", "mknn", _styles(df), RunFacts(), "calibrated score")
     axes = [ax for ax in fig.axes if ax.get_visible()]
     top = 100 * calibrated_view(df).query("kind == 'crossmodal' and metric == 'mknn'").calibrated_high.max()
     assert len(axes) == 2 and all(ax.get_ylim() == (0.0, pytest.approx(top * 1.08)) for ax in axes)
@@ -112,9 +114,10 @@ def test_raw_axes_carry_the_metric_unit(cdf):
     import matplotlib
 
     matplotlib.use("Agg")
+    from samesky.report.captions import RunFacts
     from samesky.report.figures import _figure, _styles
     from samesky.report.records import attach_params
 
     df = attach_params(cdf, PARAMS)
-    labels = {m: _figure(df, "crossmodal", m, _styles(df), "x").axes[0].get_ylabel() for m in ("mknn", "mutual_info")}
+    labels = {m: _figure(df, "crossmodal", m, _styles(df), RunFacts()).axes[0].get_ylabel() for m in ("mknn", "mutual_info")}
     assert labels == {"mknn": "crossmodal MKNN score (%)", "mutual_info": "crossmodal mutual information score (nats)"}

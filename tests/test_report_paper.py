@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+from report_fixtures import md_table
 
 from samesky.report import gather, trend_stats, write_figures, write_tables
 from samesky.report.trends import trend_steps
@@ -123,12 +124,12 @@ def test_paper_tables_round_trip(paper_df, tmp_path):
     paths = write_tables(paper_df, tmp_path, PARAMS)
     names = {p.name for p in paths}
     assert {"table1_intramodal_mknn.md", "table2_crossmodal_mknn.tex", "trend_stats.md"} <= names
-    md1 = (tmp_path / "table1_intramodal_mknn.md").read_text().splitlines()
+    md1 = md_table(tmp_path / "table1_intramodal_mknn.md")
     assert md1[0] == "| Model pairs | JWST | Legacy | HSC |"
     assert "| AstroPTv2 Small vs Base | 49.7% | 8.1% | 10.3% |" in md1
     assert "| DINOv2 Large vs Giant | 40.2% | 10.2% | 10.9% |" in md1
     assert "| ConvNeXtv2 Tiny vs Base | 29.5% | 3.8% | 4.4% |" in md1
-    md2 = (tmp_path / "table2_crossmodal_mknn.md").read_text().splitlines()
+    md2 = md_table(tmp_path / "table2_crossmodal_mknn.md")
     assert md2[0] == "| Model | JWST vs HSC | Legacy vs HSC | DESI vs HSC | SDSS vs HSC | π(HSC) vs HSC |"
     body = {line.split(" | ")[0].lstrip("| "): line for line in md2[2:]}
     assert body["ConvNeXtv2 Nano"] == "| ConvNeXtv2 Nano | 6.69% | 1.28% | 0.37% | 0.36% | 0.03% |"
@@ -148,7 +149,7 @@ def test_paper_tables_round_trip(paper_df, tmp_path):
 
 def test_paper_tables_with_ci(paper_df, tmp_path):
     write_tables(paper_df, tmp_path, PARAMS, ci=True)
-    md1 = (tmp_path / "table1_intramodal_mknn.md").read_text()
+    md1 = "\n".join(md_table(tmp_path / "table1_intramodal_mknn.md"))
     assert "| AstroPTv2 Small vs Base | 49.7% [44.7, 54.7] |" in md1
 
 

@@ -152,6 +152,23 @@ class RuleParams:
                 **{key: p[key] for key in ("folds", "pca_components", "knn_k", "null_draws",
                                            "bootstrap_draws", "ci", "seed")}}
 
+    def report_facts(self, stage: str) -> dict:
+        """What the report rules tell every reader (``report.captions.RunFacts``): the simulated
+        crossmatches (source: simulate) and whether the models are random-weight miniatures
+        (models.weights: tiny), on every figure and table; the interval level and the splits asked
+        for the 'tables' (the metrics') or the level for the 'probes'; 'figures' get the marking only."""
+        facts = {"simulated": [xm for xm, spec in self.crossmatches.items() if "simulate" in spec["source"]],
+                 "miniature": self.config["models"]["weights"] == "tiny"}
+        if stage == "tables":
+            m = self.config["metrics"]
+            facts.update(ci=m["ci"], subsampling_splits=m["subsampling_splits"],
+                         feature_space_draws=m["feature_space_draws"])
+        elif stage == "probes":
+            facts["ci"] = self.config["probes"]["ci"]
+        elif stage != "figures":
+            raise ValueError(f"report stage must be 'tables', 'probes' or 'figures', got {stage!r}")
+        return facts
+
     def graph_width(self) -> int:
         """Columns of the cached kNN graphs: k, or enough for cheap subsampling intervals
         (``metrics.registry.graph_width``) when neighbourhood metrics draw intervals."""

@@ -74,15 +74,27 @@ class Score(NamedTuple):
     name: str  # the records' ``metric``
     label: str  # how tables and figures name it
     fn: Callable[..., float]  # fn(y, pred, weight=None)
+    meaning: str  # what a table's caption tells its reader
 
 
 # The score of each kind of property.
-SCORES = {CONTINUOUS: Score("r2", "R²", r2), CATEGORICAL: Score("balanced_accuracy", "balanced accuracy", balanced_accuracy)}
+SCORES = {
+    CONTINUOUS: Score("r2", "R²", r2, "regression R², 1 - residual / total variance of the out-of-fold predictions "
+                                      "(1: perfect, 0: no better than the mean, negative: worse)"),
+    CATEGORICAL: Score("balanced_accuracy", "balanced accuracy", balanced_accuracy,
+                       "classification balanced accuracy, the mean over classes of the share of objects predicted "
+                       "in their class (1: perfect, chance: 1 / classes)"),
+}
 
 
 def score_label(metric: str) -> str:
     """How tables and figures name a probe record's ``metric``."""
     return next((s.label for s in SCORES.values() if s.name == metric), metric)
+
+
+def score_meaning(metric: str) -> str:
+    """What a probe record's ``metric`` is, for a caption."""
+    return next((s.meaning for s in SCORES.values() if s.name == metric), f"{metric} (unknown to this version)")
 
 
 # ---- the two probes -----------------------------------------------------------------------

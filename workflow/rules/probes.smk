@@ -53,5 +53,7 @@ rule probe_report:
     conda:
         "../../envs/samesky.yaml"
     threads: 4  # figures drawn in parallel (locally capped at --cores)
+    params:
+        facts=PLAN.report_facts("probes"),
     script:
         "../scripts/probe_report.py"

@@ -32,6 +32,7 @@ rule aggregate:
     params:
         models=PLAN.image_models
         + ([PLAN.spectrum_model] if PLAN.spectrum_model else []),
+        facts=PLAN.report_facts("tables"),
     script:
         "../scripts/aggregate.py"
 
@@ -54,6 +55,7 @@ rule figures:
     threads: 4  # figures drawn in parallel (locally capped at --cores)
     params:
         models=rules.aggregate.params.models,
+        facts=PLAN.report_facts("figures"),
     script:
         "../scripts/figures.py"
 
@@ -86,5 +88,6 @@ rule layers_report:
     threads: 4  # heatmaps drawn in parallel (locally capped at --cores)
     params:
         models=rules.aggregate.params.models,
+        facts=rules.figures.params.facts,
     script:
         "../scripts/layers_report.py"

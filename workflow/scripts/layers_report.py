@@ -1,7 +1,7 @@
 """Rule layers_report: the tidy layers table, the best block pair vs the final layer, the heatmaps and
 the best-vs-size figures."""
 from samesky.models.registry import get_model
-from samesky.report import best_layers, gather_layers, write_layer_figures
+from samesky.report import RunFacts, best_layers, gather_layers, write_layer_figures
 from samesky.runtime import setup_job
 
 setup_job(snakemake)
@@ -10,4 +10,5 @@ df = gather_layers(snakemake.input)
 best = best_layers(df)
 df.to_csv(snakemake.output.scores, index=False)
 best.to_csv(snakemake.output.best, index=False)
-write_layer_figures(df, best, snakemake.output.figures, params, workers=snakemake.threads)
+write_layer_figures(df, best, snakemake.output.figures, params, workers=snakemake.threads,
+                    facts=RunFacts.of(snakemake.params.facts))

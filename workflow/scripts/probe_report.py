@@ -1,11 +1,12 @@
 """Rule probe_report: the tidy probes table, one table per property and probe, and the figures."""
 from samesky.models.registry import get_model
-from samesky.report import gather_probes, write_probe_figures, write_probe_tables
+from samesky.report import RunFacts, gather_probes, write_probe_figures, write_probe_tables
 from samesky.runtime import setup_job
 
 setup_job(snakemake)
 df = gather_probes(snakemake.input)
+facts = RunFacts.of(snakemake.params.facts)
 params = {key: get_model(key).params for key in sorted(set(df["model"]))}
 df.to_csv(snakemake.output.scores, index=False)
-write_probe_tables(df, snakemake.output.tables, params)
-write_probe_figures(df, snakemake.output.figures, params, workers=snakemake.threads)
+write_probe_tables(df, snakemake.output.tables, params, facts)
+write_probe_figures(df, snakemake.output.figures, params, workers=snakemake.threads, facts=facts)

@@ -201,8 +201,7 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     nulls.update({name: [] for name in laws})
     # Intervals: every metric is rescored on the subsamples of the same splits; metrics without
     # neighbourhoods recompute O(N d^2) moments on each, so they make at most feature_space_draws.
-    limits = {s.name: bootstrap_draws if s.interval == "subsampling_knn" else min(bootstrap_draws, feature_space_draws)
-              for s in specs}
+    limits = {s.name: min(bootstrap_draws, feature_space_draws) if s.costly_splits else bootstrap_draws for s in specs}
     boots = _subsample_draws(pair, specs, settings, limits, quarter_splits(pair.n, max(limits.values(), default=0), seed))
     out = {}
     for spec in specs:

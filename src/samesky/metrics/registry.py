@@ -29,6 +29,11 @@ SCALES = {
     "nats": ("similarity", "unbounded, in nats: calibrated on Linfoot's r = sqrt(1 - exp(-2 I)), s_max = inf -> 1"),
     "distance": ("distance", "a distance, 0 for identical embeddings: calibrated = 1 - score / tau"),
 }
+SCALE_WORDS = {  # how a table's caption tells a reader what a raw score of each scale means
+    "unit": "at most 1 (identical embeddings), shown in percent; higher is more aligned",
+    "nats": "nats, 0 for independent embeddings and unbounded above; higher is more aligned",
+    "distance": "a distance, 0 for identical embeddings; lower is more aligned",
+}
 NULLS = {  # null method -> (cost class, what a draw is); a record's null_method is 'closed_form' or 'permutation'
     "closed_form": ("free", "exact moments of the permutation null and a Pearson type III law, no draws"),
     "relabelled_graphs": ("O(N k) a draw (O(N k^2) comparing ordered lists)",
@@ -111,6 +116,12 @@ class Metric:
     def costly_draws(self) -> bool:
         """Each null draw recomputes O(N d^2) moments: at most metrics.feature_space_draws of them."""
         return "feature_draws" in self.nulls
+
+    @property
+    def costly_splits(self) -> bool:
+        """Each subsampling split recomputes O(N d^2) moments (the smooth interval; a neighbourhood
+        split is O(N (k + d))): at most metrics.feature_space_draws splits."""
+        return self.interval != "subsampling_knn"
 
     @property
     def percent(self) -> bool:

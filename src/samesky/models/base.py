@@ -141,7 +141,7 @@ class Embedder:
         return self.run(self.prepare(batch))
 
     def block_names(self) -> list[str]:
-        """The model's L blocks in order, e.g. ["layer 1", ..., "layer 12"]: what ``forward_layers`` indexes."""
+        """The model's L blocks in order, e.g. ["block 1", ..., "block 12"]: what ``forward_layers`` indexes."""
         raise NotImplementedError(f"{self.spec.key}: layer-wise embeddings are not implemented for the "
                                   f"{self.spec.adapter!r} adapter")
 

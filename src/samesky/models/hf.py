@@ -62,7 +62,7 @@ class HFEmbedder(Embedder):
         if self._convnext_blocks() is not None:
             return [f"stage {s + 1} block {b + 1}" for s, stage in enumerate(self.model.encoder.stages)
                     for b in range(len(stage.layers))]
-        return [f"layer {j + 1}" for j in range(self.model.config.num_hidden_layers)]
+        return [f"block {j + 1}" for j in range(self.model.config.num_hidden_layers)]
 
     def forward_layers(self, pixel_values: torch.Tensor, blocks: list[int]):
         convnext = self._convnext_blocks()

@@ -135,7 +135,7 @@ class ZooEmbedder(Embedder):
         return self.model.get_submodule(self.spec.arch["blocks"])
 
     def block_names(self) -> list[str]:
-        return [f"layer {j + 1}" for j in range(len(self._blocks()))]
+        return [f"block {j + 1}" for j in range(len(self._blocks()))]
 
     def forward_layers(self, inputs, blocks: list[int]):
         """One forward pass: forward()'s embedding and the requested blocks' outputs, each pooled by the

@@ -59,7 +59,7 @@ class VLMEmbedder(Embedder):
         return self.model.get_submodule(self.spec.arch["blocks"])
 
     def block_names(self) -> list[str]:
-        return [f"LM layer {j + 1}" for j in range(len(self._blocks()))]
+        return [f"LM block {j + 1}" for j in range(len(self._blocks()))]
 
     def forward_layers(self, inputs: dict, blocks: list[int]):
         """forward()'s embedding and the requested LM layers' outputs, each a masked mean over the sequence

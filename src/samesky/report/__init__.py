@@ -1,4 +1,5 @@
 """Reporting: metric, layer and probe records -> tidy tables, the paper's tables, trend statistics and figures."""
+from .captions import RunFacts
 from .figures import write_figures
 from .layers import best_layers, gather_layers, write_layer_figures
 from .probes import gather_probes, write_probe_figures, write_probe_tables
@@ -6,4 +7,4 @@ from .records import RecordError, gather
 from .tables import write_tables
 from .trends import trend_stats, write_trend_stats
 
-__all__ = ["RecordError", "best_layers", "gather", "gather_layers", "gather_probes", "write_probe_figures", "write_probe_tables", "trend_stats", "write_figures", "write_layer_figures", "write_tables", "write_trend_stats"]
+__all__ = ["RecordError", "RunFacts", "best_layers", "gather", "gather_layers", "gather_probes", "write_probe_figures", "write_probe_tables", "trend_stats", "write_figures", "write_layer_figures", "write_tables", "write_trend_stats"]

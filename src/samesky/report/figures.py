@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 from ..models.registry import FAMILIES, UNTRAINED  # noqa: E402
+from .captions import RunFacts  # noqa: E402
 from .layout import NULL_SIGMA, column_labels, family_order  # noqa: E402
 from .records import (  # noqa: E402
     attach_params,
@@ -146,7 +147,7 @@ def _null_band(ax, sub: pd.DataFrame, scale: float, unit: str) -> None:
             transform=ax.transAxes, ha="left", va="bottom" if side == "below" else "top", fontsize=8, color="0.35")
 
 
-def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str,
+def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, facts: RunFacts,
             what_score: str = "score") -> plt.Figure | None:
     sub = df[(df["kind"] == kind) & (df["metric"] == metric)].copy()
     if sub.empty:
@@ -169,7 +170,7 @@ def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str,
         ax.set_visible(False)
     for i, ax in enumerate(axes.flat[:len(columns)]):
         if i + ncols >= len(columns):  # nothing below it
-            ax.set_xlabel(xlabel)
+            ax.set_xlabel(facts.size_axis(larger=kind == "intramodal"))
     what = "intramodal" if kind == "intramodal" else "crossmodal"
     shared = ""
     if what_score != "score":  # calibrated: one zero-based scale for every panel, so panels compare at a glance
@@ -184,13 +185,16 @@ def _figure(df: pd.DataFrame, kind: str, metric: str, styles: dict, xlabel: str,
     order = [family_label(f) for f in styles if family_label(f) in seen] + [k for k in seen if k.startswith("permutation")]
     fig.legend([seen[k] for k in order], order, loc="outside lower center", ncol=min(len(order), 6),
                frameon=False)
+    facts.mark(fig)
     return fig
 
 
 def write_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int],
-                  workers: int = 1) -> list[Path]:
+                  workers: int = 1, facts: RunFacts | None = None) -> list[Path]:
     """Write the crossmodal and intramodal figures of every metric as PNG and PDF (drawn by
-    ``workers`` processes, ``draw_all``); return the paths."""
+    ``workers`` processes, ``draw_all``); return the paths. ``facts``: a simulated or miniature
+    run is marked on every figure (``RunFacts.mark``) and its size axes say whose parameters they count."""
+    facts = facts or RunFacts()
     df = attach_params(df, params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,14 +204,13 @@ def write_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[
         views.append((calibrated_view(df), "_calibrated", "calibrated score"))
     tasks = []
     for metric, (data, tail, what_score) in ((m, v) for m in metric_order(df["metric"]) for v in views):
-        for kind, stem, xlabel in (("crossmodal", "figure1_crossmodal", "model parameters (log scale)"),
-                                   ("intramodal", "figure_intramodal", "parameters of the larger model (log scale)")):
+        for kind, stem in (("crossmodal", "figure1_crossmodal"), ("intramodal", "figure_intramodal")):
             paths = [out / f"{stem}_{metric}{tail}{suffix}" for suffix in (".png", ".pdf")]
-            tasks.append((data, kind, metric, styles, xlabel, what_score, paths))
+            tasks.append((data, kind, metric, styles, facts, what_score, paths))
     return [path for paths in draw_all(_draw_figure, tasks, workers) for path in paths]
 
 
-def _draw_figure(df, kind, metric, styles, xlabel, what_score, paths) -> list[Path]:
+def _draw_figure(df, kind, metric, styles, facts, what_score, paths) -> list[Path]:
     """The figure saved to ``paths``; none when no comparison of its kind has the metric."""
-    fig = _figure(df, kind, metric, styles, xlabel, what_score)
+    fig = _figure(df, kind, metric, styles, facts, what_score)
     return [] if fig is None else save(fig, paths)

@@ -29,6 +29,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from ..plan import TRUTH_MODEL  # noqa: E402
+from .captions import RunFacts  # noqa: E402
 from .figures import _styles, draw_all, panel_handles, params_axis, save  # noqa: E402
 from .layout import column_labels  # noqa: E402
 from .records import (  # noqa: E402
@@ -194,14 +195,14 @@ def _side_label(survey: str, model: str) -> str:
     return f"{survey_label(survey)} {family_label(family)} {size_label(size)}"
 
 
-def _heatmap(sub: pd.DataFrame, pair: dict) -> plt.Figure:
+def _heatmap(sub: pd.DataFrame, pair: dict, facts: RunFacts) -> plt.Figure:
     best, final = _best_row(sub), _final_row(sub, pair)
     (xe, xcell), (ye, ycell) = _axis(round(_blocks(sub, "b")[0])), _axis(round(_blocks(sub, "a")[0]))
     rows = sub["index_a"].astype(int).map(ycell).to_numpy()
     cols = sub["index_b"].astype(int).map(xcell).to_numpy()
     metric = pair["metric"]
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8))  # a fixed layout: a report draws hundreds
-    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.11, top=0.87, wspace=0.3)
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.11, top=0.83 if facts.notice else 0.87, wspace=0.3)
     factor, unit = raw_unit(metric)
     views = (("calibrated", 100.0, "calibrated", " (%)"), ("raw", factor, "raw", unit))
     for ax, (field, scale, what, unit) in zip(axes, views):
@@ -223,11 +224,13 @@ def _heatmap(sub: pd.DataFrame, pair: dict) -> plt.Figure:
         ax.set_ylabel(_side_label(pair["survey_a"], pair["model_a"]) + (": depth" if len(ye) > 2 else ""))
     fig.suptitle(f"{metric_label(metric)}, {pair['kind']} ({pair['crossmatch']}, N = {int(best['n']):,}); "
                  f"red: best calibrated, {best['block_a']} x {best['block_b']} = {100 * best['calibrated']:.1f}%; "
-                 f"final x final = {100 * final['calibrated']:.1f}%", fontsize=10)
+                 f"final x final = {100 * final['calibrated']:.1f}%", fontsize=10, y=0.93 if facts.notice else 0.98)
+    facts.mark(fig, y=0.995)
     return fig
 
 
-def write_layer_heatmaps(df: pd.DataFrame, out_dir: str | os.PathLike, workers: int = 1) -> list[Path]:
+def write_layer_heatmaps(df: pd.DataFrame, out_dir: str | os.PathLike, workers: int = 1,
+                         facts: RunFacts | None = None) -> list[Path]:
     """One PNG per (pair, metric), named by ``heatmap_name``; return the paths. A report draws
     hundreds (the paper's pairs with layers on: ~650, about 0.2 s each), so ``workers`` > 1 draws
     them in that many forked processes (``draw_all``)."""
@@ -236,13 +239,13 @@ def write_layer_heatmaps(df: pd.DataFrame, out_dir: str | os.PathLike, workers: 
         pair = dict(zip(PAIR, key))
         path = Path(out_dir) / heatmap_name(pair)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tasks.append((sub, pair, path))
+        tasks.append((sub, pair, facts or RunFacts(), path))
     draw_all(_save_heatmap, tasks, workers)
-    return [path for _, _, path in tasks]
+    return [task[-1] for task in tasks]
 
 
-def _save_heatmap(sub: pd.DataFrame, pair: dict, path: Path) -> None:
-    save(_heatmap(sub, pair), [path])
+def _save_heatmap(sub: pd.DataFrame, pair: dict, facts: RunFacts, path: Path) -> None:
+    save(_heatmap(sub, pair, facts), [path])
 
 
 # ---- best alignment against model size -------------------------------------------------------
@@ -259,48 +262,53 @@ def _with_size(best: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:
     return df
 
 
-def write_best_figures(best: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int]) -> list[Path]:
+def write_best_figures(best: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int],
+                       facts: RunFacts | None = None) -> list[Path]:
     """``best_vs_params_{metric}.png``: per panel (kind, survey, crossmatch) and family, the best block
-    pair's calibrated score (solid) and the final layer's (dotted) against parameter count."""
+    pair's calibrated score (solid) and the final embedding's (dotted) against parameter count."""
+    facts = facts or RunFacts()
     df = _with_size(best, params)
     styles = _styles(df)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for metric in metric_order(df["metric"]):
-        sub = df[df["metric"] == metric]
-        real = sub[sub["kind"] != "truth"]  # a crossmatch's partner surveys, named in shared columns' labels
-        panels = [(kind, key, title) for kind in ("crossmodal", "intramodal", "truth") if (sub["kind"] == kind).any()
-                  for key, (_, title) in column_labels(real if kind != "truth" else sub, sub[sub["kind"] == kind],
-                                                       kind).items()]
-        ncols = min(len(panels), 3)
-        nrows = math.ceil(len(panels) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.8), squeeze=False,
-                                 layout="constrained")
-        for ax, (kind, (survey, xm), title) in zip(axes.flat, panels):
-            part = sub[(sub["kind"] == kind) & (sub["survey_a"] == survey) & (sub["crossmatch"] == xm)]
-            for family, line in part.groupby("family", sort=False):
-                line = line.sort_values("x")
-                style = styles[family]
-                ax.plot(line["x"], 100 * line["best_calibrated"], label=family_label(family), lw=1.6, ms=6, **style)
-                ax.plot(line["x"], 100 * line["final_calibrated"], color=style["color"], ls=":", lw=1.2, marker=".")
-            params_axis(ax)
-            ax.set_title(f"{kind}: {title}", fontsize=11)
-            ax.set_xlabel("model parameters (log scale)" if kind != "intramodal"
-                          else "parameters of the larger model (log scale)")
-        for ax in axes.flat[len(panels):]:
-            ax.set_visible(False)
-        for ax in axes[:, 0]:
-            ax.set_ylabel(f"best-block calibrated {metric_label(metric)} (%)")
-        seen = panel_handles(axes.flat[:len(panels)])
-        seen["final layer (dotted)"] = plt.Line2D([], [], color="0.3", ls=":", marker=".")
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 6),
-                   frameon=False)
-        paths += save(fig, [out / f"best_vs_params_{metric}.png"])
-    return paths
+    return [path for metric in metric_order(df["metric"])
+            for path in save(_best_figure(df[df["metric"] == metric], metric, styles, facts),
+                             [out / f"best_vs_params_{metric}.png"])]
+
+
+def _best_figure(sub: pd.DataFrame, metric: str, styles: dict, facts: RunFacts) -> plt.Figure:
+    real = sub[sub["kind"] != "truth"]  # a crossmatch's partner surveys, named in shared columns' labels
+    panels = [(kind, key, title) for kind in ("crossmodal", "intramodal", "truth") if (sub["kind"] == kind).any()
+              for key, (_, title) in column_labels(real if kind != "truth" else sub, sub[sub["kind"] == kind],
+                                                   kind).items()]
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.8), squeeze=False,
+                             layout="constrained")
+    for ax, (kind, (survey, xm), title) in zip(axes.flat, panels):
+        part = sub[(sub["kind"] == kind) & (sub["survey_a"] == survey) & (sub["crossmatch"] == xm)]
+        for family, line in part.groupby("family", sort=False):
+            line = line.sort_values("x")
+            style = styles[family]
+            ax.plot(line["x"], 100 * line["best_calibrated"], label=family_label(family), lw=1.6, ms=6, **style)
+            ax.plot(line["x"], 100 * line["final_calibrated"], color=style["color"], ls=":", lw=1.2, marker=".")
+        params_axis(ax)
+        ax.set_title(f"{kind}: {title}", fontsize=11)
+        ax.set_xlabel(facts.size_axis(larger=kind == "intramodal"))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"best-block calibrated {metric_label(metric)} (%)")
+    seen = panel_handles(axes.flat[:len(panels)])
+    seen["final embedding (dotted)"] = plt.Line2D([], [], color="0.3", ls=":", marker=".")
+    fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 6),
+               frameon=False)
+    facts.mark(fig)
+    return fig
 
 
 def write_layer_figures(df: pd.DataFrame, best: pd.DataFrame, out_dir: str | os.PathLike,
-                        params: Mapping[str, int], workers: int = 1) -> list[Path]:
-    """Every heatmap (drawn by ``workers`` processes) and best-vs-size figure under ``out_dir``."""
-    return write_layer_heatmaps(df, out_dir, workers) + write_best_figures(best, out_dir, params)
+                        params: Mapping[str, int], workers: int = 1, facts: RunFacts | None = None) -> list[Path]:
+    """Every heatmap (drawn by ``workers`` processes) and best-vs-size figure under ``out_dir``,
+    marked as ``facts`` say (``captions.RunFacts``)."""
+    return write_layer_heatmaps(df, out_dir, workers, facts) + write_best_figures(best, out_dir, params, facts)

@@ -6,7 +6,9 @@ model's size, then sizes by parameter count), columns are surveys ("HSC (desi_hs
 survey and its crossmatch); each cell 'score [bootstrap interval]'. Figures
 (``probe_{property}.{png,pdf}``): one panel per column, one colour per family, the linear probe
 solid and the kNN probe dashed with open markers, the linear probe's permutation null
-(mean +- 2 std) as a grey band; x: parameter count (log scale).
+(mean +- 2 std) as a grey band; x: parameter count (log scale). The Markdown and LaTeX tables
+open with a caption (``probe_caption``); a simulated or miniature run is marked on every table
+and figure (``captions.RunFacts``).
 """
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..probes import score_label  # noqa: E402
+from ..probes import CONTINUOUS, score_label, score_meaning  # noqa: E402
+from .captions import RunFacts, counts, p_floor, values  # noqa: E402
 from .figures import draw_all, family_style, panel_handles, params_axis, save  # noqa: E402
 from .layout import NULL_SIGMA  # noqa: E402
 from .records import RecordError, family_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
-from .tables import MISSING, to_latex, to_markdown  # noqa: E402
+from .tables import MISSING, write_table  # noqa: E402
 
 FIELDS = ("crossmatch", "survey", "model", "property", "kind", "probe", "metric", "score", "ci_low", "ci_high",
           "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws", "n", "n_excluded", "folds", "chance")
@@ -48,8 +51,8 @@ def gather_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
             missing = [f for f in FIELDS if not isinstance(rec, dict) or f not in rec]
             if missing:
                 raise RecordError(f"{path}: record {i} is missing field(s) {', '.join(map(repr, missing))}")
-            rows.append({f: rec[f] for f in FIELDS})
-    return pd.DataFrame(rows, columns=list(FIELDS))
+            rows.append({**{f: rec[f] for f in FIELDS}, "knn_k": rec.get("knn_k")})
+    return pd.DataFrame(rows, columns=[*FIELDS, "knn_k"])
 
 
 def _ordered(df: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:
@@ -84,16 +87,37 @@ def probe_tables(df: pd.DataFrame, params: Mapping[str, int]) -> dict[tuple[str,
     return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] != "linear")))
 
 
-def write_probe_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int]) -> list[Path]:
+def probe_caption(prop: str, name: str, sub: pd.DataFrame, facts: RunFacts) -> str:
+    """The caption of one (property, probe) table: its score and scale, the probe, the interval,
+    the null and the smallest p-value it can give, N and the kNN probe's k."""
+    metric = sub["metric"].iloc[0]
+    folds = values(sub["folds"])
+    continuous = sub["kind"].iloc[0] == CONTINUOUS
+    how = (f"standardise, PCA, {'ridge' if continuous else 'logistic'} regression" if name == "linear" else
+           f"cosine {values(sub['knn_k']) or 'k'}-nearest-neighbour {'regression' if continuous else 'classification'}"
+           " on the raw embedding")
+    floor = p_floor(sub["null_draws"])
+    return facts.caption(
+        f"**{prop}: {PROBE_LABELS[name]} probe, {score_label(metric)}.**",
+        f"Score: {score_meaning(metric)}; {folds}-fold cross-validated ({how}, fitted on the training folds only).",
+        f"[low, high]: {facts.level()}percentile bootstrap interval over the out-of-fold predictions "
+        f"(K = {values(sub['bootstrap_draws'])} resamples, the fitted folds held fixed).",
+        f"Permutation null: targets shuffled and the cross-validation rerun, K = {values(sub['null_draws'])} draws"
+        + (f"; its p-values (probes.csv) are one-sided, so {floor}." if floor else "."),
+        counts(sub, per="embedding") + ".")
+
+
+def write_probe_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int],
+                       facts: RunFacts | None = None) -> list[Path]:
+    """Every (property, probe) table as CSV, and as Markdown and LaTeX after its caption
+    (``probe_caption``, marked as ``facts`` say)."""
+    facts = facts or RunFacts()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for (prop, name), frame in probe_tables(df, params).items():
-        stem = out / f"{prop}_{name}"
-        frame.to_csv(stem.with_suffix(".csv"), index=False)
-        stem.with_suffix(".md").write_text(to_markdown(frame))
-        stem.with_suffix(".tex").write_text(to_latex(frame))
-        paths += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+        sub = df[(df["property"] == prop) & (df["probe"] == name)]
+        paths += write_table(out / f"{prop}_{name}", frame, probe_caption(prop, name, sub, facts))
     return paths
 
 
@@ -116,9 +140,10 @@ def _panel(ax, sub: pd.DataFrame, styles: dict) -> None:
 
 
 def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int],
-                        workers: int = 1) -> list[Path]:
+                        workers: int = 1, facts: RunFacts | None = None) -> list[Path]:
     """One figure per property (PNG and PDF): probe score against parameter count, per family and
-    survey, drawn by ``workers`` processes (``figures.draw_all``)."""
+    survey, drawn by ``workers`` processes (``figures.draw_all``), marked as ``facts`` say."""
+    facts = facts or RunFacts()
     df = _ordered(df, params)
     missing = sorted(set(df.loc[df["params"].isna(), "model"]))
     if missing:
@@ -126,12 +151,16 @@ def write_probe_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Ma
     styles = {f: family_style(f) for f in dict.fromkeys(df["family"])}  # the colours of every other figure
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [(prop, sub, styles, [out / f"probe_{prop}{suffix}" for suffix in (".png", ".pdf")])
+    tasks = [(prop, sub, styles, facts, [out / f"probe_{prop}{suffix}" for suffix in (".png", ".pdf")])
              for prop, sub in df.groupby("property", sort=True)]
     return [path for paths in draw_all(_draw_property, tasks, workers) for path in paths]
 
 
-def _draw_property(prop: str, sub: pd.DataFrame, styles: dict, paths: list[Path]) -> list[Path]:
+def _draw_property(prop: str, sub: pd.DataFrame, styles: dict, facts: RunFacts, paths: list[Path]) -> list[Path]:
+    return save(_property_figure(prop, sub, styles, facts), paths)
+
+
+def _property_figure(prop: str, sub: pd.DataFrame, styles: dict, facts: RunFacts) -> plt.Figure:
     columns = [c for _, c in sorted(set(zip(sub["column_rank"], sub["column"])))]
     ncols = min(len(columns), 3)
     nrows = math.ceil(len(columns) / ncols)
@@ -141,7 +170,7 @@ def _draw_property(prop: str, sub: pd.DataFrame, styles: dict, paths: list[Path]
         part = sub[sub["column"] == column]
         _panel(ax, part, styles)
         ax.set_title(f"{column}  (N = {int(part['n'].max()):,})", fontsize=11)
-        ax.set_xlabel("model parameters (log scale)")
+        ax.set_xlabel(facts.size_axis())
     for ax in axes.flat[len(columns):]:
         ax.set_visible(False)
     metric = score_label(sub["metric"].iloc[0])
@@ -149,4 +178,5 @@ def _draw_property(prop: str, sub: pd.DataFrame, styles: dict, paths: list[Path]
         ax.set_ylabel(f"{prop}: {metric}")
     seen = panel_handles(axes.flat[:len(columns)])
     fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 4), frameon=False)
-    return save(fig, paths)
+    facts.mark(fig)
+    return fig

@@ -6,25 +6,30 @@ brackets (the null column's brackets are null_mean +- 2 null_std). Missing cells
 Files per metric: ``table1_intramodal_{metric}.{csv,md,tex}`` and
 ``table2_crossmodal_{metric}.{csv,md,tex}``, and their calibrated twins
 ``table1_intramodal_{metric}_calibrated`` / ``table2_crossmodal_{metric}_calibrated`` (the
-calibrated score, ``records.calibrated_view``: no interval, no null column); for simulated skies ``table_truth_{metric}`` (each
-embedding against the latent properties, with the null mean and p-value); plus the trend
-statistics (see ``trends``).
+calibrated score, ``records.calibrated_view``, with its calibrated interval, no null column); for simulated skies
+``table_truth_{metric}`` (each embedding against the latent properties, with the null mean and
+p-value); plus the trend statistics (see ``trends``). The Markdown and LaTeX files open with a
+caption (``captions``): the metric and its scale, the interval, N and k, the p-value floor, and
+whether the run is simulated or its models random-weight miniatures.
 """
 from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
+from .captions import RunFacts, metric_caption
 from .layout import FIELDS, crossmodal_table, intramodal_table
 from .records import (
     attach_params,
     calibrated_view,
     family_label,
     is_percent,
+    metric_label,
     metric_order,
     size_label,
     split_model,
@@ -62,9 +67,11 @@ def formatted(tables: dict[str, pd.DataFrame], metric: str, decimals: int, ci: b
     return pd.DataFrame({header: score.index.get_level_values("row"), **body})
 
 
-def to_markdown(frame: pd.DataFrame) -> str:
+def to_markdown(frame: pd.DataFrame, caption: str = "") -> str:
+    """A pipe table, after its ``caption`` paragraph (``captions``) when one is given."""
     esc = lambda s: str(s).replace("|", r"\|")  # noqa: E731
-    lines = ["| " + " | ".join(map(esc, frame.columns)) + " |",
+    lines = [caption, ""] if caption else []
+    lines += ["| " + " | ".join(map(esc, frame.columns)) + " |",
              "|:--|" + "--:|" * (frame.shape[1] - 1)]
     lines += ["| " + " | ".join(map(esc, row)) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
@@ -74,10 +81,12 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(c, c) for c in str(text))
 
 
-def to_latex(frame: pd.DataFrame) -> str:
-    """A booktabs tabular (wrap it in a table environment with \\input)."""
+def to_latex(frame: pd.DataFrame, caption: str = "") -> str:
+    """A booktabs tabular (wrap it in a table environment with \\input), its ``caption`` in
+    comment lines above it."""
     row = lambda cells: " & ".join(latex_escape(c) for c in cells) + r" \\"  # noqa: E731
-    lines = [r"\begin{tabular}{l" + "r" * (frame.shape[1] - 1) + "}", r"\toprule", row(frame.columns), r"\midrule"]
+    lines = [f"% {line}" for line in textwrap.wrap(caption.replace("**", ""), 100)]
+    lines += [r"\begin{tabular}{l" + "r" * (frame.shape[1] - 1) + "}", r"\toprule", row(frame.columns), r"\midrule"]
     lines += [row(r) for r in frame.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
@@ -110,14 +119,29 @@ def truth_table(df: pd.DataFrame, metric: str, ci: bool = False) -> pd.DataFrame
     return wide.fillna(MISSING).reset_index().rename(columns={"row": "Model"}).rename_axis(None, axis=1)
 
 
-def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int], ci: bool = False) -> list[Path]:
-    """Write both tables for every metric, and the trend statistics, into ``out_dir``; return the paths."""
+def write_table(stem: Path, frame: pd.DataFrame, caption: str) -> list[Path]:
+    """``frame`` as ``stem``.csv (the data alone), .md and .tex (each after ``caption``)."""
+    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    stem.with_suffix(".md").write_text(to_markdown(frame, caption))
+    stem.with_suffix(".tex").write_text(to_latex(frame, caption))
+    return [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+
+
+TITLES = {"table1": ("Table 1: intramodal", ("intramodal",)), "table2": ("Table 2: crossmodal", ("crossmodal", "self")),
+          "truth": ("Alignment with the simulation's latent truth:", ("truth",))}
+
+
+def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int], ci: bool = False,
+                 facts: RunFacts | None = None) -> list[Path]:
+    """Write both tables for every metric, and the trend statistics, into ``out_dir``; return the
+    paths. Each Markdown and LaTeX table opens with its caption (``captions.metric_caption``),
+    marked when ``facts`` say the run is simulated or its models miniatures."""
+    facts = facts or RunFacts()
     df = attach_params(df, params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = {"table1": "table1_intramodal", "table2": "table2_crossmodal"}
+    names = {"table1": "table1_intramodal", "table2": "table2_crossmodal", "truth": "table_truth"}
     paths = []
-    names["truth"] = "table_truth"
     calibrated = calibrated_view(df) if "calibrated" in df and df["calibrated"].notna().any() else None
     for metric in metric_order(df["metric"]):
         tables = {(key, ""): frame for key, frame in paper_tables(df, metric, ci).items()}
@@ -127,12 +151,15 @@ def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[s
         if calibrated is not None:
             tables.update({(key, "_calibrated"): frame for key, frame in paper_tables(calibrated, metric, ci=True).items()})
         for (key, suffix), frame in tables.items():
-            stem = out / f"{names[key]}_{metric}{suffix}"
-            frame.to_csv(stem.with_suffix(".csv"), index=False)
-            stem.with_suffix(".md").write_text(to_markdown(frame))
-            stem.with_suffix(".tex").write_text(to_latex(frame))
-            paths += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
-    paths += write_trend_stats(df, out)
+            data = df if not suffix else calibrated
+            title, kinds = TITLES[key]
+            sub = data[(data["metric"] == metric) & data["kind"].isin(kinds)]
+            null = next((c for c in frame.columns if str(c).startswith("π(")), None)
+            caption = metric_caption(f"{title} {metric_label(metric)}{' (calibrated)' if suffix else ''}", sub,
+                                     metric, facts, ci=ci or bool(suffix), calibrated=bool(suffix),
+                                     null_column=null, p_values=key == "truth")
+            paths += write_table(out / f"{names[key]}_{metric}{suffix}", frame, caption)
+    paths += write_trend_stats(df, out, facts=facts)
     if calibrated is not None:
-        paths += write_trend_stats(calibrated, out, suffix="_calibrated")
+        paths += write_trend_stats(calibrated, out, suffix="_calibrated", facts=facts)
     return paths

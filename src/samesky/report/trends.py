@@ -21,6 +21,7 @@ from scipy.stats import binomtest
 
 from ..models.registry import UNTRAINED
 from ..surveys import SURVEYS
+from .captions import RunFacts, trend_caption
 from .layout import crossmodal_table, intramodal_table
 from .records import attach_params, family_label, higher_is_aligned, metric_order, survey_label
 
@@ -89,24 +90,26 @@ def trend_stats(df: pd.DataFrame, params: Mapping[str, int] | None = None,
     return pd.DataFrame(rows, columns=["metric", "kind", "scope", "group", "increases", "comparisons", "p_value"])
 
 
-def trends_markdown(stats: pd.DataFrame) -> str:
-    lines = ["| metric | kind | scope | group | increases | p (one-sided binomial) |", "|:--|:--|:--|:--|--:|--:|"]
+def trends_markdown(stats: pd.DataFrame, caption: str = "") -> str:
+    lines = [caption, ""] if caption else []
+    lines += ["| metric | kind | scope | group | increases | p (one-sided binomial) |", "|:--|:--|:--|:--|--:|--:|"]
     for r in stats.itertuples():
         lines.append(f"| {r.metric} | {r.kind} | {r.scope} | {r.group} | {r.increases} of {r.comparisons} | {r.p_value:.3g} |")
     return "\n".join(lines) + "\n"
 
 
 def write_trend_stats(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int] | None = None,
-                      suffix: str = "") -> list[Path]:
+                      suffix: str = "", facts: RunFacts | None = None) -> list[Path]:
     """trend_stats{suffix}.csv, .md and trend_steps{suffix}.csv (every step, for auditing) in ``out_dir``.
 
-    The calibrated trend tests pass ``records.calibrated_view(df)`` with suffix '_calibrated'.
+    The calibrated trend tests pass ``records.calibrated_view(df)`` with suffix '_calibrated'. The
+    Markdown opens with its caption (``captions.trend_caption``), marked as ``facts`` say.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stats = trend_stats(df, params)
     paths = [out / f"trend_stats{suffix}.csv", out / f"trend_stats{suffix}.md", out / f"trend_steps{suffix}.csv"]
     stats.to_csv(paths[0], index=False)
-    paths[1].write_text(trends_markdown(stats))
+    paths[1].write_text(trends_markdown(stats, trend_caption(facts or RunFacts(), df.attrs.get("view") == "calibrated")))
     trend_steps(df, params).to_csv(paths[2], index=False)
     return paths
