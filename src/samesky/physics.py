@@ -1,0 +1,313 @@
+"""The authors' physics tests: what an embedding knows about per-object properties.
+
+Each function follows one definition of "The Platonic Universe" authors' current code,
+UniverseTBD/platonic-universe at 6672072 (``pu`` below): ``src/pu/metrics/physics.py``
+(``physics.py:<line>``), ``experiments/platonic/compute/pu_umap.py`` (kNN purity) and
+``experiments/cosmosweb/run_crossmodal.py`` (how the Wasserstein test is fed). Every choice of
+the reference is a parameter whose default is the reference's value; tests/test_physics.py checks
+each against outputs the reference's own code produced (tests/golden/make_physics_golden.py).
+
+What differs from the reference, on purpose:
+
+* Embedding neighbours come from the cached exact cosine kNN graph (``metrics.knn``: self
+  excluded, nearest first, ties to the smaller index) instead of a fresh scikit-learn
+  ``NearestNeighbors(metric="cosine")``; where the reference drops objects first (the 1-99%
+  clip), the graph is restricted to the kept objects exactly (``knn.restrict_graph``: the first
+  k kept neighbours, rows left short recomputed). The graph ranks float32 similarities, the
+  reference float64 distances: the two differ only where two neighbours' similarities agree to
+  ~1e-7 at the k-th place.
+* Too few objects, a missing property, or fewer than two properties for the joint test raise a
+  ``PhysicsError`` naming the test; the reference returns NaN or skips the property silently.
+  A constant property still gives NaN (its ratio is undefined), as in the reference.
+
+Property-space neighbours (one property, or several standardised) are scikit-learn's
+``NearestNeighbors`` exactly as the reference asks for them, so ties among equal property
+values are broken as the reference breaks them.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.spatial.distance import pdist
+from scipy.stats import spearmanr
+from sklearn.decomposition import PCA
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics import r2_score
+from sklearn.model_selection import KFold
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+
+from .metrics import knn
+
+# The reference's outlier clip of the target (physics.py:547): keep y within these percentiles.
+CLIP_PERCENTILES = (1.0, 99.0)
+
+
+class PhysicsError(ValueError):
+    """A physics test cannot be run on these data; the message names the test."""
+
+
+# ---- shared steps ---------------------------------------------------------------------------
+
+def kept_rows(Z, y, clip_percentiles: Sequence[float] | None = CLIP_PERCENTILES, where: str = "physics test"
+              ) -> np.ndarray:
+    """Boolean mask of the objects a single-property test keeps (pu ``_clean_inputs``,
+    physics.py:531): finite ``y`` and finite embedding rows, and ``y`` within the
+    ``clip_percentiles`` of ``y`` (``np.nanpercentile`` over every row, inclusive bounds;
+    ``None`` keeps all finite rows)."""
+    Z, y = np.asarray(Z), np.asarray(y, np.float64).ravel()
+    if Z.shape[0] != y.shape[0]:
+        raise PhysicsError(f"{where}: {Z.shape[0]} embeddings but {y.shape[0]} property values")
+    keep = np.isfinite(y) & np.all(np.isfinite(Z), axis=1)
+    if keep.any() and clip_percentiles is not None:
+        lower, upper = np.nanpercentile(y, list(clip_percentiles))  # over every row, as the reference
+        keep &= (y >= lower) & (y <= upper)
+    if not keep.any():
+        raise PhysicsError(f"{where}: no object has a finite property value (and embedding) within the clip "
+                           f"percentiles {clip_percentiles}")
+    return keep
+
+
+def _need(n: int, least: int, where: str) -> None:
+    if n < least:
+        raise PhysicsError(f"{where}: {n} usable objects are too few (needs at least {least})")
+
+
+def embedding_neighbours(Z, keep: np.ndarray, k: int, graph=None, where: str = "physics test") -> np.ndarray:
+    """(n_kept, k) cosine neighbours of the kept objects among the kept objects, self excluded,
+    nearest first: the reference's ``NearestNeighbors(n_neighbors=k, metric="cosine")
+    .fit(Z[keep]).kneighbors()``. ``graph``: the cached ``(indices, similarity)`` of all rows of
+    ``Z`` (``schema.read_knn``), restricted to ``keep`` exactly; ``None`` computes the graph."""
+    rows = np.flatnonzero(keep)
+    Z_kept = np.asarray(Z)[rows]
+    if graph is None:
+        return knn.knn_graph(Z_kept, k)[0]
+    indices, similarity = graph
+    if indices.shape[0] != len(keep):
+        raise PhysicsError(f"{where}: the kNN graph has {indices.shape[0]} rows for {len(keep)} embeddings")
+    if indices.shape[1] < k:
+        raise PhysicsError(f"{where}: the kNN graph holds {indices.shape[1]} neighbours per object, fewer than k={k}")
+    if len(rows) == len(keep):
+        return indices[:, :k]
+    return knn.restrict_graph(indices, similarity, rows, Z_kept, k)[0]
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over rows of |a_i & b_i| / k for two (n, k) neighbour lists (each row distinct)."""
+    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+    shared = np.sum(both[:, 1:] == both[:, :-1], axis=1)
+    return float(np.mean(shared / a.shape[1]))
+
+
+def _property_neighbours(Y: np.ndarray, k: int) -> np.ndarray:
+    """k Euclidean neighbours in property space, self excluded (physics.py:303 and :410)."""
+    return NearestNeighbors(n_neighbors=k, metric="euclidean").fit(Y).kneighbors(return_distance=False)
+
+
+# ---- probes ---------------------------------------------------------------------------------
+
+def _fold_scores(X: np.ndarray, y: np.ndarray, folds: int, fit_predict) -> dict:
+    """R^2 on each test fold of an unshuffled ``KFold(folds)`` (``cross_val_score(cv=folds)`` of a
+    regressor), and their mean and population std, as the reference returns them."""
+    scores = [float(r2_score(y[test], fit_predict(X[train], y[train], X[test])))
+              for train, test in KFold(n_splits=folds).split(X)]
+    return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "folds": scores}
+
+
+def ols_probe(Z, y, *, folds: int = 5, pca_components: int | None = None,
+              clip_percentiles: Sequence[float] | None = CLIP_PERCENTILES) -> dict:
+    """Cross-validated R^2 of an ordinary least-squares probe of ``y`` (pu ``linear_probe``,
+    physics.py:84; the MKNN-vs-R^2 figure's probe, experiments/cosmosweb/plot_mknn_vs_r2.py:229).
+
+    Objects kept by ``kept_rows``; rows L2-normalised (norms under 1e-12 left as they are); folds
+    of an unshuffled ``KFold(folds)`` (contiguous in file order); per fold, with
+    ``pca_components``, a ``PCA(min(pca_components, D, n))`` fitted on the training rows (full
+    SVD for small inputs, else scikit-learn's default solver policy, as the reference), then
+    ``LinearRegression`` (with intercept). Returns {"mean", "std" (ddof 0), "folds": [R^2 ...]}.
+    """
+    where = "ols_probe"
+    keep = kept_rows(Z, y, clip_percentiles, where)
+    X, t = np.asarray(Z, np.float64)[keep], np.asarray(y, np.float64).ravel()[keep]
+    _need(len(X), folds, where)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    X = X / np.where(norms < 1e-12, 1.0, norms)
+
+    def fit_predict(x_train, y_train, x_test):
+        if pca_components is not None:
+            pca = PCA(n_components=min(pca_components, X.shape[1], X.shape[0]))
+            x_train = pca.fit_transform(x_train)
+            x_test = pca.transform(x_test)
+        return LinearRegression().fit(x_train, y_train).predict(x_test)
+
+    return _fold_scores(X, t, folds, fit_predict)
+
+
+def boosting_probe(Z, y, *, folds: int = 5, n_estimators: int = 100, max_depth: int = 4, subsample: float = 0.8,
+                   seed: int = 42, clip_percentiles: Sequence[float] | None = CLIP_PERCENTILES) -> dict:
+    """Cross-validated R^2 of a gradient-boosting probe of ``y`` (pu ``nonlinear_probe``,
+    physics.py:137).
+
+    Objects kept by ``kept_rows``; embedding columns standardised over all kept objects (before
+    the split, as the reference; trees barely notice); unshuffled ``KFold(folds)``;
+    ``GradientBoostingRegressor(n_estimators, max_depth, subsample, random_state=seed)`` fitted
+    per fold, every fold with the same seed. Returns {"mean", "std" (ddof 0), "folds"}.
+    """
+    where = "boosting_probe"
+    keep = kept_rows(Z, y, clip_percentiles, where)
+    X, t = np.asarray(Z, np.float64)[keep], np.asarray(y, np.float64).ravel()[keep]
+    _need(len(X), folds, where)
+    X = StandardScaler().fit_transform(X)
+
+    def fit_predict(x_train, y_train, x_test):
+        model = GradientBoostingRegressor(n_estimators=n_estimators, max_depth=max_depth, subsample=subsample,
+                                          random_state=seed)
+        return model.fit(x_train, y_train).predict(x_test)
+
+    return _fold_scores(X, t, folds, fit_predict)
+
+
+# ---- neighbourhood tests --------------------------------------------------------------------
+
+def neighbour_consistency(Z, y, graph=None, *, k: int = 10,
+                          clip_percentiles: Sequence[float] | None = CLIP_PERCENTILES) -> float:
+    """Mean spread of ``y`` over each object's k embedding neighbours, over its global spread
+    (pu ``neighbor_property_consistency``, physics.py:182). Below 1: neighbours share the property.
+
+    Objects kept by ``kept_rows``; neighbours among the kept objects (``embedding_neighbours``,
+    self excluded, the object's own value not in its spread); spreads are population standard
+    deviations (ddof 0). NaN when ``y`` is constant (global std under 1e-12), as the reference.
+    """
+    where = "neighbour_consistency"
+    keep = kept_rows(Z, y, clip_percentiles, where)
+    t = np.asarray(y, np.float64).ravel()[keep]
+    _need(len(t), k + 1, where)
+    nbr = embedding_neighbours(Z, keep, k, graph, where)
+    spread = np.std(t)
+    if spread < 1e-12:
+        return float("nan")
+    return float(np.mean(np.std(t[nbr], axis=1)) / spread)
+
+
+def distance_property_correlation(Z, y, *, max_samples: int = 5000, seed: int = 42,
+                                  clip_percentiles: Sequence[float] | None = CLIP_PERCENTILES) -> float:
+    """Spearman correlation, over all pairs, of the embeddings' cosine distance and the absolute
+    difference of ``y`` (pu ``embedding_property_correlation``, physics.py:224). Positive: objects
+    apart in the embedding differ in the property.
+
+    Objects kept by ``kept_rows``; above ``max_samples`` of them, ``max_samples`` drawn without
+    replacement by ``np.random.RandomState(seed).choice`` (the pairs are O(n^2)).
+    """
+    keep = kept_rows(Z, y, clip_percentiles, "distance_property_correlation")
+    X, t = np.asarray(Z, np.float64)[keep], np.asarray(y, np.float64).ravel()[keep]
+    if len(X) > max_samples:
+        pick = np.random.RandomState(seed).choice(len(X), max_samples, replace=False)
+        X, t = X[pick], t[pick]
+    rho, _ = spearmanr(pdist(X, metric="cosine"), pdist(t[:, None], metric="euclidean"))
+    return float(rho)
+
+
+def neighbour_set_overlap(Z, y, graph=None, *, k: int = 10,
+                          clip_percentiles: Sequence[float] | None = CLIP_PERCENTILES) -> float:
+    """Mean fraction of each object's k embedding neighbours that are also among its k nearest in
+    ``y`` (pu ``neighbor_set_overlap``, physics.py:261): MKNN with a property as the second
+    space. In [0, 1]; k / (n - 1) by chance.
+
+    Objects kept by ``kept_rows``; embedding neighbours as ``embedding_neighbours``; property
+    neighbours by |y_i - y_j|, self excluded (scikit-learn's tree search, its ties).
+    """
+    where = "neighbour_set_overlap"
+    keep = kept_rows(Z, y, clip_percentiles, where)
+    t = np.asarray(y, np.float64).ravel()[keep]
+    _need(len(t), k + 1, where)
+    return _overlap(embedding_neighbours(Z, keep, k, graph, where), _property_neighbours(t[:, None], k))
+
+
+def joint_neighbour_set_overlap(Z, properties: Mapping[str, np.ndarray], graph=None, *, k: int = 10,
+                                names: Sequence[str] | None = None) -> dict:
+    """``neighbour_set_overlap`` against all ``names`` of ``properties`` at once (pu
+    ``joint_neighbor_set_overlap``, physics.py:315): property neighbours by Euclidean distance of
+    the properties each standardised to mean 0 and std 1 (ddof 0) over the kept objects.
+
+    Objects kept: finite in every property and the embedding (no percentile clip here, as the
+    reference). ``names`` default to all of ``properties``, in their order; at least two.
+    Returns {"joint_overlap", "n_properties", "n_samples", "properties_used"}.
+    """
+    where = "joint_neighbour_set_overlap"
+    names = list(properties) if names is None else list(names)
+    missing = [n for n in names if n not in properties]
+    if missing:
+        raise PhysicsError(f"{where}: no property {missing}; have {sorted(properties)}")
+    if len(names) < 2:
+        raise PhysicsError(f"{where}: needs at least 2 properties, got {names}")
+    Z = np.asarray(Z)
+    Y = np.column_stack([np.asarray(properties[n], np.float64).ravel() for n in names])
+    if Y.shape[0] != Z.shape[0]:
+        raise PhysicsError(f"{where}: {Z.shape[0]} embeddings but {Y.shape[0]} property values")
+    keep = np.all(np.isfinite(Y), axis=1) & np.all(np.isfinite(Z), axis=1)
+    _need(int(keep.sum()), k + 1, where)
+    overlap = _overlap(embedding_neighbours(Z, keep, k, graph, where),
+                       _property_neighbours(StandardScaler().fit_transform(Y[keep]), k))
+    return {"joint_overlap": overlap, "n_properties": len(names), "n_samples": int(keep.sum()),
+            "properties_used": names}
+
+
+def knn_purity(indices: np.ndarray, label, *, k: int = 50, n_bins: int = 20) -> tuple[float, np.ndarray]:
+    """Fraction of each object's k neighbours in its own quantile bin of ``label``, and its mean
+    (pu ``knn_purity``, experiments/platonic/compute/pu_umap.py:238; k = its PU_UMAP_KNN_K default).
+
+    ``indices``: a kNN graph's neighbours, self excluded (the reference drops column 0 of an
+    HNSW search that includes the object). Bins: ``n_bins`` equal-count bins of the non-NaN labels
+    (``np.nanquantile`` edges, the outer ones widened by 1e-9); NaN labels take no bin. Per
+    object: matches over neighbours with a bin, NaN if it has no bin or none of them do; float32,
+    as the reference. Mean: ``np.nanmean`` of those. Returns (NaN, all-NaN rows)
+    when fewer than 5 ``n_bins`` labels are known, as the reference.
+    """
+    label = np.asarray(label, np.float64).ravel()
+    if indices.shape[0] != len(label):
+        raise PhysicsError(f"knn_purity: the kNN graph has {indices.shape[0]} rows for {len(label)} labels")
+    if indices.shape[1] < k:
+        raise PhysicsError(f"knn_purity: the kNN graph holds {indices.shape[1]} neighbours per object, "
+                           f"fewer than k={k}")
+    known = ~np.isnan(label)
+    if known.sum() < 5 * n_bins:
+        return float("nan"), np.full(len(label), np.nan, np.float32)
+    edges = np.nanquantile(label, np.linspace(0.0, 1.0, n_bins + 1))
+    edges[0] -= 1e-9
+    edges[-1] += 1e-9
+    bins = np.where(known, np.digitize(label, edges) - 1, -1)
+    nbr = bins[indices[:, :k]]
+    counted = (nbr >= 0) & (bins[:, None] >= 0)
+    n_counted = counted.sum(axis=1)
+    matches = np.sum((nbr == bins[:, None]) & counted, axis=1)
+    per_object = np.full(len(label), np.nan)
+    np.divide(matches, n_counted, out=per_object, where=n_counted > 0)
+    per_object = per_object.astype(np.float32)
+    return float(np.nanmean(per_object)), per_object
+
+
+def neighbourhood_wasserstein(nn1: np.ndarray, nn2: np.ndarray, y, *, k: int = 10, standardize: bool = True
+                              ) -> np.ndarray:
+    """Per object, the 1-Wasserstein distance between ``y`` over its k neighbours in one space
+    (``nn1``) and over its k neighbours in another (``nn2``) (pu ``wass_distance``,
+    physics.py:559); the authors average it over objects. 0: both spaces put the object among
+    objects alike in ``y``.
+
+    ``standardize``: ``y`` scaled to mean 0, std 1 (ddof 0) first, as the authors' scripts feed it
+    (experiments/cosmosweb/run_crossmodal.py:312, run_intramodal.py:456). The first ``k`` columns
+    of each neighbour list are used; the authors' lists are 10 Euclidean neighbours of the raw
+    embeddings (run_crossmodal.py:292), the cached graphs here are cosine. Equal-size samples:
+    the distance is the mean |difference| of the sorted values, which is what
+    ``scipy.stats.wasserstein_distance`` integrates (to rounding, ~1e-16).
+    """
+    y = np.asarray(y, np.float64).ravel()
+    for name, nn in (("nn1", nn1), ("nn2", nn2)):
+        if nn.shape[0] != len(y):
+            raise PhysicsError(f"neighbourhood_wasserstein: {name} has {nn.shape[0]} rows for {len(y)} values")
+        if nn.shape[1] < k:
+            raise PhysicsError(f"neighbourhood_wasserstein: {name} holds {nn.shape[1]} neighbours, fewer than k={k}")
+    if standardize:
+        y = StandardScaler().fit_transform(y[:, None]).ravel()
+    a, b = np.sort(y[nn1[:, :k]], axis=1), np.sort(y[nn2[:, :k]], axis=1)
+    return np.mean(np.abs(a - b), axis=1)
