@@ -75,23 +75,37 @@ def _need(n: int, least: int, where: str) -> None:
         raise PhysicsError(f"{where}: {n} usable objects are too few (needs at least {least})")
 
 
+def checked_graph(Z, graph, k: int, where: str = "physics test", width: int | None = None):
+    """The ``(indices, similarity)`` kNN graph of all rows of ``Z``: ``graph`` (the cached one,
+    ``schema.read_knn``) checked to have a row per embedding and at least ``k`` columns, or, if
+    None, computed (``width`` columns, default ``k``; at most N - 1)."""
+    n = len(Z)
+    if graph is None:
+        return knn.knn_graph(Z, min(width or k, n - 1))
+    if graph[0].shape[0] != n:
+        raise PhysicsError(f"{where}: the kNN graph has {graph[0].shape[0]} rows for {n} embeddings")
+    if graph[0].shape[1] < k:
+        raise PhysicsError(f"{where}: the kNN graph holds {graph[0].shape[1]} neighbours per object, fewer than k={k}")
+    return graph
+
+
+def _neighbours(Z, graph, rows: np.ndarray, k: int) -> np.ndarray:
+    """(len(rows), k) neighbours of ``rows`` among ``rows`` (positions in ``rows``), from the graph
+    of all rows of ``Z``: its first k columns when ``rows`` is every row, else restricted exactly."""
+    if len(rows) == len(Z):
+        return graph[0][:, :k]
+    return knn.restrict_graph(*graph, rows, np.asarray(Z)[rows], k)[0]
+
+
 def embedding_neighbours(Z, keep: np.ndarray, k: int, graph=None, where: str = "physics test") -> np.ndarray:
     """(n_kept, k) cosine neighbours of the kept objects among the kept objects, self excluded,
     nearest first: the reference's ``NearestNeighbors(n_neighbors=k, metric="cosine")
     .fit(Z[keep]).kneighbors()``. ``graph``: the cached ``(indices, similarity)`` of all rows of
     ``Z`` (``schema.read_knn``), restricted to ``keep`` exactly; ``None`` computes the graph."""
     rows = np.flatnonzero(keep)
-    Z_kept = np.asarray(Z)[rows]
     if graph is None:
-        return knn.knn_graph(Z_kept, k)[0]
-    indices, similarity = graph
-    if indices.shape[0] != len(keep):
-        raise PhysicsError(f"{where}: the kNN graph has {indices.shape[0]} rows for {len(keep)} embeddings")
-    if indices.shape[1] < k:
-        raise PhysicsError(f"{where}: the kNN graph holds {indices.shape[1]} neighbours per object, fewer than k={k}")
-    if len(rows) == len(keep):
-        return indices[:, :k]
-    return knn.restrict_graph(indices, similarity, rows, Z_kept, k)[0]
+        return knn.knn_graph(np.asarray(Z)[rows], k)[0]
+    return _neighbours(Z, checked_graph(Z, graph, k, where), rows, k)
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -108,12 +122,41 @@ def _property_neighbours(Y: np.ndarray, k: int) -> np.ndarray:
 
 # ---- probes ---------------------------------------------------------------------------------
 
-def _fold_scores(X: np.ndarray, y: np.ndarray, folds: int, fit_predict) -> dict:
-    """R^2 on each test fold of an unshuffled ``KFold(folds)`` (``cross_val_score(cv=folds)`` of a
-    regressor), and their mean and population std, as the reference returns them."""
-    scores = [float(r2_score(y[test], fit_predict(X[train], y[train], X[test])))
-              for train, test in KFold(n_splits=folds).split(X)]
+def _cross_predict(X: np.ndarray, target: np.ndarray, folds: int, fit_predict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(test rows, predictions) of each fold of an unshuffled ``KFold(folds)``, as
+    ``cross_val_score(cv=folds)`` splits a regressor's rows; ``target`` (n,) or (n, m) for m
+    targets at once."""
+    return [(test, fit_predict(X[train], target[train], X[test])) for train, test in KFold(n_splits=folds).split(X)]
+
+
+def _fold_r2(target: np.ndarray, predicted) -> np.ndarray:
+    """R^2 of each fold (rows) for each target (columns) of ``_cross_predict``'s output."""
+    t = target.reshape(len(target), -1)
+    return np.array([[r2_score(t[test, j], pred.reshape(len(test), -1)[:, j]) for j in range(t.shape[1])]
+                     for test, pred in predicted])
+
+
+def _probe_result(X: np.ndarray, t: np.ndarray, fit_predict, folds: int) -> dict:
+    scores = [float(v) for v in _fold_r2(t, _cross_predict(X, t, folds, fit_predict))[:, 0]]
     return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "folds": scores}
+
+
+def _ols_setup(Z, y, folds: int, pca_components: int | None, clip_percentiles):
+    where = "ols_probe"
+    keep = kept_rows(Z, y, clip_percentiles, where)
+    X, t = np.asarray(Z, np.float64)[keep], np.asarray(y, np.float64).ravel()[keep]
+    _need(len(X), folds, where)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    X = X / np.where(norms < 1e-12, 1.0, norms)
+
+    def fit_predict(x_train, y_train, x_test):  # several targets: one least-squares solve
+        if pca_components is not None:
+            pca = PCA(n_components=min(pca_components, x_train.shape[1], x_train.shape[0]))
+            x_train = pca.fit_transform(x_train)
+            x_test = pca.transform(x_test)
+        return LinearRegression().fit(x_train, y_train).predict(x_test)
+
+    return keep, X, t, fit_predict
 
 
 def ols_probe(Z, y, *, folds: int = 5, pca_components: int | None = None,
@@ -124,24 +167,29 @@ def ols_probe(Z, y, *, folds: int = 5, pca_components: int | None = None,
     Objects kept by ``kept_rows``; rows L2-normalised (norms under 1e-12 left as they are); folds
     of an unshuffled ``KFold(folds)`` (contiguous in file order); per fold, with
     ``pca_components``, a ``PCA(min(pca_components, D, n))`` fitted on the training rows (full
-    SVD for small inputs, else scikit-learn's default solver policy, as the reference), then
-    ``LinearRegression`` (with intercept). Returns {"mean", "std" (ddof 0), "folds": [R^2 ...]}.
+    SVD for small inputs, else scikit-learn's default solver policy, as the reference; n here is
+    the training rows, where the reference's n, all rows, only differs when its PCA would fail),
+    then ``LinearRegression`` (with intercept). Returns {"mean", "std" (ddof 0), "folds": [R^2]}.
     """
-    where = "ols_probe"
+    return _probe_result(*_ols_setup(Z, y, folds, pca_components, clip_percentiles)[1:], folds=folds)
+
+
+def _boosting_setup(Z, y, folds: int, n_estimators: int, max_depth: int, subsample: float, seed: int,
+                    clip_percentiles):
+    where = "boosting_probe"
     keep = kept_rows(Z, y, clip_percentiles, where)
     X, t = np.asarray(Z, np.float64)[keep], np.asarray(y, np.float64).ravel()[keep]
     _need(len(X), folds, where)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    X = X / np.where(norms < 1e-12, 1.0, norms)
+    X = StandardScaler().fit_transform(X)
 
     def fit_predict(x_train, y_train, x_test):
-        if pca_components is not None:
-            pca = PCA(n_components=min(pca_components, X.shape[1], X.shape[0]))
-            x_train = pca.fit_transform(x_train)
-            x_test = pca.transform(x_test)
-        return LinearRegression().fit(x_train, y_train).predict(x_test)
+        if y_train.ndim == 2:  # one boosted model per target
+            return np.column_stack([fit_predict(x_train, col, x_test) for col in y_train.T])
+        model = GradientBoostingRegressor(n_estimators=n_estimators, max_depth=max_depth, subsample=subsample,
+                                          random_state=seed)
+        return model.fit(x_train, y_train).predict(x_test)
 
-    return _fold_scores(X, t, folds, fit_predict)
+    return keep, X, t, fit_predict
 
 
 def boosting_probe(Z, y, *, folds: int = 5, n_estimators: int = 100, max_depth: int = 4, subsample: float = 0.8,
@@ -154,21 +202,42 @@ def boosting_probe(Z, y, *, folds: int = 5, n_estimators: int = 100, max_depth: 
     ``GradientBoostingRegressor(n_estimators, max_depth, subsample, random_state=seed)`` fitted
     per fold, every fold with the same seed. Returns {"mean", "std" (ddof 0), "folds"}.
     """
-    where = "boosting_probe"
-    keep = kept_rows(Z, y, clip_percentiles, where)
-    X, t = np.asarray(Z, np.float64)[keep], np.asarray(y, np.float64).ravel()[keep]
-    _need(len(X), folds, where)
-    X = StandardScaler().fit_transform(X)
-
-    def fit_predict(x_train, y_train, x_test):
-        model = GradientBoostingRegressor(n_estimators=n_estimators, max_depth=max_depth, subsample=subsample,
-                                          random_state=seed)
-        return model.fit(x_train, y_train).predict(x_test)
-
-    return _fold_scores(X, t, folds, fit_predict)
+    setup = _boosting_setup(Z, y, folds, n_estimators, max_depth, subsample, seed, clip_percentiles)
+    return _probe_result(*setup[1:], folds=folds)
 
 
 # ---- neighbourhood tests --------------------------------------------------------------------
+# Each test is a scorer of prepared inputs (the target over the objects it sees, their neighbour
+# lists), shared by the public function (the reference's definition) and its statistics.
+
+def _consistency(t: np.ndarray, nbr: np.ndarray) -> float:
+    spread = np.std(t)
+    if spread < 1e-12:
+        return float("nan")
+    return float(np.mean(np.std(t[nbr], axis=1)) / spread)
+
+
+def _set_overlap(t: np.ndarray, nbr: np.ndarray) -> float:
+    return _overlap(nbr, _property_neighbours(t[:, None], nbr.shape[1]))
+
+
+def _joint_overlap(Y: np.ndarray, nbr: np.ndarray) -> float:
+    return _overlap(nbr, _property_neighbours(StandardScaler().fit_transform(Y), nbr.shape[1]))
+
+
+def _rank_correlation(emb_distances: np.ndarray, t: np.ndarray) -> float:
+    rho, _ = spearmanr(emb_distances, pdist(t[:, None], metric="euclidean"))
+    return float(rho)
+
+
+def _correlation_sample(Z, y, max_samples: int, seed: int, clip_percentiles) -> tuple[np.ndarray, np.ndarray]:
+    keep = kept_rows(Z, y, clip_percentiles, "distance_property_correlation")
+    X, t = np.asarray(Z, np.float64)[keep], np.asarray(y, np.float64).ravel()[keep]
+    if len(X) > max_samples:
+        pick = np.random.RandomState(seed).choice(len(X), max_samples, replace=False)
+        X, t = X[pick], t[pick]
+    return X, t
+
 
 def neighbour_consistency(Z, y, graph=None, *, k: int = 10,
                           clip_percentiles: Sequence[float] | None = CLIP_PERCENTILES) -> float:
@@ -181,13 +250,8 @@ def neighbour_consistency(Z, y, graph=None, *, k: int = 10,
     """
     where = "neighbour_consistency"
     keep = kept_rows(Z, y, clip_percentiles, where)
-    t = np.asarray(y, np.float64).ravel()[keep]
-    _need(len(t), k + 1, where)
-    nbr = embedding_neighbours(Z, keep, k, graph, where)
-    spread = np.std(t)
-    if spread < 1e-12:
-        return float("nan")
-    return float(np.mean(np.std(t[nbr], axis=1)) / spread)
+    _need(int(keep.sum()), k + 1, where)
+    return _consistency(np.asarray(y, np.float64).ravel()[keep], embedding_neighbours(Z, keep, k, graph, where))
 
 
 def distance_property_correlation(Z, y, *, max_samples: int = 5000, seed: int = 42,
@@ -199,13 +263,8 @@ def distance_property_correlation(Z, y, *, max_samples: int = 5000, seed: int = 
     Objects kept by ``kept_rows``; above ``max_samples`` of them, ``max_samples`` drawn without
     replacement by ``np.random.RandomState(seed).choice`` (the pairs are O(n^2)).
     """
-    keep = kept_rows(Z, y, clip_percentiles, "distance_property_correlation")
-    X, t = np.asarray(Z, np.float64)[keep], np.asarray(y, np.float64).ravel()[keep]
-    if len(X) > max_samples:
-        pick = np.random.RandomState(seed).choice(len(X), max_samples, replace=False)
-        X, t = X[pick], t[pick]
-    rho, _ = spearmanr(pdist(X, metric="cosine"), pdist(t[:, None], metric="euclidean"))
-    return float(rho)
+    X, t = _correlation_sample(Z, y, max_samples, seed, clip_percentiles)
+    return _rank_correlation(pdist(X, metric="cosine"), t)
 
 
 def neighbour_set_overlap(Z, y, graph=None, *, k: int = 10,
@@ -219,9 +278,25 @@ def neighbour_set_overlap(Z, y, graph=None, *, k: int = 10,
     """
     where = "neighbour_set_overlap"
     keep = kept_rows(Z, y, clip_percentiles, where)
-    t = np.asarray(y, np.float64).ravel()[keep]
-    _need(len(t), k + 1, where)
-    return _overlap(embedding_neighbours(Z, keep, k, graph, where), _property_neighbours(t[:, None], k))
+    _need(int(keep.sum()), k + 1, where)
+    return _set_overlap(np.asarray(y, np.float64).ravel()[keep], embedding_neighbours(Z, keep, k, graph, where))
+
+
+def _joint_inputs(Z, properties: Mapping[str, np.ndarray], names: Sequence[str] | None, k: int
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    where = "joint_neighbour_set_overlap"
+    names = list(properties) if names is None else list(names)
+    missing = [n for n in names if n not in properties]
+    if missing:
+        raise PhysicsError(f"{where}: no property {missing}; have {sorted(properties)}")
+    if len(names) < 2:
+        raise PhysicsError(f"{where}: needs at least 2 properties, got {names}")
+    Y = np.column_stack([np.asarray(properties[n], np.float64).ravel() for n in names])
+    if Y.shape[0] != len(Z):
+        raise PhysicsError(f"{where}: {len(Z)} embeddings but {Y.shape[0]} property values")
+    keep = np.all(np.isfinite(Y), axis=1) & np.all(np.isfinite(Z), axis=1)
+    _need(int(keep.sum()), k + 1, where)
+    return names, keep, Y
 
 
 def joint_neighbour_set_overlap(Z, properties: Mapping[str, np.ndarray], graph=None, *, k: int = 10,
@@ -234,23 +309,28 @@ def joint_neighbour_set_overlap(Z, properties: Mapping[str, np.ndarray], graph=N
     reference). ``names`` default to all of ``properties``, in their order; at least two.
     Returns {"joint_overlap", "n_properties", "n_samples", "properties_used"}.
     """
-    where = "joint_neighbour_set_overlap"
-    names = list(properties) if names is None else list(names)
-    missing = [n for n in names if n not in properties]
-    if missing:
-        raise PhysicsError(f"{where}: no property {missing}; have {sorted(properties)}")
-    if len(names) < 2:
-        raise PhysicsError(f"{where}: needs at least 2 properties, got {names}")
-    Z = np.asarray(Z)
-    Y = np.column_stack([np.asarray(properties[n], np.float64).ravel() for n in names])
-    if Y.shape[0] != Z.shape[0]:
-        raise PhysicsError(f"{where}: {Z.shape[0]} embeddings but {Y.shape[0]} property values")
-    keep = np.all(np.isfinite(Y), axis=1) & np.all(np.isfinite(Z), axis=1)
-    _need(int(keep.sum()), k + 1, where)
-    overlap = _overlap(embedding_neighbours(Z, keep, k, graph, where),
-                       _property_neighbours(StandardScaler().fit_transform(Y[keep]), k))
+    names, keep, Y = _joint_inputs(np.asarray(Z), properties, names, k)
+    overlap = _joint_overlap(Y[keep], embedding_neighbours(Z, keep, k, graph, "joint_neighbour_set_overlap"))
     return {"joint_overlap": overlap, "n_properties": len(names), "n_samples": int(keep.sum()),
             "properties_used": names}
+
+
+def _purity(label: np.ndarray, nbr: np.ndarray, n_bins: int) -> tuple[float, np.ndarray]:
+    known = ~np.isnan(label)
+    if known.sum() < 5 * n_bins:
+        return float("nan"), np.full(len(label), np.nan, np.float32)
+    edges = np.nanquantile(label, np.linspace(0.0, 1.0, n_bins + 1))
+    edges[0] -= 1e-9
+    edges[-1] += 1e-9
+    bins = np.where(known, np.digitize(label, edges) - 1, -1)
+    nbr_bins = bins[nbr]
+    counted = (nbr_bins >= 0) & (bins[:, None] >= 0)
+    n_counted = counted.sum(axis=1)
+    matches = np.sum((nbr_bins == bins[:, None]) & counted, axis=1)
+    per_object = np.full(len(label), np.nan)
+    np.divide(matches, n_counted, out=per_object, where=n_counted > 0)
+    per_object = per_object.astype(np.float32)
+    return float(np.nanmean(per_object)), per_object
 
 
 def knn_purity(indices: np.ndarray, label, *, k: int = 50, n_bins: int = 20) -> tuple[float, np.ndarray]:
@@ -261,8 +341,8 @@ def knn_purity(indices: np.ndarray, label, *, k: int = 50, n_bins: int = 20) -> 
     HNSW search that includes the object). Bins: ``n_bins`` equal-count bins of the non-NaN labels
     (``np.nanquantile`` edges, the outer ones widened by 1e-9); NaN labels take no bin. Per
     object: matches over neighbours with a bin, NaN if it has no bin or none of them do; float32,
-    as the reference. Mean: ``np.nanmean`` of those. Returns (NaN, all-NaN rows)
-    when fewer than 5 ``n_bins`` labels are known, as the reference.
+    as the reference. Mean: ``np.nanmean`` of those. Returns (NaN, all-NaN rows) when fewer than
+    5 ``n_bins`` labels are known, as the reference.
     """
     label = np.asarray(label, np.float64).ravel()
     if indices.shape[0] != len(label):
@@ -270,21 +350,15 @@ def knn_purity(indices: np.ndarray, label, *, k: int = 50, n_bins: int = 20) -> 
     if indices.shape[1] < k:
         raise PhysicsError(f"knn_purity: the kNN graph holds {indices.shape[1]} neighbours per object, "
                            f"fewer than k={k}")
-    known = ~np.isnan(label)
-    if known.sum() < 5 * n_bins:
-        return float("nan"), np.full(len(label), np.nan, np.float32)
-    edges = np.nanquantile(label, np.linspace(0.0, 1.0, n_bins + 1))
-    edges[0] -= 1e-9
-    edges[-1] += 1e-9
-    bins = np.where(known, np.digitize(label, edges) - 1, -1)
-    nbr = bins[indices[:, :k]]
-    counted = (nbr >= 0) & (bins[:, None] >= 0)
-    n_counted = counted.sum(axis=1)
-    matches = np.sum((nbr == bins[:, None]) & counted, axis=1)
-    per_object = np.full(len(label), np.nan)
-    np.divide(matches, n_counted, out=per_object, where=n_counted > 0)
-    per_object = per_object.astype(np.float32)
-    return float(np.nanmean(per_object)), per_object
+    return _purity(label, indices[:, :k], n_bins)
+
+
+def _wasserstein(y: np.ndarray, nn1: np.ndarray, nn2: np.ndarray) -> np.ndarray:
+    return np.mean(np.abs(np.sort(y[nn1], axis=1) - np.sort(y[nn2], axis=1)), axis=1)
+
+
+def _standardised(y: np.ndarray) -> np.ndarray:
+    return StandardScaler().fit_transform(y[:, None]).ravel()
 
 
 def neighbourhood_wasserstein(nn1: np.ndarray, nn2: np.ndarray, y, *, k: int = 10, standardize: bool = True
@@ -307,7 +381,4 @@ def neighbourhood_wasserstein(nn1: np.ndarray, nn2: np.ndarray, y, *, k: int = 1
             raise PhysicsError(f"neighbourhood_wasserstein: {name} has {nn.shape[0]} rows for {len(y)} values")
         if nn.shape[1] < k:
             raise PhysicsError(f"neighbourhood_wasserstein: {name} holds {nn.shape[1]} neighbours, fewer than k={k}")
-    if standardize:
-        y = StandardScaler().fit_transform(y[:, None]).ravel()
-    a, b = np.sort(y[nn1[:, :k]], axis=1), np.sort(y[nn2[:, :k]], axis=1)
-    return np.mean(np.abs(a - b), axis=1)
+    return _wasserstein(_standardised(y) if standardize else y, nn1[:, :k], nn2[:, :k])
