@@ -26,7 +26,7 @@ values are broken as the reference breaks them.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy.spatial.distance import pdist
@@ -39,7 +39,7 @@ from sklearn.model_selection import KFold
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-from .metrics import knn
+from .metrics import knn, stats
 
 # The reference's outlier clip of the target (physics.py:547): keep y within these percentiles.
 CLIP_PERCENTILES = (1.0, 99.0)
@@ -382,3 +382,212 @@ def neighbourhood_wasserstein(nn1: np.ndarray, nn2: np.ndarray, y, *, k: int = 1
         if nn.shape[1] < k:
             raise PhysicsError(f"neighbourhood_wasserstein: {name} holds {nn.shape[1]} neighbours, fewer than k={k}")
     return _wasserstein(_standardised(y) if standardize else y, nn1[:, :k], nn2[:, :k])
+
+
+# ---- intervals and nulls ---------------------------------------------------------------------
+# As every score here (samesky.metrics.stats): a permutation null (the target shuffled over the
+# objects the test sees, the embedding and its neighbours held fixed) and a subsampling interval
+# (the test rescored on the halves, and for a neighbourhood test the quarters, of
+# ``stats.quarter_splits``, neighbours restricted exactly to each subsample). The probes' nulls
+# refit every fold to the shuffled targets; the least-squares probe fits them all at once.
+
+class PhysicsTest(NamedTuple):
+    scale: str  # "unit": higher knows more, 1 at best; "distance": lower knows more, 0 at best
+    neighbourhood: bool  # reads the kNN graph; interval by the neighbourhood rate model (k)
+    reference: str  # pu file:line function
+
+
+TESTS = {
+    "ols_probe": PhysicsTest("unit", False, "src/pu/metrics/physics.py:84 linear_probe"),
+    "boosting_probe": PhysicsTest("unit", False, "src/pu/metrics/physics.py:137 nonlinear_probe"),
+    "neighbour_consistency": PhysicsTest("distance", True,
+                                         "src/pu/metrics/physics.py:182 neighbor_property_consistency"),
+    "distance_property_correlation": PhysicsTest("unit", False,
+                                                 "src/pu/metrics/physics.py:224 embedding_property_correlation"),
+    "neighbour_set_overlap": PhysicsTest("unit", True, "src/pu/metrics/physics.py:261 neighbor_set_overlap"),
+    "joint_neighbour_set_overlap": PhysicsTest("unit", True,
+                                               "src/pu/metrics/physics.py:315 joint_neighbor_set_overlap"),
+    "knn_purity": PhysicsTest("unit", True, "experiments/platonic/compute/pu_umap.py:238 knn_purity"),
+    "neighbourhood_wasserstein": PhysicsTest("distance", True, "src/pu/metrics/physics.py:559 wass_distance"),
+}
+# The per-embedding tests (the Wasserstein test compares two embeddings: ``wasserstein_record``).
+EMBEDDING_TESTS = tuple(t for t in TESTS if t != "neighbourhood_wasserstein")
+# Each test's parameters and the reference's values (the functions' defaults).
+DEFAULTS = {
+    "ols_probe": {"folds": 5, "pca_components": None, "clip_percentiles": CLIP_PERCENTILES},
+    "boosting_probe": {"folds": 5, "n_estimators": 100, "max_depth": 4, "subsample": 0.8, "seed": 42,
+                       "clip_percentiles": CLIP_PERCENTILES},
+    "neighbour_consistency": {"k": 10, "clip_percentiles": CLIP_PERCENTILES},
+    "distance_property_correlation": {"max_samples": 5000, "seed": 42, "clip_percentiles": CLIP_PERCENTILES},
+    "neighbour_set_overlap": {"k": 10, "clip_percentiles": CLIP_PERCENTILES},
+    "joint_neighbour_set_overlap": {"k": 10},
+    "knn_purity": {"k": 50, "n_bins": 20},
+    "neighbourhood_wasserstein": {"k": 10, "standardize": True},
+}
+
+
+def params_of(name: str, given: Mapping | None = None) -> dict:
+    """The reference's parameters of test ``name`` updated by ``given``; unknown names are errors."""
+    if name not in TESTS:
+        raise PhysicsError(f"unknown physics test {name!r}; known tests: {list(TESTS)}")
+    unknown = sorted(set(given or {}) - set(DEFAULTS[name]))
+    if unknown:
+        raise PhysicsError(f"physics test {name!r}: unknown parameters {unknown}; it takes {sorted(DEFAULTS[name])}")
+    return {**DEFAULTS[name], **(given or {})}
+
+
+def _summary(name: str, score_on, n: int, k: int | None, *, null_draws: int, subsampling_splits: int, ci: float,
+             alpha: float, seed: int, where: str, null_on=None) -> dict:
+    """score, null and interval fields of test ``name``. ``score_on(rows, perm)``: the test on the
+    subsample ``rows`` (positions among its n objects; None: all) with the target permuted by
+    ``perm`` (None: as is); ``null_on(perms)``: all null scores at once (default: ``score_on``)."""
+    score = score_on(None, None)
+    if not np.isfinite(score):  # a constant property: nothing to test
+        null_draws = subsampling_splits = 0
+    if subsampling_splits and k is not None and n <= 4 * k:
+        raise PhysicsError(f"{where}: {name}'s subsampling interval needs a quarter of the {n} objects to hold "
+                           f"more than k={k} of them")
+    perms = list(stats.permutations(n, null_draws, seed))
+    null = null_on(perms) if null_on is not None else [score_on(None, p) for p in perms]
+    parts = 6 if k is not None else 2  # halves and quarters, or the halves
+    draws = np.array([[score_on(rows, None) for rows in split[:parts]]
+                      for split in stats.quarter_splits(n, subsampling_splits, seed)]).reshape(-1, parts)
+    if not np.isfinite(draws).all():
+        raise PhysicsError(f"{where}: {name} is undefined on some subsamples of its {n} objects (too few objects "
+                           f"for its subsampling interval)")
+    return {"test": name, "score": score, **stats.summarise(score, np.asarray(null, float), draws, ci, alpha=alpha,
+                                                            scale=TESTS[name].scale, interval="subsampling",
+                                                            knn=(n, k) if k is not None else None),
+            "n": n, "reference": TESTS[name].reference}
+
+
+def _probe_scorers(X: np.ndarray, t: np.ndarray, fit_predict, folds: int):
+    def score_on(rows, perm):
+        tt = t if perm is None else t[perm]
+        return _probe_result(X, tt, fit_predict, folds)["mean"] if rows is None else \
+            _probe_result(X[rows], tt[rows], fit_predict, folds)["mean"]
+
+    def null_on(perms):
+        if not perms:
+            return []
+        shuffled = np.column_stack([t[p] for p in perms])
+        return list(_fold_r2(shuffled, _cross_predict(X, shuffled, folds, fit_predict)).mean(axis=0))
+
+    return score_on, null_on
+
+
+def _neighbourhood_scorer(Z, graph, rows: np.ndarray, target: np.ndarray, k: int, score):
+    """score_on(sub, perm) of a test ``score(target, neighbour lists)`` on the objects ``rows`` of ``Z``."""
+    nbr = _neighbours(Z, graph, rows, k)
+
+    def score_on(sub, perm):
+        tt = target if perm is None else target[perm]
+        return score(tt, nbr) if sub is None else score(tt[sub], _neighbours(Z, graph, rows[sub], k))
+
+    return score_on
+
+
+def physics_records(Z, properties: Mapping[str, np.ndarray], graph=None, *, tests: Sequence[str] = EMBEDDING_TESTS,
+                    params: Mapping[str, Mapping] | None = None, null_draws: int = 100,
+                    subsampling_splits: int = 100, ci: float = 0.95, alpha: float = 0.05, seed: int = 0,
+                    where: str = "physics") -> list[dict]:
+    """Every test of ``tests`` on embedding ``Z`` (N, D) for each of ``properties`` ({name: (N,)}),
+    the joint overlap once over all of them, each with a permutation null and a subsampling
+    interval (``stats.summarise`` fields). ``graph``: the cached kNN graph of ``Z``
+    (``schema.read_knn``: (indices, similarity)); None computes one (``registry.graph_width``).
+    ``params``: {test: {parameter: value}} over the reference's (``DEFAULTS``). One record per
+    (test, property): test, property, score, statistics, n (objects seen), n_excluded, params."""
+    from .metrics.registry import graph_width
+
+    params = params or {}
+    unknown = sorted(set(params) - set(tests))
+    if unknown:
+        raise PhysicsError(f"{where}: parameters for tests {unknown} that do not run; running {list(tests)}")
+    chosen = {name: params_of(name, params.get(name)) for name in tests}
+    if "neighbourhood_wasserstein" in chosen:
+        raise PhysicsError(f"{where}: neighbourhood_wasserstein compares two embeddings (wasserstein_record)")
+    Z = np.asarray(Z)
+    ks = [p["k"] for name, p in chosen.items() if TESTS[name].neighbourhood]
+    if ks:
+        graph = checked_graph(Z, graph, max(ks), where, width=graph_width(max(ks)))
+    settings = {"null_draws": null_draws, "subsampling_splits": subsampling_splits, "ci": ci, "alpha": alpha,
+                "seed": seed}
+    records = []
+
+    def add(name, prop, n_total, summary):
+        records.append({**summary, "property": prop, "n_excluded": n_total - summary["n"],
+                        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in chosen[name].items()}})
+
+    for prop, values in properties.items():
+        y = np.asarray(values, np.float64).ravel()
+        at = f"{where}: property {prop!r}"
+        for name, p in chosen.items():
+            if name == "joint_neighbour_set_overlap":
+                continue
+            if name in ("ols_probe", "boosting_probe"):
+                setup = (_ols_setup(Z, y, p["folds"], p["pca_components"], p["clip_percentiles"]) if name == "ols_probe"
+                         else _boosting_setup(Z, y, **{k: v for k, v in p.items() if k != "clip_percentiles"},
+                                              clip_percentiles=p["clip_percentiles"]))
+                keep, X, t, fit_predict = setup
+                score_on, null_on = _probe_scorers(X, t, fit_predict, p["folds"])
+                add(name, prop, len(y), _summary(name, score_on, len(t), None, null_on=null_on, where=at, **settings))
+            elif name == "distance_property_correlation":
+                X, t = _correlation_sample(Z, y, p["max_samples"], p["seed"], p["clip_percentiles"])
+                distances = pdist(X, metric="cosine")
+
+                def score_on(rows, perm, X=X, t=t, distances=distances):
+                    tt = t if perm is None else t[perm]
+                    return _rank_correlation(distances, tt) if rows is None else \
+                        _rank_correlation(pdist(X[rows], metric="cosine"), tt[rows])
+
+                add(name, prop, len(y), _summary(name, score_on, len(t), None, where=at, **settings))
+            elif name == "knn_purity":
+                score_on = _neighbourhood_scorer(Z, graph, np.arange(len(Z)), y, p["k"],
+                                                 lambda t, nbr, b=p["n_bins"]: _purity(t, nbr, b)[0])
+                add(name, prop, len(y), _summary(name, score_on, len(y), p["k"], where=at, **settings))
+            else:  # neighbour_consistency, neighbour_set_overlap
+                keep = kept_rows(Z, y, p["clip_percentiles"], f"{at}: {name}")
+                _need(int(keep.sum()), p["k"] + 1, f"{at}: {name}")
+                score = _consistency if name == "neighbour_consistency" else _set_overlap
+                score_on = _neighbourhood_scorer(Z, graph, np.flatnonzero(keep), y[keep], p["k"], score)
+                add(name, prop, len(y), _summary(name, score_on, int(keep.sum()), p["k"], where=at, **settings))
+    if "joint_neighbour_set_overlap" in chosen:
+        name, p = "joint_neighbour_set_overlap", chosen["joint_neighbour_set_overlap"]
+        names, keep, Y = _joint_inputs(Z, properties, None, p["k"])
+        score_on = _neighbourhood_scorer(Z, graph, np.flatnonzero(keep), Y[keep], p["k"], _joint_overlap)
+        add(name, "+".join(names), len(Z), _summary(name, score_on, int(keep.sum()), p["k"], where=where, **settings))
+    return records
+
+
+def wasserstein_record(Z1, Z2, y, graph1=None, graph2=None, *, k: int = 10, standardize: bool = True,
+                       null_draws: int = 100, subsampling_splits: int = 100, ci: float = 0.95, alpha: float = 0.05,
+                       seed: int = 0, where: str = "neighbourhood_wasserstein") -> dict:
+    """The mean over objects of ``neighbourhood_wasserstein`` between the kNN graphs of two
+    embeddings of the same objects (rows paired), with a permutation null and a subsampling
+    interval (both graphs restricted to each subsample). The null pairs the objects at random, as
+    the comparisons' null shuffles side B: object i meets the neighbourhood of object p(i) of the
+    second embedding (relabelled), so each side still holds what it knows of ``y`` but the two
+    no longer describe the same object. Objects with a non-finite ``y`` are dropped first (the
+    reference has none to drop)."""
+    from .metrics.registry import graph_width
+
+    Z1, Z2, y = np.asarray(Z1), np.asarray(Z2), np.asarray(y, np.float64).ravel()
+    if not len(Z1) == len(Z2) == len(y):
+        raise PhysicsError(f"{where}: {len(Z1)} and {len(Z2)} embeddings for {len(y)} property values")
+    graph1 = checked_graph(Z1, graph1, k, f"{where} (first embedding)", width=graph_width(k))
+    graph2 = checked_graph(Z2, graph2, k, f"{where} (second embedding)", width=graph_width(k))
+    rows = np.flatnonzero(np.isfinite(y))
+    _need(len(rows), k + 1, where)
+    t = _standardised(y[rows]) if standardize else y[rows]
+    nn1, nn2 = _neighbours(Z1, graph1, rows, k), _neighbours(Z2, graph2, rows, k)
+
+    def score_on(sub, perm):
+        if sub is None:  # perm: the second embedding's rows shuffled, its neighbour lists relabelled
+            return float(np.mean(_wasserstein(t, nn1, nn2 if perm is None else np.argsort(perm)[nn2[perm]])))
+        ts = _standardised(t[sub]) if standardize else t[sub]  # the test as run on the subsample
+        return float(np.mean(_wasserstein(ts, _neighbours(Z1, graph1, rows[sub], k),
+                                          _neighbours(Z2, graph2, rows[sub], k))))
+
+    summary = _summary("neighbourhood_wasserstein", score_on, len(rows), k, null_draws=null_draws,
+                       subsampling_splits=subsampling_splits, ci=ci, alpha=alpha, seed=seed, where=where)
+    return {**summary, "n_excluded": len(y) - len(rows), "params": {"k": k, "standardize": standardize}}
