@@ -74,9 +74,9 @@ def test_figures_of_a_simulated_miniature_run_say_so_and_name_the_real_models(df
     styles = _styles(df)
     marked = texts(_figure(df, "crossmodal", "mknn", styles, SIMULATED))
     assert NOTICE in marked
-    assert "size: parameters of the real model (log scale), not the miniature's" in marked
+    assert "size (parameters of the real model, log scale)" in marked
     intra = texts(_figure(df, "intramodal", "mknn", styles, SIMULATED))
-    assert "size: parameters of the larger real model (log scale), not the miniature's" in intra
+    assert "size (parameters of the larger real model, log scale)" in intra
     real = texts(_figure(df, "crossmodal", "mknn", styles, RunFacts()))
     assert not any("not scientific" in t or "real model" in t for t in real)
     assert "model parameters (log scale)" in real
@@ -97,8 +97,8 @@ def test_table_captions_name_metric_scale_interval_n_and_k(df, tmp_path):
     mknn = md_caption(tmp_path / "table1_intramodal_mknn.md")
     assert "**Table 1: intramodal MKNN.** MKNN: mutual k-nearest-neighbour overlap" in mknn
     assert "Scale: at most 1 (identical embeddings), shown in percent; higher is more aligned." in mknn
-    assert ("[low, high]: 95% subsampling interval, score ± z SE, the SE from K = 100 random splits of the N "
-            "objects (halves and quarters of each split") in mknn
+    assert ("[low, high]: 95% subsampling interval, score ± z SE; the SE from K = 100 random splits of the N "
+            "objects, rescoring halves and quarters of each split") in mknn
     assert "N = 500 objects per comparison, k = 10 neighbours." in mknn
     # the neighbourhood metric has no cap: fewer splits than asked is stated without blaming one
     assert "100 of the 200 splits asked (metrics.subsampling_splits)." in mknn and "caps" not in mknn
@@ -158,7 +158,7 @@ def test_probe_figures_mark_the_run_and_keep_the_family_colours(tmp_path):
     probes = _ordered(gather_probes([tmp_path / "p.json"]), PROBE_PARAMS)
     styles = {f: family_style(f) for f in dict.fromkeys(probes["family"])}
     fig = _property_figure("z", probes, styles, SIMULATED)
-    assert NOTICE in texts(fig) and "size: parameters of the real model (log scale), not the miniature's" in texts(fig)
+    assert NOTICE in texts(fig) and "size (parameters of the real model, log scale)" in texts(fig)
     colours = {bars.get_label(): bars.lines[0].get_color() for ax in fig.axes for bars in ax.containers}
     assert colours["ViT (linear)"] == colours["ViT (kNN)"] == family_style("vit")["color"]
     assert colours["Specformer (linear)"] == family_style("specformer")["color"]

@@ -54,7 +54,7 @@ class RunFacts:
         """The x label of a parameter-count axis. Miniatures are placed at the parameter count of
         the real model they stand in for, and the label says so."""
         if self.miniature:
-            return f"size: parameters of the {'larger ' if larger else ''}real model (log scale), not the miniature's"
+            return f"size (parameters of the {'larger ' if larger else ''}real model, log scale)"
         return "parameters of the larger model (log scale)" if larger else "model parameters (log scale)"
 
     def mark(self, fig, y: float | None = None) -> None:
@@ -112,9 +112,9 @@ def _interval(sub: pd.DataFrame, metric: str, facts: RunFacts, calibrated: bool)
     if not splits.gt(0).any():
         return "No interval: no subsampling splits were drawn."
     spec = METRICS.get(metric)
-    how = f" ({INTERVALS[spec.interval]})" if spec else ""
-    text = (f"[low, high]: {facts.level()}subsampling interval, score ± z SE, the SE from K = {values(splits)} "
-            f"random splits of the N objects{how}, every neighbourhood and moment recomputed on each subsample")
+    how = f", rescoring {INTERVALS[spec.interval]}," if spec else ""
+    text = (f"[low, high]: {facts.level()}subsampling interval, score ± z SE; the SE from K = {values(splits)} "
+            f"random splits of the N objects{how} with every neighbourhood and moment recomputed on each subsample")
     asked, used = facts.subsampling_splits, int(splits.min())
     if asked is not None and used < asked:
         capped = spec is not None and spec.costly_splits and used == facts.feature_space_draws
