@@ -86,7 +86,7 @@ def test_rows_have_the_documented_columns_and_cells(rows):
 def test_final_row_equals_the_compare_job_exactly(pair, rows):
     _, a, b = pair
     records = compare_files(a["emb"], b["emb"], a["knn"], b["knn"], comparison=CROSS, metrics=ALL,
-                            bootstrap_draws=20, ci=0.9, feature_space_draws=5, **OPTS)
+                            subsampling_splits=20, ci=0.9, feature_space_draws=5, **OPTS)
     final = rows[(rows.block_a == "final") & (rows.block_b == "final")].set_index("metric")
     assert len(final) == len(ALL)
     for rec in records:
@@ -100,7 +100,7 @@ def test_block_cells_equal_a_plain_comparison_of_those_blocks(pair, rows):
     permutations): exactly for the drawn metrics, CKA's closed form from rv_null's invariants."""
     _, a, b = pair
     Za, Zb = read_block(a, 1), read_block(b, 0)
-    st = pair_statistics(Pair(Za, Zb), ALL, k=K, null_draws=DRAWS, bootstrap_draws=0, ci=0.9, seed=3, alpha=0.1)
+    st = pair_statistics(Pair(Za, Zb), ALL, k=K, null_draws=DRAWS, subsampling_splits=0, ci=0.9, seed=3, alpha=0.1)
     cell = rows[(rows.block_a == "layer 2") & (rows.block_b == "layer 1")].set_index("metric")
     for name in ["mknn", "mutual_info"]:
         assert (cell.loc[name].raw, cell.loc[name].tau, cell.loc[name].p) == (
@@ -123,10 +123,10 @@ def test_metric_parameters_reach_every_cell(pair):
     default = pd.DataFrame(L.compare_layer_files(a, b, comparison=CROSS, metrics=["mutual_info"], **OPTS))
     assert not np.allclose(got.raw, default.raw)
     (rec,) = compare_files(a["emb"], b["emb"], a["knn"], b["knn"], comparison=CROSS, metrics=["mutual_info"],
-                           bootstrap_draws=0, ci=0.9, params=params, **OPTS)
+                           subsampling_splits=0, ci=0.9, params=params, **OPTS)
     assert got[(got.block_a == "final") & (got.block_b == "final")].raw.item() == rec["score"]
     st = pair_statistics(Pair(read_block(a, 1), read_block(b, 0)), ["mutual_info"], k=K, null_draws=DRAWS,
-                         bootstrap_draws=0, ci=0.9, seed=3, alpha=0.1, params=params)
+                         subsampling_splits=0, ci=0.9, seed=3, alpha=0.1, params=params)
     assert got[(got.block_a == "layer 2") & (got.block_b == "layer 1")].raw.item() == st["mutual_info"]["score"]
 
 
@@ -168,7 +168,7 @@ def test_objects_on_one_side_only_are_left_out(pair, tmp_path):
     out = pd.DataFrame(L.compare_layer_files(a, short, comparison=CROSS, metrics=["mknn"], **OPTS))
     assert (out.n == keep.sum()).all()
     Za = read_block(a, 0)[keep]
-    st = pair_statistics(Pair(Za, blocks[1][keep]), ["mknn"], k=K, null_draws=DRAWS, bootstrap_draws=0, ci=0.9,
+    st = pair_statistics(Pair(Za, blocks[1][keep]), ["mknn"], k=K, null_draws=DRAWS, subsampling_splits=0, ci=0.9,
                          seed=3, alpha=0.1)["mknn"]
     cell = out[(out.block_a == "layer 1") & (out.block_b == "layer 2")].iloc[0]
     assert (cell.raw, cell.tau, cell.p) == (st["score"], st["tau"], st["p_value"])

@@ -349,8 +349,7 @@ def _plan_sees(plan: Plan, value) -> None:
     params = plan.metric_params()
     assert params.pop("params") == plan._tunable_params(m["names"])  # registry defaults under metrics.params
     assert params == {"metrics": m["names"], **{key: m[key] for key in (
-        "k", "null_draws", "feature_space_draws", "ci", "alpha", "cka_null", "seed")},
-        "bootstrap_draws": m["subsampling_splits"]}
+        "k", "null_draws", "subsampling_splits", "feature_space_draws", "ci", "alpha", "cka_null", "seed")}}
     assert plan.knn_params() == {"k": m["k"], "precision": m["knn_precision"]}
     assert plan.embed_params() == {"device": value("embed", "device"), "precision": value("embed", "precision")}
     assert plan.embed_throughput() == {"batch_size": value("embed", "batch_size"),

@@ -114,10 +114,9 @@ def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list
     from .metrics.pair import Pair
     from .metrics.registry import METRICS, cached_graph_width
 
-    settings = dict(settings)
-    k, splits = settings["k"], settings.pop("subsampling_splits")
+    k = settings["k"]
     local = any(METRICS[name].uses_knn for name in names)
-    width = cached_graph_width(names, k, splits)
+    width = cached_graph_width(names, k, settings["subsampling_splits"])
     rows, n_excluded = (None, None), 0
     if not (same or a.positional or b.positional):
         *rows, n_excluded = common_rows(a.ids, b.ids, a.description, b.description, k)
@@ -130,7 +129,7 @@ def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list
             break
     (Za, ga), (Zb, gb) = sides
     pair = Pair(Za, Zb, ga, gb)
-    return pair.n, n_excluded, pair_statistics(pair, names, params=params, bootstrap_draws=splits, **settings)
+    return pair.n, n_excluded, pair_statistics(pair, names, params=params, **settings)
 
 
 def _check_params(names: list[str], params: dict) -> None:

@@ -97,7 +97,7 @@ class RuleParams:
 
     def layer_params(self) -> dict:
         """The settings of the compare_layers jobs (the final x final cell is the compare job's
-        without intervals: ci and bootstrap draws do not reach them)."""
+        without intervals: ci and subsampling splits do not reach them)."""
         p = self.metric_params()
         return {key: p[key] for key in ("metrics", "k", "null_draws", "seed", "alpha", "cka_null",
                                         "feature_space_draws", "params")}
@@ -120,9 +120,8 @@ class RuleParams:
         m = self.config["metrics"]
         names = list(m["names"])
         return {"metrics": names,
-                **{key: m[key] for key in ("k", "null_draws", "feature_space_draws", "ci", "alpha", "cka_null",
-                                           "seed")},
-                "bootstrap_draws": m["subsampling_splits"],  # compare_files' keyword for the splits
+                **{key: m[key] for key in ("k", "null_draws", "subsampling_splits", "feature_space_draws", "ci",
+                                           "alpha", "cka_null", "seed")},
                 "params": self._tunable_params(names)}
 
     def _tunable_params(self, names: list[str]) -> dict[str, dict]:

@@ -148,7 +148,7 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
     specs = [get_metric(name) for name in metrics]
     start = time.perf_counter()
     final = compare_files(side_a["emb"], side_b["emb"], side_a["knn"], side_b["knn"], comparison=comparison,
-                          metrics=metrics, k=k, null_draws=null_draws, bootstrap_draws=0, ci=0.95, seed=seed,
+                          metrics=metrics, k=k, null_draws=null_draws, subsampling_splits=0, ci=0.95, seed=seed,
                           feature_space_draws=feature_space_draws, alpha=alpha, cka_null=cka_null, params=params,
                           device=device)
     ids_a, Za = read_checked_embeddings(side_a["emb"])

@@ -16,7 +16,7 @@ from ..surveys import SURVEYS
 
 FIELDS = (
     "kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "n", "n_excluded", "metric", "k",
-    "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws",
+    "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws", "subsampling_splits",
 )
 # Calibration (stats.calibrated): optional when reading, None for records written before it existed.
 CALIBRATION_FIELDS = ("calibrated", "tau", "alpha", "calibrated_low", "calibrated_high")
