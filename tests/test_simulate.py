@@ -140,9 +140,10 @@ def test_same_seed_identical_different_seed_differs(combo_files, tmp_path):
 
 
 def test_name_mixed_into_seed():
-    lat_a = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
-    lat_b = simulate.draw_latents(50, simulate.seeding._rng(3, "legacysurvey_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
-    lat_c = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    prior = get_survey("hsc").selection.redshift_prior
+    lat_a = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), prior)
+    lat_b = simulate.draw_latents(50, simulate.seeding._rng(3, "legacysurvey_hsc", "latents"), prior)
+    lat_c = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), prior)
     assert not np.allclose(lat_a["redshift"], lat_b["redshift"])
     np.testing.assert_array_equal(lat_a["redshift"], lat_c["redshift"])
     # crc32-based: a fixed, documented value (Python's hash() would change between processes)
