@@ -15,6 +15,7 @@ from samesky.metrics.mknn import MknnEstimator, mknn_from_graphs, mknn_nulls
 from samesky.metrics.pair import Pair
 from samesky.metrics.rv_null import ClosedNull, gram_invariants, invariants_record
 from samesky.metrics.stats import permutations
+from samesky.plan import LAYER_FIELDS
 
 N, K, DRAWS = 240, 5, 25
 ALL = ["mknn", "cka_linear", "cka_unbiased", "cknna", "mutual_info"]
@@ -67,7 +68,7 @@ def test_block_graphs_and_invariants_are_those_of_each_block(pair):
 
 
 def test_rows_have_the_documented_columns_and_cells(rows):
-    assert list(rows.columns) == list(L.ROW_FIELDS)
+    assert list(rows.columns) == list(LAYER_FIELDS)
     assert len(rows) == len(ALL) * 4 * 3  # (3 blocks + final) x (2 blocks + final)
     mknn = rows[rows.metric == "mknn"]
     assert list(mknn.block_a) == ["layer 1"] * 3 + ["layer 2"] * 3 + ["layer 3"] * 3 + ["final"] * 3
@@ -242,8 +243,8 @@ def test_batched_mutual_info_null_equals_the_estimator(pair, monkeypatch):
 def test_csv_round_trips_the_rows(rows, tmp_path):
     L.write_layer_rows(tmp_path / "x.csv", rows.to_dict("records"))
     text = (tmp_path / "x.csv").read_text().splitlines()
-    assert text[0] == ",".join(L.ROW_FIELDS)
-    assert text[1].startswith("mknn,legacysurvey_hsc,crossmodal,legacysurvey,vit-base,hsc,vit-base,layer 1,layer 1,0,0,")
+    assert text[0] == ",".join(LAYER_FIELDS)
+    assert text[1].startswith("mknn,crossmodal,legacysurvey_hsc,legacysurvey,vit-base,hsc,vit-base,layer 1,layer 1,0,0,")
     assert ",240,5," in text[1] and ",240,,"  in next(t for t in text if t.startswith("cka_linear"))
     back = pd.read_csv(tmp_path / "x.csv")
     assert np.array_equal(back.raw, rows.raw) and np.array_equal(back.tau, rows.tau)  # floats exactly

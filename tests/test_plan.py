@@ -467,9 +467,9 @@ def test_a_job_names_its_comparison_as_the_plan_does(breadth_config):
     the same record fields, in the order compare_files checks them, as the Plan's own."""
     from types import SimpleNamespace
 
-    from samesky.metrics.compare import COMPARISON_FIELDS
-    from samesky.plan import Comparison
+    from samesky.plan import COMPARISON_FIELDS, Comparison
 
+    assert COMPARISON_FIELDS == ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b")  # records' first
     for c in Plan(validate_config(breadth_config)).comparisons:
         wildcards = SimpleNamespace(**{k: v for k, v in c.as_dict().items() if k != "kind"})
         assert Comparison.of(wildcards, c.kind) == c

@@ -157,7 +157,7 @@ def _comparison(a, b, side_a: sources.Embeddings, side_b: sources.Embeddings, sa
     """The comparison fields of the records: a workflow embedding file
     (``results/embeddings/{crossmatch}/{survey}/{model}.h5``) names its crossmatch, survey and model,
     as the compare job would; any other source its file stem (or A/B) and column."""
-    from .plan import comparison_kind
+    from .plan import Comparison, comparison_kind
 
     sides = [_where(src, side) for src, side in ((a, side_a), (b, side_b))]
     (xm_a, survey_a, model_a), (xm_b, survey_b, model_b) = sides
@@ -166,8 +166,7 @@ def _comparison(a, b, side_a: sources.Embeddings, side_b: sources.Embeddings, sa
     else:
         kind = "self" if same else "pair"
     crossmatch = xm_a if xm_a == xm_b else ""
-    return {"kind": kind, "crossmatch": crossmatch, "survey_a": survey_a, "model_a": model_a,
-            "survey_b": survey_b, "model_b": model_b}
+    return Comparison(kind, crossmatch, survey_a, model_a, survey_b, model_b).as_dict()
 
 
 def _where(src, side: sources.Embeddings) -> tuple[str, str, str]:

@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import schema
+from ..plan import COMPARISON_FIELDS
 from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
 from .stats import calibrated, calibrated_interval, permutations, quarter_splits, summarise
 
 log = logging.getLogger(__name__)
-
-COMPARISON_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b")
 
 
 def _same_file(a, b) -> bool:
