@@ -20,7 +20,7 @@ Splits: an interval's SE is itself a Monte-Carlo estimate from its splits, and a
 sizes here that noise is what varies between samples (the SEs of two disjoint halves of one
 sample's splits are uncorrelated): its coefficient of variation is 0.12-0.19 at 50 splits and
 0.08-0.11 at 200, and a noisy SE costs coverage (up to 5 points at 50 splits, N = 3000). The
-study uses 200 (``--splits``), the demo's bootstrap_draws; the workflow's default is 1000.
+study uses 200 (``--splits``), the demo's subsampling_splits; the workflow's default is 1000.
 
 Data models (two views A, B of the same objects; the generating maps are fixed, objects vary):
   latent     shared and private Gaussian factors: A = [s, a] W_A + noise (64-d),
@@ -298,7 +298,7 @@ def cost(args) -> None:
     pair = Pair(za, zb, ga, knn_graph(zb, graph_width(k)))
     names = [m for m in METRICS if METRICS[m].uses_knn]
     t = time.perf_counter()
-    pair_statistics(pair, names, k=k, null_draws=0, bootstrap_draws=args.splits, ci=0.95, seed=0)
+    pair_statistics(pair, names, k=k, null_draws=0, subsampling_splits=args.splits, ci=0.95, seed=0)
     t_draws = time.perf_counter() - t
     print(f"N={n} D={d} k={k} ({torch.get_num_threads()} threads): one kNN graph at width {graph_width(k)} "
           f"{t_graph:.1f} s; scores + {args.splits} subsampling draws of {names}: {t_draws:.1f} s "

@@ -14,7 +14,7 @@ COMPARISON = {"kind": "crossmodal", "crossmatch": "xm", "survey_a": "legacysurve
 METRICS = ["mknn", "cka_linear", "cka_unbiased", "cknna", "cknna_formula", "mutual_info"]
 SETTINGS = {"k": 5, "null_draws": 24, "seed": 7, "alpha": 0.05, "feature_space_draws": 6,
             "params": {"mutual_info": {"components": 4}}}
-INTERVALS = {"bootstrap_draws": 8, "ci": 0.95}
+INTERVALS = {"subsampling_splits": 8, "ci": 0.95}
 
 
 def write_pair(root: Path, exclude: int = 0, dim: int | None = None) -> dict:

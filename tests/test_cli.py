@@ -24,7 +24,7 @@ from samesky.schema import write_embeddings
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS = ("n", "n_excluded", "k", "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws",
-         "bootstrap_draws", "calibrated", "tau", "alpha", "null_method",
+         "subsampling_splits", "calibrated", "tau", "alpha", "null_method",
          "kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
 
 

@@ -46,7 +46,7 @@ N_XM, N_EMB, K = 8, 40, 5
 BANDS = ["z", "r", "g"]
 CMP = {"kind": "crossmodal", "crossmatch": "desi_hsc", "survey_a": "desi", "model_a": "specformer-base",
        "survey_b": "hsc", "model_b": "vit-base"}
-CMP_OPTS = dict(metrics=["mknn", "cka_linear"], k=K, null_draws=5, bootstrap_draws=5, ci=0.9, seed=0,
+CMP_OPTS = dict(metrics=["mknn", "cka_linear"], k=K, null_draws=5, subsampling_splits=5, ci=0.9, seed=0,
                 feature_space_draws=5)
 
 

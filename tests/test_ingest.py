@@ -12,10 +12,18 @@ import pytest  # noqa: E402
 datasets = pytest.importorskip("datasets")
 from datasets import Array2D, Features, List, Value  # noqa: E402
 
-from samesky.ingest import HF_LAYOUTS, image_arrays, ingest_hf  # noqa: E402
+from samesky.ingest import image_arrays, ingest_hf  # noqa: E402
 from samesky.preprocess import preprocess_spectra  # noqa: E402
 from samesky.schema import SchemaError, validate_crossmatch  # noqa: E402
-from samesky.surveys import DESI_WAVELENGTH, sdss_wavelength  # noqa: E402
+from samesky.surveys import (  # noqa: E402
+    DESI_WAVELENGTH,
+    LAYOUTS,
+    Layout,
+    get_layout,
+    get_survey,
+    layout_for_surveys,
+    sdss_wavelength,
+)
 
 H = 8
 HSC = ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"]
@@ -192,6 +200,28 @@ def test_unmatched_ids_are_refused(tmp_path):
     assert not (tmp_path / "xm.h5").exists() and not list(tmp_path.glob(".*side.h5"))
 
 
+def test_a_layout_mmu_did_not_build_is_ingested_but_never_simulated(tmp_path, monkeypatch):
+    """A second JWST-HSC table (as a COSMOS-Web crossmatch would be): one Layout entry, read by
+    name; the simulated sky keeps the MMU layout of the same surveys."""
+    name = "someone/jwst_hsc_other"
+    monkeypatch.setitem(LAYOUTS, name, Layout({"jwst": ("jwst_images",), "hsc": ("hsc_images",)}, ("object_id",)))
+    jwst = [f"F{b[1:].upper()}" for b in get_survey("jwst").bands]
+    feat = Features({"hsc_images": image_feature(), "jwst_images": image_feature(), "object_id": Value("string")})
+    rows = {"hsc_images": [image_value(i, HSC) for i in range(2)],
+            "jwst_images": [{"band": jwst, "flux": np.full((7, H, H), i, np.float32),
+                             "ivar": np.ones((7, H, H), np.float32), "mask": np.zeros((7, H, H), bool)}
+                            for i in range(2)], "object_id": ["a", "b"]}
+    datasets.Dataset.from_dict(rows, features=feat).to_parquet(str(tmp_path / "t.parquet"))
+    ingest_hf(str(tmp_path / "t.parquet"), tmp_path / "xm.h5", name="x", surveys=["jwst", "hsc"], layout=name)
+    with h5py.File(tmp_path / "xm.h5", "r") as f:
+        assert list(f["object_id"].asstr()[:]) == ["a", "b"] and f["jwst/flux"].shape == (2, 7, H, H)
+        np.testing.assert_array_equal(f["jwst/flux"][1], np.ones((7, H, H)))
+    assert layout_for_surveys(["hsc", "jwst"]) is None  # two tables hold them: ingestion asks which
+    assert layout_for_surveys(["hsc", "jwst"], mmu=True) == "Smith42/jwst_hsc_crossmatched"
+    with pytest.raises(KeyError, match=r"unknown Multimodal Universe layout 'someone/jwst_hsc_other'; known: \["):
+        get_layout(name, mmu=True)
+
+
 def test_clear_errors_for_missing_columns_and_bands(tmp_path):
     src = legacy_table(tmp_path / "t.parquet")
     with pytest.raises(SchemaError, match=r"t\.parquet: no column for survey 'jwst' \(tried \['jwst_image'\]\); "
@@ -201,7 +231,7 @@ def test_clear_errors_for_missing_columns_and_bands(tmp_path):
         image_arrays(image_value(1, HSC[:4]), "hsc", "t.parquet: column 'image' of object_id 'obj1'")
     with pytest.raises(ValueError, match="no column layout for surveys"):
         ingest_hf(str(src), tmp_path / "xm.h5", name="x", surveys=["jwst", "legacysurvey"])
-    assert set(HF_LAYOUTS) == {f"Smith42/{s}_hsc_crossmatched" for s in ("jwst", "legacysurvey", "desi", "sdss")}
+    assert set(LAYOUTS) == {f"Smith42/{s}_hsc_crossmatched" for s in ("jwst", "legacysurvey", "desi", "sdss")}
 
 
 def test_repeated_object_ids_keep_the_first_row(tmp_path, caplog):

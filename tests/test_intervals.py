@@ -58,7 +58,7 @@ def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
     n, k, draws, capped, ci = 240, 10, 6, 4, 0.9
     Za, Zb = correlated(n, 12, 9, seed=3)
     pair = Pair(Za, Zb, knn_graph(Za, graph_width(k)), knn_graph(Zb, graph_width(k)))
-    got = pair_statistics(pair, list(dict.fromkeys([name, "mknn", "cka_linear"])), k=k, null_draws=0, bootstrap_draws=draws, ci=ci, seed=6,
+    got = pair_statistics(pair, list(dict.fromkeys([name, "mknn", "cka_linear"])), k=k, null_draws=0, subsampling_splits=draws, ci=ci, seed=6,
                           feature_space_draws=capped)
     params = {"k": k} if METRICS[name].uses_knn else {}
     used = draws if METRICS[name].uses_knn else capped
@@ -76,10 +76,10 @@ def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
     z = NormalDist().inv_cdf(0.95)
     assert got[name]["score"] == pytest.approx(score, rel=1e-12)
     assert (got[name]["ci_low"], got[name]["ci_high"]) == pytest.approx((score - z * se, score + z * se), rel=1e-6)
-    assert got[name]["bootstrap_draws"] == used and got[name]["k"] == params.get("k")
+    assert got[name]["subsampling_splits"] == used and got[name]["k"] == params.get("k")
     assert got[name]["interval_method"] == "subsampling"
     assert se > 0.002 * abs(score)  # the check is sharp: subsamples vary
-    assert got["mknn"]["bootstrap_draws"] == draws and got["cka_linear"]["bootstrap_draws"] == capped
+    assert got["mknn"]["subsampling_splits"] == draws and got["cka_linear"]["subsampling_splits"] == capped
 
 
 def test_metrics_without_neighbourhoods_take_the_1_over_n_rate_from_the_halves():
@@ -125,7 +125,7 @@ def test_subsampling_interval_and_summary():
     half = 1.959963984540054 * subsampling_se(rows)
     assert (lo, hi) == pytest.approx((0.5 - half, 0.5 + half), rel=1e-12) and half > 0
     out = summarise(0.5, [], rows, 0.95, interval="subsampling")
-    assert (out["ci_low"], out["ci_high"]) == (lo, hi) and out["bootstrap_draws"] == 2
+    assert (out["ci_low"], out["ci_high"]) == (lo, hi) and out["subsampling_splits"] == 2
     assert subsampling_interval(1.0, np.ones((7, 6)), 0.95) == (1.0, 1.0)  # a self pair
     knn = summarise(0.5, [], rows, 0.95, interval="subsampling", knn=(1000, 10))
     assert (knn["ci_low"], knn["ci_high"]) == subsampling_interval(0.5, rows, 0.95, 1000, 10) != (lo, hi)
@@ -152,12 +152,12 @@ def test_metric_too_big_for_a_half_gets_no_interval_and_keeps_its_score():
     keeps score and null but has no interval; the other metrics are unaffected (at n = 100 the
     halves of 50 carry it, though a quarter could not: MI is rescored on the halves only)."""
     Za, Zb = correlated(100, 12, 9, seed=2)
-    assert pair_statistics(Pair(Za, Zb), ["mutual_info"], k=10, null_draws=0, bootstrap_draws=2, ci=0.9,
-                           seed=1)["mutual_info"]["bootstrap_draws"] == 2
+    assert pair_statistics(Pair(Za, Zb), ["mutual_info"], k=10, null_draws=0, subsampling_splits=2, ci=0.9,
+                           seed=1)["mutual_info"]["subsampling_splits"] == 2
     Za, Zb = Za[:60], Zb[:60]
-    got = pair_statistics(Pair(Za, Zb), ["mutual_info", "cka_linear"], k=10, null_draws=5, bootstrap_draws=4,
+    got = pair_statistics(Pair(Za, Zb), ["mutual_info", "cka_linear"], k=10, null_draws=5, subsampling_splits=4,
                           ci=0.9, seed=1)
     mi = got["mutual_info"]
     assert mi["score"] == pytest.approx(METRICS["mutual_info"](Za, Zb), rel=1e-12) and mi["null_draws"] == 5
-    assert (mi["ci_low"], mi["ci_high"], mi["bootstrap_draws"], mi["interval_method"]) == (None, None, 0, None)
-    assert got["cka_linear"]["bootstrap_draws"] == 4 and got["cka_linear"]["ci_low"] < got["cka_linear"]["ci_high"]
+    assert (mi["ci_low"], mi["ci_high"], mi["subsampling_splits"], mi["interval_method"]) == (None, None, 0, None)
+    assert got["cka_linear"]["subsampling_splits"] == 4 and got["cka_linear"]["ci_low"] < got["cka_linear"]["ci_high"]

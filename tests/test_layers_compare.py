@@ -15,6 +15,7 @@ from samesky.metrics.mknn import MknnEstimator, mknn_from_graphs, mknn_nulls
 from samesky.metrics.pair import Pair
 from samesky.metrics.rv_null import ClosedNull, gram_invariants, invariants_record
 from samesky.metrics.stats import permutations
+from samesky.plan import LAYER_FIELDS
 
 N, K, DRAWS = 240, 5, 25
 ALL = ["mknn", "cka_linear", "cka_unbiased", "cknna", "mutual_info"]
@@ -67,7 +68,7 @@ def test_block_graphs_and_invariants_are_those_of_each_block(pair):
 
 
 def test_rows_have_the_documented_columns_and_cells(rows):
-    assert list(rows.columns) == list(L.ROW_FIELDS)
+    assert list(rows.columns) == list(LAYER_FIELDS)
     assert len(rows) == len(ALL) * 4 * 3  # (3 blocks + final) x (2 blocks + final)
     mknn = rows[rows.metric == "mknn"]
     assert list(mknn.block_a) == ["layer 1"] * 3 + ["layer 2"] * 3 + ["layer 3"] * 3 + ["final"] * 3
@@ -86,7 +87,7 @@ def test_rows_have_the_documented_columns_and_cells(rows):
 def test_final_row_equals_the_compare_job_exactly(pair, rows):
     _, a, b = pair
     records = compare_files(a["emb"], b["emb"], a["knn"], b["knn"], comparison=CROSS, metrics=ALL,
-                            bootstrap_draws=20, ci=0.9, feature_space_draws=5, **OPTS)
+                            subsampling_splits=20, ci=0.9, feature_space_draws=5, **OPTS)
     final = rows[(rows.block_a == "final") & (rows.block_b == "final")].set_index("metric")
     assert len(final) == len(ALL)
     for rec in records:
@@ -100,7 +101,7 @@ def test_block_cells_equal_a_plain_comparison_of_those_blocks(pair, rows):
     permutations): exactly for the drawn metrics, CKA's closed form from rv_null's invariants."""
     _, a, b = pair
     Za, Zb = read_block(a, 1), read_block(b, 0)
-    st = pair_statistics(Pair(Za, Zb), ALL, k=K, null_draws=DRAWS, bootstrap_draws=0, ci=0.9, seed=3, alpha=0.1)
+    st = pair_statistics(Pair(Za, Zb), ALL, k=K, null_draws=DRAWS, subsampling_splits=0, ci=0.9, seed=3, alpha=0.1)
     cell = rows[(rows.block_a == "layer 2") & (rows.block_b == "layer 1")].set_index("metric")
     for name in ["mknn", "mutual_info"]:
         assert (cell.loc[name].raw, cell.loc[name].tau, cell.loc[name].p) == (
@@ -123,10 +124,10 @@ def test_metric_parameters_reach_every_cell(pair):
     default = pd.DataFrame(L.compare_layer_files(a, b, comparison=CROSS, metrics=["mutual_info"], **OPTS))
     assert not np.allclose(got.raw, default.raw)
     (rec,) = compare_files(a["emb"], b["emb"], a["knn"], b["knn"], comparison=CROSS, metrics=["mutual_info"],
-                           bootstrap_draws=0, ci=0.9, params=params, **OPTS)
+                           subsampling_splits=0, ci=0.9, params=params, **OPTS)
     assert got[(got.block_a == "final") & (got.block_b == "final")].raw.item() == rec["score"]
     st = pair_statistics(Pair(read_block(a, 1), read_block(b, 0)), ["mutual_info"], k=K, null_draws=DRAWS,
-                         bootstrap_draws=0, ci=0.9, seed=3, alpha=0.1, params=params)
+                         subsampling_splits=0, ci=0.9, seed=3, alpha=0.1, params=params)
     assert got[(got.block_a == "layer 2") & (got.block_b == "layer 1")].raw.item() == st["mutual_info"]["score"]
 
 
@@ -168,7 +169,7 @@ def test_objects_on_one_side_only_are_left_out(pair, tmp_path):
     out = pd.DataFrame(L.compare_layer_files(a, short, comparison=CROSS, metrics=["mknn"], **OPTS))
     assert (out.n == keep.sum()).all()
     Za = read_block(a, 0)[keep]
-    st = pair_statistics(Pair(Za, blocks[1][keep]), ["mknn"], k=K, null_draws=DRAWS, bootstrap_draws=0, ci=0.9,
+    st = pair_statistics(Pair(Za, blocks[1][keep]), ["mknn"], k=K, null_draws=DRAWS, subsampling_splits=0, ci=0.9,
                          seed=3, alpha=0.1)["mknn"]
     cell = out[(out.block_a == "layer 1") & (out.block_b == "layer 2")].iloc[0]
     assert (cell.raw, cell.tau, cell.p) == (st["score"], st["tau"], st["p_value"])
@@ -242,8 +243,8 @@ def test_batched_mutual_info_null_equals_the_estimator(pair, monkeypatch):
 def test_csv_round_trips_the_rows(rows, tmp_path):
     L.write_layer_rows(tmp_path / "x.csv", rows.to_dict("records"))
     text = (tmp_path / "x.csv").read_text().splitlines()
-    assert text[0] == ",".join(L.ROW_FIELDS)
-    assert text[1].startswith("mknn,legacysurvey_hsc,crossmodal,legacysurvey,vit-base,hsc,vit-base,layer 1,layer 1,0,0,")
+    assert text[0] == ",".join(LAYER_FIELDS)
+    assert text[1].startswith("mknn,crossmodal,legacysurvey_hsc,legacysurvey,vit-base,hsc,vit-base,layer 1,layer 1,0,0,")
     assert ",240,5," in text[1] and ",240,,"  in next(t for t in text if t.startswith("cka_linear"))
     back = pd.read_csv(tmp_path / "x.csv")
     assert np.array_equal(back.raw, rows.raw) and np.array_equal(back.tau, rows.tau)  # floats exactly

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 
+from samesky.plan import LAYER_FIELDS
 from samesky.report import RecordError
 from samesky.report.captions import RunFacts
 from samesky.report.layers import (
-    COLUMNS,
     _heatmap,
     best_layers,
     gather_layers,
@@ -38,7 +38,7 @@ def grid(kind, xm, sa, ma, sb, mb, n_a, n_b, raw, cal, metric="mknn"):
     return rows
 
 
-def write(path, rows, columns=COLUMNS):
+def write(path, rows, columns=LAYER_FIELDS):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
@@ -66,7 +66,7 @@ def files(tmp_path):
 
 def test_gather_concatenates_every_row_in_order(files):
     df = gather_layers(files)
-    assert list(df.columns) == list(COLUMNS)
+    assert list(df.columns) == list(LAYER_FIELDS)
     assert len(df) == 2 * 3 * 4 + 4 * 2
     cross = df[(df.metric == "mknn") & (df.kind == "crossmodal")]
     assert cross["raw"].tolist() == [v for row in RAW for v in row]
@@ -145,7 +145,7 @@ def test_best_figure_per_metric_and_missing_params(files, tmp_path):
         write_best_figures(best, tmp_path, {"vit-base": 86e6})
 
 
-def _one(tmp_path, mutate=None, columns=COLUMNS):
+def _one(tmp_path, mutate=None, columns=LAYER_FIELDS):
     rows = grid("crossmodal", "jwst_hsc", "jwst", "vit-base", "hsc", "vit-base", 2, 3, RAW, CAL)
     if mutate:
         mutate(rows)
@@ -172,7 +172,7 @@ def test_malformed_rows_name_file_line_and_column(tmp_path, mutate, message):
 
 
 def test_missing_column_empty_file_and_no_rows(tmp_path):
-    path = _one(tmp_path, columns=[c for c in COLUMNS if c not in ("depth_b", "p")])
+    path = _one(tmp_path, columns=[c for c in LAYER_FIELDS if c not in ("depth_b", "p")])
     with pytest.raises(RecordError, match=r"bad.csv: missing column\(s\) 'depth_b', 'p'"):
         gather_layers([path])
     (tmp_path / "empty.csv").write_text("")

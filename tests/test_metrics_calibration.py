@@ -178,7 +178,7 @@ def test_compare_jobs_do_not_import_scipy_stats():
             "from samesky.metrics.pair import Pair\n"
             "z = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)\n"
             "st = pair_statistics(Pair(z, z[:, ::-1].copy()), ['cka_linear', 'mknn'], k=3, null_draws=5,\n"
-            "                     bootstrap_draws=2, ci=0.9, seed=0)\n"
+            "                     subsampling_splits=2, ci=0.9, seed=0)\n"
             "assert st['cka_linear']['null_method'] == 'closed_form'\n"
             "print(sorted(m for m in sys.modules if m.startswith('scipy.stats')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -19,7 +19,7 @@ SELF = {"kind": "self", "crossmatch": "desi_hsc", "survey_a": "hsc", "model_a": 
         "survey_b": "hsc", "model_b": "vit-base"}
 CROSS = {"kind": "crossmodal", "crossmatch": "legacysurvey_hsc", "survey_a": "legacysurvey",
          "model_a": "vit-base", "survey_b": "hsc", "model_b": "vit-base"}
-OPTS = dict(k=K, null_draws=40, bootstrap_draws=30, ci=0.9, seed=0, feature_space_draws=5)
+OPTS = dict(k=K, null_draws=40, subsampling_splits=30, ci=0.9, seed=0, feature_space_draws=5)
 
 
 def write_pair(tmp_path, name, ids, Z, k=K):
@@ -54,7 +54,7 @@ def test_records_have_the_documented_fields_and_values(files, tmp_path):
             assert r["p_value"] == pytest.approx(1 / 41) and r["null_method"] == "permutation"
         assert r["score"] > r["null_mean"] + 3 * r["null_std"]
         assert r["alpha"] == 0.05 and r["tau"] < r["score"] and 0 < r["calibrated"] < 1
-    draws = {r["metric"]: (r["null_draws"], r["bootstrap_draws"], r["null_method"]) for r in recs}
+    draws = {r["metric"]: (r["null_draws"], r["subsampling_splits"], r["null_method"]) for r in recs}
     assert draws == {"mknn": (40, 30, "permutation"), "cka_linear": (0, 5, "closed_form"),
                      "cka_unbiased": (0, 5, "closed_form"), "cknna": (40, 30, "permutation"),
                      "mutual_info": (40, 5, "permutation")}  # its subsamples recompute moments: capped too
@@ -215,7 +215,7 @@ def test_metric_params_reach_their_metric_and_only_it(files):
     """config metrics.params -> Plan.metric_params()['params'] -> compare_files(params=...)."""
     ids, Za, Zb, (ea, ka), (eb, kb) = files
     metrics = ["mknn", "mutual_info"]
-    opts = {**OPTS, "null_draws": 5, "bootstrap_draws": 0}
+    opts = {**OPTS, "null_draws": 5, "subsampling_splits": 0}
     got = {r["metric"]: r for r in compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics,
                                                  params={"mutual_info": {"components": 3}}, **opts)}
     other = {r["metric"]: r for r in compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics,

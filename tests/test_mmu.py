@@ -20,7 +20,7 @@ from samesky.plan import Plan  # noqa: E402
 from samesky.preprocess import preprocess_spectra  # noqa: E402
 from samesky.schema import SchemaError  # noqa: E402
 from samesky.simulate import simulate_crossmatch, simulate_snapshot, truth_features  # noqa: E402
-from samesky.surveys import flux_factor, get_survey  # noqa: E402
+from samesky.surveys import LAYOUTS, flux_factor, get_survey  # noqa: E402
 
 # Produced by the MMU builders themselves from a checkout (tests/golden/mmu_features.py).
 GOLDEN = json.loads((Path(__file__).parent / "data" / "mmu_builder_features.json").read_text())
@@ -64,7 +64,7 @@ def test_prefixed_layout_has_both_ids_and_no_object_id(other):
 def snapshots(tmp_path_factory):
     root = tmp_path_factory.mktemp("mmu")
     out = {}
-    for name, (_, surveys) in mmu.LAYOUTS.items():
+    for name, surveys in ((k, v.surveys) for k, v in LAYOUTS.items() if v.mmu):
         xm = name.split("/")[1].replace("_crossmatched", "")
         simulate_snapshot(root / xm, root / f"{xm}.truth.h5", xm, name, n=N, seed=5, file_rows=4)
         out[xm] = (root, name, list(surveys))

@@ -382,8 +382,7 @@ def _plan_sees(plan: Plan, value) -> None:
     params = plan.metric_params()
     assert params.pop("params") == plan._tunable_params(m["names"])  # registry defaults under metrics.params
     assert params == {"metrics": m["names"], **{key: m[key] for key in (
-        "k", "null_draws", "feature_space_draws", "ci", "alpha", "cka_null", "seed")},
-        "bootstrap_draws": m["subsampling_splits"]}
+        "k", "null_draws", "subsampling_splits", "feature_space_draws", "ci", "alpha", "cka_null", "seed")}}
     assert plan.knn_params() == {"k": m["k"], "precision": m["knn_precision"]}
     assert plan.embed_params() == {"device": value("embed", "device"), "precision": value("embed", "precision")}
     assert plan.embed_throughput() == {"batch_size": value("embed", "batch_size"),
@@ -501,9 +500,9 @@ def test_a_job_names_its_comparison_as_the_plan_does(breadth_config):
     the same record fields, in the order compare_files checks them, as the Plan's own."""
     from types import SimpleNamespace
 
-    from samesky.metrics.compare import COMPARISON_FIELDS
-    from samesky.plan import Comparison
+    from samesky.plan import COMPARISON_FIELDS, Comparison
 
+    assert COMPARISON_FIELDS == ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b")  # records' first
     for c in Plan(validate_config(breadth_config)).comparisons:
         wildcards = SimpleNamespace(**{k: v for k, v in c.as_dict().items() if k != "kind"})
         assert Comparison.of(wildcards, c.kind) == c

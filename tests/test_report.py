@@ -18,7 +18,7 @@ def rec(kind, xm, sa, ma, sb, mb, metric="mknn", score=0.05, **extra):
     r = {"kind": kind, "crossmatch": xm, "survey_a": sa, "model_a": ma, "survey_b": sb, "model_b": mb,
          "n": 500, "n_excluded": 0, "metric": metric, "k": 10 if metric == "mknn" else None, "score": score,
          "ci_low": score - 0.01, "ci_high": score + 0.01, "null_mean": 0.002, "null_std": 0.0005,
-         "p_value": 0.001, "null_draws": 100, "bootstrap_draws": 100}
+         "p_value": 0.001, "null_draws": 100, "subsampling_splits": 100}
     return {**r, **extra}
 
 
@@ -53,7 +53,7 @@ def df(tmp_path):
 
 def test_gather_tidy_columns(df):
     assert len(df) == len(synthetic_records())
-    for col in ("family", "size_a", "size_b", "params_a", "params_b", "null_mean", "bootstrap_draws"):
+    for col in ("family", "size_a", "size_b", "params_a", "params_b", "null_mean", "subsampling_splits"):
         assert col in df.columns
     row = df[(df.kind == "crossmodal") & (df.survey_a == "desi")].iloc[0]
     assert (row.family, row.size_a, row.params_a) == ("dinov2", "base", 43e6)  # family of the HSC side

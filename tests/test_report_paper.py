@@ -61,7 +61,7 @@ def record(kind, xm, sa, ma, sb, mb, pct, null_pct=0.04):
     return {"kind": kind, "crossmatch": xm, "survey_a": sa, "model_a": ma, "survey_b": sb, "model_b": mb,
             "n": N[xm], "n_excluded": 0, "metric": "mknn", "k": 10, "score": score, "ci_low": score * 0.9, "ci_high": score * 1.1,
             "null_mean": null_pct / 100, "null_std": 0.0001, "p_value": 0.001, "null_draws": 1000,
-            "bootstrap_draws": 1000}
+            "subsampling_splits": 1000}
 
 
 def paper_records():

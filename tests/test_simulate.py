@@ -1,6 +1,7 @@
 """Tests of the simulated crossmatched sky (samesky.simulate): schema, determinism, physics."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
@@ -140,9 +141,10 @@ def test_same_seed_identical_different_seed_differs(combo_files, tmp_path):
 
 
 def test_name_mixed_into_seed():
-    lat_a = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
-    lat_b = simulate.draw_latents(50, simulate.seeding._rng(3, "legacysurvey_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
-    lat_c = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), simulate.REDSHIFT_PRIORS["hsc"])
+    prior = get_survey("hsc").selection.redshift_prior
+    lat_a = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), prior)
+    lat_b = simulate.draw_latents(50, simulate.seeding._rng(3, "legacysurvey_hsc", "latents"), prior)
+    lat_c = simulate.draw_latents(50, simulate.seeding._rng(3, "jwst_hsc", "latents"), prior)
     assert not np.allclose(lat_a["redshift"], lat_b["redshift"])
     np.testing.assert_array_equal(lat_a["redshift"], lat_c["redshift"])
     # crc32-based: a fixed, documented value (Python's hash() would change between processes)
@@ -395,3 +397,17 @@ def test_truth_features_need_a_truth_group(tmp_path):
     write_crossmatch(path, "x", ["a", "b"], [0, 0], [0, 0], {"hsc": {"flux": np.zeros((2, 5, 4, 4), np.float32)}})
     with pytest.raises(SchemaError, match="real.h5: no '/truth' group"):
         simulate.truth_features(path)
+
+
+def test_the_crossmatch_selection_is_its_lowest_ranked_surveys(monkeypatch):
+    """Spectroscopic surveys set a crossmatch's galaxies, then JWST, Legacy, HSC; a survey the
+    simulation cannot select for is refused by name."""
+    from samesky.simulate.population import selection
+    from samesky.surveys import SURVEYS
+
+    assert selection(["hsc", "jwst", "desi"]) == get_survey("desi").selection
+    assert selection(["hsc", "legacysurvey", "jwst"]).redshift_prior == (0.1, 3.5, 1.0, 0.6)  # JWST's
+    assert selection(["sdss", "desi"]).mass_anchor == 10.6
+    monkeypatch.setitem(SURVEYS, "hsc", dataclasses.replace(get_survey("hsc"), selection=None))
+    with pytest.raises(ValueError, match=r"^none of the surveys \['hsc'\] has a simulated selection"):
+        simulate.simulate_sky("x", ["hsc"], 2, 0)

@@ -165,7 +165,7 @@ def test_tiny_workflow_on_slurm(slurm, tmp_path):
 
 def reduced_demo_config(demo: dict, keep=("desi_hsc",), n=80, families=1, draws=50) -> dict:
     """config/demo.yaml, smaller: the crossmatch(es) `keep` of n galaxies, the first image family(ies)
-    with two sizes, fewer null and bootstrap draws, and `embed.device: auto` (so that embedding jobs
+    with two sizes, fewer null draws and subsampling splits, and `embed.device: auto` (so that embedding jobs
     request a GPU). The default still has every rule and comparison kind (intramodal, crossmodal
     image-spectrum, self) in 18 Slurm jobs. Each job costs two Snakemake start-ups besides its
     script (15-30 s in all on 2 cores): ("desi_hsc", "jwst_hsc") with two families is 57 jobs,

@@ -114,10 +114,9 @@ def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list
     from .metrics.pair import Pair
     from .metrics.registry import METRICS, cached_graph_width
 
-    settings = dict(settings)
-    k, splits = settings["k"], settings.pop("subsampling_splits")
+    k = settings["k"]
     local = any(METRICS[name].uses_knn for name in names)
-    width = cached_graph_width(names, k, splits)
+    width = cached_graph_width(names, k, settings["subsampling_splits"])
     rows, n_excluded = (None, None), 0
     if not (same or a.positional or b.positional):
         *rows, n_excluded = common_rows(a.ids, b.ids, a.description, b.description, k)
@@ -130,7 +129,7 @@ def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list
             break
     (Za, ga), (Zb, gb) = sides
     pair = Pair(Za, Zb, ga, gb)
-    return pair.n, n_excluded, pair_statistics(pair, names, params=params, bootstrap_draws=splits, **settings)
+    return pair.n, n_excluded, pair_statistics(pair, names, params=params, **settings)
 
 
 def _check_params(names: list[str], params: dict) -> None:
@@ -158,7 +157,7 @@ def _comparison(a, b, side_a: sources.Embeddings, side_b: sources.Embeddings, sa
     """The comparison fields of the records: a workflow embedding file
     (``results/embeddings/{crossmatch}/{survey}/{model}.h5``) names its crossmatch, survey and model,
     as the compare job would; any other source its file stem (or A/B) and column."""
-    from .plan import comparison_kind
+    from .plan import Comparison, comparison_kind
 
     sides = [_where(src, side) for src, side in ((a, side_a), (b, side_b))]
     (xm_a, survey_a, model_a), (xm_b, survey_b, model_b) = sides
@@ -167,8 +166,7 @@ def _comparison(a, b, side_a: sources.Embeddings, side_b: sources.Embeddings, sa
     else:
         kind = "self" if same else "pair"
     crossmatch = xm_a if xm_a == xm_b else ""
-    return {"kind": kind, "crossmatch": crossmatch, "survey_a": survey_a, "model_a": model_a,
-            "survey_b": survey_b, "model_b": model_b}
+    return Comparison(kind, crossmatch, survey_a, model_a, survey_b, model_b).as_dict()
 
 
 def _where(src, side: sources.Embeddings) -> tuple[str, str, str]:

@@ -25,41 +25,9 @@ import h5py
 import numpy as np
 
 from .schema import CROSSMATCH_SCHEMA, STR, SchemaError, as_str_ids, atomic_path, check_unique_ids, validate_crossmatch
-from .surveys import DESI_WAVELENGTH, IMAGE, get_survey
+from .surveys import DESI_WAVELENGTH, IMAGE, LAYOUTS, Layout, get_layout, get_survey, layout_for_surveys
 
 log = logging.getLogger(__name__)
-
-_RADEC = {"ra": ("ra",), "dec": ("dec",)}
-
-# Where each survey's data and the ids live in each dataset: column names tried in order, the
-# first present wins. An image column holds a struct {'band': [...], 'flux': [...], 'ivar',
-# 'mask'} (or a list of per-band structs); a spectrum column {'flux', 'ivar', 'lambda', 'mask'}.
-# The DESI/SDSS sets (built by MMU's cross_match_datasets) name their HSC column `image` and carry
-# one `object_id`; the JWST/Legacy sets prefix every column with its survey and have no
-# `object_id`. `object_id`: the default crossmatch id column (the reference survey's own id where
-# both surveys' ids are present). `survey_ids`: each survey's own object id, kept as
-# /<survey>/object_id when present.
-HF_LAYOUTS: dict[str, dict] = {
-    "Smith42/jwst_hsc_crossmatched": {
-        "columns": {"jwst": ("jwst_image",), "hsc": ("hsc_image",)}, "object_id": ("hsc_object_id",),
-        "survey_ids": {"jwst": ("jwst_object_id",), "hsc": ("hsc_object_id",)}, **_RADEC},
-    "Smith42/legacysurvey_hsc_crossmatched": {
-        "columns": {"legacysurvey": ("legacysurvey_image",), "hsc": ("hsc_image",)}, "object_id": ("hsc_object_id",),
-        "survey_ids": {"legacysurvey": ("legacysurvey_object_id",), "hsc": ("hsc_object_id",)}, **_RADEC},
-    "Smith42/desi_hsc_crossmatched": {
-        "columns": {"desi": ("spectrum", "desi_spectrum"), "hsc": ("image", "hsc_image")}, "object_id": ("object_id",),
-        "survey_ids": {"desi": ("desi_object_id", "targetid"), "hsc": ("hsc_object_id",)}, **_RADEC},
-    "Smith42/sdss_hsc_crossmatched": {
-        "columns": {"sdss": ("spectrum", "sdss_spectrum"), "hsc": ("image", "hsc_image")}, "object_id": ("object_id",),
-        "survey_ids": {"sdss": ("sdss_object_id", "specobjid"), "hsc": ("hsc_object_id",)}, **_RADEC},
-}
-
-
-def layout_for_surveys(surveys: Sequence[str]) -> str | None:
-    """The one layout holding exactly ``surveys`` (None when there is none or several)."""
-    matches = [k for k, v in HF_LAYOUTS.items() if sorted(v["columns"]) == sorted(surveys)]
-    return matches[0] if len(matches) == 1 else None
-
 
 _WAVELENGTH_KEYS = ("lambda", "wavelength", "wave")
 
@@ -73,7 +41,7 @@ def ingest_hf(dataset_id: str | Mapping[str, str], out_path, *, name: str, surve
     ``dataset_id``: a hub id (e.g. ``Smith42/desi_hsc_crossmatched``) or a local path (a
     ``save_to_disk`` directory, a parquet/arrow file, or a directory of them) holding all
     surveys; or ``{survey: id_or_path}`` when the sides are stored separately (joined by id).
-    ``layout``: the ``HF_LAYOUTS`` entry describing the columns (default: ``dataset_id``'s own,
+    ``layout``: the ``surveys.LAYOUTS`` entry describing the columns (default: ``dataset_id``'s own,
     else the entry whose surveys are ``surveys``). ``id_column``: the crossmatch-level id
     column (per survey for separate sides; default: the layout's). ``limit``: keep the first
     rows only (of the first survey's side). ``image_ivar_mask``: also keep image ivar/mask.
@@ -105,17 +73,18 @@ def ingest_hf(dataset_id: str | Mapping[str, str], out_path, *, name: str, surve
     return summary
 
 
-def _layout(dataset_id, layout: str | None, surveys: list[str]) -> dict:
-    if layout is None and isinstance(dataset_id, str) and dataset_id in HF_LAYOUTS:
+def _layout(dataset_id, layout: str | None, surveys: list[str]) -> Layout:
+    if layout is None and isinstance(dataset_id, str) and dataset_id in LAYOUTS:
         layout = dataset_id
     if layout is None:
         layout = layout_for_surveys(surveys)
         if layout is None:
-            raise ValueError(f"no column layout for surveys {surveys}; pass layout= one of {sorted(HF_LAYOUTS)}")
-    if layout not in HF_LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; known layouts: {sorted(HF_LAYOUTS)}")
-    lay = HF_LAYOUTS[layout]
-    missing = [s for s in surveys if s not in lay["columns"]]
+            raise ValueError(f"no column layout for surveys {surveys}; pass layout= one of {sorted(LAYOUTS)}")
+    try:
+        lay = get_layout(layout)
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
+    missing = [s for s in surveys if s not in lay.columns]
     if missing:
         raise ValueError(f"layout {layout!r} has no column for survey(s) {missing}")
     return lay
@@ -330,7 +299,7 @@ class _Writer:
                 g.attrs["pixel_scales"] = [survey.band_scale(b) for b in survey.bands]
 
 
-def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id_column: str | None, *,
+def _spool_table(source: str, path, name: str, surveys: list[str], lay: Layout, id_column: str | None, *,
                  limit: int | None, streaming: bool, cache_dir, split: str, chunk_size: int,
                  image_ivar_mask: bool, keep_ids: set[str] | None = None, drop_flat: Mapping[str, int] | None = None
                  ) -> None:
@@ -338,13 +307,13 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id
     none whose ``drop_flat`` {survey: band index} image has equal 5th and 99th percentiles)."""
     ds = _open_table(source, split=split, streaming=streaming, cache_dir=cache_dir)
     columns = list(ds.column_names or next(iter(ds)).keys())
-    cols = {s: _find(columns, lay["columns"][s], f"survey {s!r}", source) for s in surveys}
-    id_col = _find(columns, [id_column] if id_column else lay["object_id"], "the object id (id_column)", source)
-    radec = {k: _find(columns, lay[k], k, source, required=False) for k in ("ra", "dec")}
-    own_ids = {s: _find(columns, lay["survey_ids"].get(s, ()), f"{s} ids", source, required=False) for s in surveys}
+    cols = {s: _find(columns, lay.columns[s], f"survey {s!r}", source) for s in surveys}
+    id_col = _find(columns, [id_column] if id_column else lay.object_id, "the object id (id_column)", source)
+    radec = {k: _find(columns, getattr(lay, k), k, source, required=False) for k in ("ra", "dec")}
+    own_ids = {s: _find(columns, lay.survey_ids.get(s, ()), f"{s} ids", source, required=False) for s in surveys}
     for k, c in radec.items():
         if c is None:
-            log.warning("%s: no %s column (tried %s); writing NaN", source, k, list(lay[k]))
+            log.warning("%s: no %s column (tried %s); writing NaN", source, k, list(getattr(lay, k)))
     used = sorted({id_col, *cols.values(), *(c for c in radec.values() if c), *(c for c in own_ids.values() if c)})
     props = scalar_columns(ds.features, exclude=used)
     ds = ds.select_columns(used + props).with_format("arrow")
@@ -470,7 +439,7 @@ def _flat(image: np.ndarray) -> bool:
 
 
 # ---- separately stored sides, joined by id ---------------------------------------------------------
-def _ingest_sides(sources: Mapping[str, str], out, name: str, surveys: list[str], lay: dict,
+def _ingest_sides(sources: Mapping[str, str], out, name: str, surveys: list[str], lay: Layout,
                   id_column, limit: int | None, opts: dict) -> None:
     """Spool each survey's table on its own, then write them re-aligned on the first survey's ids."""
     out = Path(out)

@@ -6,7 +6,8 @@ declares (MultimodalUniverse/MultimodalUniverse at 2dcff3d: ``scripts/hsc/hsc.py
 ``scripts/desi/desi.py`` L61-127, ``scripts/sdss/sdss.py`` L98-208); tests compare it with the
 features the builders themselves produce (``tests/golden/mmu_features.py``).
 
-``crossmatch_features(layout)``: the DESI/SDSS-HSC sets are ``cross_match_datasets(left, hsc)``
+``crossmatch_features(layout)``, for the layouts of ``surveys.LAYOUTS`` that MMU built
+(``Layout.mmu``): the DESI/SDSS-HSC sets are ``cross_match_datasets(left, hsc)``
 (``mmu/utils.py`` L139-144: the left example updated by the right one, so ``object_id`` is HSC's,
 and the HSC image column is ``image``); the JWST/Legacy-HSC sets carry every column of each
 parent prefixed by its survey (``hsc_image``, ``hsc_object_id``, ``legacysurvey_object_id``, ...;
@@ -20,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .surveys import DESI_WAVELENGTH, get_survey
+from .surveys import DESI_WAVELENGTH, get_layout, get_survey
 
 # Band names (Survey.archive_bands) and cutout sizes (Survey.shape) are the surveys' own.
 DESI_LENGTH = len(DESI_WAVELENGTH)  # 7781, scripts/desi/desi.py L100
@@ -41,15 +42,6 @@ SDSS_FLOAT = ["VDISP", "VDISP_ERR", "Z", "Z_ERR"]
 SDSS_BOOL = ["ZWARNING"]
 SDSS_FLUX = [f"{f}_{b}" for f in ("SPECTROFLUX", "SPECTROFLUX_IVAR", "SPECTROSYNFLUX", "SPECTROSYNFLUX_IVAR")
              for b in "UGRIZ"]
-
-# layout -> (how it was built, the two parent surveys in order)
-LAYOUTS = {
-    "Smith42/jwst_hsc_crossmatched": ("prefixed", ("jwst", "hsc")),
-    "Smith42/legacysurvey_hsc_crossmatched": ("prefixed", ("legacysurvey", "hsc")),
-    "Smith42/desi_hsc_crossmatched": ("cross_match_datasets", ("desi", "hsc")),
-    "Smith42/sdss_hsc_crossmatched": ("cross_match_datasets", ("sdss", "hsc")),
-}
-
 
 def _size(survey: str) -> int:
     """The side of a survey's square cutouts (``Survey.shape``), as its builder declares the arrays."""
@@ -98,6 +90,13 @@ def builder_features(survey: str) -> dict:
     raise KeyError(f"no Multimodal Universe builder for survey {survey!r}; known: hsc, legacysurvey, jwst, desi, sdss")
 
 
+def float_columns(survey: str) -> list[str]:
+    """The scalar float32 catalogue columns of a survey's builder, in its order."""
+    from datasets import Value
+
+    return [k for k, v in builder_features(survey).items() if v == Value("float32")]
+
+
 def crossmatch_features(layout: str):
     """The ``datasets.Features`` of one crossmatch layout (see the module docstring)."""
     from datasets import Features
@@ -110,11 +109,10 @@ def crossmatch_features(layout: str):
     return Features({f"{s}_{k}": v for s in (left, right) for k, v in builder_features(s).items()})
 
 
-def _layout(layout: str):
-    try:
-        return LAYOUTS[layout]
-    except KeyError:
-        raise KeyError(f"unknown Multimodal Universe layout {layout!r}; known: {sorted(LAYOUTS)}") from None
+def _layout(layout: str) -> tuple[str, tuple[str, ...]]:
+    """How MMU built ``layout``, and its two parent surveys in order."""
+    lay = get_layout(layout, mmu=True)
+    return lay.mmu, lay.surveys
 
 
 def crossmatch_row(layout: str, parts: Mapping[str, Mapping]) -> dict:

@@ -26,34 +26,34 @@ class RuleParams:
         A simulated crossmatch is a snapshot the workflow writes (``snapshot_dir``) in the layout
         of the hub crossmatch with the same surveys, ingested like any other.
         """
-        from .ingest import HF_LAYOUTS, layout_for_surveys
+        from .surveys import LAYOUTS, layout_for_surveys
 
         xm = self.crossmatches[crossmatch]
         surveys = xm["surveys"]
         if "simulate" in xm["source"]:
-            layout = layout_for_surveys(surveys)
+            layout = layout_for_surveys(surveys, mmu=True)
             if layout is None:
                 raise ConfigError(f"crossmatches.{crossmatch}.source.simulate: surveys {surveys} have no Multimodal "
                                   f"Universe layout to simulate; layouts: "
-                                  f"{ {k: sorted(v['columns']) for k, v in HF_LAYOUTS.items()} }")
+                                  f"{ {k: sorted(v.surveys) for k, v in LAYOUTS.items() if v.mmu} }")
             return {"dataset": self.snapshot_dir(crossmatch), "layout": layout,
-                    "id_column": HF_LAYOUTS[layout]["object_id"][0], "limit": None,
+                    "id_column": LAYOUTS[layout].object_id[0], "limit": None,
                     "drop_flat": dict(xm["drop_flat"])}
         hf = dict(xm["source"]["hf"])
         key = f"crossmatches.{crossmatch}.source.hf"
         layout = hf["layout"]
         if layout is None:
-            if hf["dataset"] not in HF_LAYOUTS:
+            if hf["dataset"] not in LAYOUTS:
                 raise ConfigError(f"{key}.layout: required when dataset {hf['dataset']!r} is not a known hub id "
-                                  f"(e.g. a local snapshot directory); one of {sorted(HF_LAYOUTS)}")
+                                  f"(e.g. a local snapshot directory); one of {sorted(LAYOUTS)}")
             layout = hf["dataset"]
-        if layout not in HF_LAYOUTS:
-            raise ConfigError(f"{key}.layout: unknown layout {layout!r}; known: {sorted(HF_LAYOUTS)}")
-        if sorted(HF_LAYOUTS[layout]["columns"]) != sorted(surveys):
-            raise ConfigError(f"{key}.layout: {layout!r} holds surveys {sorted(HF_LAYOUTS[layout]['columns'])}, "
+        if layout not in LAYOUTS:
+            raise ConfigError(f"{key}.layout: unknown layout {layout!r}; known: {sorted(LAYOUTS)}")
+        if sorted(LAYOUTS[layout].surveys) != sorted(surveys):
+            raise ConfigError(f"{key}.layout: {layout!r} holds surveys {sorted(LAYOUTS[layout].surveys)}, "
                               f"but crossmatches.{crossmatch}.surveys is {surveys}")
         return {"dataset": hf["dataset"], "layout": layout,
-                "id_column": hf["id_column"] or HF_LAYOUTS[layout]["object_id"][0], "limit": hf["limit"],
+                "id_column": hf["id_column"] or LAYOUTS[layout].object_id[0], "limit": hf["limit"],
                 "drop_flat": dict(xm["drop_flat"])}
 
     def preprocess_params(self, survey: str) -> dict:
@@ -97,7 +97,7 @@ class RuleParams:
 
     def layer_params(self) -> dict:
         """The settings of the compare_layers jobs (the final x final cell is the compare job's
-        without intervals: ci and bootstrap draws do not reach them)."""
+        without intervals: ci and subsampling splits do not reach them)."""
         p = self.metric_params()
         return {key: p[key] for key in ("metrics", "k", "null_draws", "seed", "alpha", "cka_null",
                                         "feature_space_draws", "params")}
@@ -120,9 +120,8 @@ class RuleParams:
         m = self.config["metrics"]
         names = list(m["names"])
         return {"metrics": names,
-                **{key: m[key] for key in ("k", "null_draws", "feature_space_draws", "ci", "alpha", "cka_null",
-                                           "seed")},
-                "bootstrap_draws": m["subsampling_splits"],  # compare_files' keyword for the splits
+                **{key: m[key] for key in ("k", "null_draws", "subsampling_splits", "feature_space_draws", "ci",
+                                           "alpha", "cka_null", "seed")},
                 "params": self._tunable_params(names)}
 
     def _tunable_params(self, names: list[str]) -> dict[str, dict]:

@@ -3,7 +3,8 @@
 The Snakefile asks a ``Plan`` which embeddings, comparisons and probes exist (this module), and
 which slice of the config each job depends on (``RuleParams``, samesky.params); building the
 Plan runs the config's semantic checks (``ConfigChecks``, samesky.config). A comparison, the
-unit of the compare jobs, is ``Comparison``: its fields are the compare records' first columns.
+unit of the compare jobs, is ``Comparison``: its fields (``COMPARISON_FIELDS``) are the first
+fields of the compare records and of the layer atlas rows (``LAYER_FIELDS``).
 """
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ class Comparison:
         return cls(kind, **{f.name: getattr(wildcards, f.name) for f in fields(cls) if f.name != "kind"})
 
 
+COMPARISON_FIELDS = tuple(f.name for f in fields(Comparison))
+# The columns of a compare_layers CSV (written by ``metrics.layers``, read by ``report.layers``):
+# one row per (metric, block_a, block_b) of one comparison.
+LAYER_FIELDS = ("metric", *COMPARISON_FIELDS, "block_a", "block_b", "index_a", "index_b", "depth_a", "depth_b", "n",
+                "k", "raw", "calibrated", "tau", "p", "alpha", "null_draws", "null_method")
 TRUTH_SURVEY, TRUTH_MODEL = "truth", "latent-truth"  # a simulation's latent properties as a space
 
 

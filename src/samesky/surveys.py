@@ -1,11 +1,14 @@
-"""The surveys samesky knows: one place for bands, pixel scales, shapes and wavelength grids.
+"""The surveys samesky knows, and the crossmatch tables that hold them: one place for each survey's
+facts (modality, bands and their archive names, pixel scales, shapes, wavelength grids, how the
+simulated sky renders and selects it) and each table's columns (``LAYOUTS``).
 
 Band order is the on-disk order of the Multimodal Universe crossmatches (and of our own
 simulated sky), so a band name maps to a fixed flux index.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +20,24 @@ NMGY_ZERO_POINT = 22.5  # AB magnitude of one nanomaggy (Legacy Survey's flux un
 def flux_factor(from_zero_point: float, to_zero_point: float) -> float:
     """Factor turning fluxes in a unit of AB zero point ``from_zero_point`` into ``to_zero_point``'s."""
     return float(10.0 ** ((float(to_zero_point) - float(from_zero_point)) / 2.5))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The galaxies a crossmatch holds when simulated (``samesky.simulate.population``): of a
+    crossmatch's surveys, the one of lowest ``rank`` sets them."""
+    rank: int
+    redshift_prior: tuple[float, float, float, float]  # truncated log-normal: (z_min, z_max, median, ln-sigma)
+    mass_anchor: float  # flux-limited selection: mean log mass at z = 0.1 (rises as 1.8 log z)
+
+
+@dataclass(frozen=True)
+class Spectrograph:
+    """A fibre spectrograph as the simulated sky renders it (``samesky.simulate.spectra``)."""
+    fiber_diameter: float  # arcsec
+    seeing: float  # FWHM, arcsec
+    sigma0: float  # per-pixel noise scale (1e-17 erg/s/cm^2/Angstrom)
+    bad_fraction: float  # pixels masked as bad
 
 
 @dataclass(frozen=True)
@@ -46,6 +67,8 @@ class Survey:
     seeing_scatter: float = 0.0  # ln-scatter of the per-object seeing factor (0: space-based)
     # images: each of ``bands`` as the Multimodal Universe's parent samples name it (image_band)
     archive_bands: tuple[str, ...] = ()
+    selection: Selection | None = None  # simulated: the galaxies its crossmatches hold
+    spectrograph: Spectrograph | None = None  # spectra, simulated
 
     def __post_init__(self):
         for name in ("filters", "psf_fwhm", "depth", *(("pixel_scales",) if self.pixel_scales else ())):
@@ -84,13 +107,15 @@ SURVEYS: dict[str, Survey] = {
                filters=((3950, 5400), (5430, 6980), (6940, 8420), (8520, 9320), (9280, 10390)),
                psf_fwhm=(0.77, 0.76, 0.58, 0.68, 0.68), depth=(26.5, 26.1, 25.9, 25.1, 24.4),
                psf=("kolmogorov", None), seeing_scatter=0.12,
-               archive_bands=("hsc-g", "hsc-r", "hsc-i", "hsc-z", "hsc-y")),  # scripts/hsc/build_parent_sample.py L18, L107
+               archive_bands=("hsc-g", "hsc-r", "hsc-i", "hsc-z", "hsc-y"),  # scripts/hsc/build_parent_sample.py L18, L107
+               selection=Selection(4, (0.02, 1.5, 0.5, 0.7), 8.7)),
         Survey("legacysurvey", "Legacy", IMAGE, 1, ("g", "r", "i", "z"), (160, 160), 0.262, ("z", "r", "g"),
                zero_point=NMGY_ZERO_POINT,
                filters=((4000, 5500), (5630, 7150), (7000, 8500), (8500, 10000)),
                psf_fwhm=(1.45, 1.30, 1.20, 1.15), depth=(24.7, 24.2, 23.8, 23.3),
                psf=("moffat", 2.8), seeing_scatter=0.12,  # Moffat truncated at 5 FWHM: broad wings
-               archive_bands=("DES-G", "DES-R", "DES-I", "DES-Z")),  # scripts/legacysurvey/legacysurvey.py L118
+               archive_bands=("DES-G", "DES-R", "DES-I", "DES-Z"),  # scripts/legacysurvey/legacysurvey.py L118
+               selection=Selection(3, (0.02, 1.2, 0.35, 0.6), 9.3)),
         Survey(
             "jwst",
             "JWST",
@@ -110,14 +135,72 @@ SURVEYS: dict[str, Survey] = {
             depth=(28.3, 28.6, 28.8, 29.0, 29.2, 29.2, 28.8),
             psf=("gaussian", None),  # diffraction-limited cores of the mosaics
             archive_bands=("f090w", "f115w", "f150w", "f200w", "f277w", "f356w", "f444w"),  # scripts/jwst/jwst.py L119
+            selection=Selection(2, (0.1, 3.5, 1.0, 0.6), 8.2),
         ),
-        Survey("desi", "DESI", SPECTRUM, 2, wave_range=(3600.0, 9824.0)),
-        Survey("sdss", "SDSS", SPECTRUM, 3, wave_range=(3800.0, 9200.0), pooled=False),
+        Survey("desi", "DESI", SPECTRUM, 2, wave_range=(3600.0, 9824.0),
+               selection=Selection(1, (0.02, 1.0, 0.25, 0.7), 9.9), spectrograph=Spectrograph(1.5, 1.1, 0.45, 1e-3)),
+        Survey("sdss", "SDSS", SPECTRUM, 3, wave_range=(3800.0, 9200.0), pooled=False,
+               selection=Selection(0, (0.02, 0.45, 0.12, 0.6), 10.6), spectrograph=Spectrograph(3.0, 1.4, 1.0, 1e-3)),
     )
 }
+
 
 def get_survey(name: str) -> Survey:
     try:
         return SURVEYS[name]
     except KeyError:
         raise KeyError(f"unknown survey {name!r}; known surveys: {sorted(SURVEYS)}") from None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one crossmatch table holds each survey's data and the ids: column names tried in
+    order, the first present wins. An image column holds a struct {'band': [...], 'flux': [...],
+    'ivar', 'mask'} (or a list of per-band structs); a spectrum column {'flux', 'ivar', 'lambda',
+    'mask'} (``samesky.ingest``)."""
+    columns: Mapping[str, tuple[str, ...]]  # per survey, in the table's order: its image or spectrum
+    object_id: tuple[str, ...]  # the crossmatch id (the reference survey's own where both are present)
+    survey_ids: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # kept as /<survey>/object_id
+    # how the Multimodal Universe built the table (``samesky.mmu``: 'prefixed' or
+    # 'cross_match_datasets'), which is how the simulated sky writes it; None: not an MMU set
+    mmu: str | None = None
+    ra: tuple[str, ...] = ("ra",)
+    dec: tuple[str, ...] = ("dec",)
+
+    @property
+    def surveys(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
+
+# The DESI/SDSS sets (built by MMU's cross_match_datasets) name their HSC column `image` and carry
+# one `object_id`; the JWST/Legacy sets prefix every column with its survey and have no `object_id`.
+LAYOUTS: dict[str, Layout] = {
+    "Smith42/jwst_hsc_crossmatched": Layout(
+        {"jwst": ("jwst_image",), "hsc": ("hsc_image",)}, ("hsc_object_id",),
+        {"jwst": ("jwst_object_id",), "hsc": ("hsc_object_id",)}, mmu="prefixed"),
+    "Smith42/legacysurvey_hsc_crossmatched": Layout(
+        {"legacysurvey": ("legacysurvey_image",), "hsc": ("hsc_image",)}, ("hsc_object_id",),
+        {"legacysurvey": ("legacysurvey_object_id",), "hsc": ("hsc_object_id",)}, mmu="prefixed"),
+    "Smith42/desi_hsc_crossmatched": Layout(
+        {"desi": ("spectrum", "desi_spectrum"), "hsc": ("image", "hsc_image")}, ("object_id",),
+        {"desi": ("desi_object_id", "targetid"), "hsc": ("hsc_object_id",)}, mmu="cross_match_datasets"),
+    "Smith42/sdss_hsc_crossmatched": Layout(
+        {"sdss": ("spectrum", "sdss_spectrum"), "hsc": ("image", "hsc_image")}, ("object_id",),
+        {"sdss": ("sdss_object_id", "specobjid"), "hsc": ("hsc_object_id",)}, mmu="cross_match_datasets"),
+}
+
+
+def get_layout(name: str, *, mmu: bool = False) -> Layout:
+    """The layout ``name``; with ``mmu``, only one the Multimodal Universe built (and so simulable)."""
+    known = [k for k, v in LAYOUTS.items() if v.mmu or not mmu]
+    if name not in known:
+        what = "Multimodal Universe layout" if mmu else "layout"
+        raise KeyError(f"unknown {what} {name!r}; known: {sorted(known)}")
+    return LAYOUTS[name]
+
+
+def layout_for_surveys(surveys: Sequence[str], *, mmu: bool = False) -> str | None:
+    """The one layout (with ``mmu``: the one Multimodal Universe layout) holding exactly ``surveys``;
+    None when there is none or several."""
+    matches = [k for k, v in LAYOUTS.items() if sorted(v.surveys) == sorted(surveys) and (v.mmu or not mmu)]
+    return matches[0] if len(matches) == 1 else None

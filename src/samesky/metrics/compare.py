@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import schema
+from ..plan import COMPARISON_FIELDS
 from .knn import restrict_graph
 from .pair import Pair
 from .registry import get_metric
 from .stats import calibrated, calibrated_interval, permutations, quarter_splits, summarise
 
 log = logging.getLogger(__name__)
-
-COMPARISON_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b")
 
 
 def _same_file(a, b) -> bool:
@@ -114,7 +113,7 @@ def restrict(Z, graph, rows, where, columns: int | None = None):
 
 
 def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list[str], k: int,
-                  null_draws: int, bootstrap_draws: int, ci: float, seed: int,
+                  null_draws: int, subsampling_splits: int, ci: float, seed: int,
                   feature_space_draws: int = 100, alpha: float = 0.05, cka_null: str = "closed_form",
                   params: dict[str, dict] | None = None, device=None) -> list[dict]:
     """Score every metric of ``metrics`` on one pair of embedding files, with statistics.
@@ -123,7 +122,7 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     None computes graphs on the fly where a metric needs one).
 
     Nulls shuffle side B (``null_draws`` permutations); intervals at level ``ci`` come from
-    ``bootstrap_draws`` resamples (``pair_statistics``). Metrics whose every
+    ``subsampling_splits`` random splits (``pair_statistics``). Metrics whose every
     draw costs O(N d^2) (CKA) make at most ``feature_space_draws`` of each; every record states
     the draws it made. For a self pair (the same file on both sides) the null is the paper's
     "shuffled reference vs reference" column. Every record carries ``tau``, the null's
@@ -138,9 +137,9 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     missing = [f for f in COMPARISON_FIELDS if f not in comparison]
     if missing:
         raise KeyError(f"comparison is missing {missing}")
-    if not 0 < ci < 1 or min(null_draws, bootstrap_draws, feature_space_draws) < 0:
+    if not 0 < ci < 1 or min(null_draws, subsampling_splits, feature_space_draws) < 0:
         raise ValueError(f"need 0 < ci < 1 and non-negative draws, got ci={ci}, null_draws={null_draws}, "
-                         f"bootstrap_draws={bootstrap_draws}, feature_space_draws={feature_space_draws}")
+                         f"subsampling_splits={subsampling_splits}, feature_space_draws={feature_space_draws}")
     specs = [get_metric(name) for name in metrics]
     same = _same_file(emb_a, emb_b)
     ids_a, Za = read_checked_embeddings(emb_a)
@@ -157,7 +156,7 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     inv_b = inv_a if same and rows_b is None and rows_a is None else (
         cached_invariants(knn_b, rows_b) if invariants else None)
     pair = Pair(Za, Zb, graph_a, graph_b, device=device, invariants=(inv_a, inv_b))
-    stats = pair_statistics(pair, metrics, k=k, null_draws=null_draws, bootstrap_draws=bootstrap_draws,
+    stats = pair_statistics(pair, metrics, k=k, null_draws=null_draws, subsampling_splits=subsampling_splits,
                             ci=ci, seed=seed, feature_space_draws=feature_space_draws, alpha=alpha,
                             cka_null=cka_null, params=params)
     records = []
@@ -170,7 +169,7 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     return records
 
 
-def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, bootstrap_draws: int,
+def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, subsampling_splits: int,
                     ci: float, seed: int, feature_space_draws: int = 100, alpha: float = 0.05,
                     cka_null: str = "closed_form", params: dict[str, dict] | None = None) -> dict[str, dict]:
     """Score, null and interval of every metric of ``metrics`` on one aligned pair.
@@ -179,7 +178,7 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     ``summarise`` fields. Nulls permute side B, or are closed-form laws (metrics that declare
     one, when ``cka_null`` is 'closed_form'). Intervals (``stats``: subsampling): metrics with
     the neighbourhood interval are rescored on the two halves and four quarters of
-    ``bootstrap_draws`` random splits, the others on the halves of the first
+    ``subsampling_splits`` random splits, the others on the halves of the first
     ``feature_space_draws``, with graphs and moments recomputed on each subsample and all
     metrics of a subsample sharing them. ``params``: as in ``compare_files``.
     """
@@ -201,13 +200,14 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     nulls.update({name: [] for name in laws})
     # Intervals: every metric is rescored on the subsamples of the same splits; metrics without
     # neighbourhoods recompute O(N d^2) moments on each, so they make at most feature_space_draws.
-    limits = {s.name: min(bootstrap_draws, feature_space_draws) if s.costly_splits else bootstrap_draws for s in specs}
-    boots = _subsample_draws(pair, specs, settings, limits, quarter_splits(pair.n, max(limits.values(), default=0), seed))
+    limits = {s.name: min(subsampling_splits, feature_space_draws) if s.costly_splits else subsampling_splits
+              for s in specs}
+    rescored = _subsample_draws(pair, specs, settings, limits, quarter_splits(pair.n, max(limits.values(), default=0), seed))
     out = {}
     for spec in specs:
         name = spec.name
         st = {"k": settings[name].get("k"), "score": float(scores[name]),
-              **summarise(scores[name], nulls[name], boots[name], ci, alpha=alpha, scale=spec.scale,
+              **summarise(scores[name], nulls[name], rescored[name], ci, alpha=alpha, scale=spec.scale,
                           interval="subsampling",
                           knn=(pair.n, settings[name]["k"]) if spec.interval == "subsampling_knn" else None)}
         if name in laws:

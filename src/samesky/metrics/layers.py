@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from .. import schema
+from ..plan import COMPARISON_FIELDS, LAYER_FIELDS
 from .compare import (
-    COMPARISON_FIELDS,
     cached_invariants,
     common_rows,
     compare_files,
@@ -51,9 +51,6 @@ from .stats import calibrated, permutations, summarise
 log = logging.getLogger(__name__)
 
 FINAL = "final"
-ROW_FIELDS = ("metric", "crossmatch", "kind", "survey_a", "model_a", "survey_b", "model_b", "block_a", "block_b",
-              "index_a", "index_b", "depth_a", "depth_b", "n", "k", "raw", "calibrated", "tau", "p", "alpha",
-              "null_draws", "null_method")
 
 
 # ---- files --------------------------------------------------------------------------------
@@ -135,7 +132,7 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
                         null_draws: int, seed: int, alpha: float = 0.05, cka_null: str = "closed_form",
                         feature_space_draws: int = 100, params: dict[str, dict] | None = None,
                         device=None) -> list[dict]:
-    """Every metric on every (block_a, block_b) cell of one pair, as rows of ``ROW_FIELDS``.
+    """Every metric on every (block_a, block_b) cell of one pair, as rows of ``plan.LAYER_FIELDS``.
     ``params``: each metric's tunable parameters, as in ``compare_files``.
 
     A side is {"emb", "knn"} (its final embedding and cached graph) plus, for a model with
@@ -148,7 +145,7 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
     specs = [get_metric(name) for name in metrics]
     start = time.perf_counter()
     final = compare_files(side_a["emb"], side_b["emb"], side_a["knn"], side_b["knn"], comparison=comparison,
-                          metrics=metrics, k=k, null_draws=null_draws, bootstrap_draws=0, ci=0.95, seed=seed,
+                          metrics=metrics, k=k, null_draws=null_draws, subsampling_splits=0, ci=0.95, seed=seed,
                           feature_space_draws=feature_space_draws, alpha=alpha, cka_null=cka_null, params=params,
                           device=device)
     ids_a, Za = read_checked_embeddings(side_a["emb"])
@@ -188,7 +185,7 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
                              "k": k if spec.takes_k else None, "alpha": alpha, **results[spec.name][(i, j)]})
     log.info("%d x %d blocks, %d metrics, %d null draws: %.1f s", len(A), len(B), len(specs), null_draws,
              time.perf_counter() - start)
-    return [{f: row[f] for f in ROW_FIELDS} for row in rows]
+    return [{f: row[f] for f in LAYER_FIELDS} for row in rows]
 
 
 def _permutation_table(n: int, draws: int, seed: int) -> np.ndarray:
@@ -225,9 +222,9 @@ def drawn_cells(spec, A, B, cells, k: int, params: dict, perms: np.ndarray, devi
 
 
 def write_layer_rows(path, rows: list[dict]) -> None:
-    """The tidy CSV of one pair (``ROW_FIELDS``), written atomically."""
+    """The tidy CSV of one pair (``plan.LAYER_FIELDS``), written atomically."""
     import pandas as pd
 
     with schema.atomic_path(path) as tmp:
-        table = pd.DataFrame(rows, columns=list(ROW_FIELDS)).astype({"k": "Int64"})  # integers, empty where none
+        table = pd.DataFrame(rows, columns=list(LAYER_FIELDS)).astype({"k": "Int64"})  # integers, empty where none
         table.to_csv(tmp, index=False)

@@ -76,7 +76,7 @@ coverage: at N = 3000, 50 draws covered 88-95%, the same samples' mean SE 93-97%
 Cost: subsample graphs are restricted from the cached graph (``Pair.subsample``), so a
 neighbourhood draw is O(n (k + d)) against O(n^2 d) for one graph build: about 0.5% of a build
 at n = 100k (docs/ARCHITECTURE.md has the measurement); a CKA/MI draw recomputes the moments of
-the two halves, one O(n d^2) pass (a bootstrap draw's cost), so they make at most
+the two halves, one O(n d^2) pass (what a bootstrap resample would cost), so they make at most
 ``feature_space_draws`` draws.
 """
 from __future__ import annotations
@@ -258,6 +258,7 @@ def calibrated_interval(ci_low, ci_high, tau, scale: str = "unit") -> tuple[floa
 
 
 INTERVAL_METHODS = ("percentile", "subsampling")
+DRAW_FIELDS = {"percentile": "bootstrap_draws", "subsampling": "subsampling_splits"}  # a record's count of them
 
 
 def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, alpha: float = 0.05,
@@ -269,7 +270,8 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
     ``interval='percentile'``: ``boot`` holds bootstrap scores (percentile interval, recentred on
     ``score``; the probes); ``'subsampling'``: the rescorings of ``quarter_splits``, (draws, 6),
     or (draws, 2) halves without ``knn`` (``subsampling_interval``; every metric of ``compare``;
-    ``knn`` = (n, k) for a neighbourhood metric). ``interval_method`` names it.
+    ``knn`` = (n, k) for a neighbourhood metric). ``interval_method`` names it, and the count of
+    ``boot``'s rows is the field ``DRAW_FIELDS[interval]``.
     """
     if not 0 < ci < 1 or not 0 < alpha < 1:
         raise ValueError(f"ci={ci} and alpha={alpha} must be in (0, 1)")
@@ -277,7 +279,7 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
         raise ValueError(f"interval must be one of {INTERVAL_METHODS}, got {interval!r}")
     null, boot = np.asarray(null, float), np.asarray(boot, float)
     out = {"ci_low": None, "ci_high": None, "null_mean": None, "null_std": None, "p_value": None,
-           "null_draws": len(null), "bootstrap_draws": len(boot), "tau": None, "calibrated": None,
+           "null_draws": len(null), DRAW_FIELDS[interval]: len(boot), "tau": None, "calibrated": None,
            "alpha": alpha, "null_method": "permutation" if len(null) else None,
            "interval_method": interval if len(boot) else None}
     if len(boot):

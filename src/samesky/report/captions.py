@@ -108,7 +108,7 @@ def values(series: pd.Series) -> str:
 def _interval(sub: pd.DataFrame, metric: str, facts: RunFacts, calibrated: bool) -> str:
     """How the brackets were made: the subsampling splits the records say they used, and why they
     are fewer than the config asked when the cap of ``Metric.costly_splits`` lowered them."""
-    splits = sub["bootstrap_draws"].dropna()
+    splits = sub["subsampling_splits"].dropna()
     if not splits.gt(0).any():
         return "No interval: no subsampling splits were drawn."
     spec = METRICS.get(metric)

@@ -1,7 +1,7 @@
 """Layer-wise atlas: the compare_layers jobs' per-pair CSVs -> one tidy table, the best block
 pair against the final layer, a heatmap per pair and metric, and best alignment against size.
 
-Each CSV has one row per (metric, block_a, block_b) of one compared pair (``COLUMNS``); block j
+Each CSV has one row per (metric, block_a, block_b) of one compared pair (``plan.LAYER_FIELDS``); block j
 of a model with L blocks has index j and depth (j + 1) / L, and the final embedding is the block
 named "final" with index L and depth 1.0 (it is the model's output after its own pooling and
 norm, not block L - 1, so the heatmaps draw it as a separate strip past depth 1).
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from ..plan import TRUTH_MODEL  # noqa: E402
+from ..plan import COMPARISON_FIELDS, LAYER_FIELDS, TRUTH_MODEL  # noqa: E402
 from .captions import RunFacts  # noqa: E402
 from .figures import _styles, draw_all, panel_handles, params_axis, save  # noqa: E402
 from .layout import column_labels  # noqa: E402
@@ -47,15 +47,12 @@ from .records import (  # noqa: E402
     survey_label,
 )
 
-COLUMNS = ("metric", "crossmatch", "kind", "survey_a", "model_a", "survey_b", "model_b", "block_a", "block_b",
-           "index_a", "index_b", "depth_a", "depth_b", "n", "k", "raw", "calibrated", "tau", "p", "alpha",
-           "null_draws", "null_method")
-TEXT = ("metric", "crossmatch", "kind", "survey_a", "model_a", "survey_b", "model_b", "block_a", "block_b")
+PAIR = ("metric", *COMPARISON_FIELDS)
+TEXT = (*PAIR, "block_a", "block_b")
 FINITE = ("index_a", "index_b", "depth_a", "depth_b", "n", "raw", "calibrated")  # required numbers
 OPTIONAL = ("k", "tau", "p", "alpha", "null_draws")  # numbers or empty (k: CKA has none)
 INTEGER = ("index_a", "index_b", "n", "k", "null_draws")
 KINDS = ("intramodal", "crossmodal", "truth")
-PAIR = ("metric", "crossmatch", "kind", "survey_a", "model_a", "survey_b", "model_b")
 FINAL = "final"
 BEST = (*PAIR, "n", "best_block_a", "best_block_b", "best_depth_a", "best_depth_b", "best_raw", "best_calibrated",
         "best_p", "final_raw", "final_calibrated", "delta_raw", "delta_calibrated")
@@ -63,7 +60,7 @@ GAP, FINAL_WIDTH = 0.04, 0.1  # depth-axis room between the last block and the f
 
 
 def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """The validated rows of one compare_layers CSV, columns in ``COLUMNS`` order."""
+    """The validated rows of one compare_layers CSV, columns in ``LAYER_FIELDS`` order."""
     path = Path(path)
     try:
         # as text, so that errors quote the file's own text; only empty number cells are missing
@@ -72,12 +69,12 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"{path}: layer metric file does not exist") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
         raise RecordError(f"{path}: not a layer metric CSV ({err})") from None
-    missing = [c for c in COLUMNS if c not in df.columns]
+    missing = [c for c in LAYER_FIELDS if c not in df.columns]
     if missing:
         raise RecordError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
     if df.empty:
         raise RecordError(f"{path}: no rows")
-    df = df[list(COLUMNS)].copy()  # row i is on line i + 2 (after the header)
+    df = df[list(LAYER_FIELDS)].copy()  # row i is on line i + 2 (after the header)
     for col in TEXT:
         bad = df[col].str.strip() == ""
         if bad.any():

@@ -11,19 +11,20 @@ import pandas as pd
 
 from ..metrics.registry import METRICS
 from ..models.registry import family_label  # noqa: F401  (tables, figures, trends and probes import it from here)
+from ..plan import COMPARISON_FIELDS
 from ..schema import SchemaError, read_metric_records
 from ..surveys import SURVEYS
 
 FIELDS = (
-    "kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "n", "n_excluded", "metric", "k",
-    "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws",
+    *COMPARISON_FIELDS, "n", "n_excluded", "metric", "k",
+    "score", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "null_draws", "subsampling_splits",
 )
 # Calibration (stats.calibrated): optional when reading, None for records written before it existed.
 CALIBRATION_FIELDS = ("calibrated", "tau", "alpha", "calibrated_low", "calibrated_high")
 NULL_METHODS = ("permutation", "closed_form")
-TEXT_FIELDS = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
+TEXT_FIELDS = (*COMPARISON_FIELDS, "metric")
 KINDS = ("intramodal", "crossmodal", "self", "truth")
-KEY = ("kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b", "metric")
+KEY = TEXT_FIELDS  # a record is one metric of one comparison
 
 
 class RecordError(ValueError):

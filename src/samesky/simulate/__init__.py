@@ -15,9 +15,9 @@ noise), ``spectra`` (fibre spectra), ``sky`` (``simulate_sky``, the truth as a s
 Latent model (per object, all drawn from the seed)
 --------------------------------------------------
 * redshift: truncated log-normal whose median/range depends on the crossmatch (spectroscopic
-  crossmatches are low-z, JWST ones high-z; see ``REDSHIFT_PRIORS``).
+  crossmatches are low-z, JWST ones high-z; ``surveys.Selection``, on each survey's entry).
 * log stellar mass: normal around a mean that rises as 1.8 log10(z) from a per-crossmatch anchor
-  (``MASS_ANCHOR``: a rough flux-limited selection, e.g. SDSS ~10.6 at z = 0.1).
+  (``Selection.mass_anchor``: a rough flux-limited selection, e.g. SDSS ~10.6 at z = 0.1).
 * star-formation state: quiescent with a probability rising with mass; log SFR from a main
   sequence (SF) or 1.8 dex below it (quiescent). The disk's young-light fraction follows sSFR.
 * morphology: bulge-to-total light ratio (rest 5500 A) and bulge Sersic index (quantised to
@@ -85,8 +85,6 @@ pixels are still masked but get no spike); ``neighbours=False`` drops the neighb
 from .cosmology import kpc_per_arcsec, luminosity_distance_cm  # noqa: F401
 from .population import (  # noqa: F401
     BULGE_TRUNC,
-    MASS_ANCHOR,
-    REDSHIFT_PRIORS,
     composite_half_light_radius,
     draw_latents,
     enclosed_fraction,

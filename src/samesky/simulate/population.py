@@ -8,19 +8,8 @@ from typing import Sequence
 import numpy as np
 from scipy import special, stats
 
+from ..surveys import Selection, get_survey
 from .cosmology import kpc_per_arcsec
-
-# Redshift priors per crossmatch flavour: (z_min, z_max, median, ln-sigma).
-REDSHIFT_PRIORS = {
-    "sdss": (0.02, 0.45, 0.12, 0.6),
-    "desi": (0.02, 1.0, 0.25, 0.7),
-    "jwst": (0.1, 3.5, 1.0, 0.6),
-    "legacysurvey": (0.02, 1.2, 0.35, 0.6),
-    "hsc": (0.02, 1.5, 0.5, 0.7),
-}
-# Flux-limited selection: mean log mass at z = 0.1 per crossmatch flavour (rises as 1.8 log z).
-MASS_ANCHOR = {"sdss": 10.6, "desi": 9.9, "jwst": 8.2, "legacysurvey": 9.3, "hsc": 8.7}
-
 
 BULGE_TRUNC = 8.0  # bulge Sersic profiles are truncated at 8 half-light radii (bounded FFTs)
 MAX_R_HALF_ARCSEC = 6.0  # angular sizes capped here (very nearby giants would overfill the cutouts)
@@ -86,17 +75,13 @@ def composite_half_light_radius(bulge_fraction, r_bulge, n_bulge, r_disk, iters:
 
 
 
-def _flavour(surveys: Sequence[str]) -> str:
-    """The survey that sets a crossmatch's selection: spectroscopic first, then JWST, Legacy, HSC."""
-    for key in ("sdss", "desi", "jwst", "legacysurvey", "hsc"):
-        if key in surveys:
-            return key
-    return "hsc"
-
-
-def redshift_prior(surveys: Sequence[str]) -> tuple[float, float, float, float]:
-    """(z_min, z_max, median, ln_sigma) of the crossmatch's truncated log-normal redshift prior."""
-    return REDSHIFT_PRIORS[_flavour(surveys)]
+def selection(surveys: Sequence[str]) -> Selection:
+    """The selection of a crossmatch of ``surveys`` (``surveys.Selection``): that of its survey of
+    lowest rank (spectroscopic first, then JWST, Legacy, HSC)."""
+    ranked = [get_survey(s).selection for s in surveys if get_survey(s).selection is not None]
+    if not ranked:
+        raise ValueError(f"none of the surveys {list(surveys)} has a simulated selection (surveys.Survey.selection)")
+    return min(ranked, key=lambda sel: sel.rank)
 
 
 def _truncated_lognormal(rng, n, zmin, zmax, median, sigma):

@@ -11,7 +11,7 @@ from .. import schema
 from ..surveys import IMAGE, get_survey
 from .cosmology import H0, OM0, luminosity_distance_cm
 from .images import FLUX_UNIT_IMAGE, render_images
-from .population import MASS_ANCHOR, _draw_neighbours, _flavour, draw_latents, redshift_prior
+from .population import _draw_neighbours, draw_latents, selection
 from .sed import EM_NAMES, dn4000, line_luminosities, restframe_color
 from .seeding import _rng
 from .spectra import FLUX_UNIT_SPECTRUM, render_spectra
@@ -79,8 +79,9 @@ def simulate_sky(name: str, surveys: list[str], n: int, seed: int, *, noise: boo
             raise ValueError(f"survey {s!r} cannot be simulated: its surveys.Survey entry has no filters, "
                              f"psf_fwhm and depth")
     t0 = time.perf_counter()
-    prior = redshift_prior(surveys) if redshift_range is None else tuple(redshift_range)
-    anchor = MASS_ANCHOR[_flavour(surveys)]
+    chosen = selection(surveys)
+    prior = chosen.redshift_prior if redshift_range is None else tuple(redshift_range)
+    anchor = chosen.mass_anchor
     lat = draw_latents(n, _rng(seed, name, "latents"), prior, anchor)
     nbrs = _draw_neighbours(n, _rng(seed, name, "neighbours"), prior, anchor) if neighbours else None
     ra, dec = _sky_positions(n, _rng(seed, name, "sky"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..surveys import DESI_WAVELENGTH, SDSS_DLOGLAM, SDSS_LOGLAM0, sdss_wavelength
+from ..surveys import DESI_WAVELENGTH, SDSS_DLOGLAM, SDSS_LOGLAM0, get_survey, sdss_wavelength
 from .cosmology import luminosity_distance_cm
 from .population import enclosed_fraction, enclosed_fraction_truncated
 from .sed import ABSORPTION, EM_LAM, line_luminosities, rest_continuum
@@ -13,13 +13,6 @@ C_KMS = 299792.458
 
 
 FLUX_UNIT_SPECTRUM = "1e-17 erg/s/cm^2/Angstrom"
-
-
-# Spectrographs: fibre diameter (arcsec), seeing FWHM (arcsec), per-pixel noise scale (1e-17 units).
-SPECTROGRAPH = {
-    "desi": {"fiber_diameter": 1.5, "seeing": 1.1, "sigma0": 0.45, "bad_fraction": 1e-3},
-    "sdss": {"fiber_diameter": 3.0, "seeing": 1.4, "sigma0": 1.0, "bad_fraction": 1e-3},
-}
 
 
 def desi_resolution(lam_obs):
@@ -150,7 +143,7 @@ def render_spectra(lat, survey: str, rng: np.random.Generator, noise: bool = Tru
                    chunk: int = 256) -> tuple[dict, dict]:
     """Render flux, ivar, mask, wavelength for one spectroscopic survey; return (arrays, truth extras)."""
     n = len(lat["redshift"])
-    spec = SPECTROGRAPH[survey]
+    spec = get_survey(survey).spectrograph
     if survey == "desi":
         wave = np.broadcast_to(DESI_WAVELENGTH, (n, DESI_WAVELENGTH.size))
         wave_out = DESI_WAVELENGTH.astype(np.float64)
@@ -177,16 +170,16 @@ def render_spectra(lat, survey: str, rng: np.random.Generator, noise: bool = Tru
         def pix_for(sl):
             st = starts[sl]
             return lambda lam: (np.log10(lam) - SDSS_LOGLAM0) / SDSS_DLOGLAM - st
-    ffrac = fiber_fraction(lat, spec["fiber_diameter"], spec["seeing"])
+    ffrac = fiber_fraction(lat, spec.fiber_diameter, spec.seeing)
     model = np.empty(wave.shape, np.float64)
     for a in range(0, n, chunk):
         sl = slice(a, min(a + chunk, n))
         model[sl] = model_spectrum(_subset(lat, sl), survey, wave[sl], pix_for(sl)) * ffrac[sl, None]
     valid = np.isfinite(wave)
     depth = np.exp(rng.normal(0.0, 0.25, n))
-    sigma = spec["sigma0"] * depth[:, None] * noise_prof
+    sigma = spec.sigma0 * depth[:, None] * noise_prof
     flux = model + (sigma * rng.standard_normal(model.shape) if noise else 0.0)
-    bad = (rng.uniform(size=model.shape) < spec["bad_fraction"]) & valid
+    bad = (rng.uniform(size=model.shape) < spec.bad_fraction) & valid
     spikes = np.abs(rng.normal(0, 20, model.shape)) * sigma  # cosmic-ray-like, on bad pixels only
     flux = np.where(bad & noise, flux + spikes, flux)
     ivar = np.where(valid & ~bad, 1.0 / sigma**2, 0.0)

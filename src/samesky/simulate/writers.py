@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from .. import schema
-from ..surveys import DESI_WAVELENGTH, IMAGE, NMGY_ZERO_POINT, get_survey
+from ..surveys import DESI_WAVELENGTH, IMAGE, NMGY_ZERO_POINT, get_layout, get_survey
 from .images import FLUX_UNIT_IMAGE
 from .sky import simulate_sky
 from .spectra import _sigma_function
@@ -42,9 +42,7 @@ def simulate_snapshot(directory, truth_path, name: str, layout: str, n: int, see
     """
     from .. import mmu
 
-    kind, surveys = mmu.LAYOUTS[layout] if layout in mmu.LAYOUTS else (None, None)
-    if surveys is None:
-        raise KeyError(f"unknown Multimodal Universe layout {layout!r}; known: {sorted(mmu.LAYOUTS)}")
+    surveys = get_layout(layout, mmu=True).surveys
     sky = simulate_sky(name, list(surveys), n, seed, **kw)
     examples = {s: mmu_examples(s, sky["groups"][s], sky["truth"], file_rows) for s in surveys}
     rows = (mmu.crossmatch_row(layout, {s: next(examples[s]) for s in surveys}) for _ in range(n))
@@ -76,27 +74,19 @@ def mmu_examples(survey: str, arrays: dict, truth: dict, file_rows: int = 64):
     s = get_survey(survey)
     ids = arrays["object_id"]
     n = len(ids)
-    floats = {"hsc": mmu.HSC_FLOAT, "legacysurvey": mmu.LEGACY_FLOAT, "jwst": mmu.JWST_FLOAT,
-              "desi": mmu.DESI_FLOAT, "sdss": mmu.SDSS_FLOAT + mmu.SDSS_FLUX}[survey]
-    cat = {k: np.full(n, np.nan, np.float32) for k in floats}
+    cat = {k: np.full(n, np.nan, np.float32) for k in mmu.float_columns(survey)}
     if s.modality == IMAGE:
         fac = flux_factor(NMGY_ZERO_POINT, s.zero_point) if s.zero_point is not None else 1.0
         phot = {b: truth[f"phot_{survey}_{b}"] for b in s.bands}
         mag = {b: NMGY_ZERO_POINT - 2.5 * np.log10(np.maximum(phot[b], 1e-12)) for b in s.bands}
         seeing = truth[f"obs_{survey}_psf_fwhm"] / min(s.psf_fwhm)
-        if survey == "hsc":
-            for b in s.bands:
-                cat[f"{b}_cmodel_mag"], cat[f"{b}_cmodel_magerr"] = mag[b], np.full(n, 0.01)
-                cat[f"a_{b}"], cat[f"{b}_extendedness_value"] = np.zeros(n), np.ones(n)
-        elif survey == "legacysurvey":
-            cat["EBV"] = np.zeros(n)
-            for b in s.bands:
-                cat[f"FLUX_{b.upper()}"] = phot[b]
-            cat["SHAPE_R"] = truth["r_half_arcsec"]
-        else:
-            cat["mag_auto"] = mag["f444w"]
-            cat["flux_auto"] = phot["f444w"]
-            cat["flux_radius"] = truth["r_half_arcsec"] / s.band_scale("f444w")
+        red = s.bands[-1]  # the reddest band: a single-band catalogue's (JWST's f444w)
+        known = {"EBV": np.zeros(n), "SHAPE_R": truth["r_half_arcsec"], "mag_auto": mag[red], "flux_auto": phot[red],
+                 "flux_radius": truth["r_half_arcsec"] / s.band_scale(red)}
+        for b in s.bands:
+            known |= {f"{b}_cmodel_mag": mag[b], f"{b}_cmodel_magerr": np.full(n, 0.01), f"a_{b}": np.zeros(n),
+                      f"{b}_extendedness_value": np.ones(n), f"FLUX_{b.upper()}": phot[b]}
+        cat |= {k: v for k, v in known.items() if k in cat}  # what the simulation knows, as each builder names it
         for i in range(n):
             flux, ivar = arrays["flux"][i] * np.float32(fac), arrays["ivar"][i] / np.float32(fac**2)
             mask = ivar > 0 if survey == "jwst" else np.zeros(flux.shape[1:], bool)
