@@ -56,8 +56,9 @@ def demo_run(tmp_path_factory):
     cfg = write_config(workdir / "demo.yaml", config)
     start = time.perf_counter()
     # a hang's safety net: the tour takes a few minutes on 2 idle cores, several times that when shared
-    proc = snakemake(workdir, "--cores", "2", "--configfile", cfg, timeout=3600)
+    proc = snakemake(workdir, "--cores", "2", "--quiet", "rules", "--configfile", cfg, timeout=3600)  # as make demo
     assert proc.returncode == 0, proc.stderr[-6000:]
+    (workdir / "terminal.txt").write_text(proc.stdout + proc.stderr)
     return workdir, config, time.perf_counter() - start
 
 
@@ -65,6 +66,12 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_tables_and_figures(demo_run):
     workdir, config, seconds = demo_run
     print(f"demo run took {seconds:.0f} s")
+    # the terminal shows progress and problems; each job's detail is in its log (the tables'
+    # snapshots have no coordinates: said once, in the ingestion log)
+    terminal = (workdir / "terminal.txt").read_text().splitlines()
+    assert len(terminal) < 300 and not [line for line in terminal if re.search(r"WARNING|\[transformers\]|it/s", line)]
+    ingest_log = (workdir / "logs/ingest_hf/desi_hsc.log").read_text()
+    assert ingest_log.count("no ra/dec column") == 1 and "INFO samesky.ingest" in ingest_log
     scores = pd.read_csv(workdir / "results/tables/scores.csv")
     assert set(scores["metric"]) == set(config["metrics"]["names"])
     tables = workdir / "results/tables/paper"

@@ -254,11 +254,11 @@ class ConfigChecks:
                           f"{missing[0]!r}; its properties: {known}")
 
     def _property_columns(self, crossmatch: str) -> Iterator[list[str] | None]:
-        """The per-object properties ``crossmatch`` will have (``schema.read_properties`` reads
-        them), cheapest first: a simulation's latent truth, then the catalogue columns of its
-        Multimodal Universe layout (those ``ingest`` keeps: scalar columns other than ids and
-        coordinates); a hub or snapshot source's layout columns; a crossmatch file's own
-        properties. None: not known before the file exists."""
+        """The per-object properties ``crossmatch`` will have (what ``schema.read_properties``
+        reads), in groups, cheapest first: for a simulation its latent truth, then (as for a hub
+        or snapshot source) the catalogue columns its Multimodal Universe layout declares that
+        ``ingest`` keeps (scalars other than ids and coordinates); for a crossmatch file its own
+        properties, or None while the file does not exist."""
         source = self.crossmatches[crossmatch]["source"]
         if "path" in source:
             path = Path(source["path"])
