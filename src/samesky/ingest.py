@@ -344,7 +344,7 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: dict, id
     own_ids = {s: _find(columns, lay["survey_ids"].get(s, ()), f"{s} ids", source, required=False) for s in surveys}
     absent = [k for k, c in radec.items() if c is None]
     if absent:  # as in every Multimodal Universe crossmatch: nothing downstream reads coordinates
-        log.info("%s: no %s column (tried %s); writing NaN", source, "/".join(absent), [lay[k] for k in absent])
+        log.info("%s: no %s column (tried %s); writing NaN", source, "/".join(absent), [c for k in absent for c in lay[k]])
     used = sorted({id_col, *cols.values(), *(c for c in radec.values() if c), *(c for c in own_ids.values() if c)})
     props = scalar_columns(ds.features, exclude=used)
     ds = ds.select_columns(used + props).with_format("arrow")
