@@ -339,6 +339,9 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
         cpus[model] = int(re.search(r"cpus_per_task=(\d+)", block).group(1))
     assert mem["dinov2-giant"] > mem["dinov2-small"] and mem["vit-huge"] > mem["vit-base"]
     assert cpus == {m: embed_cpus(m) for m in cpus} and cpus["dinov2-small"] > cpus["dinov2-giant"]
+    # the profile's set-threads reach the jobs (the plugin asks --cpus-per-task=threads), uncapped
+    knn = job_blocks(out, "knn_graph")
+    assert len(knn) == 98 and all(re.search(r"^\s+threads: 8$", b, re.M) for b in knn)
     print(f"paper dry-run took {seconds:.1f} s")
 
 
