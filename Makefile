@@ -12,8 +12,11 @@ $(VENV)/.installed: pyproject.toml requirements.txt requirements-nodeps.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
+# --quiet rules: the terminal shows progress and problems, not a block per job (69 of them). A job
+# that fails prints its traceback there, naming its log (samesky.runtime); Snakemake's own
+# "Error in rule" block is hidden too, so a plain `snakemake --cores 2` is the verbose run.
 demo: bytecode
-	$(VENV)/bin/snakemake --cores $(CORES)
+	$(VENV)/bin/snakemake --cores $(CORES) --quiet rules
 
 # The package byte-compiled once: where PYTHONDONTWRITEBYTECODE is set (this CI, many containers)
 # every job would otherwise recompile it on import, 0.12 s of each of the demo's 69 job start-ups.

@@ -166,6 +166,7 @@ def test_hf_source_defaults_per_layout(breadth_config, tmp_path):
     xms["legacysurvey_hsc"]["source"] = {"hf": {"dataset": "Smith42/legacysurvey_hsc_crossmatched"}}
     xms["desi_hsc"]["source"] = {"hf": {"dataset": str(tmp_path), "layout": "Smith42/desi_hsc_crossmatched",
                                         "id_column": "Z"}}
+    breadth_config["probes"]["properties"] = {"jwst_hsc": ["redshift", "quiescent"]}  # hub tables have no latents
     plan = Plan(validate_config(breadth_config))
     assert plan.hf_source("legacysurvey_hsc") == {"dataset": "Smith42/legacysurvey_hsc_crossmatched",
                                                   "layout": "Smith42/legacysurvey_hsc_crossmatched",

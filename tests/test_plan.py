@@ -104,6 +104,81 @@ def test_invalid_config_names_the_key(paper_config, edit, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["probes"].update(properties={"desi_hsc": ["redshift", "redshfit"]}),
+         "probes.properties.desi_hsc[1]: crossmatch 'desi_hsc' has no property 'redshfit'; its properties: ["),
+        (lambda c: c["probes"].update(properties=["redshift", "Z"]),  # a DESI column: not on JWST-HSC
+         "probes.properties[1]: crossmatch 'jwst_hsc' has no property 'Z'; its properties: ['a_v', "),
+        (lambda c: c["metrics"].update(k=200),
+         "metrics.k: 200 neighbours do not fit crossmatch 'jwst_hsc' of at most 200 objects "
+         "(crossmatches.jwst_hsc.source.simulate.n); k must be at most 199"),
+        (lambda c: c["metrics"].update(k=50), "metrics.k: 50 neighbours do not fit a quarter of crossmatch 'jwst_hsc' "
+         "of at most 200 objects (crossmatches.jwst_hsc.source.simulate.n), which the subsampling intervals of "
+         "['mknn', 'cknna'] rescore (metrics.subsampling_splits); k must be below 50"),
+        (lambda c: c["probes"].update(knn_k=160), "probes.knn_k: 160 neighbours do not fit the smallest training "
+         "fold (160 objects of 5 folds, probes.folds) of crossmatch 'jwst_hsc' of at most 200 objects "
+         "(crossmatches.jwst_hsc.source.simulate.n); must be below 160"),
+    ],
+)
+def test_a_value_that_would_fail_a_job_fails_the_plan(breadth_config, edit, message):
+    edit(breadth_config)
+    with pytest.raises(ConfigError) as err:
+        validate_config(breadth_config)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_neighbourhoods_fit_what_the_plan_knows_of_each_crossmatch(breadth_config, paper_config, tmp_path):
+    """Subsampling intervals only on a neighbourhood metric ask quarters; a hub crossmatch's size is
+    its limit (unknown without one); a crossmatch file's is its rows, and its properties its own."""
+    from samesky.simulate import simulate_crossmatch
+
+    breadth_config["metrics"].update(k=50, subsampling_splits=0)
+    validate_config(breadth_config)
+    breadth_config["metrics"].update(subsampling_splits=50, names=["cka_linear"])
+    validate_config(breadth_config)
+    paper_config["metrics"]["k"] = 40
+    validate_config(copy.deepcopy(paper_config))
+    paper_config["crossmatches"]["sdss_hsc"]["source"]["hf"]["limit"] = 40
+    with pytest.raises(ConfigError, match=r"^metrics\.k: 40 neighbours do not fit crossmatch 'sdss_hsc' of at most 40 "
+                       r"objects \(crossmatches\.sdss_hsc\.source\.hf\.limit\)"):
+        validate_config(paper_config)
+    path = tmp_path / "sky.h5"
+    config = copy.deepcopy(breadth_config)
+    config["crossmatches"] = {"sky": {"surveys": ["desi", "hsc"], "source": {"path": str(path)}}}
+    config["preprocess"]["percentile_source"] = {}
+    config["metrics"]["null_crossmatch"] = None
+    config["probes"].update(properties=["redshift", "log_mas"], categorical=[])
+    validate_config(copy.deepcopy(config))  # not yet made: nothing known
+    simulate_crossmatch(path, "sky", ["desi", "hsc"], 12, 0)
+    with pytest.raises(ConfigError, match=r"^probes\.properties\[1\]: crossmatch 'sky' has no property 'log_mas'"):
+        validate_config(copy.deepcopy(config))
+    config["probes"].update(properties=["redshift", "log_mass"], knn_k=3)
+    with pytest.raises(ConfigError, match=r"^metrics\.k: 50 neighbours do not fit crossmatch 'sky' of at most 12 "
+                       r"objects \(crossmatches\.sky\.source\.path\)"):
+        validate_config(config)
+
+
+def test_the_plan_knows_the_latent_properties_the_simulation_writes():
+    from samesky.latent_keys import truth_keys
+    from samesky.simulate import simulate_sky
+
+    for surveys in (["jwst", "hsc"], ["legacysurvey", "hsc"], ["desi", "hsc"], ["sdss", "hsc"]):
+        assert sorted(truth_keys(surveys)) == sorted(simulate_sky("keys", surveys, 2, 0)["truth"]), surveys
+
+
+def test_a_profile_placeholder_is_refused_naming_its_key():
+    from samesky.config import check_profile_resources
+
+    check_profile_resources({"slurm_account": "astro", "mem_mb": 8000}, {"embed": {"slurm_partition": "gpu"}})
+    with pytest.raises(ConfigError, match=r"^set-resources\.embed\.slurm_partition: 'CHANGE_ME_gpu_partition' is a "
+                       r"placeholder; set it in your profile"):
+        check_profile_resources({"slurm_account": "astro"}, {"embed": {"slurm_partition": "CHANGE_ME_gpu_partition"}})
+    with pytest.raises(ConfigError, match=r"^default-resources\.slurm_partition: 'CHANGE_ME_cpu_partition'"):
+        check_profile_resources({"slurm_partition": "CHANGE_ME_cpu_partition"}, {})
+
+
 def test_defaults_are_filled(breadth_config):
     breadth_config.pop("metrics")
     config = validate_config(breadth_config)

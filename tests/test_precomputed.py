@@ -91,6 +91,7 @@ def test_authors_embeddings_stand_in_for_ours(tmp_path, demo_config):
                    snap / "train-00000-of-00001.parquet")
     config = _config(demo_config, source=str(tmp_path / "specformer_desi"), column="embeddings")
     config["crossmatches"]["desi_hsc"]["source"] = {"path": str(tmp_path / "xm.h5")}
+    config["probes"].update(properties={}, categorical=[])  # the file has no properties to probe
     config["metrics"].update(names=["mknn"], null_draws=20, subsampling_splits=5)
     cfg = write_config(tmp_path / "c.yaml", config)
     pair = "desi_hsc/desi/specformer-base/hsc/vit-base"

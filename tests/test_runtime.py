@@ -36,3 +36,39 @@ def test_uncaught_exception_ends_the_rule_log(tmp_path):
     tail = log.rstrip().splitlines()
     assert tail[0].endswith("starting") and tail[-1] == "KeyError: 'missing_key_for_test'", log
     assert any(line.startswith("Traceback (most recent call last):") for line in tail)
+
+
+QUIET_SNAKEFILE = """
+rule chatty:
+    output: "out.txt"
+    log: "logs/chatty.log"
+    script: "chatty.py"
+"""
+
+QUIET_SCRIPT = """
+import logging, sys, warnings
+from samesky.runtime import setup_job
+log = setup_job(snakemake)
+log.info("detail for the log")
+print("a library's message", file=sys.stderr)
+warnings.warn("a library's warning")
+logging.getLogger("transformers").warning("a backend warning")
+log.warning("a real problem")
+open(snakemake.output[0], "w").close()
+"""
+
+
+def test_a_job_s_detail_stays_in_its_log(tmp_path):
+    """The terminal gets samesky's warnings (naming the log); the log gets everything."""
+    (tmp_path / "Snakefile").write_text(QUIET_SNAKEFILE)
+    (tmp_path / "chatty.py").write_text(QUIET_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-d", str(tmp_path),
+                           "-s", str(tmp_path / "Snakefile")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    terminal = proc.stdout + proc.stderr
+    assert "WARNING samesky (logs/chatty.log): a real problem" in terminal
+    for detail in ("detail for the log", "a library's message", "a library's warning", "a backend warning"):
+        assert detail not in terminal
+        assert detail in (tmp_path / "logs" / "chatty.log").read_text()

@@ -37,6 +37,12 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+def job_blocks(output: str, rule: str) -> list[str]:
+    """The lines a (dry-)run prints for each job of ``rule`` (each block starts with a [date] line)."""
+    blocks = re.split(r"^\[\w{3} \w{3} [ \d]\d [\d:]{8} \d{4}\]$", output, flags=re.M)
+    return [b for b in blocks if re.search(rf"^(local)?rule {rule}:", b.strip(), re.M)]
+
+
 def write_config(path, config):
     path.write_text(yaml.safe_dump(config))
     return str(path)
@@ -50,8 +56,9 @@ def demo_run(tmp_path_factory):
     cfg = write_config(workdir / "demo.yaml", config)
     start = time.perf_counter()
     # a hang's safety net: the tour takes a few minutes on 2 idle cores, several times that when shared
-    proc = snakemake(workdir, "--cores", "2", "--configfile", cfg, timeout=3600)
+    proc = snakemake(workdir, "--cores", "2", "--quiet", "rules", "--configfile", cfg, timeout=3600)  # as make demo
     assert proc.returncode == 0, proc.stderr[-6000:]
+    (workdir / "terminal.txt").write_text(proc.stdout + proc.stderr)
     return workdir, config, time.perf_counter() - start
 
 
@@ -59,6 +66,15 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_tables_and_figures(demo_run):
     workdir, config, seconds = demo_run
     print(f"demo run took {seconds:.0f} s")
+    # the terminal shows progress and problems; each job's detail is in its log (the tables'
+    # snapshots have no coordinates: said once, in the ingestion log). Per job Snakemake prints
+    # its scheduling round (2 lines) and its progress (3): no block, warning or backend message.
+    terminal = (workdir / "terminal.txt").read_text()
+    jobs = sum(job_counts(terminal).values())
+    assert len(terminal.splitlines()) <= 5 * jobs + 60, len(terminal.splitlines())
+    assert not re.findall(r"^.*(?:WARNING|\[transformers\]|it/s|rule \w+:).*$", terminal, re.M)
+    ingest_log = (workdir / "logs/ingest_hf/desi_hsc.log").read_text()
+    assert ingest_log.count("no ra/dec column") == 1 and "INFO samesky.ingest" in ingest_log
     scores = pd.read_csv(workdir / "results/tables/scores.csv")
     assert set(scores["metric"]) == set(config["metrics"]["names"])
     tables = workdir / "results/tables/paper"
@@ -275,12 +291,33 @@ def test_aion_family_runs_on_raw_fluxes(demo_run, tmp_path):
     assert records["mknn"]["kind"] == "crossmodal" and (records["mknn"]["n"], records["mknn"]["n_excluded"]) == (n, 0)
 
 
+def slurm_profile(tmp_path) -> str:
+    """profiles/slurm with its placeholders filled in, as a user edits it."""
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    text = (ROOT / "profiles/slurm/config.yaml").read_text()
+    for placeholder, value in (("CHANGE_ME_account", "astro"), ("CHANGE_ME_cpu_partition", "cpu"),
+                               ("CHANGE_ME_gpu_partition", "gpu")):
+        text = text.replace(placeholder, value)
+    assert "CHANGE_ME" not in yaml.safe_dump(yaml.safe_load(text))  # only comments still name them
+    (profile / "config.yaml").write_text(text)
+    return str(profile)
+
+
+def test_a_profile_placeholder_fails_the_dry_run(tmp_path):
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"),
+         "--configfile", str(ROOT / "config/config.yaml")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode != 0
+    assert "default-resources.slurm_account: 'CHANGE_ME_account' is a placeholder" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_paper_dry_run_with_slurm_profile(tmp_path):
     start = time.perf_counter()
     proc = subprocess.run(
-        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"),
-         "--configfile", str(ROOT / "config/config.yaml"),
-         "--cores", "64"],  # a dry run caps threads at --cores (default 1); on Slurm nothing caps them
+        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", slurm_profile(tmp_path),
+         "--configfile", str(ROOT / "config/config.yaml")],  # no --cores: the profile's lets jobs have their threads
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     seconds = time.perf_counter() - start
     out = proc.stdout + proc.stderr
@@ -290,9 +327,9 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
     assert counts["ingest_hf"] == 4
     assert counts["compare"] == 66 + 64 + 16
     assert counts["probe"] == 17 and counts["probe_report"] == 1  # DESI redshift Z: every DESI-HSC embedding
-    assert all("desi_hsc" in b for b in out.split("\n\n") if re.search(r"^rule probe:", b.strip(), re.M))
+    assert all("desi_hsc" in b for b in job_blocks(out, "probe"))
     # per-size GPU resources are shown for every embedding job, with the cores that feed its GPU
-    embed_blocks = [b for b in out.split("\n\n") if re.search(r"^rule embed:", b.strip(), re.M)]
+    embed_blocks = job_blocks(out, "embed")
     assert len(embed_blocks) == 98
     mem, cpus = {}, {}
     for block in embed_blocks:
@@ -302,6 +339,9 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
         cpus[model] = int(re.search(r"cpus_per_task=(\d+)", block).group(1))
     assert mem["dinov2-giant"] > mem["dinov2-small"] and mem["vit-huge"] > mem["vit-base"]
     assert cpus == {m: embed_cpus(m) for m in cpus} and cpus["dinov2-small"] > cpus["dinov2-giant"]
+    # the profile's set-threads reach the jobs (the plugin asks --cpus-per-task=threads), uncapped
+    knn = job_blocks(out, "knn_graph")
+    assert len(knn) == 98 and all(re.search(r"^\s+threads: 8$", b, re.M) for b in knn)
     print(f"paper dry-run took {seconds:.1f} s")
 
 
@@ -326,15 +366,15 @@ def test_paper_dry_run_with_the_zoo_block_turned_on(tmp_path):
     assert set(zoo) - {"astropt", "convnextv2", "dinov2", "ijepa", "vit"} == {
         "dinov3", "vitmae", "clip", "siglip2", "vjepa2", "llavaov", "paligemma2"}
     proc = subprocess.run(
-        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"), "--configfile", str(config),
-         "--cores", "64", "--until", "embed"],
+        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", slurm_profile(tmp_path), "--configfile", str(config),
+         "--until", "embed"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     new = {f"{f}-{s}" for f in ("dinov3", "vitmae", "clip", "siglip2", "vjepa2", "llavaov", "paligemma2")
            for s in family_sizes(f)}
     assert len(new) == 23
-    embed_blocks = [b for b in out.split("\n\n") if re.search(r"^rule embed:", b.strip(), re.M)]
+    embed_blocks = job_blocks(out, "embed")
     assert len(embed_blocks) == 98 + 6 * 23  # the paper's jobs + each new model on the 6 image (crossmatch, survey)
     seen = {}
     for block in embed_blocks:
@@ -362,8 +402,8 @@ def test_paper_dry_run_with_all_layers(tmp_path):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
-        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", str(ROOT / "profiles/slurm"),
-         "--configfile", write_config(tmp_path / "layers.yaml", config), "--cores", "64"],
+        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", slurm_profile(tmp_path),
+         "--configfile", write_config(tmp_path / "layers.yaml", config)],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -373,10 +413,10 @@ def test_paper_dry_run_with_all_layers(tmp_path):
     counts = job_counts(out)
     assert counts["embed"] == 98 and counts["knn_graph"] == 98 and counts["compare"] == 66 + 64 + 16
     assert "knn_layers" not in counts and counts["compare_layers"] == 66 + 64
-    graphs = [b for b in out.split("\n\n") if re.search(r"^rule knn_graph:", b.strip(), re.M)]
+    graphs = job_blocks(out, "knn_graph")
     assert len(graphs) == 98 and all("gpu=1" in b and "results/knn_layers/" in b and "results/layers/" in b
                                      for b in graphs)
-    blocks = [b for b in out.split("\n\n") if re.search(r"^rule compare_layers:", b.strip(), re.M)]
+    blocks = job_blocks(out, "compare_layers")
     assert len(blocks) == 130 and all("gpu=1" in b and "results/knn_layers/" in b for b in blocks)
     print(f"paper dry-run with layers: {seconds:.1f} s wall, {cpu:.1f} s CPU")
     assert cpu < 60  # a safety net; about 3 s on 2 idle cores

@@ -6,9 +6,11 @@ must exist in the registries, crossmatches and surveys that must agree). Every e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator, Mapping
 
 import yaml
 
+from . import schema
 from .surveys import IMAGE, SPECTRUM, SURVEYS, get_survey
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -54,6 +56,23 @@ def validate_config(config: dict) -> dict:
 
     Plan(fill_defaults(config))
     return config
+
+
+PLACEHOLDER = "CHANGE_ME"  # profiles/slurm's values for the user to edit
+
+
+def check_profile_resources(default_resources: Mapping[str, object],
+                            set_resources: Mapping[str, Mapping[str, object]]) -> None:
+    """No resource of the profile (its ``default-resources`` and ``set-resources``, as given:
+    ``{name: value}`` and ``{rule: {name: value}}``) is still a placeholder: a job submitted with
+    it would fail at the scheduler (an unknown account or partition), after the run has begun."""
+    given = {f"default-resources.{name}": value for name, value in default_resources.items()}
+    given.update({f"set-resources.{rule}.{name}": value
+                  for rule, values in set_resources.items() for name, value in values.items()})
+    for key, value in given.items():
+        if isinstance(value, str) and PLACEHOLDER in value:
+            raise ConfigError(f"{key}: {value!r} is a placeholder; set it in your profile to your cluster's "
+                              f"value (profiles/slurm/config.yaml: account and partitions), or remove the key")
 
 
 def _registry():
@@ -210,7 +229,97 @@ class ConfigChecks:
             for xm in chosen:
                 if xm not in self.crossmatches:
                     raise ConfigError(f"probes.properties.{xm}: not a configured crossmatch; known: {sorted(self.crossmatches)}")
+        for xm in self.crossmatches:
+            self._check_probe_properties(xm)
         probed = {name for xm in self.crossmatches for name in self.probe_properties(xm)}
         for i, name in enumerate(self.config["probes"]["categorical"]):
             if name not in probed:
                 raise ConfigError(f"probes.categorical[{i}]: {name!r} is not among the probed properties {sorted(probed)}")
+
+    def _check_probe_properties(self, crossmatch: str) -> None:
+        """Each probed property of ``crossmatch`` is one its files will hold, where that is known
+        before ingestion (``_property_columns``)."""
+        names = self.probe_properties(crossmatch)
+        missing = list(names)
+        for columns in self._property_columns(crossmatch):
+            if columns is None:
+                return
+            missing = [name for name in missing if name not in columns]
+            if not missing:
+                return
+        chosen = self.config["probes"]["properties"]
+        key = f"probes.properties.{crossmatch}" if isinstance(chosen, dict) else "probes.properties"
+        known = sorted({name for columns in self._property_columns(crossmatch) for name in columns})
+        raise ConfigError(f"{key}[{names.index(missing[0])}]: crossmatch {crossmatch!r} has no property "
+                          f"{missing[0]!r}; its properties: {known}")
+
+    def _property_columns(self, crossmatch: str) -> Iterator[list[str] | None]:
+        """The per-object properties ``crossmatch`` will have (what ``schema.read_properties``
+        reads), in groups, cheapest first: for a simulation its latent truth, then (as for a hub
+        or snapshot source) the catalogue columns its Multimodal Universe layout declares that
+        ``ingest`` keeps (scalars other than ids and coordinates); for a crossmatch file its own
+        properties, or None while the file does not exist."""
+        source = self.crossmatches[crossmatch]["source"]
+        if "path" in source:
+            path = Path(source["path"])
+            yield schema.property_names(path) if path.is_file() else None
+            return
+        if "simulate" in source:
+            from .latent_keys import truth_keys
+
+            yield truth_keys(self.crossmatches[crossmatch]["surveys"])
+        from . import mmu
+        from .ingest import scalar_columns
+        from .surveys import get_layout
+
+        hf = self.hf_source(crossmatch)
+        layout = get_layout(hf["layout"])
+        if layout.mmu is None:  # not a Multimodal Universe table: its catalogue is known at ingestion
+            yield None
+            return
+        exclude = {hf["id_column"], *layout.ra, *layout.dec, *(c for ids in layout.survey_ids.values() for c in ids)}
+        yield scalar_columns(mmu.crossmatch_features(hf["layout"]), exclude=exclude)
+
+    def _crossmatch_size(self, crossmatch: str) -> tuple[int, str] | None:
+        """At most how many objects ``crossmatch`` will hold, and the key that says so: a
+        simulation's n, a hub source's limit, a crossmatch file's rows (ingestion only drops
+        rows); None when not known before ingestion."""
+        source, key = self.crossmatches[crossmatch]["source"], f"crossmatches.{crossmatch}.source"
+        if "simulate" in source:
+            return source["simulate"]["n"], f"{key}.simulate.n"
+        if "hf" in source:
+            return (source["hf"]["limit"], f"{key}.hf.limit") if source["hf"]["limit"] else None
+        if Path(source["path"]).is_file():
+            with schema.read_h5(source["path"]) as f:
+                return len(f["object_id"]), f"{key}.path"
+        return None
+
+    def _check_neighbourhoods(self) -> None:
+        """Every neighbourhood fits each crossmatch whose size is known: metrics.k (the kNN
+        graphs, below n; below a quarter of n when neighbourhood metrics draw subsampling
+        intervals, which rescore quarters; every metric that takes k takes this one) and the kNN
+        probe's k (below the smallest training fold, as ``probes.probe`` requires). The graphs'
+        width beyond k is capped at n - 1 where they are built (``knn.knn_file``)."""
+        metrics, probes = self.config["metrics"], self.config["probes"]
+        specs = [_metric_names()[name] for name in metrics["names"]]
+        quarters = metrics["subsampling_splits"] and any(spec.interval == "subsampling_knn" for spec in specs)
+        k = metrics["k"]
+        for xm in self.crossmatches:
+            size = self._crossmatch_size(xm)
+            if size is None:
+                continue
+            n, where = size
+            if k > n - 1:
+                raise ConfigError(f"metrics.k: {k} neighbours do not fit crossmatch {xm!r} of at most {n} objects "
+                                  f"({where}); k must be at most {n - 1}")
+            if quarters and not n > 4 * k:
+                raise ConfigError(f"metrics.k: {k} neighbours do not fit a quarter of crossmatch {xm!r} of at most "
+                                  f"{n} objects ({where}), which the subsampling intervals of "
+                                  f"{[s.name for s in specs if s.interval == 'subsampling_knn']} rescore "
+                                  f"(metrics.subsampling_splits); k must be below {n / 4:g}")
+            if self.probe_properties(xm):
+                n_train = n - -(-n // probes["folds"])  # the smallest training fold
+                if probes["knn_k"] >= n_train:
+                    raise ConfigError(f"probes.knn_k: {probes['knn_k']} neighbours do not fit the smallest training "
+                                      f"fold ({n_train} objects of {probes['folds']} folds, probes.folds) of "
+                                      f"crossmatch {xm!r} of at most {n} objects ({where}); must be below {n_train}")

@@ -311,9 +311,10 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: Layout, 
     id_col = _find(columns, [id_column] if id_column else lay.object_id, "the object id (id_column)", source)
     radec = {k: _find(columns, getattr(lay, k), k, source, required=False) for k in ("ra", "dec")}
     own_ids = {s: _find(columns, lay.survey_ids.get(s, ()), f"{s} ids", source, required=False) for s in surveys}
-    for k, c in radec.items():
-        if c is None:
-            log.warning("%s: no %s column (tried %s); writing NaN", source, k, list(getattr(lay, k)))
+    absent = [k for k, c in radec.items() if c is None]
+    if absent:  # as in every Multimodal Universe crossmatch: nothing downstream reads coordinates
+        log.info("%s: no %s column (tried %s); writing NaN", source, "/".join(absent),
+                 [c for k in absent for c in getattr(lay, k)])
     used = sorted({id_col, *cols.values(), *(c for c in radec.values() if c), *(c for c in own_ids.values() if c)})
     props = scalar_columns(ds.features, exclude=used)
     ds = ds.select_columns(used + props).with_format("arrow")

@@ -80,6 +80,7 @@ class Plan(ConfigChecks, RuleParams):
         self._check_preprocess()
         self._check_metrics()
         self._check_probes()
+        self._check_neighbourhoods()
         self.precomputed()  # checks models.precomputed
 
     def precomputed(self) -> dict[tuple[str, str, str], dict]:

@@ -6,15 +6,34 @@ import os
 import sys
 from pathlib import Path
 
+# Progress bars of the libraries jobs call (tqdm, Hugging Face hub and datasets): off, as a job's
+# log is read after the fact and a bar there is one long line of carriage returns.
+NO_PROGRESS_BARS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
 
 def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> logging.Logger:
-    """Log to the rule's log file (if any) and to stderr, with timestamps."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    """Log with timestamps to the rule's log file, if any, else to stderr.
+
+    With a log file the terminal (the process's stderr as it started) gets only samesky's
+    warnings and anyone's errors, each naming the log, and the process's stderr becomes the log
+    file: what libraries print there (transformers' and Python's warnings, C libraries) stays
+    with the job's detail instead of interleaving on the terminal of a run of many jobs."""
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(level=level, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        terminal = os.fdopen(os.dup(2), "w", buffering=1)
+        log_file = open(log_path, "w", buffering=1)
+        os.dup2(log_file.fileno(), 2)
+        sys.stderr = log_file
+        loud = logging.StreamHandler(terminal)
+        loud.setLevel(logging.WARNING)
+        loud.addFilter(lambda record: record.levelno >= logging.ERROR or record.name.startswith("samesky"))
+        loud.setFormatter(logging.Formatter(f"%(levelname)s %(name)s ({log_path}): %(message)s"))
+        handlers: list[logging.Handler] = [logging.StreamHandler(log_file), loud]
+    else:
+        handlers = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(level=level, handlers=handlers, force=True)
     log = logging.getLogger("samesky")
     sys.excepthook = _log_uncaught(log)
     return log
@@ -37,6 +56,8 @@ def setup_job(smk) -> logging.Logger:
     one machine oversubscribe it (Snakemake sets OMP_NUM_THREADS only for ``shell:`` rules).
     """
     use_threads(smk.threads)
+    for var, value in NO_PROGRESS_BARS.items():
+        os.environ.setdefault(var, value)
     return setup_logging(smk.log[0] if smk.log else None)
 
 

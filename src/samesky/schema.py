@@ -303,6 +303,12 @@ def _property_groups(f: h5py.File, path) -> list[tuple[str, str]]:
     return out
 
 
+def property_names(path: str | os.PathLike) -> list[str]:
+    """The per-object properties of a crossmatch file, in ``/properties`` and ``/truth``."""
+    with read_h5(path) as f:
+        return [name for name, _ in _property_groups(f, path)]
+
+
 def read_properties(path: str | os.PathLike, names=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(object_id, {name: (N,) array}) of a crossmatch file's per-object properties, from
     ``/properties`` (catalogue columns) and ``/truth`` (a simulation's latents) alike.

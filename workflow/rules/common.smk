@@ -5,15 +5,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from samesky import paths
-from samesky.config import fill_defaults
+from samesky.config import check_profile_resources, fill_defaults
 from samesky.plan import TRUTH_MODEL, TRUTH_SURVEY, Plan, comparison_kind
 from samesky.models.registry import get_model
 from samesky.models.resources import embed_cpus, resources_for
 from samesky.surveys import IMAGE, SURVEYS, get_survey
 
 # Checked once per parse, before any job, naming the offending key: the schema (which fills
-# every default), then the plan's own checks as it is built.
+# every default), then the plan's own checks as it is built, then the profile's resources
+# (given as default-resources and set-resources; Snakemake keeps each value as written, .raw).
 PLAN = Plan(fill_defaults(config))
+check_profile_resources(
+    {
+        name: res.raw
+        for name, res in (workflow.resource_settings.default_resources or {}).items()
+    },
+    {
+        rule_name: {name: res.raw for name, res in values.items()}
+        for rule_name, values in workflow.resource_settings.overwrite_resources.items()
+    },
+)
 
 
 def _one_of(names):

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from .. import schema
+from ..latent_keys import TRUTH_KEYS
 from ..surveys import IMAGE, get_survey
 from .cosmology import H0, OM0, luminosity_distance_cm
 from .images import FLUX_UNIT_IMAGE, render_images
@@ -19,13 +20,6 @@ from .spectra import FLUX_UNIT_SPECTRUM, render_spectra
 log = logging.getLogger(__name__)
 
 SIM_VERSION = 1
-
-
-TRUTH_KEYS = ("redshift", "log_mass", "quiescent", "log_sfr", "log_ssfr", "young_fraction", "d4000",
-              "restframe_g_r", "bulge_fraction", "sersic_n", "r_half_arcsec", "r_half_kpc",
-              "r_bulge_arcsec", "r_disk_arcsec", "axis_ratio", "bulge_axis_ratio", "ellipticity",
-              "position_angle_deg",
-              "a_v", "vel_disp", "halpha_flux", "oiii_flux", "n_neighbours")
 
 
 def _survey_ids(survey: str, n: int, rng: np.random.Generator) -> np.ndarray:
