@@ -88,6 +88,7 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
     if bad.any():
         raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'kind' is {df['kind'][bad.idxmax()]!r}, "
                           f"expected one of {KINDS}")
+    calibrated = df["calibrated"].fillna("")  # the file's text, for the error below
     for col in (*FINITE, *OPTIONAL):
         values = pd.to_numeric(df[col], errors="coerce")
         bad = (values.isna() & df[col].notna()) | (~np.isfinite(values) & values.notna())
@@ -107,7 +108,7 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
     if bad.any():
         raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'calibrated' must be a finite number, "
                           f"and empty only where null_method is {PAIRING_FREE!r} (no null is defined), got "
-                          f"{df['calibrated'][bad.idxmax()]!r} with null_method {df['null_method'][bad.idxmax()]!r}")
+                          f"{calibrated[bad.idxmax()]!r} with null_method {df['null_method'][bad.idxmax()]!r}")
     _check_depths(df, path)
     return df
 
