@@ -68,7 +68,7 @@ def test_a_measure_is_pairing_free_exactly_when_declared(name):
 
 
 @pytest.mark.parametrize("name", PAIRING_FREE)
-def test_a_pairing_free_record_has_a_score_and_an_interval_and_no_null(pair, name, monkeypatch):
+def test_a_pairing_free_record_has_a_score_and_an_interval_and_no_null(pair, name, monkeypatch, tmp_path):
     from samesky.metrics.measures import MeasureEstimator
 
     def no_draws(self, pi):
@@ -83,6 +83,12 @@ def test_a_pairing_free_record_has_a_score_and_an_interval_and_no_null(pair, nam
                                 "calibrated_low", "calibrated_high")} == {
         "null_draws": 0, "null_method": "pairing_free", "null_mean": None, "null_std": None, "p_value": None,
         "tau": None, "calibrated": None, "calibrated_low": None, "calibrated_high": None}
+    from samesky.report import gather
+    from samesky.schema import write_metric_records
+
+    write_metric_records(tmp_path / "r.json", [rec])  # as the compare job writes it, read by the report
+    row = gather([tmp_path / "r.json"]).iloc[0]
+    assert row.null_method == "pairing_free" and row.score == rec["score"] and np.isnan(row.calibrated)
 
 
 @pytest.mark.parametrize("name", [m for m in MEASURES if m not in PAIRING_FREE])
@@ -106,7 +112,7 @@ def test_a_measure_scores_its_function_with_a_null_on_its_own_tail(pair, name):
     assert rec["ci_low"] <= score <= rec["ci_high"] and rec["k"] == (SETTINGS["k"] if metric.takes_k else None)
 
 
-def test_measures_reach_the_layer_atlas(pair):
+def test_measures_reach_the_layer_atlas(pair, tmp_path):
     names = ["procrustes", "jaccard", "cka_rbf", "frechet"]
     rows = compare_layer_files(pair["a"], pair["b"], comparison=COMPARISON, metrics=names, **PLAIN)
     assert len(rows) == 4 * 4 * 3
@@ -116,6 +122,13 @@ def test_measures_reach_the_layer_atlas(pair):
     cell = next(r for r in free if (r["block_a"], r["block_b"]) == ("block1", "block0"))
     X, Y = (LayersFile(pair[s]["layers"]).block(j).astype(np.float32) for s, j in (("a", 1), ("b", 0)))
     assert cell["raw"] == _function(METRICS["frechet"])(X, Y)
+    from samesky.metrics.layers import write_layer_rows
+    from samesky.report.layers import best_layers, gather_layers
+
+    write_layer_rows(tmp_path / "layers.csv", rows)  # as the compare_layers job writes them, read by the report
+    table = gather_layers([tmp_path / "layers.csv"])
+    assert table.loc[table.metric == "frechet", ["calibrated", "tau", "p"]].isna().all().all()
+    assert set(best_layers(table).metric) == {"procrustes", "jaccard", "cka_rbf"}
     cell = next(r for r in rows if (r["metric"], r["block_a"], r["block_b"]) == ("procrustes", "block1", "block0"))
     assert cell["null_draws"] == SETTINGS["feature_space_draws"] and cell["null_method"] == "permutation"
     X, Y = (LayersFile(pair[s]["layers"]).block(j).astype(np.float32) for s, j in (("a", 1), ("b", 0)))
