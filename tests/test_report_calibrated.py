@@ -160,3 +160,15 @@ def test_a_pairing_free_measure_has_raw_tables_and_figures_and_no_calibrated_one
     paths = {p.name for p in write_figures(df[df.metric != "mutual_info"], tmp_path / "f", PARAMS)}
     assert {"figure1_crossmodal_frechet.png", "figure1_crossmodal_mknn_calibrated.png"} <= paths
     assert not {p for p in paths if "frechet_calibrated" in p}
+
+
+def test_a_pairing_free_measure_gets_no_null_band_even_from_records_with_a_null(tmp_path):
+    """Records written before the declaration carry a 'null' equal to the score: no band is drawn from it."""
+    from samesky.report.captions import RunFacts
+    from samesky.report.figures import _figure, _styles
+
+    old = [{**r, "metric": m} for r in synthetic_records() if r["metric"] == "mknn" for m in ("mknn", "frechet")]
+    df = gather([write_json(tmp_path / "old.json", old)], PARAMS)
+    bands = {m: [p.get_label() for p in _figure(df, "crossmodal", m, _styles(df), RunFacts()).axes[0].patches]
+             for m in ("mknn", "frechet")}
+    assert bands == {"mknn": ["permutation null (±2σ)"], "frechet": []}
