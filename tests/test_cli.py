@@ -197,3 +197,28 @@ def test_metric_parameters(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*args, "--param", "components=4"])
     assert "expected METRIC.NAME=VALUE" in capsys.readouterr().err
+
+
+def test_a_pairing_free_measure_prints_its_score_and_says_why_it_has_no_null(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "a.npy", rng.normal(size=(60, 4)))
+    np.save(tmp_path / "b.npy", rng.normal(size=(60, 4)) + 0.5)
+    df = samesky.compare(tmp_path / "a.npy", tmp_path / "b.npy", metrics=["mknn", "frechet"], k=3, null_draws=10,
+                         subsampling_splits=5)
+    free = df.set_index("metric").loc["frechet"]
+    assert free["null_method"] == "pairing_free" and free["null_draws"] == 0 and free["ci_low"] < free["score"]
+    assert free[["null_mean", "p_value", "tau", "calibrated", "calibrated_low", "calibrated_high"]].isna().all()
+    assert df.set_index("metric").loc["mknn", "null_method"] == "permutation"
+    assert main(["compare", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--metrics", "mknn", "frechet", "-k", "3",
+                 "--null-draws", "10", "--subsampling-splits", "5", "-q", "-o", str(tmp_path / "r.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("frechet "))
+    assert row.split()[-4:] == ["-", "-", "-", "-"] and f"{free['score']:.4f}" in row  # null mean, p, calibrated, tau
+    assert lines[-1] == ("frechet: no permutation null: the measure compares the two distributions and ignores which "
+                         "row of A goes with which row of B, so permuting B's rows leaves it unchanged (pairing-free: "
+                         "no p, calibrated score or tau)")
+    rec = next(r for r in json.loads((tmp_path / "r.json").read_text())["records"] if r["metric"] == "frechet")
+    assert (rec["null_method"], rec["p_value"], rec["tau"], rec["calibrated"]) == ("pairing_free", None, None, None)
+    assert main(["metrics"]) == 0
+    assert "(distance, distance; null: none, pairing-free)" in next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("  frechet "))

@@ -155,12 +155,15 @@ def _one(tmp_path, mutate=None, columns=LAYER_FIELDS):
 @pytest.mark.parametrize("mutate, message", [
     (lambda r: r[3].update(kind="self"), "line 5: column 'kind' is 'self'"),
     (lambda r: r[2].update(raw="high"), "line 4: column 'raw' must be a finite number, got 'high'"),
-    (lambda r: r[0].update(calibrated=""), "line 2: column 'calibrated' must be a finite number"),
+    (lambda r: r[0].update(calibrated=""), "line 2: column 'calibrated' must be a finite number, and empty only "
+     "where null_method is 'pairing_free' (no null is defined), got '' with null_method 'permutation'"),
     (lambda r: r[1].update(raw="inf"), "line 3: column 'raw' must be a finite number"),
     (lambda r: r[1].update(n=499.5), "line 3: column 'n' must be a finite integer, got '499.5'"),
     (lambda r: r[2].update(index_b="x"), "line 4: column 'index_b' must be a finite integer, got 'x'"),
     (lambda r: r[5].update(block_b=""), "line 7: column 'block_b' is empty"),
     (lambda r: r[4].update(null_method="bootstrap"), "line 6: column 'null_method' is 'bootstrap'"),
+    (lambda r: r[4].update(null_method="pairing_free"), "line 6: column 'calibrated' must be a finite number, "
+     "and empty only where null_method is 'pairing_free' (no null is defined), got '0.02' with null_method 'pairing_free'"),
     (lambda r: r[4].update(depth_a=0.75), "line 6: vit-base block 'layer 2' has index_a 1 and depth_a 0.75"),
     (lambda r: r[3].update(depth_b=0.5), "line 5: vit-base block 'final' has index_b 3 and depth_b 0.5"),
 ])
@@ -169,6 +172,21 @@ def test_malformed_rows_name_file_line_and_column(tmp_path, mutate, message):
     with pytest.raises(RecordError, match="bad.csv: ") as err:
         gather_layers([path])
     assert message in str(err.value)
+
+
+def test_a_pairing_free_measure_stays_in_the_table_and_out_of_the_best_and_heatmaps(files, tmp_path):
+    """Its rows have no tau, p or calibrated score; the views built on the calibrated score leave it out."""
+    free = grid("crossmodal", "jwst_hsc", "jwst", "vit-base", "hsc", "vit-base", 2, 3, RAW, [[""] * 4] * 3,
+                metric="frechet")
+    for row in free:
+        row.update(tau="", p="", null_draws=0, null_method="pairing_free")
+    df = gather_layers([*files, write(tmp_path / "m" / "free.csv", free)])
+    rows = df[df.metric == "frechet"]
+    assert len(rows) == 12 and rows[["calibrated", "tau", "p"]].isna().all().all()
+    assert rows["raw"].tolist() == [v for row in RAW for v in row]
+    assert set(best_layers(df).metric) == {"mknn", "cka_linear"}
+    names = {p.relative_to(tmp_path / "h").parts[0] for p in write_layer_heatmaps(df, tmp_path / "h")}
+    assert names == {"mknn", "cka_linear"}
 
 
 def test_missing_column_empty_file_and_no_rows(tmp_path):

@@ -121,3 +121,54 @@ def test_raw_axes_carry_the_metric_unit(cdf):
     df = attach_params(cdf, PARAMS)
     labels = {m: _figure(df, "crossmodal", m, _styles(df), RunFacts()).axes[0].get_ylabel() for m in ("mknn", "mutual_info")}
     assert labels == {"mknn": "crossmodal MKNN score (%)", "mutual_info": "crossmodal mutual information score (nats)"}
+
+
+NO_NULL = {"null_mean": None, "null_std": None, "p_value": None, "null_draws": 0, "tau": None, "calibrated": None,
+           "calibrated_low": None, "calibrated_high": None, "alpha": 0.05, "null_method": "pairing_free"}
+
+
+def pairing_free_records():
+    """The calibrated records plus the same comparisons scored by a pairing-free measure (Frechet):
+    a score and its interval, no null (as compare writes them), with truth records."""
+    truth = [rec("truth", xm, "hsc", "vit-base", "truth", "latent-truth", metric=metric)
+             for xm in ("jwst_hsc", "desi_hsc") for metric in ("mknn", "frechet")]
+    free = [{**r, "metric": "frechet", **NO_NULL} for r in synthetic_records() if r["metric"] == "mknn"]
+    return calibrated_records() + free + [{**r, **NO_NULL} if r["metric"] == "frechet" else r for r in truth]
+
+
+def test_a_pairing_free_measure_has_raw_tables_and_figures_and_no_calibrated_ones(tmp_path):
+    from report_fixtures import md_caption
+
+    from samesky.report.captions import NO_NULL as SAYS
+
+    df = gather([write_json(tmp_path / "free.json", pairing_free_records())], PARAMS)
+    assert set(df.loc[df.metric == "frechet", "null_method"]) == {"pairing_free"}
+    assert set(calibrated_view(df).metric) == {"mknn", "mutual_info"}
+    names = {p.name for p in write_tables(df, tmp_path / "t", PARAMS)}
+    assert {f"{stem}_frechet.md" for stem in ("table1_intramodal", "table2_crossmodal", "table_truth")} <= names
+    assert not {n for n in names if "frechet_calibrated" in n} and "table1_intramodal_mknn_calibrated.md" in names
+    assert md_table(tmp_path / "t" / "table2_crossmodal_frechet.md")[0] == "| Model | JWST vs HSC | DESI vs HSC |"
+    assert md_table(tmp_path / "t" / "table2_crossmodal_mknn.md")[0].endswith("| π(HSC) vs HSC |")
+    truth = md_table(tmp_path / "t" / "table_truth_frechet.md")
+    assert truth[2] == "| ViT Base | 0.05 | 0.05 |"  # the score alone: no '(null ..., p=...)'
+    assert "(null 0.20%, p=0.001)" in md_table(tmp_path / "t" / "table_truth_mknn.md")[2]
+    for stem in ("table2_crossmodal", "table_truth"):
+        caption = md_caption(tmp_path / "t" / f"{stem}_frechet.md")
+        assert SAYS in caption and "π(" not in caption and "p: the one-sided" not in caption
+        assert SAYS not in md_caption(tmp_path / "t" / f"{stem}_mknn.md")
+    assert SAYS.startswith("No permutation null, p-value or calibrated score is defined: the measure compares")
+    paths = {p.name for p in write_figures(df[df.metric != "mutual_info"], tmp_path / "f", PARAMS)}
+    assert {"figure1_crossmodal_frechet.png", "figure1_crossmodal_mknn_calibrated.png"} <= paths
+    assert not {p for p in paths if "frechet_calibrated" in p}
+
+
+def test_a_pairing_free_measure_gets_no_null_band_even_from_records_with_a_null(tmp_path):
+    """Records written before the declaration carry a 'null' equal to the score: no band is drawn from it."""
+    from samesky.report.captions import RunFacts
+    from samesky.report.figures import _figure, _styles
+
+    old = [{**r, "metric": m} for r in synthetic_records() if r["metric"] == "mknn" for m in ("mknn", "frechet")]
+    df = gather([write_json(tmp_path / "old.json", old)], PARAMS)
+    bands = {m: [p.get_label() for p in _figure(df, "crossmodal", m, _styles(df), RunFacts()).axes[0].patches]
+             for m in ("mknn", "frechet")}
+    assert bands == {"mknn": ["permutation null (±2σ)"], "frechet": []}

@@ -69,7 +69,9 @@ def compare(a, b, *, metrics: list[str] | None = None, k: int | None = None, nul
             params: dict[str, dict] | None = None, column: str | None = None, id_column: str | None = None,
             column_b: str | None = None, id_column_b: str | None = None):
     """Score two embeddings with the registry's metrics, each with its permutation null, subsampling
-    interval and calibrated score; returns a pandas DataFrame, one row per metric.
+    interval and calibrated score; returns a pandas DataFrame, one row per metric. A pairing-free
+    measure (``Metric.pairing_free``) has its score and interval only: null_mean, p_value, tau and
+    calibrated are empty and null_method is 'pairing_free'.
 
     ``a``, ``b``: paths (samesky HDF5, .npy, .npz, parquet, a Hugging Face dataset directory),
     2-D arrays or DataFrames (``sources.load``). ``column``/``id_column`` name the vector and id

@@ -30,7 +30,10 @@ COMPARE_HELP = """\
 Score embeddings A against embeddings B: one row per measure with its score, an interval, the
 mean of its permutation null (B's rows shuffled: what unrelated embeddings would score), the
 p-value against that null, tau (the null's 1 - alpha quantile) and the calibrated score
-max(0, (score - tau) / (max - tau)): 0 at the null, 1 at perfect alignment.
+max(0, (score - tau) / (max - tau)): 0 at the null, 1 at perfect alignment. Pairing-free
+measures (e.g. mmd, frechet; 'samesky metrics' marks them 'null: none') compare the two
+distributions and ignore which row of A goes with which row of B, so shuffling B leaves them
+unchanged: they have only a score and its interval (null_method 'pairing_free').
 
 A and B are files of embeddings, one vector per object:
   .h5 / .hdf5  samesky embedding files (results/embeddings/...; ids in /object_id)
@@ -135,7 +138,7 @@ def _metrics() -> int:
         params = ", ".join(f"{key}={value}" for key, value in m.defaults.items())
         mark = "*" if name in chosen else " "
         print(f"{mark} {name:<{width}}  {m.summary}" + (f" [{params}]" if params else "")
-              + f" ({m.direction}, {m.scale}; null: {m.nulls[0].replace('_', ' ')})")
+              + f" ({m.direction}, {m.scale}; null: {'none, pairing-free' if m.pairing_free else m.nulls[0].replace('_', ' ')})")
     print("\n* computed by default (the workflow's config metrics.names); a similarity is more aligned when "
           "higher, a distance when lower")
     return 0
@@ -175,7 +178,10 @@ def _number(value, digits: int = 4) -> str:
 
 
 def format_table(df) -> str:
-    """The records as a plain-text table: score, interval, null mean, p, calibrated score and tau."""
+    """The records as a plain-text table: score, interval, null mean, p, calibrated score and tau,
+    then a line naming the pairing-free measures, which have none of the last four."""
+    from .metrics.registry import NULLS, PAIRING_FREE
+
     head = ("metric", "k", "score", f"{_level(df)} interval", "null mean", "p", "calibrated", "tau")
     rows = [head]
     for rec in df.to_dict("records"):
@@ -189,7 +195,9 @@ def format_table(df) -> str:
     note = (f"{int(first['n'])} objects paired by {'object id' if first['pairing'] == 'id' else 'row (positional)'}"
             + (f", {int(first['n_excluded'])} on one side only left out" if first["n_excluded"] else "")
             + f"; {first['source']}")
-    return "\n".join([note, *lines])
+    free = [rec["metric"] for rec in df.to_dict("records") if rec["null_method"] == PAIRING_FREE]
+    tail = [f"{', '.join(free)}: {NULLS[PAIRING_FREE][1]} (pairing-free: no p, calibrated score or tau)"] if free else []
+    return "\n".join([note, *lines, *tail])
 
 
 def _level(df) -> str:

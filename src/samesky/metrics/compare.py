@@ -20,7 +20,7 @@ from .. import schema
 from ..plan import COMPARISON_FIELDS
 from .knn import restrict_graph
 from .pair import Pair
-from .registry import get_metric
+from .registry import PAIRING_FREE, get_metric
 from .stats import calibrated, calibrated_interval, permutations, quarter_splits, summarise
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,9 @@ def compare_files(emb_a, emb_b, knn_a, knn_b, *, comparison: dict, metrics: list
     draw costs O(N d^2) (CKA) make at most ``feature_space_draws`` of each; every record states
     the draws it made. For a self pair (the same file on both sides) the null is the paper's
     "shuffled reference vs reference" column. Every record carries ``tau``, the null's
-    (1 - ``alpha``) level, and the ``calibrated`` score above it (``stats.calibrated``).
+    (1 - ``alpha``) level, and the ``calibrated`` score above it (``stats.calibrated``), but a
+    pairing-free measure's (``Metric.pairing_free``: no null is defined, none is drawn), whose
+    p_value, tau and calibrated fields are None and whose ``null_method`` is 'pairing_free'.
     With ``cka_null='closed_form'`` the CKA nulls are exact moments with a Pearson type III law
     (``rv_null``; no null draws, ``null_method`` 'closed_form'); 'permutation' draws them.
     ``params`` holds each metric's parameters other than ``k`` (``{metric: {name: value}}``,
@@ -208,7 +210,7 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
         name = spec.name
         st = {"k": settings[name].get("k"), "score": float(scores[name]),
               **summarise(scores[name], nulls[name], rescored[name], ci, alpha=alpha, scale=spec.scale,
-                          interval="subsampling",
+                          interval="subsampling", no_null=PAIRING_FREE if spec.pairing_free else None,
                           knn=(pair.n, settings[name]["k"]) if spec.interval == "subsampling_knn" else None)}
         if name in laws:
             law = laws[name]
@@ -261,7 +263,9 @@ def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> d
 
 def null_limit(spec, total: int, costly_cap: int) -> int:
     """The null draws a metric makes of ``total``: at most ``costly_cap`` (metrics.feature_space_draws)
-    where each draw recomputes O(N d^2) moments."""
+    where each draw recomputes O(N d^2) moments; none for a pairing-free measure (no null is defined)."""
+    if spec.pairing_free:
+        return 0
     return min(total, costly_cap) if spec.costly_draws else total
 
 

@@ -20,7 +20,9 @@ through ``drawn_cells``: its estimator on every cell, its closed-form null where
 otherwise its null draws, at most ``metrics.feature_space_draws`` of them where each draw costs
 O(N d^2), as in ``compare``. The final x final cell is ``compare.compare_files`` itself (intervals
 off: they do not change score, null or tau), so it equals the compare job's record exactly.
-Every cell records its ``null_method``: 'permutation' (null_draws draws) or 'closed_form'.
+Every cell records its ``null_method``: 'permutation' (null_draws draws) or 'closed_form', or
+'pairing_free' for a measure that ignores the row pairing (``Metric.pairing_free``): no draws are
+made for it and its tau, p and calibrated are empty (its raw score stands alone).
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ from .compare import (
 from .device import pick_device
 from .knn import default_chunk_size, file_graph
 from .pair import Pair
-from .registry import get_metric
+from .registry import PAIRING_FREE, get_metric
 from .stats import calibrated, permutations, summarise
 
 log = logging.getLogger(__name__)
@@ -202,7 +204,8 @@ def _cell(spec, score: float, null, alpha: float) -> dict:
         tau = null.threshold(alpha)
         return {"raw": float(score), "calibrated": calibrated(score, tau, spec.scale), "tau": tau,
                 "p": null.p_value(score), "null_draws": 0, "null_method": "closed_form"}
-    st = summarise(score, np.asarray(null, float), np.empty(0), 0.95, alpha=alpha, scale=spec.scale)
+    st = summarise(score, np.asarray(null, float), np.empty(0), 0.95, alpha=alpha, scale=spec.scale,
+                   no_null=PAIRING_FREE if spec.pairing_free else None)
     return {"raw": float(score), "calibrated": st["calibrated"], "tau": st["tau"], "p": st["p_value"],
             "null_draws": st["null_draws"], "null_method": st["null_method"]}
 

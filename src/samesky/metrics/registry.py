@@ -3,7 +3,8 @@ ever asks a metric's name (compare, layers, plan and the report ask its declarat
 
 A metric is called as ``METRICS[name](Za, Zb, **params) -> float``. For statistics,
 ``METRICS[name].estimator(pair, **params)`` returns an estimator with ``score()`` and ``null(pi)``
-(side B's rows permuted by ``pi``; the draws its ``nulls`` declare), and, where ``nulls`` holds
+(side B's rows permuted by ``pi``; the draws its ``nulls`` declare; none for a ``pairing_free``
+metric, which permuting B leaves unchanged), and, where ``nulls`` holds
 'closed_form', ``closed_null()`` (a law with ``mean``, ``std``, ``p_value(score)``,
 ``threshold(alpha)``, or None when it does not apply). Intervals rescore fresh estimators on
 subsamples of the pair (``stats``, ``Pair.subsample``). The layer atlas scores every (block_a,
@@ -34,13 +35,18 @@ SCALE_WORDS = {  # how a table's caption tells a reader what a raw score of each
     "nats": "nats, 0 for independent embeddings and unbounded above; higher is more aligned",
     "distance": "a distance, 0 for identical embeddings; lower is more aligned",
 }
-NULLS = {  # null method -> (cost class, what a draw is); a record's null_method is 'closed_form' or 'permutation'
+# null method -> (cost class, what a draw is); a record's null_method is 'closed_form', 'permutation'
+# or, for a metric declaring 'pairing_free' (alone), 'pairing_free': no null, p-value, tau or calibrated score
+NULLS = {
     "closed_form": ("free", "exact moments of the permutation null and a Pearson type III law, no draws"),
     "relabelled_graphs": ("O(N k) a draw (O(N k^2) comparing ordered lists)",
                           "side B's cached kNN graph relabelled by the permutation"),
     "feature_draws": ("O(N d^2) a draw, at most metrics.feature_space_draws", "side B's rows permuted, moments recomputed"),
     "score_draws": ("O(N r^2) a draw", "side B's rows permuted on fixed per-side summaries (principal scores)"),
+    "pairing_free": ("none", "no permutation null: the measure compares the two distributions and ignores which "
+                             "row of A goes with which row of B, so permuting B's rows leaves it unchanged"),
 }
+PAIRING_FREE = "pairing_free"  # the NULLS entry, and a record's null_method, of a measure without a null
 INTERVALS = {  # interval method -> the subsamples rescored and the variance rate (stats.subsampling_se)
     "subsampling_knn": "halves and quarters of each split, the neighbourhood rate model",
     "subsampling_smooth": "the halves of each split, variance falling as 1/m (a smooth statistic)",
@@ -67,7 +73,9 @@ class Metric:
     scale: str = "unit"  # of SCALES: its range, and how it is calibrated
     symmetric: bool = True  # score(A, B) == score(B, A)
     equal_dims: bool = False  # needs both sides of one dimension: a pair of others is refused by name
-    nulls: tuple = ("feature_draws",)  # of NULLS, the preferred first ('closed_form' where config cka_null allows)
+    # of NULLS, the preferred first ('closed_form' where config cka_null allows); ('pairing_free',) alone
+    # for a measure that ignores the row pairing (``pairing_free``)
+    nulls: tuple = ("feature_draws",)
     interval: str = "subsampling_smooth"  # of INTERVALS
     # Optional batched layer-atlas hook: layer_cells(A, B, cells, settings, *, k, perms, device) ->
     # {name: {(i, j): (score, null)}} for every metric of ``settings`` ({name: fixed and tunable
@@ -78,10 +86,11 @@ class Metric:
 
     def __post_init__(self):
         bad = (set(self.reads) - set(READS) or self.scale not in SCALES or set(self.nulls) - set(NULLS)
-               or not self.nulls or self.interval not in INTERVALS)
+               or not self.nulls or self.interval not in INTERVALS
+               or (PAIRING_FREE in self.nulls and len(self.nulls) > 1))
         if bad:
             raise ValueError(f"metric {self.name!r}: reads {sorted(self.reads)} (of {READS}), scale {self.scale!r} "
-                             f"(of {list(SCALES)}), nulls {self.nulls} (of {list(NULLS)}), interval "
+                             f"(of {list(SCALES)}), nulls {self.nulls} (of {list(NULLS)}; {PAIRING_FREE!r} alone), interval "
                              f"{self.interval!r} (of {list(INTERVALS)})")
         untyped = sorted(key for key, v in self.defaults.items() if v is None and key not in self.types)
         if untyped:
@@ -111,6 +120,12 @@ class Metric:
     @property
     def closed_form(self) -> bool:
         return "closed_form" in self.nulls
+
+    @property
+    def pairing_free(self) -> bool:
+        """Ignores which row of A goes with which row of B (it compares the two distributions), so
+        no permutation null is defined: no draws, p-value, tau or calibrated score (NULLS)."""
+        return PAIRING_FREE in self.nulls
 
     @property
     def costly_draws(self) -> bool:
@@ -236,6 +251,7 @@ def _graph_measure(function: str) -> Callable:
 _KNN = {"reads": frozenset({"knn"}), "nulls": ("relabelled_graphs",), "interval": "subsampling_knn"}
 _BANDWIDTH = {"gamma": float, "median_sample": int}  # RBF kernels: None = the exact median heuristic
 _FOLDS = {"cv": int}  # ridge R^2: None = in-sample (pu's default), else the mean over cv test folds
+_FREE = {"nulls": (PAIRING_FREE,)}  # they compare two distributions: no permutation null
 _CKA = {"reads": frozenset({"features", "gram_invariants"}), "nulls": ("closed_form", "feature_draws"),
         "layer_cells": _layer_hook("cka", "layer_cells")}
 
@@ -256,7 +272,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            summary="Gaussian mutual information (nats) of the top principal components"),
     # The field's measures (docs/MEASURES.md: each one's reference, file and line; parameters the
     # reference's values). Their nulls recompute the measure on side B's rows permuted, but the
-    # neighbourhood measures' (``_KNN``), which relabel the cached graphs.
+    # neighbourhood measures' (``_KNN``), which relabel the cached graphs, and the pairing-free
+    # ones' (``_FREE``), which have none.
     Metric("jaccard", "kNN Jaccard", _graph_measure("jaccard"), {"k": 10, "normalize_rows": False},
            **_KNN, summary="mean Jaccard index of the two kNN sets of each object (pu neighbors.jaccard)"),
     Metric("cycle_knn", "cycle kNN", _graph_measure("cycle_knn"), {"k": 10, "normalize_rows": True},
@@ -271,7 +288,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            {"gamma": None, "median_sample": None, "normalize_rows": False}, types=_BANDWIDTH,
            summary="CKA with Gaussian kernels, median bandwidth per side (pu kernel.cka rbf); all pairs, tiled"),
     Metric("mmd", "MMD", _measure("kernel", "mmd"), {"gamma": None, "median_sample": None, "normalize_rows": False},
-           types=_BANDWIDTH, scale="distance", equal_dims=True,
+           types=_BANDWIDTH, scale="distance", **_FREE, equal_dims=True,
            summary="maximum mean discrepancy, Gaussian kernel, pooled median bandwidth (pu kernel.mmd)"),
     Metric("svcca", "SVCCA", _measure("cca", "svcca"), {"keep": 0.99, "standardize": False, "eps": 1e-8,
                                                          "normalize_rows": False},
@@ -285,7 +302,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            summary="orthogonal Procrustes residual of the normalised spaces (pu; unequal_dims: zero_pad as netrep)"),
     Metric("cosine_matched", "matched cosine", _measure("geometric", "cosine_matched"), {"normalize_rows": True},
            equal_dims=True, summary="mean cosine of matched rows (pu geometric)"),
-    Metric("frechet", "Frechet", _measure("geometric", "frechet"), {"normalize_rows": False}, scale="distance",
+    Metric("frechet", "Frechet", _measure("geometric", "frechet"), {"normalize_rows": False}, scale="distance", **_FREE,
            summary="Frechet (Bures-Wasserstein) distance between the two Gaussians (pu geometric)"),
     Metric("shape_angular", "angular shape", _measure("geometric", "shape_angular"),
            {"alpha": 1.0, "normalize_rows": False}, scale="distance",
@@ -302,16 +319,16 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("tucker", "Tucker congruence", _measure("spectral", "tucker_congruence"), {"normalize_rows": False},
            equal_dims=True, summary="Tucker's congruence coefficient (pu spectral)"),
     Metric("eigenspectrum", "eigenspectrum distance", _measure("spectral", "eigenspectrum"),
-           {"normalize": True, "normalize_rows": False}, scale="distance",
+           {"normalize": True, "normalize_rows": False}, scale="distance", **_FREE,
            summary="distance between the sorted covariance eigenvalues (pu spectral)"),
     Metric("riemannian", "Riemannian distance", _measure("spectral", "riemannian"),
-           {"metric": "log_euclidean", "eps": 1e-6, "normalize_rows": False}, scale="distance", equal_dims=True,
+           {"metric": "log_euclidean", "eps": 1e-6, "normalize_rows": False}, scale="distance", **_FREE, equal_dims=True,
            summary="Riemannian distance between the covariances (pu spectral; log_euclidean or affine_invariant)"),
     Metric("gaussian_kl", "Gaussian KL", _measure("information", "gaussian_kl"), {"eps": 1e-6, "normalize_rows": False},
-           scale="distance", symmetric=False, equal_dims=True,
+           scale="distance", **_FREE, symmetric=False, equal_dims=True,
            summary="KL divergence (nats) between the fitted Gaussians (pu information)"),
     Metric("gaussian_js", "Gaussian JS", _measure("information", "gaussian_js"), {"eps": 1e-6, "normalize_rows": False},
-           scale="distance", equal_dims=True, summary="Jensen-Shannon divergence (nats) of the fitted Gaussians (pu)"),
+           scale="distance", **_FREE, equal_dims=True, summary="Jensen-Shannon divergence (nats) of the fitted Gaussians (pu)"),
     Metric("mi_ksg", "KSG mutual information", _measure("information", "ksg_mutual_information"),
            {"normalize_rows": False}, fixed={"k": 3}, scale="nats",
            summary="Kraskov-Stogbauer-Grassberger kNN mutual information, k = 3 (pu information.mutual_information)"),

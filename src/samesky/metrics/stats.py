@@ -262,7 +262,8 @@ DRAW_FIELDS = {"percentile": "bootstrap_draws", "subsampling": "subsampling_spli
 
 
 def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, alpha: float = 0.05,
-              scale: str = "unit", interval: str = "percentile", knn: tuple[int, int] | None = None) -> dict:
+              scale: str = "unit", interval: str = "percentile", knn: tuple[int, int] | None = None,
+              no_null: str | None = None) -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
     ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``,
@@ -271,16 +272,19 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
     ``score``; the probes); ``'subsampling'``: the rescorings of ``quarter_splits``, (draws, 6),
     or (draws, 2) halves without ``knn`` (``subsampling_interval``; every metric of ``compare``;
     ``knn`` = (n, k) for a neighbourhood metric). ``interval_method`` names it, and the count of
-    ``boot``'s rows is the field ``DRAW_FIELDS[interval]``.
+    ``boot``'s rows is the field ``DRAW_FIELDS[interval]``. ``no_null``: why the measure has no
+    null (registry.PAIRING_FREE), the record's ``null_method``; ``null`` must then be empty.
     """
     if not 0 < ci < 1 or not 0 < alpha < 1:
         raise ValueError(f"ci={ci} and alpha={alpha} must be in (0, 1)")
     if interval not in INTERVAL_METHODS:
         raise ValueError(f"interval must be one of {INTERVAL_METHODS}, got {interval!r}")
+    if no_null is not None and len(null):
+        raise ValueError(f"{len(null)} null draws given for a measure without a null ({no_null})")
     null, boot = np.asarray(null, float), np.asarray(boot, float)
     out = {"ci_low": None, "ci_high": None, "null_mean": None, "null_std": None, "p_value": None,
            "null_draws": len(null), DRAW_FIELDS[interval]: len(boot), "tau": None, "calibrated": None,
-           "alpha": alpha, "null_method": "permutation" if len(null) else None,
+           "alpha": alpha, "null_method": "permutation" if len(null) else no_null,
            "interval_method": interval if len(boot) else None}
     if len(boot):
         lo, hi = (subsampling_interval(score, boot, ci, *(knn or ())) if interval == "subsampling"

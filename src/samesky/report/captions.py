@@ -18,10 +18,13 @@ from typing import Mapping
 
 import pandas as pd
 
-from ..metrics.registry import INTERVALS, METRICS, SCALE_WORDS, SCALES
+from ..metrics.registry import INTERVALS, METRICS, NULLS, PAIRING_FREE, SCALE_WORDS, SCALES
 from .layout import NULL_SIGMA
 
 MARK_COLOUR = "#B00020"
+# What a pairing-free measure's captions say in place of a null column, p-values and calibrated views.
+NO_NULL = ("No permutation null, p-value or calibrated score is defined: "
+           f"{NULLS[PAIRING_FREE][1].removeprefix('no permutation null: ')}.")
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def _scale(metric: str, calibrated: bool, alpha: str) -> str:
         return (f"{what} Calibrated score (%): the share of the room between the permutation null's "
                 f"{alpha} level (tau) and a perfect score that the score reaches (0: not above the null's "
                 f"level); {SCALES[m.scale][1]}; higher is more aligned.")
-    return f"{what} Scale: {SCALE_WORDS[m.scale]}."
+    return f"{what} Scale: {SCALE_WORDS[m.scale]}." + (f" {NO_NULL}" if m.pairing_free else "")
 
 
 def metric_caption(title: str, sub: pd.DataFrame, metric: str, facts: RunFacts, *, ci: bool,

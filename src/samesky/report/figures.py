@@ -6,6 +6,7 @@ permutation null (null_mean +- 2 null_std over the panel's comparisons) as a gre
 Files per metric: ``figure1_crossmodal_{metric}.{png,pdf}`` and ``figure_intramodal_{metric}.{png,pdf}``,
 and beside each its calibrated twin ``..._{metric}_calibrated`` (the calibrated score,
 ``records.calibrated_view``: no error bars or null band, 0 = not above the null's 1 - alpha level).
+A pairing-free measure (``records.has_null``: no null is defined) has neither the band nor the twin.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .records import (  # noqa: E402
     attach_params,
     calibrated_view,
     family_label,
+    has_null,
     metric_label,
     metric_order,
     raw_unit,
@@ -129,7 +131,10 @@ def _panel(ax, sub: pd.DataFrame, scale: float, unit: str, styles: dict) -> None
 
 def _null_band(ax, sub: pd.DataFrame, scale: float, unit: str) -> None:
     """Shade the null band; if it lies far below the data (more than one data span), keep the
-    axis on the data and state the null range in the panel instead of squashing the trends."""
+    axis on the data and state the null range in the panel instead of squashing the trends. None
+    for a pairing-free measure (``records.has_null``), even from records that carry a null."""
+    if not has_null(sub["metric"].iloc[0]):
+        return
     lo = (sub["null_mean"] - NULL_SIGMA * sub["null_std"]).min() * scale
     hi = (sub["null_mean"] + NULL_SIGMA * sub["null_std"]).max() * scale
     if not (math.isfinite(lo) and math.isfinite(hi)):

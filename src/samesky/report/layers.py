@@ -11,7 +11,9 @@ row including final x final (ties: the higher raw score, then the shallower bloc
 difference from the final x final row says how much alignment the final layer leaves unused.
 Read the calibrated score for trends (raw scores grow with width and depth without any shared
 structure); the best pair is a maximum over L_a x L_b scores, so unlike each calibrated score it
-is not 0 with probability 1 - alpha under the null.
+is not 0 with probability 1 - alpha under the null. A pairing-free measure (``records.has_null``)
+has no null and so no calibrated score: its rows (null_method 'pairing_free', calibrated empty)
+stay in the tidy table, and the best block pairs, heatmaps and best-vs-size figures leave it out.
 """
 from __future__ import annotations
 
@@ -34,9 +36,11 @@ from .figures import _styles, draw_all, panel_handles, params_axis, save  # noqa
 from .layout import column_labels  # noqa: E402
 from .records import (  # noqa: E402
     NULL_METHODS,
+    PAIRING_FREE,
     RecordError,
     attach_params,
     family_label,
+    has_null,
     metric_label,
     metric_order,
     raw_unit,
@@ -49,8 +53,9 @@ from .records import (  # noqa: E402
 
 PAIR = ("metric", *COMPARISON_FIELDS)
 TEXT = (*PAIR, "block_a", "block_b")
-FINITE = ("index_a", "index_b", "depth_a", "depth_b", "n", "raw", "calibrated")  # required numbers
-OPTIONAL = ("k", "tau", "p", "alpha", "null_draws")  # numbers or empty (k: CKA has none)
+FINITE = ("index_a", "index_b", "depth_a", "depth_b", "n", "raw")  # required numbers
+# numbers or empty (k: CKA has none; calibrated: only where null_method is 'pairing_free', and there empty)
+OPTIONAL = ("k", "tau", "p", "alpha", "null_draws", "calibrated")
 INTEGER = ("index_a", "index_b", "n", "k", "null_draws")
 KINDS = ("intramodal", "crossmodal", "truth")
 FINAL = "final"
@@ -83,6 +88,7 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
     if bad.any():
         raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'kind' is {df['kind'][bad.idxmax()]!r}, "
                           f"expected one of {KINDS}")
+    calibrated = df["calibrated"].fillna("")  # the file's text, for the error below
     for col in (*FINITE, *OPTIONAL):
         values = pd.to_numeric(df[col], errors="coerce")
         bad = (values.isna() & df[col].notna()) | (~np.isfinite(values) & values.notna())
@@ -98,6 +104,11 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
     if bad.any():
         raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'null_method' is "
                           f"{df['null_method'][bad.idxmax()]!r}, expected one of {NULL_METHODS} or empty")
+    bad = df["calibrated"].isna() != (df["null_method"] == PAIRING_FREE)
+    if bad.any():
+        raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'calibrated' must be a finite number, "
+                          f"and empty only where null_method is {PAIRING_FREE!r} (no null is defined), got "
+                          f"{calibrated[bad.idxmax()]!r} with null_method {df['null_method'][bad.idxmax()]!r}")
     _check_depths(df, path)
     return df
 
@@ -156,9 +167,10 @@ def _final_row(sub: pd.DataFrame, pair: dict) -> pd.Series:
 
 
 def best_layers(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (pair, metric): the best calibrated block pair, the final x final row, and their differences."""
+    """Per (pair, metric): the best calibrated block pair, the final x final row, and their
+    differences; none for a pairing-free measure (no calibrated score)."""
     rows = []
-    for key, sub in df.groupby(list(PAIR), sort=False):
+    for key, sub in df[df["metric"].map(has_null)].groupby(list(PAIR), sort=False):
         best, final = _best_row(sub), _final_row(sub, dict(zip(PAIR, key)))
         rows.append({**dict(zip(PAIR, key)), "n": best["n"],
                      **{f"best_{c}": best[c] for c in ("block_a", "block_b", "depth_a", "depth_b", "raw",
@@ -230,9 +242,10 @@ def write_layer_heatmaps(df: pd.DataFrame, out_dir: str | os.PathLike, workers: 
                          facts: RunFacts | None = None) -> list[Path]:
     """One PNG per (pair, metric), named by ``heatmap_name``; return the paths. A report draws
     hundreds (the paper's pairs with layers on: ~650, about 0.2 s each), so ``workers`` > 1 draws
-    them in that many forked processes (``draw_all``)."""
+    them in that many forked processes (``draw_all``). None for a pairing-free measure, whose
+    calibrated panel and best cell are not defined."""
     tasks = []
-    for key, sub in df.groupby(list(PAIR), sort=False):
+    for key, sub in df[df["metric"].map(has_null)].groupby(list(PAIR), sort=False):
         pair = dict(zip(PAIR, key))
         path = Path(out_dir) / heatmap_name(pair)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from ..metrics.registry import METRICS
+from ..metrics.registry import METRICS, PAIRING_FREE
 from ..models.registry import family_label  # noqa: F401  (tables, figures, trends and probes import it from here)
 from ..plan import COMPARISON_FIELDS
 from ..schema import SchemaError, read_metric_records
@@ -21,7 +21,7 @@ FIELDS = (
 )
 # Calibration (stats.calibrated): optional when reading, None for records written before it existed.
 CALIBRATION_FIELDS = ("calibrated", "tau", "alpha", "calibrated_low", "calibrated_high")
-NULL_METHODS = ("permutation", "closed_form")
+NULL_METHODS = ("permutation", "closed_form", PAIRING_FREE)
 TEXT_FIELDS = (*COMPARISON_FIELDS, "metric")
 KINDS = ("intramodal", "crossmodal", "self", "truth")
 KEY = TEXT_FIELDS  # a record is one metric of one comparison
@@ -36,10 +36,11 @@ def calibrated_view(df: pd.DataFrame) -> pd.DataFrame:
     tests and figures. Its interval is the calibrated interval (``stats.calibrated_interval``: the
     score's subsampling interval through the same map); it has no null band (the null's calibrated
     score is 0 with probability >= 1 - alpha by construction), so those fields are NaN, and the
-    self records (which only feed the null column) are left out."""
+    self records (which only feed the null column) and the pairing-free measures (``has_null``: no
+    calibrated score is defined for them) are left out."""
     if "calibrated" not in df:
         raise KeyError("records have no 'calibrated' field; recompute them with the current compare rule")
-    out = df[df["kind"] != "self"].copy()
+    out = df[(df["kind"] != "self") & df["metric"].map(has_null)].copy()
     out.attrs["view"] = "calibrated"  # higher is more aligned for every metric (trends.trend_steps)
     out["score"] = pd.to_numeric(out["calibrated"])
     out["ci_low"], out["ci_high"] = (pd.to_numeric(out.get(f, float("nan"))) for f in ("calibrated_low", "calibrated_high"))
@@ -72,6 +73,12 @@ def metric_label(metric: str) -> str:
 def is_percent(metric: str) -> bool:
     """Bounded by 1 (``Metric.percent``): shown as a percentage, like the paper's MKNN."""
     return metric in METRICS and METRICS[metric].percent
+
+
+def has_null(metric: str) -> bool:
+    """Whether a permutation null, and so a p-value, tau and calibrated score, is defined for the
+    metric: not for a pairing-free measure (``Metric.pairing_free``). Unknown metrics are taken as having one."""
+    return metric not in METRICS or not METRICS[metric].pairing_free
 
 
 def raw_unit(metric: str) -> tuple[float, str]:

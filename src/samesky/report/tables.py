@@ -6,7 +6,8 @@ brackets (the null column's brackets are null_mean +- 2 null_std). Missing cells
 Files per metric: ``table1_intramodal_{metric}.{csv,md,tex}`` and
 ``table2_crossmodal_{metric}.{csv,md,tex}``, and their calibrated twins
 ``table1_intramodal_{metric}_calibrated`` / ``table2_crossmodal_{metric}_calibrated`` (the
-calibrated score, ``records.calibrated_view``, with its calibrated interval, no null column); for simulated skies
+calibrated score, ``records.calibrated_view``, with its calibrated interval, no null column; none for a
+pairing-free measure, which has no null, and whose Table 2 has no null column either); for simulated skies
 ``table_truth_{metric}`` (each embedding against the latent properties, with the null mean and
 p-value); plus the trend statistics (see ``trends``). The Markdown and LaTeX files open with a
 caption (``captions``): the metric and its scale, the interval, N and k, the p-value floor, and
@@ -28,6 +29,7 @@ from .records import (
     attach_params,
     calibrated_view,
     family_label,
+    has_null,
     is_percent,
     metric_label,
     metric_order,
@@ -95,7 +97,7 @@ def to_latex(frame: pd.DataFrame, caption: str = "") -> str:
 def paper_tables(df: pd.DataFrame, metric: str, ci: bool = False) -> dict[str, pd.DataFrame]:
     """{'table1': ..., 'table2': ...} display frames for one metric (empty tables left out)."""
     t1 = {f: intramodal_table(df, metric, f) for f in FIELDS}
-    t2 = {f: crossmodal_table(df, metric, f, null_column=True) for f in FIELDS}
+    t2 = {f: crossmodal_table(df, metric, f, null_column=has_null(metric)) for f in FIELDS}
     out = {}
     if not t1["score"].empty:
         out["table1"] = formatted(t1, metric, DECIMALS["table1"], ci, "Model pairs")
@@ -106,12 +108,14 @@ def paper_tables(df: pd.DataFrame, metric: str, ci: bool = False) -> dict[str, p
 
 def truth_table(df: pd.DataFrame, metric: str, ci: bool = False) -> pd.DataFrame:
     """Alignment of every embedding with the simulation's latent truth: rows are models (by size),
-    columns (survey, crossmatch); each cell 'score (null mean, p)'. Empty without truth records."""
+    columns (survey, crossmatch); each cell 'score (null mean, p)', or the score alone for a
+    pairing-free measure (no null: ``records.has_null``). Empty without truth records."""
     sub = df[(df["kind"] == "truth") & (df["metric"] == metric)].sort_values(["params_a", "model_a"])
     if sub.empty:
         return pd.DataFrame()
-    cell = lambda r: (f"{format_cell(r.score, r.ci_low, r.ci_high, metric, 2, ci)} "  # noqa: E731
-                      f"(null {format_cell(r.null_mean, r.null_mean, r.null_mean, metric, 2, False)}, p={r.p_value:.2g})")
+    cell = lambda r: (format_cell(r.score, r.ci_low, r.ci_high, metric, 2, ci) + (  # noqa: E731
+        f" (null {format_cell(r.null_mean, r.null_mean, r.null_mean, metric, 2, False)}, p={r.p_value:.2g})"
+        if has_null(metric) else ""))
     sub = sub.assign(row=[f"{family_label(split_model(m)[0])} {size_label(split_model(m)[1])}" for m in sub["model_a"]],
                      column=[f"{survey_label(s)} ({x})" for s, x in zip(sub["survey_a"], sub["crossmatch"])],
                      cell=[cell(r) for r in sub.itertuples()])
@@ -157,7 +161,7 @@ def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[s
             null = next((c for c in frame.columns if str(c).startswith("π(")), None)
             caption = metric_caption(f"{title} {metric_label(metric)}{' (calibrated)' if suffix else ''}", sub,
                                      metric, facts, ci=ci or bool(suffix), calibrated=bool(suffix),
-                                     null_column=null, p_values=key == "truth")
+                                     null_column=null, p_values=key == "truth" and has_null(metric))
             paths += write_table(out / f"{names[key]}_{metric}{suffix}", frame, caption)
     paths += write_trend_stats(df, out, facts=facts)
     if calibrated is not None:
