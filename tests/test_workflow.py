@@ -172,8 +172,10 @@ def test_demo_readme_and_report_open_on_the_summary(demo_run):
     for folder in listed:
         assert (workdir / "results/demo" / folder).exists(), folder
     cfg = str(workdir / "demo.yaml")
-    proc = snakemake(workdir, "--cores", "2", "--configfile", cfg)  # nothing to do; the end says where to look
+    # the end of a run that did something says where to look (a run with nothing to do ends before)
+    proc = snakemake(workdir, "--cores", "1", "--configfile", cfg, "--forcerun", "run_readme")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert job_counts(proc.stderr) == {"run_readme": 1, "all": 1}
     assert proc.stdout.splitlines()[-2:] == [
         "samesky run 'demo': read results/demo/README.md first (what each folder holds, which tables and figures "
         "to open)", f"the Snakemake report: make report CONFIG={cfg}  ->  results/demo/report.html"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from .config import ConfigError
+
 # Data (resources/: inputs the workflow fetches, simulates or builds, shared by every run)
 SNAPSHOT = "resources/snapshots/{crossmatch}"  # a simulated crossmatch, Multimodal Universe-shaped
 TRUTH = "resources/snapshots/{crossmatch}.truth.h5"  # its latent truth
@@ -19,15 +21,13 @@ TINY_MODEL = "resources/models/tiny/{model}"
 RANDOM_MODEL = "resources/models/random/seed{seed}/{model}"  # an untrained control's weights
 
 RESULTS = "results"  # every run's root is a folder here, named by its run_name
-LOGS = "logs"  # ... and so is the folder of its jobs' logs
+LOGS = "logs"  # every run's jobs' logs are a folder here, named by its run_name
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def check_run_name(run_name: object) -> str:
     """``run_name`` if it is one safe path component (letters, digits, ``.``, ``_``, ``-``; not
     starting with a dot or dash; at most 100 characters), else a ``ConfigError`` naming the key."""
-    from .config import ConfigError
-
     if not isinstance(run_name, str) or not RUN_NAME.fullmatch(run_name):
         raise ConfigError(f"run_name: {run_name!r} is not a folder name; the run's results go under "
                           f"{RESULTS}/<run_name>/, so use letters, digits, '.', '_' and '-' (not first), "

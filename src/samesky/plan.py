@@ -202,7 +202,8 @@ class Plan(ConfigChecks, RuleParams):
         inputs = {}
         for side, survey, model in (("a", survey_a, model_a), ("b", survey_b, model_b)):
             where = {"crossmatch": crossmatch, "survey": survey, "model": model}
-            inputs.update({f"emb_{side}": self.run.EMBEDDING.format(**where), f"knn_{side}": self.run.KNN.format(**where)})
+            inputs.update({f"emb_{side}": self.run.EMBEDDING.format(**where),
+                           f"knn_{side}": self.run.KNN.format(**where)})
             if survey != TRUTH_SURVEY:
                 inputs.update({f"layers_{side}": self.run.LAYERS.format(**where),
                                f"knn_layers_{side}": self.run.KNN_LAYERS.format(**where)})
