@@ -1,9 +1,13 @@
 # Two commands (see README): `make demo` and `make test`. Both set up .venv when needed.
+# `make report` builds the Snakemake report of the run that CONFIG names (the demo by default).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 2
+CONFIG ?= config/demo.yaml
+# The run's report, results/<run_name>/report.html (samesky.paths.RunPaths; run_name checked as the workflow does)
+RUN_REPORT = $(shell $(PY) -c 'import sys, yaml; from samesky.config import fill_defaults; from samesky.paths import RunPaths; print(RunPaths(fill_defaults(yaml.safe_load(open(sys.argv[1])))["run_name"]).report)' $(CONFIG))
 
-.PHONY: demo test test-unit test-workflow lint bytecode dryrun-paper clean-demo
+.PHONY: demo report test test-unit test-workflow lint bytecode dryrun-paper clean-demo
 
 $(VENV)/.installed: pyproject.toml requirements.txt requirements-nodeps.txt
 	python3 -m venv $(VENV)
@@ -12,14 +16,18 @@ $(VENV)/.installed: pyproject.toml requirements.txt requirements-nodeps.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# --quiet rules: the terminal shows progress and problems, not a block per job (69 of them). A job
-# that fails prints its traceback there, naming its log (samesky.runtime); Snakemake's own
-# "Error in rule" block is hidden too, so a plain `snakemake --cores 2` is the verbose run.
+# The terminal shows progress and problems: --quiet rules drops each job's block, samesky.console
+# folds Snakemake's five progress lines a job into one. A job that fails prints its traceback there,
+# naming its log (samesky.runtime); Snakemake's own "Error in rule" block is hidden too, so a plain
+# `snakemake --cores 2` is the verbose run (and .snakemake/log/ keeps every line).
 demo: bytecode
-	$(VENV)/bin/snakemake --cores $(CORES) --quiet rules
+	$(PY) -m samesky.console $(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) --quiet rules
+
+report: bytecode
+	$(VENV)/bin/snakemake --configfile $(CONFIG) --report $(RUN_REPORT)
 
 # The package byte-compiled once: where PYTHONDONTWRITEBYTECODE is set (this CI, many containers)
-# every job would otherwise recompile it on import, 0.12 s of each of the demo's 69 job start-ups.
+# every job would otherwise recompile it on import, 0.12 s of each of the demo's 71 job start-ups.
 bytecode: $(VENV)/.installed
 	$(PY) -m compileall -q src
 
@@ -41,5 +49,6 @@ lint: $(VENV)/.installed
 dryrun-paper: $(VENV)/.installed
 	$(VENV)/bin/snakemake -n --profile profiles/slurm --configfile config/config.yaml
 
+# The demo's run (results/demo, logs/demo), and resources/, the inputs runs share
 clean-demo:
-	rm -rf results/* resources/* logs .snakemake
+	rm -rf results/demo logs/demo resources/* .snakemake

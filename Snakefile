@@ -26,7 +26,14 @@ report: "workflow/report/workflow.rst"
 rule all:
     default_target: True
     input:
-        rules.aggregate.output,
-        rules.figures.output,
-        rules.probe_report.output if PLAN.probes else [],
-        rules.layers_report.output if PLAN.layers() != "final" else [],
+        RUN_RESULTS,
+        rules.summary.output,
+        rules.run_readme.output,
+
+
+# Where to look, once a run that wrote its README ends (make demo, the paper)
+onsuccess:
+    from samesky.report.readme import next_steps
+
+    if Path(RUN.README).exists():
+        print(next_steps(RUN, [str(f) for f in workflow.configfiles]))

@@ -121,7 +121,7 @@ def test_version_and_help():
     assert run.stdout.strip() == f"samesky {samesky.__version__}"
     run = subprocess.run([sys.executable, "-m", "samesky", "compare", "--help"], capture_output=True, text=True,
                          check=True)
-    for words in ("permutation null", "--null-draws", "--column", "positional", "results/tables/scores.csv"):
+    for words in ("permutation null", "--null-draws", "--column", "positional", "results/<run_name>/tables/scores.csv"):
         assert words in run.stdout
 
 

@@ -231,5 +231,5 @@ def test_plan_lists_one_layer_csv_per_compared_pair(paper_config):
     plan = Plan(validate_config(paper_config))
     files = plan.layer_metric_files()
     assert len(files) == len(set(files)) == 66 + 64  # Tables 1 and 2; the self pairs have no block x block scores
-    assert "results/layers_metrics/jwst_hsc/jwst/dinov2-small/hsc/dinov2-small.csv" in files
-    assert "results/layers_metrics/desi_hsc/hsc/vit-base/hsc/vit-base.csv" not in files
+    assert "results/platonic-universe/layers_metrics/jwst_hsc/jwst/dinov2-small/hsc/dinov2-small.csv" in files
+    assert "results/platonic-universe/layers_metrics/desi_hsc/hsc/vit-base/hsc/vit-base.csv" not in files

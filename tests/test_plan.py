@@ -361,7 +361,7 @@ def test_layer_comparisons_are_the_paper_pairs_and_the_truth(breadth_config, pap
     plan = Plan(validate_config(paper_config))
     pairs = plan.layer_comparisons()
     assert [c for c in plan.comparisons if c.kind != "self"] == pairs and len(pairs) == 130
-    assert plan.layer_metric_files()[0] == (f"results/layers_metrics/{pairs[0].crossmatch}/{pairs[0].survey_a}/"
+    assert plan.layer_metric_files()[0] == (f"results/platonic-universe/layers_metrics/{pairs[0].crossmatch}/{pairs[0].survey_a}/"
                                             f"{pairs[0].model_a}/{pairs[0].survey_b}/{pairs[0].model_b}.csv")
     breadth_config["embed"]["layers"] = [0, -1]
     plan = Plan(validate_config(breadth_config))
@@ -370,9 +370,10 @@ def test_layer_comparisons_are_the_paper_pairs_and_the_truth(breadth_config, pap
     c = truth[0]
     stem = f"{c.crossmatch}/{c.survey_a}/{c.model_a}.h5"
     assert plan.layer_inputs(c.crossmatch, c.survey_a, c.model_a, c.survey_b, c.model_b) == {
-        "emb_a": f"results/embeddings/{stem}", "knn_a": f"results/knn/{stem}", "layers_a": f"results/layers/{stem}",
-        "knn_layers_a": f"results/knn_layers/{stem}", "emb_b": f"results/embeddings/{c.crossmatch}/truth/latent-truth.h5",
-        "knn_b": f"results/knn/{c.crossmatch}/truth/latent-truth.h5"}
+        "emb_a": f"results/demo/embeddings/{stem}", "knn_a": f"results/demo/knn/{stem}",
+        "layers_a": f"results/demo/layers/{stem}", "knn_layers_a": f"results/demo/knn_layers/{stem}",
+        "emb_b": f"results/demo/embeddings/{c.crossmatch}/truth/latent-truth.h5",
+        "knn_b": f"results/demo/knn/{c.crossmatch}/truth/latent-truth.h5"}
     import inspect
 
     from samesky.metrics.layers import compare_layer_files, knn_layers_file
@@ -527,7 +528,9 @@ def test_every_rule_output_is_a_pattern_of_samesky_paths(demo_rules):
 
     from samesky import paths
 
-    patterns = {name: value for name, value in vars(paths).items() if name.isupper()}
+    run = paths.RunPaths("demo")  # tests/breadth.yaml's run_name
+    shared = {name: value for name, value in vars(paths).items() if isinstance(value, str) and value.startswith("resources/")}
+    patterns = shared | {name: getattr(run, name) for name in paths.RunPaths.patterns()}
     outputs, _ = demo_rules
     for rule, outs in outputs.items():
         for out in outs:
@@ -535,7 +538,7 @@ def test_every_rule_output_is_a_pattern_of_samesky_paths(demo_rules):
                        if out == pattern or re.match(regex_from_filepattern(pattern), out)]
             assert matched, (rule, out)
     made = {out for outs in outputs.values() for out in outs}
-    assert set(patterns.values()) <= made | {paths.EMBEDDING.replace("{survey}/{model}", "truth/latent-truth")}
+    assert set(patterns.values()) <= made | {run.EMBEDDING.replace("{survey}/{model}", "truth/latent-truth")}
 
 
 def test_every_plan_target_is_made_by_a_rule(demo_rules, breadth_config):
@@ -543,7 +546,7 @@ def test_every_plan_target_is_made_by_a_rule(demo_rules, breadth_config):
     _, rules = demo_rules
     breadth_config["models"]["untrained"] = ["vit"]
     plan = Plan(validate_config(breadth_config))
-    targets = [c.path for c in plan.comparisons] + plan.probe_paths
+    targets = plan.metric_files() + plan.probe_paths
     for xm in plan.crossmatches:
         targets += [plan.crossmatch_path(xm), plan.truth_path(xm), plan.snapshot_dir(xm)]
     targets += [plan.weights_source(model) for model in plan.image_models + [plan.spectrum_model]]

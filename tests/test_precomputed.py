@@ -83,7 +83,7 @@ def test_authors_embeddings_stand_in_for_ours(tmp_path, demo_config):
     ids = np.array([f"desi_hsc_{i:04d}" for i in range(n)])
     _crossmatch(tmp_path / "xm.h5", ids, {"duplicate_ids_dropped": {"n": 0}})
     hsc = rng.normal(size=(n, 8)).astype(np.float32)
-    schema.write_embeddings(tmp_path / "results/embeddings/desi_hsc/hsc/vit-base.h5", ids, hsc, {})
+    schema.write_embeddings(tmp_path / "results/demo/embeddings/desi_hsc/hsc/vit-base.h5", ids, hsc, {})
     theirs = (hsc @ rng.normal(size=(8, 6)) + rng.normal(size=(n, 6))).astype(np.float32)
     snap = tmp_path / "specformer_desi" / "data"
     snap.mkdir(parents=True)
@@ -95,15 +95,15 @@ def test_authors_embeddings_stand_in_for_ours(tmp_path, demo_config):
     config["metrics"].update(names=["mknn"], null_draws=20, subsampling_splits=5)
     cfg = write_config(tmp_path / "c.yaml", config)
     pair = "desi_hsc/desi/specformer-base/hsc/vit-base"
-    proc = snakemake(tmp_path, f"results/metrics/{pair}.json", "--cores", "1", "--configfile", cfg,
+    proc = snakemake(tmp_path, f"results/demo/metrics/{pair}.json", "--cores", "1", "--configfile", cfg,
                      "--allowed-rules", "precomputed_embedding", "knn_graph", "compare", timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert job_counts(proc.stdout + proc.stderr) == {"precomputed_embedding": 1, "knn_graph": 2, "compare": 1}
-    got_ids, got, prov = schema.read_embeddings(tmp_path / "results/embeddings/desi_hsc/desi/specformer-base.h5")
+    got_ids, got, prov = schema.read_embeddings(tmp_path / "results/demo/embeddings/desi_hsc/desi/specformer-base.h5")
     np.testing.assert_array_equal(got_ids, ids)
     np.testing.assert_array_equal(got, theirs)
     assert prov["precomputed"]["pairing"] == "row" and prov["precomputed"]["column"] == "embeddings"
-    (rec,) = json.loads((tmp_path / f"results/metrics/{pair}.json").read_text())["records"]
+    (rec,) = json.loads((tmp_path / f"results/demo/metrics/{pair}.json").read_text())["records"]
     import samesky
 
     mine = samesky.compare(tmp_path / "specformer_desi", hsc, metrics=["mknn"], null_draws=20, subsampling_splits=5)

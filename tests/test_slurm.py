@@ -196,7 +196,7 @@ def test_demo_on_slurm(slurm, tmp_path, demo_config):
     counts = check_every_job_ran_on_slurm(out, tmp_path, gpu_rules={"embed", "knn_graph", "compare_layers"})
     assert {"simulate_snapshot", "percentiles", "preprocess", "build_tiny_model", "embed", "knn_graph",
             "compare", "truth_knn_graph", "compare_layers"} <= set(counts), counts
-    scores = pd.read_csv(tmp_path / "results/tables/scores.csv")
+    scores = pd.read_csv(tmp_path / "results/demo/tables/scores.csv")
     assert len(scores) == counts["compare"] * len(config["metrics"]["names"])
     assert set(scores["metric"]) == set(config["metrics"]["names"])
-    assert list((tmp_path / "results/figures").glob("*.png"))
+    assert list((tmp_path / "results/demo/figures").glob("*.png"))

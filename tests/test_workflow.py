@@ -1,5 +1,6 @@
 """The workflow as users run it: the demo end to end, reruns after config edits, paper dry-run."""
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -14,6 +15,11 @@ from samesky.models.resources import embed_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+
+
+PAPER = "results/platonic-universe"  # config/config.yaml's run
+# The run's summary page and README: rewritten after any table they show or list
+RUN_PAGES = {"summary": 1, "run_readme": 1}
 
 
 def snakemake(workdir, *args, timeout=1200):
@@ -56,8 +62,9 @@ def demo_run(tmp_path_factory):
     cfg = write_config(workdir / "demo.yaml", config)
     start = time.perf_counter()
     # a hang's safety net: the tour takes a few minutes on 2 idle cores, several times that when shared
-    proc = snakemake(workdir, "--cores", "2", "--quiet", "rules", "--configfile", cfg, timeout=3600)  # as make demo
-    assert proc.returncode == 0, proc.stderr[-6000:]
+    proc = subprocess.run([sys.executable, "-m", "samesky.console", *SNAKEMAKE, "-d", str(workdir), "--cores", "2",
+                           "--quiet", "rules", "--configfile", cfg], capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-6000:]  # as make demo: samesky.console, stderr folded in
     (workdir / "terminal.txt").write_text(proc.stdout + proc.stderr)
     return workdir, config, time.perf_counter() - start
 
@@ -67,19 +74,21 @@ def test_demo_writes_tables_and_figures(demo_run):
     workdir, config, seconds = demo_run
     print(f"demo run took {seconds:.0f} s")
     # the terminal shows progress and problems; each job's detail is in its log (the tables'
-    # snapshots have no coordinates: said once, in the ingestion log). Per job Snakemake prints
-    # its scheduling round (2 lines) and its progress (3): no block, warning or backend message.
+    # snapshots have no coordinates: said once, in the ingestion log). One line per finished job
+    # (samesky.console), the header and job table: no block, warning or backend message.
     terminal = (workdir / "terminal.txt").read_text()
     jobs = sum(job_counts(terminal).values())
-    assert len(terminal.splitlines()) <= 5 * jobs + 60, len(terminal.splitlines())
+    progress = re.findall(r"^\[[\d:]{8}\] (\d+)/(\d+) \w+$", terminal, re.M)
+    assert [int(done) for done, _ in progress] == list(range(1, jobs + 1)), terminal
+    assert len(terminal.splitlines()) < 300 and len(terminal.splitlines()) <= jobs + 70, terminal
     assert not re.findall(r"^.*(?:WARNING|\[transformers\]|it/s|rule \w+:).*$", terminal, re.M)
-    ingest_log = (workdir / "logs/ingest_hf/desi_hsc.log").read_text()
+    ingest_log = (workdir / "logs/demo/ingest_hf/desi_hsc.log").read_text()
     assert ingest_log.count("no ra/dec column") == 1 and "INFO samesky.ingest" in ingest_log
-    scores = pd.read_csv(workdir / "results/tables/scores.csv")
+    scores = pd.read_csv(workdir / "results/demo/tables/scores.csv")
     assert set(scores["metric"]) == set(config["metrics"]["names"])
-    tables = workdir / "results/tables/paper"
+    tables = workdir / "results/demo/tables/paper"
     assert list(tables.glob("*.md")) and list(tables.glob("*.csv")) and list(tables.glob("*.tex"))
-    assert list((workdir / "results/figures").glob("*.png"))
+    assert list((workdir / "results/demo/figures").glob("*.png"))
     mknn = scores[scores["metric"] == "mknn"]
     assert mknn["score"].between(0, 1).all()
     self_rows = mknn[mknn["kind"] == "self"]
@@ -87,7 +96,7 @@ def test_demo_writes_tables_and_figures(demo_run):
     expected_null = config["metrics"]["k"] / (self_rows["n"] - 1)
     # the simulated sky's latent truth is recoverable: most embeddings align with it beyond the null
     truth = mknn[mknn["kind"] == "truth"]
-    assert len(truth) == len(list((workdir / "results/embeddings").rglob("*.h5"))) - len(config["crossmatches"])
+    assert len(truth) == len(list((workdir / "results/demo/embeddings").rglob("*.h5"))) - len(config["crossmatches"])
     assert (truth["p_value"] < 0.05).mean() > 0.7
     assert list(tables.glob("table_truth_mknn.md"))
     stderr = self_rows["null_std"] / config["metrics"]["null_draws"] ** 0.5
@@ -97,7 +106,7 @@ def test_demo_writes_tables_and_figures(demo_run):
     assert (scores["alpha"] == config["metrics"].get("alpha", 0.05)).all()
     assert (scores.loc[scores["metric"].str.startswith("cka"), "null_method"] == "closed_form").all()
     assert list(tables.glob("table2_crossmodal_mknn_calibrated.md")) and list(tables.glob("trend_stats_calibrated.csv"))
-    assert list((workdir / "results/figures").glob("figure1_crossmodal_mknn_calibrated.png"))
+    assert list((workdir / "results/demo/figures").glob("figure1_crossmodal_mknn_calibrated.png"))
 
 
 @pytest.mark.slow
@@ -107,11 +116,11 @@ def test_every_heavy_job_is_benchmarked_within_its_resources(demo_run):
     from samesky.models.resources import resources_for
 
     workdir, _, _ = demo_run
-    bench = workdir / "results" / "benchmarks"
-    for rule, outputs, truth in (("embed", "results/embeddings", False), ("knn_graph", "results/knn", False),
-                                 ("knn_graph", "results/knn_layers", False), ("truth_knn_graph", "results/knn", True),
-                                 ("compare", "results/metrics", None), ("probe", "results/probes", None),
-                                 ("compare_layers", "results/layers_metrics", None)):
+    bench = workdir / "results" / "demo" / "benchmarks"
+    for rule, outputs, truth in (("embed", "results/demo/embeddings", False), ("knn_graph", "results/demo/knn", False),
+                                 ("knn_graph", "results/demo/knn_layers", False), ("truth_knn_graph", "results/demo/knn", True),
+                                 ("compare", "results/demo/metrics", None), ("probe", "results/demo/probes", None),
+                                 ("compare_layers", "results/demo/layers_metrics", None)):
         made = {p.relative_to(workdir / outputs).with_suffix("") for p in (workdir / outputs).rglob("*.*")
                 if truth is None or ("truth" in p.parts) == truth}
         recorded = {p.relative_to(bench / rule).with_suffix("") for p in (bench / rule).rglob("*.tsv")}
@@ -127,9 +136,9 @@ def test_demo_writes_probe_tables_and_figures(demo_run):
     """Every embedding of the probed crossmatch is probed for every chosen latent property, by both
     probes."""
     workdir, config, _ = demo_run
-    probes = pd.read_csv(workdir / "results/tables/probes.csv")
+    probes = pd.read_csv(workdir / "results/demo/tables/probes.csv")
     (xm, properties), = config["probes"]["properties"].items()  # the demo probes one crossmatch
-    n_embeddings = len(list((workdir / "results/embeddings" / xm).rglob("*.h5"))) - 1  # not the truth
+    n_embeddings = len(list((workdir / "results/demo/embeddings" / xm).rglob("*.h5"))) - 1  # not the truth
     assert len(probes) == n_embeddings * len(properties) * 2 and set(probes["crossmatch"]) == {xm}
     assert set(probes["property"]) == set(properties) and set(probes["probe"]) == {"linear", "knn"}
     assert set(probes.loc[probes["property"] == "quiescent", "metric"]) == {"balanced_accuracy"}
@@ -137,26 +146,26 @@ def test_demo_writes_probe_tables_and_figures(demo_run):
     # the latent redshift is recoverable from most embeddings, well above the null
     linear = probes[(probes["probe"] == "linear") & (probes["property"] == "redshift")]
     assert (linear["score"] > linear["null_mean"] + 2 * linear["null_std"]).mean() > 0.7
-    tables = workdir / "results/tables/probes"
+    tables = workdir / "results/demo/tables/probes"
     assert {p.name for p in tables.glob("*.csv")} == {f"{prop}_{name}.csv" for prop in properties
                                                      for name in ("linear", "knn")}
     assert pd.read_csv(tables / "redshift_linear.csv").shape[0] == len(probes["model"].unique())
-    assert {p.name for p in (workdir / "results/probe_figures").glob("*.png")} == {f"probe_{p}.png" for p in properties}
+    assert {p.name for p in (workdir / "results/demo/probe_figures").glob("*.png")} == {f"probe_{p}.png" for p in properties}
 
 
 @pytest.mark.slow
 def test_changing_probe_settings_reruns_only_probes(demo_run):
     workdir, config, _ = demo_run
-    n_probed = len(list((workdir / "results/probes").rglob("*.json")))
+    n_probed = len(list((workdir / "results/demo/probes").rglob("*.json")))
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(pca_components=16))
-    assert counts == {"probe": n_probed, "probe_report": 1, "all": 1}
+    assert counts == {"probe": n_probed, "probe_report": 1, "run_readme": 1, "all": 1}
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(properties={"desi_hsc": ["redshift"]},
                                                                           categorical=[]))
-    assert counts == {"probe": n_probed, "probe_report": 1, "all": 1}
+    assert counts == {"probe": n_probed, "probe_report": 1, "run_readme": 1, "all": 1}
     # probing another crossmatch too adds only its probes
-    n_jwst = len(list((workdir / "results/embeddings/jwst_hsc").rglob("*.h5"))) - 1
+    n_jwst = len(list((workdir / "results/demo/embeddings/jwst_hsc").rglob("*.h5"))) - 1
     counts = _rerun_counts(workdir, config, lambda c: c["probes"]["properties"].update(jwst_hsc=["redshift"]))
-    assert counts == {"probe": n_jwst, "probe_report": 1, "all": 1}
+    assert counts == {"probe": n_jwst, "probe_report": 1, "run_readme": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -165,6 +174,51 @@ def test_second_run_has_nothing_to_do(demo_run):
     proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(workdir / "demo.yaml"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_readme_and_report_open_on_the_summary(demo_run):
+    """The run's README lists its folders; the end of a run says where to look; the Snakemake report
+    (make report's command) opens on the summary page and files the layer atlas by crossmatch, pair
+    and metric."""
+    workdir, config, _ = demo_run
+    readme = (workdir / "results/demo/README.md").read_text()
+    listed = re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M)
+    assert listed == ["summary.html", "tables/", "figures/", "layer_figures/", "probe_figures/", "metrics/",
+                      "layers_metrics/", "probes/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
+                      "benchmarks/"]
+    assert "1. `summary.html`" in readme and "table2_crossmodal_mknn_calibrated.md" in readme
+    for folder in listed:
+        assert (workdir / "results/demo" / folder).exists(), folder
+    cfg = str(workdir / "demo.yaml")
+    # the end of a run that did something says where to look (a run with nothing to do ends before)
+    proc = snakemake(workdir, "--cores", "1", "--configfile", cfg, "--forcerun", "run_readme")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert job_counts(proc.stderr) == {"run_readme": 1, "all": 1}
+    assert proc.stdout.splitlines()[-2:] == [
+        "samesky run 'demo': read results/demo/README.md first (what each folder holds, which tables and figures "
+        "to open)", f"the Snakemake report: make report CONFIG={cfg}  ->  results/demo/report.html"]
+    proc = snakemake(workdir, "--configfile", cfg, "--report", "results/demo/report.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (workdir / "results/demo/report.html").read_text()
+    summary = (workdir / "results/demo/summary.html").read_text()
+    for part in ("Run <code>demo</code>: summary", "Table 1 – intramodal alignment (MKNN)",
+                 "Table 2 – crossmodal alignment (MKNN)", "Figure 1 – model size vs crossmodal alignment (MKNN)",
+                 "subsampling_splits = 50", "N = 200"):
+        assert part in summary, part
+    description = _report_var(page, "workflow_desc")
+    assert description.index(summary.strip()) < description.index("About samesky")  # it opens on the summary
+    categories, results = _report_var(page, "categories"), _report_var(page, "results")
+    assert set(categories["Layer atlas"]) == {*config["crossmatches"], "tables", "best block pair vs size"}
+    heatmaps = [results[path] for path in categories["Layer atlas"]["jwst_hsc"]]
+    assert {r["labels"]["metric"] for r in heatmaps} == set(config["metrics"]["names"])
+    assert "JWST ViT Base vs HSC ViT Base" in {r["labels"]["pair"] for r in heatmaps}
+
+
+def _report_var(page: str, name: str):
+    """A variable of a Snakemake report page (each is JSON in a script of its own)."""
+    return json.loads(re.search(rf"<script id=\"[^\"]+\">\s*var {name} = (.*?);\n\s*</script>", page,
+                                flags=re.S).group(1))
 
 
 def _rerun_counts(workdir, config, edit):
@@ -180,14 +234,14 @@ def _layer_jobs(workdir, under: str = "") -> dict[str, int]:
     """The layer stage's jobs that rerun with the comparisons below ``under`` (the demo writes
     every block: embed.layers: all): their block x block scores and the report (the block
     graphs rerun with the final ones, in the knn_graph jobs)."""
-    return {"compare_layers": len(list((workdir / "results/layers_metrics" / under).rglob("*.csv"))),
+    return {"compare_layers": len(list((workdir / "results/demo/layers_metrics" / under).rglob("*.csv"))),
             "layers_report": 1}
 
 
 def _graph_jobs(workdir, under: str = "") -> dict[str, int]:
     """The kNN jobs of the embeddings below ``under``: knn_graph per model embedding (final and
     block graphs), truth_knn_graph per latent truth."""
-    files = list((workdir / "results/embeddings" / under).rglob("*.h5"))
+    files = list((workdir / "results/demo/embeddings" / under).rglob("*.h5"))
     truth = sum("truth" in f.parts for f in files)
     return {"knn_graph": len(files) - truth, **({"truth_knn_graph": truth} if truth else {})}
 
@@ -195,7 +249,7 @@ def _graph_jobs(workdir, under: str = "") -> dict[str, int]:
 def _probe_jobs(workdir, under: str = "") -> dict[str, int]:
     """The probes of the embeddings below ``under`` and the report, if any is probed (the demo
     probes one crossmatch)."""
-    n = len(list((workdir / "results/probes" / under).rglob("*.json")))
+    n = len(list((workdir / "results/demo/probes" / under).rglob("*.json")))
     return {"probe": n, "probe_report": 1} if n else {}
 
 
@@ -203,9 +257,9 @@ def _probe_jobs(workdir, under: str = "") -> dict[str, int]:
 def test_changing_k_reruns_only_metrics(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(k=5))
-    n_comparisons = len(list((workdir / "results/metrics").rglob("*.json")))
+    n_comparisons = len(list((workdir / "results/demo/metrics").rglob("*.json")))
     assert counts == {**_graph_jobs(workdir), "compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1,
-                      **_layer_jobs(workdir)}
+                      **_layer_jobs(workdir), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -221,8 +275,9 @@ def test_changing_knn_precision_reruns_the_graphs(demo_run):
 def test_changing_null_draws_reruns_only_comparisons(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(null_draws=100))
-    n_comparisons = len(list((workdir / "results/metrics").rglob("*.json")))
-    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir)}
+    n_comparisons = len(list((workdir / "results/demo/metrics").rglob("*.json")))
+    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir),
+                      **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -230,19 +285,20 @@ def test_changing_a_metric_parameter_reruns_only_comparisons(demo_run):
     """metrics.params reaches the compare jobs through their params, and nothing else."""
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(params={"mutual_info": {"components": 8}}))
-    n_comparisons = len(list((workdir / "results/metrics").rglob("*.json")))
-    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir)}
+    n_comparisons = len(list((workdir / "results/demo/metrics").rglob("*.json")))
+    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir),
+                      **RUN_PAGES}
 
 
 @pytest.mark.slow
 def test_changing_jwst_bands_reruns_only_jwst(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["preprocess"].setdefault("rgb", {}).update(jwst=["f444w", "f200w", "f090w"]))
-    jwst_models = len(list((workdir / "results/embeddings/jwst_hsc/jwst").glob("*.h5")))
-    jwst_comparisons = len(list((workdir / "results/metrics/jwst_hsc/jwst").rglob("*.json")))
+    jwst_models = len(list((workdir / "results/demo/embeddings/jwst_hsc/jwst").glob("*.h5")))
+    jwst_comparisons = len(list((workdir / "results/demo/metrics/jwst_hsc/jwst").rglob("*.json")))
     assert counts == {"percentiles": 1, "preprocess": 1, "embed": jwst_models, "knn_graph": jwst_models,
                       "compare": jwst_comparisons, **_probe_jobs(workdir, "jwst_hsc/jwst"), "aggregate": 1, "figures": 1,
-                      "all": 1, **_layer_jobs(workdir, "jwst_hsc/jwst")}
+                      "all": 1, **_layer_jobs(workdir, "jwst_hsc/jwst"), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -259,13 +315,13 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
                       "compare": 2 * image_surveys + len(config["crossmatches"]) + 1, "probe": probed,
                       "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
                       # the layer stage: every pair above but the self pair
-                      "compare_layers": 2 * image_surveys + len(config["crossmatches"]), "layers_report": 1}
+                      "compare_layers": 2 * image_surveys + len(config["crossmatches"]), "layers_report": 1,
+                      **RUN_PAGES}
 
 
 @pytest.mark.slow
 def test_aion_family_runs_on_raw_fluxes(demo_run, tmp_path):
     """AION takes raw-flux inputs (rule preprocess_flux), only for the surveys it has codecs for."""
-    import json
     import shutil
 
     workdir = tmp_path / "demo"
@@ -279,8 +335,8 @@ def test_aion_family_runs_on_raw_fluxes(demo_run, tmp_path):
     # 2 probes (DESI-HSC); block graphs and block x block scores of all but the self pairs
     assert counts == {"build_tiny_model": 2, "preprocess_flux": 2, "embed": 4, "knn_graph": 4, "compare": 10,
                       "probe": 2, "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
-                      "compare_layers": 8, "layers_report": 1}
-    target = "results/metrics/desi_hsc/desi/specformer-base/hsc/aion-base.json"
+                      "compare_layers": 8, "layers_report": 1, **RUN_PAGES}
+    target = "results/demo/metrics/desi_hsc/desi/specformer-base/hsc/aion-base.json"
     proc = snakemake(workdir, target, "--cores", "2", "--configfile", str(workdir / "edited.yaml"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert job_counts(proc.stdout + proc.stderr) == {"build_tiny_model": 1, "preprocess_flux": 1, "embed": 1,
@@ -414,10 +470,10 @@ def test_paper_dry_run_with_all_layers(tmp_path):
     assert counts["embed"] == 98 and counts["knn_graph"] == 98 and counts["compare"] == 66 + 64 + 16
     assert "knn_layers" not in counts and counts["compare_layers"] == 66 + 64
     graphs = job_blocks(out, "knn_graph")
-    assert len(graphs) == 98 and all("gpu=1" in b and "results/knn_layers/" in b and "results/layers/" in b
+    assert len(graphs) == 98 and all("gpu=1" in b and f"{PAPER}/knn_layers/" in b and f"{PAPER}/layers/" in b
                                      for b in graphs)
     blocks = job_blocks(out, "compare_layers")
-    assert len(blocks) == 130 and all("gpu=1" in b and "results/knn_layers/" in b for b in blocks)
+    assert len(blocks) == 130 and all("gpu=1" in b and f"{PAPER}/knn_layers/" in b for b in blocks)
     print(f"paper dry-run with layers: {seconds:.1f} s wall, {cpu:.1f} s CPU")
     assert cpu < 60  # a safety net; about 3 s on 2 idle cores
 
@@ -427,8 +483,6 @@ def test_layer_rules_score_every_block_pair(tmp_path):
     """Rules knn_graph (with its block graphs) and compare_layers on layers files (written here as the
     embed job writes them): one graph job per embedding, one CSV per pair, and its final x final rows
     equal the compare job's records exactly; the latent truth scores every block."""
-    import json
-
     import numpy as np
 
     from samesky import schema
@@ -443,26 +497,26 @@ def test_layer_rules_score_every_block_pair(tmp_path):
     for model, blocks in [("vit-base", 3), ("vit-large", 4)]:
         Z = [(latent @ rng.standard_normal((5, 16)) + rng.standard_normal((n, 16))).astype(np.float32)
              for _ in range(blocks)]
-        schema.write_layers(tmp_path / f"results/layers/{stem}/{model}.h5", ids, Z,
+        schema.write_layers(tmp_path / f"results/demo/layers/{stem}/{model}.h5", ids, Z,
                             [f"layer {j + 1}" for j in range(blocks)], {"model": model})
-        schema.write_embeddings(tmp_path / f"results/embeddings/{stem}/{model}.h5", ids, Z[-1], {"model": model})
-    schema.write_embeddings(tmp_path / "results/embeddings/legacysurvey_hsc/truth/latent-truth.h5", ids[::-1],
+        schema.write_embeddings(tmp_path / f"results/demo/embeddings/{stem}/{model}.h5", ids, Z[-1], {"model": model})
+    schema.write_embeddings(tmp_path / "results/demo/embeddings/legacysurvey_hsc/truth/latent-truth.h5", ids[::-1],
                             latent[::-1].astype(np.float32), {"model": "truth"})
     pair, truth = f"{stem}/vit-base/legacysurvey/vit-large", f"{stem}/vit-base/truth/latent-truth"
-    proc = snakemake(tmp_path, f"results/layers_metrics/{pair}.csv", f"results/layers_metrics/{truth}.csv",
-                     f"results/metrics/{pair}.json", "--cores", "2", "--configfile",
+    proc = snakemake(tmp_path, f"results/demo/layers_metrics/{pair}.csv", f"results/demo/layers_metrics/{truth}.csv",
+                     f"results/demo/metrics/{pair}.json", "--cores", "2", "--configfile",
                      write_config(tmp_path / "layers.yaml", config),
                      "--allowed-rules", "knn_graph", "truth_knn_graph", "compare_layers", "compare")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert job_counts(proc.stdout + proc.stderr) == {"knn_graph": 2, "truth_knn_graph": 1, "compare_layers": 2,
                                                      "compare": 1}
-    rows = pd.read_csv(tmp_path / f"results/layers_metrics/{pair}.csv")
+    rows = pd.read_csv(tmp_path / f"results/demo/layers_metrics/{pair}.csv")
     assert len(rows) == len(config["metrics"]["names"]) * 4 * 5
     final = rows[(rows.block_a == "final") & (rows.block_b == "final")].set_index("metric")
-    for rec in json.loads((tmp_path / f"results/metrics/{pair}.json").read_text())["records"]:
+    for rec in json.loads((tmp_path / f"results/demo/metrics/{pair}.json").read_text())["records"]:
         assert (final.loc[rec["metric"]].raw, final.loc[rec["metric"]].tau, final.loc[rec["metric"]].p) == (
             rec["score"], rec["tau"], rec["p_value"])
-    truth_rows = pd.read_csv(tmp_path / f"results/layers_metrics/{truth}.csv")
+    truth_rows = pd.read_csv(tmp_path / f"results/demo/layers_metrics/{truth}.csv")
     assert set(truth_rows.block_b) == {"final"} and len(truth_rows) == len(config["metrics"]["names"]) * 4
     assert (truth_rows.kind == "truth").all() and (truth_rows.n == n).all()
 

@@ -2,7 +2,7 @@
 
 The same statistics as the workflow's compare jobs (``metrics.compare.pair_statistics``) with the
 same defaults (config ``metrics``, read from the config schema) and the same seed, so a pair of
-the workflow's embedding files scores exactly as its row of ``results/tables/scores.csv``.
+the workflow's embedding files scores exactly as its row of ``results/<run_name>/tables/scores.csv``.
 The command line (``samesky compare``) calls this function.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ MODEL_FIELDS = ("family", "size_a", "size_b", "params_a", "params_b")  # scores.
 
 
 def columns() -> list[str]:
-    """The columns of the returned table: those of ``results/tables/scores.csv`` (``source``: the
+    """The columns of the returned table: those of ``results/<run_name>/tables/scores.csv`` (``source``: the
     two sources), then ``pairing``."""
     from .report.records import CALIBRATION_FIELDS, FIELDS
 
@@ -157,7 +157,7 @@ def _same_source(a, b, options_a, options_b) -> bool:
 
 def _comparison(a, b, side_a: sources.Embeddings, side_b: sources.Embeddings, same: bool) -> dict:
     """The comparison fields of the records: a workflow embedding file
-    (``results/embeddings/{crossmatch}/{survey}/{model}.h5``) names its crossmatch, survey and model,
+    (``results/<run_name>/embeddings/{crossmatch}/{survey}/{model}.h5``) names its crossmatch, survey and model,
     as the compare job would; any other source its file stem (or A/B) and column."""
     from .plan import Comparison, comparison_kind
 

@@ -2,7 +2,7 @@
 
     samesky compare A B [--metrics mknn cka_linear] [-k 10] [--output scores.csv]
     samesky metrics
-    samesky export results/embeddings --out export/
+    samesky export results/demo/embeddings --out export/
     samesky --version
 
 ``main(argv)`` returns the exit status (0 done, 1 bad input, 2 bad usage); ``python -m samesky``
@@ -36,7 +36,7 @@ distributions and ignore which row of A goes with which row of B, so shuffling B
 unchanged: they have only a score and its interval (null_method 'pairing_free').
 
 A and B are files of embeddings, one vector per object:
-  .h5 / .hdf5  samesky embedding files (results/embeddings/...; ids in /object_id)
+  .h5 / .hdf5  samesky embedding files (results/<run_name>/embeddings/...; ids in /object_id)
   .npy         a 2-D array (objects x dimensions), rows in object order
   .npz         its 'embedding' array (or --column), ids from 'object_id' (or --id-column)
   .parquet     its one column of vectors (or --column), ids from 'object_id' (or --id-column):
@@ -47,11 +47,11 @@ Objects are matched by id when both sides have ids; otherwise row i of A is row 
 output's 'pairing' column says which). Giving the same file twice scores the shuffled-self null.
 
 The defaults are the workflow's (config 'metrics'), so two of the workflow's embedding files
-score exactly as their row of results/tables/scores.csv."""
+score exactly as their row of results/<run_name>/tables/scores.csv."""
 
 EXAMPLES = """\
 examples:
-  samesky compare results/embeddings/desi_hsc/hsc/vit-base.h5 results/embeddings/desi_hsc/desi/specformer-base.h5
+  samesky compare results/demo/embeddings/desi_hsc/hsc/vit-base.h5 results/demo/embeddings/desi_hsc/desi/specformer-base.h5
   samesky compare ours.npy theirs.npy --metrics mknn -k 10 --null-draws 1000 --output mknn.json
   samesky compare data/jwst_vit_base.parquet data/jwst_vit_base.parquet --column vit_base_jwst --column-b vit_base_hsc
 """
@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write embeddings as parquet in the Platonic Universe authors' layout",
                          description=_export_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     exp.add_argument("embeddings", nargs="+", metavar="PATH",
-                     help="results/embeddings (or some of its {crossmatch}/{survey}/{model}.h5 files)")
+                     help="a run's embeddings folder, results/<run_name>/embeddings "
+                          "(or some of its {crossmatch}/{survey}/{model}.h5 files)")
     exp.add_argument("--out", required=True, metavar="DIR", help="where to write {mode}/{model}_{size}.parquet "
                      "and README.md")
     exp.add_argument("--reference", default="hsc", help="the reference survey every crossmatch shares (default hsc)")

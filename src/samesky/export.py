@@ -1,6 +1,6 @@
 """Our embeddings as parquet files in the Platonic Universe authors' layout, for their readers.
 
-Each (crossmatch, model) of ``results/embeddings/{crossmatch}/{survey}/{model}.h5`` becomes
+Each (crossmatch, model) of ``results/<run_name>/embeddings/{crossmatch}/{survey}/{model}.h5`` becomes
 ``{out}/{mode}/{alias}_{size}.parquet``, ``mode`` being the crossmatch's survey other than the
 reference (``jwst`` for jwst_hsc), as the authors' hub upload lays out ``pu run``'s
 ``data/{mode}_{alias}_{size}.parquet``. It holds one vector column per survey the model embedded,

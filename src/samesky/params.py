@@ -107,6 +107,17 @@ class RuleParams:
         are always in closed form (a feature-space draw per block pair is what the stage avoids)."""
         return any(_metric_names()[m].uses_gram_invariants for m in self.metric_params()["metrics"])
 
+    def summary_params(self) -> dict:
+        """What the run's summary page says it was (rule summary; ``report.summary``): its name,
+        crossmatches with their sources, models, metrics, k and draws. Nothing else reruns it."""
+        m, models = self.config["metrics"], self.config["models"]
+        return {"run_name": self.config["run_name"], "reference_survey": self.config["reference_survey"],
+                "crossmatches": {name: {key: spec[key] for key in ("surveys", "source", "drop_flat")}
+                                 for name, spec in self.crossmatches.items()},
+                "models": {"image": list(self.image_models), "spectrum": self.spectrum_model,
+                           "weights": models["weights"]},
+                "metrics": {key: m[key] for key in ("names", "k", "null_draws", "subsampling_splits")}}
+
     def embed_throughput(self) -> dict:
         embed = self.config["embed"]
         return {"batch_size": embed["batch_size"], "shard_size": embed["shard_size"]}

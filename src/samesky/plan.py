@@ -26,15 +26,6 @@ class Comparison:
     survey_b: str
     model_b: str
 
-    @property
-    def path(self) -> str:
-        return paths.METRICS.format(**self.as_dict())
-
-    @property
-    def layers_path(self) -> str:
-        """The block x block scores of the pair (rule compare_layers)."""
-        return paths.LAYER_METRICS.format(**self.as_dict())
-
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -71,6 +62,7 @@ class Plan(ConfigChecks, RuleParams):
 
     def __init__(self, config: dict):
         self.config = config
+        self.run = paths.RunPaths(config["run_name"])  # where this run's results go
         self.reference = config["reference_survey"]
         self.crossmatches: dict[str, dict] = config["crossmatches"]
         self._check_crossmatches()
@@ -120,6 +112,10 @@ class Plan(ConfigChecks, RuleParams):
             for model in self.models_for(survey)
         ]
 
+    def metric_files(self) -> list[str]:
+        """The compare jobs' record files, one per comparison."""
+        return [self.run.METRICS.format(**c.as_dict()) for c in self.comparisons]
+
     @property
     def null_crossmatch(self) -> str:
         return self.config["metrics"]["null_crossmatch"] or next(iter(self.crossmatches))
@@ -165,7 +161,7 @@ class Plan(ConfigChecks, RuleParams):
 
     @cached_property
     def probe_paths(self) -> list[str]:
-        return [paths.PROBE.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.probes]
+        return [self.run.PROBE.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.probes]
 
     def property_files(self, crossmatch: str) -> list[str]:
         """The files that hold a crossmatch's per-object properties (read by
@@ -205,7 +201,7 @@ class Plan(ConfigChecks, RuleParams):
 
     def layer_metric_files(self) -> list[str]:
         """The compare_layers jobs' per-pair CSVs (one row per metric and block pair)."""
-        return [c.layers_path for c in self.layer_comparisons()]
+        return [self.run.LAYER_METRICS.format(**c.as_dict()) for c in self.layer_comparisons()]
 
     def layer_inputs(self, crossmatch: str, survey_a: str, model_a: str, survey_b: str, model_b: str) -> dict:
         """The files of one compare_layers job: per side its final embedding and graph and, unless
@@ -213,8 +209,9 @@ class Plan(ConfigChecks, RuleParams):
         inputs = {}
         for side, survey, model in (("a", survey_a, model_a), ("b", survey_b, model_b)):
             where = {"crossmatch": crossmatch, "survey": survey, "model": model}
-            inputs.update({f"emb_{side}": paths.EMBEDDING.format(**where), f"knn_{side}": paths.KNN.format(**where)})
+            inputs.update({f"emb_{side}": self.run.EMBEDDING.format(**where),
+                           f"knn_{side}": self.run.KNN.format(**where)})
             if survey != TRUTH_SURVEY:
-                inputs.update({f"layers_{side}": paths.LAYERS.format(**where),
-                               f"knn_layers_{side}": paths.KNN_LAYERS.format(**where)})
+                inputs.update({f"layers_{side}": self.run.LAYERS.format(**where),
+                               f"knn_layers_{side}": self.run.KNN_LAYERS.format(**where)})
         return inputs

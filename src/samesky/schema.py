@@ -22,44 +22,44 @@ Crossmatch file (``resources/crossmatches/{crossmatch}.h5``), written by every d
 ``read_properties`` reads ``/properties`` and ``/truth`` alike (a name in both is an error), so a
 probe of the simulation's redshift and of DESI's ``Z`` is the same job.
 
-Preprocessed file (``results/preprocessed/{crossmatch}/{survey}.h5``)::
+Preprocessed file (``results/<run_name>/preprocessed/{crossmatch}/{survey}.h5``)::
 
     /object_id (N,) str; /data: images (N, 3, H, W) uint8 RGB (percentile-rescaled: what the
     vision models' processors take), spectra (N, 7781) float32 on the DESI grid (+ /ivar (N, 7781)
     float32, /mask (N, 7781) bool); attrs: provenance (JSON). Dropped objects are absent.
 
-Raw-flux file (``results/preprocessed_flux/{crossmatch}/{survey}.h5``, for models that tokenise
+Raw-flux file (``results/<run_name>/preprocessed_flux/{crossmatch}/{survey}.h5``, for models that tokenise
 fluxes themselves, e.g. AION)::
 
     /object_id (N,) str; /data (N, B, H, W) float32, every band in on-disk order, non-finite
     pixels set to 0, in the survey's flux unit (``surveys.Survey.zero_point``: what the models
     were trained on); provenance names ``survey``, ``bands`` and ``zero_point``.
 
-Embedding file (``results/embeddings/{crossmatch}/{survey}/{model}.h5``)::
+Embedding file (``results/<run_name>/embeddings/{crossmatch}/{survey}/{model}.h5``)::
 
     /object_id (N,) str; /embedding (N, D) float32; attrs: provenance (JSON)
 
-kNN graph file (``results/knn/{crossmatch}/{survey}/{model}.h5``)::
+kNN graph file (``results/<run_name>/knn/{crossmatch}/{survey}/{model}.h5``)::
 
     /object_id (N,) str; /indices (N, k) int64 neighbour rows, nearest first, self excluded;
     /similarity (N, k) float32 cosine similarities matching /indices; attrs: k, provenance (JSON);
     when CKA's null is closed-form, provenance["gram_invariants"] holds the embedding's
     ``metrics.rv_null.Invariants`` ({"linear": {...}, "unbiased": {...}}).
 
-Layers file (``results/layers/{crossmatch}/{survey}/{model}.h5``, ``write_layers``)::
+Layers file (``results/<run_name>/layers/{crossmatch}/{survey}/{model}.h5``, ``write_layers``)::
 
     /object_id (N,) str; /block_<j> (N, d_j) float16, j = 000, 001, ...; provenance: blocks (the
     names, in order), n_blocks (the model's block count), block_index (each block's 0-based index)
 
-Block graphs file (``results/knn_layers/{crossmatch}/{survey}/{model}.h5``, ``write_knn_layers``)::
+Block graphs file (``results/<run_name>/knn_layers/{crossmatch}/{survey}/{model}.h5``, ``write_knn_layers``)::
 
     /object_id (N,) str (the layers file's); /block_<j>/indices, /block_<j>/similarity as in a
     kNN graph file, provenance name (and gram_invariants); root provenance: k, blocks, source.
 
-Percentiles file (``results/preprocessed/percentiles/{survey}.json``, ``write_percentiles``):
+Percentiles file (``results/<run_name>/preprocessed/percentiles/{survey}.json``, ``write_percentiles``):
 JSON with schema "samesky-percentiles/1", survey, bands, low/high per band and how they were drawn.
 
-Metric record file (``results/metrics/...json``, ``write_metric_records``): JSON
+Metric record file (``results/<run_name>/metrics/...json``, ``write_metric_records``): JSON
 ``{"records": [...]}``, one flat record per metric (fields: docs/ARCHITECTURE.md, validated by
 ``report.records``).
 """

@@ -25,6 +25,8 @@ check_profile_resources(
         for rule_name, values in workflow.resource_settings.overwrite_resources.items()
     },
 )
+# This run's files (results/<run_name>/, logs/<run_name>/); resources/ (paths.*) are shared by runs.
+RUN = PLAN.run
 
 
 def _one_of(names):
@@ -59,23 +61,23 @@ def _preprocess_inputs(wc):
     inputs = {"crossmatch": PLAN.crossmatch_path(wc.crossmatch)}
     # images are scaled by their survey's percentiles
     if get_survey(wc.survey).modality == IMAGE:
-        inputs["percentiles"] = paths.PERCENTILES.format(survey=wc.survey)
+        inputs["percentiles"] = RUN.PERCENTILES.format(survey=wc.survey)
     return inputs
 
 
 def _embed_input(wc):
-    """RGB images or spectra (results/preprocessed), or raw fluxes for models that tokenise them."""
+    """RGB images or spectra (the run's preprocessed/), or raw fluxes for models that tokenise them."""
     flux = get_model(wc.model).input_kind == "flux"
-    pattern = paths.PREPROCESSED_FLUX if flux else paths.PREPROCESSED
+    pattern = RUN.PREPROCESSED_FLUX if flux else RUN.PREPROCESSED
     return pattern.format(crossmatch=wc.crossmatch, survey=wc.survey)
 
 
 # Layer-wise embeddings: the embed job declares its layers output only when they are asked for
 EMBED_LAYERS = PLAN.layers() != "final"
-EMBED_LAYERS_OUTPUT = {"layers": paths.LAYERS} if EMBED_LAYERS else {}
+EMBED_LAYERS_OUTPUT = {"layers": RUN.LAYERS} if EMBED_LAYERS else {}
 # ... and the kNN job of each embedding then also reads them and writes every block's graph
 EMBED_LAYERS_INPUT = EMBED_LAYERS_OUTPUT
-KNN_LAYERS_OUTPUT = {"blocks": paths.KNN_LAYERS} if EMBED_LAYERS else {}
+KNN_LAYERS_OUTPUT = {"blocks": RUN.KNN_LAYERS} if EMBED_LAYERS else {}
 
 
 def _embed_resources(wc, attempt):
@@ -110,3 +112,11 @@ def _layer_inputs(wc):
 def _metrics_gpu(wc):
     """The layer-wise jobs run on a GPU where the embedding jobs do (L graphs, batched null draws)."""
     return 0 if PLAN.embed_params()["device"] == "cpu" else 1
+
+
+def _atlas_group(wc):
+    """The report's subcategory (crossmatch) and labels (pair, metric) of a layer figure (imported
+    here: samesky.report loads matplotlib, which no parse should wait for)."""
+    from samesky.report.layers import figure_group
+
+    return figure_group(wc.name, [c.as_dict() for c in PLAN.layer_comparisons()])

@@ -55,11 +55,11 @@ rule truth_embedding:
         crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
         truth=lambda wc: PLAN.truth_path(wc.crossmatch),
     output:
-        paths.EMBEDDING.format(
+        RUN.EMBEDDING.format(
             crossmatch="{crossmatch}", survey=TRUTH_SURVEY, model=TRUTH_MODEL
         ),
     log:
-        "logs/truth_embedding/{crossmatch}.log",
+        RUN.log("truth_embedding/{crossmatch}.log"),
     wildcard_constraints:
         crossmatch=_one_of(_sources("simulate")),
     conda:

@@ -2,7 +2,7 @@
 # that keep its GPU busy (resources.embed_cpus: one for the forward loop, the rest input workers);
 # a CPU job runs on one thread unless the profile sets more.
 # With embed.layers other than final the same job (same forward pass) also writes the selected
-# blocks' embeddings to results/layers/ (output "layers", declared only then).
+# blocks' embeddings to the run's layers/ (output "layers", declared only then).
 
 
 rule embed:
@@ -10,12 +10,12 @@ rule embed:
         data=_embed_input,
         weights=_weights,
     output:
-        paths.EMBEDDING,
+        RUN.EMBEDDING,
         **EMBED_LAYERS_OUTPUT,
     log:
-        "logs/embed/{crossmatch}/{survey}/{model}.log",
+        RUN.log("embed/{crossmatch}/{survey}/{model}.log"),
     benchmark:
-        "results/benchmarks/embed/{crossmatch}/{survey}/{model}.tsv"
+        RUN.benchmark("embed/{crossmatch}/{survey}/{model}.tsv")
     wildcard_constraints:
         survey=_one_of(SURVEYS),
     conda:
@@ -46,9 +46,9 @@ rule precomputed_embedding:
         source=_precomputed_source,
         crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
     output:
-        paths.EMBEDDING,
+        RUN.EMBEDDING,
     log:
-        "logs/precomputed_embedding/{crossmatch}/{survey}/{model}.log",
+        RUN.log("precomputed_embedding/{crossmatch}/{survey}/{model}.log"),
     localrule: True
     conda:
         "../../envs/samesky.yaml"

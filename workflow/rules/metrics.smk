@@ -14,14 +14,14 @@ GRAPH_PARAMS = {
 rule knn_graph:
     input:
         **EMBED_LAYERS_INPUT,
-        embedding=paths.EMBEDDING,
+        embedding=RUN.EMBEDDING,
     output:
         **KNN_LAYERS_OUTPUT,
-        graph=paths.KNN,
+        graph=RUN.KNN,
     log:
-        "logs/knn_graph/{crossmatch}/{survey}/{model}.log",
+        RUN.log("knn_graph/{crossmatch}/{survey}/{model}.log"),
     benchmark:
-        "results/benchmarks/knn_graph/{crossmatch}/{survey}/{model}.tsv"
+        RUN.benchmark("knn_graph/{crossmatch}/{survey}/{model}.tsv")
     wildcard_constraints:
         survey=_one_of(SURVEYS),
     conda:
@@ -39,13 +39,13 @@ rule knn_graph:
 # The simulation's latent truth has only its final embedding: its graph alone.
 rule truth_knn_graph:
     input:
-        embedding=paths.EMBEDDING,
+        embedding=RUN.EMBEDDING,
     output:
-        graph=paths.KNN,
+        graph=RUN.KNN,
     log:
-        "logs/truth_knn_graph/{crossmatch}/{survey}/{model}.log",
+        RUN.log("truth_knn_graph/{crossmatch}/{survey}/{model}.log"),
     benchmark:
-        "results/benchmarks/truth_knn_graph/{crossmatch}/{survey}/{model}.tsv"
+        RUN.benchmark("truth_knn_graph/{crossmatch}/{survey}/{model}.tsv")
     wildcard_constraints:
         survey=TRUTH_SURVEY,
     conda:
@@ -59,16 +59,18 @@ rule truth_knn_graph:
 
 rule compare:
     input:
-        emb_a=paths.side(paths.EMBEDDING, "a"),
-        emb_b=paths.side(paths.EMBEDDING, "b"),
-        knn_a=paths.side(paths.KNN, "a"),
-        knn_b=paths.side(paths.KNN, "b"),
+        emb_a=paths.side(RUN.EMBEDDING, "a"),
+        emb_b=paths.side(RUN.EMBEDDING, "b"),
+        knn_a=paths.side(RUN.KNN, "a"),
+        knn_b=paths.side(RUN.KNN, "b"),
     output:
-        paths.METRICS,
+        RUN.METRICS,
     log:
-        "logs/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
+        RUN.log("compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log"),
     benchmark:
-        "results/benchmarks/compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.tsv"
+        RUN.benchmark(
+            "compare/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.tsv"
+        )
     conda:
         "../../envs/samesky.yaml"
     threads: 1
@@ -88,11 +90,15 @@ rule compare_layers:
     input:
         unpack(_layer_inputs),
     output:
-        paths.LAYER_METRICS,
+        RUN.LAYER_METRICS,
     log:
-        "logs/compare_layers/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log",
+        RUN.log(
+            "compare_layers/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log"
+        ),
     benchmark:
-        "results/benchmarks/compare_layers/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.tsv"
+        RUN.benchmark(
+            "compare_layers/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.tsv"
+        )
     conda:
         "../../envs/samesky.yaml"
     threads: 1

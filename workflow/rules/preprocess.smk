@@ -5,9 +5,9 @@ rule percentiles:
     input:
         lambda wc: PLAN.crossmatch_path(PLAN.percentile_source(wc.survey)),
     output:
-        paths.PERCENTILES,
+        RUN.PERCENTILES,
     log:
-        "logs/percentiles/{survey}.log",
+        RUN.log("percentiles/{survey}.log"),
     conda:
         "../../envs/samesky.yaml"
     threads: 1
@@ -21,9 +21,9 @@ rule preprocess:
     input:
         unpack(_preprocess_inputs),
     output:
-        paths.PREPROCESSED,
+        RUN.PREPROCESSED,
     log:
-        "logs/preprocess/{crossmatch}/{survey}.log",
+        RUN.log("preprocess/{crossmatch}/{survey}.log"),
     conda:
         "../../envs/samesky.yaml"
     threads: 1
@@ -37,9 +37,9 @@ rule preprocess_flux:
     input:
         crossmatch=lambda wc: PLAN.crossmatch_path(wc.crossmatch),
     output:
-        paths.PREPROCESSED_FLUX,
+        RUN.PREPROCESSED_FLUX,
     log:
-        "logs/preprocess_flux/{crossmatch}/{survey}.log",
+        RUN.log("preprocess_flux/{crossmatch}/{survey}.log"),
     conda:
         "../../envs/samesky.yaml"
     threads: 1

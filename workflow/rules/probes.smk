@@ -8,14 +8,14 @@ localrules:
 
 rule probe:
     input:
-        embedding=paths.EMBEDDING,
+        embedding=RUN.EMBEDDING,
         properties=lambda wc: PLAN.property_files(wc.crossmatch),
     output:
-        paths.PROBE,
+        RUN.PROBE,
     log:
-        "logs/probe/{crossmatch}/{survey}/{model}.log",
+        RUN.log("probe/{crossmatch}/{survey}/{model}.log"),
     benchmark:
-        "results/benchmarks/probe/{crossmatch}/{survey}/{model}.tsv"
+        RUN.benchmark("probe/{crossmatch}/{survey}/{model}.tsv")
     conda:
         "../../envs/samesky.yaml"
     threads: 1
@@ -30,26 +30,26 @@ rule probe_report:
         PLAN.probe_paths,
     output:
         scores=report(
-            paths.PROBE_SCORES,
+            RUN.PROBE_SCORES,
             caption="../report/probes.rst",
             category="Probes",
         ),
         tables=report(
-            directory(paths.PROBE_TABLES),
+            directory(RUN.PROBE_TABLES),
             patterns=["{name}.csv"],
             caption="../report/probes.rst",
             category="Probes",
             labels={"table": "{name}"},
         ),
         figures=report(
-            directory(paths.PROBE_FIGURES),
+            directory(RUN.PROBE_FIGURES),
             patterns=["{name}.png"],
             caption="../report/probes.rst",
             category="Probes",
             labels={"figure": "{name}"},
         ),
     log:
-        "logs/probe_report.log",
+        RUN.log("probe_report.log"),
     conda:
         "../../envs/samesky.yaml"
     threads: 4  # figures drawn in parallel (locally capped at --cores)

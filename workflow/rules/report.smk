@@ -1,31 +1,34 @@
 # Aggregation: the tidy results table, the paper's tables, trend statistics and figures; the
-# layer-wise atlas (block x block scores) when embed.layers is not final.
+# layer-wise atlas (block x block scores) when embed.layers is not final; then the run's summary
+# page (the Snakemake report's landing page) and its README.
 
 
 localrules:
     aggregate,
     figures,
     layers_report,
+    summary,
+    run_readme,
 
 
 rule aggregate:
     input:
-        [c.path for c in PLAN.comparisons],
+        PLAN.metric_files(),
     output:
         scores=report(
-            paths.SCORES,
+            RUN.SCORES,
             caption="../report/scores.rst",
             category="Tables",
         ),
         tables=report(
-            directory(paths.PAPER_TABLES),
+            directory(RUN.PAPER_TABLES),
             patterns=["{name}.csv"],
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "{name}"},
         ),
     log:
-        "logs/aggregate.log",
+        RUN.log("aggregate.log"),
     conda:
         "../../envs/samesky.yaml"
     threads: 1
@@ -42,14 +45,14 @@ rule figures:
         rules.aggregate.output.scores,
     output:
         report(
-            directory(paths.FIGURES),
+            directory(RUN.FIGURES),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
             labels={"figure": "{name}"},
         ),
     log:
-        "logs/figures.log",
+        RUN.log("figures.log"),
     conda:
         "../../envs/samesky.yaml"
     threads: 4  # figures drawn in parallel (locally capped at --cores)
@@ -65,24 +68,29 @@ rule layers_report:
         PLAN.layer_metric_files(),
     output:
         scores=report(
-            paths.LAYER_SCORES,
+            RUN.LAYER_SCORES,
             caption="../report/layers.rst",
-            category="Layers",
+            category="Layer atlas",
+            subcategory="tables",
+            labels={"table": "every block pair"},
         ),
         best=report(
-            paths.LAYER_BEST,
+            RUN.LAYER_BEST,
             caption="../report/layers.rst",
-            category="Layers",
+            category="Layer atlas",
+            subcategory="tables",
+            labels={"table": "best block pair vs final"},
         ),
         figures=report(
-            directory(paths.LAYER_FIGURES),
+            directory(RUN.LAYER_FIGURES),
             patterns=["{name}.png"],
             caption="../report/layers.rst",
-            category="Layers",
-            labels={"figure": "{name}"},
+            category="Layer atlas",
+            subcategory=lambda wc: _atlas_group(wc)["crossmatch"],
+            labels=lambda wc: {k: _atlas_group(wc)[k] for k in ("pair", "metric")},
         ),
     log:
-        "logs/layers_report.log",
+        RUN.log("layers_report.log"),
     conda:
         "../../envs/samesky.yaml"
     threads: 4  # heatmaps drawn in parallel (locally capped at --cores)
@@ -91,3 +99,50 @@ rule layers_report:
         facts=rules.figures.params.facts,
     script:
         "../scripts/layers_report.py"
+
+
+# Every result of the run (the run's README, written last, lists the folders they made)
+RUN_RESULTS = [
+    rules.aggregate.output,
+    rules.figures.output,
+    rules.probe_report.output if PLAN.probes else [],
+    rules.layers_report.output if PLAN.layers() != "final" else [],
+]
+
+
+# The report's landing page (workflow/report/workflow.rst inserts it): Tables 1 and 2 and Figure 1,
+# calibrated beside raw, and what the run was.
+rule summary:
+    input:
+        scores=rules.aggregate.output.scores,
+        tables=rules.aggregate.output.tables,
+        figures=rules.figures.output[0],
+    output:
+        RUN.SUMMARY,
+    log:
+        RUN.log("summary.log"),
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
+    params:
+        facts=PLAN.summary_params(),
+    script:
+        "../scripts/summary.py"
+
+
+rule run_readme:
+    input:
+        RUN_RESULTS,
+        rules.summary.output,
+    output:
+        RUN.README,
+    log:
+        RUN.log("run_readme.log"),
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
+    params:
+        run_name=RUN.run_name,
+        metrics=PLAN.config["metrics"]["names"],
+    script:
+        "../scripts/run_readme.py"

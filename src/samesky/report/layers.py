@@ -188,6 +188,25 @@ def heatmap_name(pair: Mapping[str, str]) -> str:
             f"{pair['survey_b']}_{pair['model_b']}.png")
 
 
+BEST_FIGURES = "best block pair vs size"  # the report's subcategory of the best_vs_params figures
+
+
+def figure_group(name: str, pairs: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    """Where the report files a figure of ``write_layer_figures`` named ``name`` (its path under the
+    figures folder, without .png): {crossmatch (the subcategory), pair, metric (its labels)}. A
+    heatmap is matched against ``heatmap_name`` of each compared pair (survey and crossmatch names
+    hold underscores, so the name alone is ambiguous)."""
+    if name.startswith("best_vs_params_"):
+        return {"crossmatch": BEST_FIGURES, "pair": "every pair", "metric": name.removeprefix("best_vs_params_")}
+    metric = name.partition("/")[0]
+    for pair in pairs:
+        if heatmap_name({**pair, "metric": metric}) == f"{name}.png":
+            return {"crossmatch": pair["crossmatch"], "metric": metric,
+                    "pair": f"{_side_label(pair['survey_a'], pair['model_a'])} vs "
+                            f"{_side_label(pair['survey_b'], pair['model_b'])}"}
+    raise ValueError(f"layer figure {name!r} is no heatmap of the compared pairs nor a best_vs_params figure")
+
+
 def _axis(n_blocks: int) -> tuple[np.ndarray, dict[int, int]]:
     """Cell edges of one side on the depth axis and the cell of each index: block j of L spans
     depth (j/L, (j + 1)/L]; the final embedding (index L) is a strip past 1, after an empty gap cell."""
