@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..ingest import HF_LAYOUTS
 from ..metrics.registry import METRICS
-from ..surveys import SURVEYS
+from ..surveys import LAYOUTS, SURVEYS
 from .records import metric_order
 
 # The packages whose versions decide the numbers (and the one that ran the jobs)
@@ -38,7 +37,7 @@ def data_source(spec: dict) -> str:
         text = f"simulated sky (n {sim['n']}, seed {sim.get('seed', 0)})"
     elif "hf" in source:
         hf = source["hf"]
-        where = "Hugging Face Hub dataset" if hf["dataset"] in HF_LAYOUTS else "local snapshot"
+        where = "Hugging Face Hub dataset" if hf["dataset"] in LAYOUTS else "local snapshot"
         text = f"{where} {hf['dataset']}" + (f", first {hf['limit']} rows" if hf.get("limit") else "")
     else:
         text = f"crossmatch file {source['path']}"
