@@ -113,6 +113,12 @@ def test_the_summary_puts_the_tables_and_figure_1_calibrated_beside_raw_and_says
                                      "table2_crossmodal_mknn cal", "table2_crossmodal_mknn raw",
                                      "Figure 1", "base64,Y2FsLXBuZw==", "base64,cmF3LXBuZw==", "What ran", "Software")]
     assert order == sorted(order)  # calibrated before (beside) raw, the run after the results
+    assert page.index("Simulated sky (jwst_hsc, desi_hsc), random-weight miniature models: not scientific results") \
+        < order[0]  # said before any result
+    real = {**facts, "models": {**facts["models"], "weights": "hub"},
+            "crossmatches": {xm: {**spec, "source": {"hf": {"dataset": "x"}}} for xm, spec in facts["crossmatches"].items()}}
+    assert "not scientific results" not in summary.write_summary(tmp_path / "real.html", real, scores, tables,
+                                                                 figures, versions={}).read_text()
     for row in ("<th style='text-align:left;padding-right:1em'>run_name</th><td>demo</td>",
                 "<td>JWST + HSC, N = 187; simulated sky (n 200, seed 1); jwst rows with a flat f200w dropped</td>",
                 "<td>DESI + HSC, N = 200; simulated sky (n 200, seed 3)</td>",

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..metrics.registry import METRICS
 from ..surveys import LAYOUTS, SURVEYS
+from .captions import RunFacts
 from .records import metric_order
 
 # The packages whose versions decide the numbers (and the one that ran the jobs)
@@ -128,8 +129,11 @@ def write_summary(out: str | os.PathLike, facts: dict, scores_csv: str | os.Path
     label = html.escape(_label(metric, METRICS))
     tables, figures = Path(tables_dir), Path(figures_dir)
     name = html.escape(facts["run_name"])
+    notice = RunFacts(simulated=tuple(xm for xm, spec in facts["crossmatches"].items() if "simulate" in spec["source"]),
+                      miniature=facts["models"]["weights"] == "tiny").notice
     parts = [
         f'<div class="samesky-summary"><h2>Run <code>{name}</code>: summary</h2>',
+        f'<p style="color:#b00;font-weight:bold">{html.escape(notice)}</p>' if notice else "",
         f"<p>{html.escape(CALIBRATED_NOTE)} Headline metric: {label}; every metric's tables and figures "
         "are under Tables and Figures, the layer-wise atlas under Layer atlas.</p>",
         f"<h3>Table 1 – intramodal alignment ({label})</h3>",
