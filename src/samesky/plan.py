@@ -39,7 +39,8 @@ COMPARISON_FIELDS = tuple(f.name for f in fields(Comparison))
 # The columns of a compare_layers CSV (written by ``metrics.layers``, read by ``report.layers``):
 # one row per (metric, block_a, block_b) of one comparison.
 LAYER_FIELDS = ("metric", *COMPARISON_FIELDS, "block_a", "block_b", "index_a", "index_b", "depth_a", "depth_b", "n",
-                "k", "raw", "calibrated", "tau", "p", "alpha", "null_draws", "null_method")
+                "k", "raw", "calibrated", "tau", "p", "alpha", "null_draws", "null_method",
+                "p_max", "tau_max", "calibrated_max", "max_method")
 TRUTH_SURVEY, TRUTH_MODEL = "truth", "latent-truth"  # a simulation's latent properties as a space
 
 

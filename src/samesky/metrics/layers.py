@@ -48,7 +48,7 @@ from .device import pick_device
 from .knn import default_chunk_size, file_graph
 from .pair import Pair
 from .registry import PAIRING_FREE, get_metric
-from .stats import calibrated, permutations, summarise
+from .stats import calibrated, max_null, p_value, permutation_threshold, permutations, summarise
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
     A = _side(side_a, ids_a, Za, rows_a, k, graphs)
     B = _side(side_b, ids_b, Zb, rows_b, k, graphs)
     n = len(A[0].Z)
-    cells = [(i, j) for i in range(len(A)) for j in range(len(B)) if (i, j) != (len(A) - 1, len(B) - 1)]
+    cells = [(i, j) for i in range(len(A)) for j in range(len(B))]  # final x final too: its draws join the max
     perms = _permutation_table(n, null_draws, seed)
     tunable = {s.name: {**{key: v for key, v in s.defaults.items() if key != "k"}, **(params or {}).get(s.name, {})}
                for s in specs}
@@ -178,6 +178,11 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
         cell = {"raw": rec["score"], "calibrated": rec["calibrated"], "tau": rec["tau"], "p": rec["p_value"],
                 "null_draws": rec["null_draws"], "null_method": rec["null_method"]}
         results[rec["metric"]][(len(A) - 1, len(B) - 1)] = cell
+    for spec in specs:
+        corrected = max_corrected(spec, {c: results[spec.name][c]["raw"] for c in cells},
+                                  {c: scored[spec.name][c][1] for c in cells}, alpha)
+        for c in cells:
+            results[spec.name][c].update(corrected[c])
     for spec in specs:
         for i, a in enumerate(A):
             for j, b in enumerate(B):
@@ -208,6 +213,42 @@ def _cell(spec, score: float, null, alpha: float) -> dict:
                    no_null=PAIRING_FREE if spec.pairing_free else None)
     return {"raw": float(score), "calibrated": st["calibrated"], "tau": st["tau"], "p": st["p_value"],
             "null_draws": st["null_draws"], "null_method": st["null_method"]}
+
+
+NO_MAX = {"p_max": None, "tau_max": None, "calibrated_max": None, "max_method": None}
+
+
+def max_corrected(spec, raw: dict, nulls: dict, alpha: float) -> dict:
+    """Every cell's p, tau and calibrated score against the null of the maximum over all
+    ``nulls``' cells (the statistic the best block pair is): ``max_method`` 'max_null' where every
+    cell has draws (on the same permutations: ``stats.max_null`` of their first common count; a
+    cell's p against it is the single-step max-T adjusted p, and for the cell of the highest score
+    it is Groger et al.'s Algorithm 2), 'bonferroni' where a cell has a closed-form law (no draws
+    to take the maximum of): p times the count of cells (at most 1), tau at level alpha / cells,
+    a conservative bound. None for a pairing-free measure or without null draws."""
+    if spec.pairing_free:
+        return {c: NO_MAX for c in raw}
+    direction = "distance" if spec.scale == "distance" else "similarity"
+    laws = [c for c, null in nulls.items() if hasattr(null, "threshold")]
+    if not laws:
+        draws = min(len(null) for null in nulls.values())
+        if not draws:
+            return {c: NO_MAX for c in raw}
+        null = max_null([np.asarray(nulls[c], float)[:draws] for c in raw], direction)
+        taus = {c: permutation_threshold(s, null, alpha, direction) for c, s in raw.items()}
+        return {c: {"p_max": p_value(s, null, direction), "tau_max": taus[c],
+                    "calibrated_max": calibrated(s, taus[c], spec.scale), "max_method": "max_null"}
+                for c, s in raw.items()}
+    m, out = len(raw), {}
+    for c, s in raw.items():
+        null = nulls[c]
+        if hasattr(null, "threshold"):
+            p, tau = null.p_value(s), null.threshold(alpha / m)
+        else:
+            p, tau = p_value(s, null, direction), permutation_threshold(s, null, alpha / m, direction)
+        out[c] = {"p_max": min(1.0, m * p), "tau_max": tau, "calibrated_max": calibrated(s, tau, spec.scale),
+                  "max_method": "bonferroni"}
+    return out
 
 
 def drawn_cells(spec, A, B, cells, k: int, params: dict, perms: np.ndarray, device) -> dict:

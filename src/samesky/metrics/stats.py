@@ -200,6 +200,16 @@ def _sign(direction: str) -> int:
     return 1 if direction == "similarity" else -1
 
 
+def max_null(draws, direction: str = "similarity") -> np.ndarray:
+    """The null of a maximum over cells (Groger, Wen and Brbic's Algorithm 2): ``draws`` is
+    (cells, K), each column one permutation shared by every cell; the k-th draw of the maximum is
+    the maximum over cells of their k-th draws (for a distance, the minimum: its aligned tail)."""
+    draws = np.asarray(draws, float)
+    if draws.ndim != 2 or not len(draws):
+        raise ValueError(f"need a (cells, draws) array with at least one cell, got shape {draws.shape}")
+    return draws.max(axis=0) if _sign(direction) > 0 else draws.min(axis=0)
+
+
 def threshold_rank(draws: int, alpha: float) -> int:
     """ceil((1 - alpha)(K + 1)): the rank (1-based) of tau among the observed score and K draws.
 

@@ -10,8 +10,11 @@ The best block pair of a (pair, metric) is the row with the highest calibrated s
 row including final x final (ties: the higher raw score, then the shallower block pair); its
 difference from the final x final row says how much alignment the final layer leaves unused.
 Read the calibrated score for trends (raw scores grow with width and depth without any shared
-structure); the best pair is a maximum over L_a x L_b scores, so unlike each calibrated score it
-is not 0 with probability 1 - alpha under the null. A pairing-free measure (``records.has_null``)
+structure). The best pair is a maximum over L_a x L_b scores, so its own cell's p and calibrated
+score (``best_p``, ``best_calibrated``) are not calibrated for the search; ``best_p_max`` and
+``best_calibrated_max`` are (``metrics.layers.max_corrected``: against the null of the maximum
+over cells, ``max_method`` 'max_null', or a Bonferroni bound over cells for closed-form nulls,
+'bonferroni'). A pairing-free measure (``records.has_null``)
 has no null and so no calibrated score: its rows (null_method 'pairing_free', calibrated empty)
 stay in the tidy table, and the best block pairs, heatmaps and best-vs-size figures leave it out.
 """
@@ -55,12 +58,13 @@ PAIR = ("metric", *COMPARISON_FIELDS)
 TEXT = (*PAIR, "block_a", "block_b")
 FINITE = ("index_a", "index_b", "depth_a", "depth_b", "n", "raw")  # required numbers
 # numbers or empty (k: CKA has none; calibrated: only where null_method is 'pairing_free', and there empty)
-OPTIONAL = ("k", "tau", "p", "alpha", "null_draws", "calibrated")
+OPTIONAL = ("k", "tau", "p", "alpha", "null_draws", "calibrated", "p_max", "tau_max", "calibrated_max")
+MAX_METHODS = ("max_null", "bonferroni")  # how a row's *_max fields correct for the maximum over cells
 INTEGER = ("index_a", "index_b", "n", "k", "null_draws")
 KINDS = ("intramodal", "crossmodal", "truth")
 FINAL = "final"
 BEST = (*PAIR, "n", "best_block_a", "best_block_b", "best_depth_a", "best_depth_b", "best_raw", "best_calibrated",
-        "best_p", "final_raw", "final_calibrated", "delta_raw", "delta_calibrated")
+        "best_p", "best_calibrated_max", "best_p_max", "max_method", "final_raw", "final_calibrated", "delta_raw", "delta_calibrated")
 GAP, FINAL_WIDTH = 0.04, 0.1  # depth-axis room between the last block and the final strip, and its width
 
 
@@ -104,6 +108,10 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
     if bad.any():
         raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'null_method' is "
                           f"{df['null_method'][bad.idxmax()]!r}, expected one of {NULL_METHODS} or empty")
+    bad = ~df["max_method"].isin(("", *MAX_METHODS))
+    if bad.any():
+        raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'max_method' is "
+                          f"{df['max_method'][bad.idxmax()]!r}, expected one of {MAX_METHODS} or empty")
     bad = df["calibrated"].isna() != (df["null_method"] == PAIRING_FREE)
     if bad.any():
         raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'calibrated' must be a finite number, "
@@ -174,7 +182,8 @@ def best_layers(df: pd.DataFrame) -> pd.DataFrame:
         best, final = _best_row(sub), _final_row(sub, dict(zip(PAIR, key)))
         rows.append({**dict(zip(PAIR, key)), "n": best["n"],
                      **{f"best_{c}": best[c] for c in ("block_a", "block_b", "depth_a", "depth_b", "raw",
-                                                      "calibrated", "p")},
+                                                      "calibrated", "p", "calibrated_max", "p_max")},
+                     "max_method": best["max_method"],
                      "final_raw": final["raw"], "final_calibrated": final["calibrated"],
                      "delta_raw": best["raw"] - final["raw"],
                      "delta_calibrated": best["calibrated"] - final["calibrated"]})
