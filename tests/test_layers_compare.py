@@ -14,7 +14,7 @@ from samesky.metrics.knn import knn_file, knn_graph
 from samesky.metrics.mknn import MknnEstimator, mknn_from_graphs, mknn_nulls
 from samesky.metrics.pair import Pair
 from samesky.metrics.rv_null import ClosedNull, gram_invariants, invariants_record
-from samesky.metrics.stats import permutations
+from samesky.metrics.stats import p_value, permutations
 from samesky.plan import LAYER_FIELDS
 
 N, K, DRAWS = 240, 5, 25
@@ -113,6 +113,29 @@ def test_block_cells_equal_a_plain_comparison_of_those_blocks(pair, rows):
         assert cell.loc[name].raw == pytest.approx(st[name]["score"], rel=1e-10)
         assert cell.loc[name].tau == law.threshold(0.1) == st[name]["tau"]
         assert cell.loc[name].p == law.p_value(cell.loc[name].raw)
+
+
+def test_every_cell_is_corrected_for_the_maximum_over_cells(pair, rows):
+    """MKNN: every cell's p_max is its score against the per-draw maximum over all 12 cells' draws
+    (one shared permutation per draw, final x final included: the compare job's draws); the
+    CKAs, with closed-form nulls, get the Bonferroni bound over the 12 cells."""
+    _, a, b = pair
+    graphs_a = [knn_graph(read_block(a, j), K)[0] for j in range(3)] + [knn_graph(schema.read_embeddings(a["emb"])[1], K)[0]]
+    graphs_b = [knn_graph(read_block(b, j), K)[0] for j in range(2)] + [knn_graph(schema.read_embeddings(b["emb"])[1], K)[0]]
+    cells_ = [(i, j) for i in range(4) for j in range(3)]
+    perms = np.stack(list(permutations(N, DRAWS, 3))).astype(np.int32)
+    _, nulls = mknn_nulls(graphs_a, graphs_b, cells_, K, perms)
+    top = np.max([nulls[c] for c in cells_], axis=0)
+    mknn = rows[rows.metric == "mknn"]
+    assert (mknn.max_method == "max_null").all()
+    assert mknn.p_max.tolist() == [p_value(s, top) for s in mknn.raw]
+    assert (mknn.p_max >= mknn.p).all() and (mknn.tau_max >= mknn.tau).all() and (mknn.tau_max > mknn.tau).any()
+    assert (mknn.calibrated_max <= mknn.calibrated).all()
+    drawn = rows[rows.metric.isin(["cknna", "mutual_info"])]
+    assert (drawn.max_method == "max_null").all() and (drawn.p_max >= drawn.p).all()
+    cka = rows[rows.metric.str.startswith("cka")]
+    assert (cka.max_method == "bonferroni").all()
+    assert np.allclose(cka.p_max, np.minimum(1.0, 12 * cka.p), rtol=1e-12, atol=0)
 
 
 def test_metric_parameters_reach_every_cell(pair):
