@@ -34,7 +34,9 @@ def grid(kind, xm, sa, ma, sb, mb, n_a, n_b, raw, cal, metric="mknn"):
                 "index_a": i, "index_b": j, "depth_a": 1.0 if i == n_a else (i + 1) / n_a,
                 "depth_b": 1.0 if j == n_b else (j + 1) / n_b, "n": 500, "k": 10 if metric == "mknn" else "",
                 "raw": raw[i][j], "calibrated": cal[i][j], "tau": 0.01, "p": 0.001, "alpha": 0.05,
-                "null_draws": 100, "null_method": "permutation" if metric == "mknn" else "closed_form"})
+                "null_draws": 100, "null_method": "permutation" if metric == "mknn" else "closed_form",
+                "p_max": 0.02, "tau_max": 0.05, "calibrated_max": "" if cal[i][j] == "" else max(0.0, cal[i][j] - 0.04),
+                "max_method": "" if cal[i][j] == "" else "max_null" if metric == "mknn" else "bonferroni"})
     return rows
 
 
@@ -85,6 +87,8 @@ def test_best_against_final_exact(files):
     assert (cross.best_block_a, cross.best_block_b) == ("layer 2", "layer 2")
     assert (cross.best_depth_a, cross.best_depth_b) == (1.0, 2 / 3)
     assert (cross.best_raw, cross.best_calibrated, cross.best_p) == (0.40, 0.20, 0.001)
+    assert (cross.best_calibrated_max, cross.best_p_max, cross.max_method) == (0.20 - 0.04, 0.02, "max_null")
+    assert best.iloc[1].max_method == "bonferroni"
     assert (cross.final_raw, cross.final_calibrated) == (0.28, 0.09)
     assert cross.delta_raw == 0.40 - 0.28 and cross.delta_calibrated == 0.20 - 0.09
     intra = best.iloc[2]  # all calibrated 0: the best raw pair, here final x final itself
@@ -162,6 +166,11 @@ def _one(tmp_path, mutate=None, columns=LAYER_FIELDS):
     (lambda r: r[2].update(index_b="x"), "line 4: column 'index_b' must be a finite integer, got 'x'"),
     (lambda r: r[5].update(block_b=""), "line 7: column 'block_b' is empty"),
     (lambda r: r[4].update(null_method="bootstrap"), "line 6: column 'null_method' is 'bootstrap'"),
+    (lambda r: r[4].update(max_method="holm"), "line 6: column 'max_method' is 'holm', expected one of "
+     "('max_null', 'bonferroni') or empty"),
+    (lambda r: r[2].update(p_max="nan"), "line 4: column 'p_max' must be a finite number, got 'nan'"),
+    (lambda r: r[2].update(max_method=""), "line 4: column 'calibrated_max' must be empty exactly where "
+     "max_method is, got '0.060000000000000005' with max_method ''"),
     (lambda r: r[4].update(null_method="pairing_free"), "line 6: column 'calibrated' must be a finite number, "
      "and empty only where null_method is 'pairing_free' (no null is defined), got '0.02' with null_method 'pairing_free'"),
     (lambda r: r[4].update(depth_a=0.75), "line 6: vit-base block 'layer 2' has index_a 1 and depth_a 0.75"),

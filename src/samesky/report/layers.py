@@ -92,7 +92,7 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
     if bad.any():
         raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'kind' is {df['kind'][bad.idxmax()]!r}, "
                           f"expected one of {KINDS}")
-    calibrated = df["calibrated"].fillna("")  # the file's text, for the error below
+    calibrated, calibrated_max = df["calibrated"].fillna(""), df["calibrated_max"].fillna("")  # text, for errors
     for col in (*FINITE, *OPTIONAL):
         values = pd.to_numeric(df[col], errors="coerce")
         bad = (values.isna() & df[col].notna()) | (~np.isfinite(values) & values.notna())
@@ -112,6 +112,11 @@ def read_layer_csv(path: str | os.PathLike) -> pd.DataFrame:
     if bad.any():
         raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'max_method' is "
                           f"{df['max_method'][bad.idxmax()]!r}, expected one of {MAX_METHODS} or empty")
+    bad = df["calibrated_max"].isna() != (df["max_method"] == "")
+    if bad.any():
+        raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'calibrated_max' must be empty exactly where "
+                          f"max_method is, got {calibrated_max[bad.idxmax()]!r} with max_method "
+                          f"{df['max_method'][bad.idxmax()]!r}")
     bad = df["calibrated"].isna() != (df["null_method"] == PAIRING_FREE)
     if bad.any():
         raise RecordError(f"{path}: line {bad.idxmax() + 2}: column 'calibrated' must be a finite number, "
