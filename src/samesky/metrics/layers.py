@@ -20,6 +20,8 @@ through ``drawn_cells``: its estimator on every cell, its closed-form null where
 otherwise its null draws, at most ``metrics.feature_space_draws`` of them where each draw costs
 O(N d^2), as in ``compare``. The final x final cell is ``compare.compare_files`` itself (intervals
 off: they do not change score, null or tau), so it equals the compare job's record exactly.
+Every cell also gets p, tau and calibrated against the null of the maximum over all cells
+(``max_corrected``: the report's best block pair is that maximum).
 Every cell records its ``null_method``: 'permutation' (null_draws draws) or 'closed_form', or
 'pairing_free' for a measure that ignores the row pairing (``Metric.pairing_free``): no draws are
 made for it and its tau, p and calibrated are empty (its raw score stands alone).
