@@ -231,8 +231,7 @@ def max_corrected(spec, raw: dict, nulls: dict, alpha: float) -> dict:
     if spec.pairing_free:
         return {c: NO_MAX for c in raw}
     direction = "distance" if spec.scale == "distance" else "similarity"
-    laws = [c for c, null in nulls.items() if hasattr(null, "threshold")]
-    if not laws:
+    if not any(hasattr(null, "threshold") for null in nulls.values()):
         draws = min(len(null) for null in nulls.values())
         if not draws:
             return {c: NO_MAX for c in raw}
