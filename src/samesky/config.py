@@ -257,7 +257,8 @@ class ConfigChecks:
         """The per-object properties ``crossmatch`` will have (what ``schema.read_properties``
         reads), in groups, cheapest first: for a simulation its latent truth, then (as for a hub
         or snapshot source) the catalogue columns its Multimodal Universe layout declares that
-        ``ingest`` keeps (scalars other than ids and coordinates); for a crossmatch file its own
+        ``ingest`` keeps (scalars other than ids and coordinates), or another layout's
+        ``catalogue`` (a hub table may hold more: None after it); for a crossmatch file its own
         properties, or None while the file does not exist."""
         source = self.crossmatches[crossmatch]["source"]
         if "path" in source:
@@ -274,8 +275,10 @@ class ConfigChecks:
 
         hf = self.hf_source(crossmatch)
         layout = get_layout(hf["layout"])
-        if layout.mmu is None:  # not a Multimodal Universe table: its catalogue is known at ingestion
-            yield None
+        if layout.mmu is None:  # not a Multimodal Universe table: the catalogue columns it is known to hold
+            yield list(layout.catalogue) or None
+            if "simulate" not in source:  # and, until ingestion, perhaps others
+                yield None
             return
         exclude = {hf["id_column"], *layout.ra, *layout.dec, *(c for ids in layout.survey_ids.values() for c in ids)}
         yield scalar_columns(mmu.crossmatch_features(hf["layout"]), exclude=exclude)

@@ -151,6 +151,8 @@ def image_arrays(cell, survey: str, where: str, ivar_mask: bool = False) -> dict
     cell must hold exactly the survey's bands in the survey's order.
     """
     bands = get_survey(survey).bands
+    if _is_encoded_image(cell):
+        return {"flux": _decode_rgb(cell, survey, where)}
     cell = _struct(cell, where)
     if "flux" not in cell:
         raise SchemaError(f"{where}: image struct has no 'flux' (keys {sorted(cell)})")
@@ -173,6 +175,33 @@ def image_arrays(cell, survey: str, where: str, ivar_mask: bool = False) -> dict
             if cell.get(key) is not None:
                 out[key] = _stack(cell[key], dtype)[order]
     return out
+
+
+def _is_encoded_image(cell) -> bool:
+    """A ``datasets.Image`` cell as Arrow holds it ({'bytes', 'path'}), or a decoded PIL image."""
+    from PIL import Image
+
+    return isinstance(cell, Image.Image) or (isinstance(cell, Mapping) and "bytes" in cell and "flux" not in cell)
+
+
+def _decode_rgb(cell, survey: str, where: str) -> np.ndarray:
+    """An 8-bit RGB image (a PIL image, or its encoded bytes) as (3, H, W) float32 values 0-255,
+    the channels a composite survey's bands (``Survey.composite_of``)."""
+    import io
+
+    from PIL import Image
+
+    bands = get_survey(survey).bands
+    if len(bands) != 3:
+        raise SchemaError(f"{where}: an RGB image, but survey {survey!r} has bands {list(bands)} (an RGB "
+                          f"survey has three, its channels)")
+    if isinstance(cell, Mapping):
+        if cell.get("bytes") is None:
+            raise SchemaError(f"{where}: image cell has no bytes (path {cell.get('path')!r} is not read)")
+        cell = Image.open(io.BytesIO(cell["bytes"]))
+    if cell.mode != "RGB":
+        raise SchemaError(f"{where}: image mode {cell.mode!r}, expected 8-bit 'RGB'")
+    return np.moveaxis(np.asarray(cell, dtype=np.uint8), -1, 0).astype(np.float32)
 
 
 def spectrum_arrays(cell, where: str) -> dict[str, np.ndarray]:
@@ -308,27 +337,30 @@ def _spool_table(source: str, path, name: str, surveys: list[str], lay: Layout, 
     ds = _open_table(source, split=split, streaming=streaming, cache_dir=cache_dir)
     columns = list(ds.column_names or next(iter(ds)).keys())
     cols = {s: _find(columns, lay.columns[s], f"survey {s!r}", source) for s in surveys}
-    id_col = _find(columns, [id_column] if id_column else lay.object_id, "the object id (id_column)", source)
+    id_cols = [id_column] if id_column else lay.object_id
+    # a layout without an id column (COSMOS-Web's): the row number in the table is the id
+    id_col = _find(columns, id_cols, "the object id (id_column)", source) if id_cols else None
     radec = {k: _find(columns, getattr(lay, k), k, source, required=False) for k in ("ra", "dec")}
     own_ids = {s: _find(columns, lay.survey_ids.get(s, ()), f"{s} ids", source, required=False) for s in surveys}
     absent = [k for k, c in radec.items() if c is None]
     if absent:  # as in every Multimodal Universe crossmatch: nothing downstream reads coordinates
         log.info("%s: no %s column (tried %s); writing NaN", source, "/".join(absent),
                  [c for k in absent for c in getattr(lay, k)])
-    used = sorted({id_col, *cols.values(), *(c for c in radec.values() if c), *(c for c in own_ids.values() if c)})
+    used = sorted({*([id_col] if id_col else []), *cols.values(), *(c for c in radec.values() if c), *(c for c in own_ids.values() if c)})
     props = scalar_columns(ds.features, exclude=used)
     ds = ds.select_columns(used + props).with_format("arrow")
-    prov = {"source": str(source), "split": split, "columns": cols, "object_id_column": id_col,
+    prov = {"source": str(source), "split": split, "columns": cols, "object_id_column": id_col or "row number",
             "coordinate_columns": radec, "survey_id_columns": own_ids, "property_columns": props}
     seen: set[str] = set()
     duplicates: list[str] = []
     flat: list[str] = []
     with h5py.File(path, "w") as f:
         writer = _Writer(f, surveys, chunk_size)
-        for row in (row for batch in ds.iter(batch_size=ROWS_PER_BATCH) for row in arrow_rows(batch, source)):
+        rows = (row for batch in ds.iter(batch_size=ROWS_PER_BATCH) for row in arrow_rows(batch, source))
+        for number, row in enumerate(rows):
             if limit is not None and writer.n + len(writer.rows) >= limit:
                 break
-            oid = str(as_str_ids([row[id_col]])[0])
+            oid = str(number) if id_col is None else str(as_str_ids([row[id_col]])[0])
             if keep_ids is not None and oid not in keep_ids:
                 continue
             if oid in seen:  # a repeated object would be its own nearest neighbour downstream
@@ -417,12 +449,13 @@ def _arrow_block(arr, where: str):
 
 def scalar_columns(features, exclude: Iterable[str] = ()) -> list[str]:
     """The table's scalar catalogue columns (numbers, bools, strings: a ``datasets.Value``), in the
-    order declared, less ``exclude`` (ids, coordinates); none when the table declares no features."""
+    order declared, less ``exclude`` (ids, coordinates); none when the table declares no features.
+    A name may hold letters, digits, '_' and '-' (COSMOS-Web's ``mag_model_hsc-g``)."""
     from datasets import Value
 
     skip = set(exclude)
     return [name for name, feature in (features or {}).items()
-            if isinstance(feature, Value) and name not in skip and re.fullmatch(r"[A-Za-z0-9_]+", name)]
+            if isinstance(feature, Value) and name not in skip and re.fullmatch(r"[A-Za-z0-9_-]+", name)]
 
 
 def _scalar(value):

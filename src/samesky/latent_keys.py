@@ -17,9 +17,11 @@ TRUTH_KEYS = ("redshift", "log_mass", "quiescent", "log_sfr", "log_ssfr", "young
 def truth_keys(surveys: Sequence[str]) -> list[str]:
     """Every ``/truth`` key of a sky simulated for ``surveys``: the physical latents, then per
     survey its observation (``obs_<survey>_...``) and, for an image survey, its model fluxes
-    (``phot_<survey>_<band>``)."""
+    (``phot_<survey>_<band>``); for a composite survey (``Survey.composite_of``), the survey it
+    composes."""
     keys = list(TRUTH_KEYS)
     for s in surveys:
+        s = (get_survey(s).composite_of or (s,))[0]  # a composite survey's sky renders the survey it composes
         survey = get_survey(s)
         if survey.modality == IMAGE:
             keys += [f"obs_{s}_psf_fwhm", f"obs_{s}_noise_scale", *(f"phot_{s}_{b}" for b in survey.bands)]

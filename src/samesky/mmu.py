@@ -13,6 +13,9 @@ and the HSC image column is ``image``); the JWST/Legacy-HSC sets carry every col
 parent prefixed by its survey (``hsc_image``, ``hsc_object_id``, ``legacysurvey_object_id``, ...;
 the image and id names are the published ones, the prefixing of the other columns is inferred).
 
+The one simulable layout MMU did not build, COSMOS-Web's, has 8-bit RGB images (``datasets.Image``)
+and its ``Layout.catalogue`` columns.
+
 ``write_snapshot`` writes rows as a downloaded dataset snapshot, ``<dir>/data/train-*.parquet``,
 which :func:`samesky.ingest.ingest_hf` reads like the hub data.
 """
@@ -98,9 +101,14 @@ def float_columns(survey: str) -> list[str]:
 
 
 def crossmatch_features(layout: str):
-    """The ``datasets.Features`` of one crossmatch layout (see the module docstring)."""
-    from datasets import Features
+    """The ``datasets.Features`` of one simulable crossmatch layout (see the module docstring); of
+    one MMU did not build, its image columns (``datasets.Image``) then its ``catalogue``."""
+    from datasets import Features, Image, Value
 
+    lay = get_layout(layout, simulable=True)
+    if lay.mmu is None:
+        return Features({**{lay.columns[s][0]: Image() for s in lay.surveys},
+                         **{k: Value(dtype) for k, dtype in lay.catalogue.items()}})
     kind, (left, right) = _layout(layout)
     if kind == "cross_match_datasets":
         merged = dict(builder_features(left))

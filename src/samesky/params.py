@@ -31,13 +31,13 @@ class RuleParams:
         xm = self.crossmatches[crossmatch]
         surveys = xm["surveys"]
         if "simulate" in xm["source"]:
-            layout = layout_for_surveys(surveys, mmu=True)
+            layout = layout_for_surveys(surveys, simulable=True)
             if layout is None:
-                raise ConfigError(f"crossmatches.{crossmatch}.source.simulate: surveys {surveys} have no Multimodal "
-                                  f"Universe layout to simulate; layouts: "
-                                  f"{ {k: sorted(v.surveys) for k, v in LAYOUTS.items() if v.mmu} }")
+                raise ConfigError(f"crossmatches.{crossmatch}.source.simulate: surveys {surveys} have no layout to "
+                                  f"simulate; layouts: "
+                                  f"{ {k: sorted(v.surveys) for k, v in LAYOUTS.items() if v.simulable} }")
             return {"dataset": self.snapshot_dir(crossmatch), "layout": layout,
-                    "id_column": LAYOUTS[layout].object_id[0], "limit": None,
+                    "id_column": next(iter(LAYOUTS[layout].object_id), None), "limit": None,
                     "drop_flat": dict(xm["drop_flat"])}
         hf = dict(xm["source"]["hf"])
         key = f"crossmatches.{crossmatch}.source.hf"
@@ -53,7 +53,7 @@ class RuleParams:
             raise ConfigError(f"{key}.layout: {layout!r} holds surveys {sorted(LAYOUTS[layout].surveys)}, "
                               f"but crossmatches.{crossmatch}.surveys is {surveys}")
         return {"dataset": hf["dataset"], "layout": layout,
-                "id_column": hf["id_column"] or LAYOUTS[layout].object_id[0], "limit": hf["limit"],
+                "id_column": hf["id_column"] or next(iter(LAYOUTS[layout].object_id), None), "limit": hf["limit"],
                 "drop_flat": dict(xm["drop_flat"])}
 
     def preprocess_params(self, survey: str) -> dict:

@@ -69,6 +69,9 @@ class Survey:
     archive_bands: tuple[str, ...] = ()
     selection: Selection | None = None  # simulated: the galaxies its crossmatches hold
     spectrograph: Spectrograph | None = None  # spectra, simulated
+    # images stored as 8-bit RGB composites (bands: the channels): the survey the simulated sky
+    # renders, and its bands composed into R, G, B (``samesky.simulate.writers.rgb_composite``)
+    composite_of: tuple[str, tuple[str, str, str]] | None = None
 
     def __post_init__(self):
         for name in ("filters", "psf_fwhm", "depth", *(("pixel_scales",) if self.pixel_scales else ())):
@@ -141,6 +144,15 @@ SURVEYS: dict[str, Survey] = {
                selection=Selection(1, (0.02, 1.0, 0.25, 0.7), 9.9), spectrograph=Spectrograph(1.5, 1.1, 0.45, 1e-3)),
         Survey("sdss", "SDSS", SPECTRUM, 3, wave_range=(3800.0, 9200.0), pooled=False,
                selection=Selection(0, (0.02, 0.45, 0.12, 0.6), 10.6), spectrograph=Spectrograph(3.0, 1.4, 1.0, 1e-3)),
+        # COSMOS-Web (Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2): HSC and JWST cutouts of one galaxy
+        # stored as 8-bit RGB images, the channels the bands; which filters make each channel, the
+        # cutout size and the pixel scales (HSC's native 0.168", COSMOS-Web's 0.03" NIRCam mosaics)
+        # are inferred, not seen (docs/PAPER.md, COSMOS-Web). Simulated as composites of hsc's and
+        # jwst's renderings (JWST's long-wavelength bands: one pixel scale).
+        Survey("cosmos_hsc", "HSC (COSMOS-Web)", IMAGE, 4, ("red", "green", "blue"), None, 0.168,
+               ("red", "green", "blue"), composite_of=("hsc", ("z", "r", "g"))),
+        Survey("cosmos_jwst", "JWST (COSMOS-Web)", IMAGE, 0, ("red", "green", "blue"), None, 0.03,
+               ("red", "green", "blue"), composite_of=("jwst", ("f444w", "f356w", "f277w"))),
     )
 }
 
@@ -166,10 +178,18 @@ class Layout:
     mmu: str | None = None
     ra: tuple[str, ...] = ("ra",)
     dec: tuple[str, ...] = ("dec",)
+    # a table MMU did not build: its scalar catalogue columns as known (and as the simulated sky
+    # writes them, {column: datasets dtype}); ingest keeps every scalar column the table has
+    catalogue: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def surveys(self) -> tuple[str, ...]:
         return tuple(self.columns)
+
+    @property
+    def simulable(self) -> bool:
+        """The simulated sky can write it: an MMU table, or one of 8-bit composites (``Survey.composite_of``)."""
+        return self.mmu is not None or all(SURVEYS[s].composite_of for s in self.columns)
 
 
 # The DESI/SDSS sets (built by MMU's cross_match_datasets) name their HSC column `image` and carry
@@ -187,20 +207,32 @@ LAYOUTS: dict[str, Layout] = {
     "Smith42/sdss_hsc_crossmatched": Layout(
         {"sdss": ("spectrum", "sdss_spectrum"), "hsc": ("image", "hsc_image")}, ("object_id",),
         {"sdss": ("sdss_object_id", "specobjid"), "hsc": ("hsc_object_id",)}, mmu="cross_match_datasets"),
+    # The authors' COSMOS-Web set (UniverseTBD/platonic-universe 6672072, src/pu/pu_datasets/cosmosweb.py):
+    # one row per galaxy, PIL images (encoded; ingest decodes them) and LePhare columns; no id or
+    # coordinate column is read by their code, so none is assumed: the row number is the id.
+    "Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2": Layout(
+        {"cosmos_jwst": ("jwst_images",), "cosmos_hsc": ("hsc_images",)}, (),
+        catalogue={c: "float64" for c in ("lephare_photozs", "lp_mass", "lp_ssfr", "mag_model_hsc-g",
+                                          "mag_model_hsc-r")}),
 }
 
 
-def get_layout(name: str, *, mmu: bool = False) -> Layout:
-    """The layout ``name``; with ``mmu``, only one the Multimodal Universe built (and so simulable)."""
-    known = [k for k, v in LAYOUTS.items() if v.mmu or not mmu]
+def _kind(layout: Layout, mmu: bool, simulable: bool) -> bool:
+    return (layout.mmu is not None or not mmu) and (layout.simulable or not simulable)
+
+
+def get_layout(name: str, *, mmu: bool = False, simulable: bool = False) -> Layout:
+    """The layout ``name``; with ``mmu``, only one the Multimodal Universe built; with
+    ``simulable``, only one the simulated sky writes."""
+    known = [k for k, v in LAYOUTS.items() if _kind(v, mmu, simulable)]
     if name not in known:
-        what = "Multimodal Universe layout" if mmu else "layout"
+        what = "Multimodal Universe layout" if mmu else "simulable layout" if simulable else "layout"
         raise KeyError(f"unknown {what} {name!r}; known: {sorted(known)}")
     return LAYOUTS[name]
 
 
-def layout_for_surveys(surveys: Sequence[str], *, mmu: bool = False) -> str | None:
-    """The one layout (with ``mmu``: the one Multimodal Universe layout) holding exactly ``surveys``;
-    None when there is none or several."""
-    matches = [k for k, v in LAYOUTS.items() if sorted(v.surveys) == sorted(surveys) and (v.mmu or not mmu)]
+def layout_for_surveys(surveys: Sequence[str], *, mmu: bool = False, simulable: bool = False) -> str | None:
+    """The one layout (of the kinds ``get_layout`` names) holding exactly ``surveys``; None when
+    there is none or several."""
+    matches = [k for k, v in LAYOUTS.items() if sorted(v.surveys) == sorted(surveys) and _kind(v, mmu, simulable)]
     return matches[0] if len(matches) == 1 else None

@@ -42,19 +42,93 @@ def simulate_snapshot(directory, truth_path, name: str, layout: str, n: int, see
     """
     from .. import mmu
 
-    surveys = get_layout(layout, mmu=True).surveys
+    lay = get_layout(layout, simulable=True)
+    if lay.mmu is None:
+        return _composite_snapshot(directory, truth_path, name, layout, n, seed, file_rows=file_rows, **kw)
+    surveys = lay.surveys
     sky = simulate_sky(name, list(surveys), n, seed, **kw)
     examples = {s: mmu_examples(s, sky["groups"][s], sky["truth"], file_rows) for s in surveys}
     rows = (mmu.crossmatch_row(layout, {s: next(examples[s]) for s in surveys}) for _ in range(n))
     mmu.write_snapshot(directory, layout, rows, rows_per_file=file_rows)
-    ids = sky["groups"]["hsc"]["object_id"]
+    _write_truth(truth_path, sky["groups"]["hsc"]["object_id"], sky, layout, directory)
+    return sky["meta"]
+
+
+def _write_truth(truth_path, ids: np.ndarray, sky: dict, layout: str, directory) -> None:
     with schema.atomic_path(truth_path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("object_id", data=ids.astype(object), dtype=schema.STR)
         g = f.create_group("truth")
         for key, value in sky["truth"].items():
             g.create_dataset(key, data=value)
         f.attrs["simulation"] = json.dumps(sky["meta"] | {"layout": layout, "snapshot": str(directory)}, sort_keys=True)
+
+
+# Catalogue columns of a composite layout drawn from the truth: LePhare-like photo-z scatter
+# sigma_z = 0.03 (1 + z), stellar mass and sSFR scatter (dex), magnitude scatter (mag).
+PHOTO_Z_SCATTER, MASS_SCATTER, SSFR_SCATTER, MAG_SCATTER = 0.03, 0.1, 0.3, 0.05
+# catalogue column: (truth key or the survey and band of a model flux, scatter)
+COMPOSITE_CATALOGUE = {"lephare_photozs": ("redshift", None), "lp_mass": ("log_mass", MASS_SCATTER),
+                       "lp_ssfr": ("log_ssfr", SSFR_SCATTER), "mag_model_hsc-g": (("hsc", "g"), MAG_SCATTER),
+                       "mag_model_hsc-r": (("hsc", "r"), MAG_SCATTER)}
+
+
+def _composite_snapshot(directory, truth_path, name: str, layout: str, n: int, seed: int, *, file_rows: int,
+                        **kw) -> dict:
+    """A layout of 8-bit RGB composites (COSMOS-Web's): each survey's ``composite_of`` rendered by
+    the simulated sky and composed (``rgb_composite``), the catalogue drawn from the truth
+    (``catalogue_from_truth``); the row number is the object id, as the layout has no id column."""
+    from datasets import Image as ImageFeature
+    from PIL import Image
+
+    from .. import mmu
+    from .seeding import _rng
+
+    lay = get_layout(layout, simulable=True)
+    sources = {s: get_survey(s).composite_of for s in lay.surveys}
+    sky = simulate_sky(name, [src for src, _ in sources.values()], n, seed, **kw)
+    images = {lay.columns[s][0]: rgb_composite(sky["groups"][src], src, bands) for s, (src, bands) in sources.items()}
+    cat = catalogue_from_truth(sky["truth"], list(lay.catalogue), _rng(seed, name, "catalogue"))
+    encode = ImageFeature().encode_example
+    rows = ({**{col: encode(Image.fromarray(rgb[i], "RGB")) for col, rgb in images.items()},
+             **{k: float(v[i]) for k, v in cat.items()}} for i in range(n))
+    mmu.write_snapshot(directory, layout, rows, rows_per_file=file_rows)
+    _write_truth(truth_path, np.array([str(i) for i in range(n)]), sky, layout, directory)
     return sky["meta"]
+
+
+def rgb_composite(arrays: dict, survey: str, bands: tuple[str, str, str]) -> np.ndarray:
+    """(N, H, W, 3) uint8: ``bands`` of one survey's rendered flux as R, G, B, each an asinh stretch
+    softened at the band's median noise sigma and saturating at its 99.9th flux percentile over
+    the whole set (one stretch for every object, so brightness carries over)."""
+    s = get_survey(survey)
+    flux = arrays["flux"][:, [s.band_index(b) for b in bands]].astype(np.float64)
+    ivar = arrays["ivar"][:, [s.band_index(b) for b in bands]]
+    sigma = np.nanmedian(np.where(ivar > 0, 1.0 / np.sqrt(np.maximum(ivar, 1e-30)), np.nan), axis=(0, 2, 3))
+    top = np.percentile(flux, 99.9, axis=(0, 2, 3))
+    scale = np.arcsinh(top / sigma)
+    x = np.arcsinh(flux / sigma[None, :, None, None]) / scale[None, :, None, None]
+    return np.moveaxis(np.rint(255 * np.clip(x, 0.0, 1.0)), 1, -1).astype(np.uint8)
+
+
+def catalogue_from_truth(truth: dict, columns: list[str], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The catalogue ``columns`` (``COMPOSITE_CATALOGUE``) drawn from the latent truth: photo-z as
+    redshift plus sigma_z = 0.03 (1 + z) (at least 0), mass and sSFR plus Gaussian scatter, AB
+    magnitudes of the noiseless model flux (nanomaggies) plus scatter."""
+    unknown = [c for c in columns if c not in COMPOSITE_CATALOGUE]
+    if unknown:
+        raise KeyError(f"no simulated catalogue column {unknown}; known: {list(COMPOSITE_CATALOGUE)}")
+    out = {}
+    for column in columns:
+        source, scatter = COMPOSITE_CATALOGUE[column]
+        if source == "redshift":
+            z = truth["redshift"]
+            out[column] = np.maximum(z + rng.normal(0.0, PHOTO_Z_SCATTER * (1 + z)), 0.0)
+        elif isinstance(source, tuple):
+            mag = NMGY_ZERO_POINT - 2.5 * np.log10(np.maximum(truth[f"phot_{source[0]}_{source[1]}"], 1e-12))
+            out[column] = mag + rng.normal(0.0, scatter, len(mag))
+        else:
+            out[column] = truth[source] + rng.normal(0.0, scatter, len(truth[source]))
+    return out
 
 
 def mmu_examples(survey: str, arrays: dict, truth: dict, file_rows: int = 64):
