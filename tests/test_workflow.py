@@ -446,6 +446,49 @@ def test_paper_dry_run_with_the_zoo_block_turned_on(tmp_path):
     assert seen["paligemma2-28b"]["gpu_mem_mb"] <= 80 * 1024 < seen["paligemma2-28b"]["gpu_mem_mb"] * 2
 
 
+def _with_cosmos_web(text: str) -> str:
+    """config/config.yaml with its commented COSMOS-Web crossmatch (and its probe properties) turned on."""
+    out, inside, turned_on = [], False, 0
+    for line in text.splitlines():
+        if line.strip() in ("# >>> COSMOS-Web", "# <<< COSMOS-Web") or line.strip().startswith("# >>> COSMOS-Web:"):
+            inside = ">>>" in line
+            continue
+        match = re.match(r"(\s*)# (\s*(cosmos_web|surveys|reference|source):.*)$", line) if inside else None
+        if match:
+            out.append(match.group(1) + match.group(2))
+            turned_on += 1
+        elif not inside:
+            out.append(line)
+    assert turned_on == 5, text
+    return "\n".join(out) + "\n"
+
+
+def test_paper_dry_run_with_cosmos_web_turned_on(tmp_path):
+    """The commented COSMOS-Web crossmatch of config/config.yaml: turned on, the paper run plans its
+    ingestion, every image model on both its surveys (knn graphs beside), its intramodal pairs, the
+    crossmodal pairs against its own reference (cosmos_hsc) and the probes of its LePhare columns."""
+    config = tmp_path / "config.yaml"
+    config.write_text(_with_cosmos_web((ROOT / "config/config.yaml").read_text()))
+    loaded = yaml.safe_load(config.read_text())
+    assert loaded["crossmatches"]["cosmos_web"]["reference"] == "cosmos_hsc"
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", slurm_profile(tmp_path), "--configfile", str(config)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    counts = job_counts(out)
+    assert counts["ingest_hf"] == 5
+    assert counts["embed"] == 98 + 16 * 2 and counts["knn_graph"] == 98 + 16 * 2
+    assert counts["compare"] == (66 + 2 * 11) + (64 + 16) + 16  # intramodal, crossmodal, self
+    assert counts["probe"] == 17 + 16 * 2
+    cosmos = [b for b in job_blocks(out, "compare") if "crossmatch=cosmos_web" in b]
+    assert len(cosmos) == 2 * 11 + 16
+    assert sum("survey_a=cosmos_jwst" in b and "survey_b=cosmos_hsc" in b for b in cosmos) == 16  # crossmodal
+    assert sum("survey_a=cosmos_hsc" in b and "survey_b=cosmos_hsc" in b for b in cosmos) == 11  # intramodal
+    assert sum("crossmatch=cosmos_web" in b for b in job_blocks(out, "probe")) == 32
+    assert any("crossmatch=cosmos_web" in b for b in job_blocks(out, "ingest_hf"))
+
+
 def test_paper_dry_run_with_all_layers(tmp_path):
     """embed.layers: all makes each embedding's kNN job also write its block graphs, on a GPU (no
     job more), and adds one compare_layers job per crossmodal and intramodal pair (not the self

@@ -103,10 +103,11 @@ class ConfigChecks:
                     get_survey(survey)
                 except KeyError as err:
                     raise ConfigError(f"crossmatches.{name}.surveys: {err.args[0]}") from None
-            if self.reference not in xm["surveys"]:
+            if self.reference_of(name) not in xm["surveys"]:
+                key = "reference" if xm.get("reference") else "reference_survey"
                 raise ConfigError(
                     f"crossmatches.{name}.surveys: {xm['surveys']} does not include the "
-                    f"reference survey {self.reference!r} (reference_survey)"
+                    f"reference survey {self.reference_of(name)!r} ({key})"
                 )
             for survey, band in xm["drop_flat"].items():
                 key = f"crossmatches.{name}.drop_flat.{survey}"
@@ -121,6 +122,11 @@ class ConfigChecks:
             if "hf" in xm["source"] or "simulate" in xm["source"]:
                 self.hf_source(name)  # checks the layout
 
+
+    def reference_of(self, crossmatch: str) -> str:
+        """The survey ``crossmatch``'s crossmodal comparisons are made against: its own
+        ``reference``, else ``reference_survey``."""
+        return self.crossmatches[crossmatch].get("reference") or self.reference
 
     def _image_models(self) -> list[str]:
         registry = _registry()

@@ -126,7 +126,7 @@ class Plan(ConfigChecks, RuleParams):
         registry = _registry()
         out: list[Comparison] = []
         for xm, spec in self.crossmatches.items():
-            ref = self.reference
+            ref = self.reference_of(xm)
             others = [s for s in spec["surveys"] if s != ref]
             # intramodal: consecutive sizes of one family, within each image survey
             for survey in spec["surveys"]:
