@@ -26,6 +26,7 @@ from samesky.surveys import (  # noqa: E402
 )
 
 H = 8
+COSMOS = "Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2"
 HSC = ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"]
 LEGACY = ["DES-G", "DES-R", "DES-I", "DES-Z"]
 
@@ -231,7 +232,8 @@ def test_clear_errors_for_missing_columns_and_bands(tmp_path):
         image_arrays(image_value(1, HSC[:4]), "hsc", "t.parquet: column 'image' of object_id 'obj1'")
     with pytest.raises(ValueError, match="no column layout for surveys"):
         ingest_hf(str(src), tmp_path / "xm.h5", name="x", surveys=["jwst", "legacysurvey"])
-    assert set(LAYOUTS) == {f"Smith42/{s}_hsc_crossmatched" for s in ("jwst", "legacysurvey", "desi", "sdss")}
+    assert set(LAYOUTS) == {f"Smith42/{s}_hsc_crossmatched" for s in ("jwst", "legacysurvey", "desi", "sdss")} | {
+        COSMOS}
 
 
 def test_repeated_object_ids_keep_the_first_row(tmp_path, caplog):
@@ -244,3 +246,55 @@ def test_repeated_object_ids_keep_the_first_row(tmp_path, caplog):
     assert prov["duplicate_ids_dropped"] == {"n": 1, "examples": ["obj0"]}
     assert prov["columns"] == {"sdss": "spectrum", "hsc": "image"} and prov["object_id_column"] == "object_id"
     assert "dropped 1 rows repeating an earlier object id" in caplog.text
+
+
+def cosmos_table(path, n=4, mode="RGB", shapes=((12, 10), (9, 9))):
+    """COSMOS-Web's layout: PIL images (stored encoded) and LePhare columns, no id column. Channel
+    c of object i's image holds i + 10 c + a pixel ramp (JWST's 100 more)."""
+    from PIL import Image as PILImage
+
+    def rgb(i, shape, offset):
+        ramp = np.arange(shape[0] * shape[1]).reshape(shape) % 7
+        return np.stack([i + 10 * c + offset + ramp for c in range(3)], axis=-1).astype(np.uint8)
+
+    cat = ["lephare_photozs", "lp_mass", "lp_ssfr", "mag_model_hsc-g", "mag_model_hsc-r"]
+    feat = Features({"hsc_images": datasets.Image(), "jwst_images": datasets.Image(),
+                     **{c: Value("float64") for c in cat}})
+    pixels = {"hsc_images": [rgb(i, shapes[0], 0) for i in range(n)],
+              "jwst_images": [rgb(i, shapes[1], 100) for i in range(n)]}
+    rows = {k: [PILImage.fromarray(a).convert(mode) for a in v] for k, v in pixels.items()}
+    rows |= {c: [0.5 * i + j for i in range(n)] for j, c in enumerate(cat)}
+    datasets.Dataset.from_dict(rows, features=feat).to_parquet(str(path))
+    return pixels
+
+
+def test_cosmos_web_layout_decodes_pil_images_numbers_rows_and_keeps_lephare_columns(tmp_path):
+    """The authors' COSMOS-Web table (images as PIL images, encoded on disk): the images come back
+    as the stored 8-bit values, channels first, ids are the row numbers, the LePhare columns
+    (dashes and all) are properties; the plan picks the layout from the surveys."""
+    pixels = cosmos_table(tmp_path / "c.parquet")
+    assert layout_for_surveys(["cosmos_hsc", "cosmos_jwst"]) == COSMOS
+    ingest_hf(str(tmp_path / "c.parquet"), tmp_path / "xm.h5", name="cosmos_web",
+              surveys=["cosmos_jwst", "cosmos_hsc"], layout=COSMOS, limit=3)
+    with h5py.File(tmp_path / "xm.h5", "r") as f:
+        assert list(f["object_id"].asstr()[:]) == ["0", "1", "2"]
+        for survey, column in (("cosmos_hsc", "hsc_images"), ("cosmos_jwst", "jwst_images")):
+            assert list(f[survey].attrs["bands"]) == ["red", "green", "blue"]
+            assert f[f"{survey}/flux"].dtype == np.float32
+            np.testing.assert_array_equal(f[f"{survey}/flux"][:], np.moveaxis(np.stack(pixels[column][:3]), -1, 1))
+        assert sorted(f["properties"]) == ["lephare_photozs", "lp_mass", "lp_ssfr", "mag_model_hsc-g",
+                                           "mag_model_hsc-r"]
+        np.testing.assert_array_equal(f["properties/mag_model_hsc-g"][:], [3.0, 3.5, 4.0])
+        assert json.loads(f.attrs["provenance"])["object_id_column"] == "row number"
+    validate_crossmatch(tmp_path / "xm.h5")
+
+
+def test_cosmos_web_images_other_than_8_bit_rgb_are_refused(tmp_path):
+    cosmos_table(tmp_path / "c.parquet", mode="L")
+    with pytest.raises(SchemaError, match=r"c\.parquet: column 'jwst_images' of object_id '0': image mode 'L', "
+                                          r"expected 8-bit 'RGB'"):
+        ingest_hf(str(tmp_path / "c.parquet"), tmp_path / "xm.h5", name="c", surveys=["cosmos_jwst", "cosmos_hsc"],
+                  layout=COSMOS)
+    with pytest.raises(SchemaError, match=r"here: an RGB image, but survey 'hsc' has bands \['g', 'r', 'i', 'z', "
+                                          r"'y'\]"):
+        image_arrays({"bytes": b"", "path": None}, "hsc", "here")
