@@ -585,3 +585,34 @@ def test_a_job_names_its_comparison_as_the_plan_does(breadth_config):
         wildcards = SimpleNamespace(**{k: v for k, v in c.as_dict().items() if k != "kind"})
         assert Comparison.of(wildcards, c.kind) == c
         assert tuple(c.as_dict()) == COMPARISON_FIELDS
+
+
+def test_cosmos_web_plans_against_its_own_reference_and_knows_its_catalogue(breadth_config):
+    """A COSMOS-Web crossmatch (simulated, in the hub's layout): compared against its own reference
+    (cosmos_hsc); its probe properties are checked against the latent truth and the LePhare
+    columns before any job; as a hub table, a column beyond those is left to ingestion."""
+    from samesky.latent_keys import truth_keys
+
+    xms = breadth_config["crossmatches"]
+    xms["cosmos_web"] = {"surveys": ["cosmos_jwst", "cosmos_hsc"], "source": {"simulate": {"n": 200, "seed": 2}}}
+    breadth_config["probes"]["properties"] = {"cosmos_web": ["lp_mass", "mag_model_hsc-g", "log_ssfr"]}
+    breadth_config["probes"]["categorical"] = []
+    with pytest.raises(ConfigError, match=r"^crossmatches\.cosmos_web\.surveys: \['cosmos_jwst', 'cosmos_hsc'\] "
+                                          r"does not include the reference survey 'hsc' \(reference_survey\)"):
+        validate_config(copy.deepcopy(breadth_config))
+    xms["cosmos_web"]["reference"] = "cosmos_hsc"
+    plan = Plan(validate_config(copy.deepcopy(breadth_config)))
+    assert plan.hf_source("cosmos_web") == {"dataset": "resources/snapshots/cosmos_web",
+                                            "layout": "Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2",
+                                            "id_column": None, "limit": None, "drop_flat": {}}
+    cross = [c for c in plan.comparisons if c.crossmatch == "cosmos_web" and c.kind == "crossmodal"]
+    assert cross and {(c.survey_a, c.survey_b) for c in cross} == {("cosmos_jwst", "cosmos_hsc")}
+    assert {job for job in plan.probes if job[0] == "cosmos_web"} == {
+        ("cosmos_web", s, m) for s in ("cosmos_jwst", "cosmos_hsc") for m in plan.models_for(s)}
+    assert "phot_hsc_g" in truth_keys(["cosmos_jwst", "cosmos_hsc"])
+    breadth_config["probes"]["properties"] = {"cosmos_web": ["lp_mass", "Z"]}
+    with pytest.raises(ConfigError, match=r"^probes\.properties\.cosmos_web\[1\]: crossmatch 'cosmos_web' has no "
+                                          r"property 'Z'; its properties: \[.*'lephare_photozs'.*'redshift'"):
+        validate_config(copy.deepcopy(breadth_config))
+    xms["cosmos_web"]["source"] = {"hf": {"dataset": "Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2"}}
+    validate_config(breadth_config)  # the hub table may hold more columns than the adapter names

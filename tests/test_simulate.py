@@ -411,3 +411,68 @@ def test_the_crossmatch_selection_is_its_lowest_ranked_surveys(monkeypatch):
     monkeypatch.setitem(SURVEYS, "hsc", dataclasses.replace(get_survey("hsc"), selection=None))
     with pytest.raises(ValueError, match=r"^none of the surveys \['hsc'\] has a simulated selection"):
         simulate.simulate_sky("x", ["hsc"], 2, 0)
+
+
+# ----------------------------------------------------------------------------- COSMOS-Web snapshot
+
+COSMOS = "Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2"
+
+
+def test_cosmos_web_snapshot_is_the_hub_layout_and_ingests_to_the_rendered_sky(tmp_path):
+    """A simulated COSMOS-Web snapshot: parquet with the layout's features (PIL images, LePhare
+    columns), ingested through the real path: the row numbers are the ids of the truth, the images
+    the 8-bit composites of the jwst and hsc renderings of the same galaxy, the catalogue the
+    truth plus its scatter (photo-z within 5 sigma_z of z)."""
+    import datasets
+    from datasets import Features, Image, Value
+
+    from samesky import mmu
+    from samesky.ingest import ingest_hf
+    from samesky.simulate.seeding import _rng
+    from samesky.simulate.writers import catalogue_from_truth, rgb_composite
+
+    n, seed, name = 10, 5, "cosmos_web"
+    simulate.simulate_snapshot(tmp_path / "snap", tmp_path / "truth.h5", name, COSMOS, n, seed, file_rows=4)
+    files = sorted((tmp_path / "snap" / "data").glob("train-*.parquet"))
+    assert [f.name for f in files] == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
+    cat = ["lephare_photozs", "lp_mass", "lp_ssfr", "mag_model_hsc-g", "mag_model_hsc-r"]
+    features = Features({"jwst_images": Image(), "hsc_images": Image(), **{c: Value("float64") for c in cat}})
+    assert mmu.crossmatch_features(COSMOS) == features
+    table = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+    assert table.features == features
+    assert table[0]["hsc_images"].mode == "RGB" and table[0]["hsc_images"].size == (160, 160)
+
+    ingest_hf(str(tmp_path / "snap"), tmp_path / "xm.h5", name=name, surveys=["cosmos_jwst", "cosmos_hsc"],
+              layout=COSMOS)
+    sky = simulate.simulate_sky(name, ["jwst", "hsc"], n, seed)
+    with h5py.File(tmp_path / "xm.h5", "r") as f, h5py.File(tmp_path / "truth.h5", "r") as t:
+        ids = list(f["object_id"].asstr()[:])
+        assert ids == [str(i) for i in range(n)] == list(t["object_id"].asstr()[:])
+        for survey, src, bands in (("cosmos_hsc", "hsc", ("z", "r", "g")),
+                                   ("cosmos_jwst", "jwst", ("f444w", "f356w", "f277w"))):
+            want = np.moveaxis(rgb_composite(sky["groups"][src], src, bands), -1, 1).astype(np.float32)
+            np.testing.assert_array_equal(f[f"{survey}/flux"][:], want)
+            assert 0 < want.mean() < 255
+        props = {c: f[f"properties/{c}"][:] for c in cat}
+        truth = {k: t[f"truth/{k}"][:] for k in t["truth"]}
+    drawn = catalogue_from_truth(sky["truth"], cat, _rng(seed, name, "catalogue"))
+    for c in cat:
+        np.testing.assert_array_equal(props[c], drawn[c])
+    np.testing.assert_array_equal(truth["log_mass"], sky["truth"]["log_mass"])
+    z = truth["redshift"]
+    assert np.all(np.abs(props["lephare_photozs"] - z) < 5 * 0.03 * (1 + z))
+    assert np.all(np.abs(props["lp_mass"] - truth["log_mass"]) < 0.5)
+    g = 22.5 - 2.5 * np.log10(truth["phot_hsc_g"])
+    assert np.all(np.abs(props["mag_model_hsc-g"] - g) < 0.25)
+
+
+def test_rgb_composite_is_one_stretch_for_every_object():
+    """Brighter objects are brighter pixels: the stretch is set on the whole set, not per object."""
+    from samesky.simulate.writers import rgb_composite
+
+    flux = np.zeros((2, 5, 4, 4))
+    flux[0, :, 0, 0], flux[1, :, 0, 0] = 1.0, 10.0
+    arrays = {"flux": flux, "ivar": np.full(flux.shape, 1e4)}
+    out = rgb_composite(arrays, "hsc", ("z", "r", "g"))
+    assert out.dtype == np.uint8 and out.shape == (2, 4, 4, 3)
+    assert out[1, 0, 0, 0] == 255 and 0 < out[0, 0, 0, 0] < 255 and out[0, 1, 1, 0] == 0
