@@ -4,7 +4,8 @@
 login node, and compute jobs read the crossmatch file it writes. Rows are streamed
 (``datasets.load_dataset(..., streaming=True)``) and written in chunks, so a dataset is never
 held in memory; object ids and coordinates are kept, and so is every scalar catalogue column the
-table declares (e.g. DESI's ``Z``), as ``/properties/<column>`` for the probes.
+table declares (e.g. DESI's ``Z``, COSMOS-Web's ``lp_mass``), as ``/properties/<column>`` for the
+probes. Images stored as PIL images (COSMOS-Web's, encoded in the table) are decoded here.
 
 A crossmatch's sides may also come from separately stored tables (one per survey, e.g. spectra
 published apart from the images): they are spooled one by one, then re-aligned by object id; an

@@ -168,8 +168,9 @@ def get_survey(name: str) -> Survey:
 class Layout:
     """Where one crossmatch table holds each survey's data and the ids: column names tried in
     order, the first present wins. An image column holds a struct {'band': [...], 'flux': [...],
-    'ivar', 'mask'} (or a list of per-band structs); a spectrum column {'flux', 'ivar', 'lambda',
-    'mask'} (``samesky.ingest``)."""
+    'ivar', 'mask'} (or a list of per-band structs), or an 8-bit RGB PIL image (``datasets.Image``,
+    COSMOS-Web's); a spectrum column {'flux', 'ivar', 'lambda', 'mask'} (``samesky.ingest``).
+    ``object_id`` empty: the table has no id column, and the row number is the id."""
     columns: Mapping[str, tuple[str, ...]]  # per survey, in the table's order: its image or spectrum
     object_id: tuple[str, ...]  # the crossmatch id (the reference survey's own where both are present)
     survey_ids: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # kept as /<survey>/object_id
