@@ -16,7 +16,7 @@ demo: bytecode
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 # The package byte-compiled once: where PYTHONDONTWRITEBYTECODE is set (this CI, many containers)
-# every job would otherwise recompile it on import, 0.12 s of each of the demo's 69 job start-ups.
+# every job would otherwise recompile it on import, 0.12 s of each of the demo's 97 job start-ups.
 bytecode: $(VENV)/.installed
 	$(PY) -m compileall -q src
 
