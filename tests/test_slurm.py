@@ -1,10 +1,11 @@
 """The workflow on a real Slurm: a single-node cluster from Debian packages (tests/slurm_cluster.py),
-`--executor slurm` with profiles/slurm-test, embedding jobs on the `gpu` partition with a (fake) GPU.
+`--executor slurm` with profiles/slurm-test, the GPU rules on the `gpu` partition with a (fake) GPU.
 
 Needs root and apt (skipped otherwise); CI has both. Rerun alone with
     .venv/bin/python -m pytest -q -rs tests/test_slurm.py
 """
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -15,36 +16,20 @@ import pandas as pd
 import pytest
 import yaml
 from slurm_cluster import SlurmAlreadyRunning, SlurmCluster, ensure_installed, sh
+from workflow_rules import local_rules, rules
+
+from samesky import schema
+from samesky.config import fill_defaults
+from samesky.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "slurm-test"
-
-
-def _local_rules() -> set[str]:
-    """Rules Snakemake runs itself, not submitted: `all` and every rule file's `localrules:`."""
-    names = {"all"}
-    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for block in re.findall(r"^localrules:\n((?:    \w+,\n)+)", smk.read_text(), flags=re.M):
-            names |= set(re.findall(r"\w+", block))
-    return names
-
-
-LOCAL_RULES = _local_rules()
+LOCAL_RULES = local_rules()
+# Rules the Slurm run leaves out: precomputed_embedding needs embed.layers: final, and the run
+# writes every block for the layer stage (tests/test_precomputed.py runs it).
+NOT_ON_SLURM = {"precomputed_embedding"}
+GPU_RULES = {"embed", "knn_graph", "compare_layers"}  # profiles/slurm-test: knn_graph with block graphs
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-TINY_SNAKEFILE = """
-rule all:
-    input: "cpu.txt", "gpu.txt"
-
-rule cpu:
-    output: "cpu.txt"
-    shell: "hostname > {output}"
-
-rule gpu:
-    output: "gpu.txt"
-    resources: gpu=1
-    shell: "echo $CUDA_VISIBLE_DEVICES > {output}"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +110,15 @@ def job_envs(log: Path) -> list[dict[str, str]]:
     return [dict(item.split("=", 1) for item in line.split()) for line in lines]
 
 
-def job_states(job_ids) -> dict[str, tuple[str, str]]:
-    """{job id: (state, partition)} from squeue (the cluster keeps finished jobs for MinJobAge)."""
-    out = sh(["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i %T %P"], timeout=15).stdout
-    return {i: (state, part) for i, state, part in (line.split() for line in out.splitlines())}
+def job_states(job_ids) -> dict[str, tuple[str, str, str]]:
+    """{job id: (state, partition, node)} from squeue (the cluster keeps finished jobs for MinJobAge)."""
+    out = sh(["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i %T %P %N"], timeout=15).stdout
+    return {i: (state, part, node) for i, state, part, node in (line.split() for line in out.splitlines())}
 
 
-def check_every_job_ran_on_slurm(out, workdir, gpu_rules):
-    """Each non-local job has a Slurm log and completed; GPU rules ran on `gpu` with the GPU."""
+def check_every_job_ran_on_slurm(out, workdir, host, gpu_rules):
+    """Each non-local job has a Slurm log and completed on the node; GPU rules ran on `gpu` with
+    the GPU, in the job and in the step that runs the rule, the others on `cpu` without it."""
     counts = job_counts(out)
     logs = slurm_logs(workdir)
     submitted = {rule: n for rule, n in counts.items() if rule not in LOCAL_RULES}
@@ -144,7 +130,7 @@ def check_every_job_ran_on_slurm(out, workdir, gpu_rules):
         gpu = rule in gpu_rules
         for batch, step in rule_envs:
             partition = "gpu" if gpu else "cpu"
-            assert states[batch["SLURM_JOB_ID"]] == ("COMPLETED", partition), (rule, batch)
+            assert states[batch["SLURM_JOB_ID"]] == ("COMPLETED", partition, host), (rule, batch)
             assert batch["SLURM_JOB_PARTITION"] == partition, (rule, batch)
             # the fake GPU (gres gpu:1, index 0) was allocated to the job, and its step, only if asked for
             assert batch["SLURM_JOB_GPUS"] == ("0" if gpu else ""), (rule, batch)
@@ -152,51 +138,61 @@ def check_every_job_ran_on_slurm(out, workdir, gpu_rules):
     return counts
 
 
-def test_tiny_workflow_on_slurm(slurm, tmp_path):
-    """The Slurm machinery alone, on a two-job workflow: submission, status, the GPU partition."""
-    (tmp_path / "Snakefile").write_text(TINY_SNAKEFILE)
-    out, seconds = run_on_slurm(slurm, tmp_path / "Snakefile", tmp_path,
-                                "--set-resources", "gpu:slurm_partition=gpu")
-    print(f"tiny workflow on Slurm took {seconds:.0f} s")
-    assert (tmp_path / "cpu.txt").read_text().strip() == slurm.host
-    assert (tmp_path / "gpu.txt").read_text().strip() == "0"  # CUDA_VISIBLE_DEVICES of the job step
-    assert check_every_job_ran_on_slurm(out, tmp_path, gpu_rules={"gpu"}) == {"cpu": 1, "gpu": 1, "all": 1}
-
-
-def reduced_demo_config(demo: dict, keep=("desi_hsc",), n=80, families=1, draws=50) -> dict:
-    """config/demo.yaml, smaller: the crossmatch(es) `keep` of n galaxies, the first image family(ies)
-    with two sizes, fewer null draws and subsampling splits, and `embed.device: auto` (so that embedding jobs
-    request a GPU). The default still has every rule and comparison kind (intramodal, crossmodal
-    image-spectrum, self) in 18 Slurm jobs. Each job costs two Snakemake start-ups besides its
-    script (15-30 s in all on 2 cores): ("desi_hsc", "jwst_hsc") with two families is 57 jobs,
-    too many for 10 minutes."""
+def slurm_config(demo: dict, n=80, draws=20) -> dict:
+    """config/demo.yaml, smaller: its crossmatch with spectra (desi_hsc) of n galaxies, the first
+    size of the first image family and its untrained control, one probed property, fewer null and
+    subsampling draws, and `embed.device: auto` (so that embedding jobs request a GPU)."""
     config = copy.deepcopy(demo)
-    config["crossmatches"] = {name: config["crossmatches"][name] for name in keep}
-    for xm in config["crossmatches"].values():
-        xm["source"]["simulate"]["n"] = n
-    for survey, crossmatch in list(config["preprocess"].get("percentile_source", {}).items()):
-        if crossmatch not in keep:
-            config["preprocess"]["percentile_source"][survey] = next(
-                name for name in keep if survey in config["crossmatches"][name]["surveys"])
-    assert config["metrics"]["null_crossmatch"] in keep
-    config["models"]["image"] = {family: sizes[:2] for family, sizes in list(config["models"]["image"].items())[:families]}
+    xm = config["metrics"]["null_crossmatch"]
+    config["crossmatches"] = {xm: config["crossmatches"][xm]}
+    config["crossmatches"][xm]["source"]["simulate"]["n"] = n
+    config["preprocess"]["percentile_source"] = {}
+    family, sizes = next(iter(config["models"]["image"].items()))
+    config["models"]["image"] = {family: sizes[:1]}
+    config["models"]["untrained"] = [f"{family}-{sizes[0]}"]
+    config["probes"].update(properties={xm: ["redshift"]}, categorical=[])
     config["metrics"].update(null_draws=draws, subsampling_splits=draws)
     config["embed"]["device"] = "auto"
     return config
 
 
-def test_demo_on_slurm(slurm, tmp_path, demo_config):
-    """The demo (reduced) end to end through `--executor slurm`, embeddings and the layer stage on
-    the GPU partition."""
-    config = reduced_demo_config(demo_config)
+def slurm_targets(plan: Plan) -> dict[str, str]:
+    """One job of every submitted rule, through the shortest chains: the first image embedding's
+    comparison with the latent truth, block by block too, and its probe (which bring the
+    simulation, its ingestion and truth, percentiles, preprocessing, the tiny model, the
+    embedding and both kinds of graph); its survey's raw fluxes; the untrained control's weights."""
+    (xm, survey, model), control = plan.embeddings[1], plan.image_models[-1]
+    assert (survey, plan.models_for(survey)) == (plan.reference, [model, control]), plan.embeddings
+    truth = next(c for c in plan.comparisons if c.kind == "truth" and (c.survey_a, c.model_a) == (survey, model))
+    return {"compare": truth.path, "compare_layers": truth.layers_path,
+            "probe": plan.run.PROBE.format(crossmatch=xm, survey=survey, model=model),
+            "preprocess_flux": plan.run.PREPROCESSED_FLUX.format(crossmatch=xm, survey=survey),
+            "build_random_model": plan.weights_source(control)}
+
+
+def test_workflow_on_slurm(slurm, tmp_path, demo_config):
+    """Every submitted rule of the workflow once, through `--executor slurm`: the embedding, its
+    block graphs and the block x block scores on the GPU partition, the rest on `cpu`."""
+    config = slurm_config(demo_config)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    out, seconds = run_on_slurm(slurm, ROOT / "Snakefile", tmp_path, "--configfile", str(configfile))
-    print(f"reduced demo on Slurm took {seconds:.0f} s")
-    counts = check_every_job_ran_on_slurm(out, tmp_path, gpu_rules={"embed", "knn_graph", "compare_layers"})
-    assert {"simulate_snapshot", "percentiles", "preprocess", "build_tiny_model", "embed", "knn_graph",
-            "compare", "truth_knn_graph", "compare_layers"} <= set(counts), counts
-    scores = pd.read_csv(tmp_path / "results/demo/tables/scores.csv")
-    assert len(scores) == counts["compare"] * len(config["metrics"]["names"])
-    assert set(scores["metric"]) == set(config["metrics"]["names"])
-    assert list((tmp_path / "results/demo/figures").glob("*.png"))
+    plan = Plan(fill_defaults(copy.deepcopy(config)))
+    targets = slurm_targets(plan)
+    out, seconds = run_on_slurm(slurm, ROOT / "Snakefile", tmp_path, *targets.values(),  # before --configfile's list
+                                "--configfile", str(configfile))
+    print(f"the workflow's submitted rules on Slurm took {seconds:.0f} s")
+    counts = check_every_job_ran_on_slurm(out, tmp_path, slurm.host, gpu_rules=GPU_RULES)
+    assert {rule: n for rule, n in counts.items() if rule not in LOCAL_RULES} == \
+        dict.fromkeys(rules() - LOCAL_RULES - NOT_ON_SLURM, 1), counts
+    # what the jobs wrote: every metric of the truth comparison, for every block
+    n, names = config["crossmatches"][plan.null_crossmatch]["source"]["simulate"]["n"], config["metrics"]["names"]
+    records = json.loads((tmp_path / targets["compare"]).read_text())["records"]
+    assert [(r["metric"], r["kind"], r["n"]) for r in records] == [(m, "truth", n) for m in names]
+    blocks = pd.read_csv(tmp_path / targets["compare_layers"])
+    assert set(blocks["metric"]) == set(names) and set(blocks["block_b"]) == {"final"} and (blocks["n"] == n).all()
+    assert len(blocks) == len(names) * blocks["block_a"].nunique() > len(names)
+    probe = json.loads((tmp_path / targets["probe"]).read_text())
+    assert {r["property"] for r in probe["records"]} == {"redshift"}
+    ids, flux = schema.read_preprocessed(tmp_path / targets["preprocess_flux"])
+    assert len(ids) == n and flux.dtype == "float32"
+    assert any((tmp_path / targets["build_random_model"]).iterdir())
