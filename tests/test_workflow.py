@@ -341,8 +341,6 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
 def test_demo_runs_aion_on_raw_fluxes_and_its_untrained_control(demo_run):
     """AION takes raw-flux inputs (rule preprocess_flux), only for the surveys it has codecs for
     (HSC, not JWST); its untrained control (rule build_random_model) runs through the same jobs."""
-    import json
-
     workdir, config, _ = demo_run
     assert config["models"]["image"]["aion"] == ["base"] and config["models"]["untrained"] == ["aion-base"]
     ran = job_counts((workdir / "terminal.txt").read_text())
