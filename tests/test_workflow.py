@@ -98,7 +98,7 @@ def test_demo_writes_tables_and_figures(demo_run):
     assert [int(done) for done, _ in progress] == list(range(1, jobs + 1)), terminal
     assert len(terminal.splitlines()) < 300 and len(terminal.splitlines()) <= jobs + 70, terminal
     assert not re.findall(r"^.*(?:WARNING|\[transformers\]|it/s|rule \w+:).*$", terminal, re.M)
-    ingest_log = (workdir / "logs/demo/ingest_hf/desi_hsc.log").read_text()
+    ingest_log = (workdir / "logs/ingest_hf/desi_hsc.log").read_text()
     assert ingest_log.count("no ra/dec column") == 1 and "INFO samesky.ingest" in ingest_log
     scores = pd.read_csv(workdir / "results/demo/tables/scores.csv")
     assert set(scores["metric"]) == set(config["metrics"]["names"])
@@ -204,7 +204,7 @@ def test_demo_readme_and_report_open_on_the_summary(demo_run):
     listed = re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M)
     assert listed == ["summary.html", "tables/", "figures/", "layer_figures/", "probe_figures/", "metrics/",
                       "layers_metrics/", "probes/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
-                      "benchmarks/"]
+                      "preprocessed_flux/", "benchmarks/"]
     assert "1. `summary.html`" in readme and "table2_crossmodal_mknn_calibrated.md" in readme
     for folder in listed:
         assert (workdir / "results/demo" / folder).exists(), folder
