@@ -46,11 +46,18 @@ def test_plan_lists_physics_jobs_and_hands_their_params_only_when_asked(breadth_
      "probes.physics.params.knn_purity: physics test 'knn_purity': unknown parameters ['kk']"),
     ({"tests": ["knn_purity"], "params": {"knn_purity": {"k": 500}}},
      "probes.physics.params.knn_purity.k: 500 neighbours, but the cached kNN graphs hold 80 per object"),
+    ({"tests": ["knn_purity"]}, "probes.physics.params.knn_purity.k: 50 neighbours do not fit a quarter of "
+     "crossmatch 'desi_hsc' of at most 200 objects (crossmatches.desi_hsc.source.simulate.n), which its subsampling "
+     "interval rescores (probes.physics.subsampling_splits); k must be below 50"),
+    ({"tests": ["knn_purity"], "subsampling_splits": 0}, None),
     ({"tests": ["neighbourhood_wasserstein"]}, "probes.physics.tests"),
     ({"tests": ["ols_probe"], "null_draws": -1}, "probes.physics.null_draws"),
 ])
 def test_physics_config_errors_name_the_key(demo_config, physics_keys, message):
     demo_config["probes"]["physics"] = physics_keys
+    if message is None:  # no subsampling interval: k = 50 of 200 objects is fine
+        assert Plan(validate_config(demo_config)).physics_params("desi_hsc")["tests"] == ["knn_purity"]
+        return
     with pytest.raises(ConfigError) as err:
         validate_config(demo_config)
     assert message in str(err.value)
