@@ -40,9 +40,9 @@ FIELDS = ("crossmatch", "survey", "model", "property", "kind", "probe", "metric"
 PROBE_LABELS = {"linear": "linear", "knn": "kNN"}
 
 
-def gather_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per (embedding, property, probe) from the probe JSON files, with checked fields."""
-    rows = []
+def _job_records(paths: Iterable[str | os.PathLike], fields: Iterable[str]) -> Iterable[dict]:
+    """Every record of the jobs' JSON files (``{"records": [...]}``), each checked to hold ``fields``."""
+    fields = tuple(fields)
     for path in map(Path, paths):
         try:
             doc = json.loads(path.read_text())
@@ -51,10 +51,15 @@ def gather_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
             raise RecordError(f"{path}: expected a JSON object with a 'records' list")
         for i, rec in enumerate(doc["records"]):
-            missing = [f for f in FIELDS if not isinstance(rec, dict) or f not in rec]
+            missing = [f for f in fields if not isinstance(rec, dict) or f not in rec]
             if missing:
                 raise RecordError(f"{path}: record {i} is missing field(s) {', '.join(map(repr, missing))}")
-            rows.append({**{f: rec[f] for f in FIELDS}, "knn_k": rec.get("knn_k")})
+            yield rec
+
+
+def gather_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per (embedding, property, probe) from the probe JSON files, with checked fields."""
+    rows = [{**{f: rec[f] for f in FIELDS}, "knn_k": rec.get("knn_k")} for rec in _job_records(paths, FIELDS)]
     return pd.DataFrame(rows, columns=[*FIELDS, "knn_k"])
 
 
@@ -196,19 +201,8 @@ PHYSICS_SCALES = {"unit": "higher knows more, 1 at best", "distance": "lower kno
 def gather_physics(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """One row per (embedding, test, property) from the physics JSON files, with checked fields,
     the test's parameters as JSON (``params``)."""
-    rows = []
-    for path in map(Path, paths):
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise RecordError(f"{path}: not valid JSON ({err})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
-            raise RecordError(f"{path}: expected a JSON object with a 'records' list")
-        for i, rec in enumerate(doc["records"]):
-            missing = [f for f in (*PHYSICS_FIELDS, "params") if not isinstance(rec, dict) or f not in rec]
-            if missing:
-                raise RecordError(f"{path}: record {i} is missing field(s) {', '.join(map(repr, missing))}")
-            rows.append({**{f: rec[f] for f in PHYSICS_FIELDS}, "params": json.dumps(rec["params"], sort_keys=True)})
+    rows = [{**{f: rec[f] for f in PHYSICS_FIELDS}, "params": json.dumps(rec["params"], sort_keys=True)}
+            for rec in _job_records(paths, (*PHYSICS_FIELDS, "params"))]
     return pd.DataFrame(rows, columns=[*PHYSICS_FIELDS, "params"])
 
 
