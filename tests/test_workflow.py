@@ -187,6 +187,17 @@ def test_changing_probe_settings_reruns_only_probes(demo_run):
 
 
 @pytest.mark.slow
+def test_turning_on_the_physics_tests_adds_only_their_jobs(demo_run):
+    """probes.physics.tests plans one physics job per embedding with a continuous probed property
+    (the demo's redshift on DESI-HSC), on the graphs already made; nothing else reruns but the report."""
+    workdir, config, _ = demo_run
+    n_probed = len(list((workdir / "results/demo/probes").rglob("*.json")))
+    counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(
+        physics={"tests": ["neighbour_consistency", "knn_purity"], "params": {"knn_purity": {"k": 10}}}))
+    assert counts == {"physics": n_probed, "probe_report": 1, "run_readme": 1, "all": 1}
+
+
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(demo_run):
     workdir, config, _ = demo_run
     proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(workdir / "demo.yaml"))

@@ -241,6 +241,46 @@ class ConfigChecks:
         for i, name in enumerate(self.config["probes"]["categorical"]):
             if name not in probed:
                 raise ConfigError(f"probes.categorical[{i}]: {name!r} is not among the probed properties {sorted(probed)}")
+        self._check_physics()
+
+    def _check_physics(self) -> None:
+        """probes.physics: its parameters are the tests' own (``physics.params_of``) for tests that
+        run, a neighbourhood test's k fits the cached kNN graph and, with subsampling intervals, a
+        quarter of each crossmatch of known size, and the joint overlap has at least two
+        continuous properties on every crossmatch it runs on."""
+        phys = self.config["probes"]["physics"]
+        tests = phys["tests"]
+        for name in phys["params"]:
+            if name not in tests:
+                raise ConfigError(f"probes.physics.params.{name}: {name!r} is not among probes.physics.tests {tests}")
+        if not tests:
+            return
+        from .physics import TESTS, PhysicsError, params_of  # scikit-learn loads only when physics runs
+
+        width = self.graph_width()
+        for name in tests:
+            try:
+                chosen = params_of(name, phys["params"].get(name))
+            except PhysicsError as err:
+                raise ConfigError(f"probes.physics.params.{name}: {err}") from None
+            if TESTS[name].neighbourhood and chosen["k"] > width:
+                raise ConfigError(f"probes.physics.params.{name}.k: {chosen['k']} neighbours, but the cached kNN graphs "
+                                  f"hold {width} per object (metrics.k and metrics.subsampling_splits set their width)")
+            if not (TESTS[name].neighbourhood and phys["subsampling_splits"]):
+                continue
+            for xm in self.crossmatches:
+                size = self._crossmatch_size(xm) if self.physics_properties(xm) else None
+                if size is not None and not size[0] > 4 * chosen["k"]:
+                    raise ConfigError(f"probes.physics.params.{name}.k: {chosen['k']} neighbours do not fit a quarter of "
+                                      f"crossmatch {xm!r} of at most {size[0]} objects ({size[1]}), which its subsampling "
+                                      f"interval rescores (probes.physics.subsampling_splits); k must be below "
+                                      f"{size[0] / 4:g}")
+        if "joint_neighbour_set_overlap" in tests:
+            for xm in self.crossmatches:
+                props = self.physics_properties(xm)
+                if len(props) == 1:
+                    raise ConfigError(f"probes.physics.tests: joint_neighbour_set_overlap needs at least two continuous "
+                                      f"probed properties; crossmatch {xm!r} has {props}")
 
     def _check_probe_properties(self, crossmatch: str) -> None:
         """Each probed property of ``crossmatch`` is one its files will hold, where that is known

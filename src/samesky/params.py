@@ -162,6 +162,15 @@ class RuleParams:
                 **{key: p[key] for key in ("folds", "pca_components", "knn_k", "null_draws",
                                            "bootstrap_draws", "ci", "seed")}}
 
+    def physics_params(self, crossmatch: str) -> dict:
+        """Every setting of the physics tests of ``crossmatch`` (probes.physics, the probes' ci and
+        seed, its continuous probed properties): editing them reruns only the physics jobs."""
+        p, phys = self.config["probes"], self.config["probes"]["physics"]
+        return {"properties": self.physics_properties(crossmatch), "tests": list(phys["tests"]),
+                "params": {name: dict(phys["params"][name]) for name in phys["tests"] if name in phys["params"]},
+                **{key: phys[key] for key in ("null_draws", "subsampling_splits", "alpha")},
+                **{key: p[key] for key in ("ci", "seed")}}
+
     def report_facts(self, stage: str) -> dict:
         """What the report rules tell every reader (``report.captions.RunFacts``): the simulated
         crossmatches (source: simulate) and whether the models are random-weight miniatures

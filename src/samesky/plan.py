@@ -164,6 +164,22 @@ class Plan(ConfigChecks, RuleParams):
     def probe_paths(self) -> list[str]:
         return [self.run.PROBE.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.probes]
 
+    def physics_properties(self, crossmatch: str) -> list[str]:
+        """The properties the physics tests take on ``crossmatch``: its probed continuous ones."""
+        categorical = set(self.config["probes"]["categorical"])
+        return [name for name in self.probe_properties(crossmatch) if name not in categorical]
+
+    @cached_property
+    def physics(self) -> list[tuple[str, str, str]]:
+        """Every (crossmatch, survey, model) embedding given the physics tests (probes.physics.tests)."""
+        if not self.config["probes"]["physics"]["tests"]:
+            return []
+        return [job for job in self.embeddings if self.physics_properties(job[0])]
+
+    @cached_property
+    def physics_paths(self) -> list[str]:
+        return [self.run.PHYSICS.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.physics]
+
     def property_files(self, crossmatch: str) -> list[str]:
         """The files that hold a crossmatch's per-object properties (read by
         ``schema.read_properties``): its crossmatch file (catalogue columns) and, for a simulated

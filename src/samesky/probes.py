@@ -293,3 +293,28 @@ def probe_files(embedding_path, sources: Sequence, properties: Sequence[str], ca
                      rec["probe"], rec["metric"], rec["score"], *(_fmt(rec[k]) for k in ("ci_low", "ci_high",
                      "null_mean", "p_value")), time.perf_counter() - start)
     return records
+
+
+def physics_files(embedding_path, graph_path, sources: Sequence, properties: Sequence[str], *,
+                  tests: Sequence[str], params: dict | None = None, **settings) -> list[dict]:
+    """The physics tests ``tests`` (``physics.physics_records``) of one embedding file for its
+    objects' ``properties`` read from ``sources`` (see ``property_columns``), the neighbourhood
+    tests on the embedding's cached kNN graph ``graph_path`` (``schema.read_knn``: the same object
+    ids in the same order). ``settings``: null_draws, subsampling_splits, ci, alpha, seed."""
+    from .physics import physics_records
+    from .schema import read_knn
+
+    ids, x, _ = read_embeddings(embedding_path)
+    check_finite(x, ids, str(embedding_path))
+    graph_ids, indices, similarity, _ = read_knn(graph_path)
+    if not np.array_equal(graph_ids, ids):
+        raise SchemaError(f"{graph_path}: the kNN graph's object ids are not those of {embedding_path} in its order")
+    columns, _ = property_columns(ids, sources, properties)
+    start = time.perf_counter()
+    records = physics_records(x, columns, (indices, similarity), tests=tests, params=params,
+                              where=f"physics of {embedding_path}", **settings)
+    for rec in records:
+        log.info("%s %s %s = %.3f [%s, %s], null mean %s, p = %s", embedding_path, rec["property"], rec["test"],
+                 rec["score"], *(_fmt(rec[k]) for k in ("ci_low", "ci_high", "null_mean", "p_value")))
+    log.info("%s: %d physics records in %.1f s", embedding_path, len(records), time.perf_counter() - start)
+    return records

@@ -1,5 +1,6 @@
 # Physics probes: per embedding, cross-validated regressions of per-object properties (the
-# crossmatch file's /properties or /truth), then the probe tables and figures.
+# crossmatch file's /properties or /truth) and, where asked, the authors' physics tests; then the
+# probe and physics tables and figures.
 
 
 localrules:
@@ -25,9 +26,31 @@ rule probe:
         "../scripts/probe.py"
 
 
+# The authors' physics tests (probes.physics): the neighbourhood tests read the cached kNN graph.
+rule physics:
+    input:
+        embedding=RUN.EMBEDDING,
+        graph=RUN.KNN,
+        properties=lambda wc: PLAN.property_files(wc.crossmatch),
+    output:
+        RUN.PHYSICS,
+    log:
+        RUN.log("physics/{crossmatch}/{survey}/{model}.log"),
+    benchmark:
+        RUN.benchmark("physics/{crossmatch}/{survey}/{model}.tsv")
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
+    params:
+        physics=lambda wc: PLAN.physics_params(wc.crossmatch),
+    script:
+        "../scripts/physics.py"
+
+
 rule probe_report:
     input:
-        PLAN.probe_paths,
+        probes=PLAN.probe_paths,
+        physics=PLAN.physics_paths,
     output:
         scores=report(
             RUN.PROBE_SCORES,
@@ -47,6 +70,13 @@ rule probe_report:
             caption="../report/probes.rst",
             category="Probes",
             labels={"figure": "{name}"},
+        ),
+        physics_scores=RUN.PHYSICS_SCORES,
+        physics_table=report(
+            RUN.PHYSICS_TABLE,
+            caption="../report/probes.rst",
+            category="Probes",
+            labels={"table": "physics"},
         ),
     log:
         RUN.log("probe_report.log"),

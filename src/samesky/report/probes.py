@@ -8,7 +8,9 @@ survey and its crossmatch); each cell 'score [bootstrap interval]'. Figures
 solid and the kNN probe dashed with open markers, the linear probe's permutation null
 (mean +- 2 std) as a grey band; x: parameter count (log scale). The Markdown and LaTeX tables
 open with a caption (``probe_caption``); a simulated or miniature run is marked on every table
-and figure (``captions.RunFacts``).
+and figure (``captions.RunFacts``). The physics tests' records (``samesky.physics``) make one
+tidy table and one display table (``physics_table``: rows test, property and model, columns
+surveys, each cell 'score [subsampling interval], p').
 """
 from __future__ import annotations
 
@@ -25,21 +27,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..physics import TESTS  # noqa: E402
 from ..probes import CONTINUOUS, score_label, score_meaning  # noqa: E402
 from .captions import RunFacts, counts, p_floor, values  # noqa: E402
 from .figures import draw_all, family_style, panel_handles, params_axis, save  # noqa: E402
 from .layout import NULL_SIGMA  # noqa: E402
 from .records import RecordError, family_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
-from .tables import MISSING, write_table  # noqa: E402
+from .tables import MISSING, to_markdown, write_table  # noqa: E402
 
 FIELDS = ("crossmatch", "survey", "model", "property", "kind", "probe", "metric", "score", "ci_low", "ci_high",
           "null_mean", "null_std", "p_value", "null_draws", "bootstrap_draws", "n", "n_excluded", "folds", "chance")
 PROBE_LABELS = {"linear": "linear", "knn": "kNN"}
 
 
-def gather_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per (embedding, property, probe) from the probe JSON files, with checked fields."""
-    rows = []
+def _job_records(paths: Iterable[str | os.PathLike], fields: Iterable[str]) -> Iterable[dict]:
+    """Every record of the jobs' JSON files (``{"records": [...]}``), each checked to hold ``fields``."""
+    fields = tuple(fields)
     for path in map(Path, paths):
         try:
             doc = json.loads(path.read_text())
@@ -48,10 +51,15 @@ def gather_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
             raise RecordError(f"{path}: expected a JSON object with a 'records' list")
         for i, rec in enumerate(doc["records"]):
-            missing = [f for f in FIELDS if not isinstance(rec, dict) or f not in rec]
+            missing = [f for f in fields if not isinstance(rec, dict) or f not in rec]
             if missing:
                 raise RecordError(f"{path}: record {i} is missing field(s) {', '.join(map(repr, missing))}")
-            rows.append({**{f: rec[f] for f in FIELDS}, "knn_k": rec.get("knn_k")})
+            yield rec
+
+
+def gather_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per (embedding, property, probe) from the probe JSON files, with checked fields."""
+    rows = [{**{f: rec[f] for f in FIELDS}, "knn_k": rec.get("knn_k")} for rec in _job_records(paths, FIELDS)]
     return pd.DataFrame(rows, columns=[*FIELDS, "knn_k"])
 
 
@@ -180,3 +188,68 @@ def _property_figure(prop: str, sub: pd.DataFrame, styles: dict, facts: RunFacts
     fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 4), frameon=False)
     facts.mark(fig)
     return fig
+
+
+# ---- the physics tests (probes.physics; samesky.physics) ----------------------------------------
+
+PHYSICS_FIELDS = ("crossmatch", "survey", "model", "test", "property", "score", "ci_low", "ci_high", "null_mean",
+                  "null_std", "p_value", "calibrated", "alpha", "null_draws", "subsampling_splits", "n", "n_excluded")
+# What a physics test's score means to a reader (samesky.physics.TESTS' scale).
+PHYSICS_SCALES = {"unit": "higher knows more, 1 at best", "distance": "lower knows more, 0 at best"}
+
+
+def gather_physics(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per (embedding, test, property) from the physics JSON files, with checked fields,
+    the test's parameters as JSON (``params``)."""
+    rows = [{**{f: rec[f] for f in PHYSICS_FIELDS}, "params": json.dumps(rec["params"], sort_keys=True)}
+            for rec in _job_records(paths, (*PHYSICS_FIELDS, "params"))]
+    return pd.DataFrame(rows, columns=[*PHYSICS_FIELDS, "params"])
+
+
+def physics_table(df: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:
+    """The display table: one row per (test, property, model), one column per survey, each cell
+    'score [low, high]' with the p-value after it."""
+    df = _ordered(df, params)
+    df = df.assign(cell=[_cell(r.score, r.ci_low, r.ci_high) + ("" if r.p_value is None or math.isnan(r.p_value)
+                                                                  else f", p = {r.p_value:.2g}")
+                         for r in df.itertuples()],
+                   test_rank=[list(TESTS).index(t) for t in df["test"]])
+    columns = [c for _, c in sorted(set(zip(df["column_rank"], df["column"])))]
+    order = df.sort_values(["test_rank", "property"], kind="stable")
+    wide = order.pivot_table(index=["test", "property", "row"], columns="column", values="cell", aggfunc="first",
+                             sort=False)
+    wide = wide.reindex(columns=columns).fillna(MISSING).reset_index()
+    return wide.rename(columns={"test": "Test", "property": "Property", "row": "Model"}).rename_axis(None, axis=1)
+
+
+def physics_caption(df: pd.DataFrame, facts: RunFacts) -> str:
+    """The physics table's caption: each test's reference and scale, the interval, the null and
+    the smallest p-value it can give, N."""
+    tests = "; ".join(f"{name} (pu {TESTS[name].reference}; {PHYSICS_SCALES[TESTS[name].scale]})"
+                      for name in TESTS if name in set(df["test"]))
+    floor = p_floor(df["null_draws"])
+    splits = values(df["subsampling_splits"])
+    return facts.caption(
+        "**The authors' physics tests: what each embedding knows of its objects' properties.**",
+        f"Tests: {tests}.",
+        (f"[low, high]: {facts.level()}subsampling interval, score ± z SE, the SE from K = {splits} splits into "
+         "halves (and quarters for a neighbourhood test), neighbours restricted exactly to each subsample."
+         if splits else "No interval: no subsampling splits were drawn."),
+        f"Permutation null: the property shuffled across objects, K = {values(df['null_draws'])} draws"
+        + (f"; p is one-sided (the tail the test's scale says knows more), so {floor}." if floor else "."),
+        counts(df, per="embedding") + " (the objects a test kept: the probes, consistency and single overlap drop "
+        "the property's values outside its 1st to 99th percentiles; physics.csv counts them in n_excluded).")
+
+
+def write_physics_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike,
+                        params: Mapping[str, int], facts: RunFacts | None = None) -> list[Path]:
+    """The tidy physics records as ``csv_path`` and the display table, after its caption, as
+    ``md_path`` (a line saying none ran when ``df`` is empty)."""
+    facts = facts or RunFacts()
+    csv_path, md_path = Path(csv_path), Path(md_path)
+    df.to_csv(csv_path, index=False)
+    if df.empty:
+        md_path.write_text(facts.caption("No physics tests ran (config probes.physics.tests is empty).") + "\n")
+    else:
+        md_path.write_text(to_markdown(physics_table(df, params), physics_caption(df, facts)))
+    return [csv_path, md_path]

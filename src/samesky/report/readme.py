@@ -19,7 +19,7 @@ ENTRIES = {
     "tables": "`scores.csv`, the tidy table (one row per metric x comparison: score, interval, null, p-value, "
               "calibrated score); `paper/`, Table 1 (intramodal), Table 2 (crossmodal), the latent-truth table "
               "and the trend statistics per metric (CSV, Markdown, LaTeX; `*_calibrated` beside each); "
-              "`layers.csv` and `layers_best.csv` (layer-wise atlas), `probes.csv` and `probes/` (probes)",
+              "`layers.csv` and `layers_best.csv` (layer-wise atlas), `probes.csv` and `probes/` (probes), `physics.csv` and `physics.md` (the physics tests)",
     "figures": "Figure 1 (crossmodal) and the intramodal figure per metric, PNG and PDF, `*_calibrated` beside each",
     "layer_figures": "the layer-wise atlas: a block x block heatmap per metric and pair "
                      "(`{metric}/{crossmatch}_{survey_a}_{model_a}__{survey_b}_{model_b}.png`) and the best "
@@ -29,6 +29,7 @@ ENTRIES = {
                "(`{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.json`)",
     "layers_metrics": "the block x block scores, one CSV per compared pair",
     "probes": "the probe jobs' records, one JSON per embedding",
+    "physics": "the physics jobs' records (probes.physics), one JSON per embedding",
     "embeddings": "every embedding, keyed by object id (`{crossmatch}/{survey}/{model}.h5`; "
                   "`truth/latent-truth.h5`: a simulation's latent properties)",
     "layers": "every selected block's embedding (`embed.layers`), per embedding",
