@@ -312,6 +312,8 @@ SIDE_BY_SIDE = {
     "lcs_knn": ({"k": 10}, ("platonic-rep", None, "lcs_knn", {"topk": 10})),
     "edit_distance_knn": ({"k": 10}, ("platonic-rep", None, "edit_distance_knn", {"topk": 10})),
 }
+MEDIAN_MEASURES = ("rbf_cka", "mmd")  # median-heuristic bandwidth: exact up to kernel.EXACT_MEDIAN_PAIRS pairs
+SAMPLED_MEDIAN_PAIRS = 2**22  # ours beyond that: the median of this many random pairs (pu: always exact)
 OURS_CASE = {"rsa_spearman": "rsa_spearman", "rsa_pearson": "rsa_pearson", "svcca_cca10": "svcca"}
 
 
@@ -339,6 +341,11 @@ def measure_worker(side: str, name: str, n: int, d: int, limit_gib: float, check
 
         fn = getattr(importlib.import_module(f"samesky.metrics.measures.{CASES[OURS_CASE.get(name, name)][0]}"),
                      CASES[OURS_CASE.get(name, name)][1])
+        from samesky.metrics.measures.kernel import EXACT_MEDIAN_PAIRS
+
+        pooled = 2 * n if name == "mmd" else n
+        if name in MEDIAN_MEASURES and pooled * (pooled - 1) // 2 > EXACT_MEDIAN_PAIRS:
+            ours_params = {**ours_params, "median_sample": SAMPLED_MEDIAN_PAIRS}  # beyond it ours refuses the exact median
         call = lambda X, Y: fn(X, Y, normalize_rows=prep, **ours_params)  # noqa: E731
     else:
         sys.path.insert(0, str(here.parent / "tests" / "golden"))
@@ -391,6 +398,8 @@ def side_by_side(args) -> None:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{os.cpu_count()} CPUs; limits: {args.measures_timeout} s, {args.measures_limit_gib} GiB address space "
           f"beyond the process at the call; peak = ru_maxrss - RSS at the call (GiB)", flush=True)
+    from samesky.metrics.measures.kernel import EXACT_MEDIAN_PAIRS
+
     for n in args.n:
         print(f"\nN = {n}, d = {args.d} (float32 inputs, a shared 32-d latent seen by both sides plus noise)")
         print(f"{'measure':24s} {'ref':>12s} {'ref s':>8s} {'ref GiB':>8s} {'ours s':>8s} {'ours GiB':>8s} "
@@ -402,7 +411,7 @@ def side_by_side(args) -> None:
 
             def cells(r):
                 if "error" in r:
-                    return f"{r['error']:>17s}", "", ""
+                    return f"{r['error'][:17]:>17s}", "", ""
                 return f"{r['wall_s']:8.2f}", f"{r['peak_gib']:8.3f}", f"{r['value']:14.8g}"
 
             rt, rm, rv = cells(ref)
@@ -411,8 +420,13 @@ def side_by_side(args) -> None:
             if "value" in ref and "value" in ours:
                 rel = f"{abs(ours['value'] - ref['value']) / max(abs(ref['value']), 1e-300):9.1e}"
             source = SIDE_BY_SIDE[name][1][0]
+            pooled = 2 * n if name == "mmd" else n
+            if name in MEDIAN_MEASURES and pooled * (pooled - 1) // 2 > EXACT_MEDIAN_PAIRS:
+                name += "*"
             print(f"{name:24s} {source:>12s} {rt:>8s} {rm:>8s} {ot:>8s} {om:>8s} {rv:>14s} {ov:>14s} {rel:>9s}",
                   flush=True)
+    print(f"* ours beyond its exact range ({EXACT_MEDIAN_PAIRS:,} pairs): the median-heuristic bandwidth from "
+          f"{SAMPLED_MEDIAN_PAIRS:,} random pairs (median_sample); pu's always from every pair", flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
