@@ -406,8 +406,8 @@ def side_by_side(args) -> None:
               f"{'ref score':>14s} {'our score':>14s} {'rel diff':>9s}", flush=True)
         names = args.measures or list(SIDE_BY_SIDE)
         for name in names:
-            ours = spawn_measure("ours", name, n, args.d, args)
-            ref = {"error": "skipped (--ours-only)"} if args.ours_only else spawn_measure("ref", name, n, args.d, args)
+            ours = spawn_measure("ours", name, n, args.d, args) if args.sides != "ref" else {"error": "not run"}
+            ref = spawn_measure("ref", name, n, args.d, args) if args.sides != "ours" else {"error": "not run"}
 
             def cells(r):
                 if "error" in r:
@@ -455,7 +455,8 @@ def main() -> None:
     p.add_argument("--measures", nargs="*", help="measures: only these (of SIDE_BY_SIDE)")
     p.add_argument("--measures-timeout", type=float, default=300.0, help="measures: seconds per call")
     p.add_argument("--measures-limit-gib", type=float, default=8.0, help="measures: address space per call")
-    p.add_argument("--ours-only", action="store_true", help="measures: skip the references")
+    p.add_argument("--sides", choices=("both", "ours", "ref"), default="both",
+                   help="measures: run ours, the reference or both (ours first, as each measure's pair)")
     args = p.parse_args()
 
     if "measures" in args.cases:
