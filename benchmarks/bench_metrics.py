@@ -313,7 +313,7 @@ SIDE_BY_SIDE = {
     "edit_distance_knn": ({"k": 10}, ("platonic-rep", None, "edit_distance_knn", {"topk": 10})),
 }
 MEDIAN_MEASURES = ("rbf_cka", "mmd")  # median-heuristic bandwidth: exact up to kernel.EXACT_MEDIAN_PAIRS pairs
-SAMPLED_MEDIAN_PAIRS = 2**22  # ours beyond that: the median of this many random pairs (pu: always exact)
+SAMPLED_MEDIAN_PAIRS = 2**18  # ours beyond that: the median of this many random pairs (pu: always exact)
 OURS_CASE = {"rsa_spearman": "rsa_spearman", "rsa_pearson": "rsa_pearson", "svcca_cca10": "svcca"}
 
 
