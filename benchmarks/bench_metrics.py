@@ -15,22 +15,33 @@ Each case runs in its own subprocess so that its peak RSS (ru_maxrss) is its own
            accumulation: oneDNN on CPU), on one thread and on all: the ceiling of the screened sweep
   stage    paper-shaped metric stage: 4 sizes x 2 surveys, intramodal + crossmodal + self
            comparisons, each with its null, with cached graphs vs recomputing kNN per pair
+  measures side by side with the references (issue 27): each of the field's measures by the
+           paper authors' code (UniverseTBD/platonic-universe src/pu/metrics, platonic-rep's
+           metrics.py, run from checkouts as tests/golden/make_measures_golden.py loads them) and
+           by ours (samesky.metrics.measures), on the same embeddings: wall time, peak RSS over
+           the RSS at the call, the two scores and their relative difference. Every call runs in
+           its own subprocess under --measures-timeout and an address-space limit of
+           --measures-limit-gib beyond what the process holds at the call (RLIMIT_AS), and says
+           "out of time" / "out of memory" where it hits them
 
 Usage:
   python benchmarks/bench_metrics.py --n 20000 --repeat 3
   python benchmarks/bench_metrics.py --n 102000 --cases mknn matmul cka data
   python benchmarks/bench_metrics.py --cases stage --stage-n 20000
   python benchmarks/bench_metrics.py --cases screen --n 20000 102000 --screen-d 384 1536 --screen-k 10 50
+  python benchmarks/bench_metrics.py --cases measures --n 5000 20000 --pu /tmp/pu --prep /tmp/prep --ta /tmp/ta/ext
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 CHUNK = 4096
 STAGE_DIMS = (384, 768, 1024, 1536)  # four model sizes
@@ -273,9 +284,158 @@ def screen(args) -> None:
                       f"{r.get('rows_redone', -1):6d} {str(r['equal']):>5} {r['maxrss_mb']:7.0f}", flush=True)
 
 
+# measure -> (our function's parameters, the reference: (source, module, function, parameters)).
+# Our module and function are bench_measures.CASES'; the reference calls and parameters are those
+# of tests/golden/make_measures_golden.py's default variant of each measure (its loaders are
+# imported from it). platonic-rep's measures get L2-normalised rows (as its compute_score feeds
+# them) and ours normalize_rows=True; every other measure gets the raw rows on both sides.
+SIDE_BY_SIDE = {
+    "jaccard": ({"k": 10}, ("pu", "neighbors", "jaccard", {"k": 10})),
+    "rsa_spearman": ({"method": "spearman", "metric": "cosine"}, ("pu", "neighbors", "rsa", {"method": "spearman", "metric": "cosine"})),
+    "rsa_pearson": ({"method": "pearson", "metric": "cosine"}, ("pu", "neighbors", "rsa", {"method": "pearson", "metric": "cosine"})),
+    "rbf_cka": ({}, ("pu", "kernel", "cka", {"kernel": "rbf"})),
+    "mmd": ({}, ("pu", "kernel", "mmd", {"kernel": "rbf"})),
+    "svcca": ({"keep": 0.99}, ("pu", "cca", "svcca", {"threshold": 0.99})),
+    "pwcca": ({"keep": 0.99}, ("pu", "cca", "pwcca", {"threshold": 0.99})),
+    "procrustes": ({}, ("pu", "geometric", "procrustes", {})),
+    "cosine_matched": ({}, ("pu", "geometric", "cosine_similarity", {})),
+    "frechet": ({}, ("pu", "geometric", "frechet", {})),
+    "linear_r2": ({"alpha": 1.0, "cv": None}, ("pu", "regression", "linear_r2", {"alpha": 1.0, "cv": None})),
+    "tucker_congruence": ({}, ("pu", "spectral", "tucker_congruence", {})),
+    "eigenspectrum": ({"normalize": True}, ("pu", "spectral", "eigenspectrum", {})),
+    "riemannian": ({"metric": "log_euclidean"}, ("pu", "spectral", "riemannian", {"metric": "log_euclidean"})),
+    "gaussian_kl": ({}, ("pu", "information", "kl_divergence", {})),
+    "gaussian_js": ({}, ("pu", "information", "js_divergence", {})),
+    "ksg_mutual_information": ({"k": 3}, ("pu", "information", "mutual_information", {"k": 3})),
+    "svcca_cca10": ({"keep": 10, "standardize": True, "eps": 0.0}, ("platonic-rep", None, "svcca", {"cca_dim": 10})),
+    "cycle_knn": ({"k": 10}, ("platonic-rep", None, "cycle_knn", {"topk": 10})),
+    "lcs_knn": ({"k": 10}, ("platonic-rep", None, "lcs_knn", {"topk": 10})),
+    "edit_distance_knn": ({"k": 10}, ("platonic-rep", None, "edit_distance_knn", {"topk": 10})),
+}
+MEDIAN_MEASURES = ("rbf_cka", "mmd")  # median-heuristic bandwidth: exact up to kernel.EXACT_MEDIAN_PAIRS pairs
+SAMPLED_MEDIAN_PAIRS = 2**18  # ours beyond that: the median of this many random pairs (pu: always exact)
+OURS_CASE = {"rsa_spearman": "rsa_spearman", "rsa_pearson": "rsa_pearson", "svcca_cca10": "svcca"}
+
+
+def _rss_gib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def _vm_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measure_worker(side: str, name: str, n: int, d: int, limit_gib: float, checkouts: dict) -> None:
+    """One measure by one side on the seeded (n, d) pair; prints a JSON line."""
+    import importlib
+
+    import numpy as np
+    import torch
+
+    here = Path(__file__).resolve().parent
+    ours_params, (source, module, fn_name, ref_params) = SIDE_BY_SIDE[name]
+    prep = source == "platonic-rep"
+    if side == "ours":
+        sys.path.insert(0, str(here))
+        from bench_measures import CASES
+
+        fn = getattr(importlib.import_module(f"samesky.metrics.measures.{CASES[OURS_CASE.get(name, name)][0]}"),
+                     CASES[OURS_CASE.get(name, name)][1])
+        from samesky.metrics.measures.kernel import EXACT_MEDIAN_PAIRS
+
+        pooled = 2 * n if name == "mmd" else n
+        if name in MEDIAN_MEASURES and pooled * (pooled - 1) // 2 > EXACT_MEDIAN_PAIRS:
+            ours_params = {**ours_params, "median_sample": SAMPLED_MEDIAN_PAIRS}  # beyond it ours refuses the exact median
+        call = lambda X, Y: fn(X, Y, normalize_rows=prep, **ours_params)  # noqa: E731
+    else:
+        sys.path.insert(0, str(here.parent / "tests" / "golden"))
+        import make_measures_golden as golden
+
+        if prep:
+            metrics = golden.load_platonic_rep(Path(checkouts["prep"]), golden.torchaudio_edit_distance(Path(checkouts["ta"])))
+            ref = getattr(metrics, fn_name)
+            call = lambda X, Y: ref(*(torch.nn.functional.normalize(torch.from_numpy(Z), dim=1)  # noqa: E731
+                                      for Z in (X, Y)), **ref_params)
+        else:
+            ref = getattr(golden.load_pu(Path(checkouts["pu"]))[module], fn_name)
+            call = lambda X, Y: ref(X, Y, **ref_params)  # noqa: E731
+    X, Y = (Z.numpy() for Z in embeddings(n, (d, d)))
+    torch.manual_seed(0)
+    np.random.seed(0)
+    resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + int(limit_gib * 2**30), resource.RLIM_INFINITY))
+    base = _rss_gib()
+    t0 = time.perf_counter()
+    try:
+        value = float(call(X, Y))
+    except MemoryError:
+        print(json.dumps({"error": "out of memory"}))
+        return
+    except RuntimeError as e:  # torch's allocator reports a refused allocation as a RuntimeError
+        if "alloc" not in str(e).lower():
+            raise
+        print(json.dumps({"error": "out of memory"}))
+        return
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20 - base
+    print(json.dumps({"value": value, "wall_s": wall, "peak_gib": peak}))
+
+
+def spawn_measure(side, name, n, d, args) -> dict:
+    cmd = [sys.executable, __file__, "--measure-worker", side, name, str(n), str(d), str(args.measures_limit_gib),
+           args.pu, args.prep, args.ta]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.measures_timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": "out of time"}
+    if proc.returncode:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        return {"error": "out of memory" if "MemoryError" in last or proc.returncode == -9 else last[:60]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def side_by_side(args) -> None:
+    """The measures table: reference (pu or platonic-rep) and ours per measure, per N."""
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"{os.cpu_count()} CPUs; limits: {args.measures_timeout} s, {args.measures_limit_gib} GiB address space "
+          f"beyond the process at the call; peak = ru_maxrss - RSS at the call (GiB)", flush=True)
+    from samesky.metrics.measures.kernel import EXACT_MEDIAN_PAIRS
+
+    for n in args.n:
+        print(f"\nN = {n}, d = {args.d} (float32 inputs, a shared 32-d latent seen by both sides plus noise)")
+        print(f"{'measure':24s} {'ref':>12s} {'ref s':>8s} {'ref GiB':>8s} {'ours s':>8s} {'ours GiB':>8s} "
+              f"{'ref score':>14s} {'our score':>14s} {'rel diff':>9s}", flush=True)
+        names = args.measures or list(SIDE_BY_SIDE)
+        for name in names:
+            ours = spawn_measure("ours", name, n, args.d, args) if args.sides != "ref" else {"error": "not run"}
+            ref = spawn_measure("ref", name, n, args.d, args) if args.sides != "ours" else {"error": "not run"}
+
+            def cells(r):
+                if "error" in r:
+                    return f"{r['error'][:17]:>17s}", "", ""
+                return f"{r['wall_s']:8.2f}", f"{r['peak_gib']:8.3f}", f"{r['value']:14.8g}"
+
+            rt, rm, rv = cells(ref)
+            ot, om, ov = cells(ours)
+            rel = ""
+            if "value" in ref and "value" in ours:
+                rel = f"{abs(ours['value'] - ref['value']) / max(abs(ref['value']), 1e-300):9.1e}"
+            source = SIDE_BY_SIDE[name][1][0]
+            pooled = 2 * n if name == "mmd" else n
+            if name in MEDIAN_MEASURES and pooled * (pooled - 1) // 2 > EXACT_MEDIAN_PAIRS:
+                name += "*"
+            print(f"{name:24s} {source:>12s} {rt:>8s} {rm:>8s} {ot:>8s} {om:>8s} {rv:>14s} {ov:>14s} {rel:>9s}",
+                  flush=True)
+    print(f"* ours beyond its exact range ({EXACT_MEDIAN_PAIRS:,} pairs): the median-heuristic bandwidth from "
+          f"{SAMPLED_MEDIAN_PAIRS:,} random pairs (median_sample); pu's always from every pair", flush=True)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         return worker(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "--measure-worker":
+        side, name, n, d, limit, pu, prep, ta = sys.argv[2:10]
+        return measure_worker(side, name, int(n), int(d), float(limit), {"pu": pu, "prep": prep, "ta": ta})
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, nargs="+", default=[20_000, 102_000])
     p.add_argument("--d", type=int, default=1536)
@@ -289,8 +449,21 @@ def main() -> None:
     p.add_argument("--screen-k", type=int, nargs="+", default=[10, 50])
     p.add_argument("--naive-draws", type=int, default=2,
                    help="stage: null draws per pair actually run with kNN recomputed (= --null-draws: no extrapolation)")
+    p.add_argument("--pu", default="/tmp/pu", help="measures: a checkout of UniverseTBD/platonic-universe")
+    p.add_argument("--prep", default="/tmp/prep", help="measures: a checkout of minyoungg/platonic-rep")
+    p.add_argument("--ta", default="/tmp/ta/ext", help="measures: torchaudio 2.11.0's wheel, unzipped")
+    p.add_argument("--measures", nargs="*", help="measures: only these (of SIDE_BY_SIDE)")
+    p.add_argument("--measures-timeout", type=float, default=300.0, help="measures: seconds per call")
+    p.add_argument("--measures-limit-gib", type=float, default=8.0, help="measures: address space per call")
+    p.add_argument("--sides", choices=("both", "ours", "ref"), default="both",
+                   help="measures: run ours, the reference or both (ours first, as each measure's pair)")
     args = p.parse_args()
 
+    if "measures" in args.cases:
+        side_by_side(args)
+        args.cases = [c for c in args.cases if c != "measures"]
+        if not args.cases:
+            return
     if set(args.cases) - {"stage", "screen", "gemm"}:
         print(f"{'case':8} {'N':>7} {'d':>5} {'median s':>9} {'min s':>7} {'CPU s':>7} {'runs':>20} {'peak RSS MB':>12}  note",
               flush=True)
