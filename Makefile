@@ -32,7 +32,7 @@ bytecode: $(VENV)/.installed
 	$(PY) -m compileall -q src
 
 test: lint bytecode
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=15
 
 # Quick local loops: the unit tests (seconds to minutes), or only the workflow runs (the demo DAG, Slurm).
 test-unit: bytecode
