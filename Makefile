@@ -27,7 +27,7 @@ report: bytecode
 	$(VENV)/bin/snakemake --configfile $(CONFIG) --report $(RUN_REPORT)
 
 # The package byte-compiled once: where PYTHONDONTWRITEBYTECODE is set (this CI, many containers)
-# every job would otherwise recompile it on import, 0.12 s of each of the demo's 99 job start-ups.
+# every job would otherwise recompile it on import, 0.12 s of each of the demo's 104 job start-ups.
 bytecode: $(VENV)/.installed
 	$(PY) -m compileall -q src
 

@@ -570,7 +570,7 @@ def test_unknown_model_and_survey_names_fail_naming_the_key(good, tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["crossmatches"]["desi_hsc"].update(surveys=["desi", "euclid"]),
-     "crossmatches.desi_hsc.surveys: unknown survey 'euclid'; known surveys: ['desi', 'hsc'"),
+     "crossmatches.desi_hsc.surveys: unknown survey 'euclid'; known surveys: ['cosmos_hsc', 'cosmos_jwst', 'desi'"),
     (lambda c: c["models"].update(spectrum="specformer-huge"), "models.spectrum: unknown model 'specformer-huge'"),
     (lambda c: c["models"]["image"].update(vit=["base", "huge2"]), "models.image.vit[1]: unknown size 'huge2'"),
     (lambda c: c["metrics"].update(k="ten"), "metrics.k: 'ten' is not of type 'integer'"),

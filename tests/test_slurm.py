@@ -151,6 +151,7 @@ def slurm_config(demo: dict, n=80, draws=20) -> dict:
     config["models"]["image"] = {family: sizes[:1]}
     config["models"]["untrained"] = [f"{family}-{sizes[0]}"]
     config["probes"].update(properties={xm: ["redshift"]}, categorical=[])
+    config["probes"]["physics"].update(tests=["neighbour_consistency"], null_draws=draws, subsampling_splits=draws)
     config["metrics"].update(null_draws=draws, subsampling_splits=draws)
     config["embed"]["device"] = "auto"
     return config
@@ -160,12 +161,15 @@ def slurm_targets(plan: Plan) -> dict[str, str]:
     """One job of every submitted rule, through the shortest chains: the first image embedding's
     comparison with the latent truth, block by block too, and its probe (which bring the
     simulation, its ingestion and truth, percentiles, preprocessing, the tiny model, the
-    embedding and both kinds of graph); its survey's raw fluxes; the untrained control's weights."""
+    embedding and both kinds of graph), and its physics tests; its survey's raw fluxes; the untrained
+    control's weights."""
     (xm, survey, model), control = plan.embeddings[1], plan.image_models[-1]
     assert (survey, plan.models_for(survey)) == (plan.reference, [model, control]), plan.embeddings
     truth = next(c for c in plan.comparisons if c.kind == "truth" and (c.survey_a, c.model_a) == (survey, model))
-    return {"compare": truth.path, "compare_layers": truth.layers_path,
+    return {"compare": plan.run.METRICS.format(**truth.as_dict()),
+            "compare_layers": plan.run.LAYER_METRICS.format(**truth.as_dict()),
             "probe": plan.run.PROBE.format(crossmatch=xm, survey=survey, model=model),
+            "physics": plan.run.PHYSICS.format(crossmatch=xm, survey=survey, model=model),
             "preprocess_flux": plan.run.PREPROCESSED_FLUX.format(crossmatch=xm, survey=survey),
             "build_random_model": plan.weights_source(control)}
 
@@ -193,6 +197,8 @@ def test_workflow_on_slurm(slurm, tmp_path, demo_config):
     assert len(blocks) == len(names) * blocks["block_a"].nunique() > len(names)
     probe = json.loads((tmp_path / targets["probe"]).read_text())
     assert {r["property"] for r in probe["records"]} == {"redshift"}
+    physics = json.loads((tmp_path / targets["physics"]).read_text())["records"]
+    assert [(r["test"], r["property"], r["n"]) for r in physics] == [("neighbour_consistency", "redshift", n)], physics
     ids, flux = schema.read_preprocessed(tmp_path / targets["preprocess_flux"])
     assert len(ids) == n and flux.dtype == "float32"
     assert any((tmp_path / targets["build_random_model"]).iterdir())

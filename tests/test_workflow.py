@@ -187,9 +187,10 @@ def test_changing_probe_settings_reruns_only_probes(demo_run):
 
 
 @pytest.mark.slow
-def test_turning_on_the_physics_tests_adds_only_their_jobs(demo_run):
-    """probes.physics.tests plans one physics job per embedding with a continuous probed property
-    (the demo's redshift on DESI-HSC), on the graphs already made; nothing else reruns but the report."""
+def test_changing_the_physics_tests_reruns_only_their_jobs(demo_run):
+    """probes.physics.tests: one physics job per embedding with a continuous probed property (the
+    demo's redshift on DESI-HSC), on the graphs already made; changing the tests or their
+    parameters reruns those jobs and the report, nothing else."""
     workdir, config, _ = demo_run
     n_probed = len(list((workdir / "results/demo/probes").rglob("*.json")))
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(
@@ -214,7 +215,7 @@ def test_demo_readme_and_report_open_on_the_summary(demo_run):
     readme = (workdir / "results/demo/README.md").read_text()
     listed = re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M)
     assert listed == ["summary.html", "tables/", "figures/", "layer_figures/", "probe_figures/", "metrics/",
-                      "layers_metrics/", "probes/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
+                      "layers_metrics/", "probes/", "physics/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
                       "preprocessed_flux/", "benchmarks/"]
     assert "1. `summary.html`" in readme and "table2_crossmodal_mknn_calibrated.md" in readme
     for folder in listed:
