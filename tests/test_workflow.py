@@ -180,10 +180,10 @@ def test_changing_probe_settings_reruns_only_probes(demo_run):
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(properties={"desi_hsc": ["redshift"]},
                                                                           categorical=[]))
     assert counts == {"probe": n_probed, "probe_report": 1, "run_readme": 1, "all": 1}
-    # probing another crossmatch too adds only its probes
+    # probing another crossmatch too adds only its probes and physics tests
     n_jwst = len(list((workdir / "results/demo/embeddings/jwst_hsc").rglob("*.h5"))) - 1
     counts = _rerun_counts(workdir, config, lambda c: c["probes"]["properties"].update(jwst_hsc=["redshift"]))
-    assert counts == {"probe": n_jwst, "probe_report": 1, "run_readme": 1, "all": 1}
+    assert counts == {"probe": n_jwst, "physics": n_jwst, "probe_report": 1, "run_readme": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -288,8 +288,10 @@ def test_changing_k_reruns_only_metrics(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(k=5))
     n_comparisons = len(list((workdir / "results/demo/metrics").rglob("*.json")))
+    # and the physics tests, which read the graphs
+    n_physics = len(list((workdir / "results/demo/physics").rglob("*.json")))
     assert counts == {**_graph_jobs(workdir), "compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1,
-                      **_layer_jobs(workdir), **RUN_PAGES}
+                      "physics": n_physics, "probe_report": 1, **_layer_jobs(workdir), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -340,9 +342,10 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
                  if s in ("hsc", "jwst", "legacysurvey"))
     # new: its tiny weights, one embedding + graphs per image survey; comparisons: one intramodal
     # (large vs huge) and one against the latent truth per image survey, one crossmodal per
-    # crossmatch, one self pair; one probe per embedding of the probed crossmatch
+    # crossmatch, one self pair; one probe and one physics job per embedding of the probed crossmatch
     assert counts == {"build_tiny_model": 1, "embed": image_surveys, "knn_graph": image_surveys,
                       "compare": 2 * image_surveys + len(config["crossmatches"]) + 1, "probe": probed,
+                      "physics": probed,
                       "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
                       # the layer stage: every pair above but the self pair
                       "compare_layers": 2 * image_surveys + len(config["crossmatches"]), "layers_report": 1,
