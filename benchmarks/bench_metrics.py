@@ -258,12 +258,21 @@ def worker(argv) -> None:
     print(json.dumps(out))
 
 
-def spawn(case, n, d, k, draws, naive_draws=0) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", case, *map(str, (n, d, k, draws, naive_draws))],
-                          capture_output=True, text=True)
+def run_worker(worker_args: list[str], timeout: float | None = None) -> dict:
+    """Run this file as a worker (a fresh process: its peak memory is its own) and read the JSON of
+    its last line; on failure {'error': 'out of time' | 'out of memory' | its last stderr line}."""
+    try:
+        proc = subprocess.run([sys.executable, __file__, *worker_args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": "out of time"}
     if proc.returncode:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        return {"error": "out of memory" if "MemoryError" in last or proc.returncode == -9 else last}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def spawn(case, n, d, k, draws, naive_draws=0) -> dict:
+    return run_worker(["--worker", case, *map(str, (n, d, k, draws, naive_draws))])
 
 
 def screen(args) -> None:
@@ -381,16 +390,9 @@ def measure_worker(side: str, name: str, n: int, d: int, limit_gib: float, check
 
 
 def spawn_measure(side, name, n, d, args) -> dict:
-    cmd = [sys.executable, __file__, "--measure-worker", side, name, str(n), str(d), str(args.measures_limit_gib),
-           args.pu, args.prep, args.ta]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.measures_timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": "out of time"}
-    if proc.returncode:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        return {"error": "out of memory" if "MemoryError" in last or proc.returncode == -9 else last[:60]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_worker(["--measure-worker", side, name, str(n), str(d), str(args.measures_limit_gib),
+                      args.pu, args.prep, args.ta], timeout=args.measures_timeout)
+    return {"error": out["error"][:60]} if "error" in out else out  # an error fits its table cell
 
 
 def side_by_side(args) -> None:
