@@ -95,6 +95,14 @@ def test_sizes_run_in_parameter_order_whatever_the_config_order(paper_config):
          "metrics.params.rsa.sample_pairs: expected int or null, got 1000000.0"),
         (lambda c: c["metrics"]["params"].update(cka_rbf={"gamma": "auto"}),
          "metrics.params.cka_rbf.gamma: expected float or null, got 'auto'"),
+        (lambda c: c["crossmatches"]["jwst_hsc"].update(image_models=["vit", "dino"]),
+         "crossmatches.jwst_hsc.image_models[1]: 'dino' is not a configured image family or model; configured: "),
+        (lambda c: c["crossmatches"]["jwst_hsc"].update(image_models=["vit@random"]),  # no untrained control configured
+         "crossmatches.jwst_hsc.image_models[0]: 'vit@random' is not a configured image family or model"),
+        (lambda c: c["embed"].update(layer_pairs={"truth": ["desi"]}),
+         "embed.layer_pairs.truth[0]: 'desi' is not a crossmatch of this config; crossmatches: ['jwst_hsc', "),
+        (lambda c: c["embed"].update(layer_pairs={"self": "all"}), "embed.layer_pairs"),
+        (lambda c: c["embed"].update(layer_pairs={"truth": "some"}), "embed.layer_pairs.truth"),
     ],
 )
 def test_invalid_config_names_the_key(paper_config, edit, message):
@@ -382,6 +390,31 @@ def test_layer_comparisons_are_the_paper_pairs_and_the_truth(breadth_config, pap
     assert {"k", "precision", "invariants"} <= set(inspect.signature(knn_layers_file).parameters)
 
 
+def test_a_crossmatch_runs_the_image_models_it_names(paper_config):
+    """crossmatches.<name>.image_models keeps that crossmatch's embeddings (and so its pairs) to the
+    named families or model keys, untrained controls by their own family; the others keep all."""
+    paper_config["models"]["untrained"] = ["vit"]
+    full = Plan(validate_config(copy.deepcopy(paper_config)))
+    paper_config["crossmatches"]["jwst_hsc"]["image_models"] = ["vit@random", "dinov2-small"]
+    plan = Plan(validate_config(paper_config))
+    assert [m for xm, s, m in plan.embeddings if (xm, s) == ("jwst_hsc", "jwst")] == \
+        ["dinov2-small", "vit@random-base", "vit@random-large", "vit@random-huge"]
+    assert [e for e in plan.embeddings if e[0] != "jwst_hsc"] == [e for e in full.embeddings if e[0] != "jwst_hsc"]
+    assert {(c.kind, c.model_a, c.model_b) for c in plan.comparisons if c.crossmatch == "jwst_hsc"} == {
+        ("intramodal", "vit@random-base", "vit@random-large"), ("intramodal", "vit@random-large", "vit@random-huge"),
+        *(("crossmodal", m, m) for m in ("dinov2-small", "vit@random-base", "vit@random-large", "vit@random-huge"))}
+
+
+def test_layer_pairs_choose_the_atlas_pairs_per_kind(breadth_config):
+    """embed.layer_pairs: per kind, every crossmatch's pairs ('all', the default) or the named ones."""
+    breadth_config["embed"]["layers"] = "all"
+    every = Plan(validate_config(copy.deepcopy(breadth_config))).layer_comparisons()
+    breadth_config["embed"]["layer_pairs"] = {"truth": ["desi_hsc"], "intramodal": []}
+    chosen = Plan(validate_config(breadth_config)).layer_comparisons()
+    assert chosen == [c for c in every if c.kind == "crossmodal" or (c.kind, c.crossmatch) == ("truth", "desi_hsc")]
+    assert {c.kind for c in chosen} == {"crossmodal", "truth"} and len(chosen) < len(every)
+
+
 def test_layer_jobs_rerun_only_for_their_settings(breadth_config):
     """The rules' params: k reaches the block graphs and the layer comparisons; null draws only the
     comparisons; the interval settings neither (rerun scope, as snakemake compares params)."""
@@ -428,9 +461,9 @@ def test_a_survey_added_to_the_registry_is_planned_with_no_other_change(breadth_
     breadth_config["preprocess"].pop("percentile_source", None)
     breadth_config["probes"] = {}
     plan = Plan(validate_config(breadth_config))
-    image_models = plan.models_for("hsc")
-    assert [e for e in plan.embeddings if e[1] == "euclid"] == [("euclid_hsc", "euclid", m) for m in plan.models_for("euclid")]
-    assert set(plan.models_for("euclid")) == set(image_models) - {"aion-base", "astroclip-image"}  # codecs per survey
+    image_models = plan.models_for("euclid_hsc", "hsc")
+    assert [e for e in plan.embeddings if e[1] == "euclid"] == [("euclid_hsc", "euclid", m) for m in plan.models_for("euclid_hsc", "euclid")]
+    assert set(plan.models_for("euclid_hsc", "euclid")) == set(image_models) - {"aion-base", "astroclip-image"}  # codecs per survey
     assert plan.preprocess_params("euclid")["rgb"] == ["i", "r", "g"] and plan.preprocess_params("hsc")["rgb"] == ["z", "r", "g"]
     assert survey_label("euclid") == "Euclid" and survey_rank("jwst") < survey_rank("euclid") < survey_rank("hsc")
 
@@ -610,7 +643,7 @@ def test_cosmos_web_plans_against_its_own_reference_and_knows_its_catalogue(brea
     cross = [c for c in plan.comparisons if c.crossmatch == "cosmos_web" and c.kind == "crossmodal"]
     assert cross and {(c.survey_a, c.survey_b) for c in cross} == {("cosmos_jwst", "cosmos_hsc")}
     assert {job for job in plan.probes if job[0] == "cosmos_web"} == {
-        ("cosmos_web", s, m) for s in ("cosmos_jwst", "cosmos_hsc") for m in plan.models_for(s)}
+        ("cosmos_web", s, m) for s in ("cosmos_jwst", "cosmos_hsc") for m in plan.models_for("cosmos_web", s)}
     assert "phot_hsc_g" in truth_keys(["cosmos_jwst", "cosmos_hsc"])
     breadth_config["probes"]["properties"] = {"cosmos_web": ["lp_mass", "Z"]}
     with pytest.raises(ConfigError, match=r"^probes\.properties\.cosmos_web\[1\]: crossmatch 'cosmos_web' has no "

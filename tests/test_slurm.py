@@ -146,6 +146,7 @@ def slurm_config(demo: dict, n=80, draws=20) -> dict:
     xm = config["metrics"]["null_crossmatch"]
     config["crossmatches"] = {xm: config["crossmatches"][xm]}
     config["crossmatches"][xm]["source"]["simulate"]["n"] = n
+    config["crossmatches"][xm].pop("image_models", None)  # the demo's models on it are not configured here
     config["preprocess"]["percentile_source"] = {}
     family, sizes = next(iter(config["models"]["image"].items()))
     config["models"]["image"] = {family: sizes[:1]}
@@ -164,7 +165,7 @@ def slurm_targets(plan: Plan) -> dict[str, str]:
     embedding and both kinds of graph), and its physics tests; its survey's raw fluxes; the untrained
     control's weights."""
     (xm, survey, model), control = plan.embeddings[1], plan.image_models[-1]
-    assert (survey, plan.models_for(survey)) == (plan.reference, [model, control]), plan.embeddings
+    assert (survey, plan.models_for(xm, survey)) == (plan.reference, [model, control]), plan.embeddings
     truth = next(c for c in plan.comparisons if c.kind == "truth" and (c.survey_a, c.model_a) == (survey, model))
     return {"compare": plan.run.METRICS.format(**truth.as_dict()),
             "compare_layers": plan.run.LAYER_METRICS.format(**truth.as_dict()),

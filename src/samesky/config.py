@@ -165,6 +165,27 @@ class ConfigChecks:
                 out.append(f"{family}{registry.UNTRAINED}-{size}")
         return out
 
+    def crossmatch_image_models(self, crossmatch: str) -> list[str]:
+        """The image models run on ``crossmatch``: those its ``image_models`` names, by family
+        or model key, in ``image_models``' order; all of them when it names none."""
+        chosen = self.crossmatches[crossmatch].get("image_models")
+        if chosen is None:
+            return self.image_models
+        registry = _registry()
+        families = {registry.get_model(k).family for k in self.image_models}
+        for i, name in enumerate(chosen):
+            if name not in families and name not in self.image_models:
+                raise ConfigError(f"crossmatches.{crossmatch}.image_models[{i}]: {name!r} is not a configured image "
+                                  f"family or model; configured: {sorted(families)} and {self.image_models}")
+        return [k for k in self.image_models if k in chosen or registry.get_model(k).family in chosen]
+
+    def _check_layer_pairs(self) -> None:
+        for kind, chosen in self.config["embed"]["layer_pairs"].items():
+            for i, name in enumerate([] if chosen == "all" else chosen):
+                if name not in self.crossmatches:
+                    raise ConfigError(f"embed.layer_pairs.{kind}[{i}]: {name!r} is not a crossmatch of this config; "
+                                      f"crossmatches: {list(self.crossmatches)}")
+
     def _check_gpu_memory(self) -> None:
         """Every model of a GPU run fits the GPU (embed.gpu_memory_gb), before any job."""
         embed = self.config["embed"]

@@ -69,11 +69,14 @@ class Plan(ConfigChecks, RuleParams):
         self._check_crossmatches()
         self.image_models = self._image_models()
         self.spectrum_model = self._spectrum_model()
+        for crossmatch in self.crossmatches:
+            self.crossmatch_image_models(crossmatch)  # checks crossmatches.<name>.image_models
         self._check_gpu_memory()
         self._check_preprocess()
         self._check_metrics()
         self._check_probes()
         self._check_neighbourhoods()
+        self._check_layer_pairs()
         self.precomputed()  # checks models.precomputed
 
     def precomputed(self) -> dict[tuple[str, str, str], dict]:
@@ -96,12 +99,13 @@ class Plan(ConfigChecks, RuleParams):
             out[key] = dict(entry)
         return out
 
-    def models_for(self, survey: str) -> list[str]:
-        """Models that embed ``survey``: the image models it supports, or the spectrum model."""
+    def models_for(self, crossmatch: str, survey: str) -> list[str]:
+        """Models that embed ``survey`` on ``crossmatch``: the crossmatch's image models
+        (``crossmatches.<name>.image_models``) that support it, or the spectrum model."""
         if get_survey(survey).modality == SPECTRUM:
             return [self.spectrum_model]
         registry = _registry()
-        return [k for k in self.image_models if registry.get_model(k).supports(survey)]
+        return [k for k in self.crossmatch_image_models(crossmatch) if registry.get_model(k).supports(survey)]
 
     @cached_property
     def embeddings(self) -> list[tuple[str, str, str]]:
@@ -110,7 +114,7 @@ class Plan(ConfigChecks, RuleParams):
             (xm, survey, model)
             for xm, spec in self.crossmatches.items()
             for survey in spec["surveys"]
-            for model in self.models_for(survey)
+            for model in self.models_for(xm, survey)
         ]
 
     def metric_files(self) -> list[str]:
@@ -132,22 +136,22 @@ class Plan(ConfigChecks, RuleParams):
             for survey in spec["surveys"]:
                 if get_survey(survey).modality != IMAGE:
                     continue
-                models = self.models_for(survey)
+                models = self.models_for(xm, survey)
                 for family in dict.fromkeys(registry.get_model(m).family for m in models):
                     sizes = [m for m in models if registry.get_model(m).family == family]
                     out += [Comparison("intramodal", xm, survey, a, survey, b) for a, b in zip(sizes, sizes[1:])]
             # crossmodal: each other survey against the reference, per image model on the reference
             for other in others:
-                for model in self.models_for(ref):
+                for model in self.models_for(xm, ref):
                     other_model = model if get_survey(other).modality == IMAGE else self.spectrum_model
-                    if other_model in self.models_for(other):
+                    if other_model in self.models_for(xm, other):
                         out.append(Comparison("crossmodal", xm, other, other_model, ref, model))
             if xm == self.null_crossmatch:
-                out += [Comparison("self", xm, ref, m, ref, m) for m in self.models_for(ref)]
+                out += [Comparison("self", xm, ref, m, ref, m) for m in self.models_for(xm, ref)]
             # truth: every embedding of a simulated crossmatch against its latent properties
             if "simulate" in spec["source"]:
                 out += [Comparison("truth", xm, survey, model, TRUTH_SURVEY, TRUTH_MODEL)
-                        for survey in spec["surveys"] for model in self.models_for(survey)]
+                        for survey in spec["surveys"] for model in self.models_for(xm, survey)]
         return out
 
     def probe_properties(self, crossmatch: str) -> list[str]:
@@ -211,10 +215,13 @@ class Plan(ConfigChecks, RuleParams):
     def layer_comparisons(self) -> list[Comparison]:
         """The pairs compared block by block when the embedding jobs write blocks (``embed.layers``
         not final): the paper's crossmodal and intramodal pairs, and every embedding against the
-        latent truth (which has only its final block)."""
+        latent truth (which has only its final block), on the crossmatches ``embed.layer_pairs``
+        names per kind."""
         if self.layers() == "final":
             return []
-        return [c for c in self.comparisons if c.kind in ("crossmodal", "intramodal", "truth")]
+        chosen = self.config["embed"]["layer_pairs"]  # kind -> "all" | [crossmatch, ...]; no self pairs
+        return [c for c in self.comparisons
+                if c.kind in chosen and (chosen[c.kind] == "all" or c.crossmatch in chosen[c.kind])]
 
     def layer_metric_files(self) -> list[str]:
         """The compare_layers jobs' per-pair CSVs (one row per metric and block pair)."""
