@@ -31,8 +31,9 @@ report: bytecode
 bytecode: $(VENV)/.installed
 	$(PY) -m compileall -q src
 
+# Two workers (tests/conftest.py orders the files): the workflow runs wait on Snakemake and Slurm.
 test: lint bytecode
-	$(PY) -m pytest -q -rs --durations=15
+	$(PY) -m pytest -q -rs --durations=15 -n 2 --dist loadfile --no-loadscope-reorder
 
 # Quick local loops: the unit tests (seconds to minutes), or only the workflow runs (the demo DAG, Slurm).
 test-unit: bytecode

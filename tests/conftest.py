@@ -6,6 +6,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 10
+# The two workflow runs, longest first: `make test` runs the suite on two workers (pytest-xdist,
+# --dist loadfile --no-loadscope-reorder: a file's tests stay together, in this order), so the
+# demo fixture and the Slurm run start at once and the unit tests fill the cores around them
+# (the Slurm run spends most of its time waiting for the scheduler's status checks).
+FIRST = ("test_workflow.py", "test_slurm.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))
 
 
 @pytest.fixture
