@@ -115,13 +115,14 @@ def test_the_summary_puts_the_tables_and_figure_1_calibrated_beside_raw_and_says
     assert order == sorted(order)  # calibrated before (beside) raw, the run after the results
     assert page.index("Simulated sky (jwst_hsc, desi_hsc), random-weight miniature models: not scientific results") \
         < order[0]  # said before any result
-    real = {**facts, "models": {**facts["models"], "weights": "hub"},
-            "crossmatches": {xm: {**spec, "source": {"hf": {"dataset": "x"}}} for xm, spec in facts["crossmatches"].items()}}
+    real = {**facts, "marking": {"simulated": [], "miniature": False}}  # Plan.report_facts of hub data and weights
     assert "not scientific results" not in summary.write_summary(tmp_path / "real.html", real, scores, tables,
                                                                  figures, versions={}).read_text()
     for row in ("<th style='text-align:left;padding-right:1em'>run_name</th><td>demo</td>",
-                "<td>JWST + HSC, N = 187; simulated sky (n 200, seed 1); jwst rows with a flat f200w dropped</td>",
-                "<td>DESI + HSC, N = 200; simulated sky (n 200, seed 3)</td>",
+                "<td>JWST + HSC, N = 187; simulated sky (n 200, seed 1); jwst rows with a flat f200w dropped; "
+                "image models vit-base, vit-large</td>",
+                "<td>DESI + HSC, N = 200; simulated sky (n 200, seed 3); image models vit-base, aion-base, "
+                "aion@random-base</td>",
                 "<td>vit-base, vit-large, aion-base, aion@random-base</td>", "<td>specformer-base</td>",
                 "<td>k = 10, null_draws = 50, subsampling_splits = 50</td>",
                 "<td>3.11.0</td>"):

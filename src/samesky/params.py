@@ -109,14 +109,17 @@ class RuleParams:
 
     def summary_params(self) -> dict:
         """What the run's summary page says it was (rule summary; ``report.summary``): its name,
-        crossmatches with their sources, models, metrics, k and draws. Nothing else reruns it."""
+        crossmatches with their sources and image models, models, metrics, k and draws, and the
+        marking every figure carries (``report_facts``). Nothing else reruns it."""
         m, models = self.config["metrics"], self.config["models"]
         return {"run_name": self.config["run_name"], "reference_survey": self.config["reference_survey"],
-                "crossmatches": {name: {key: spec[key] for key in ("surveys", "source", "drop_flat")}
+                "crossmatches": {name: {**{key: spec[key] for key in ("surveys", "source", "drop_flat")},
+                                        "image_models": self.crossmatch_image_models(name)}
                                  for name, spec in self.crossmatches.items()},
                 "models": {"image": list(self.image_models), "spectrum": self.spectrum_model,
                            "weights": models["weights"]},
-                "metrics": {key: m[key] for key in ("names", "k", "null_draws", "subsampling_splits")}}
+                "metrics": {key: m[key] for key in ("names", "k", "null_draws", "subsampling_splits")},
+                "marking": self.report_facts("figures")}
 
     def embed_throughput(self) -> dict:
         embed = self.config["embed"]

@@ -103,8 +103,9 @@ def run_rows(facts: dict, n: dict[str, int]) -> list[tuple[str, str]]:
     rows = [("run_name", facts["run_name"]), ("reference survey", _label(facts["reference_survey"], SURVEYS))]
     for name, xm in facts["crossmatches"].items():
         surveys = " + ".join(_label(s, SURVEYS) for s in xm["surveys"])
+        only = "" if xm["image_models"] == facts["models"]["image"] else f"; image models {', '.join(xm['image_models'])}"
         rows.append((f"crossmatch {name}", f"{surveys}, N = {n[name] if name in n else 'not scored'}; "
-                                           f"{data_source(xm)}"))
+                                           f"{data_source(xm)}{only}"))
     models = facts["models"]
     rows.append(("image models", ", ".join(models["image"]) or "none"))
     rows.append(("spectrum model", models["spectrum"] or "none"))
@@ -129,8 +130,7 @@ def write_summary(out: str | os.PathLike, facts: dict, scores_csv: str | os.Path
     label = html.escape(_label(metric, METRICS))
     tables, figures = Path(tables_dir), Path(figures_dir)
     name = html.escape(facts["run_name"])
-    notice = RunFacts(simulated=tuple(xm for xm, spec in facts["crossmatches"].items() if "simulate" in spec["source"]),
-                      miniature=facts["models"]["weights"] == "tiny").notice
+    notice = RunFacts.of(facts["marking"]).notice
     parts = [
         f'<div class="samesky-summary"><h2>Run <code>{name}</code>: summary</h2>',
         f'<p style="color:#b00;font-weight:bold">{html.escape(notice)}</p>' if notice else "",
