@@ -1,6 +1,7 @@
 """The workflow as users run it: the demo end to end, reruns after config edits, paper dry-run."""
 import copy
 import json
+import math
 import re
 import subprocess
 import sys
@@ -168,7 +169,21 @@ def test_demo_writes_probe_tables_and_figures(demo_run):
     assert {p.name for p in tables.glob("*.csv")} == {f"{prop}_{name}.csv" for prop in properties
                                                      for name in ("linear", "knn")}
     assert pd.read_csv(tables / "redshift_linear.csv").shape[0] == len(probes["model"].unique())
-    assert {p.name for p in (workdir / "results/demo/probe_figures").glob("*.png")} == {f"probe_{p}.png" for p in properties}
+    assert {p.name for p in (workdir / "results/demo/probe_figures").glob("*.png")} == {
+        *(f"probe_{p}.png" for p in properties), f"alignment_physics_{xm}.png"}
+    # alignment against physics: every crossmodal MKNN comparison of the probed crossmatch beside what each of
+    # its two embeddings knows (linear probe per property, neighbour consistency per continuous property)
+    alignment = pd.read_csv(workdir / "results/demo/tables/alignment_physics.csv")
+    scores = pd.read_csv(workdir / "results/demo/tables/scores.csv")
+    pairs = scores[(scores["kind"] == "crossmodal") & (scores["metric"] == "mknn") & (scores["crossmatch"] == xm)]
+    n_continuous = len(set(properties) - set(config["probes"]["categorical"]))
+    assert len(alignment) == 2 * len(pairs) * (len(properties) + n_continuous) and alignment["alignment"].notna().all()
+    assert set(alignment["measure"]) == {"linear probe", "neighbour_consistency"}
+    trend = pd.read_csv(workdir / "results/demo/tables/alignment_physics_trend.csv")
+    trained = (~pairs["model_b"].str.contains("@random")).sum()
+    assert set(trend["n"]) == {trained} and set(trend["method"]) == {f"exact ({math.factorial(trained):,} orderings)"}
+    assert (workdir / "results/demo/tables/alignment_physics.md").read_text().count("| desi_hsc |") == len(
+        alignment.drop_duplicates(["survey", "embedding_model", "compared_model"])) + len(trend)
 
 
 @pytest.mark.slow
@@ -308,8 +323,9 @@ def test_changing_null_draws_reruns_only_comparisons(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(null_draws=100))
     n_comparisons = len(list((workdir / "results/demo/metrics").rglob("*.json")))
-    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir),
-                      **RUN_PAGES}
+    # and the probe report, whose alignment-against-physics table reads the calibrated scores
+    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
+                      **_layer_jobs(workdir), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -318,8 +334,8 @@ def test_changing_a_metric_parameter_reruns_only_comparisons(demo_run):
     workdir, config, _ = demo_run
     counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(params={"mutual_info": {"components": 8}}))
     n_comparisons = len(list((workdir / "results/demo/metrics").rglob("*.json")))
-    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir),
-                      **RUN_PAGES}
+    assert counts == {"compare": n_comparisons, "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
+                      **_layer_jobs(workdir), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -330,7 +346,7 @@ def test_changing_jwst_bands_reruns_only_jwst(demo_run):
     jwst_comparisons = len(list((workdir / "results/demo/metrics/jwst_hsc/jwst").rglob("*.json")))
     assert counts == {"percentiles": 1, "preprocess": 1, "embed": jwst_models, "knn_graph": jwst_models,
                       "compare": jwst_comparisons, **_probe_jobs(workdir, "jwst_hsc/jwst"), "aggregate": 1, "figures": 1,
-                      "all": 1, **_layer_jobs(workdir, "jwst_hsc/jwst"), **RUN_PAGES}
+                      "probe_report": 1, "all": 1, **_layer_jobs(workdir, "jwst_hsc/jwst"), **RUN_PAGES}
 
 
 @pytest.mark.slow

@@ -69,6 +69,9 @@ class RunPaths:
     PROBE_FIGURES = _InRun("probe_figures")
     PHYSICS_SCORES = _InRun("tables/physics.csv")
     PHYSICS_TABLE = _InRun("tables/physics.md")
+    ALIGNMENT_PHYSICS = _InRun("tables/alignment_physics.csv")  # alignment beside physics (report.alignment)
+    ALIGNMENT_PHYSICS_TABLE = _InRun("tables/alignment_physics.md")
+    ALIGNMENT_TREND = _InRun("tables/alignment_physics_trend.csv")  # do models that align more know more?
     LAYER_SCORES = _InRun("tables/layers.csv")
     LAYER_BEST = _InRun("tables/layers_best.csv")
     LAYER_FIGURES = _InRun("layer_figures")

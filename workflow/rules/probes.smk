@@ -47,10 +47,13 @@ rule physics:
         "../scripts/physics.py"
 
 
+# The probe and physics tables and figures, and alignment against physics: the crossmodal
+# comparisons' calibrated alignment (the aggregate rule's scores.csv) beside what each embedding knows.
 rule probe_report:
     input:
         probes=PLAN.probe_paths,
         physics=PLAN.physics_paths,
+        scores=RUN.SCORES,
     output:
         scores=report(
             RUN.PROBE_SCORES,
@@ -77,6 +80,14 @@ rule probe_report:
             caption="../report/probes.rst",
             category="Probes",
             labels={"table": "physics"},
+        ),
+        alignment_scores=RUN.ALIGNMENT_PHYSICS,
+        alignment_trend=RUN.ALIGNMENT_TREND,
+        alignment_table=report(
+            RUN.ALIGNMENT_PHYSICS_TABLE,
+            caption="../report/probes.rst",
+            category="Probes",
+            labels={"table": "alignment against physics"},
         ),
     log:
         RUN.log("probe_report.log"),

@@ -1,10 +1,16 @@
-"""Rule probe_report: the tidy probes table, one table per property and probe, the figures, and
-the physics tests' table."""
+"""Rule probe_report: the tidy probes table, one table per property and probe, the figures, the
+physics tests' table, and alignment against physics (table, trend tests, one figure per crossmatch)."""
+import pandas as pd
+
 from samesky.models.registry import get_model
 from samesky.report import (
     RunFacts,
+    alignment_physics,
+    alignment_trend,
     gather_physics,
     gather_probes,
+    write_alignment_figures,
+    write_alignment_physics,
     write_physics_table,
     write_probe_figures,
     write_probe_tables,
@@ -15,8 +21,16 @@ setup_job(snakemake)
 df = gather_probes(snakemake.input.probes)
 physics = gather_physics(snakemake.input.physics)
 facts = RunFacts.of(snakemake.params.facts)
-params = {key: get_model(key).params for key in sorted(set(df["model"]) | set(physics["model"]))}
+scores = pd.read_csv(snakemake.input.scores)
+crossmodal = scores[scores["kind"] == "crossmodal"]
+models = set(df["model"]) | set(physics["model"]) | set(crossmodal["model_a"]) | set(crossmodal["model_b"])
+params = {key: get_model(key).params for key in sorted(models)}
 df.to_csv(snakemake.output.scores, index=False)
 write_probe_tables(df, snakemake.output.tables, params, facts)
 write_probe_figures(df, snakemake.output.figures, params, workers=snakemake.threads, facts=facts)
 write_physics_table(physics, snakemake.output.physics_scores, snakemake.output.physics_table, params, facts)
+out = snakemake.output
+alignment = alignment_physics(scores, df, physics, params)
+trend = alignment_trend(alignment)
+write_alignment_physics(alignment, trend, out.alignment_scores, out.alignment_trend, out.alignment_table, facts)
+write_alignment_figures(alignment, trend, out.figures, workers=snakemake.threads, facts=facts)

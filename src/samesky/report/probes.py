@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -27,12 +28,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..models.registry import UNTRAINED  # noqa: E402
 from ..physics import TESTS  # noqa: E402
 from ..probes import CONTINUOUS, score_label, score_meaning  # noqa: E402
+from .alignment import measure_label  # noqa: E402
 from .captions import RunFacts, counts, p_floor, values  # noqa: E402
 from .figures import draw_all, family_style, panel_handles, params_axis, save  # noqa: E402
 from .layout import NULL_SIGMA  # noqa: E402
-from .records import RecordError, family_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
+from .records import RecordError, family_label, metric_label, size_label, split_model, survey_label, survey_rank  # noqa: E402
 from .tables import MISSING, to_markdown, write_table  # noqa: E402
 
 FIELDS = ("crossmatch", "survey", "model", "property", "kind", "probe", "metric", "score", "ci_low", "ci_high",
@@ -129,14 +132,18 @@ def write_probe_tables(df: pd.DataFrame, out_dir: str | os.PathLike, params: Map
     return paths
 
 
+def _bars(values: np.ndarray, low: pd.Series, high: pd.Series) -> np.ndarray:
+    """Matplotlib's (2, n) error bars of an interval [low, high] around ``values`` (none where NaN)."""
+    return np.nan_to_num(np.abs(np.vstack([values - low.astype(float).to_numpy(), high.astype(float).to_numpy() - values])))
+
+
 def _panel(ax, sub: pd.DataFrame, styles: dict) -> None:
     dodge = {f: 1.0 + 0.05 * (i - (len(styles) - 1) / 2) for i, f in enumerate(styles)}
     for (family, name), part in sub.groupby(["family", "probe"], sort=False):
         part = part.sort_values("params")
         x, y = part["params"].to_numpy() * dodge[family], part["score"].to_numpy()
-        err = np.vstack([y - part["ci_low"].astype(float).to_numpy(), part["ci_high"].astype(float).to_numpy() - y])
         linear = name == "linear"
-        ax.errorbar(x, y, yerr=np.nan_to_num(np.abs(err)), label=f"{family_label(family)} ({PROBE_LABELS[name]})",
+        ax.errorbar(x, y, yerr=_bars(y, part["ci_low"], part["ci_high"]), label=f"{family_label(family)} ({PROBE_LABELS[name]})",
                     capsize=3, lw=1.6, ms=6, ls="-" if linear else "--", color=styles[family]["color"],
                     marker=styles[family]["marker"], markerfacecolor=styles[family]["color"] if linear else "white")
     null = sub[sub["probe"] == "linear"].dropna(subset=["null_mean", "null_std"])
@@ -253,3 +260,82 @@ def write_physics_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: 
     else:
         md_path.write_text(to_markdown(physics_table(df, params), physics_caption(df, facts)))
     return [csv_path, md_path]
+
+
+# ---- alignment against physics (samesky.report.alignment) ---------------------------------------
+
+def write_alignment_figures(table: pd.DataFrame, trend: pd.DataFrame, out_dir: str | os.PathLike, workers: int = 1,
+                            facts: RunFacts | None = None) -> list[Path]:
+    """One figure per crossmatch of ``table`` (``alignment.alignment_physics``), PNG and PDF
+    (``alignment_physics_{crossmatch}``): calibrated alignment (x) against what the embeddings
+    know (y), both with their intervals, one panel per (survey, compared survey) and (property,
+    measure), one point per model, a line through each family's sizes, the trend test
+    (``alignment.alignment_trend``) in the corner; drawn by ``workers`` processes."""
+    facts = facts or RunFacts()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = [(xm, sub, trend[trend["crossmatch"] == xm], facts,
+              [out / f"alignment_physics_{xm}{suffix}" for suffix in (".png", ".pdf")])
+             for xm, sub in table.groupby("crossmatch", sort=True)]
+    return [path for paths in draw_all(_draw_alignment, tasks, workers) for path in paths]
+
+
+def _draw_alignment(crossmatch: str, sub: pd.DataFrame, trend: pd.DataFrame, facts: RunFacts,
+                    paths: list[Path]) -> list[Path]:
+    return save(_alignment_figure(crossmatch, sub, trend, facts), paths)
+
+
+def _alignment_figure(crossmatch: str, sub: pd.DataFrame, trend: pd.DataFrame, facts: RunFacts) -> plt.Figure:
+    placed = sub[sub["alignment"].notna()]
+    sides = sorted(set(zip(placed["survey"], placed["compared_survey"])), key=lambda s: (survey_rank(s[0]), s[1]))
+    columns = list(dict.fromkeys(zip(placed["property"], placed["measure"])))
+    fig, axes = plt.subplots(max(len(sides), 1), max(len(columns), 1), squeeze=False, layout="constrained",
+                             figsize=(4.6 * max(len(columns), 1), 3.8 * max(len(sides), 1) + 0.9))
+    if placed.empty:
+        axes[0, 0].text(0.5, 0.5, f"{crossmatch}: no probed embedding takes part in a crossmodal comparison",
+                        ha="center", va="center", wrap=True)
+        axes[0, 0].set_axis_off()
+    styles = {f: family_style(f) for f in dict.fromkeys(placed["family"])}
+    for (survey, compared), row in zip(sides, axes):
+        for (prop, measure), ax in zip(columns, row):
+            part = placed[(placed["survey"] == survey) & (placed["compared_survey"] == compared)
+                          & (placed["property"] == prop) & (placed["measure"] == measure)]
+            test = trend[(trend["survey"] == survey) & (trend["compared_survey"] == compared)
+                         & (trend["property"] == prop) & (trend["measure"] == measure)]
+            if part.empty:  # a measure these embeddings were not given (a physics test on one survey only)
+                ax.set_visible(False)
+                continue
+            _alignment_panel(ax, part, test, styles)
+            ax.set_title(f"{survey_label(survey)} embeddings: {prop}", fontsize=11)
+            ax.set_xlabel(f"calibrated {metric_label(part['alignment_metric'].iloc[0])}, "
+                          f"{survey_label(survey)} vs {survey_label(compared)}")
+            more = part["knows_more"].iloc[0]
+            ax.set_ylabel(f"{measure_label(measure, part['metric'].iloc[0])} ({more} knows more)")
+    seen = panel_handles(axes.flat)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 4),
+                   frameon=False)
+    facts.mark(fig)
+    return fig
+
+
+def _alignment_panel(ax, part: pd.DataFrame, test: pd.DataFrame, styles: dict) -> None:
+    for family, line in part.groupby("family", sort=False):
+        line = line.sort_values("params")
+        style, control = styles[family], family.endswith(UNTRAINED)
+        x, y = line["alignment"].to_numpy(float), line["knows"].to_numpy(float)
+        ax.errorbar(x, y, xerr=_bars(x, line["alignment_low"], line["alignment_high"]),
+                    yerr=_bars(y, line["knows_low"], line["knows_high"]), label=family_label(family), capsize=3,
+                    lw=1.4, ms=6, ls="--" if control else "-", color=style["color"], marker=style["marker"],
+                    markerfacecolor="white" if control else style["color"])
+        for xi, yi, model in zip(x, y, line["model"]):
+            ax.annotate(size_label(split_model(model)[1]), (xi, yi), xytext=(4, 3), textcoords="offset points",
+                        fontsize=7, color=style["color"])
+    if len(test):
+        t = test.iloc[0]
+        text = (f"Spearman ρ = {t['rho']:.2f}, p = {t['p_value']:.2g}\n(one-sided, {t['method']}; n = {t['n']})"
+                if not pd.isna(t["rho"]) else f"ρ undefined (n = {t['n']}):\n" + textwrap.fill(t["note"], 44))
+        ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize=8, wrap=True,
+                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.7", "alpha": 0.9})
+    ax.grid(True, color="0.9", lw=0.8)
+    ax.set_axisbelow(True)

@@ -19,12 +19,16 @@ ENTRIES = {
     "tables": "`scores.csv`, the tidy table (one row per metric x comparison: score, interval, null, p-value, "
               "calibrated score); `paper/`, Table 1 (intramodal), Table 2 (crossmodal), the latent-truth table "
               "and the trend statistics per metric (CSV, Markdown, LaTeX; `*_calibrated` beside each); "
-              "`layers.csv` and `layers_best.csv` (layer-wise atlas), `probes.csv` and `probes/` (probes), `physics.csv` and `physics.md` (the physics tests)",
+              "`layers.csv` and `layers_best.csv` (layer-wise atlas), `probes.csv` and `probes/` (probes), `physics.csv` and `physics.md` (the physics tests), `alignment_physics.csv`, `alignment_physics.md` and "
+              "`alignment_physics_trend.csv` (each crossmodal comparison's calibrated alignment beside what its "
+              "embeddings know, and the trend test: do models that align more know more?)",
     "figures": "Figure 1 (crossmodal) and the intramodal figure per metric, PNG and PDF, `*_calibrated` beside each",
     "layer_figures": "the layer-wise atlas: a block x block heatmap per metric and pair "
                      "(`{metric}/{crossmatch}_{survey_a}_{model_a}__{survey_b}_{model_b}.png`) and the best "
                      "block pair against parameter count (`best_vs_params_{metric}.png`)",
-    "probe_figures": "probe score against parameter count, one figure per probed property",
+    "probe_figures": "probe score against parameter count, one figure per probed property; calibrated alignment "
+                     "against what the embeddings know, one figure per probed crossmatch "
+                     "(`alignment_physics_{crossmatch}.png`)",
     "metrics": "the compare jobs' records, one JSON per comparison "
                "(`{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.json`)",
     "layers_metrics": "the block x block scores, one CSV per compared pair",
