@@ -13,8 +13,10 @@ import pytest
 import yaml
 from workflow_rules import rules
 
+from samesky.config import fill_defaults
 from samesky.models.registry import get_model
 from samesky.models.resources import embed_cpus
+from samesky.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
@@ -351,21 +353,31 @@ def test_changing_jwst_bands_reruns_only_jwst(demo_run):
 
 @pytest.mark.slow
 def test_adding_a_model_adds_only_its_jobs(demo_run):
+    """A new size runs where its crossmatches run the family (crossmatches.<name>.image_models):
+    its tiny weights, its embedding and graphs, and only the comparisons, probes and physics
+    tests the plan adds for it, then the reports."""
     workdir, config, _ = demo_run
-    counts = _rerun_counts(workdir, config, lambda c: c["models"]["image"]["vit"].append("huge"))
-    image_surveys = sum(1 for xm in config["crossmatches"].values() for s in xm["surveys"] if s in ("hsc", "jwst", "legacysurvey"))
-    probed = sum(1 for xm in config["probes"]["properties"] for s in config["crossmatches"][xm]["surveys"]
-                 if s in ("hsc", "jwst", "legacysurvey"))
-    # new: its tiny weights, one embedding + graphs per image survey; comparisons: one intramodal
-    # (large vs huge) and one against the latent truth per image survey, one crossmodal per
-    # crossmatch, one self pair; one probe and one physics job per embedding of the probed crossmatch
-    assert counts == {"build_tiny_model": 1, "embed": image_surveys, "knn_graph": image_surveys,
-                      "compare": 2 * image_surveys + len(config["crossmatches"]) + 1, "probe": probed,
-                      "physics": probed,
+    def add_huge(c):
+        c["models"]["image"]["vit"].append("huge")
+
+    counts = _rerun_counts(workdir, config, add_huge)
+    edited = copy.deepcopy(config)
+    add_huge(edited)
+    before, after = Plan(fill_defaults(copy.deepcopy(config))), Plan(fill_defaults(edited))
+
+    def new(jobs):
+        return set(jobs(after)) - set(jobs(before))
+
+    assert new(lambda p: p.embeddings) == {("desi_hsc", "hsc", "vit-huge")}  # JWST-HSC runs vit-base only
+    comparisons = new(lambda p: p.comparisons)
+    assert {(c.kind, c.model_a, c.model_b) for c in comparisons} == {
+        ("intramodal", "vit-large", "vit-huge"), ("crossmodal", "specformer-base", "vit-huge"),
+        ("self", "vit-huge", "vit-huge"), ("truth", "vit-huge", "latent-truth")}
+    assert counts == {"build_tiny_model": 1, "embed": 1, "knn_graph": 1, "compare": len(comparisons),
+                      "probe": len(new(lambda p: p.probes)), "physics": len(new(lambda p: p.physics)),
                       "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
                       # the layer stage: every pair above but the self pair
-                      "compare_layers": 2 * image_surveys + len(config["crossmatches"]), "layers_report": 1,
-                      **RUN_PAGES}
+                      "compare_layers": len(comparisons) - 1, "layers_report": 1, **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -375,13 +387,13 @@ def test_demo_runs_aion_on_raw_fluxes_and_its_untrained_control(demo_run):
     workdir, config, _ = demo_run
     assert config["models"]["image"]["aion"] == ["base"] and config["models"]["untrained"] == ["aion-base"]
     ran = job_counts((workdir / "terminal.txt").read_text())
-    assert (ran["preprocess_flux"], ran["build_random_model"]) == (2, 1)
+    assert (ran["preprocess_flux"], ran["build_random_model"]) == (1, 1)  # DESI-HSC runs AION; JWST-HSC does not
     flux = workdir / "results/demo/preprocessed_flux"
-    assert {p.relative_to(flux).as_posix() for p in flux.rglob("*.h5")} == {"desi_hsc/hsc.h5", "jwst_hsc/hsc.h5"}
+    assert {p.relative_to(flux).as_posix() for p in flux.rglob("*.h5")} == {"desi_hsc/hsc.h5"}
     embeddings = workdir / "results/demo/embeddings"
     for model in ("aion-base", "aion@random-base"):
         assert {p.relative_to(embeddings).parent.as_posix() for p in embeddings.rglob(f"{model}.h5")} == {
-            "desi_hsc/hsc", "jwst_hsc/hsc"}, model
+            "desi_hsc/hsc"}, model
     n = config["crossmatches"]["desi_hsc"]["source"]["simulate"]["n"]
     for model in ("aion-base", "aion@random-base"):
         target = workdir / f"results/demo/metrics/desi_hsc/desi/specformer-base/hsc/{model}.json"
