@@ -32,11 +32,12 @@ from .models.registry import get_model
 from .models.resources import EMBED_RATES, attempt_growth, embed_cpus, resources_for
 
 # ---- the measurements ----------------------------------------------------------------------
-# python benchmarks/bench_paper_scale.py --json paper_scale.json (its DEFAULT_CASES; model
-# dinov2-giant's files, Legacy Survey vs HSC, metrics mknn cka_linear cka_unbiased cknna
-# mutual_info, k 10, null draws = subsampling splits = the case's draws, 1 thread a job, --cores 1)
-# on 2026-12-06, a 2-core machine shared with other engineers' jobs (load 5-10): CPU seconds and
-# exact peak RSS are what a job used; its wall time there was 1.5-4x its CPU time.
+# python benchmarks/bench_paper_scale.py --json paper_scale.json (its DEFAULT_CASES) and --case
+# 40000:768:1:2 (model dinov2-giant's files, Legacy Survey vs HSC, metrics mknn cka_linear
+# cka_unbiased cknna mutual_info, k 10, null draws = subsampling splits = the case's draws, 1
+# thread a job, --cores 1) on 2026-12-06, a 2-core machine shared with other engineers' jobs
+# (load 5-13): CPU seconds and exact peak RSS are what a job used; its wall time there was 1.3-4x
+# its CPU time. Table and fit: docs/ARCHITECTURE.md, "Cost at the paper's shapes".
 # rule, N, d, blocks, draws, CPU seconds, peak MB
 MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ("knn_graph", 2000, 384, 16, 5, 4.9, 527.0),
@@ -53,6 +54,8 @@ MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ("knn_graph", 10000, 1536, 2, 5, 29.7, 1178.0),
     ("knn_graph", 20000, 384, 1, 3, 28.3, 1010.0),
     ("knn_graph", 20000, 384, 1, 3, 27.2, 1000.0),
+    ("knn_graph", 40000, 768, 1, 2, 135.3, 1631.0),
+    ("knn_graph", 40000, 768, 1, 2, 122.1, 1422.0),
     ("compare", 2000, 384, 16, 5, 2.8, 320.0),
     ("compare", 2000, 1536, 4, 5, 25.7, 506.0),
     ("compare", 2000, 1536, 4, 20, 100.3, 563.0),
@@ -60,6 +63,7 @@ MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ("compare", 5000, 1536, 4, 10, 53.9, 721.0),
     ("compare", 10000, 1536, 2, 5, 40.7, 861.0),
     ("compare", 20000, 384, 1, 3, 4.3, 557.0),
+    ("compare", 40000, 768, 1, 2, 13.5, 1050.0),
     ("compare_layers", 2000, 384, 16, 5, 9.0, 463.0),
     ("compare_layers", 2000, 1536, 4, 5, 23.0, 509.0),
     ("compare_layers", 2000, 1536, 4, 20, 21.8, 587.0),
@@ -67,6 +71,7 @@ MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ("compare_layers", 5000, 1536, 4, 10, 31.3, 904.0),
     ("compare_layers", 10000, 1536, 2, 5, 31.4, 1014.0),
     ("compare_layers", 20000, 384, 1, 3, 4.7, 772.0),
+    ("compare_layers", 40000, 768, 1, 2, 18.9, 1477.0),
     ("probe", 2000, 384, 16, 5, 2.7, 245.0),
     ("probe", 2000, 1536, 4, 5, 3.8, 339.0),
     ("probe", 2000, 1536, 4, 20, 4.2, 340.0),
@@ -74,6 +79,7 @@ MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ("probe", 5000, 1536, 4, 10, 9.8, 529.0),
     ("probe", 10000, 1536, 2, 5, 22.5, 841.0),
     ("probe", 20000, 384, 1, 3, 17.2, 498.0),
+    ("probe", 40000, 768, 1, 2, 110.9, 1326.0),
 )
 MEASURED_METRICS = 5
 MEASURED_K = 10
