@@ -504,6 +504,21 @@ def _with_cosmos_web(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def test_layers_files_can_be_dropped_once_used(tmp_path, demo_config):
+    """embed.keep_layers false: every layers file is temp, removed once its kNN job and every
+    compare_layers job reading it are done (and only those)."""
+    demo_config["embed"]["keep_layers"] = False
+    proc = subprocess.run([*SNAKEMAKE, "-d", str(tmp_path), "-n", "--cores", "2", "--configfile",
+                           write_config(tmp_path / "config.yaml", demo_config)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    removed = set(re.findall(r"^Would remove temporary output (\S+)$", out, re.M))
+    plan = Plan(fill_defaults(demo_config))
+    assert removed == {plan.run.LAYERS.format(crossmatch=xm, survey=s, model=m) for xm, s, m in plan.embeddings}
+    assert len(removed) == 11
+
+
 def test_paper_dry_run_with_cosmos_web_turned_on(tmp_path):
     """The commented COSMOS-Web crossmatch of config/config.yaml: turned on, the paper run plans its
     ingestion, every image model on both its surveys (knn graphs beside), its intramodal pairs, the

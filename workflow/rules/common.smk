@@ -89,10 +89,15 @@ def _embed_input(wc):
 
 
 # Layer-wise embeddings: the embed job declares its layers output only when they are asked for
+# (with embed.keep_layers false as temp: deleted once every job reading it is done)
 EMBED_LAYERS = PLAN.layers() != "final"
-EMBED_LAYERS_OUTPUT = {"layers": RUN.LAYERS} if EMBED_LAYERS else {}
+EMBED_LAYERS_OUTPUT = (
+    {"layers": RUN.LAYERS if PLAN.keep_layers() else temp(RUN.LAYERS)}
+    if EMBED_LAYERS
+    else {}
+)
 # ... and the kNN job of each embedding then also reads them and writes every block's graph
-EMBED_LAYERS_INPUT = EMBED_LAYERS_OUTPUT
+EMBED_LAYERS_INPUT = {"layers": RUN.LAYERS} if EMBED_LAYERS else {}
 KNN_LAYERS_OUTPUT = {"blocks": RUN.KNN_LAYERS} if EMBED_LAYERS else {}
 
 
