@@ -7,7 +7,7 @@ CONFIG ?= config/demo.yaml
 # The run's report, results/<run_name>/report.html (samesky.paths.RunPaths; run_name checked as the workflow does)
 RUN_REPORT = $(shell $(PY) -c 'import sys, yaml; from samesky.config import fill_defaults; from samesky.paths import RunPaths; print(RunPaths(fill_defaults(yaml.safe_load(open(sys.argv[1])))["run_name"]).report)' $(CONFIG))
 
-.PHONY: demo report test test-unit test-workflow lint bytecode dryrun-paper clean-demo
+.PHONY: demo report test test-unit test-workflow lint bytecode dryrun-paper cost clean-demo
 
 $(VENV)/.installed: pyproject.toml requirements.txt requirements-nodeps.txt
 	python3 -m venv $(VENV)
@@ -49,6 +49,11 @@ lint: $(VENV)/.installed
 
 dryrun-paper: $(VENV)/.installed
 	$(VENV)/bin/snakemake -n --profile profiles/slurm --configfile config/config.yaml
+
+# What the paper's run will cost before it starts (samesky.cost): jobs, CPU-/GPU-hours, memory and
+# disk per rule, the total and the critical path, with and without every block (embed.layers: all)
+cost: $(VENV)/.installed
+	$(PY) -m samesky cost --configfile config/config.yaml
 
 # The demo's run (results/demo, logs/demo), and resources/, the inputs runs share
 clean-demo:

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from samesky.runtime import USAGE
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SNAKEFILE = """
@@ -72,3 +74,8 @@ def test_a_job_s_detail_stays_in_its_log(tmp_path):
     for detail in ("detail for the log", "a library's message", "a library's warning", "a backend warning"):
         assert detail not in terminal
         assert detail in (tmp_path / "logs" / "chatty.log").read_text()
+    # its last line: the job's exact peak memory and CPU time (samesky.cost's measurements read it)
+    last = (tmp_path / "logs" / "chatty.log").read_text().rstrip().splitlines()[-1]
+    used = USAGE.search(last)
+    assert used and last.endswith(f"INFO samesky: {used.group(0)}"), last
+    assert 10 < float(used["peak_mb"]) < 2000 and 0 < float(used["cpu_s"]) < 60

@@ -14,6 +14,7 @@ import yaml
 from workflow_rules import rules
 
 from samesky.config import fill_defaults
+from samesky.cost import PlanCost
 from samesky.models.registry import get_model
 from samesky.models.resources import embed_cpus
 from samesky.plan import Plan
@@ -424,7 +425,7 @@ def test_a_profile_placeholder_fails_the_dry_run(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_paper_dry_run_with_slurm_profile(tmp_path):
+def test_paper_dry_run_with_slurm_profile(tmp_path, monkeypatch):
     start = time.perf_counter()
     proc = subprocess.run(
         [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--profile", slurm_profile(tmp_path),
@@ -453,6 +454,17 @@ def test_paper_dry_run_with_slurm_profile(tmp_path):
     # the profile's set-threads reach the jobs (the plugin asks --cpus-per-task=threads), uncapped
     knn = job_blocks(out, "knn_graph")
     assert len(knn) == 98 and all(re.search(r"^\s+threads: 8$", b, re.M) for b in knn)
+    # the metric jobs ask for what samesky.cost predicts from their shapes and threads; the profile sets none
+    monkeypatch.chdir(tmp_path)  # the run's directory: no crossmatch file there (a demo's in ROOT would count)
+    cost = PlanCost(Plan(fill_defaults(yaml.safe_load((ROOT / "config/config.yaml").read_text()))))
+    for rule, threads in (("knn_graph", 8), ("compare", 4), ("probe", 1)):
+        for block in job_blocks(out, rule):
+            wildcards = dict(re.findall(r"(\w+)=([\w.@-]+)", re.search(r"wildcards: (.*)", block).group(1)))
+            asked = {r: int(re.search(rf"\b{r}=(\d+)", block).group(1)) for r in ("mem_mb", "runtime")}
+            assert asked == cost.resources(rule, wildcards, 1, threads), (rule, wildcards)
+    giant = cost.resources("knn_graph", {"crossmatch": "legacysurvey_hsc", "survey": "hsc", "model": "dinov2-giant"})
+    small = cost.resources("knn_graph", {"crossmatch": "jwst_hsc", "survey": "hsc", "model": "dinov2-small"})
+    assert giant["mem_mb"] > small["mem_mb"] and giant["runtime"] > small["runtime"]
     print(f"paper dry-run took {seconds:.1f} s")
 
 
@@ -516,6 +528,21 @@ def _with_cosmos_web(text: str) -> str:
             out.append(line)
     assert turned_on == 5, text
     return "\n".join(out) + "\n"
+
+
+def test_layers_files_can_be_dropped_once_used(tmp_path, demo_config):
+    """embed.keep_layers false: every layers file is temp, removed once its kNN job and every
+    compare_layers job reading it are done (and only those)."""
+    demo_config["embed"]["keep_layers"] = False
+    proc = subprocess.run([*SNAKEMAKE, "-d", str(tmp_path), "-n", "--cores", "2", "--configfile",
+                           write_config(tmp_path / "config.yaml", demo_config)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    removed = set(re.findall(r"^Would remove temporary output (\S+)$", out, re.M))
+    plan = Plan(fill_defaults(demo_config))
+    assert removed == {plan.run.LAYERS.format(crossmatch=xm, survey=s, model=m) for xm, s, m in plan.embeddings}
+    assert len(removed) == 11
 
 
 def test_paper_dry_run_with_cosmos_web_turned_on(tmp_path):

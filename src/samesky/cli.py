@@ -3,6 +3,7 @@
     samesky compare A B [--metrics mknn cka_linear] [-k 10] [--output scores.csv]
     samesky metrics
     samesky export results/demo/embeddings --out export/
+    samesky cost --configfile config/config.yaml
     samesky --version
 
 ``main(argv)`` returns the exit status (0 done, 1 bad input, 2 bad usage); ``python -m samesky``
@@ -92,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("metrics", help="list the measures and what they measure",
                    description="List the measures 'samesky compare --metrics' accepts, with their parameters.")
 
+    cost = sub.add_parser("cost", help="what a workflow config's run will cost, before it starts",
+                          description="Per rule of a workflow config's run: jobs, predicted CPU-hours, GPU-hours, "
+                                      "the largest peak memory and the disk its outputs take; the total and the "
+                                      "critical path; as configured and with the other choice of embed.layers "
+                                      "(final or all). The metric jobs' figures come from samesky.cost's model.")
+    cost.add_argument("--configfile", required=True, help="the workflow config, e.g. config/config.yaml")
+
     exp = sub.add_parser("export", help="write embeddings as parquet in the Platonic Universe authors' layout",
                          description=_export_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     exp.add_argument("embeddings", nargs="+", metavar="PATH",
@@ -122,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _metrics()
         if args.command == "export":
             return _export(args)
+        if args.command == "cost":
+            return _cost(args)
         return _compare(args, parser)
     except (SchemaError, FileNotFoundError, KeyError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
@@ -236,4 +246,13 @@ def _export(args) -> int:
     written = export(args.embeddings, args.out, reference=args.reference)
     for path in written:
         print(path)
+    return 0
+
+
+def _cost(args) -> int:
+    import yaml
+
+    from .cost import config_cost
+
+    print(config_cost(yaml.safe_load(Path(args.configfile).read_text())))
     return 0

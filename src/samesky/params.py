@@ -95,6 +95,10 @@ class RuleParams:
         """Blocks whose outputs the embedding jobs also write: 'final' (none), 'all' or indices."""
         return self.config["embed"]["layers"]
 
+    def keep_layers(self) -> bool:
+        """Whether the layers files stay once their block graphs and cells are made (embed.keep_layers)."""
+        return self.config["embed"]["keep_layers"]
+
     def layer_params(self) -> dict:
         """The settings of the compare_layers jobs (the final x final cell is the compare job's
         without intervals: ci and subsampling splits do not reach them)."""

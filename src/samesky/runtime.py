@@ -1,8 +1,11 @@
 """Process-level helpers shared by the workflow scripts."""
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import re
+import resource
 import sys
 from pathlib import Path
 
@@ -46,11 +49,13 @@ def _log_uncaught(log: logging.Logger):
     """
     def hook(exc_type, exc, tb):
         log.critical("uncaught %s, the job fails", exc_type.__name__, exc_info=(exc_type, exc, tb))
+        sys.excepthook = sys.__excepthook__  # called: nothing more is logged (setup_job's usage line)
     return hook
 
 
 def setup_job(smk) -> logging.Logger:
-    """Start a rule's script: log to its log file, and use exactly the threads the rule was given.
+    """Start a rule's script: log to its log file, and use exactly the threads the rule was given;
+    its last line says what it used (``USAGE``).
 
     Without this, every torch/OpenMP job takes all of the node's cores, and parallel jobs on
     one machine oversubscribe it (Snakemake sets OMP_NUM_THREADS only for ``shell:`` rules).
@@ -58,7 +63,21 @@ def setup_job(smk) -> logging.Logger:
     use_threads(smk.threads)
     for var, value in NO_PROGRESS_BARS.items():
         os.environ.setdefault(var, value)
-    return setup_logging(smk.log[0] if smk.log else None)
+    log = setup_logging(smk.log[0] if smk.log else None)
+    crash_hook = sys.excepthook
+    atexit.register(lambda: sys.excepthook is crash_hook and log.info(usage()))  # a crash's log ends with it
+    return log
+
+
+# A job's last log line: its exact peak memory and CPU time (a benchmark: file samples both every
+# 30 s once a job has run 15 s, so it misses peaks and the last interval's CPU of a long job)
+USAGE = re.compile(r"job usage: peak RSS (?P<peak_mb>[0-9.]+) MB, CPU (?P<cpu_s>[0-9.]+) s")
+
+
+def usage() -> str:
+    """This process's peak resident memory and user + system CPU time so far, as ``USAGE`` reads them."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return f"job usage: peak RSS {r.ru_maxrss / 1024:.0f} MB, CPU {r.ru_utime + r.ru_stime:.1f} s"
 
 
 def use_threads(n: int) -> None:

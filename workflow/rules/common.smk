@@ -6,6 +6,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from samesky import paths
 from samesky.config import check_profile_resources, fill_defaults
+from samesky.cost import PlanCost
 from samesky.plan import TRUTH_MODEL, TRUTH_SURVEY, Plan, comparison_kind
 from samesky.models.registry import get_model
 from samesky.models.resources import embed_cpus, resources_for
@@ -27,6 +28,21 @@ check_profile_resources(
 )
 # This run's files (results/<run_name>/, logs/<run_name>/); resources/ (paths.*) are shared by runs.
 RUN = PLAN.run
+# The metric stage's memory and minutes, predicted from each job's shapes (samesky.cost); a job
+# that fits no node (config cluster.node_memory_gb) is an error here, naming it.
+COST = PlanCost(PLAN)
+COST.check_fits_nodes()
+
+
+def _cost(rule):
+    """mem_mb and runtime of one job of ``rule`` from its shapes and threads, grown on retries."""
+
+    def resource(name):
+        return lambda wc, attempt, threads: COST.resources(rule, wc, attempt, threads)[
+            name
+        ]
+
+    return {"mem_mb": resource("mem_mb"), "runtime": resource("runtime")}
 
 
 def _one_of(names):
@@ -73,10 +89,15 @@ def _embed_input(wc):
 
 
 # Layer-wise embeddings: the embed job declares its layers output only when they are asked for
+# (with embed.keep_layers false as temp: deleted once every job reading it is done)
 EMBED_LAYERS = PLAN.layers() != "final"
-EMBED_LAYERS_OUTPUT = {"layers": RUN.LAYERS} if EMBED_LAYERS else {}
+EMBED_LAYERS_OUTPUT = (
+    {"layers": RUN.LAYERS if PLAN.keep_layers() else temp(RUN.LAYERS)}
+    if EMBED_LAYERS
+    else {}
+)
 # ... and the kNN job of each embedding then also reads them and writes every block's graph
-EMBED_LAYERS_INPUT = EMBED_LAYERS_OUTPUT
+EMBED_LAYERS_INPUT = {"layers": RUN.LAYERS} if EMBED_LAYERS else {}
 KNN_LAYERS_OUTPUT = {"blocks": RUN.KNN_LAYERS} if EMBED_LAYERS else {}
 
 

@@ -28,6 +28,7 @@ rule knn_graph:
         "../../envs/samesky.yaml"
     threads: 1
     resources:
+        **_cost("knn_graph"),
         gpu=_metrics_gpu if EMBED_LAYERS else 0,
     params:
         **GRAPH_PARAMS,
@@ -51,6 +52,8 @@ rule truth_knn_graph:
     conda:
         "../../envs/samesky.yaml"
     threads: 1
+    resources:
+        **_cost("truth_knn_graph"),
     params:
         **GRAPH_PARAMS,
     script:
@@ -74,6 +77,8 @@ rule compare:
     conda:
         "../../envs/samesky.yaml"
     threads: 1
+    resources:
+        **_cost("compare"),
     params:
         kind=_kind,
         metrics=PLAN.metric_params(),
@@ -103,6 +108,7 @@ rule compare_layers:
         "../../envs/samesky.yaml"
     threads: 1
     resources:
+        **_cost("compare_layers"),
         gpu=_metrics_gpu,
     params:
         kind=_kind,

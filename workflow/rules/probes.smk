@@ -20,6 +20,8 @@ rule probe:
     conda:
         "../../envs/samesky.yaml"
     threads: 1
+    resources:
+        **_cost("probe"),
     params:
         probes=lambda wc: PLAN.probe_params(wc.crossmatch),
     script:

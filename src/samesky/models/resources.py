@@ -12,6 +12,11 @@ M = 1_000_000
 WEIGHT_BYTES = {"fp32": 4, "bf16": 2}
 
 
+def attempt_growth(attempt: int) -> float:
+    """How much more memory and time a retry asks for than the first attempt: +50% each."""
+    return 1.0 + 0.5 * (max(int(attempt), 1) - 1)
+
+
 def resources_for(key: str, attempt: int = 1, layers: bool = False) -> dict[str, int]:
     """Cluster resources of one embedding job; host memory, GPU memory and minutes grow with size.
 
@@ -28,7 +33,7 @@ def resources_for(key: str, attempt: int = 1, layers: bool = False) -> dict[str,
     family writes its blocks twice (shards, then the layers file).
     """
     spec = get_model(key)
-    grow = 1.0 + 0.5 * (max(int(attempt), 1) - 1)
+    grow = attempt_growth(attempt)
     dtype = weights_dtype(key)
     weights_mb = spec.params * WEIGHT_BYTES[dtype] / M
     return {

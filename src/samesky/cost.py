@@ -1,0 +1,521 @@
+"""What a run costs: each metric-stage job's CPU time and peak memory from its shapes, the cluster
+resources the rules ask for, and the whole run's cost before it starts (``samesky cost``).
+
+A job's shapes (``Job``): its objects N, each side's final width d and block widths (the layers
+file of ``embed.layers``), null draws, subsampling splits, number of metrics, k and threads. Per
+rule, time and peak memory are sums of terms of known complexity (``FORMS``: a kNN graph build is
+N^2 d, a layer cell's null draws N x draws, a held block N d bytes), with non-negative
+coefficients fitted (``fit``, relative least squares) to ``MEASURED``: the jobs of
+``benchmarks/bench_paper_scale.py`` through Snakemake, each row its CPU seconds and exact peak RSS
+(``runtime.USAGE``). Assumed, not measured: the metric-dependent terms scale with the number of
+metrics as measured on the five default ones (``MEASURED_METRICS``); extra threads speed up the
+non-constant terms as Amdahl's law with 80% parallel work (``PARALLEL``); a GPU job costs at most
+its CPU prediction.
+
+Resources (``job_resources``): memory 1.25 x the predicted peak + 0.5 GB, minutes 1.5 x the
+predicted time + 5, both x ``attempt_growth`` on retries, capped at the node's (config
+``cluster``); a job predicted to need more memory than a node has is a ``ConfigError`` at plan
+time naming it (``check_fits_nodes``).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field, replace
+from functools import cache
+from typing import Callable
+
+import numpy as np
+
+from .config import ConfigError
+from .models.registry import get_model
+from .models.resources import EMBED_RATES, attempt_growth, embed_cpus, resources_for
+
+# ---- the measurements ----------------------------------------------------------------------
+# python benchmarks/bench_paper_scale.py --json paper_scale.json (its DEFAULT_CASES) and --case
+# 40000:768:1:2 (model dinov2-giant's files, Legacy Survey vs HSC, metrics mknn cka_linear
+# cka_unbiased cknna mutual_info, k 10, null draws = subsampling splits = the case's draws, 1
+# thread a job, --cores 1) on 2026-12-06, a 2-core machine shared with other engineers' jobs
+# (load 5-13): CPU seconds and exact peak RSS are what a job used; its wall time there was 1.3-4x
+# its CPU time. Table and fit: docs/ARCHITECTURE.md, "Cost at the paper's shapes".
+# rule, N, d, blocks, draws, CPU seconds, peak MB
+MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
+    ("knn_graph", 2000, 384, 16, 5, 4.9, 527.0),
+    ("knn_graph", 2000, 384, 16, 5, 4.8, 539.0),
+    ("knn_graph", 2000, 1536, 4, 5, 9.4, 606.0),
+    ("knn_graph", 2000, 1536, 4, 5, 8.1, 624.0),
+    ("knn_graph", 2000, 1536, 4, 20, 7.7, 653.0),
+    ("knn_graph", 2000, 1536, 4, 20, 8.3, 604.0),
+    ("knn_graph", 5000, 768, 4, 5, 10.1, 921.0),
+    ("knn_graph", 5000, 768, 4, 5, 10.2, 840.0),
+    ("knn_graph", 5000, 1536, 4, 10, 20.2, 997.0),
+    ("knn_graph", 5000, 1536, 4, 10, 20.7, 991.0),
+    ("knn_graph", 10000, 1536, 2, 5, 29.5, 1241.0),
+    ("knn_graph", 10000, 1536, 2, 5, 29.7, 1178.0),
+    ("knn_graph", 20000, 384, 1, 3, 28.3, 1010.0),
+    ("knn_graph", 20000, 384, 1, 3, 27.2, 1000.0),
+    ("knn_graph", 40000, 768, 1, 2, 135.3, 1631.0),
+    ("knn_graph", 40000, 768, 1, 2, 122.1, 1422.0),
+    ("compare", 2000, 384, 16, 5, 2.8, 320.0),
+    ("compare", 2000, 1536, 4, 5, 25.7, 506.0),
+    ("compare", 2000, 1536, 4, 20, 100.3, 563.0),
+    ("compare", 5000, 768, 4, 5, 6.1, 457.0),
+    ("compare", 5000, 1536, 4, 10, 53.9, 721.0),
+    ("compare", 10000, 1536, 2, 5, 40.7, 861.0),
+    ("compare", 20000, 384, 1, 3, 4.3, 557.0),
+    ("compare", 40000, 768, 1, 2, 13.5, 1050.0),
+    ("compare_layers", 2000, 384, 16, 5, 9.0, 463.0),
+    ("compare_layers", 2000, 1536, 4, 5, 23.0, 509.0),
+    ("compare_layers", 2000, 1536, 4, 20, 21.8, 587.0),
+    ("compare_layers", 5000, 768, 4, 5, 8.8, 703.0),
+    ("compare_layers", 5000, 1536, 4, 10, 31.3, 904.0),
+    ("compare_layers", 10000, 1536, 2, 5, 31.4, 1014.0),
+    ("compare_layers", 20000, 384, 1, 3, 4.7, 772.0),
+    ("compare_layers", 40000, 768, 1, 2, 18.9, 1477.0),
+    ("probe", 2000, 384, 16, 5, 2.7, 245.0),
+    ("probe", 2000, 1536, 4, 5, 3.8, 339.0),
+    ("probe", 2000, 1536, 4, 20, 4.2, 340.0),
+    ("probe", 5000, 768, 4, 5, 5.8, 389.0),
+    ("probe", 5000, 1536, 4, 10, 9.8, 529.0),
+    ("probe", 10000, 1536, 2, 5, 22.5, 841.0),
+    ("probe", 20000, 384, 1, 3, 17.2, 498.0),
+    ("probe", 40000, 768, 1, 2, 110.9, 1326.0),
+)
+MEASURED_METRICS = 5
+MEASURED_K = 10
+PARALLEL = 0.8  # assumed parallel fraction of a job's work beyond start-up (Amdahl), not measured
+
+
+# ---- a job's shapes -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Side:
+    """One embedding: its final width and its blocks' widths (none without a layers file)."""
+
+    d: int
+    blocks: tuple[int, ...] = ()
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (*self.blocks, self.d)
+
+
+@dataclass(frozen=True)
+class Job:
+    rule: str
+    n: int
+    a: Side
+    b: Side | None = None  # the other side of a pair (compare, compare_layers)
+    draws: int = 0  # null draws
+    splits: int = 0  # subsampling splits (a probe: its bootstrap draws)
+    metrics: int = MEASURED_METRICS
+    k: int = MEASURED_K
+    threads: int = 1
+    gpu: bool = False  # on a GPU (the layer-wise graphs and cells of a GPU run): costed as on CPU, at most
+
+    @property
+    def cells(self) -> int:
+        return len(self.a.widths) * len(self.b.widths)
+
+
+Term = Callable[[Job], float]
+
+
+def _m(job: Job) -> float:
+    return job.metrics / MEASURED_METRICS
+
+
+@dataclass(frozen=True)
+class Form:
+    """One rule's time (CPU seconds) and peak memory (MB) as sums of named terms."""
+
+    time: dict[str, Term]
+    memory: dict[str, Term]
+    time_coef: tuple[float, ...] = field(default=(), compare=False)
+    memory_coef: tuple[float, ...] = field(default=(), compare=False)
+
+
+def _graph_work(job: Job) -> float:
+    return job.n**2 * sum(job.a.widths)
+
+
+FORMS: dict[str, Form] = {
+    # knn_graph: one exact graph per width (final and every block): N^2 d each; its Gram invariants
+    # (CKA's closed-form null) N d^2 and d^3, I/O N d; memory: the widest block in float32 and a
+    # 4096 x N tile
+    "knn_graph": Form(
+        time={"1": lambda j: 1.0, "N^2 sum(d)": _graph_work, "N sum(d^2)": lambda j: j.n * sum(w * w for w in j.a.widths),
+              "sum(d^3)": lambda j: float(sum(w**3 for w in j.a.widths)), "N sum(d)": lambda j: j.n * sum(j.a.widths)},
+        memory={"1": lambda j: 1.0, "N max(d)": lambda j: j.n * max(j.a.widths), "N": lambda j: float(j.n)}),
+    # compare: both final embeddings; moments cost N d^2 and their eigendecompositions (CKA's,
+    # mutual information's principal axes) d^3, recomputed on the halves and quarters of every
+    # subsampling split; a null draw rescores N rows
+    "compare": Form(
+        time={"1": lambda j: 1.0,
+              "(d_a^3 + d_b^3) (1 + splits) m": lambda j: (j.a.d**3 + j.b.d**3) * (1 + j.splits) * _m(j),
+              "N (d_a^2 + d_b^2) (1 + splits) m": lambda j: j.n * (j.a.d**2 + j.b.d**2) * (1 + j.splits) * _m(j),
+              "N (d_a + d_b) draws m": lambda j: j.n * (j.a.d + j.b.d) * j.draws * _m(j)},
+        memory={"1": lambda j: 1.0, "N (d_a + d_b)": lambda j: j.n * (j.a.d + j.b.d)}),
+    # compare_layers: every (block_a, block_b) cell: draws on N rows, a cross product N d_a d_b;
+    # per block its moments N d^2 and their eigendecomposition d^3; memory: every block of both
+    # sides held (float16)
+    "compare_layers": Form(
+        time={"1": lambda j: 1.0, "cells N draws m": lambda j: j.cells * j.n * j.draws * _m(j),
+              "cells N mean(d_a) mean(d_b) m": lambda j: j.cells * j.n * np.mean(j.a.widths) * np.mean(j.b.widths)
+              * _m(j),
+              "sum(d^3) m": lambda j: sum(w**3 for w in (*j.a.widths, *j.b.widths)) * _m(j),
+              "N sum(d^2) m": lambda j: j.n * sum(w * w for w in (*j.a.widths, *j.b.widths)) * _m(j)},
+        memory={"1": lambda j: 1.0, "N sum(d_a + d_b)": lambda j: j.n * (sum(j.a.widths) + sum(j.b.widths)),
+                "N max(d)": lambda j: j.n * max((*j.a.widths, *j.b.widths))}),
+    # probe: cross-validated fits on N x d (PCA to 64 components per fold; the kNN probe's
+    # neighbours N^2 d), refitted for every null draw (draws); its bootstrap resamples N
+    # predictions (splits: probes.bootstrap_draws)
+    "probe": Form(
+        time={"1": lambda j: 1.0, "N d": lambda j: float(j.n * j.a.d), "N^2 d": lambda j: float(j.n**2 * j.a.d),
+              "N d draws": lambda j: float(j.n * j.a.d * j.draws), "N splits": lambda j: float(j.n * j.splits)},
+        memory={"1": lambda j: 1.0, "N d": lambda j: float(j.n * j.a.d)}),
+}
+FORMS["truth_knn_graph"] = FORMS["knn_graph"]  # the same code (knn_file) on the latent truth
+
+
+def measured_jobs() -> list[tuple[Job, float, float]]:
+    """``MEASURED`` as (job, CPU seconds, peak MB): the bench's pair is one model on both sides."""
+    out = []
+    for rule, n, d, blocks, draws, seconds, peak in MEASURED:
+        side = Side(d, (d,) * blocks if rule in ("knn_graph", "compare_layers") else ())
+        pair = rule in ("compare", "compare_layers")
+        out.append((Job(rule, n, side, side if pair else None, draws=draws,
+                        splits=draws if rule in ("compare", "probe") else 0), seconds, peak))
+    return out
+
+
+def _nnls_relative(rows: list[list[float]], targets: list[float]) -> tuple[float, ...]:
+    """Non-negative coefficients minimising the sum of squared relative errors: the least-squares
+    solution on every subset of the terms, the best one that is non-negative (exact for the few
+    terms of a form; numpy only, as every workflow parse fits)."""
+    A = np.array(rows, float) / np.array(targets, float)[:, None]
+    scale = np.abs(A).max(axis=0)
+    scale[scale == 0] = 1.0
+    A, y, p = A / scale, np.ones(len(targets)), A.shape[1]
+    best, best_err = np.zeros(p), float(len(targets))  # all zero: every relative error is -1
+    for subset in itertools.chain.from_iterable(itertools.combinations(range(p), r) for r in range(1, p + 1)):
+        coef = np.zeros(p)
+        coef[list(subset)] = np.linalg.lstsq(A[:, subset], y, rcond=None)[0]
+        err = float(np.sum((A @ coef - y) ** 2))
+        if coef.min() >= 0 and err < best_err - 1e-12:
+            best, best_err = coef, err
+    return tuple(float(c) for c in best / scale)
+
+
+@cache
+def fit() -> dict[str, Form]:
+    """Every rule's form with its coefficients fitted to ``MEASURED`` (the rules it measured)."""
+    data = measured_jobs()
+    out = {}
+    for rule, form in FORMS.items():
+        rows = [(job, s, mb) for job, s, mb in data if job.rule == ("knn_graph" if rule == "truth_knn_graph" else rule)]
+        if not rows:
+            continue
+        time_coef = _nnls_relative([[t(j) for t in form.time.values()] for j, _, _ in rows], [s for _, s, _ in rows])
+        memory_coef = _nnls_relative([[t(j) for t in form.memory.values()] for j, _, _ in rows],
+                                     [mb for _, _, mb in rows])
+        out[rule] = replace(form, time_coef=time_coef, memory_coef=memory_coef)
+    return out
+
+
+def _speedup(threads: int) -> float:
+    return 1.0 / ((1 - PARALLEL) + PARALLEL / max(int(threads), 1))
+
+
+def predict(job: Job) -> tuple[float, float]:
+    """(seconds, peak MB) of ``job`` by its rule's fitted form."""
+    forms = fit()
+    if job.rule not in forms:
+        raise KeyError(f"rule {job.rule!r} has no cost model; modelled: {sorted(forms)}")
+    form = forms[job.rule]
+    terms = [c * t(job) for c, t in zip(form.time_coef, form.time.values())]
+    seconds = terms[0] + sum(terms[1:]) / _speedup(job.threads)
+    peak = sum(c * t(job) for c, t in zip(form.memory_coef, form.memory.values()))
+    return seconds, peak
+
+
+# ---- cluster resources ----------------------------------------------------------------------
+MEMORY_MARGIN, MEMORY_FLOOR_MB = 1.25, 500
+TIME_MARGIN, TIME_FLOOR_MIN = 1.5, 5
+
+
+def job_resources(job: Job, attempt: int = 1, node_memory_gb: float | None = None,
+                  max_runtime_hours: float | None = None) -> dict[str, int]:
+    """mem_mb and runtime (minutes) to ask for ``job``: the prediction with margins, grown on
+    retries (``attempt_growth``), at most a node's memory and the longest runtime allowed."""
+    seconds, peak = predict(job)
+    grow = attempt_growth(attempt)
+    mem = math.ceil((MEMORY_MARGIN * peak + MEMORY_FLOOR_MB) * grow)
+    minutes = math.ceil((TIME_MARGIN * seconds / 60 + TIME_FLOOR_MIN) * grow)
+    if node_memory_gb is not None:
+        mem = min(mem, int(node_memory_gb * 1024))
+    if max_runtime_hours is not None:
+        minutes = min(minutes, int(max_runtime_hours * 60))
+    return {"mem_mb": mem, "runtime": minutes}
+
+
+@cache
+def block_dims(key: str, tiny: bool = False) -> tuple[int, ...]:
+    """The width of each of a model's blocks (what ``embed.layers: all`` writes), from its
+    architecture (its tiny build's with ``tiny``)."""
+    spec = get_model(key)
+    arch = spec.arch_for(tiny)
+    config = arch.get("config", {})
+    if "depths" in config:  # ConvNeXt V2: every block of every stage, at its stage's width
+        return tuple(w for depth, w in zip(config["depths"], config["hidden_sizes"]) for _ in range(depth))
+    if "blocks" in arch:
+        tower = "vision_config" if arch["blocks"].startswith("vision") else "text_config"
+        config = config.get(tower, config)
+    if "num_hidden_layers" in config:
+        return (config["hidden_size"],) * config["num_hidden_layers"]
+    if "model_args" in arch:  # AstroPT
+        return (arch["model_args"]["n_embd"],) * arch["model_args"]["n_layer"]
+    if "hyper_parameters" in arch:  # Specformer
+        return (arch["hyper_parameters"]["embed_dim"],) * arch["hyper_parameters"]["num_layers"]
+    if "image" in arch and "spectrum" in arch:  # AstroCLIP: the tower of its modality
+        tower = arch["image"] if spec.modality == "image" else arch["spectrum"]
+        return (tower["embed_dim"],) * tower.get("depth", tower.get("num_layers", 0))
+    if "model" in arch and "encoder_depth" in arch["model"]:  # AION: its encoder
+        return (arch["model"]["dim"],) * arch["model"]["encoder_depth"]
+    raise ValueError(f"model {key!r}: its block count and widths are not in its registry architecture")
+
+
+# ---- the jobs of a plan -----------------------------------------------------------------------
+# The paper's crossmatches before ingestion (its section 2; COSMOS-Web: the authors' 45,000 rows,
+# docs/PAPER.md): an ingested or simulated crossmatch's own count wins (``PlanCost.sizes``).
+PAPER_SIZES = {"Smith42/jwst_hsc_crossmatched": 1_667, "Smith42/legacysurvey_hsc_crossmatched": 102_000,
+               "Smith42/desi_hsc_crossmatched": 18_600, "Smith42/sdss_hsc_crossmatched": 2_320,
+               "Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2": 45_000}
+UNKNOWN_N = max(PAPER_SIZES.values())  # a hub crossmatch not yet ingested, of unknown size
+MODELLED = ("knn_graph", "truth_knn_graph", "compare", "compare_layers", "probe")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One job of a plan: its rule, wildcards and shapes."""
+
+    rule: str
+    wildcards: dict
+    job: Job | None  # None: embed (costed by ``models.resources``)
+
+
+class PlanCost:
+    """The cost of a ``Plan``'s jobs: their shapes (``jobs``), resources (``resources``), the
+    plan-time check that each fits a node (``check_fits_nodes``) and the run's summary (``summary``)."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.cluster = plan.config["cluster"]
+        self.tiny = plan.config["models"]["weights"] == "tiny"
+        self.sizes = {name: self._size(name) for name in plan.crossmatches}
+
+    def _size(self, name: str) -> tuple[int, str]:
+        """(N, where it comes from) of crossmatch ``name``."""
+        from pathlib import Path
+
+        from .schema import open_h5
+
+        source = self.plan.source(name)
+        if "simulate" in source:
+            return int(source["simulate"]["n"]), "simulate.n"
+        path = self.plan.crossmatch_path(name)
+        if Path(path).exists():
+            with open_h5(path) as f:
+                return int(f["object_id"].shape[0]), path
+        dataset = source.get("hf", {}).get("dataset")
+        if dataset in PAPER_SIZES:
+            return PAPER_SIZES[dataset], "the paper"
+        return UNKNOWN_N, "unknown before ingestion: assumed"
+
+    def side(self, survey: str, model: str, blocks: bool) -> Side:
+        from .latent_keys import TRUTH_KEYS
+        from .plan import TRUTH_SURVEY
+
+        if survey == TRUTH_SURVEY:
+            return Side(len(TRUTH_KEYS))  # about: the latent properties the truth embedding holds
+        spec = get_model(model)
+        d = spec.tiny.get("dim", spec.dim) if self.tiny else spec.dim
+        layers = self.plan.layers()
+        if not blocks or layers == "final":
+            return Side(d)
+        dims = block_dims(model, self.tiny)
+        chosen = dims if layers == "all" else [dims[j] for j in layers if -len(dims) <= j < len(dims)]
+        return Side(d, tuple(chosen))
+
+    def job(self, rule: str, wildcards, threads: int = 1) -> Job:
+        """The shapes of one job of ``rule`` (a modelled rule) named by ``wildcards``."""
+        w = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards)
+        n = self.sizes[w["crossmatch"]][0]
+        gpu = self.plan.layers() != "final" and self.plan.embed_params()["device"] != "cpu"
+        m = self.plan.config["metrics"]
+        if rule in ("knn_graph", "truth_knn_graph"):
+            return Job(rule, n, self.side(w["survey"], w["model"], rule == "knn_graph"), threads=threads,
+                       gpu=gpu and rule == "knn_graph")
+        if rule == "probe":
+            p = self.plan.config["probes"]
+            return Job(rule, n, self.side(w["survey"], w["model"], False), draws=p["null_draws"],
+                       splits=p["bootstrap_draws"], threads=threads)
+        layered = rule == "compare_layers"
+        a = self.side(w["survey_a"], w["model_a"], layered)
+        b = self.side(w["survey_b"], w["model_b"], layered)
+        return Job(rule, n, a, b, draws=m["null_draws"], splits=0 if layered else m["subsampling_splits"],
+                   metrics=len(m["names"]), k=m["k"], threads=threads, gpu=gpu and layered)
+
+    def resources(self, rule: str, wildcards, attempt: int = 1, threads: int = 1) -> dict[str, int]:
+        """mem_mb and runtime of one job (``job_resources``), within the node (config ``cluster``)."""
+        return job_resources(self.job(rule, wildcards, threads), attempt, self.cluster["node_memory_gb"],
+                             self.cluster["max_runtime_hours"])
+
+    def jobs(self) -> list[Planned]:
+        """Every embed and modelled metric-stage job of the plan."""
+        from .plan import TRUTH_SURVEY
+
+        plan, out = self.plan, []
+        precomputed = plan.precomputed()
+        for xm, survey, model in plan.embeddings:
+            w = {"crossmatch": xm, "survey": survey, "model": model}
+            if (xm, survey, model) not in precomputed:
+                out.append(Planned("embed", w, None))
+            out.append(Planned("knn_graph", w, self.job("knn_graph", w)))
+        truths = {(c.crossmatch, c.model_b) for c in plan.comparisons if c.survey_b == TRUTH_SURVEY}
+        for xm, model in sorted(truths):
+            w = {"crossmatch": xm, "survey": TRUTH_SURVEY, "model": model}
+            out.append(Planned("truth_knn_graph", w, self.job("truth_knn_graph", w)))
+        for rule, comparisons in (("compare", plan.comparisons), ("compare_layers", plan.layer_comparisons())):
+            for c in comparisons:
+                w = {key: value for key, value in c.as_dict().items() if key != "kind"}
+                out.append(Planned(rule, w, self.job(rule, w)))
+        for xm, survey, model in plan.probes:
+            w = {"crossmatch": xm, "survey": survey, "model": model}
+            out.append(Planned("probe", w, self.job("probe", w)))
+        return out
+
+    def check_fits_nodes(self) -> None:
+        """Every job's predicted peak memory fits a node (``cluster.node_memory_gb``), before any job."""
+        limit = self.cluster["node_memory_gb"]
+        for planned in self.jobs():
+            if planned.job is None:
+                continue
+            peak = predict(planned.job)[1]
+            if peak > limit * 1024:
+                job = planned.job
+                sides = [job.a] + ([job.b] if job.b else [])
+                shapes = "; ".join(f"d={s.d}, {len(s.blocks)} blocks of {sum(s.blocks)} dimensions in all"
+                                   for s in sides)
+                names = ", ".join(f"{k}={v}" for k, v in planned.wildcards.items())
+                raise ConfigError(
+                    f"cluster.node_memory_gb: job {planned.rule} ({names}) is predicted to need {peak / 1024:.1f} GB "
+                    f"(N={job.n}; {shapes}), more than a node's {limit:g} GB; run it on a larger node and raise "
+                    f"cluster.node_memory_gb, or write fewer blocks (embed.layers: a list), or leave the model out")
+
+    def embed_cost(self, w: dict) -> tuple[float, float, float]:
+        """(GPU seconds, CPU seconds, requested MB) of one embed job: N at the model's catalogue rate
+        (``EMBED_RATES``; twice that with blocks), its cores for as long."""
+        key = w["model"].replace("@random", "")
+        layers = self.plan.layers() != "final"
+        seconds = self.sizes[w["crossmatch"]][0] / EMBED_RATES[key][0] * (2 if layers else 1)
+        return seconds, seconds * embed_cpus(key), resources_for(w["model"], layers=layers)["mem_mb"]
+
+    def disk_bytes(self, planned: Planned) -> float:
+        """Bytes one job writes: float32 embeddings, float16 blocks, graphs (int64 + float32 a
+        neighbour), records."""
+        w, job = planned.wildcards, planned.job
+        n = self.sizes[w["crossmatch"]][0]
+        if planned.rule == "embed":
+            side = self.side(w["survey"], w["model"], True)
+            return n * side.d * 4 + n * sum(side.blocks) * 2
+        if planned.rule in ("knn_graph", "truth_knn_graph"):
+            return n * 12 * (self.plan.graph_width() + job.k * len(job.a.blocks))
+        if planned.rule == "compare":
+            return 2_000 * job.metrics
+        if planned.rule == "compare_layers":
+            return 400 * job.cells * job.metrics
+        return 20_000  # a probe's records
+
+    def summary(self) -> dict:
+        """Per rule: jobs, CPU-hours, GPU-hours, the largest peak memory (GB), disk (GB); the totals
+        and the critical path (hours: the slowest embed -> graph -> comparison chain)."""
+        rows: dict[str, dict] = {}
+        wall: dict[tuple, float] = {}
+        over = []
+        for planned in self.jobs():
+            row = rows.setdefault(planned.rule, {"jobs": 0, "cpu_h": 0.0, "gpu_h": 0.0, "peak_gb": 0.0, "disk_gb": 0.0})
+            if planned.job is None:
+                gpu_s, cpu_s, mem = self.embed_cost(planned.wildcards)
+                row["gpu_h"] += gpu_s / 3600
+                seconds = gpu_s
+            else:
+                seconds, mem = predict(planned.job)
+                cpu_s = seconds
+                if planned.job.gpu:  # it holds a GPU for as long (at most: its CPU prediction)
+                    row["gpu_h"] += seconds / 3600
+                if seconds > self.cluster["max_runtime_hours"] * 3600:
+                    over.append(planned)
+            row["jobs"] += 1
+            row["cpu_h"] += cpu_s / 3600
+            row["peak_gb"] = max(row["peak_gb"], mem / 1024)
+            row["disk_gb"] += self.disk_bytes(planned) / 1e9
+            wall[(planned.rule, *planned.wildcards.values())] = seconds
+        total = {key: sum(r[key] for r in rows.values()) for key in ("jobs", "cpu_h", "gpu_h", "disk_gb")}
+        total["peak_gb"] = max(r["peak_gb"] for r in rows.values())
+        return {"rules": rows, "total": total, "critical_path_h": self._critical_path(wall) / 3600,
+                "over_max_runtime": len(over), "sizes": self.sizes}
+
+    def _critical_path(self, wall: dict) -> float:
+        def side(xm, survey, model):
+            if ("knn_graph", xm, survey, model) not in wall:  # the latent truth: no embed job
+                return wall.get(("truth_knn_graph", xm, survey, model), 0.0)
+            return wall.get(("embed", xm, survey, model), 0.0) + wall[("knn_graph", xm, survey, model)]
+
+        longest = 0.0
+        for rule, comparisons in (("compare", self.plan.comparisons), ("compare_layers", self.plan.layer_comparisons())):
+            for c in comparisons:
+                before = max(side(c.crossmatch, c.survey_a, c.model_a), side(c.crossmatch, c.survey_b, c.model_b))
+                longest = max(longest, before + wall[(rule, c.crossmatch, c.survey_a, c.model_a, c.survey_b,
+                                                      c.model_b)])
+        return longest
+
+
+def format_summary(summary: dict, title: str) -> str:
+    """A summary (``PlanCost.summary``) as a plain-text table."""
+    lines = [title, f"{'rule':<17}{'jobs':>6}{'CPU-h':>10}{'GPU-h':>9}{'peak GB':>9}{'disk GB':>10}"]
+    for rule, r in [*summary["rules"].items(), ("total", summary["total"])]:
+        lines.append(f"{rule:<17}{r['jobs']:>6}{r['cpu_h']:>10.1f}{r['gpu_h']:>9.1f}{r['peak_gb']:>9.1f}"
+                     f"{r['disk_gb']:>10.1f}")
+    lines.append(f"critical path: {summary['critical_path_h']:.1f} h (slowest embed -> kNN graph -> comparison, "
+                 f"one thread a metric job)")
+    if summary["over_max_runtime"]:
+        lines.append(f"{summary['over_max_runtime']} jobs run past cluster.max_runtime_hours on one thread: give "
+                     f"them threads (the profile's set-threads) or a longer partition")
+    return "\n".join(lines)
+
+
+def config_cost(config: dict) -> str:
+    """The cost report of a config (``samesky cost``): the crossmatch sizes it assumes, then the
+    summary as configured and with the other choice of blocks (``embed.layers`` final <-> all)."""
+    import copy
+
+    from .config import fill_defaults
+    from .plan import Plan
+
+    out = []
+    configured = fill_defaults(copy.deepcopy(config))["embed"]["layers"]
+    for layers in (configured, "all" if configured == "final" else "final"):
+        variant = copy.deepcopy(config)
+        variant.setdefault("embed", {})["layers"] = layers
+        cost = PlanCost(Plan(fill_defaults(variant)))
+        if not out:
+            out.append("objects per crossmatch: " + ", ".join(f"{name} {n:,} ({where})"
+                                                             for name, (n, where) in cost.sizes.items()))
+        cost.check_fits_nodes()
+        out.append(format_summary(cost.summary(), f"\nembed.layers: {layers}"
+                                  + (" (as configured)" if layers == configured else "")))
+    out.append("\nMetric jobs: CPU-hours and peak memory by samesky.cost's model (fitted to "
+               "benchmarks/bench_paper_scale.py on CPU); a job on a GPU (the layer-wise ones of a GPU run) counts "
+               "its CPU hours as GPU-hours, an upper bound. Embed: GPU-hours at models.resources.EMBED_RATES, "
+               "memory as requested.")
+    return "\n".join(out)
