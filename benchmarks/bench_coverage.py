@@ -29,7 +29,7 @@ Data models (two views A, B of the same objects; the generating maps are fixed, 
              nonlinear map (tanh) in 128-d with heavy noise (A) and linearly in 24-d with
              light noise and one private factor (B)
 
-  --rates     instead: the mean and the local rate of the neighbourhood scores' variance, beta
+  --rates     instead: the mean and the local rate of every metric's score variance, beta
               between m and 2m for m = N/8, N/4, N/2 (--reps independent samples per size), raw and
               with the factor of the metric's variance model divided out: the finite-population
               factor (1 - k/m)^2 of ``stats.knn_share``, or for a mean of per-object 0/1 outcomes
@@ -274,33 +274,40 @@ def study(args) -> None:
 
 
 def rates(args) -> None:
-    """Mean and variance of the neighbourhood scores over --reps independent samples at N/8 .. N,
-    and the local rate beta = log2(var(m) / var(2m)) per doubling, raw and with the factor of the
-    metric's variance model divided out (``stats``): knn_share, or bernoulli_share of the mean
-    score for a mean of per-object 0/1 outcomes (interval 'subsampling_indicator')."""
-    local = [m for m in (args.metrics or list(METRICS)) if METRICS[m].uses_knn]
+    """Mean and variance of every metric's score over --reps independent samples at N/8 .. N, and
+    the local rate beta = log2(var(m) / var(2m)) per doubling, raw and with the factor of the
+    metric's variance model divided out (``stats``): knn_share for the neighbourhood model,
+    bernoulli_share of the mean score for a mean of per-object 0/1 outcomes (interval
+    'subsampling_indicator'), none for a smooth statistic (1/m: beta 1)."""
+    names = args.metrics or list(METRICS)
+    cells = [(mt, k) for mt in names if METRICS[mt].uses_knn for k in args.k]
+    cells += [(mt, None) for mt in names if not METRICS[mt].uses_knn]
+    width = max((k for _, k in cells if k), default=0)
     print(f"# local rates of var(score) per doubling of m, {args.reps} samples per size; 'f' columns divide "
           "out (1 - k/m)^2, 's(1-s)' columns the mean score's Bernoulli variance", flush=True)
     for name in args.models:
         model = DataModel(name)
         for n in args.n:
             sizes = [n // 8, n // 4, n // 2, n]
-            if sizes[0] <= max(args.k):
+            if width and sizes[0] <= width:
                 raise SystemExit(f"--rates at N={n}: N/8 = {sizes[0]} objects cannot carry k = {max(args.k)}")
             var, mean = {}, {}
             for m in sizes:
-                s = [[METRICS[mt].estimator(p, k=k).score() for mt in local for k in args.k]
-                     for p in (sample_pair(model, m, 5000 + rep, max(args.k)) for rep in range(args.reps))]
+                s = [[METRICS[mt].estimator(p, **args.params.get(mt, {}), **({} if k is None else {"k": k})).score()
+                      for mt, k in cells]
+                     for p in (sample_pair(model, m, 5000 + rep, width) for rep in range(args.reps))]
                 var[m], mean[m] = np.var(s, axis=0, ddof=1), np.mean(s, axis=0)
-            for i, (mt, k) in enumerate((mt, k) for mt in local for k in args.k):
+            for i, (mt, k) in enumerate(cells):
                 raw = [np.log2(var[m][i] / var[2 * m][i]) for m in sizes[:-1]]
                 if METRICS[mt].interval == "subsampling_indicator":
                     share, label = {m: bernoulli_share(mean[m][i]) for m in sizes}, "s(1-s)"
-                else:
+                elif k is not None:
                     share, label = {m: knn_share(m, k) for m in sizes}, "f"
+                else:
+                    share, label = {m: 1.0 for m in sizes}, "-"
                 f = [r + np.log2(share[2 * m] / share[m]) for r, m in zip(raw, sizes[:-1])]
-                print(f"{name:9s} N={n:5d} {mt:9s} k={k:3d} sizes {sizes}: mean "
-                      + " ".join(f"{mean[m][i]:.3f}" for m in sizes) + "; beta raw "
+                print(f"{name:9s} N={n:5d} {mt:9s} k={'-' if k is None else k:>3} sizes {sizes}: mean "
+                      + " ".join(f"{mean[m][i]:.4g}" for m in sizes) + "; beta raw "
                       + " ".join(f"{b:5.2f}" for b in raw) + f"  {label} " + " ".join(f"{b:5.2f}" for b in f),
                       flush=True)
 
