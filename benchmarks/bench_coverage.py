@@ -29,9 +29,11 @@ Data models (two views A, B of the same objects; the generating maps are fixed, 
              nonlinear map (tanh) in 128-d with heavy noise (A) and linearly in 24-d with
              light noise and one private factor (B)
 
-  --rates     instead: the local rate of the neighbourhood scores' variance, beta between m and 2m
-              for m = N/8, N/4, N/2 (--reps independent samples per size), raw and with the
-              finite-population factor (1 - k/m)^2 of ``stats.knn_share`` divided out
+  --rates     instead: the mean and the local rate of every metric's score variance, beta
+              between m and 2m for m = N/8, N/4, N/2 (--reps independent samples per size), raw and
+              with the factor of the metric's variance model divided out: the finite-population
+              factor (1 - k/m)^2 of ``stats.knn_share``, or for a mean of per-object 0/1 outcomes
+              (cycle_knn) the Bernoulli variance s(1 - s) of its mean score (``stats.bernoulli_share``)
   --cost N D  instead: time one subsampling draw (MKNN and CKNNA at --k) and one kNN graph
               build on random (N, D) data, to state the cost at paper size.
 
@@ -43,10 +45,14 @@ Usage:
   python benchmarks/bench_coverage.py --metrics mknn cknna --n 3000 --save cov --first-rep 100 &
   wait; python benchmarks/bench_coverage.py --metrics mknn cknna --n 3000 --save cov
   python benchmarks/bench_coverage.py --cost 100000 256 --k 10
+  # the field's measures (issue 27); procrustes compares sides of different dimensions as config.yaml runs it:
+  python benchmarks/bench_coverage.py --models latent --n 1000 --k 10 --pop 1000 --save cov --metrics svcca \
+      procrustes eigenspectrum --params '{"procrustes": {"unequal_dims": "zero_pad"}}'
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from functools import partial
@@ -63,8 +69,8 @@ import samesky.metrics.mutual_info  # noqa: E402, F401  (its scipy BLAS loads no
 from samesky.metrics.compare import _subsample_draws, pair_statistics  # noqa: E402
 from samesky.metrics.knn import knn_graph  # noqa: E402
 from samesky.metrics.pair import Pair  # noqa: E402
-from samesky.metrics.registry import METRICS, graph_width  # noqa: E402
-from samesky.metrics.stats import knn_share, quarter_splits, subsampling_interval  # noqa: E402
+from samesky.metrics.registry import METRICS, get_metric, graph_width  # noqa: E402
+from samesky.metrics.stats import bernoulli_share, knn_share, quarter_splits, subsampling_interval  # noqa: E402
 
 
 class DataModel:
@@ -118,13 +124,15 @@ def neighbourhood_rescorings(pair: Pair, cells: list, draws: int, seed: int) -> 
     return score, rescored
 
 
-def plain_rescorings(pair: Pair, metrics: list[str], draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def plain_rescorings(pair: Pair, metrics: list[str], draws: int, seed: int,
+                     params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Full-sample scores (metrics,) and subsample rescorings (draws, 2, metrics: the halves) of
     metrics without neighbourhoods, by ``compare``'s own ``_subsample_draws`` on the same splits as
-    ``pair_statistics`` (whose intervals are ``intervals`` of these)."""
+    ``pair_statistics`` (whose intervals are ``intervals`` of these); ``params``: as ``--params``."""
     specs = [METRICS[m] for m in metrics]
-    score = np.array([spec.estimator(pair).score() for spec in specs])
-    boots = _subsample_draws(pair, specs, {m: {} for m in metrics}, {m: draws for m in metrics},
+    params = {m: (params or {}).get(m, {}) for m in metrics}
+    score = np.array([spec.estimator(pair, **params[spec.name]).score() for spec in specs])
+    boots = _subsample_draws(pair, specs, params, {m: draws for m in metrics},
                              quarter_splits(pair.n, draws, seed))
     return score, np.stack([np.asarray(boots[m], float).reshape(draws, -1) for m in metrics], axis=-1)
 
@@ -153,23 +161,27 @@ def intervals(score: np.ndarray, rescored: np.ndarray, cells: list, n: int, ci: 
     (``stats.subsampling_interval``)."""
     out = {}
     for c, (m, k) in enumerate(cells):
-        lo, hi = subsampling_interval(score[c], rescored[:, :, c], ci, n, k)
+        lo, hi = subsampling_interval(score[c], rescored[:, :, c], ci, n, k,
+                                      indicator=METRICS[m].interval == "subsampling_indicator")
         out[(m, k)] = {"score": score[c], "ci_low": lo, "ci_high": hi}
     return out
 
 
-def population(model: DataModel, n: int, cells: list, count: int, save: Path | None) -> dict:
+def population(model: DataModel, n: int, cells: list, count: int, save: Path | None,
+               params: dict | None = None) -> dict:
     """Scores of ``count`` further independent samples of n objects (seeds 10**6 + i), per cell:
     the population value and the score's SD, known far better than from the study's samples
     alone. Each cell's scores are saved as ``{model}_{n}_pop_{metric}_{k}.npy`` in ``save`` and
-    read back (a run with more ``count`` or more cells computes only what is missing)."""
+    read back (a run with more ``count`` or more cells computes only what is missing).
+    ``params``: the metrics' parameters (``--params``)."""
     files = {c: save and save / f"{model.name}_{n}_pop_{c[0]}_{c[1] or '-'}.npy" for c in cells}
     got = {c: list(np.load(f)) if f and f.exists() else [] for c, f in files.items()}
     for i in range(min(len(v) for v in got.values()), count):
         need = [c for c in cells if len(got[c]) <= i]
         pair = sample_pair(model, n, 10**6 + i, max((k or 0) for _, k in need))
         for m, k in need:
-            got[(m, k)].append(METRICS[m].estimator(pair, **({} if k is None else {"k": k})).score())
+            got[(m, k)].append(METRICS[m].estimator(pair, **(params or {}).get(m, {}),
+                                                     **({} if k is None else {"k": k})).score())
         if save and ((i + 1) % 50 == 0 or i + 1 == count):
             for c in need:
                 np.save(files[c], np.array(got[c]))
@@ -247,41 +259,57 @@ def study(args) -> None:
                     plain_cells = [(m, None) for m in plain]
                     score, rescored = saved_rescorings(
                         args.save and args.save / f"{name}_{n}_{rep}_plain.npz", plain_cells, args.draws,
-                        partial(rescore_sample, plain_rescorings, model, n, rep, 0, plain))
+                        partial(rescore_sample, partial(plain_rescorings, params=args.params), model, n, rep, 0,
+                                plain))
                     stats.update(intervals(score, rescored, plain_cells, n, args.ci))
                 for c in cells:
                     got[c].append((stats[c]["score"], stats[c]["ci_low"], stats[c]["ci_high"]))
                 if args.progress and (rep + 1) % args.progress == 0 and rep + 1 < args.reps:
                     for c in cells:
                         print("  (partial) " + row(name, n, c, got[c], np.empty(0), z), flush=True)
-            pop = population(model, n, cells, args.pop, args.save)
+            pop = population(model, n, cells, args.pop, args.save, args.params)
             for c in cells:
                 print(row(name, n, c, got[c], pop[c], z), flush=True)
             print(f"# {name} N={n} done after {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def rates(args) -> None:
-    """Variance of the neighbourhood scores over --reps independent samples at N/8 .. N, and the
-    local rate beta = log2(var(m) / var(2m)) per doubling, raw and divided by knn_share (``stats``)."""
-    local = [m for m in (args.metrics or list(METRICS)) if METRICS[m].uses_knn]
-    print(f"# local rates of var(score) per doubling of m, {args.reps} samples per size; "
-          "'f' columns divide out (1 - k/m)^2", flush=True)
+    """Mean and variance of every metric's score over --reps independent samples at N/8 .. N, and
+    the local rate beta = log2(var(m) / var(2m)) per doubling, raw and with the factor of the
+    metric's variance model divided out (``stats``): knn_share for the neighbourhood model,
+    bernoulli_share of the mean score for a mean of per-object 0/1 outcomes (interval
+    'subsampling_indicator'), none for a smooth statistic (1/m: beta 1)."""
+    names = args.metrics or list(METRICS)
+    cells = [(mt, k) for mt in names if METRICS[mt].uses_knn for k in args.k]
+    cells += [(mt, None) for mt in names if not METRICS[mt].uses_knn]
+    width = max((k for _, k in cells if k), default=0)
+    print(f"# local rates of var(score) per doubling of m, {args.reps} samples per size; 'f' columns divide "
+          "out (1 - k/m)^2, 's(1-s)' columns the mean score's Bernoulli variance", flush=True)
     for name in args.models:
         model = DataModel(name)
         for n in args.n:
             sizes = [n // 8, n // 4, n // 2, n]
-            if sizes[0] <= max(args.k):
+            if width and sizes[0] <= width:
                 raise SystemExit(f"--rates at N={n}: N/8 = {sizes[0]} objects cannot carry k = {max(args.k)}")
-            var = {}
+            var, mean = {}, {}
             for m in sizes:
-                s = [[METRICS[mt].estimator(p, k=k).score() for mt in local for k in args.k]
-                     for p in (sample_pair(model, m, 5000 + rep, max(args.k)) for rep in range(args.reps))]
-                var[m] = np.var(s, axis=0, ddof=1)
-            for i, (mt, k) in enumerate((mt, k) for mt in local for k in args.k):
+                s = [[METRICS[mt].estimator(p, **args.params.get(mt, {}), **({} if k is None else {"k": k})).score()
+                      for mt, k in cells]
+                     for p in (sample_pair(model, m, 5000 + rep, width) for rep in range(args.reps))]
+                var[m], mean[m] = np.var(s, axis=0, ddof=1), np.mean(s, axis=0)
+            for i, (mt, k) in enumerate(cells):
                 raw = [np.log2(var[m][i] / var[2 * m][i]) for m in sizes[:-1]]
-                f = [r + np.log2(knn_share(2 * m, k) / knn_share(m, k)) for r, m in zip(raw, sizes[:-1])]
-                print(f"{name:9s} N={n:5d} {mt:6s} k={k:3d} sizes {sizes}: beta raw "
-                      + " ".join(f"{b:5.2f}" for b in raw) + "  f " + " ".join(f"{b:5.2f}" for b in f), flush=True)
+                if METRICS[mt].interval == "subsampling_indicator":
+                    share, label = {m: bernoulli_share(mean[m][i]) for m in sizes}, "s(1-s)"
+                elif k is not None:
+                    share, label = {m: knn_share(m, k) for m in sizes}, "f"
+                else:
+                    share, label = {m: 1.0 for m in sizes}, "-"
+                f = [r + np.log2(share[2 * m] / share[m]) for r, m in zip(raw, sizes[:-1])]
+                print(f"{name:9s} N={n:5d} {mt:9s} k={'-' if k is None else k:>3} sizes {sizes}: mean "
+                      + " ".join(f"{mean[m][i]:.4g}" for m in sizes) + "; beta raw "
+                      + " ".join(f"{b:5.2f}" for b in raw) + f"  {label} " + " ".join(f"{b:5.2f}" for b in f),
+                      flush=True)
 
 
 def cost(args) -> None:
@@ -321,12 +349,17 @@ def main() -> None:
                     help="directory for each sample's neighbourhood rescorings (resumable; a later run with the "
                          "full --reps reads them back and prints the whole table)")
     ap.add_argument("--draws", type=int, default=100, help="subsampling draws per CKA/MI interval (compare's feature_space_draws)")
+    ap.add_argument("--params", type=json.loads, default={},
+                    help='metric parameters beyond k, as config metrics.params, in JSON: e.g. '
+                         '\'{"procrustes": {"unequal_dims": "zero_pad"}}\' (the data models\' sides differ in dimension)')
     ap.add_argument("--ci", type=float, default=0.95)
     ap.add_argument("--progress", type=int, default=0, help="print the rows so far every this many reps")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least overhead on a busy machine)")
     ap.add_argument("--rates", action="store_true", help="local rates of the neighbourhood scores' variance")
     ap.add_argument("--cost", nargs=2, type=int, metavar=("N", "D"))
     args = ap.parse_args()
+    for name, params in args.params.items():
+        get_metric(name).check_params(params, f"--params {name}")
     torch.set_num_threads(args.threads)
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ def test_self_pair_subsample_shares_its_graph():
     assert sub.same and sub.graphs(10)[0] is sub.graphs(10)[1]
 
 
-@pytest.mark.parametrize("name", ["mknn", "cknna", "cka_linear", "cka_unbiased", "mutual_info"])
+@pytest.mark.parametrize("name", ["mknn", "cknna", "cka_linear", "cka_unbiased", "mutual_info", "cycle_knn"])
 def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
     """Every metric's interval is subsampling, each subsample rescored from scratch (neighbourhoods,
     centring, principal axes); metrics without neighbourhoods use the first feature_space_draws
@@ -67,12 +67,15 @@ def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
     v2 = np.mean((rescored[:, 0] - rescored[:, 1]) ** 2) / 2
     v4 = np.mean([(rescored[:, a] - rescored[:, b]) ** 2 for a, b in
                   [(2, 3), (2, 4), (2, 5), (3, 4), (3, 5), (4, 5)]]) / 2
-    if METRICS[name].uses_knn:  # variance model (1 - k/m)^2 m^-beta, beta >= 1
+    score = METRICS[name](Za, Zb, **params)
+    if METRICS[name].interval == "subsampling_indicator":  # s(1 - s) / m, s at n/2 the halves' mean
+        half = rescored[:, :2].mean()
+        se = np.sqrt(v2 / 2 * score * (1 - score) / (half * (1 - half)))
+    elif METRICS[name].uses_knn:  # variance model (1 - k/m)^2 m^-beta, beta >= 1
         f = {m: (1 - k / m) ** 2 for m in (n, n / 2, n / 4)}
         se = np.sqrt(v2 * f[n] / f[n / 2] * 2 ** -np.clip(np.log2(v4 / v2 * f[n / 2] / f[n / 4]), 1.0, 2.5))
     else:  # a smooth statistic: rate 1/m from the halves alone
         se = np.sqrt(v2 / 2)
-    score = METRICS[name](Za, Zb, **params)
     z = NormalDist().inv_cdf(0.95)
     assert got[name]["score"] == pytest.approx(score, rel=1e-12)
     assert (got[name]["ci_low"], got[name]["ci_high"]) == pytest.approx((score - z * se, score + z * se), rel=1e-6)
@@ -117,6 +120,40 @@ def test_neighbourhood_rate_divides_out_the_finite_population_factor():
         subsampling_se(draws(1, 2), 200, 50)
     lo, hi = subsampling_interval(0.3, draws(1, 2), 0.95, 400, 50)
     assert hi - lo == pytest.approx(2 * 1.959963984540054 * np.sqrt(share * 0.5 * 0.25 / 0.5625), rel=1e-12)
+
+
+def test_indicator_rate_divides_out_the_bernoulli_variance():
+    """cycle_knn (a mean of per-object 0/1 returns): SE^2 = V2 / 2 s_n (1 - s_n) / (s_h (1 - s_h)),
+    s_h the halves' mean. By hand: halves (0.6, 0.8) and (0.7, 0.7): V2 = 0.01, s_h = 0.7, and at
+    s_n = 0.5, SE^2 = 0.005 * 0.25 / 0.21; a score of 0 or 1 (all or none return) has SE 0."""
+    rows = [[0.6, 0.8], [0.7, 0.7]]
+    assert subsampling_se(rows, indicator_score=0.5) ** 2 == pytest.approx(0.005 * 0.25 / 0.21, rel=1e-12)
+    assert subsampling_se(rows, indicator_score=1.0) == 0.0 and subsampling_se(np.ones((3, 2)), indicator_score=1.0) == 0.0
+    assert subsampling_se([row + [0.1] * 4 for row in rows], 400, 10, indicator_score=0.5) == subsampling_se(
+        rows, indicator_score=0.5)  # the halves alone, whatever the quarters and k
+    lo, hi = subsampling_interval(0.5, rows, 0.95, indicator=True)
+    assert hi - lo == pytest.approx(2 * 1.959963984540054 * np.sqrt(0.005 * 0.25 / 0.21), rel=1e-12)
+    out = summarise(0.5, [], rows, 0.95, interval="subsampling", indicator=True)
+    assert (out["ci_low"], out["ci_high"]) == (lo, hi)
+    assert METRICS["cycle_knn"].interval == "subsampling_indicator" and not METRICS["cycle_knn"].costly_splits
+
+
+def test_indicator_model_is_exact_for_independent_outcomes_whose_rate_falls_with_m():
+    """A mean of n independent 0/1 outcomes of rate p_m: var = p_m (1 - p_m) / m (scipy's binomial).
+    Given the halves' exact variance and mean (rate 0.77 at n/2 = 250, 0.635 at n = 500: cycle_knn's on
+    the latent data), the indicator model returns the exact SE at n; the neighbourhood model, whose
+    floor beta >= 1 assumes the variance falls at least as 1/m, returns 13% less (m var rose here)."""
+    from scipy.stats import binom
+
+    n, p_half, p_n = 500, 0.77, 0.635
+    v2 = binom(n // 2, p_half).var() / (n // 2) ** 2
+    d = np.sqrt(v2 / 2)  # halves p_half +- d: mean p_half, (a - b)^2 / 2 = v2
+    rows = [[p_half + d, p_half - d], [p_half - d, p_half + d]]
+    exact = np.sqrt(binom(n, p_n).var()) / n
+    assert subsampling_se(rows, indicator_score=p_n) == pytest.approx(exact, rel=1e-12)
+    quarters = [row + [p_half] * 4 for row in rows]  # V4 = 0: the neighbourhood model falls back to V2 / 2
+    assert subsampling_se(quarters, n, 10) == pytest.approx(np.sqrt(v2 / 2), rel=1e-12)
+    assert subsampling_se(quarters, n, 10) / exact == pytest.approx(0.874, abs=0.001)
 
 
 def test_subsampling_interval_and_summary():

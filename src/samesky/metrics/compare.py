@@ -211,7 +211,8 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
         st = {"k": settings[name].get("k"), "score": float(scores[name]),
               **summarise(scores[name], nulls[name], rescored[name], ci, alpha=alpha, scale=spec.scale,
                           interval="subsampling", no_null=PAIRING_FREE if spec.pairing_free else None,
-                          knn=(pair.n, settings[name]["k"]) if spec.interval == "subsampling_knn" else None)}
+                          knn=(pair.n, settings[name]["k"]) if spec.interval == "subsampling_knn" else None,
+                          indicator=spec.interval == "subsampling_indicator")}
         if name in laws:
             law = laws[name]
             tau = law.threshold(alpha)
@@ -226,7 +227,7 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
 def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> dict[str, list[list[float]]]:
     """Per metric and split, its scores on the split's subsamples (fresh estimators, every
     neighbourhood and moment recomputed on the subsample alone): the six for the neighbourhood
-    interval, the two halves for the smooth one (``stats.subsampling_se``); metric m uses the
+    interval, the two halves for the others (``stats.subsampling_se``); metric m uses the
     first ``limits[m]`` splits."""
     out = {s.name: [] for s in specs}
     width = max((params[s.name].get("k", 0) for s in specs if s.uses_knn), default=0)

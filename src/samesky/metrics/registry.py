@@ -50,6 +50,8 @@ PAIRING_FREE = "pairing_free"  # the NULLS entry, and a record's null_method, of
 INTERVALS = {  # interval method -> the subsamples rescored and the variance rate (stats.subsampling_se)
     "subsampling_knn": "halves and quarters of each split, the neighbourhood rate model",
     "subsampling_smooth": "the halves of each split, variance falling as 1/m (a smooth statistic)",
+    "subsampling_indicator": "the halves of each split, variance s(1 - s) D / m (a mean of per-object 0/1 outcomes "
+                             "whose rate s falls with m)",
 }
 
 
@@ -134,9 +136,9 @@ class Metric:
 
     @property
     def costly_splits(self) -> bool:
-        """Each subsampling split recomputes O(N d^2) moments (the smooth interval; a neighbourhood
-        split is O(N (k + d))): at most metrics.feature_space_draws splits."""
-        return self.interval != "subsampling_knn"
+        """Each subsampling split recomputes O(N d^2) moments (a split of a metric reading the
+        cached kNN graph restricts it, O(N (k + d))): at most metrics.feature_space_draws splits."""
+        return not self.uses_knn
 
     @property
     def percent(self) -> bool:
@@ -276,8 +278,10 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     # ones' (``_FREE``), which have none.
     Metric("jaccard", "kNN Jaccard", _graph_measure("jaccard"), {"k": 10, "normalize_rows": False},
            **_KNN, summary="mean Jaccard index of the two kNN sets of each object (pu neighbors.jaccard)"),
+    # cycle_knn is a mean of per-object returns (0/1), whose rate falls from near 1 as m grows at
+    # fixed k: its variance falls slower than 1/m there, below the neighbourhood model's floor
     Metric("cycle_knn", "cycle kNN", _graph_measure("cycle_knn"), {"k": 10, "normalize_rows": True},
-           symmetric=False, **_KNN, summary="kNN cycle consistency A -> B -> A (platonic-rep cycle_knn)"),
+           symmetric=False, **{**_KNN, "interval": "subsampling_indicator"}, summary="kNN cycle consistency A -> B -> A (platonic-rep cycle_knn)"),
     Metric("lcs_knn", "LCS kNN / k", _graph_measure("lcs_knn"), {"k": 10, "normalize_rows": True},
            fixed={"per_k": True}, **_KNN,
            summary="longest common subsequence of the ordered kNN lists, divided by k (platonic-rep lcs_knn / k)"),

@@ -67,6 +67,24 @@ earlier reading of 8-12% too narrow at N = 3000 was the study's own 200 samples,
 above the population's (docs/ARCHITECTURE.md, coverage). At k << n the finite-population factor
 vanishes. It is an interval for the population value at the sample's size n: neighbourhood scores
 depend on n. Coverage is checked by benchmarks/bench_coverage.py.
+A mean of 0/1 outcomes (cycle_knn: whether each object returns to itself through one of its
+B-neighbours' A-neighbourhoods) does not follow that model. Its rate s_m falls as m grows at fixed
+k (0.89, 0.77, 0.64, 0.50, 0.38 at m = 125 .. 2000, latent data, k = 10), so each outcome's
+variance s_m (1 - s_m) rises, and the score's variance fell far slower than 1/m at small m (local
+rates 0.19 and 0.30 from m = 125 to 500, 300 samples per size, ``bench_coverage.py --rates``): the
+floor beta >= 1 then makes the SE too small (at n = 500, k = 10 it was 0.88 of the SD: expected
+coverage 91.4%, 89.1% of 128 intervals). With the Bernoulli variance divided out, var(theta_m) / (s_m (1 - s_m)) fell as m^-1 within
+its noise (local rates 1.08, 0.70, 1.16, 0.78, each +-0.17): var(theta_m) = s_m (1 - s_m) D / m, D
+the design effect of neighbouring objects' correlated returns (1.2-1.5 here), constant while
+neighbourhoods are local. So, from the halves alone,
+
+    SE^2 = V2 / 2  s_n (1 - s_n) / (s_(n/2) (1 - s_(n/2))),
+
+s_n the full-sample score and s_(n/2) the halves' mean score (the registry's interval
+'subsampling_indicator'): 0.99 of the SD at n = 500 (expected coverage 94.6%) and 0.98 at n = 1000
+(94.4%; the neighbourhood model's 0.95, 93.7%). Estimating the rate from the quarters as well (mean
+0.90-0.96) doubled the SE's noise for no gain. A score of 0 or 1 (no object or every object
+returns) gets SE 0.
 The SE is itself estimated from the draws, and SE = V2 / sqrt(V4) (inside the bounds) doubles the
 relative noise of V2, which has one degree of freedom per draw: its coefficient of variation over
 samples was 0.12-0.19 at 50 draws and 0.08-0.11 at 200 (N = 1000, 3000), pure Monte-Carlo noise
@@ -154,16 +172,29 @@ def knn_share(m: float, k: int) -> float:
     return (1 - k / m) ** 2
 
 
-def subsampling_se(draws, n: int | None = None, k: int | None = None) -> float:
+def bernoulli_share(s: float) -> float:
+    """s (1 - s): the variance of a 0/1 outcome of mean s, the factor that the variance of a mean
+    of per-object 0/1 outcomes carries (``subsampling_se``'s indicator model)."""
+    return s * (1 - s)
+
+
+def subsampling_se(draws, n: int | None = None, k: int | None = None, *,
+                   indicator_score: float | None = None) -> float:
     """SE of a score from its ``quarter_splits`` rescorings (module docstring). A neighbourhood
     metric (``k``, on a sample of ``n`` objects) has (draws, 6) = (H, H', Q1..Q4) each, and the
     variance model knn_share(m, k) m^-beta: V2 knn_share(n) / knn_share(n/2) 2^-beta, beta =
     log2(V4 / V2) - log2(knn_share(n/4) / knn_share(n/2)), within KNN_BETA_BOUNDS. A metric
     without neighbourhoods (``k`` None) needs only the halves (draws, 2; any further columns are
-    ignored): V2 / 2, the rate 1/m of a smooth statistic."""
+    ignored): V2 / 2, the rate 1/m of a smooth statistic. ``indicator_score``: the full-sample
+    score s_n of a mean of per-object 0/1 outcomes (cycle_knn), from the halves alone: the
+    variance model bernoulli_share(s_m) D / m, so V2 / 2 bernoulli_share(s_n) / bernoulli_share(s_(n/2)),
+    s_(n/2) the halves' mean score (module docstring, "A mean of 0/1 outcomes")."""
     s = np.asarray(draws, float)
     s = s.reshape(len(s), -1)
     v2 = np.mean((s[:, 0] - s[:, 1]) ** 2) / 2
+    if indicator_score is not None:
+        half = bernoulli_share(float(s[:, :2].mean()))
+        return float(np.sqrt(v2 / 2 * bernoulli_share(indicator_score) / half)) if v2 > 0 else 0.0
     if k is None:
         return float(np.sqrt(v2 / 2))
     if not n > 4 * k:
@@ -177,10 +208,11 @@ def subsampling_se(draws, n: int | None = None, k: int | None = None) -> float:
 
 
 def subsampling_interval(score: float, draws, ci: float, n: int | None = None,
-                         k: int | None = None) -> tuple[float, float]:
+                         k: int | None = None, *, indicator: bool = False) -> tuple[float, float]:
     """Normal interval score -+ z_{(1 + ci) / 2} SE, SE from ``subsampling_se`` (``n``, ``k``:
-    a neighbourhood metric's sample size and k)."""
-    se = subsampling_se(draws, n, k) if len(draws) else 0.0
+    a neighbourhood metric's sample size and k; ``indicator``: the score is a mean of per-object
+    0/1 outcomes, its SE from the indicator model)."""
+    se = subsampling_se(draws, n, k, indicator_score=score if indicator else None) if len(draws) else 0.0
     z = NormalDist().inv_cdf((1 + ci) / 2)
     return score - z * se, score + z * se
 
@@ -273,7 +305,7 @@ DRAW_FIELDS = {"percentile": "bootstrap_draws", "subsampling": "subsampling_spli
 
 def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, alpha: float = 0.05,
               scale: str = "unit", interval: str = "percentile", knn: tuple[int, int] | None = None,
-              no_null: str | None = None) -> dict:
+              indicator: bool = False, no_null: str | None = None) -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
     ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``,
@@ -281,7 +313,8 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
     ``interval='percentile'``: ``boot`` holds bootstrap scores (percentile interval, recentred on
     ``score``; the probes); ``'subsampling'``: the rescorings of ``quarter_splits``, (draws, 6),
     or (draws, 2) halves without ``knn`` (``subsampling_interval``; every metric of ``compare``;
-    ``knn`` = (n, k) for a neighbourhood metric). ``interval_method`` names it, and the count of
+    ``knn`` = (n, k) for a neighbourhood metric; ``indicator`` for a mean of per-object 0/1
+    outcomes, as ``subsampling_interval``). ``interval_method`` names it, and the count of
     ``boot``'s rows is the field ``DRAW_FIELDS[interval]``. ``no_null``: why the measure has no
     null (registry.PAIRING_FREE), the record's ``null_method``; ``null`` must then be empty.
     """
@@ -297,7 +330,7 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
            "alpha": alpha, "null_method": "permutation" if len(null) else no_null,
            "interval_method": interval if len(boot) else None}
     if len(boot):
-        lo, hi = (subsampling_interval(score, boot, ci, *(knn or ())) if interval == "subsampling"
+        lo, hi = (subsampling_interval(score, boot, ci, *(knn or ()), indicator=indicator) if interval == "subsampling"
                   else np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2]) + (score - boot.mean()))
         out.update(ci_low=float(lo), ci_high=float(hi))
     if len(null):
