@@ -165,9 +165,9 @@ class ConfigChecks:
                 out.append(f"{family}{registry.UNTRAINED}-{size}")
         return out
 
-    def crossmatch_image_models(self, crossmatch: str) -> list[str]:
-        """The image models run on ``crossmatch``: those its ``image_models`` names, by family
-        or model key, in ``image_models``' order; all of them when it names none."""
+    def _crossmatch_image_models(self, crossmatch: str) -> list[str]:
+        """The image models run on ``crossmatch``, checked: those its ``image_models`` names, by
+        family or model key, in ``image_models``' order; all of them when it names none."""
         chosen = self.crossmatches[crossmatch].get("image_models")
         if chosen is None:
             return self.image_models

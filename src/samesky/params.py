@@ -118,7 +118,7 @@ class RuleParams:
         m, models = self.config["metrics"], self.config["models"]
         return {"run_name": self.config["run_name"], "reference_survey": self.config["reference_survey"],
                 "crossmatches": {name: {**{key: spec[key] for key in ("surveys", "source", "drop_flat")},
-                                        "image_models": self.crossmatch_image_models(name)}
+                                        "image_models": self.crossmatch_models[name]}
                                  for name, spec in self.crossmatches.items()},
                 "models": {"image": list(self.image_models), "spectrum": self.spectrum_model,
                            "weights": models["weights"]},

@@ -69,8 +69,8 @@ class Plan(ConfigChecks, RuleParams):
         self._check_crossmatches()
         self.image_models = self._image_models()
         self.spectrum_model = self._spectrum_model()
-        for crossmatch in self.crossmatches:
-            self.crossmatch_image_models(crossmatch)  # checks crossmatches.<name>.image_models
+        # each crossmatch's image models (crossmatches.<name>.image_models), checked
+        self.crossmatch_models = {xm: self._crossmatch_image_models(xm) for xm in self.crossmatches}
         self._check_gpu_memory()
         self._check_preprocess()
         self._check_metrics()
@@ -105,7 +105,7 @@ class Plan(ConfigChecks, RuleParams):
         if get_survey(survey).modality == SPECTRUM:
             return [self.spectrum_model]
         registry = _registry()
-        return [k for k in self.crossmatch_image_models(crossmatch) if registry.get_model(k).supports(survey)]
+        return [k for k in self.crossmatch_models[crossmatch] if registry.get_model(k).supports(survey)]
 
     @cached_property
     def embeddings(self) -> list[tuple[str, str, str]]:
