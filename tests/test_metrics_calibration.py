@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from samesky.metrics import rv_null
 from samesky.metrics.cka import unbiased_cka_from
 from samesky.metrics.features import FeatureSpace
 from samesky.metrics.pair import Pair
@@ -106,7 +107,10 @@ def test_closed_moments_equal_exhaustive_enumeration(n, variant):
     assert got[2] == pytest.approx(skew, rel=1e-7)
 
 
-def test_invariants_equal_their_definitions():
+@pytest.mark.parametrize("tile", [4096, 16])
+def test_invariants_equal_their_definitions(tile, monkeypatch):
+    """Also over many tiles (on and off the diagonal, a ragged last one)."""
+    monkeypatch.setattr(rv_null, "_TILE", tile)
     rng = np.random.default_rng(3)
     Z = rng.standard_normal((50, 7)) + 2
     for variant in ("linear", "unbiased"):
