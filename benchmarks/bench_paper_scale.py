@@ -85,7 +85,8 @@ def write_inputs(run: RunPaths, model: str, n: int, d: int, blocks: int) -> None
         schema.write_embeddings(run.EMBEDDING.format(**where), ids, lazy[blocks - 1], prov)
 
 
-def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, metrics: list[str]) -> list[dict]:
+def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, metrics: list[str],
+             jobs: int = 1) -> list[dict]:
     run = RunPaths(f"scale-{n}-{d}-{blocks}-{draws}")
     cwd = Path.cwd()
     try:
@@ -101,7 +102,7 @@ def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, me
                run.PROBE.format(crossmatch="legacysurvey_hsc", survey="hsc", model=model)]
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile"),
-                    "--directory", str(root), "--configfile", str(cfg), "--cores", "1", "--rerun-triggers", "mtime",
+                    "--directory", str(root), "--configfile", str(cfg), "--cores", str(jobs), "--rerun-triggers", "mtime",
                     "--quiet", "rules", "--allowed-rules", *RULES], check=True)
     print(f"N={n} d={d} blocks={blocks} draws={draws}: {time.perf_counter() - start:.0f} s wall", flush=True)
     rows = []
@@ -122,6 +123,8 @@ def main() -> None:
     p.add_argument("--case", action="append", help="N:d:blocks:draws (default: the cases behind samesky.cost)")
     p.add_argument("--model", default="dinov2-giant", help="the pair's model key (names the files)")
     p.add_argument("--metrics", nargs="+", default=METRICS)
+    p.add_argument("--jobs", type=int, default=1, help="jobs at once (--cores; each job runs on one thread): "
+                   "CPU seconds and peak RSS stay per job, wall times stretch if they share a core")
     p.add_argument("--json", type=Path, help="write every job's row here")
     p.add_argument("--root", type=Path, help="working folder (default: a temporary one, removed)")
     args = p.parse_args()
@@ -131,7 +134,7 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for case in args.case or DEFAULT_CASES:
             n, d, blocks, draws = map(int, case.split(":"))
-            rows += run_case(root, args.model, n, d, blocks, draws, args.metrics)
+            rows += run_case(root, args.model, n, d, blocks, draws, args.metrics, args.jobs)
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
     print(f"{'N':>6} {'d':>5} {'L':>3} {'draws':>5}  {'rule':<15} {'s':>8} {'CPU s':>8} {'peak MB':>8}")

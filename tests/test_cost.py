@@ -1,6 +1,7 @@
 """The cost model (samesky.cost): its forms by hand, its fit against the measured jobs, the resources
 and plan-time node check it gives the rules, and `samesky cost`."""
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,11 @@ def test_forms_by_hand():
     assert t["cells N mean(d_a) mean(d_b) m"](pair) == 6 * 1000 * 20 * 45 * 2
     assert t["N sum(d^2) m"](pair) == 1000 * (400 + 900 + 100 + 2500 + 1600) * 2
     assert t["sum(d^3) m"](pair) == (8000 + 27000 + 1000 + 125000 + 64000) * 2
-    assert m["N sum(d_a + d_b)"](pair) == 1000 * 150 and m["N max(d)"](pair) == 1000 * 50
+    assert m["N sum(d_a + d_b) held"](pair) == 1000 * 150 and m["N max(d)"](pair) == 1000 * 50
+    # a cache of 0.17 MB (89,128.96 float16 values) holds fewer than the blocks' 100,000; at least the widest a
+    # side (80,000)
+    assert m["N sum(d_a + d_b) held"](replace(pair, block_cache_mb=0.17)) == 1000 * 50 + 0.17 * 2**20 / 2
+    assert m["N sum(d_a + d_b) held"](replace(pair, block_cache_mb=0)) == 1000 * 50 + 1000 * (30 + 50)
     graph = Job("knn_graph", 1000, Side(10, (20, 30)))
     assert FORMS["knn_graph"].time["N^2 sum(d)"](graph) == 1e6 * 60
     assert FORMS["knn_graph"].time["sum(d^3)"](graph) == 1000 + 8000 + 27000
@@ -95,13 +100,40 @@ def test_the_paper_plan_s_jobs_and_sizes(paper_config, tmp_path, monkeypatch):
     assert giant.draws == 1000 and giant.metrics == 18 and giant.splits == 0
 
 
-def test_a_job_that_fits_no_node_is_an_error_naming_it(paper_config, tmp_path, monkeypatch):
+def test_a_pair_whose_blocks_fit_no_node_holds_what_its_memory_leaves(paper_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     paper_config["embed"]["layers"] = "all"
-    paper_config["cluster"] = {"node_memory_gb": 16}  # every kNN graph and compare job fits; not every pair of blocks
-    with pytest.raises(ConfigError, match=r"^cluster\.node_memory_gb: job compare_layers \(crossmatch=legacysurvey_hsc, "
-                                          r"survey_a=legacysurvey, model_a=[a-z0-9-]+, .*\) is predicted to need "
-                                          r"[0-9.]+ GB \(N=102000; d=\d+, \d+ blocks"):
+    paper_config["cluster"] = {"node_memory_gb": 16}  # the DINOv2-giant pair's 41 x 41 blocks need 43 GB
+    plan_cost = PlanCost(Plan(fill_defaults(paper_config)))
+    plan_cost.check_fits_nodes()  # one block a side fits
+    w = {"crossmatch": "legacysurvey_hsc", "survey_a": "legacysurvey", "model_a": "dinov2-giant", "survey_b": "hsc",
+         "model_b": "dinov2-giant"}
+    giant = plan_cost.job("compare_layers", w)
+    res = plan_cost.resources("compare_layers", w)
+    assert predict(giant)[1] > 40 * 1024 and res["mem_mb"] == 16 * 1024
+    blocks_mb = 102_000 * 2 * 40 * 1536 * 2 / 2**20
+    assert 0 < res["block_cache_mb"] < blocks_mb
+    as_run = plan_cost.as_run(giant)
+    # the blocks it holds fill the node at the request's margins
+    assert 1.25 * predict(as_run)[1] + 500 == pytest.approx(16 * 1024, abs=1.25 * 3.3 * 2**20 / 2 / 2**20)
+    # B's 40 blocks read again once per A block (41 with final), at REREAD_SECONDS a value
+    assert predict(as_run)[0] - predict(giant)[0] == pytest.approx(41 * 102_000 * 40 * 1536 * cost.REREAD_SECONDS)
+    assert res["runtime"] == min(48 * 60, math.ceil(1.5 * predict(as_run)[0] / 60 + 5))  # cluster.max_runtime_hours
+    # uncapped, every block is held and none is read again
+    free = plan_cost.resources("compare_layers", {**w, "crossmatch": "desi_hsc", "survey_a": "desi",
+                                                  "model_a": "specformer-base", "model_b": "dinov2-small"})
+    small = plan_cost.job("compare_layers", {**w, "crossmatch": "desi_hsc", "survey_a": "desi",
+                                             "model_a": "specformer-base", "model_b": "dinov2-small"})
+    assert free["block_cache_mb"] * 2**20 / 2 >= small.n * (sum(small.a.blocks) + sum(small.b.blocks))
+    assert predict(plan_cost.as_run(small)) == predict(small)
+
+
+def test_a_job_that_fits_no_node_is_an_error_naming_it(paper_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paper_config["cluster"] = {"node_memory_gb": 5}  # a kNN graph of 102,000 objects needs 6 GB
+    with pytest.raises(ConfigError, match=r"^cluster\.node_memory_gb: job knn_graph \(crossmatch=legacysurvey_hsc, "
+                                          r"survey=legacysurvey, model=[a-z0-9-]+\) is predicted to need "
+                                          r"[0-9.]+ GB \(N=102000; d=\d+, 0 blocks"):
         PlanCost(Plan(fill_defaults(paper_config))).check_fits_nodes()
 
 

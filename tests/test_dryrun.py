@@ -255,6 +255,10 @@ def test_layer_rules_score_every_block_pair(tmp_path):
     for rec in json.loads((tmp_path / f"results/demo/metrics/{pair}.json").read_text())["records"]:
         assert (final.loc[rec["metric"]].raw, final.loc[rec["metric"]].tau, final.loc[rec["metric"]].p) == (
             rec["score"], rec["tau"], rec["p_value"])
+    # the job held the blocks its memory leaves (resource block_cache_mb, from samesky.cost): all 3 + 4, read once
+    log = (tmp_path / f"logs/demo/compare_layers/{pair}.log").read_text()
+    reads, held = map(int, re.search(r"(\d+) block reads \(held at most (\d+) bytes\)", log).groups())
+    assert reads == 3 + 4 and held >= 2**20 and held % 2**20 == 0
     truth_rows = pd.read_csv(tmp_path / f"results/demo/layers_metrics/{truth}.csv")
     assert set(truth_rows.block_b) == {"final"} and len(truth_rows) == len(config["metrics"]["names"]) * 4
     assert (truth_rows.kind == "truth").all() and (truth_rows.n == n).all()

@@ -1,4 +1,7 @@
 """Layer-wise comparisons (issue 15): per-block graphs built once, block x block calibrated scores."""
+import logging
+import re
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -271,3 +274,36 @@ def test_csv_round_trips_the_rows(rows, tmp_path):
     assert ",240,5," in text[1] and ",240,,"  in next(t for t in text if t.startswith("cka_linear"))
     back = pd.read_csv(tmp_path / "x.csv")
     assert np.array_equal(back.raw, rows.raw) and np.array_equal(back.tau, rows.tau)  # floats exactly
+
+
+@pytest.mark.parametrize("short_side", [False, True])
+def test_a_block_cache_of_one_block_reads_again_and_changes_no_value(pair, tmp_path, short_side, caplog):
+    """``block_cache_bytes=0`` holds one layer block at a time (every other read again from its
+    file): every field of every row equals the all-held run's, the drawn path (cknna_formula's
+    per-block row means, memoised by block) and objects on one side only included."""
+    ids, a, b = pair
+    if short_side:
+        keep = np.arange(N) % 7 != 0
+        blocks = schema.read_layers(b["layers"])[1]
+        b = write_side(tmp_path, "short", ids[keep], schema.read_embeddings(b["emb"])[1][keep], [z[keep] for z in blocks])
+    metrics = ["mknn", "cka_linear", "cka_unbiased", "mutual_info", "cknna_formula"]
+    with caplog.at_level(logging.INFO, logger="samesky.metrics.layers"):
+        held = L.compare_layer_files(a, b, comparison=CROSS, metrics=metrics, **OPTS)
+        streamed = L.compare_layer_files(a, b, comparison=CROSS, metrics=metrics, **OPTS, block_cache_bytes=0)
+    assert pd.DataFrame(streamed).equals(pd.DataFrame(held))
+    reads = [int(n) for n in re.findall(r"(\d+) block reads", caplog.text)]
+    # 3 + 2 layer blocks: held, each is read once; one at a time, CKA alone reads side B's per cell
+    assert reads[0] == 3 + 2 and reads[1] > 3 * 2 + 3 + 2 and len(reads) == 2
+
+
+def test_block_cache_drops_the_least_recently_used_beyond_its_limit():
+    cache, read = L.BlockCache(limit=2 * 80), []
+
+    def reader(key):
+        return lambda: read.append(key) or np.zeros(10)  # 80 bytes
+
+    for key in ["a", "b", "a", "c", "b", "a"]:
+        assert cache.get(key, reader(key)).nbytes == 80
+    # a, b held; a used again (b now least recent); c drops b; b drops a; a drops c
+    assert read == ["a", "b", "c", "b", "a"] and cache.reads == 5 and list(cache.held) == ["b", "a"]
+    assert L.BlockCache(None).get("x", lambda: np.ones(3)).sum() == 3

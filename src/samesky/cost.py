@@ -14,8 +14,10 @@ its CPU prediction.
 
 Resources (``job_resources``): memory 1.25 x the predicted peak + 0.5 GB, minutes 1.5 x the
 predicted time + 5, both x ``attempt_growth`` on retries, capped at the node's (config
-``cluster``); a job predicted to need more memory than a node has is a ``ConfigError`` at plan
-time naming it (``check_fits_nodes``).
+``cluster``). A compare_layers job whose blocks do not all fit a node holds what its memory
+leaves (``block_cache_mb``, a resource its script reads) and reads the others again, its time
+grown by those reads (``_rereads``); a job whose least memory (one block a side) exceeds a node
+is a ``ConfigError`` at plan time naming it (``check_fits_nodes``).
 """
 from __future__ import annotations
 
@@ -111,6 +113,7 @@ class Job:
     k: int = MEASURED_K
     threads: int = 1
     gpu: bool = False  # on a GPU (the layer-wise graphs and cells of a GPU run): costed as on CPU, at most
+    block_cache_mb: float | None = None  # compare_layers: the layer blocks it may hold (None: all; ``block_cache_mb``)
 
     @property
     def cells(self) -> int:
@@ -138,6 +141,27 @@ def _graph_work(job: Job) -> float:
     return job.n**2 * sum(job.a.widths)
 
 
+def _held(job: Job) -> float:
+    """Values a compare_layers job holds: both final embeddings and the layer blocks its cache
+    holds (``metrics.layers.BlockCache``): every block, or within ``block_cache_mb`` (float16) at
+    least the widest block of each side."""
+    blocks = job.n * (sum(job.a.blocks) + sum(job.b.blocks))
+    if job.block_cache_mb is not None:
+        least = job.n * (max(job.a.blocks, default=0) + max(job.b.blocks, default=0))
+        blocks = min(blocks, max(least, job.block_cache_mb * 2**20 / 2))
+    return job.n * (job.a.d + job.b.d) + blocks
+
+
+def _rereads(job: Job) -> float:
+    """Values a compare_layers job reads again when its cache holds fewer than all its blocks: at
+    most side B's blocks once per block of side A (the cells in order, least recently used dropped)."""
+    if job.rule != "compare_layers" or job.block_cache_mb is None:
+        return 0.0
+    if job.block_cache_mb * 2**20 / 2 >= job.n * (sum(job.a.blocks) + sum(job.b.blocks)):
+        return 0.0
+    return float(len(job.a.widths) * job.n * sum(job.b.blocks))
+
+
 FORMS: dict[str, Form] = {
     # knn_graph: one exact graph per width (final and every block): N^2 d each; its Gram invariants
     # (CKA's closed-form null) N d^2 and d^3, I/O N d; memory: the widest block in float32 and a
@@ -156,15 +180,15 @@ FORMS: dict[str, Form] = {
               "N (d_a + d_b) draws m": lambda j: j.n * (j.a.d + j.b.d) * j.draws * _m(j)},
         memory={"1": lambda j: 1.0, "N (d_a + d_b)": lambda j: j.n * (j.a.d + j.b.d)}),
     # compare_layers: every (block_a, block_b) cell: draws on N rows, a cross product N d_a d_b;
-    # per block its moments N d^2 and their eigendecomposition d^3; memory: every block of both
-    # sides held (float16)
+    # per block its moments N d^2 and their eigendecomposition d^3; memory: the blocks it holds
+    # (float16; ``_held``: every one, measured) and both final embeddings, and a cell's working copies
     "compare_layers": Form(
         time={"1": lambda j: 1.0, "cells N draws m": lambda j: j.cells * j.n * j.draws * _m(j),
               "cells N mean(d_a) mean(d_b) m": lambda j: j.cells * j.n * np.mean(j.a.widths) * np.mean(j.b.widths)
               * _m(j),
               "sum(d^3) m": lambda j: sum(w**3 for w in (*j.a.widths, *j.b.widths)) * _m(j),
               "N sum(d^2) m": lambda j: j.n * sum(w * w for w in (*j.a.widths, *j.b.widths)) * _m(j)},
-        memory={"1": lambda j: 1.0, "N sum(d_a + d_b)": lambda j: j.n * (sum(j.a.widths) + sum(j.b.widths)),
+        memory={"1": lambda j: 1.0, "N sum(d_a + d_b) held": _held,
                 "N max(d)": lambda j: j.n * max((*j.a.widths, *j.b.widths))}),
     # probe: cross-validated fits on N x d (PCA to 64 components per fold; the kNN probe's
     # neighbours N^2 d), refitted for every null draw (draws); its bootstrap resamples N
@@ -226,14 +250,20 @@ def _speedup(threads: int) -> float:
     return 1.0 / ((1 - PARALLEL) + PARALLEL / max(int(threads), 1))
 
 
+# Seconds per value a compare_layers job reads again (``_rereads``): a 102,000 x 1536 float16 block
+# read from a layers file in the page cache (0.16 s) and restricted to common rows (0.16 s),
+# measured on 2026-12-07 on the 2-core development machine (load 6); on a shared filesystem more.
+REREAD_SECONDS = 2.0e-9
+
+
 def predict(job: Job) -> tuple[float, float]:
-    """(seconds, peak MB) of ``job`` by its rule's fitted form."""
+    """(seconds, peak MB) of ``job`` by its rule's fitted form (and its re-read blocks, ``_rereads``)."""
     forms = fit()
     if job.rule not in forms:
         raise KeyError(f"rule {job.rule!r} has no cost model; modelled: {sorted(forms)}")
     form = forms[job.rule]
     terms = [c * t(job) for c, t in zip(form.time_coef, form.time.values())]
-    seconds = terms[0] + sum(terms[1:]) / _speedup(job.threads)
+    seconds = terms[0] + sum(terms[1:]) / _speedup(job.threads) + REREAD_SECONDS * _rereads(job)
     peak = sum(c * t(job) for c, t in zip(form.memory_coef, form.memory.values()))
     return seconds, peak
 
@@ -246,16 +276,41 @@ TIME_MARGIN, TIME_FLOOR_MIN = 1.5, 5
 def job_resources(job: Job, attempt: int = 1, node_memory_gb: float | None = None,
                   max_runtime_hours: float | None = None) -> dict[str, int]:
     """mem_mb and runtime (minutes) to ask for ``job``: the prediction with margins, grown on
-    retries (``attempt_growth``), at most a node's memory and the longest runtime allowed."""
+    retries (``attempt_growth``), at most a node's memory and the longest runtime allowed; for
+    compare_layers also ``block_cache_mb``, the blocks it may hold in that memory (all of them
+    unless the node caps it: then it reads blocks again, and its time says so)."""
     seconds, peak = predict(job)
     grow = attempt_growth(attempt)
     mem = math.ceil((MEMORY_MARGIN * peak + MEMORY_FLOOR_MB) * grow)
-    minutes = math.ceil((TIME_MARGIN * seconds / 60 + TIME_FLOOR_MIN) * grow)
     if node_memory_gb is not None:
         mem = min(mem, int(node_memory_gb * 1024))
+    out = {"mem_mb": mem}
+    if job.rule == "compare_layers":
+        out["block_cache_mb"] = block_cache_mb(job, mem)
+        seconds = predict(replace(job, block_cache_mb=out["block_cache_mb"]))[0]
+    minutes = math.ceil((TIME_MARGIN * seconds / 60 + TIME_FLOOR_MIN) * grow)
     if max_runtime_hours is not None:
         minutes = min(minutes, int(max_runtime_hours * 60))
-    return {"mem_mb": mem, "runtime": minutes}
+    return {**out, "runtime": minutes}
+
+
+def least_memory(job: Job) -> float:
+    """The smallest peak (MB) ``job`` can run in: a compare_layers job holding one block a side."""
+    return predict(replace(job, block_cache_mb=0) if job.rule == "compare_layers" else job)[1]
+
+
+def block_cache_mb(job: Job, mem_mb: float) -> int:
+    """The layer blocks (MB of float16) a compare_layers job given ``mem_mb`` may hold: the values
+    whose predicted peak, at the request's margins, fills ``mem_mb`` (every block when nothing
+    caps the request)."""
+    least = replace(job, block_cache_mb=0)
+    per_value = fit()["compare_layers"].memory_coef[list(FORMS["compare_layers"].memory).index("N sum(d_a + d_b) held")]
+    every = job.n * (sum(job.a.blocks) + sum(job.b.blocks))
+    if per_value <= 0:
+        return math.ceil(every * 2 / 2**20)
+    spare = (mem_mb - MEMORY_FLOOR_MB) / MEMORY_MARGIN - predict(least)[1]  # MB beyond one block a side
+    values = job.n * (max(job.a.blocks, default=0) + max(job.b.blocks, default=0)) + spare / per_value
+    return max(0, math.ceil(min(values, every) * 2 / 2**20))
 
 
 @cache
@@ -370,6 +425,13 @@ class PlanCost:
         return job_resources(self.job(rule, wildcards, threads), attempt, self.cluster["node_memory_gb"],
                              self.cluster["max_runtime_hours"])
 
+    def as_run(self, job: Job) -> Job:
+        """``job`` with the block cache its first attempt is given (compare_layers; others as they are)."""
+        if job.rule != "compare_layers":
+            return job
+        budget = job_resources(job, 1, self.cluster["node_memory_gb"])["block_cache_mb"]
+        return replace(job, block_cache_mb=budget)
+
     def jobs(self) -> list[Planned]:
         """Every embed and modelled metric-stage job of the plan."""
         from .plan import TRUTH_SURVEY
@@ -395,12 +457,13 @@ class PlanCost:
         return out
 
     def check_fits_nodes(self) -> None:
-        """Every job's predicted peak memory fits a node (``cluster.node_memory_gb``), before any job."""
+        """Every job's least peak memory (``least_memory``: a compare_layers job holding one block
+        a side) fits a node (``cluster.node_memory_gb``), before any job."""
         limit = self.cluster["node_memory_gb"]
         for planned in self.jobs():
             if planned.job is None:
                 continue
-            peak = predict(planned.job)[1]
+            peak = least_memory(planned.job)
             if peak > limit * 1024:
                 job = planned.job
                 sides = [job.a] + ([job.b] if job.b else [])
@@ -449,7 +512,7 @@ class PlanCost:
                 row["gpu_h"] += gpu_s / 3600
                 seconds = gpu_s
             else:
-                seconds, mem = predict(planned.job)
+                seconds, mem = predict(self.as_run(planned.job))
                 cpu_s = seconds
                 if planned.job.gpu:  # it holds a GPU for as long (at most: its CPU prediction)
                     row["gpu_h"] += seconds / 3600

@@ -35,14 +35,16 @@ COST.check_fits_nodes()
 
 
 def _cost(rule):
-    """mem_mb and runtime of one job of ``rule`` from its shapes and threads, grown on retries."""
+    """mem_mb and runtime of one job of ``rule`` from its shapes and threads, grown on retries
+    (compare_layers: also block_cache_mb, the layer blocks it may hold in that memory)."""
 
     def resource(name):
         return lambda wc, attempt, threads: COST.resources(rule, wc, attempt, threads)[
             name
         ]
 
-    return {"mem_mb": resource("mem_mb"), "runtime": resource("runtime")}
+    names = ["mem_mb", "runtime"] + (["block_cache_mb"] if rule == "compare_layers" else [])
+    return {name: resource(name) for name in names}
 
 
 def _one_of(names):

@@ -12,5 +12,8 @@ def side(s):
 
 
 comparison = Comparison.of(snakemake.wildcards, snakemake.params.kind).as_dict()
-rows = compare_layer_files(side("a"), side("b"), comparison=comparison, **dict(snakemake.params.metrics))
+# the blocks this job's memory holds (samesky.cost.block_cache_mb; the others are read again)
+cache_mb = getattr(snakemake.resources, "block_cache_mb", None)
+rows = compare_layer_files(side("a"), side("b"), comparison=comparison, **dict(snakemake.params.metrics),
+                           block_cache_bytes=None if cache_mb is None else int(cache_mb) << 20)
 write_layer_rows(snakemake.output[0], rows)

@@ -119,7 +119,7 @@ def layer_cells(A, B, cells, settings: dict, *, k: int, perms, device=None) -> d
             block.invariants = gram_invariants(block.Z.astype(np.float32), device=dev)
     mb = [_self_terms(_centred(b, dev)) for b in B]
     out = {name: {} for name in settings}
-    n = len(A[0].Z)
+    n = len(A[-1].Z)  # the final block's rows: held, not read
     for i in sorted({i for i, _ in cells}):
         X = _centred(A[i], dev)
         ma = _self_terms(X)

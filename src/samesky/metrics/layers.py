@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import numpy as np
 import torch
@@ -98,18 +101,51 @@ def read_block_graphs(path, layers: schema.LayersFile, k: int, columns: int | No
 
 
 # ---- the sides of a pair --------------------------------------------------------------
+class BlockCache:
+    """The layer blocks a compare_layers job holds: at most ``limit`` bytes of them (None: every
+    block once read), the least recently used dropped first and read again from its layers file
+    when a cell needs it (``reads`` counts every read). Holding every block of both sides is what
+    breaks the largest pairs (two 40-block sides at N = 102k, d = 1536: 25 GB, issue 31); within a
+    limit they pay in reads instead (at most one per cell, ``cost``)."""
+
+    def __init__(self, limit: int | None = None):
+        self.limit, self.held, self.reads = limit, OrderedDict(), 0
+
+    def get(self, key, read: Callable[[], np.ndarray]) -> np.ndarray:
+        if key in self.held:
+            self.held.move_to_end(key)
+            return self.held[key]
+        Z = self.held[key] = read()
+        self.reads += 1
+        while self.limit is not None and len(self.held) > 1 and sum(z.nbytes for z in self.held.values()) > self.limit:
+            self.held.popitem(last=False)
+        return Z
+
+
 @dataclass
 class Block:
     name: str
     index: int
     depth: float
-    Z: np.ndarray  # (n, d) rows common to both sides, float16 (layers) or float32 (final)
+    data: np.ndarray | Callable[[], np.ndarray]  # its rows common to both sides, or how to read them (cache)
     graph: tuple[np.ndarray, np.ndarray] | None  # k columns
     invariants: dict | None  # rv_null.gram_invariants, if cached for exactly these rows
+    cache: BlockCache | None = None
+
+    @property
+    def Z(self) -> np.ndarray:
+        """(n, d) rows common to both sides: float16 (a layers file's block) or float32 (final)."""
+        return self.cache.get(id(self), self.data) if callable(self.data) else self.data
 
 
-def _side(side: dict, ids: np.ndarray, Z: np.ndarray, rows, k: int, graphs: bool) -> list[Block]:
-    """The blocks of one side (its layers, if any, then "final"), on the rows both sides share."""
+def _block_rows(layers: schema.LayersFile, j: int, rows) -> np.ndarray:
+    Z = layers.block(j)
+    return Z if rows is None else Z[rows]
+
+
+def _side(side: dict, ids: np.ndarray, Z: np.ndarray, rows, k: int, graphs: bool, cache: BlockCache) -> list[Block]:
+    """The blocks of one side (its layers, if any, read through ``cache``, then "final", held), on
+    the rows both sides share."""
     blocks, final_index = [], 0
     if side.get("layers"):
         layers = schema.LayersFile(side["layers"])
@@ -122,8 +158,12 @@ def _side(side: dict, ids: np.ndarray, Z: np.ndarray, rows, k: int, graphs: bool
         final_index = int(layers.provenance.get("n_blocks", len(layers.names)))
         for j, (name, (index, depth)) in enumerate(zip(layers.names, layers.positions)):
             graph, inv = cached[j]
-            Zj, graph = restrict(layers.block(j), graph if graphs else None, rows, f"{layers.path} {name}", k)
-            blocks.append(Block(name, index, depth, Zj, graph, inv if rows is None else None))
+            if not graphs:
+                graph = None
+            elif rows is not None:  # restricted once, here: the rows are read again when a cell needs them
+                graph = restrict(layers.block(j), graph, rows, f"{layers.path} {name}", k)[1]
+            blocks.append(Block(name, index, depth, partial(_block_rows, layers, j, rows), graph,
+                                inv if rows is None else None, cache))
     graph = read_graph(side["knn"], side["emb"], ids, k) if graphs else None
     inv = cached_invariants(side["knn"], rows)
     Zf, graph = restrict(Z, graph, rows, side["emb"], k)
@@ -135,9 +175,10 @@ def _side(side: dict, ids: np.ndarray, Z: np.ndarray, rows, k: int, graphs: bool
 def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics: list[str], k: int,
                         null_draws: int, seed: int, alpha: float = 0.05, cka_null: str = "closed_form",
                         feature_space_draws: int = 100, params: dict[str, dict] | None = None,
-                        device=None) -> list[dict]:
+                        device=None, block_cache_bytes: int | None = None) -> list[dict]:
     """Every metric on every (block_a, block_b) cell of one pair, as rows of ``plan.LAYER_FIELDS``.
-    ``params``: each metric's tunable parameters, as in ``compare_files``.
+    ``params``: each metric's tunable parameters, as in ``compare_files``. ``block_cache_bytes``:
+    the most bytes of layer blocks held at once (``BlockCache``; None: all of them).
 
     A side is {"emb", "knn"} (its final embedding and cached graph) plus, for a model with
     blocks, {"layers", "knn_layers"}. ``cka_null``, ``feature_space_draws``: only for the final x
@@ -156,9 +197,10 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
     ids_b, Zb = read_checked_embeddings(side_b["emb"])
     rows_a, rows_b, _ = common_rows(ids_a, ids_b, side_a["emb"], side_b["emb"], k)
     graphs = any(s.uses_knn for s in specs)
-    A = _side(side_a, ids_a, Za, rows_a, k, graphs)
-    B = _side(side_b, ids_b, Zb, rows_b, k, graphs)
-    n = len(A[0].Z)
+    cache = BlockCache(block_cache_bytes)
+    A = _side(side_a, ids_a, Za, rows_a, k, graphs, cache)
+    B = _side(side_b, ids_b, Zb, rows_b, k, graphs, cache)
+    n = len(A[-1].Z)  # the final embedding's rows, held
     cells = [(i, j) for i in range(len(A)) for j in range(len(B))]  # final x final too: its draws join the max
     perms = _permutation_table(n, null_draws, seed)
     tunable = {s.name: {**{key: v for key, v in s.defaults.items() if key != "k"}, **(params or {}).get(s.name, {})}
@@ -192,8 +234,8 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
                              "block_a": a.name, "block_b": b.name, "index_a": a.index, "index_b": b.index,
                              "depth_a": a.depth, "depth_b": b.depth, "n": n,
                              "k": k if spec.takes_k else None, "alpha": alpha, **results[spec.name][(i, j)]})
-    log.info("%d x %d blocks, %d metrics, %d null draws: %.1f s", len(A), len(B), len(specs), null_draws,
-             time.perf_counter() - start)
+    log.info("%d x %d blocks, %d metrics, %d null draws: %.1f s; %d block reads (held at most %s bytes)",
+             len(A), len(B), len(specs), null_draws, time.perf_counter() - start, cache.reads, block_cache_bytes)
     return [{f: row[f] for f in LAYER_FIELDS} for row in rows]
 
 
@@ -259,7 +301,7 @@ def drawn_cells(spec, A, B, cells, k: int, params: dict, perms: np.ndarray, devi
     memo, out = {}, {}
     for i, j in cells:
         pair = Pair(A[i].Z, B[j].Z, A[i].graph, B[j].graph, device=device, memo=memo,
-                    invariants=(A[i].invariants, B[j].invariants))
+                    invariants=(A[i].invariants, B[j].invariants), keys=(id(A[i]), id(B[j])))
         est = spec.estimator(pair, **({"k": k} if spec.takes_k else {}), **params)
         law = est.closed_null() if spec.closed_form else None
         out[(i, j)] = (est.score(), law if law is not None else np.array([est.null(pi) for pi in perms]))

@@ -19,14 +19,17 @@ Graph = tuple[np.ndarray, np.ndarray]  # (indices (N, k) int64, similarity (N, k
 
 class Pair:
     def __init__(self, Za, Zb, graph_a: Graph | None = None, graph_b: Graph | None = None, *, device=None,
-                 invariants: tuple[dict | None, dict | None] = (None, None), memo: dict | None = None):
+                 invariants: tuple[dict | None, dict | None] = (None, None), memo: dict | None = None,
+                 keys: tuple | None = None):
         """``memo``: a dict shared by pairs that share sides (the cells of the layer atlas), where
-        per-side quantities (``row_means``) are kept by the side's identity, computed once."""
+        per-side quantities (``row_means``) are kept by the side's identity, computed once: its
+        ``keys`` (a layer block's, whose rows may be read again from its file) or else the array's."""
         if len(Za) != len(Zb):
             raise ValueError(f"sides have {len(Za)} and {len(Zb)} rows; row i must be the same object on both")
         self.Za, self.Zb, self.device = Za, Zb, device
         self.same = Zb is Za
         self.memo = {} if memo is None else memo
+        self.keys = keys
         self._graphs = [graph_a, graph_a if self.same else graph_b]
         self._invariants = list(invariants)
 
@@ -41,10 +44,11 @@ class Pair:
     def per_side(self, what: str, fn) -> tuple:
         """``fn(Z)`` of each side, kept in ``memo`` under (what, the side's identity)."""
         out = []
-        for Z in (self.Za, self.Zb):
-            key = (what, id(Z))
+        for side, Z in enumerate((self.Za, self.Zb)):
+            key = (what, id(Z) if self.keys is None else self.keys[side])
             if key not in self.memo:
-                self.memo[key] = (Z, fn(Z))  # Z kept alive: its id cannot be reused
+                # an array's id is kept alive with it (it cannot be reused); a key needs no array
+                self.memo[key] = (Z if self.keys is None else None, fn(Z))
             out.append(self.memo[key][1])
         return tuple(out)
 
