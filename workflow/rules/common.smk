@@ -36,14 +36,17 @@ COST.check_fits_nodes()
 
 def _cost(rule):
     """mem_mb and runtime of one job of ``rule`` from its shapes and threads, grown on retries
-    (compare_layers: also block_cache_mb, the layer blocks it may hold in that memory)."""
+    (compare_layers: also block_cache_mb, the layer blocks it may hold in that memory).
+    """
 
     def resource(name):
         return lambda wc, attempt, threads: COST.resources(rule, wc, attempt, threads)[
             name
         ]
 
-    names = ["mem_mb", "runtime"] + (["block_cache_mb"] if rule == "compare_layers" else [])
+    names = ["mem_mb", "runtime"] + (
+        ["block_cache_mb"] if rule == "compare_layers" else []
+    )
     return {name: resource(name) for name in names}
 
 
