@@ -86,7 +86,7 @@ def write_inputs(run: RunPaths, model: str, n: int, d: int, blocks: int) -> None
 
 
 def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, metrics: list[str],
-             jobs: int = 1) -> list[dict]:
+             jobs: int = 1, rules: tuple[str, ...] = RULES) -> list[dict]:
     run = RunPaths(f"scale-{n}-{d}-{blocks}-{draws}")
     cwd = Path.cwd()
     try:
@@ -98,8 +98,11 @@ def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, me
     cfg.write_text(yaml.safe_dump(config_for(run.run_name, model, blocks, draws, metrics)))
     pair = {"crossmatch": "legacysurvey_hsc", "survey_a": "legacysurvey", "model_a": model,
             "survey_b": "hsc", "model_b": model}
-    targets = [run.METRICS.format(**pair), run.LAYER_METRICS.format(**pair),
-               run.PROBE.format(crossmatch="legacysurvey_hsc", survey="hsc", model=model)]
+    side = {"crossmatch": "legacysurvey_hsc", "model": model}
+    targets = {"knn_graph": [run.KNN.format(**side, survey=s) for s in ("legacysurvey", "hsc")],
+               "compare": [run.METRICS.format(**pair)], "compare_layers": [run.LAYER_METRICS.format(**pair)],
+               "probe": [run.PROBE.format(**side, survey="hsc")]}
+    targets = [t for rule in rules for t in targets[rule]]
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile"),
                     "--directory", str(root), "--configfile", str(cfg), "--cores", str(jobs), "--rerun-triggers", "mtime",
@@ -125,6 +128,8 @@ def main() -> None:
     p.add_argument("--metrics", nargs="+", default=METRICS)
     p.add_argument("--jobs", type=int, default=1, help="jobs at once (--cores; each job runs on one thread): "
                    "CPU seconds and peak RSS stay per job, wall times stretch if they share a core")
+    p.add_argument("--rules", nargs="+", choices=RULES, default=RULES,
+                   help="only these rules' jobs (and the kNN graphs they need)")
     p.add_argument("--json", type=Path, help="write every job's row here")
     p.add_argument("--root", type=Path, help="working folder (default: a temporary one, removed)")
     args = p.parse_args()
@@ -134,7 +139,7 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for case in args.case or DEFAULT_CASES:
             n, d, blocks, draws = map(int, case.split(":"))
-            rows += run_case(root, args.model, n, d, blocks, draws, args.metrics, args.jobs)
+            rows += run_case(root, args.model, n, d, blocks, draws, args.metrics, args.jobs, tuple(args.rules))
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
     print(f"{'N':>6} {'d':>5} {'L':>3} {'draws':>5}  {'rule':<15} {'s':>8} {'CPU s':>8} {'peak MB':>8}")
