@@ -543,13 +543,18 @@ class PlanCost:
         return longest
 
 
+def _figure(x: float) -> str:
+    """One decimal, or two significant digits below 1 (a demo's jobs take minutes, not hours)."""
+    return f"{x:.1f}" if x >= 0.95 or x == 0 else f"{x:.2g}"
+
+
 def format_summary(summary: dict, title: str) -> str:
     """A summary (``PlanCost.summary``) as a plain-text table."""
     lines = [title, f"{'rule':<17}{'jobs':>6}{'CPU-h':>10}{'GPU-h':>9}{'peak GB':>9}{'disk GB':>10}"]
     for rule, r in [*summary["rules"].items(), ("total", summary["total"])]:
-        lines.append(f"{rule:<17}{r['jobs']:>6}{r['cpu_h']:>10.1f}{r['gpu_h']:>9.1f}{r['peak_gb']:>9.1f}"
-                     f"{r['disk_gb']:>10.1f}")
-    lines.append(f"critical path: {summary['critical_path_h']:.1f} h (slowest embed -> kNN graph -> comparison, "
+        lines.append(f"{rule:<17}{r['jobs']:>6}" + "".join(f"{_figure(r[key]):>{width}}" for key, width in
+                                                           (("cpu_h", 10), ("gpu_h", 9), ("peak_gb", 9), ("disk_gb", 10))))
+    lines.append(f"critical path: {_figure(summary['critical_path_h'])} h (slowest embed -> kNN graph -> comparison, "
                  f"one thread a metric job)")
     if summary["over_max_runtime"]:
         lines.append(f"{summary['over_max_runtime']} jobs run past cluster.max_runtime_hours on one thread: give "
