@@ -37,7 +37,7 @@ import yaml
 from bench_layers import LazyBlocks
 
 from samesky import schema
-from samesky.cost import block_dims
+from samesky.cost import bench_job, block_dims, predict
 from samesky.paths import RunPaths
 from samesky.runtime import USAGE
 from samesky.surveys import get_survey
@@ -142,10 +142,13 @@ def main() -> None:
             rows += run_case(root, args.model, n, d, blocks, draws, args.metrics, args.jobs, tuple(args.rules))
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
-    print(f"{'N':>6} {'d':>5} {'L':>3} {'draws':>5}  {'rule':<15} {'s':>8} {'CPU s':>8} {'peak MB':>8}")
+    print("| rule | N | d | blocks | draws | wall s | CPU s | predicted CPU s | peak MB | predicted MB |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"{r['n']:>6} {r['d']:>5} {r['blocks']:>3} {r['draws']:>5}  {r['rule']:<15} {r['seconds']:>8.1f} "
-              f"{r['cpu_seconds']:>8.1f} {r['peak_mb']:>8.0f}")
+        seconds, peak = predict(bench_job(r["rule"], r["n"], r["d"], r["blocks"], r["draws"], r["metrics"]))
+        print(f"| {r['rule']} | {r['n']} | {r['d']} | {r['blocks']} | {r['draws']} | {r['seconds']:.0f} | "
+              f"{r['cpu_seconds']:.1f} | {seconds:.1f} ({seconds / r['cpu_seconds'] - 1:+.0%}) | {r['peak_mb']:.0f} | "
+              f"{peak:.0f} ({peak / r['peak_mb'] - 1:+.0%}) |")
 
 
 if __name__ == "__main__":

@@ -201,15 +201,19 @@ FORMS: dict[str, Form] = {
 FORMS["truth_knn_graph"] = FORMS["knn_graph"]  # the same code (knn_file) on the latent truth
 
 
+def bench_job(rule: str, n: int, d: int, blocks: int, draws: int, metrics: int = MEASURED_METRICS) -> Job:
+    """A job of ``benchmarks/bench_paper_scale.py``: one model on both sides of the pair, the
+    case's draws as null draws and subsampling splits (probe: its bootstrap draws)."""
+    side = Side(d, (d,) * blocks if rule in ("knn_graph", "compare_layers") else ())
+    pair = rule in ("compare", "compare_layers")
+    return Job(rule, n, side, side if pair else None, draws=draws,
+               splits=draws if rule in ("compare", "probe") else 0, metrics=metrics)
+
+
 def measured_jobs() -> list[tuple[Job, float, float]]:
-    """``MEASURED`` as (job, CPU seconds, peak MB): the bench's pair is one model on both sides."""
-    out = []
-    for rule, n, d, blocks, draws, seconds, peak in MEASURED:
-        side = Side(d, (d,) * blocks if rule in ("knn_graph", "compare_layers") else ())
-        pair = rule in ("compare", "compare_layers")
-        out.append((Job(rule, n, side, side if pair else None, draws=draws,
-                        splits=draws if rule in ("compare", "probe") else 0), seconds, peak))
-    return out
+    """``MEASURED`` as (job, CPU seconds, peak MB)."""
+    return [(bench_job(rule, n, d, blocks, draws), seconds, peak)
+            for rule, n, d, blocks, draws, seconds, peak in MEASURED]
 
 
 def _nnls_relative(rows: list[list[float]], targets: list[float]) -> tuple[float, ...]:
