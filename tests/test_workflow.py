@@ -172,6 +172,9 @@ def test_demo_writes_probe_tables_and_figures(demo_run):
     assert pd.read_csv(tables / "redshift_linear.csv").shape[0] == len(probes["model"].unique())
     assert {p.name for p in (workdir / "results/demo/probe_figures").glob("*.png")} == {
         *(f"probe_{p}.png" for p in properties), f"alignment_physics_{xm}.png"}
+    # UMAP maps (probes.umap): one figure per continuous probed property, kNN purity in each panel's title
+    assert {p.name for p in (workdir / "results/demo/umap_figures").glob("*.png")} == {
+        f"{xm}_{p}.png" for p in properties if p not in config["probes"]["categorical"]}
     # alignment against physics: every crossmodal MKNN comparison of the probed crossmatch beside what each of
     # its two embeddings knows (linear probe per property, neighbour consistency per continuous property)
     alignment = pd.read_csv(workdir / "results/demo/tables/alignment_physics.csv")
@@ -230,7 +233,7 @@ def test_demo_readme_and_report_open_on_the_summary(demo_run):
     workdir, config, _ = demo_run
     readme = (workdir / "results/demo/README.md").read_text()
     listed = re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M)
-    assert listed == ["summary.html", "tables/", "figures/", "layer_figures/", "probe_figures/", "metrics/",
+    assert listed == ["summary.html", "tables/", "figures/", "layer_figures/", "probe_figures/", "umap_figures/", "metrics/",
                       "layers_metrics/", "probes/", "physics/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
                       "preprocessed_flux/", "benchmarks/"]
     assert "1. `summary.html`" in readme and "table2_crossmodal_mknn_calibrated.md" in readme
