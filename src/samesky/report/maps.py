@@ -70,14 +70,9 @@ def embedding_map(survey: str, model: str, embedding, graph, sources: Sequence, 
     the same object ids in the same order) and, per property of ``properties`` (read from
     ``sources``: ``probes.property_columns``), its values and kNN purity (``physics.knn_purity``)."""
     from ..physics import knn_purity
-    from ..probes import property_columns
-    from ..schema import SchemaError, check_finite, read_embeddings, read_knn
+    from ..probes import embedding_and_graph, property_columns
 
-    ids, Z, _ = read_embeddings(embedding)
-    check_finite(Z, ids, str(embedding))
-    graph_ids, indices, similarity, _ = read_knn(graph)
-    if not np.array_equal(graph_ids, ids):
-        raise SchemaError(f"{graph}: the kNN graph's object ids are not those of {embedding} in its order")
+    ids, Z, indices, similarity = embedding_and_graph(embedding, graph)
     values, _ = property_columns(ids, sources, properties)
     purity = {name: knn_purity(indices, y, k=k, n_bins=n_bins)[0] for name, y in values.items()}
     return EmbeddingMap(survey, model, umap_coordinates(Z, indices, similarity, k=k, seed=seed), values, purity)
