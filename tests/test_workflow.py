@@ -202,7 +202,7 @@ def test_changing_probe_settings_reruns_only_probes(demo_run):
     # probing another crossmatch too adds only its probes and physics tests
     n_jwst = len(list((workdir / "results/demo/embeddings/jwst_hsc").rglob("*.h5"))) - 1
     counts = _rerun_counts(workdir, config, lambda c: c["probes"]["properties"].update(jwst_hsc=["redshift"]))
-    assert counts == {"probe": n_jwst, "physics": n_jwst, "probe_report": 1, "run_readme": 1, "all": 1}
+    assert counts == {"probe": n_jwst, "physics": n_jwst, "probe_report": 1, "umap": 1, "run_readme": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -214,7 +214,8 @@ def test_changing_the_physics_tests_reruns_only_their_jobs(demo_run):
     n_probed = len(list((workdir / "results/demo/probes").rglob("*.json")))
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(
         physics={"tests": ["neighbour_consistency", "knn_purity"], "params": {"knn_purity": {"k": 10}}}))
-    assert counts == {"physics": n_probed, "probe_report": 1, "run_readme": 1, "all": 1}
+    # and the UMAP maps, whose k is the kNN purity's
+    assert counts == {"physics": n_probed, "probe_report": 1, "umap": 1, "run_readme": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -305,12 +306,14 @@ def _probe_jobs(workdir, under: str = "") -> dict[str, int]:
 @pytest.mark.slow
 def test_changing_k_reruns_only_metrics(demo_run):
     workdir, config, _ = demo_run
-    counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(k=5))
+    # the graphs of 8k = 40 neighbours cannot hold the UMAP maps' 50: they take 40 (a ConfigError says so)
+    counts = _rerun_counts(workdir, config, lambda c: (c["metrics"].update(k=5), c["probes"]["physics"].update(
+        params={"knn_purity": {"k": 40}})))
     n_comparisons = len(list((workdir / "results/demo/metrics").rglob("*.json")))
-    # and the physics tests, which read the graphs
+    # and the physics tests and the UMAP maps, which read the graphs
     n_physics = len(list((workdir / "results/demo/physics").rglob("*.json")))
     assert counts == {**_graph_jobs(workdir), "compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1,
-                      "physics": n_physics, "probe_report": 1, **_layer_jobs(workdir), **RUN_PAGES}
+                      "physics": n_physics, "probe_report": 1, "umap": 1, **_layer_jobs(workdir), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -377,7 +380,7 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
         ("self", "vit-huge", "vit-huge"), ("truth", "vit-huge", "latent-truth")}
     assert counts == {"build_tiny_model": 1, "embed": 1, "knn_graph": 1, "compare": len(comparisons),
                       "probe": len(new(lambda p: p.probes)), "physics": len(new(lambda p: p.physics)),
-                      "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
+                      "aggregate": 1, "figures": 1, "probe_report": 1, "umap": 1, "all": 1,
                       # the layer stage: every pair above but the self pair
                       "compare_layers": len(comparisons) - 1, "layers_report": 1, **RUN_PAGES}
 
