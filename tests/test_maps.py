@@ -103,10 +103,9 @@ def test_plan_maps_the_probed_embeddings_only_when_asked(demo_config):
     assert Plan(validate_config(demo_config)).umap_maps == []
     demo_config["probes"]["umap"] = True
     plan = Plan(validate_config(demo_config))
-    xm = next(iter(demo_config["probes"]["properties"]))
-    assert [(m["crossmatch"], m["survey"], m["model"]) for m in plan.umap_maps] == [e for e in plan.embeddings
-                                                                                   if e[0] == xm]
-    assert plan.umap_maps[0]["properties"] == plan.physics_properties(xm) and plan.umap_params()["k"] == 50
+    assert [(m["crossmatch"], m["survey"], m["model"]) for m in plan.umap_maps] == plan.probes  # continuous ones
+    assert [m["properties"] for m in plan.umap_maps] == [plan.physics_properties(m["crossmatch"]) for m in plan.umap_maps]
+    assert plan.umap_params() == {"k": 50, "n_bins": 20, "seed": 0}
     demo_config["probes"]["physics"]["params"] = {"knn_purity": {"k": 81}}
     with pytest.raises(ConfigError, match=r"probes.umap: its k=81 \(probes.physics.params.knn_purity.k\) neighbours, "
                                           r"but the cached kNN graphs hold 80 per object"):

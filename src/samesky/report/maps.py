@@ -47,7 +47,8 @@ class EmbeddingMap(NamedTuple):
 
 def umap_coordinates(Z, indices: np.ndarray, similarity: np.ndarray, *, k: int = 50, seed: int = 0) -> np.ndarray:
     """(N, 2) float32: the UMAP of ``Z`` (N, D) on its cosine kNN graph (``indices``,
-    ``similarity``: self excluded, nearest first, at least k - 1 columns), as the module says."""
+    ``similarity``: self excluded, nearest first, at least k - 1 columns), as the module says.
+    Seeded by ``seed``, so single-threaded: umap-learn runs a seeded fit on one thread to repeat it."""
     import umap  # umap-learn: numba compiles its kernels in each new process (seconds)
 
     Z = np.asarray(Z, np.float32)
@@ -93,8 +94,8 @@ def umap_figure(maps: Sequence[EmbeddingMap], prop: str, facts: RunFacts | None 
     lo, hi = colour_range(np.concatenate([np.asarray(m.values[prop], float) for m in maps]))
     ncols = min(len(maps), 4)
     nrows = math.ceil(len(maps) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + 0.8, 3.4 * nrows + 0.6), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.4 * ncols + 0.8, 11), 3.4 * nrows + 0.6), squeeze=False,
+                             layout="constrained")  # wide enough for a simulated run's notice
     for ax, m in zip(axes.flat, maps):
         family, size = split_model(m.model)
         points = ax.scatter(m.xy[:, 0], m.xy[:, 1], c=m.values[prop], cmap="viridis", vmin=lo, vmax=hi, s=6,
