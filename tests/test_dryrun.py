@@ -53,6 +53,7 @@ def test_paper_dry_run_with_slurm_profile(tmp_path, monkeypatch):
     assert counts["ingest_hf"] == 4
     assert counts["compare"] == 66 + 64 + 16
     assert counts["probe"] == 17 and counts["probe_report"] == 1  # DESI redshift Z: every DESI-HSC embedding
+    assert counts["umap"] == 1  # their UMAP maps, in one job
     assert all("desi_hsc" in b for b in job_blocks(out, "probe"))
     # per-size GPU resources are shown for every embedding job, with the cores that feed its GPU
     embed_blocks = job_blocks(out, "embed")

@@ -47,14 +47,14 @@ def test_plan_lists_physics_jobs_and_hands_their_params_only_when_asked(breadth_
     ({"tests": ["knn_purity"], "params": {"knn_purity": {"k": 500}}},
      "probes.physics.params.knn_purity.k: 500 neighbours, but the cached kNN graphs hold 80 per object"),
     ({"tests": ["knn_purity"]}, "probes.physics.params.knn_purity.k: 50 neighbours do not fit a quarter of "
-     "crossmatch 'desi_hsc' of at most 200 objects (crossmatches.desi_hsc.source.simulate.n), which its subsampling "
+     "crossmatch 'cosmos_web' of at most 200 objects (crossmatches.cosmos_web.source.simulate.n), which its subsampling "
      "interval rescores (probes.physics.subsampling_splits); k must be below 50"),
     ({"tests": ["knn_purity"], "subsampling_splits": 0}, None),
     ({"tests": ["neighbourhood_wasserstein"]}, "probes.physics.tests"),
     ({"tests": ["ols_probe"], "null_draws": -1}, "probes.physics.null_draws"),
 ])
 def test_physics_config_errors_name_the_key(demo_config, physics_keys, message):
-    demo_config["probes"]["physics"] = physics_keys
+    demo_config["probes"].update(physics=physics_keys, umap=False)  # the UMAP maps take knn_purity's params too
     if message is None:  # no subsampling interval: k = 50 of 200 objects is fine
         assert Plan(validate_config(demo_config)).physics_params("desi_hsc")["tests"] == ["knn_purity"]
         return

@@ -36,8 +36,9 @@ def test_config_checks(demo_config):
     _config(demo_config)["embed"]["layers"] = "all"
     with pytest.raises(ConfigError, match=r"precomputed embeddings have no blocks; set embed.layers: final"):
         Plan(demo_config)
-    with pytest.raises(ConfigError, match=r"crossmatches.jwst_hsc.drop_flat drops rows; give the id column"):
-        validate_config(_config(demo_config, crossmatch="jwst_hsc", survey="hsc", model="vit-base"))
+    demo_config["crossmatches"]["desi_hsc"]["drop_flat"] = {"hsc": "g"}
+    with pytest.raises(ConfigError, match=r"crossmatches.desi_hsc.drop_flat drops rows; give the id column"):
+        validate_config(_config(demo_config))
 
 
 def _crossmatch(path, ids, provenance=None):

@@ -33,9 +33,9 @@ def texts(fig) -> list[str]:
 
 def test_plan_says_a_simulated_miniature_run_is_one_and_a_hub_run_is_not(demo_config, paper_config):
     demo = Plan(validate_config(demo_config))
-    assert demo.report_facts("figures") == {"simulated": ["jwst_hsc", "desi_hsc"], "miniature": True}
-    assert RunFacts.of(demo.report_facts("figures")).notice == NOTICE
-    assert demo.report_facts("tables") == {"simulated": ["jwst_hsc", "desi_hsc"], "miniature": True, "ci": 0.95,
+    assert demo.report_facts("figures") == {"simulated": ["cosmos_web", "desi_hsc"], "miniature": True}
+    assert RunFacts.of(demo.report_facts("figures")).notice == NOTICE.replace("jwst_hsc", "cosmos_web")
+    assert demo.report_facts("tables") == {"simulated": ["cosmos_web", "desi_hsc"], "miniature": True, "ci": 0.95,
                                            "subsampling_splits": 50, "feature_space_draws": 100}
     assert demo.report_facts("probes")["ci"] == 0.95
     paper = Plan(validate_config(paper_config))

@@ -104,7 +104,7 @@ def test_the_summary_puts_the_tables_and_figure_1_calibrated_beside_raw_and_says
     (figures / "figure1_crossmodal_mknn.png").write_bytes(b"raw-png")
     (figures / "figure1_crossmodal_mknn_calibrated.png").write_bytes(b"cal-png")
     scores = tmp_path / "scores.csv"
-    pd.DataFrame({"crossmatch": ["desi_hsc", "desi_hsc", "jwst_hsc"], "metric": ["mknn", "cka_linear", "mknn"],
+    pd.DataFrame({"crossmatch": ["desi_hsc", "desi_hsc", "cosmos_web"], "metric": ["mknn", "cka_linear", "mknn"],
                   "n": [200, 200, 187]}).to_csv(scores, index=False)
     page = summary.write_summary(tmp_path / "summary.html", facts, scores, tables, figures,
                                  versions={"python": "3.11.0", "samesky": "0.1"}).read_text()
@@ -113,14 +113,14 @@ def test_the_summary_puts_the_tables_and_figure_1_calibrated_beside_raw_and_says
                                      "table2_crossmodal_mknn cal", "table2_crossmodal_mknn raw",
                                      "Figure 1", "base64,Y2FsLXBuZw==", "base64,cmF3LXBuZw==", "What ran", "Software")]
     assert order == sorted(order)  # calibrated before (beside) raw, the run after the results
-    assert page.index("Simulated sky (jwst_hsc, desi_hsc), random-weight miniature models: not scientific results") \
+    assert page.index("Simulated sky (cosmos_web, desi_hsc), random-weight miniature models: not scientific results") \
         < order[0]  # said before any result
     real = {**facts, "marking": {"simulated": [], "miniature": False}}  # Plan.report_facts of hub data and weights
     assert "not scientific results" not in summary.write_summary(tmp_path / "real.html", real, scores, tables,
                                                                  figures, versions={}).read_text()
     for row in ("<th style='text-align:left;padding-right:1em'>run_name</th><td>demo</td>",
-                "<td>JWST + HSC, N = 187; simulated sky (n 200, seed 1); jwst rows with a flat f200w dropped; "
-                "image models vit-base</td>",
+                "<td>JWST (COSMOS-Web) + HSC (COSMOS-Web), N = 187; simulated sky (n 200, seed 1); image models "
+                "vit-base</td>",
                 "<td>DESI + HSC, N = 200; simulated sky (n 200, seed 3)</td>",  # all the run's image models
                 "<td>vit-base, vit-large, aion-base, aion@random-base</td>", "<td>specformer-base</td>",
                 "<td>k = 10, null_draws = 50, subsampling_splits = 50</td>",
@@ -136,16 +136,16 @@ def test_a_missing_table_is_said_not_drawn(tmp_path, demo_config):
                                  tmp_path / "s.csv",
                                  tmp_path / "t", tmp_path / "f", versions={}).read_text()
     assert page.count("not in this run (no comparison of this kind)") == 6
-    assert "JWST + HSC, N = not scored" in page
+    assert "JWST (COSMOS-Web) + HSC (COSMOS-Web), N = not scored" in page
 
 
 def test_layer_figures_are_grouped_by_crossmatch_pair_and_metric(demo_config):
     plan = Plan(validate_config(demo_config))
     pairs = [c.as_dict() for c in plan.layer_comparisons()]
-    pair = next(p for p in pairs if p["crossmatch"] == "jwst_hsc" and p["kind"] == "crossmodal")
+    pair = next(p for p in pairs if p["crossmatch"] == "cosmos_web" and p["kind"] == "crossmodal")
     name = heatmap_name({**pair, "metric": "cka_linear"}).removesuffix(".png")
-    assert figure_group(name, pairs) == {"crossmatch": "jwst_hsc", "metric": "cka_linear",
-                                         "pair": "JWST ViT Base vs HSC ViT Base"}
+    assert figure_group(name, pairs) == {"crossmatch": "cosmos_web", "metric": "cka_linear",
+                                         "pair": "JWST (COSMOS-Web) ViT Base vs HSC (COSMOS-Web) ViT Base"}
     truth = next(p for p in pairs if p["kind"] == "truth" and p["crossmatch"] == "desi_hsc")
     got = figure_group(heatmap_name({**truth, "metric": "mknn"}).removesuffix(".png"), pairs)
     assert got["crossmatch"] == "desi_hsc" and got["pair"].endswith(" vs latent truth")

@@ -153,38 +153,51 @@ def test_every_heavy_job_is_benchmarked_within_its_resources(demo_run):
 
 @pytest.mark.slow
 def test_demo_writes_probe_tables_and_figures(demo_run):
-    """Every embedding of the probed crossmatch is probed for every chosen latent property, by both
-    probes."""
+    """Every embedding of a probed crossmatch is probed for each of its properties, by both probes
+    (DESI-HSC: the latent truth; COSMOS-Web: its catalogue columns), and mapped by UMAP for each
+    continuous one."""
     workdir, config, _ = demo_run
     probes = pd.read_csv(workdir / "results/demo/tables/probes.csv")
-    (xm, properties), = config["probes"]["properties"].items()  # the demo probes one crossmatch
-    n_embeddings = len(list((workdir / "results/demo/embeddings" / xm).rglob("*.h5"))) - 1  # not the truth
-    assert len(probes) == n_embeddings * len(properties) * 2 and set(probes["crossmatch"]) == {xm}
-    assert set(probes["property"]) == set(properties) and set(probes["probe"]) == {"linear", "knn"}
+    chosen, categorical = config["probes"]["properties"], set(config["probes"]["categorical"])
+    assert set(chosen) == {"desi_hsc", "cosmos_web"} and set(probes["crossmatch"]) == set(chosen)
+    for xm, properties in chosen.items():
+        n_embeddings = len(list((workdir / "results/demo/embeddings" / xm).rglob("*.h5"))) - 1  # not the truth
+        sub = probes[probes["crossmatch"] == xm]
+        assert len(sub) == n_embeddings * len(properties) * 2 and set(sub["property"]) == set(properties), xm
+    assert set(probes["probe"]) == {"linear", "knn"}
     assert set(probes.loc[probes["property"] == "quiescent", "metric"]) == {"balanced_accuracy"}
     assert (probes["n_excluded"] == 0).all() and (probes["null_draws"] == config["probes"]["null_draws"]).all()
     # the latent redshift is recoverable from most embeddings, well above the null
     linear = probes[(probes["probe"] == "linear") & (probes["property"] == "redshift")]
     assert (linear["score"] > linear["null_mean"] + 2 * linear["null_std"]).mean() > 0.7
+    every = [prop for properties in chosen.values() for prop in properties]
     tables = workdir / "results/demo/tables/probes"
-    assert {p.name for p in tables.glob("*.csv")} == {f"{prop}_{name}.csv" for prop in properties
-                                                     for name in ("linear", "knn")}
-    assert pd.read_csv(tables / "redshift_linear.csv").shape[0] == len(probes["model"].unique())
+    assert {p.name for p in tables.glob("*.csv")} == {f"{prop}_{name}.csv" for prop in every for name in ("linear", "knn")}
+    assert pd.read_csv(tables / "redshift_linear.csv").shape[0] == len(linear["model"].unique())
     assert {p.name for p in (workdir / "results/demo/probe_figures").glob("*.png")} == {
-        *(f"probe_{p}.png" for p in properties), f"alignment_physics_{xm}.png"}
-    # alignment against physics: every crossmodal MKNN comparison of the probed crossmatch beside what each of
+        *(f"probe_{p}.png" for p in every), *(f"alignment_physics_{xm}.png" for xm in chosen)}
+    # UMAP maps (probes.umap): one figure per continuous probed property, kNN purity in each panel's title
+    assert {p.name for p in (workdir / "results/demo/umap_figures").glob("*.png")} == {
+        f"{xm}_{p}.png" for xm, properties in chosen.items() for p in properties if p not in categorical}
+    # alignment against physics: every crossmodal MKNN comparison of a probed crossmatch beside what each of
     # its two embeddings knows (linear probe per property, neighbour consistency per continuous property)
     alignment = pd.read_csv(workdir / "results/demo/tables/alignment_physics.csv")
     scores = pd.read_csv(workdir / "results/demo/tables/scores.csv")
-    pairs = scores[(scores["kind"] == "crossmodal") & (scores["metric"] == "mknn") & (scores["crossmatch"] == xm)]
-    n_continuous = len(set(properties) - set(config["probes"]["categorical"]))
-    assert len(alignment) == 2 * len(pairs) * (len(properties) + n_continuous) and alignment["alignment"].notna().all()
+    crossmodal = scores[(scores["kind"] == "crossmodal") & (scores["metric"] == "mknn")]
+    for xm, properties in chosen.items():
+        pairs, sub = crossmodal[crossmodal["crossmatch"] == xm], alignment[alignment["crossmatch"] == xm]
+        n_continuous = len(set(properties) - categorical)
+        assert len(sub) == 2 * len(pairs) * (len(properties) + n_continuous) and sub["alignment"].notna().all(), xm
     assert set(alignment["measure"]) == {"linear probe", "neighbour_consistency"}
+    # the trend test across DESI-HSC's trained models (COSMOS-Web runs one model: no trend to test)
     trend = pd.read_csv(workdir / "results/demo/tables/alignment_physics_trend.csv")
-    trained = (~pairs["model_b"].str.contains("@random")).sum()
-    assert set(trend["n"]) == {trained} and set(trend["method"]) == {f"exact ({math.factorial(trained):,} orderings)"}
+    pairs = crossmodal[crossmodal["crossmatch"] == "desi_hsc"]
+    trained, desi = (~pairs["model_b"].str.contains("@random")).sum(), trend[trend["crossmatch"] == "desi_hsc"]
+    assert set(desi["n"]) == {trained} and set(desi["method"]) == {f"exact ({math.factorial(trained):,} orderings)"}
+    assert set(trend.loc[trend["crossmatch"] == "cosmos_web", "note"]) == {"fewer than 3 models"}
     assert (workdir / "results/demo/tables/alignment_physics.md").read_text().count("| desi_hsc |") == len(
-        alignment.drop_duplicates(["survey", "embedding_model", "compared_model"])) + len(trend)
+        alignment[alignment["crossmatch"] == "desi_hsc"].drop_duplicates(["survey", "embedding_model", "compared_model"])
+    ) + len(desi)
 
 
 @pytest.mark.slow
@@ -193,13 +206,15 @@ def test_changing_probe_settings_reruns_only_probes(demo_run):
     n_probed = len(list((workdir / "results/demo/probes").rglob("*.json")))
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(pca_components=16))
     assert counts == {"probe": n_probed, "probe_report": 1, "run_readme": 1, "all": 1}
-    counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(properties={"desi_hsc": ["redshift"]},
-                                                                          categorical=[]))
-    assert counts == {"probe": n_probed, "probe_report": 1, "run_readme": 1, "all": 1}
-    # probing another crossmatch too adds only its probes and physics tests
-    n_jwst = len(list((workdir / "results/demo/embeddings/jwst_hsc").rglob("*.h5"))) - 1
-    counts = _rerun_counts(workdir, config, lambda c: c["probes"]["properties"].update(jwst_hsc=["redshift"]))
-    assert counts == {"probe": n_jwst, "physics": n_jwst, "probe_report": 1, "run_readme": 1, "all": 1}
+    # one crossmatch's properties rerun its probes only (DESI-HSC's continuous ones are unchanged)
+    n_desi = len(list((workdir / "results/demo/probes/desi_hsc").rglob("*.json")))
+    counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(
+        properties={**c["probes"]["properties"], "desi_hsc": ["redshift"]}, categorical=[]))
+    assert counts == {"probe": n_desi, "probe_report": 1, "run_readme": 1, "all": 1}
+    # another property of COSMOS-Web adds to its probes, physics tests and UMAP maps only
+    n_cosmos = len(list((workdir / "results/demo/probes/cosmos_web").rglob("*.json")))
+    counts = _rerun_counts(workdir, config, lambda c: c["probes"]["properties"]["cosmos_web"].append("lp_ssfr"))
+    assert counts == {"probe": n_cosmos, "physics": n_cosmos, "probe_report": 1, "umap": 1, "run_readme": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -211,7 +226,8 @@ def test_changing_the_physics_tests_reruns_only_their_jobs(demo_run):
     n_probed = len(list((workdir / "results/demo/probes").rglob("*.json")))
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(
         physics={"tests": ["neighbour_consistency", "knn_purity"], "params": {"knn_purity": {"k": 10}}}))
-    assert counts == {"physics": n_probed, "probe_report": 1, "run_readme": 1, "all": 1}
+    # and the UMAP maps, whose k is the kNN purity's
+    assert counts == {"physics": n_probed, "probe_report": 1, "umap": 1, "run_readme": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -230,7 +246,7 @@ def test_demo_readme_and_report_open_on_the_summary(demo_run):
     workdir, config, _ = demo_run
     readme = (workdir / "results/demo/README.md").read_text()
     listed = re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M)
-    assert listed == ["summary.html", "tables/", "figures/", "layer_figures/", "probe_figures/", "metrics/",
+    assert listed == ["summary.html", "tables/", "figures/", "layer_figures/", "probe_figures/", "umap_figures/", "metrics/",
                       "layers_metrics/", "probes/", "physics/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
                       "preprocessed_flux/", "benchmarks/"]
     assert "1. `summary.html`" in readme and "table2_crossmodal_mknn_calibrated.md" in readme
@@ -256,9 +272,9 @@ def test_demo_readme_and_report_open_on_the_summary(demo_run):
     assert description.index(summary.strip()) < description.index("About samesky")  # it opens on the summary
     categories, results = _report_var(page, "categories"), _report_var(page, "results")
     assert set(categories["Layer atlas"]) == {*config["crossmatches"], "tables", "best block pair vs size"}
-    heatmaps = [results[path] for path in categories["Layer atlas"]["jwst_hsc"]]
+    heatmaps = [results[path] for path in categories["Layer atlas"]["cosmos_web"]]
     assert {r["labels"]["metric"] for r in heatmaps} == set(config["metrics"]["names"])
-    assert "JWST ViT Base vs HSC ViT Base" in {r["labels"]["pair"] for r in heatmaps}
+    assert "JWST (COSMOS-Web) ViT Base vs HSC (COSMOS-Web) ViT Base" in {r["labels"]["pair"] for r in heatmaps}
 
 
 def _report_var(page: str, name: str):
@@ -302,12 +318,14 @@ def _probe_jobs(workdir, under: str = "") -> dict[str, int]:
 @pytest.mark.slow
 def test_changing_k_reruns_only_metrics(demo_run):
     workdir, config, _ = demo_run
-    counts = _rerun_counts(workdir, config, lambda c: c["metrics"].update(k=5))
+    # the graphs of 8k = 40 neighbours cannot hold the UMAP maps' 50: they take 40 (a ConfigError says so)
+    counts = _rerun_counts(workdir, config, lambda c: (c["metrics"].update(k=5), c["probes"]["physics"].update(
+        params={"knn_purity": {"k": 40}})))
     n_comparisons = len(list((workdir / "results/demo/metrics").rglob("*.json")))
-    # and the physics tests, which read the graphs
+    # and the physics tests and the UMAP maps, which read the graphs
     n_physics = len(list((workdir / "results/demo/physics").rglob("*.json")))
     assert counts == {**_graph_jobs(workdir), "compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1,
-                      "physics": n_physics, "probe_report": 1, **_layer_jobs(workdir), **RUN_PAGES}
+                      "physics": n_physics, "probe_report": 1, "umap": 1, **_layer_jobs(workdir), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -340,14 +358,18 @@ def test_changing_a_metric_parameter_reruns_only_comparisons(demo_run):
 
 
 @pytest.mark.slow
-def test_changing_jwst_bands_reruns_only_jwst(demo_run):
+def test_changing_jwst_channels_reruns_only_jwst(demo_run):
+    """COSMOS-Web's JWST composites read in another channel order: its JWST side reruns, down to
+    its probes, physics tests and UMAP maps, and nothing of HSC's."""
     workdir, config, _ = demo_run
-    counts = _rerun_counts(workdir, config, lambda c: c["preprocess"].setdefault("rgb", {}).update(jwst=["f444w", "f200w", "f090w"]))
-    jwst_models = len(list((workdir / "results/demo/embeddings/jwst_hsc/jwst").glob("*.h5")))
-    jwst_comparisons = len(list((workdir / "results/demo/metrics/jwst_hsc/jwst").rglob("*.json")))
+    under = "cosmos_web/cosmos_jwst"
+    counts = _rerun_counts(workdir, config, lambda c: c["preprocess"].setdefault("rgb", {}).update(
+        cosmos_jwst=["blue", "green", "red"]))
+    jwst_models = len(list((workdir / "results/demo/embeddings" / under).glob("*.h5")))
+    jwst_comparisons = len(list((workdir / "results/demo/metrics" / under).rglob("*.json")))
     assert counts == {"percentiles": 1, "preprocess": 1, "embed": jwst_models, "knn_graph": jwst_models,
-                      "compare": jwst_comparisons, **_probe_jobs(workdir, "jwst_hsc/jwst"), "aggregate": 1, "figures": 1,
-                      "probe_report": 1, "all": 1, **_layer_jobs(workdir, "jwst_hsc/jwst"), **RUN_PAGES}
+                      "compare": jwst_comparisons, **_probe_jobs(workdir, under), "physics": jwst_models, "umap": 1,
+                      "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir, under), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -367,14 +389,14 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
     def new(jobs):
         return set(jobs(after)) - set(jobs(before))
 
-    assert new(lambda p: p.embeddings) == {("desi_hsc", "hsc", "vit-huge")}  # JWST-HSC runs vit-base only
+    assert new(lambda p: p.embeddings) == {("desi_hsc", "hsc", "vit-huge")}  # COSMOS-Web runs vit-base only
     comparisons = new(lambda p: p.comparisons)
     assert {(c.kind, c.model_a, c.model_b) for c in comparisons} == {
         ("intramodal", "vit-large", "vit-huge"), ("crossmodal", "specformer-base", "vit-huge"),
         ("self", "vit-huge", "vit-huge"), ("truth", "vit-huge", "latent-truth")}
     assert counts == {"build_tiny_model": 1, "embed": 1, "knn_graph": 1, "compare": len(comparisons),
                       "probe": len(new(lambda p: p.probes)), "physics": len(new(lambda p: p.physics)),
-                      "aggregate": 1, "figures": 1, "probe_report": 1, "all": 1,
+                      "aggregate": 1, "figures": 1, "probe_report": 1, "umap": 1, "all": 1,
                       # the layer stage: every pair above but the self pair
                       "compare_layers": len(comparisons) - 1, "layers_report": 1, **RUN_PAGES}
 
@@ -386,7 +408,7 @@ def test_demo_runs_aion_on_raw_fluxes_and_its_untrained_control(demo_run):
     workdir, config, _ = demo_run
     assert config["models"]["image"]["aion"] == ["base"] and config["models"]["untrained"] == ["aion-base"]
     ran = job_counts((workdir / "terminal.txt").read_text())
-    assert (ran["preprocess_flux"], ran["build_random_model"]) == (1, 1)  # DESI-HSC runs AION; JWST-HSC does not
+    assert (ran["preprocess_flux"], ran["build_random_model"]) == (1, 1)  # DESI-HSC runs AION; COSMOS-Web does not
     flux = workdir / "results/demo/preprocessed_flux"
     assert {p.relative_to(flux).as_posix() for p in flux.rglob("*.h5")} == {"desi_hsc/hsc.h5"}
     embeddings = workdir / "results/demo/embeddings"

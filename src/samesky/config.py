@@ -271,14 +271,17 @@ class ConfigChecks:
         continuous properties on every crossmatch it runs on."""
         phys = self.config["probes"]["physics"]
         tests = phys["tests"]
+        umap = self.config["probes"]["umap"]  # its kNN purity takes knn_purity's parameters
         for name in phys["params"]:
-            if name not in tests:
+            if name not in tests and not (umap and name == "knn_purity"):
                 raise ConfigError(f"probes.physics.params.{name}: {name!r} is not among probes.physics.tests {tests}")
-        if not tests:
+        if not tests and not umap:
             return
         from .physics import TESTS, PhysicsError, params_of  # scikit-learn loads only when physics runs
 
         width = self.graph_width()
+        if umap:
+            self._check_umap(params_of("knn_purity", phys["params"].get("knn_purity"))["k"], width)
         for name in tests:
             try:
                 chosen = params_of(name, phys["params"].get(name))
@@ -302,6 +305,19 @@ class ConfigChecks:
                 if len(props) == 1:
                     raise ConfigError(f"probes.physics.tests: joint_neighbour_set_overlap needs at least two continuous "
                                       f"probed properties; crossmatch {xm!r} has {props}")
+
+    def _check_umap(self, k: int, width: int) -> None:
+        """probes.umap: its k (knn_purity's, probes.physics.params) fits the cached kNN graph and
+        is below the size of every crossmatch it maps whose size is known."""
+        if k > width:
+            raise ConfigError(f"probes.umap: its k={k} (probes.physics.params.knn_purity.k) neighbours, but the cached "
+                              f"kNN graphs hold {width} per object (metrics.k and metrics.subsampling_splits set their "
+                              "width)")
+        for xm in self.crossmatches:
+            size = self._crossmatch_size(xm) if self.physics_properties(xm) else None
+            if size is not None and not size[0] > k:
+                raise ConfigError(f"probes.umap: its k={k} (probes.physics.params.knn_purity.k) neighbours do not fit "
+                                  f"crossmatch {xm!r} of at most {size[0]} objects ({size[1]})")
 
     def _check_probe_properties(self, crossmatch: str) -> None:
         """Each probed property of ``crossmatch`` is one its files will hold, where that is known

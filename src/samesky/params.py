@@ -178,6 +178,14 @@ class RuleParams:
                 **{key: phys[key] for key in ("null_draws", "subsampling_splits", "alpha")},
                 **{key: p[key] for key in ("ci", "seed")}}
 
+    def umap_params(self) -> dict:
+        """The UMAP maps' settings (probes.umap): the kNN purity's k and bins (probes.physics.params.
+        knn_purity over the reference's), also UMAP's n_neighbors, and the probes' seed."""
+        from .physics import params_of
+
+        purity = params_of("knn_purity", self.config["probes"]["physics"]["params"].get("knn_purity"))
+        return {"k": purity["k"], "n_bins": purity["n_bins"], "seed": self.config["probes"]["seed"]}
+
     def report_facts(self, stage: str) -> dict:
         """What the report rules tell every reader (``report.captions.RunFacts``): the simulated
         crossmatches (source: simulate) and whether the models are random-weight miniatures

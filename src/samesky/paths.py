@@ -67,6 +67,7 @@ class RunPaths:
     PROBE_SCORES = _InRun("tables/probes.csv")
     PROBE_TABLES = _InRun("tables/probes")
     PROBE_FIGURES = _InRun("probe_figures")
+    UMAP_FIGURES = _InRun("umap_figures")  # UMAP maps of the probed embeddings (report.maps)
     PHYSICS_SCORES = _InRun("tables/physics.csv")
     PHYSICS_TABLE = _InRun("tables/physics.md")
     ALIGNMENT_PHYSICS = _InRun("tables/alignment_physics.csv")  # alignment beside physics (report.alignment)

@@ -184,6 +184,23 @@ class Plan(ConfigChecks, RuleParams):
     def physics_paths(self) -> list[str]:
         return [self.run.PHYSICS.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.physics]
 
+    @cached_property
+    def umap_maps(self) -> list[dict]:
+        """Every embedding UMAP maps (probes.umap; rule umap, ``report.maps.write_umap_figures``):
+        those with a continuous probed property, each with its files and those properties."""
+        if not self.config["probes"]["umap"]:
+            return []
+        return [{"crossmatch": xm, "survey": s, "model": m,
+                 "embedding": self.run.EMBEDDING.format(crossmatch=xm, survey=s, model=m),
+                 "graph": self.run.KNN.format(crossmatch=xm, survey=s, model=m),
+                 "sources": self.property_files(xm), "properties": self.physics_properties(xm)}
+                for xm, s, m in self.embeddings if self.physics_properties(xm)]
+
+    @property
+    def umap_files(self) -> list[str]:
+        """What the umap job reads: each mapped embedding, its kNN graph and its property files."""
+        return sorted({path for m in self.umap_maps for path in (m["embedding"], m["graph"], *m["sources"])})
+
     def property_files(self, crossmatch: str) -> list[str]:
         """The files that hold a crossmatch's per-object properties (read by
         ``schema.read_properties``): its crossmatch file (catalogue columns) and, for a simulated

@@ -295,13 +295,9 @@ def probe_files(embedding_path, sources: Sequence, properties: Sequence[str], ca
     return records
 
 
-def physics_files(embedding_path, graph_path, sources: Sequence, properties: Sequence[str], *,
-                  tests: Sequence[str], params: dict | None = None, **settings) -> list[dict]:
-    """The physics tests ``tests`` (``physics.physics_records``) of one embedding file for its
-    objects' ``properties`` read from ``sources`` (see ``property_columns``), the neighbourhood
-    tests on the embedding's cached kNN graph ``graph_path`` (``schema.read_knn``: the same object
-    ids in the same order). ``settings``: null_draws, subsampling_splits, ci, alpha, seed."""
-    from .physics import physics_records
+def embedding_and_graph(embedding_path, graph_path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, embedding, neighbour indices, similarities) of an embedding file and its cached kNN
+    graph (``schema.read_knn``), checked to hold the same object ids in the same order."""
     from .schema import read_knn
 
     ids, x, _ = read_embeddings(embedding_path)
@@ -309,6 +305,18 @@ def physics_files(embedding_path, graph_path, sources: Sequence, properties: Seq
     graph_ids, indices, similarity, _ = read_knn(graph_path)
     if not np.array_equal(graph_ids, ids):
         raise SchemaError(f"{graph_path}: the kNN graph's object ids are not those of {embedding_path} in its order")
+    return ids, x, indices, similarity
+
+
+def physics_files(embedding_path, graph_path, sources: Sequence, properties: Sequence[str], *,
+                  tests: Sequence[str], params: dict | None = None, **settings) -> list[dict]:
+    """The physics tests ``tests`` (``physics.physics_records``) of one embedding file for its
+    objects' ``properties`` read from ``sources`` (see ``property_columns``), the neighbourhood
+    tests on the embedding's cached kNN graph ``graph_path`` (``schema.read_knn``: the same object
+    ids in the same order). ``settings``: null_draws, subsampling_splits, ci, alpha, seed."""
+    from .physics import physics_records
+
+    ids, x, indices, similarity = embedding_and_graph(embedding_path, graph_path)
     columns, _ = property_columns(ids, sources, properties)
     start = time.perf_counter()
     records = physics_records(x, columns, (indices, similarity), tests=tests, params=params,

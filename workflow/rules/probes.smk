@@ -49,6 +49,34 @@ rule physics:
         "../scripts/physics.py"
 
 
+# UMAP maps (probes.umap): every mapped embedding fitted in one job, as umap-learn compiles its
+# kernels in each new process; one figure per crossmatch and property, kNN purity in each panel.
+rule umap:
+    input:
+        PLAN.umap_files,
+    output:
+        report(
+            directory(RUN.UMAP_FIGURES),
+            patterns=["{name}.png"],
+            caption="../report/umap.rst",
+            category="Probes",
+            labels={"figure": "UMAP {name}"},
+        ),
+    log:
+        RUN.log("umap.log"),
+    benchmark:
+        RUN.benchmark("umap.tsv")
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1  # a seeded UMAP is single-threaded
+    params:
+        maps=PLAN.umap_maps,
+        umap=lambda wc: PLAN.umap_params(),
+        facts=PLAN.report_facts("figures"),
+    script:
+        "../scripts/umap_maps.py"
+
+
 # The probe and physics tables and figures, and alignment against physics: the crossmodal
 # comparisons' calibrated alignment (the aggregate rule's scores.csv) beside what each embedding knows.
 rule probe_report:

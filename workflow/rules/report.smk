@@ -106,6 +106,7 @@ RUN_RESULTS = [
     rules.aggregate.output,
     rules.figures.output,
     rules.probe_report.output if PLAN.probes else [],
+    rules.umap.output if PLAN.umap_maps else [],
     rules.layers_report.output if PLAN.layers() != "final" else [],
 ]
 

@@ -29,6 +29,9 @@ ENTRIES = {
     "probe_figures": "probe score against parameter count, one figure per probed property; calibrated alignment "
                      "against what the embeddings know, one figure per probed crossmatch "
                      "(`alignment_physics_{crossmatch}.png`)",
+    "umap_figures": "UMAP maps (`probes.umap`): one figure per probed crossmatch and continuous property "
+                    "(`{crossmatch}_{property}.png`), one panel per embedding coloured by the property, its kNN "
+                    "purity in the panel title",
     "metrics": "the compare jobs' records, one JSON per comparison "
                "(`{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.json`)",
     "layers_metrics": "the block x block scores, one CSV per compared pair",
