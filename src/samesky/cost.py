@@ -39,49 +39,55 @@ from .models.resources import EMBED_RATES, attempt_growth, embed_cpus, resources
 # cka_unbiased cknna mutual_info, k 10, null draws = subsampling splits = the case's draws, 1
 # thread a job, --cores 1) on 2026-12-06, a 2-core machine shared with other engineers' jobs
 # (load 5-13): CPU seconds and exact peak RSS are what a job used; its wall time there was 1.3-4x
-# its CPU time. Table and fit: docs/ARCHITECTURE.md, "Cost at the paper's shapes".
+# its CPU time. On 2026-12-07 the knn_graph rows were measured again (the same cases, --rules
+# knn_graph) after the Gram invariants' cube pass was cut (rv_null._cube_sums), and the rehearsal
+# at the paper's size was added: --case 102000:1536:1:5 --jobs 2 (load 4-7). Table and fit:
+# docs/ARCHITECTURE.md, "Cost at the paper's shapes".
 # rule, N, d, blocks, draws, CPU seconds, peak MB
 MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
-    ("knn_graph", 2000, 384, 16, 5, 4.9, 527.0),
-    ("knn_graph", 2000, 384, 16, 5, 4.8, 539.0),
-    ("knn_graph", 2000, 1536, 4, 5, 9.4, 606.0),
-    ("knn_graph", 2000, 1536, 4, 5, 8.1, 624.0),
-    ("knn_graph", 2000, 1536, 4, 20, 7.7, 653.0),
-    ("knn_graph", 2000, 1536, 4, 20, 8.3, 604.0),
-    ("knn_graph", 5000, 768, 4, 5, 10.1, 921.0),
-    ("knn_graph", 5000, 768, 4, 5, 10.2, 840.0),
-    ("knn_graph", 5000, 1536, 4, 10, 20.2, 997.0),
-    ("knn_graph", 5000, 1536, 4, 10, 20.7, 991.0),
-    ("knn_graph", 10000, 1536, 2, 5, 29.5, 1241.0),
-    ("knn_graph", 10000, 1536, 2, 5, 29.7, 1178.0),
-    ("knn_graph", 20000, 384, 1, 3, 28.3, 1010.0),
-    ("knn_graph", 20000, 384, 1, 3, 27.2, 1000.0),
-    ("knn_graph", 40000, 768, 1, 2, 135.3, 1631.0),
-    ("knn_graph", 40000, 768, 1, 2, 122.1, 1422.0),
-    ("compare", 2000, 384, 16, 5, 2.8, 320.0),
-    ("compare", 2000, 1536, 4, 5, 25.7, 506.0),
-    ("compare", 2000, 1536, 4, 20, 100.3, 563.0),
-    ("compare", 5000, 768, 4, 5, 6.1, 457.0),
-    ("compare", 5000, 1536, 4, 10, 53.9, 721.0),
-    ("compare", 10000, 1536, 2, 5, 40.7, 861.0),
-    ("compare", 20000, 384, 1, 3, 4.3, 557.0),
-    ("compare", 40000, 768, 1, 2, 13.5, 1050.0),
-    ("compare_layers", 2000, 384, 16, 5, 9.0, 463.0),
-    ("compare_layers", 2000, 1536, 4, 5, 23.0, 509.0),
-    ("compare_layers", 2000, 1536, 4, 20, 21.8, 587.0),
-    ("compare_layers", 5000, 768, 4, 5, 8.8, 703.0),
-    ("compare_layers", 5000, 1536, 4, 10, 31.3, 904.0),
-    ("compare_layers", 10000, 1536, 2, 5, 31.4, 1014.0),
-    ("compare_layers", 20000, 384, 1, 3, 4.7, 772.0),
-    ("compare_layers", 40000, 768, 1, 2, 18.9, 1477.0),
-    ("probe", 2000, 384, 16, 5, 2.7, 245.0),
-    ("probe", 2000, 1536, 4, 5, 3.8, 339.0),
-    ("probe", 2000, 1536, 4, 20, 4.2, 340.0),
-    ("probe", 5000, 768, 4, 5, 5.8, 389.0),
-    ("probe", 5000, 1536, 4, 10, 9.8, 529.0),
-    ("probe", 10000, 1536, 2, 5, 22.5, 841.0),
-    ("probe", 20000, 384, 1, 3, 17.2, 498.0),
-    ("probe", 40000, 768, 1, 2, 110.9, 1326.0),
+    ('knn_graph', 2000, 384, 16, 5, 3.8, 392.0),
+    ('knn_graph', 2000, 384, 16, 5, 3.7, 383.0),
+    ('knn_graph', 2000, 1536, 4, 5, 8.4, 525.0),
+    ('knn_graph', 2000, 1536, 4, 5, 7.9, 543.0),
+    ('knn_graph', 5000, 768, 4, 5, 8.8, 656.0),
+    ('knn_graph', 5000, 768, 4, 5, 9.9, 672.0),
+    ('knn_graph', 5000, 1536, 4, 10, 19.4, 825.0),
+    ('knn_graph', 5000, 1536, 4, 10, 20.3, 792.0),
+    ('knn_graph', 10000, 1536, 2, 5, 25.7, 953.0),
+    ('knn_graph', 10000, 1536, 2, 5, 25.8, 902.0),
+    ('knn_graph', 20000, 384, 1, 3, 19.6, 715.0),
+    ('knn_graph', 20000, 384, 1, 3, 19.7, 710.0),
+    ('knn_graph', 40000, 768, 1, 2, 93.2, 1289.0),
+    ('knn_graph', 40000, 768, 1, 2, 102.4, 1114.0),
+    ('knn_graph', 102000, 1536, 1, 5, 935.3, 4423.0),
+    ('knn_graph', 102000, 1536, 1, 5, 934.9, 4627.0),
+    ('compare', 2000, 384, 16, 5, 2.8, 320.0),
+    ('compare', 2000, 1536, 4, 5, 25.7, 506.0),
+    ('compare', 2000, 1536, 4, 20, 100.3, 563.0),
+    ('compare', 5000, 768, 4, 5, 6.1, 457.0),
+    ('compare', 5000, 1536, 4, 10, 53.9, 721.0),
+    ('compare', 10000, 1536, 2, 5, 40.7, 861.0),
+    ('compare', 20000, 384, 1, 3, 4.3, 557.0),
+    ('compare', 40000, 768, 1, 2, 13.5, 1050.0),
+    ('compare', 102000, 1536, 1, 5, 202.6, 3704.0),
+    ('compare_layers', 2000, 384, 16, 5, 9.0, 463.0),
+    ('compare_layers', 2000, 1536, 4, 5, 23.0, 509.0),
+    ('compare_layers', 2000, 1536, 4, 20, 21.8, 587.0),
+    ('compare_layers', 5000, 768, 4, 5, 8.8, 703.0),
+    ('compare_layers', 5000, 1536, 4, 10, 31.3, 904.0),
+    ('compare_layers', 10000, 1536, 2, 5, 31.4, 1014.0),
+    ('compare_layers', 20000, 384, 1, 3, 4.7, 772.0),
+    ('compare_layers', 40000, 768, 1, 2, 18.9, 1477.0),
+    ('compare_layers', 102000, 1536, 1, 5, 138.5, 5959.0),
+    ('probe', 2000, 384, 16, 5, 2.7, 245.0),
+    ('probe', 2000, 1536, 4, 5, 3.8, 339.0),
+    ('probe', 2000, 1536, 4, 20, 4.2, 340.0),
+    ('probe', 5000, 768, 4, 5, 5.8, 389.0),
+    ('probe', 5000, 1536, 4, 10, 9.8, 529.0),
+    ('probe', 10000, 1536, 2, 5, 22.5, 841.0),
+    ('probe', 20000, 384, 1, 3, 17.2, 498.0),
+    ('probe', 40000, 768, 1, 2, 110.9, 1326.0),
+    ('probe', 102000, 1536, 1, 5, 1357.2, 6785.0),
 )
 MEASURED_METRICS = 5
 MEASURED_K = 10
@@ -163,11 +169,13 @@ def _rereads(job: Job) -> float:
 
 
 FORMS: dict[str, Form] = {
-    # knn_graph: one exact graph per width (final and every block): N^2 d each; its Gram invariants
-    # (CKA's closed-form null) N d^2 and d^3, I/O N d; memory: the widest block in float32 and a
-    # 4096 x N tile
+    # knn_graph: one exact graph per width (final and every block): N^2 d each, and per pair of
+    # objects a selection step and the invariants' cube, whatever d (N^2 a width); its Gram
+    # invariants (CKA's closed-form null) N d^2 and d^3, I/O N d; memory: the widest block in
+    # float32 and a 4096 x N tile
     "knn_graph": Form(
-        time={"1": lambda j: 1.0, "N^2 sum(d)": _graph_work, "N sum(d^2)": lambda j: j.n * sum(w * w for w in j.a.widths),
+        time={"1": lambda j: 1.0, "N^2 sum(d)": _graph_work, "N^2 widths": lambda j: float(j.n**2 * len(j.a.widths)),
+              "N sum(d^2)": lambda j: j.n * sum(w * w for w in j.a.widths),
               "sum(d^3)": lambda j: float(sum(w**3 for w in j.a.widths)), "N sum(d)": lambda j: j.n * sum(j.a.widths)},
         memory={"1": lambda j: 1.0, "N max(d)": lambda j: j.n * max(j.a.widths), "N": lambda j: float(j.n)}),
     # compare: both final embeddings; moments cost N d^2 and their eigendecompositions (CKA's,
