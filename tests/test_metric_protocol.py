@@ -16,6 +16,19 @@ GOLDEN = json.loads((Path(__file__).parent / "golden" / "protocol_records.json")
 PLAIN = {**SETTINGS, "params": {}}  # the settings without MI's parameters, for pairs without MI
 
 
+def assert_as_before(got: list[dict], golden: list[dict]) -> None:
+    """Every field equal, but a closed-form null's floats (CKA's: from Gram invariants whose float32
+    cube pass was reordered since, rv_null._cube_sums) to 1e-8 relative (measured: at most 1.6e-9)."""
+    assert len(got) == len(golden)
+    for new, old in zip(got, golden):
+        assert new.keys() == old.keys()
+        for f, v in old.items():
+            if new["null_method"] == "closed_form" and isinstance(v, float) and new[f] != v:
+                assert new[f] == pytest.approx(v, rel=1e-8), (new["metric"], f)
+            else:
+                assert new[f] == v, (new["metric"], f)
+
+
 @pytest.mark.parametrize("exclude", [0, 4])
 def test_records_and_layer_rows_equal_those_before_the_protocol(tmp_path, exclude):
     """Every field of every compare record and layer row, value for value, as daf56d9 computed
@@ -26,13 +39,15 @@ def test_records_and_layer_rows_equal_those_before_the_protocol(tmp_path, exclud
                             metrics=METRICS, **SETTINGS, **INTERVALS)
     rows = compare_layer_files(s["a"], s["b"], comparison=COMPARISON, metrics=METRICS, **SETTINGS)
     golden = GOLDEN[f"exclude{exclude}"]
-    assert [{f: r[f] for f in old} for r, old in zip(json.loads(json.dumps(records)), golden["records"])] == golden["records"]
+    assert_as_before([{f: r[f] for f in old} for r, old in zip(json.loads(json.dumps(records)), golden["records"])],
+                     golden["records"])
     for r in records:  # added since: the calibrated score's interval, the score's through the same map
         assert (r["calibrated_low"], r["calibrated_high"]) == calibrated_interval(r["ci_low"], r["ci_high"], r["tau"],
                                                                                   get_metric(r["metric"]).scale)
         assert r["calibrated_low"] <= r["calibrated"] <= r["calibrated_high"]
     added = ("p_max", "tau_max", "calibrated_max", "max_method")  # since: the maximum over cells (layers.max_corrected)
-    assert [{f: v for f, v in r.items() if f not in added} for r in json.loads(json.dumps(rows))] == golden["layer_rows"]
+    assert_as_before([{f: v for f, v in r.items() if f not in added} for r in json.loads(json.dumps(rows))],
+                     golden["layer_rows"])
     assert {r["max_method"] for r in rows} == {"max_null", "bonferroni"} and all(r["p_max"] >= r["p"] for r in rows)
     assert len(rows) == len(METRICS) * 4 * 3 and {r["null_method"] for r in rows} == {"permutation", "closed_form"}
 
