@@ -2,6 +2,7 @@
 
 Coverage itself is a statistical claim, shown by benchmarks/bench_coverage.py.
 """
+import dataclasses
 from statistics import NormalDist
 
 import numpy as np
@@ -102,6 +103,32 @@ def test_metrics_without_neighbourhoods_take_the_1_over_n_rate_from_the_halves()
     out = _subsample_draws(Pair(Za, Zb), specs, {"mknn": {"k": 5}, "cka_linear": {}, "mutual_info": {"components": 3}},
                            {"mknn": 3, "cka_linear": 3, "mutual_info": 2}, quarter_splits(120, 3, seed=0))
     assert [np.shape(out[m]) for m in ("mknn", "cka_linear", "mutual_info")] == [(3, 6), (3, 2), (2, 2)]
+
+
+def test_sampled_pairs_scale_with_the_subsample():
+    """A measure estimated from sampled pairs rescores a half of the objects on half the pairs
+    (``Metric.subsample_params``): its pair-sampling variance ~ 1 / pairs then doubles on a half,
+    as the objects' does, and V2 / 2 estimates the full sample's variance (benchmarks/README.md,
+    "Sampled pairs": with the full count on the halves, RSA on 2^12 pairs covered 85-86%)."""
+    from samesky.metrics.compare import _subsample_draws
+
+    Za, Zb = correlated(41, 6, 6, seed=2)
+    settings = {"rsa": {"sample_pairs": 300}, "cka_rbf": {"median_sample": 201}, "mmd": {"median_sample": 40}}
+    specs = [METRICS[m] for m in settings]
+    splits = list(quarter_splits(41, 2, seed=3))
+    out = _subsample_draws(Pair(Za, Zb), specs, settings, dict.fromkeys(settings, 2), splits)
+    halves = [(len(h), len(h2)) for h, h2, *_ in splits]
+    assert halves == [(21, 20), (21, 20)]
+    for d, (h, h2, *_) in enumerate(splits):
+        assert out["rsa"][d] == [METRICS["rsa"](Za[rows], Zb[rows], sample_pairs=p)
+                                 for rows, p in ((h, 154), (h2, 146))]  # 300 * 21 / 41, 300 * 20 / 41
+        assert out["cka_rbf"][d] == [METRICS["cka_rbf"](Za[rows], Zb[rows], median_sample=p)
+                                     for rows, p in ((h, 103), (h2, 98))]
+        assert out["mmd"][d] == [METRICS["mmd"](Za[rows], Zb[rows], median_sample=p) for rows, p in ((h, 20), (h2, 20))]
+    assert METRICS["rsa"].subsample_params({"sample_pairs": None, "seed": 7}, 20, 41) == {"sample_pairs": None, "seed": 7}
+    for name, wrong in (("rsa", "seed"), ("cka_rbf", "gamma")):  # not optional (seed 0), not a count (a float)
+        with pytest.raises(ValueError, match=rf"pair_samples \['{wrong}'\] must be optional integer parameters"):
+            dataclasses.replace(METRICS[name], pair_samples=(wrong,))
 
 
 def test_neighbourhood_rate_divides_out_the_finite_population_factor():

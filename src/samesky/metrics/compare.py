@@ -226,9 +226,10 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
 
 def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> dict[str, list[list[float]]]:
     """Per metric and split, its scores on the split's subsamples (fresh estimators, every
-    neighbourhood and moment recomputed on the subsample alone): the six for the neighbourhood
-    interval, the two halves for the others (``stats.subsampling_se``); metric m uses the
-    first ``limits[m]`` splits."""
+    neighbourhood and moment recomputed on the subsample alone, a measure's sampled pairs in
+    proportion to the subsample's objects: ``Metric.subsample_params``): the six for the
+    neighbourhood interval, the two halves for the others (``stats.subsampling_se``); metric m
+    uses the first ``limits[m]`` splits."""
     out = {s.name: [] for s in specs}
     width = max((params[s.name].get("k", 0) for s in specs if s.uses_knn), default=0)
     start, count = time.perf_counter(), 0
@@ -247,7 +248,7 @@ def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> d
             sub = pair.subsample(rows, width)
             for s in rescored:
                 try:
-                    scores[s.name].append(s.estimator(sub, **params[s.name]).score())
+                    scores[s.name].append(s.estimator(sub, **s.subsample_params(params[s.name], len(rows), pair.n)).score())
                 except ValueError as err:
                     if i:
                         raise

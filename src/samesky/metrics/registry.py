@@ -79,6 +79,11 @@ class Metric:
     # for a measure that ignores the row pairing (``pairing_free``)
     nulls: tuple = ("feature_draws",)
     interval: str = "subsampling_smooth"  # of INTERVALS
+    # parameters that count randomly sampled pairs of objects (an estimate from that many pairs in
+    # place of all N (N - 1) / 2): the pair-sampling variance falls as 1 / pairs, not with N, so a
+    # subsample's rescoring draws pairs in proportion to its objects (``subsample_params``) and the
+    # halves' variance stays twice the full sample's, as the intervals' 1/m rate assumes
+    pair_samples: tuple = ()
     # Optional batched layer-atlas hook: layer_cells(A, B, cells, settings, *, k, perms, device) ->
     # {name: {(i, j): (score, null)}} for every metric of ``settings`` ({name: fixed and tunable
     # parameters}) that shares this hook, null an array of draws (one per row of ``perms``) or a
@@ -94,6 +99,9 @@ class Metric:
             raise ValueError(f"metric {self.name!r}: reads {sorted(self.reads)} (of {READS}), scale {self.scale!r} "
                              f"(of {list(SCALES)}), nulls {self.nulls} (of {list(NULLS)}; {PAIRING_FREE!r} alone), interval "
                              f"{self.interval!r} (of {list(INTERVALS)})")
+        if any(self.types.get(key) is not int for key in self.pair_samples):
+            raise ValueError(f"metric {self.name!r}: pair_samples {list(self.pair_samples)} must be optional integer "
+                             f"parameters (types {self.types})")
         untyped = sorted(key for key, v in self.defaults.items() if v is None and key not in self.types)
         if untyped:
             raise ValueError(f"metric {self.name!r}: parameters {untyped} default to None: declare their types")
@@ -144,6 +152,13 @@ class Metric:
     def percent(self) -> bool:
         """Bounded by 1 ('unit' scale): shown as a percentage, like the paper's MKNN."""
         return self.scale == "unit"
+
+    def subsample_params(self, params: dict, rows: int, n: int) -> dict:
+        """``params`` for a rescoring on a subsample of ``rows`` of the ``n`` objects: each set
+        ``pair_samples`` count scaled by rows / n (rounded), so that the pair-sampling variance,
+        like the objects', doubles on a half."""
+        return {key: round(v * rows / n) if key in self.pair_samples and v is not None else v
+                for key, v in params.items()}
 
     def check_params(self, params: dict, where: str) -> None:
         """``params`` (config ``metrics.params.{name}``) checked against the declared parameters:
@@ -251,7 +266,8 @@ def _graph_measure(function: str) -> Callable:
 
 
 _KNN = {"reads": frozenset({"knn"}), "nulls": ("relabelled_graphs",), "interval": "subsampling_knn"}
-_BANDWIDTH = {"gamma": float, "median_sample": int}  # RBF kernels: None = the exact median heuristic
+# RBF kernels: None = the exact median heuristic, median_sample: from that many random pairs
+_BANDWIDTH = {"types": {"gamma": float, "median_sample": int}, "pair_samples": ("median_sample",)}
 _FOLDS = {"cv": int}  # ridge R^2: None = in-sample (pu's default), else the mean over cv test folds
 _FREE = {"nulls": (PAIRING_FREE,)}  # they compare two distributions: no permutation null
 _CKA = {"reads": frozenset({"features", "gram_invariants"}), "nulls": ("closed_form", "feature_draws"),
@@ -289,10 +305,10 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            {"k": 10, "normalize_rows": True}, **_KNN,
            summary="1 - normalised edit distance of the ordered kNN lists (platonic-rep edit_distance_knn)"),
     Metric("cka_rbf", "RBF CKA", _measure("kernel", "rbf_cka"),
-           {"gamma": None, "median_sample": None, "normalize_rows": False}, types=_BANDWIDTH,
+           {"gamma": None, "median_sample": None, "normalize_rows": False}, **_BANDWIDTH,
            summary="CKA with Gaussian kernels, median bandwidth per side (pu kernel.cka rbf); all pairs, tiled"),
     Metric("mmd", "MMD", _measure("kernel", "mmd"), {"gamma": None, "median_sample": None, "normalize_rows": False},
-           types=_BANDWIDTH, scale="distance", **_FREE, equal_dims=True,
+           **_BANDWIDTH, scale="distance", **_FREE, equal_dims=True,
            summary="maximum mean discrepancy, Gaussian kernel, pooled median bandwidth (pu kernel.mmd)"),
     Metric("svcca", "SVCCA", _measure("cca", "svcca"), {"keep": 0.99, "standardize": False, "eps": 1e-8,
                                                          "normalize_rows": False},
@@ -313,6 +329,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            summary="netrep's angular shape metric (alpha 1: Procrustes ... 0: CCA)"),
     Metric("rsa", "RSA", _measure("rsa", "rsa"), {"method": "spearman", "metric": "cosine", "sample_pairs": None,
                                                    "seed": 0, "normalize_rows": False}, types={"sample_pairs": int},
+           pair_samples=("sample_pairs",),
            summary="correlation of the two RDMs (pu neighbors.rsa; method spearman or pearson)"),
     Metric("linear_r2", "linear R2", _measure("regression", "linear_r2"),
            {"alpha": 1.0, "cv": None, "normalize_rows": False}, types=_FOLDS, symmetric=False,
