@@ -157,7 +157,7 @@ class Metric:
         """``params`` for a rescoring on a subsample of ``rows`` of the ``n`` objects: each set
         ``pair_samples`` count scaled by rows / n (rounded), so that the pair-sampling variance,
         like the objects', doubles on a half."""
-        return {key: round(v * rows / n) if key in self.pair_samples and v is not None else v
+        return {key: max(1, round(v * rows / n)) if key in self.pair_samples and v is not None else v
                 for key, v in params.items()}
 
     def check_params(self, params: dict, where: str) -> None:
