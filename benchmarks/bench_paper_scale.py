@@ -52,9 +52,11 @@ DEFAULT_CASES = ["2000:1536:4:20", "2000:1536:4:5", "2000:384:16:5", "5000:768:4
 METRICS = ["mknn", "cka_linear", "cka_unbiased", "cknna", "mutual_info"]  # the schema's default names
 
 
-def config_for(run_name: str, model: str, blocks: int, draws: int, metrics: list[str]) -> dict:
+def config_for(run_name: str, model: str, blocks: int, draws: int, metrics: list[str],
+               node_memory_gb: float | None = None) -> dict:
     family, size = model.split("-", 1)
-    return {"run_name": run_name, "reference_survey": "hsc",
+    cluster = {} if node_memory_gb is None else {"cluster": {"node_memory_gb": node_memory_gb}}
+    return {"run_name": run_name, "reference_survey": "hsc", **cluster,
             "crossmatches": {"legacysurvey_hsc": {"surveys": ["legacysurvey", "hsc"],
                                                   "source": {"path": "crossmatch.h5"}}},
             "models": {"weights": "hub", "image": {family: [size]}, "spectrum": "specformer-base"},
@@ -86,7 +88,7 @@ def write_inputs(run: RunPaths, model: str, n: int, d: int, blocks: int) -> None
 
 
 def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, metrics: list[str],
-             jobs: int = 1, rules: tuple[str, ...] = RULES) -> list[dict]:
+             jobs: int = 1, rules: tuple[str, ...] = RULES, node_memory_gb: float | None = None) -> list[dict]:
     run = RunPaths(f"scale-{n}-{d}-{blocks}-{draws}")
     cwd = Path.cwd()
     try:
@@ -95,7 +97,7 @@ def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, me
     finally:
         os.chdir(cwd)
     cfg = root / f"{run.run_name}.yaml"
-    cfg.write_text(yaml.safe_dump(config_for(run.run_name, model, blocks, draws, metrics)))
+    cfg.write_text(yaml.safe_dump(config_for(run.run_name, model, blocks, draws, metrics, node_memory_gb)))
     pair = {"crossmatch": "legacysurvey_hsc", "survey_a": "legacysurvey", "model_a": model,
             "survey_b": "hsc", "model_b": model}
     side = {"crossmatch": "legacysurvey_hsc", "model": model}
@@ -130,6 +132,8 @@ def main() -> None:
                    "CPU seconds and peak RSS stay per job, wall times stretch if they share a core")
     p.add_argument("--rules", nargs="+", choices=RULES, default=RULES,
                    help="only these rules' jobs (and the kNN graphs they need)")
+    p.add_argument("--node-memory-gb", type=float, help="config cluster.node_memory_gb: compare_layers holds the "
+                   "blocks that memory leaves (samesky.cost.block_cache_mb), the others read again")
     p.add_argument("--json", type=Path, help="write every job's row here")
     p.add_argument("--root", type=Path, help="working folder (default: a temporary one, removed)")
     args = p.parse_args()
@@ -139,7 +143,8 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for case in args.case or DEFAULT_CASES:
             n, d, blocks, draws = map(int, case.split(":"))
-            rows += run_case(root, args.model, n, d, blocks, draws, args.metrics, args.jobs, tuple(args.rules))
+            rows += run_case(root, args.model, n, d, blocks, draws, args.metrics, args.jobs, tuple(args.rules),
+                             args.node_memory_gb)
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
     print("| rule | N | d | blocks | draws | wall s | CPU s | predicted CPU s | peak MB | predicted MB |\n"
