@@ -125,6 +125,16 @@ class Job:
     def cells(self) -> int:
         return len(self.a.widths) * len(self.b.widths)
 
+    @property
+    def block_values(self) -> int:
+        """Values in every layer block of both sides (a pair's)."""
+        return self.n * (sum(self.a.blocks) + sum(self.b.blocks))
+
+    @property
+    def least_block_values(self) -> int:
+        """Values in the widest layer block of each side: the least a compare_layers job holds."""
+        return self.n * (max(self.a.blocks, default=0) + max(self.b.blocks, default=0))
+
 
 Term = Callable[[Job], float]
 
@@ -143,6 +153,9 @@ class Form:
     memory_coef: tuple[float, ...] = field(default=(), compare=False)
 
 
+FLOAT16_PER_MB = 2**20 / 2  # layer blocks are float16
+
+
 def _graph_work(job: Job) -> float:
     return job.n**2 * sum(job.a.widths)
 
@@ -151,10 +164,9 @@ def _held(job: Job) -> float:
     """Values a compare_layers job holds: both final embeddings and the layer blocks its cache
     holds (``metrics.layers.BlockCache``): every block, or within ``block_cache_mb`` (float16) at
     least the widest block of each side."""
-    blocks = job.n * (sum(job.a.blocks) + sum(job.b.blocks))
+    blocks = job.block_values
     if job.block_cache_mb is not None:
-        least = job.n * (max(job.a.blocks, default=0) + max(job.b.blocks, default=0))
-        blocks = min(blocks, max(least, job.block_cache_mb * 2**20 / 2))
+        blocks = min(blocks, max(job.least_block_values, job.block_cache_mb * FLOAT16_PER_MB))
     return job.n * (job.a.d + job.b.d) + blocks
 
 
@@ -163,7 +175,7 @@ def _rereads(job: Job) -> float:
     most side B's blocks once per block of side A (the cells in order, least recently used dropped)."""
     if job.rule != "compare_layers" or job.block_cache_mb is None:
         return 0.0
-    if job.block_cache_mb * 2**20 / 2 >= job.n * (sum(job.a.blocks) + sum(job.b.blocks)):
+    if job.block_cache_mb * FLOAT16_PER_MB >= job.block_values:
         return 0.0
     return float(len(job.a.widths) * job.n * sum(job.b.blocks))
 
@@ -315,14 +327,12 @@ def block_cache_mb(job: Job, mem_mb: float) -> int:
     """The layer blocks (MB of float16) a compare_layers job given ``mem_mb`` may hold: the values
     whose predicted peak, at the request's margins, fills ``mem_mb`` (every block when nothing
     caps the request)."""
-    least = replace(job, block_cache_mb=0)
     per_value = fit()["compare_layers"].memory_coef[list(FORMS["compare_layers"].memory).index("N sum(d_a + d_b) held")]
-    every = job.n * (sum(job.a.blocks) + sum(job.b.blocks))
     if per_value <= 0:
-        return math.ceil(every * 2 / 2**20)
-    spare = (mem_mb - MEMORY_FLOOR_MB) / MEMORY_MARGIN - predict(least)[1]  # MB beyond one block a side
-    values = job.n * (max(job.a.blocks, default=0) + max(job.b.blocks, default=0)) + spare / per_value
-    return max(0, math.ceil(min(values, every) * 2 / 2**20))
+        return math.ceil(job.block_values / FLOAT16_PER_MB)
+    spare = (mem_mb - MEMORY_FLOOR_MB) / MEMORY_MARGIN - least_memory(job)  # MB beyond one block a side
+    values = job.least_block_values + spare / per_value
+    return max(0, math.ceil(min(values, job.block_values) / FLOAT16_PER_MB))
 
 
 @cache
