@@ -13,7 +13,7 @@ from samesky.metrics import cells, mutual_info
 from samesky.metrics import layers as L
 from samesky.metrics.cknna import CknnaEstimator, cknna_nulls
 from samesky.metrics.compare import compare_files, pair_statistics
-from samesky.metrics.knn import knn_file, knn_graph
+from samesky.metrics.knn import graph_and_invariants, knn_file, knn_graph
 from samesky.metrics.mknn import MknnEstimator, mknn_from_graphs, mknn_nulls
 from samesky.metrics.pair import Pair
 from samesky.metrics.rv_null import ClosedNull, gram_invariants, invariants_record
@@ -67,7 +67,11 @@ def test_block_graphs_and_invariants_are_those_of_each_block(pair):
     for Z, ((idx, sim), inv) in zip(blocks, cached):
         ref_idx, ref_sim = knn_graph(Z, 4 * K)
         assert np.array_equal(idx, ref_idx) and np.array_equal(sim, ref_sim)
-        assert {kind: d.to_dict() for kind, d in inv.items()} == invariants_record(Z)
+        # the job sums the one all-pairs term from the graph's tiles (knn.graph_and_invariants)
+        assert {kind: d.to_dict() for kind, d in inv.items()} == graph_and_invariants(Z, 4 * K, invariants=True)[2]
+        separate = invariants_record(Z)
+        for kind, d in inv.items():
+            assert d.to_dict() == pytest.approx(separate[kind], rel=1e-4)  # measured: 1.0e-5
 
 
 def test_rows_have_the_documented_columns_and_cells(rows):
@@ -111,11 +115,16 @@ def test_block_cells_equal_a_plain_comparison_of_those_blocks(pair, rows):
             st[name]["score"], st[name]["tau"], st[name]["p_value"]), name
     assert cell.loc["cknna"].raw == pytest.approx(st["cknna"]["score"], rel=1e-12)  # sums in another order
     assert cell.loc["cknna"].tau == pytest.approx(st["cknna"]["tau"], rel=1e-12)
+    inv_a = L.read_block_graphs(a["knn_layers"], schema.LayersFile(a["layers"]), K)[1][1]
+    inv_b = L.read_block_graphs(b["knn_layers"], schema.LayersFile(b["layers"]), K)[0][1]
     for name, variant in [("cka_linear", "linear"), ("cka_unbiased", "unbiased")]:
-        law = ClosedNull.of(gram_invariants(Za)[variant], gram_invariants(Zb)[variant])
+        law = ClosedNull.of(inv_a[variant], inv_b[variant])  # the blocks' cached invariants
         assert cell.loc[name].raw == pytest.approx(st[name]["score"], rel=1e-10)
-        assert cell.loc[name].tau == law.threshold(0.1) == st[name]["tau"]
+        assert cell.loc[name].tau == law.threshold(0.1)
         assert cell.loc[name].p == law.p_value(cell.loc[name].raw)
+        # rv_null's separate pass gives the same law (the cube term summed another way)
+        separate = ClosedNull.of(gram_invariants(Za)[variant], gram_invariants(Zb)[variant])
+        assert law.threshold(0.1) == pytest.approx(separate.threshold(0.1), rel=1e-9) == st[name]["tau"]
 
 
 def test_every_cell_is_corrected_for_the_maximum_over_cells(pair, rows):

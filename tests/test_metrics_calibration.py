@@ -5,10 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from samesky.metrics import rv_null
 from samesky.metrics.cka import unbiased_cka_from
 from samesky.metrics.features import FeatureSpace
+from samesky.metrics.knn import _CentredCube, graph_and_invariants, knn_graph
 from samesky.metrics.pair import Pair
 from samesky.metrics.registry import get_metric
 from samesky.metrics.rv_null import ClosedNull, gram_invariants, statistic_moments
@@ -121,6 +123,33 @@ def test_invariants_equal_their_definitions(tile, monkeypatch):
                         s3=(d**3).sum(), u=(W**3).sum(), b=d @ W @ d, r=d @ np.diag(W @ W))
         for field, value in expected.items():
             assert getattr(inv, field) == pytest.approx(value, rel=1e-9, abs=1e-9 * np.abs(W).max() ** 3), field
+
+
+@pytest.mark.parametrize("chunk", [4096, 64])
+def test_invariants_summed_from_the_graph_tiles_equal_their_definitions(chunk):
+    """The kNN job's invariants (the cube term from the graph's own tiles, over one tile or many,
+    ragged) against float64 definitions; the graph is knn_graph's, bit for bit."""
+    rng = np.random.default_rng(5)
+    Z = (rng.standard_normal((300, 24)) + 1.5).astype(np.float32)  # kappa ~ 3: the mean matters
+    indices, similarity, record = graph_and_invariants(Z, 7, chunk_size=chunk, invariants=True)
+    graph = knn_graph(Z, 7, chunk_size=chunk)
+    assert np.array_equal(indices, graph[0]) and np.array_equal(similarity, graph[1])
+    Zd = Z.astype(np.float64)
+    for variant in ("linear", "unbiased"):
+        W = _gram(Zd, variant == "unbiased")
+        scale = np.abs(W).max() ** 3
+        assert record[variant]["u"] == pytest.approx((W**3).sum(), rel=1e-5, abs=1e-7 * scale)
+        separate = gram_invariants(Z)[variant].to_dict()
+        assert {f: v for f, v in record[variant].items() if f != "u"} == {f: v for f, v in separate.items() if f != "u"}
+
+
+def test_invariants_of_rows_dominated_by_their_mean_take_the_centred_pass():
+    """kappa > 50: summing from the unit-row tiles would cancel, so the separate pass runs."""
+    rng = np.random.default_rng(6)
+    Z = (rng.standard_normal((200, 16)) + 40).astype(np.float32)
+    assert _CentredCube.of(torch.as_tensor(Z), 64, 1) is None
+    assert graph_and_invariants(Z, 5, invariants=True)[2] == rv_null.invariants_record(Z)
+    assert _CentredCube.of(torch.as_tensor(Z - 40), 64, 1) is not None
 
 
 def test_unbiased_cka_is_the_u_centred_rv():

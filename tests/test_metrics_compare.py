@@ -182,9 +182,10 @@ def test_cka_null_closed_form_uses_cached_invariants_or_draws(files, tmp_path):
     from samesky.metrics.rv_null import gram_invariants
 
     fresh = gram_invariants(Za)
-    for kind in ("linear", "unbiased"):
+    for kind in ("linear", "unbiased"):  # u: the kNN job sums it from the graph's tiles
         for field, value in cached[kind].items():
-            assert value == pytest.approx(getattr(fresh[kind], field), rel=1e-9, abs=1e-6), (kind, field)
+            assert value == pytest.approx(getattr(fresh[kind], field), rel=1e-4 if field == "u" else 1e-9,
+                                          abs=1e-6), (kind, field)
     metrics = ["cka_linear", "cka_unbiased"]
     with_cache = compare_files(ea, eb, ka2, kb2, comparison=CROSS, metrics=metrics, **OPTS)
     computed = compare_files(ea, eb, ka, kb, comparison=CROSS, metrics=metrics, **OPTS)

@@ -240,24 +240,78 @@ def knn_graph(Z, k: int, *, chunk_size: int | None = None, device=None, precisio
     ``precision="bf16-screened"`` computes the same graph (bit for bit) with a bfloat16 sweep and
     an exact fp32 re-rank (``_screened_graph``); tiles under 32 rows stay on the fp32 path.
     """
+    return graph_and_invariants(Z, k, chunk_size=chunk_size, device=device, precision=precision)[:2]
+
+
+def graph_and_invariants(Z, k: int, *, chunk_size: int | None = None, device=None, precision: str = "fp32",
+                         invariants: bool = False) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """``knn_graph`` of ``Z`` and, with ``invariants``, its Gram invariants (``rv_null.invariants_record``;
+    else None). The invariants' one all-pairs term is summed from the graph's own fp32 tiles
+    (``_CentredCube``) when the rows' mean does not dominate them, which saves a second pass over
+    all pairs: 0.53x the CPU time of graph plus invariants at N = 20,000, d = 1536."""
     if precision not in KNN_PRECISIONS:
         raise ValueError(f"precision={precision!r}: expected one of {list(KNN_PRECISIONS)}")
     dev = pick_device(device, Z)
-    X = normalise_rows(as_matrix(Z, dev))
+    raw = as_matrix(Z, dev)
+    X = normalise_rows(raw)
     n = X.shape[0]
     if not 1 <= k <= n - 1:
         raise ValueError(f"k={k} must be between 1 and N-1={n - 1}")
     b = min(chunk_size or default_chunk_size(n, dev), n)
     # Tile products use every thread; the top-k bookkeeping (many small ops) runs on one.
     workers = torch.get_num_threads()
+    cube = None
     with full_fp32(), torch.inference_mode(), threads(1):
         if precision == "bf16-screened" and b >= _REGULAR and _sgemm_is_shape_invariant(X, b, workers):
             values, cols = _screened_graph(X, k, b, workers)
         else:
+            cube = _CentredCube.of(raw, b, workers) if invariants else None
             best = _RunningTopK(n, k, b, dev)
-            _sweep(best, _tiles(X, b, workers), n, b)
+            _sweep(best, _tiles(X, b, workers), n, b, cube)
             values, cols = best.values, best.cols
-    return cols.cpu().numpy(), values.cpu().numpy()
+    del raw, X
+    record = invariants_record(Z, device=dev, off_cube=cube.total if cube else None) if invariants else None
+    return cols.cpu().numpy(), values.cpu().numpy(), record
+
+
+class _CentredCube:
+    """sum_{i != j} G_ij^3 of the centred Gram matrix G = Xc Xc^T (``rv_null``'s one all-pairs term),
+    from the kNN sweep's tiles S of unit rows: G_ij = |x_i| |x_j| S_ij - r_i - r_j with
+    r_i = m.x_i - |m|^2 / 2. The subtraction cancels as the mean m dominates the rows, so it is used
+    only while kappa = sum |x_i|^2 / sum |x_i - m|^2 <= ``MAX_KAPPA``; its relative error against
+    float64 was 1e-6 at kappa = 1.4, 2e-5 at 4.7 and 42, 2e-3 at 368 (the centred fp32 pass: 1e-7 to
+    1e-6; N = 6,000, d = 384). Each tile costs six elementwise passes beside its GEMM."""
+
+    MAX_KAPPA = 50.0
+
+    def __init__(self, norms: torch.Tensor, r: torch.Tensor, b: int, workers: int):
+        self.norms, self.r, self.workers, self.total = norms, r, workers, 0.0
+        self._buffer = torch.empty(b * b, device=norms.device)
+
+    @classmethod
+    def of(cls, raw: torch.Tensor, b: int, workers: int) -> "_CentredCube | None":
+        """The accumulator for the rows ``raw``, or None when their mean dominates them (kappa)."""
+        n = raw.shape[0]
+        m = sum(raw[s : s + b].double().sum(0) for s in range(0, n, b)) / n
+        norms2 = torch.cat([raw[s : s + b].double().pow(2).sum(1) for s in range(0, n, b)])
+        mm = float(m @ m)
+        spread = float(norms2.sum()) - n * mm
+        if spread <= 0 or float(norms2.sum()) / spread > cls.MAX_KAPPA:
+            return None
+        r = torch.cat([raw[s : s + b].double() @ m for s in range(0, n, b)]) - mm / 2
+        return cls(norms2.sqrt().float(), r.float(), b, workers)
+
+    def add(self, S: torch.Tensor, i0: int, j0: int) -> None:
+        """Add tile ``S`` (rows i0.., columns j0..; on the diagonal, its diagonal excluded); a tile
+        off the diagonal stands for its transpose too."""
+        h, w = S.shape
+        G = self._buffer[: h * w].view(h, w)
+        with threads(self.workers):
+            torch.mul(S, self.norms[i0 : i0 + h, None], out=G)
+            G.mul_(self.norms[None, j0 : j0 + w]).sub_(self.r[i0 : i0 + h, None]).sub_(self.r[None, j0 : j0 + w])
+            if i0 == j0:
+                G.fill_diagonal_(0)
+            self.total += float(torch.sum(G.pow_(3), dtype=torch.float64)) * (1 if i0 == j0 else 2)
 
 
 def _tiles(X: torch.Tensor, b: int, workers: int, out_dtype=None):
@@ -275,15 +329,21 @@ def _tiles(X: torch.Tensor, b: int, workers: int, out_dtype=None):
     return tile
 
 
-def _sweep(best: _RunningTopK, tile, n: int, b: int) -> None:
-    """Offer every tile on and above the block diagonal to ``best``. Diagonal tiles first: every
-    row then starts from a top-k of a contiguous tile row, and the off-diagonal tiles only feed
-    the sparse candidate path."""
+def _sweep(best: _RunningTopK, tile, n: int, b: int, cube: _CentredCube | None = None) -> None:
+    """Offer every tile on and above the block diagonal to ``best`` (and first to ``cube``).
+    Diagonal tiles first: every row then starts from a top-k of a contiguous tile row, and the
+    off-diagonal tiles only feed the sparse candidate path."""
     for i0 in range(0, n, b):
-        best.offer(tile(i0, i0).fill_diagonal_(float("-inf")), i0, i0)
+        S = tile(i0, i0)
+        if cube:
+            cube.add(S, i0, i0)
+        best.offer(S.fill_diagonal_(float("-inf")), i0, i0)
     for i0 in range(0, n, b):
         for j0 in range(i0 + b, n, b):
-            best.offer(tile(i0, j0), i0, j0)
+            S = tile(i0, j0)
+            if cube:
+                cube.add(S, i0, j0)
+            best.offer(S, i0, j0)
 
 
 def screening_bound(d: int, norm: float) -> float:
@@ -481,11 +541,12 @@ def restrict_graph(indices: np.ndarray, similarity: np.ndarray, rows: np.ndarray
 
 
 def file_graph(Z, ids: np.ndarray, k: int, where: str, *, device, chunk_size: int | None = None,
-               precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
-    """``knn_graph`` of the rows of one file, its errors naming ``where`` (the file, and block) and
-    the objects whose embeddings have zero norm."""
+               precision: str = "fp32", invariants: bool = False) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """``graph_and_invariants`` of the rows of one file, its errors naming ``where`` (the file, and
+    block) and the objects whose embeddings have zero norm."""
     try:
-        return knn_graph(Z, k, chunk_size=chunk_size, device=device, precision=precision)
+        return graph_and_invariants(Z, k, chunk_size=chunk_size, device=device, precision=precision,
+                                    invariants=invariants)
     except DegenerateRowsError as err:
         raise ValueError(f"{where}: {len(err.rows)} embeddings have zero norm (cosine similarity "
                          f"is undefined), e.g. object_id {ids[err.rows[:5]].tolist()}") from None
@@ -507,12 +568,12 @@ def knn_file(emb_path, out_path, k: int, *, width: int | None = None, device=Non
     schema.check_finite(emb, ids, str(emb_path))
     k = max(k, min(width or k, len(ids) - 1))
     dev = pick_device(device)
-    indices, similarity = file_graph(emb, ids, k, str(emb_path), device=dev, chunk_size=chunk_size,
-                                     precision=precision)
+    indices, similarity, record = file_graph(emb, ids, k, str(emb_path), device=dev, chunk_size=chunk_size,
+                                             precision=precision, invariants=invariants)
     log.info("kNN graph of %s: N=%d D=%d k=%d on %s (%d threads)", emb_path, *emb.shape, k, dev,
              torch.get_num_threads())
     schema.write_knn(out_path, ids, indices, similarity, {
         "k": k, "device": str(dev), "torch": torch.__version__, "metric": "cosine", "precision": precision,
         "source": os.fspath(emb_path), "chunk_size": chunk_size or default_chunk_size(len(ids), dev),
-        **({"gram_invariants": invariants_record(emb, device=dev)} if invariants else {}),
+        **({"gram_invariants": record} if invariants else {}),
     })

@@ -67,8 +67,6 @@ def knn_layers_file(layers_path, out_path, k: int, *, width: int | None = None, 
     final embedding's; the rule asks for k columns, ``width`` more) and, with ``invariants``, its Gram invariants
     (``rv_null``), written to ``out_path``: root ``object_id``, a group ``block_<j>`` per block with
     ``indices``, ``similarity`` and the block's name (and invariants) in its provenance."""
-    from .rv_null import invariants_record
-
     src = schema.LayersFile(layers_path)
     n = len(src.ids)
     k = max(k, min(width or k, n - 1))
@@ -79,9 +77,9 @@ def knn_layers_file(layers_path, out_path, k: int, *, width: int | None = None, 
         for j, name in enumerate(src.names):
             Z = src.block(j).astype(np.float32)
             start = time.perf_counter()
-            indices, similarity = file_graph(Z, src.ids, k, f"{layers_path}: block {name!r}", device=dev,
-                                             chunk_size=chunk_size, precision=precision)
-            add(name, indices, similarity, {"gram_invariants": invariants_record(Z, device=dev)} if invariants else None)
+            indices, similarity, record = file_graph(Z, src.ids, k, f"{layers_path}: block {name!r}", device=dev,
+                                                     chunk_size=chunk_size, precision=precision, invariants=invariants)
+            add(name, indices, similarity, {"gram_invariants": record} if invariants else None)
             log.info("block %s of %s: N=%d D=%d k=%d in %.1f s", name, layers_path, *Z.shape, k,
                      time.perf_counter() - start)
 

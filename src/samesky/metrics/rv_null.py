@@ -15,7 +15,8 @@ with exhaustive enumeration (exact) and the law with Monte-Carlo permutations.
 
 Cost: the invariants of one embedding file are computed once (``gram_invariants``): all but
 sum W_ij^3 in feature space, O(N d^2); sum W_ij^3 in one tiled pass over all pairs, O(N^2 d),
-about the cost of the file's kNN graph. A pair's null then costs O(1).
+about the cost of the file's kNN graph, or from that graph's own tiles when the kNN job computes
+both (``knn.graph_and_invariants``). A pair's null then costs O(1).
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def _chunked(X: torch.Tensor, fn, combine) -> torch.Tensor:
 
 
 def _cube_sums(X: torch.Tensor, Xd: torch.Tensor, u: torch.Tensor, d: torch.Tensor, w2_diag: torch.Tensor,
-               xu: torch.Tensor) -> tuple[float, float]:
+               xu: torch.Tensor, off: float | None = None) -> tuple[float, float]:
     """(sum_ij G_ij^3, sum_ij W_ij^3) for G = X X^T and its U-centred form W = G + u_i + u_j off the
     diagonal, 0 on it (``gram_invariants``' Xd = X in float64, d = diag G, (G^2)_ii, X^T u). One all-pairs pass, for the off-diagonal sum of G_ij^3 only: tiles on and
     above the diagonal (G is symmetric), products and cubes in the input precision, each tile's
@@ -78,15 +79,18 @@ def _cube_sums(X: torch.Tensor, Xd: torch.Tensor, u: torch.Tensor, d: torch.Tens
     (g + u_i + u_j)^3 expanded: sum_{i!=j} g^2 u_i = sum_i u_i ((G^2)_ii - d_i^2), sum_{i!=j} g u_i^2 =
     sum_i u_i^2 ((G 1)_i - d_i), sum_{i!=j} g u_i u_j = |X^T u|^2 - sum_i d_i u_i^2. Without a float64
     tile and a second cube per pair, ``gram_invariants`` took 0.75x the CPU time at N = 20,000,
-    d = 1536 and 0.33x at N = 9,000, d = 64 (one thread), as close to float64 as before."""
-    n, off = X.shape[0], 0.0
-    with full_fp32():
-        for i0 in range(0, n, _TILE):
-            for j0 in range(i0, n, _TILE):
-                g = X[i0 : i0 + _TILE] @ X[j0 : j0 + _TILE].T
-                if i0 == j0:
-                    g.fill_diagonal_(0)
-                off += float(torch.sum(g.pow_(3), dtype=torch.float64)) * (1 if i0 == j0 else 2)
+    d = 1536 and 0.33x at N = 9,000, d = 64 (one thread), as close to float64 as before. ``off``: that
+    pass's sum, when already known (summed from the kNN graph's tiles: ``knn.graph_and_invariants``)."""
+    n = X.shape[0]
+    if off is None:
+        off = 0.0
+        with full_fp32():
+            for i0 in range(0, n, _TILE):
+                for j0 in range(i0, n, _TILE):
+                    g = X[i0 : i0 + _TILE] @ X[j0 : j0 + _TILE].T
+                    if i0 == j0:
+                        g.fill_diagonal_(0)
+                    off += float(torch.sum(g.pow_(3), dtype=torch.float64)) * (1 if i0 == j0 else 2)
     g1 = Xd @ Xd.sum(0)  # G 1: zero up to round-off for centred X
     u2, su, su2, su3 = u * u, float(u.sum()), float((u * u).sum()), float((u**3).sum())
     squares = 2 * float(u @ (w2_diag - d * d))  # sum_{i!=j} g^2 (u_i + u_j)
@@ -101,11 +105,12 @@ def _tr2_tr3(m: torch.Tensor) -> tuple[float, float]:
     return float((m * m.T).sum()), float((m2 * m.T).sum())
 
 
-def gram_invariants(Z, *, device=None) -> dict[str, Invariants]:
+def gram_invariants(Z, *, device=None, off_cube: float | None = None) -> dict[str, Invariants]:
     """{'linear': invariants of Xc Xc^T, 'unbiased': of the U-centred Gram matrix} of one embedding.
 
     Two O(N d^2) products (X^T X and X (X^T X); input precision, float64 sums), O(d^3) traces in
-    float64, and one tiled all-pairs pass for both cube sums; no N x N matrix is held.
+    float64, and one tiled all-pairs pass for both cube sums (skipped when ``off_cube``, its sum
+    sum_{i != j} (Xc Xc^T)_ij^3, is given); no N x N matrix is held.
     """
     dev = pick_device(device, Z)
     X = _centred(Z, dev)
@@ -137,7 +142,7 @@ def gram_invariants(Z, *, device=None) -> dict[str, Invariants]:
     tr2_a, tr3_a = _tr2_tr3(M @ gram)
     tr2 = tr2_a + 2 * float(e @ a_diag) + float((e**2).sum())
     tr3 = tr3_a + 3 * float(e @ a2_diag) + 3 * float((e**2) @ a_diag) + float((e**3).sum())
-    cube_lin, cube_unb = _cube_sums(X, Xd, u, d, w2_diag, xu)
+    cube_lin, cube_unb = _cube_sums(X, Xd, u, d, w2_diag, xu, off_cube)
     c_tr2, c_tr3 = _tr2_tr3(C)
     linear = Invariants(n, s, c_tr2, c_tr3, float((d**2).sum()), float((d**3).sum()), cube_lin,
                         float(xd @ xd), float(d @ w2_diag))
@@ -145,9 +150,9 @@ def gram_invariants(Z, *, device=None) -> dict[str, Invariants]:
     return {"linear": linear, "unbiased": unbiased}
 
 
-def invariants_record(Z, *, device=None) -> dict:
+def invariants_record(Z, *, device=None, off_cube: float | None = None) -> dict:
     """``gram_invariants`` as plain JSON-ready dicts (cached in the kNN graph file's provenance)."""
-    return {kind: inv.to_dict() for kind, inv in gram_invariants(Z, device=device).items()}
+    return {kind: inv.to_dict() for kind, inv in gram_invariants(Z, device=device, off_cube=off_cube).items()}
 
 
 def _third_raw_moment(x: Invariants, y: Invariants) -> float:
