@@ -1,5 +1,6 @@
 """Layer-wise comparisons (issue 15): per-block graphs built once, block x block calibrated scores."""
 import logging
+import os
 import re
 
 import h5py
@@ -72,6 +73,55 @@ def test_block_graphs_and_invariants_are_those_of_each_block(pair):
         separate = invariants_record(Z)
         for kind, d in inv.items():
             assert d.to_dict() == pytest.approx(separate[kind], rel=1e-4)  # measured: 1.0e-5
+
+
+def _blocks(path):
+    with h5py.File(path) as f:
+        return [(f[g]["indices"][:], f[g]["similarity"][:], {k: v for k, v in schema.read_provenance(f[g]).items()
+                                                               if k not in ("seconds", "cpu_seconds")})
+                for g in sorted(k for k in f if k.startswith("block_"))]
+
+
+def test_a_killed_block_graphs_job_resumes_after_its_last_finished_block(pair, tmp_path, monkeypatch):
+    """Killed in block 3: the rerun computes only block 3 and writes the file an unbroken run
+    wrote; a changed source starts afresh."""
+    _, a, _ = pair
+    out = tmp_path / "a.knn_layers.h5"
+    calls, real = [], L.file_graph
+
+    def killed_at(block):
+        def file_graph(Z, ids, k, where, **kw):
+            calls.append(where)
+            if where.endswith(f"block {block!r}"):
+                raise KeyboardInterrupt  # as a Slurm time limit's SIGTERM would stop it
+            return real(Z, ids, k, where, **kw)
+        return file_graph
+
+    monkeypatch.setattr(L, "file_graph", killed_at("layer 3"))
+    with pytest.raises(KeyboardInterrupt):
+        L.knn_layers_file(a["layers"], out, K, width=4 * K, invariants=True)
+    partial = tmp_path / ".a.knn_layers.h5.partial"
+    assert not out.exists() and sorted(p.name for p in partial.glob("block_*")) == ["block_000.h5", "block_001.h5"]
+    calls.clear()
+    monkeypatch.setattr(L, "file_graph", killed_at(None))
+    L.knn_layers_file(a["layers"], out, K, width=4 * K, invariants=True)
+    assert [c.rsplit(": ", 1)[1] for c in calls] == ["block 'layer 3'"]
+    assert not partial.exists()
+    for got, ref in zip(_blocks(out), _blocks(a["knn_layers"]), strict=True):
+        assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1]) and got[2] == ref[2]
+    with h5py.File(out) as f:
+        assert schema.read_provenance(f)["blocks"] == ["layer 1", "layer 2", "layer 3"]
+        assert schema.read_provenance(f["block_000"])["cpu_seconds"] > 0
+    # a kill, then the source is rewritten (another mtime): nothing of the first run is kept
+    monkeypatch.setattr(L, "file_graph", killed_at("layer 2"))
+    with pytest.raises(KeyboardInterrupt):
+        L.knn_layers_file(a["layers"], out, K, width=4 * K, invariants=True)
+    st = a["layers"].stat()
+    os.utime(a["layers"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    calls.clear()
+    monkeypatch.setattr(L, "file_graph", killed_at(None))
+    L.knn_layers_file(a["layers"], out, K, width=4 * K, invariants=True)
+    assert len(calls) == 3
 
 
 def test_rows_have_the_documented_columns_and_cells(rows):

@@ -69,6 +69,7 @@ import glob
 import json
 import logging
 import os
+import shutil
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -588,27 +589,70 @@ def block_positions(names: list[str], provenance: dict, where) -> list[tuple[int
     return [(j, (j + 1) / total) for j in indices]
 
 
-@contextmanager
-def knn_layers_writer(path, object_id, provenance: Mapping) -> Iterator:
-    """A block graphs file written atomically, one block at a time: yields ``add(name, indices,
-    similarity, extra)`` (``extra``: more provenance of the block, e.g. its gram_invariants);
-    the root provenance gets the list of blocks added, in order."""
-    ids, names = as_str_ids(object_id), []
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("object_id", data=ids.astype(object), dtype=STR)
+class BlockGraphsWriter:
+    """Writes a block graphs file (``read_knn_layers``) one block at a time, resumably.
 
-        def add(name: str, indices: np.ndarray, similarity: np.ndarray, extra: Mapping | None = None) -> None:
-            if indices.shape != similarity.shape or indices.shape[0] != len(ids):
-                raise SchemaError(f"{path}: block {name!r}: indices {indices.shape} / similarity "
-                                  f"{similarity.shape} / {len(ids)} ids disagree")
-            g = f.create_group(f"block_{len(names):03d}")
-            g.create_dataset("indices", data=indices)
-            g.create_dataset("similarity", data=similarity)
-            write_provenance(g, {"name": name, **(extra or {})})
-            names.append(name)
+    Each finished block is kept at once in its own small file under a hidden sibling directory
+    (``.<name>.partial``, each file atomic); ``finish`` gathers them into ``path`` (atomically) and
+    removes the directory. A job killed mid-way (a Slurm time limit, preemption, Ctrl-C) leaves
+    the directory, and the next run of the same job with the same ``key`` (its source file's path,
+    size and mtime, and the graphs' settings) starts after the last finished block: a 24-block job
+    of hours loses at most one block's work. Another key starts afresh.
+    """
 
-        yield add
-        write_provenance(f, {**provenance, "blocks": names})
+    def __init__(self, path, object_id, provenance: Mapping, key: Mapping):
+        self.path, self.ids, self.provenance = Path(path), as_str_ids(object_id), dict(provenance)
+        self.dir = self.path.with_name(f".{self.path.name}.partial")
+        self.names: list[str] = []
+        stamp = self.dir / "key.json"
+        key = json.loads(json.dumps({**key, "object_ids": len(self.ids)}, sort_keys=True, default=str))
+        if self.dir.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()) != key):
+            log.warning("%s: its finished blocks were computed from other inputs or settings; starting afresh",
+                        self.dir)
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not stamp.is_file():
+            with atomic_path(stamp) as tmp:
+                tmp.write_text(json.dumps(key, sort_keys=True))
+
+    def _block_path(self, j: int) -> Path:
+        return self.dir / f"block_{j:03d}.h5"
+
+    def finished(self, j: int, name: str) -> dict | None:
+        """The provenance of block ``j`` if a previous run finished it (and counts it as added)."""
+        path = self._block_path(j)
+        if j != len(self.names) or not path.is_file():
+            return None
+        with read_h5(path) as f:
+            provenance = read_provenance(f)
+        if provenance.get("name") != name:
+            return None
+        self.names.append(name)
+        return provenance
+
+    def add(self, name: str, indices: np.ndarray, similarity: np.ndarray, extra: Mapping | None = None) -> None:
+        """Keep the next block's graph (``extra``: more of its provenance, e.g. gram_invariants)."""
+        if indices.shape != similarity.shape or indices.shape[0] != len(self.ids):
+            raise SchemaError(f"{self.path}: block {name!r}: indices {indices.shape} / similarity "
+                              f"{similarity.shape} / {len(self.ids)} ids disagree")
+        with atomic_path(self._block_path(len(self.names))) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("indices", data=indices)
+            f.create_dataset("similarity", data=similarity)
+            write_provenance(f, {"name": name, **(extra or {})})
+        self.names.append(name)
+
+    def finish(self) -> None:
+        """Write ``path`` from the kept blocks, in order; the root provenance lists them."""
+        with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("object_id", data=self.ids.astype(object), dtype=STR)
+            for j in range(len(self.names)):
+                with read_h5(self._block_path(j)) as src:
+                    g = f.create_group(f"block_{j:03d}")
+                    for key in ("indices", "similarity"):
+                        g.create_dataset(key, data=src[key][:])
+                    g.attrs["provenance"] = src.attrs["provenance"]
+            write_provenance(f, {**self.provenance, "blocks": self.names})
+        shutil.rmtree(self.dir)
 
 
 def read_knn_layers(path, layers: LayersFile, k: int, columns: int | None = None

@@ -29,6 +29,7 @@ made for it and its tau, p and calibrated are empty (its raw score stands alone)
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -66,22 +67,32 @@ def knn_layers_file(layers_path, out_path, k: int, *, width: int | None = None, 
     """Every block's kNN graph of one layers file (``knn.knn_graph``, as ``knn_file`` builds the
     final embedding's; the rule asks for k columns, ``width`` more) and, with ``invariants``, its Gram invariants
     (``rv_null``), written to ``out_path``: root ``object_id``, a group ``block_<j>`` per block with
-    ``indices``, ``similarity`` and the block's name (and invariants) in its provenance."""
+    ``indices``, ``similarity`` and the block's name, CPU and wall seconds (and invariants) in its
+    provenance. Resumable: a rerun after a kill starts after the last finished block
+    (``schema.BlockGraphsWriter``)."""
     src = schema.LayersFile(layers_path)
     n = len(src.ids)
     k = max(k, min(width or k, n - 1))
     dev = pick_device(device)
-    provenance = {"k": k, "device": str(dev), "torch": torch.__version__, "metric": "cosine", "precision": precision,
-                  "source": src.path, "chunk_size": chunk_size or default_chunk_size(n, dev)}
-    with schema.knn_layers_writer(out_path, src.ids, provenance) as add:
-        for j, name in enumerate(src.names):
-            Z = src.block(j).astype(np.float32)
-            start = time.perf_counter()
-            indices, similarity, record = file_graph(Z, src.ids, k, f"{layers_path}: block {name!r}", device=dev,
-                                                     chunk_size=chunk_size, precision=precision, invariants=invariants)
-            add(name, indices, similarity, {"gram_invariants": record} if invariants else None)
-            log.info("block %s of %s: N=%d D=%d k=%d in %.1f s", name, layers_path, *Z.shape, k,
-                     time.perf_counter() - start)
+    settings = {"k": k, "metric": "cosine", "precision": precision, "source": src.path,
+                "chunk_size": chunk_size or default_chunk_size(n, dev), "invariants": invariants}
+    stat = os.stat(src.path)
+    writer = schema.BlockGraphsWriter(out_path, src.ids, {**settings, "device": str(dev), "torch": torch.__version__},
+                                      key={**settings, "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns})
+    for j, name in enumerate(src.names):
+        if writer.finished(j, name):
+            log.info("block %s of %s: finished by an earlier run, kept", name, layers_path)
+            continue
+        Z = src.block(j).astype(np.float32)
+        start, cpu = time.perf_counter(), time.process_time()
+        indices, similarity, record = file_graph(Z, src.ids, k, f"{layers_path}: block {name!r}", device=dev,
+                                                 chunk_size=chunk_size, precision=precision, invariants=invariants)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        writer.add(name, indices, similarity, {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                                               "device": str(dev), **({"gram_invariants": record} if invariants else {})})
+        log.info("block %s of %s: N=%d D=%d k=%d in %.1f s (%.1f CPU-s)", name, layers_path, *Z.shape, k,
+                 seconds, cpu)
+    writer.finish()
 
 
 def read_block_graphs(path, layers: schema.LayersFile, k: int, columns: int | None = None
