@@ -16,6 +16,7 @@ seconds: on a shared machine wall time is CPU time stretched by whatever else ru
 
     python benchmarks/bench_paper_scale.py --case 2000:1536:24:50     # N:d:blocks:draws, repeatable
     python benchmarks/bench_paper_scale.py --json out.json            # the default cases (about 50 min on 2 shared cores)
+    python benchmarks/bench_paper_scale.py --case 102000:1536:24:5 --root R --resume   # again after a kill
 
 The model's key only names the files; d and blocks are what the case says (--model's real block
 count must be at least the case's: the files record n_blocks from the registry).
@@ -88,16 +89,19 @@ def write_inputs(run: RunPaths, model: str, n: int, d: int, blocks: int) -> None
 
 
 def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, metrics: list[str],
-             jobs: int = 1, rules: tuple[str, ...] = RULES, node_memory_gb: float | None = None) -> list[dict]:
+             jobs: int = 1, rules: tuple[str, ...] = RULES, node_memory_gb: float | None = None,
+             resume: bool = False) -> list[dict]:
     run = RunPaths(f"scale-{n}-{d}-{blocks}-{draws}")
-    cwd = Path.cwd()
-    try:
-        os.chdir(root)
-        write_inputs(run, model, n, d, blocks)
-    finally:
-        os.chdir(cwd)
     cfg = root / f"{run.run_name}.yaml"
-    cfg.write_text(yaml.safe_dump(config_for(run.run_name, model, blocks, draws, metrics, node_memory_gb)))
+    resume = resume and cfg.is_file()  # the inputs are written last-but-one, before the config
+    if not resume:
+        cwd = Path.cwd()
+        try:
+            os.chdir(root)
+            write_inputs(run, model, n, d, blocks)
+        finally:
+            os.chdir(cwd)
+        cfg.write_text(yaml.safe_dump(config_for(run.run_name, model, blocks, draws, metrics, node_memory_gb)))
     pair = {"crossmatch": "legacysurvey_hsc", "survey_a": "legacysurvey", "model_a": model,
             "survey_b": "hsc", "model_b": model}
     side = {"crossmatch": "legacysurvey_hsc", "model": model}
@@ -108,7 +112,8 @@ def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, me
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile"),
                     "--directory", str(root), "--configfile", str(cfg), "--cores", str(jobs), "--rerun-triggers", "mtime",
-                    "--quiet", "rules", "--allowed-rules", *RULES], check=True)
+                    "--quiet", "rules", "--allowed-rules", *RULES, *(["--rerun-incomplete"] if resume else [])],
+                   check=True)
     print(f"N={n} d={d} blocks={blocks} draws={draws}: {time.perf_counter() - start:.0f} s wall", flush=True)
     rows = []
     for tsv in sorted((root / run.root / "benchmarks").rglob("*.tsv")):
@@ -116,11 +121,25 @@ def run_case(root: Path, model: str, n: int, d: int, blocks: int, draws: int, me
         with open(tsv) as f:
             got = next(csv.DictReader(f, delimiter="\t"))
         used = USAGE.search((root / run.log(f"{job}.log")).read_text().rstrip().splitlines()[-1])
+        earlier = resumed_cpu_seconds(root / run.KNN_LAYERS.format(**dict(zip(("crossmatch", "survey", "model"),
+                                                                                job.parts[1:])))) \
+            if job.parts[0] == "knn_graph" else 0.0
         rows.append({"rule": job.parts[0], "job": str(job), "n": n, "d": d, "blocks": blocks, "draws": draws,
                      "metrics": len(metrics), "seconds": round(float(got["s"]), 1),
-                     "cpu_seconds": float(used["cpu_s"]), "peak_mb": float(used["peak_mb"]),
-                     "benchmark_max_rss_mb": round(float(got["max_rss"]))})
+                     "cpu_seconds": float(used["cpu_s"]) + earlier, "resumed_cpu_seconds": earlier,
+                     "peak_mb": float(used["peak_mb"]), "benchmark_max_rss_mb": round(float(got["max_rss"]))})
     return rows
+
+
+def resumed_cpu_seconds(knn_layers: Path) -> float:
+    """CPU seconds of the blocks an earlier, killed run of the job finished (the job's last run
+    resumed after them; its own log counts only the rest)."""
+    if not knn_layers.is_file():
+        return 0.0
+    with schema.read_h5(knn_layers) as f:
+        kept = set(schema.read_provenance(f).get("resumed_blocks", []))
+        return sum(p["cpu_seconds"] for p in (schema.read_provenance(f[g]) for g in f if g.startswith("block_"))
+                   if p["name"] in kept)
 
 
 def main() -> None:
@@ -136,7 +155,12 @@ def main() -> None:
                    "blocks that memory leaves (samesky.cost.block_cache_mb), the others read again")
     p.add_argument("--json", type=Path, help="write every job's row here")
     p.add_argument("--root", type=Path, help="working folder (default: a temporary one, removed)")
+    p.add_argument("--resume", action="store_true", help="with --root: keep a case's inputs and finished jobs "
+                   "from an earlier, interrupted run of it, and resume its killed block graph jobs after their "
+                   "last finished block (job CPU seconds add those blocks' own)")
     args = p.parse_args()
+    if args.resume and not args.root:
+        p.error("--resume needs --root (the earlier run's folder)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp)
@@ -144,7 +168,7 @@ def main() -> None:
         for case in args.case or DEFAULT_CASES:
             n, d, blocks, draws = map(int, case.split(":"))
             rows += run_case(root, args.model, n, d, blocks, draws, args.metrics, args.jobs, tuple(args.rules),
-                             args.node_memory_gb)
+                             args.node_memory_gb, args.resume)
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
     print("| rule | N | d | blocks | draws | wall s | CPU s | predicted CPU s | peak MB | predicted MB |\n"

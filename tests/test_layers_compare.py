@@ -111,6 +111,7 @@ def test_a_killed_block_graphs_job_resumes_after_its_last_finished_block(pair, t
         assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1]) and got[2] == ref[2]
     with h5py.File(out) as f:
         assert schema.read_provenance(f)["blocks"] == ["layer 1", "layer 2", "layer 3"]
+        assert schema.read_provenance(f)["resumed_blocks"] == ["layer 1", "layer 2"]
         assert schema.read_provenance(f["block_000"])["cpu_seconds"] > 0
     # a kill, then the source is rewritten (another mtime): nothing of the first run is kept
     monkeypatch.setattr(L, "file_graph", killed_at("layer 2"))

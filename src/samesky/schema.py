@@ -604,6 +604,7 @@ class BlockGraphsWriter:
         self.path, self.ids, self.provenance = Path(path), as_str_ids(object_id), dict(provenance)
         self.dir = self.path.with_name(f".{self.path.name}.partial")
         self.names: list[str] = []
+        self.kept: list[str] = []  # blocks an earlier run finished
         stamp = self.dir / "key.json"
         key = json.loads(json.dumps({**key, "object_ids": len(self.ids)}, sort_keys=True, default=str))
         if self.dir.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()) != key):
@@ -628,6 +629,7 @@ class BlockGraphsWriter:
         if provenance.get("name") != name:
             return None
         self.names.append(name)
+        self.kept.append(name)
         return provenance
 
     def add(self, name: str, indices: np.ndarray, similarity: np.ndarray, extra: Mapping | None = None) -> None:
@@ -642,7 +644,8 @@ class BlockGraphsWriter:
         self.names.append(name)
 
     def finish(self) -> None:
-        """Write ``path`` from the kept blocks, in order; the root provenance lists them."""
+        """Write ``path`` from the blocks, in order; the root provenance lists them, and those that
+        an earlier run finished (``resumed_blocks``: their time is not in this run's)."""
         with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset("object_id", data=self.ids.astype(object), dtype=STR)
             for j in range(len(self.names)):
@@ -651,7 +654,7 @@ class BlockGraphsWriter:
                     for key in ("indices", "similarity"):
                         g.create_dataset(key, data=src[key][:])
                     g.attrs["provenance"] = src.attrs["provenance"]
-            write_provenance(f, {**self.provenance, "blocks": self.names})
+            write_provenance(f, {**self.provenance, "blocks": self.names, "resumed_blocks": self.kept})
         shutil.rmtree(self.dir)
 
 
