@@ -242,3 +242,43 @@ def test_physics_table_and_caption(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({"records": recs}))
     with pytest.raises(ValueError, match=r"b.json: record 0 is missing field\(s\) 'p_value'"):
         gather_physics([tmp_path / "b.json"])
+
+
+def test_physics_pair_table_and_caption(tmp_path):
+    def record(kind, survey_a, model_a, model_b, prop, score, p):
+        return {"kind": kind, "crossmatch": "desi_hsc", "survey_a": survey_a, "model_a": model_a, "survey_b": "hsc",
+                "model_b": model_b, **physics_record(model_a, survey_a, "neighbourhood_wasserstein", prop, score, p)}
+
+    recs = [record("crossmodal", "desi", "specformer-base", "vit-base", "redshift", 0.6, 0.5),
+            record("intramodal", "hsc", "vit-base", "vit-large", "redshift", 0.3, 0.01),
+            record("crossmodal", "desi", "specformer-base", "vit-base", "mass", 0.7, 0.02)]
+    (tmp_path / "a.json").write_text(json.dumps({"records": recs}))
+    df = gather_physics([tmp_path / "a.json"], pairs=True)
+    assert list(df.columns[:6]) == ["kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b"]
+    assert "survey" not in df.columns and "model" not in df.columns
+    csv, md = write_physics_table(df, tmp_path / "physics_pairs.csv", tmp_path / "physics_pairs.md", {},
+                                  RunFacts(ci=0.95), pairs=True)
+    assert pd.read_csv(csv)[["kind", "model_b", "property", "score"]].values.tolist() == [
+        ["crossmodal", "vit-base", "redshift", 0.6], ["intramodal", "vit-large", "redshift", 0.3],
+        ["crossmodal", "vit-base", "mass", 0.7]]
+    caption, table = md.read_text().split("\n\n", 1)
+    assert caption.startswith("**The authors' physics tests of two embeddings of the same objects")
+    assert ("Tests: neighbourhood_wasserstein (pu src/pu/metrics/physics.py:559 wass_distance; lower knows more, 0 "
+            "at best)") in caption
+    assert "Permutation null: B's objects paired at random with A's" in caption and "p >= 0.048 at K = 20" in caption
+    assert "N = 150 objects per pair" in caption
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows == ["| Test | Property | Crossmatch | Kind | A | B | Score |",
+                    "| neighbourhood_wasserstein | mass | desi_hsc | crossmodal | Specformer Base (DESI) | ViT Base (HSC) | "
+                    "0.700 [0.600, 0.800], p = 0.02 |",
+                    "| neighbourhood_wasserstein | redshift | desi_hsc | intramodal | ViT Base (HSC) | ViT Large (HSC) | "
+                    "0.300 [0.200, 0.400], p = 0.01 |",
+                    "| neighbourhood_wasserstein | redshift | desi_hsc | crossmodal | Specformer Base (DESI) | ViT Base "
+                    "(HSC) | 0.600 [0.500, 0.700], p = 0.5 |"]
+    empty = write_physics_table(gather_physics([], pairs=True), tmp_path / "e.csv", tmp_path / "e.md", {}, pairs=True)
+    assert "No physics tests of compared pairs ran (config probes.physics.tests has no neighbourhood_wasserstein)" in \
+        empty[1].read_text()
+    del recs[0]["model_b"]
+    (tmp_path / "b.json").write_text(json.dumps({"records": recs}))
+    with pytest.raises(ValueError, match=r"b.json: record 0 is missing field\(s\) 'model_b'"):
+        gather_physics([tmp_path / "b.json"], pairs=True)
