@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from samesky import physics, probes
-from samesky.config import ConfigError, validate_config
+from samesky.config import ConfigError, fill_defaults, validate_config
 from samesky.metrics import knn
 from samesky.plan import Plan
 from samesky.report import RunFacts, gather_physics, write_physics_table
@@ -282,3 +282,48 @@ def test_physics_pair_table_and_caption(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({"records": recs}))
     with pytest.raises(ValueError, match=r"b.json: record 0 is missing field\(s\) 'model_b'"):
         gather_physics([tmp_path / "b.json"], pairs=True)
+
+
+@pytest.mark.slow
+def test_physics_pair_rule_writes_wasserstein_records(tmp_path, demo_config):
+    """Rule physics_pair through Snakemake on an intramodal pair's files (the graphs cached beside
+    them): its records are the comparison's fields and ``physics.wasserstein_record`` on the same
+    arrays and graphs, per property."""
+    from test_workflow import job_counts, snakemake, write_config
+
+    from samesky.schema import read_knn
+
+    xm, files, (za, zb, props) = _pair_files(tmp_path)
+    where = {"a": "results/demo/{}/desi_hsc/hsc/vit-base.h5", "b": "results/demo/{}/desi_hsc/hsc/vit-large.h5"}
+    for side, pattern in where.items():
+        for kind, folder in (("emb", "embeddings"), ("knn", "knn")):
+            target = tmp_path / pattern.format(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            files[f"{kind}_{side}"].rename(target)
+    demo_config["crossmatches"]["desi_hsc"]["source"] = {"path": str(xm)}
+    demo_config["probes"].update(properties={"desi_hsc": ["Z", "mass"]}, categorical=[])
+    demo_config["probes"]["physics"].update(tests=["neighbourhood_wasserstein"], null_draws=9, subsampling_splits=3)
+    cfg = write_config(tmp_path / "c.yaml", demo_config)
+    target = "results/demo/physics_pairs/desi_hsc/hsc/vit-base/hsc/vit-large.json"
+    proc = snakemake(tmp_path, target, "--cores", "1", "--configfile", cfg, "--allowed-rules", "physics_pair",
+                     timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert job_counts(proc.stdout + proc.stderr) == {"physics_pair": 1}
+    got = json.loads((tmp_path / target).read_text())["records"]
+    graphs = [read_knn(tmp_path / where[side].format("knn"))[1:3] for side in "ab"]
+    rows_b = [int(i[1:]) for i in read_knn(tmp_path / where["b"].format("knn"))[0]]  # side B: by id, in A's order
+    order = np.argsort(rows_b)[:len(za)]
+    graph_b = knn.restrict_graph(*graphs[1], order, zb, graphs[1][0].shape[1])[:2]
+    pair = {"kind": "intramodal", "crossmatch": "desi_hsc", "survey_a": "hsc", "model_a": "vit-base", "survey_b": "hsc",
+            "model_b": "vit-large"}
+    filled = fill_defaults(demo_config)["probes"]
+    settings = {"ci": filled["ci"], "seed": filled["seed"], "alpha": 0.05}
+    want = [{**pair, **physics.wasserstein_record(za, zb, props[p], graphs[0], graph_b, null_draws=9,
+                                                  subsampling_splits=3, **settings), "property": p}
+            for p in ("Z", "mass")]
+    for rec in want:
+        rec["n_excluded"] += 1  # the object on side B only
+    assert got == json.loads(json.dumps(want))
+    bench = pd.read_csv(tmp_path / "results/demo/benchmarks/physics_pair/desi_hsc/hsc/vit-base/hsc/vit-large.tsv",
+                        sep="\t")
+    print(f"physics_pair job: {bench.loc[0, 'cpu_time']:.1f} CPU-s, {bench.loc[0, 's']:.1f} s wall")
