@@ -1,4 +1,5 @@
 """The physics tests as a stage of the probes (probes.physics): config, plan, job and report."""
+import copy
 import json
 
 import numpy as np
@@ -75,7 +76,9 @@ def test_plan_lists_a_physics_pair_job_per_compared_pair_with_a_continuous_prope
     from samesky import plan as plan_module
 
     assert set(physics.TESTS) - set(physics.EMBEDDING_TESTS) == set(plan_module.PAIR_PHYSICS_TESTS)
-    before = Plan(validate_config(demo_config))
+    assert demo_config["probes"]["physics"]["tests"][-1] == "neighbourhood_wasserstein"  # the demo runs it
+    demo_config["probes"]["physics"]["tests"].pop()
+    before = Plan(validate_config(copy.deepcopy(demo_config)))
     assert before.physics_pairs == [] and before.physics_pair_paths == []
     demo_config["probes"]["physics"]["tests"].append("neighbourhood_wasserstein")
     demo_config["probes"]["physics"]["params"] = {"neighbourhood_wasserstein": {"k": 5}}
