@@ -198,6 +198,17 @@ def test_demo_writes_probe_tables_and_figures(demo_run):
     assert (workdir / "results/demo/tables/alignment_physics.md").read_text().count("| desi_hsc |") == len(
         alignment[alignment["crossmatch"] == "desi_hsc"].drop_duplicates(["survey", "embedding_model", "compared_model"])
     ) + len(desi)
+    # the Wasserstein neighbourhood distance (rule physics_pair): each intramodal and crossmodal pair of a probed
+    # crossmatch, per continuous property
+    pairs = pd.read_csv(workdir / "results/demo/tables/physics_pairs.csv")
+    compared = scores[scores["kind"].isin(["intramodal", "crossmodal"]) & (scores["metric"] == "mknn")]
+    side = ["kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b"]
+    assert sorted(tuple(row) + (p,) for row in compared[side].itertuples(index=False, name=None)
+                  for p in chosen[row[1]] if p not in categorical) == sorted(
+        pairs[[*side, "property"]].itertuples(index=False, name=None))
+    assert len(pairs) == 7 and set(pairs["test"]) == {"neighbourhood_wasserstein"}
+    assert pairs["score"].ge(0).all() and pairs["ci_low"].notna().all() and pairs["p_value"].notna().all()
+    assert "| neighbourhood_wasserstein |" in (workdir / "results/demo/tables/physics_pairs.md").read_text()
 
 
 @pytest.mark.slow
