@@ -49,6 +49,9 @@ def test_forms_by_hand():
     assert FORMS["compare"].time["(d_a^3 + d_b^3) (1 + splits) m"](final) == (1000 + 64000) * 6
     probe = Job("probe", 1000, Side(10), draws=3, splits=7)
     assert [t(probe) for t in FORMS["probe"].time.values()] == [1, 1000 * 10, 1000**2 * 10, 1000 * 10 * 3, 1000 * 7]
+    physics_pair = Job("physics_pair", 1000, Side(10), Side(40), draws=3, splits=7)
+    assert [t(physics_pair) for t in FORMS["physics_pair"].time.values()] == [1, 1000 * 50, 1000 * 50 * 7, 1000 * 10]
+    assert [m(physics_pair) for m in FORMS["physics_pair"].memory.values()] == [1, 1000 * 50]
 
 
 def test_the_fit_is_exact_non_negative_least_squares():
@@ -59,7 +62,7 @@ def test_the_fit_is_exact_non_negative_least_squares():
     assert coef[1] == 0 and 4 < coef[0] < 10
 
 
-@pytest.mark.parametrize("rule", ["knn_graph", "compare", "compare_layers", "probe"])
+@pytest.mark.parametrize("rule", ["knn_graph", "compare", "compare_layers", "probe", "physics_pair"])
 def test_the_model_holds_every_measured_job_within_30_percent(rule):
     measured = [(job, s, mb) for job, s, mb in cost.measured_jobs() if job.rule == rule]
     assert len(measured) >= 5  # more points than terms: the fit can miss
@@ -99,6 +102,22 @@ def test_the_paper_plan_s_jobs_and_sizes(paper_config, tmp_path, monkeypatch):
                                              "model_a": "dinov2-giant", "survey_b": "hsc", "model_b": "dinov2-giant"})
     assert giant.n == 102_000 and giant.a == giant.b == Side(1536, (1536,) * 40) and giant.cells == 41 * 41
     assert giant.draws == 1000 and giant.metrics == 18 and giant.splits == 0
+
+
+def test_the_physics_pair_jobs_are_the_plan_s_with_draws_of_every_property(demo_config):
+    """One physics_pair job per compared pair the plan tests (probes.physics.tests:
+    neighbourhood_wasserstein), its null draws and splits those of every property it tests."""
+    demo_config["probes"]["physics"].update(tests=["neighbourhood_wasserstein"], null_draws=30, subsampling_splits=20)
+    plan = Plan(fill_defaults(demo_config))
+    plan_cost = PlanCost(plan)
+    jobs = [p for p in plan_cost.jobs() if p.rule == "physics_pair"]
+    assert [p.wildcards for p in jobs] == [{k: v for k, v in c.as_dict().items() if k != "kind"}
+                                           for c in plan.physics_pairs] and len(jobs) == 6
+    cosmos = jobs[0].job  # two properties (lephare_photozs, lp_mass) on COSMOS-Web's 200 objects
+    assert (cosmos.n, cosmos.a, cosmos.b, cosmos.draws, cosmos.splits) == (200, Side(32), Side(32), 60, 40)
+    assert (jobs[1].job.draws, jobs[1].job.splits) == (30, 20)  # DESI-HSC: redshift alone
+    assert plan_cost.summary()["rules"]["physics_pair"]["jobs"] == 6
+    assert plan_cost.resources("physics_pair", jobs[1].wildcards) == job_resources(jobs[1].job)
 
 
 def test_a_pair_whose_blocks_fit_no_node_holds_what_its_memory_leaves(paper_config, tmp_path, monkeypatch):

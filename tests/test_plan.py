@@ -578,10 +578,11 @@ def test_every_plan_target_is_made_by_a_rule(demo_rules, breadth_config):
     """Every path the Plan requests or hands to a rule's input is an output of a rule."""
     _, rules = demo_rules
     breadth_config["models"]["untrained"] = ["vit"]
-    breadth_config["probes"]["physics"] = {"tests": ["knn_purity"], "params": {"knn_purity": {"k": 10}}}
+    breadth_config["probes"]["physics"] = {"tests": ["knn_purity", "neighbourhood_wasserstein"],
+                                           "params": {"knn_purity": {"k": 10}}}
     plan = Plan(validate_config(breadth_config))
-    assert plan.physics_paths
-    targets = plan.metric_files() + plan.probe_paths + plan.physics_paths
+    assert plan.physics_paths and plan.physics_pair_paths
+    targets = plan.metric_files() + plan.probe_paths + plan.physics_paths + plan.physics_pair_paths
     for xm in plan.crossmatches:
         targets += [plan.crossmatch_path(xm), plan.truth_path(xm), plan.snapshot_dir(xm)]
     targets += [plan.weights_source(model) for model in plan.image_models + [plan.spectrum_model]]

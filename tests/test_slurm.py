@@ -29,8 +29,10 @@ LOCAL_RULES = local_rules()
 # writes every block for the layer stage (tests/test_precomputed.py runs it); umap maps every
 # embedding of a probed crossmatch side by side, so it would add each other embedding's chain to
 # this run's shortest ones (a plain CPU job with the default resources, as physics, which runs here;
-# the demo runs it, tests/test_workflow.py).
-NOT_ON_SLURM = {"precomputed_embedding", "umap"}
+# the demo runs it, tests/test_workflow.py); physics_pair compares two embeddings, so it too would add
+# another embedding's chain (its resources come from samesky.cost, as compare's, which runs here; the
+# demo runs it).
+NOT_ON_SLURM = {"precomputed_embedding", "umap", "physics_pair"}
 GPU_RULES = {"embed", "knn_graph", "compare_layers"}  # profiles/slurm-test: knn_graph with block graphs
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -198,6 +198,17 @@ def test_demo_writes_probe_tables_and_figures(demo_run):
     assert (workdir / "results/demo/tables/alignment_physics.md").read_text().count("| desi_hsc |") == len(
         alignment[alignment["crossmatch"] == "desi_hsc"].drop_duplicates(["survey", "embedding_model", "compared_model"])
     ) + len(desi)
+    # the Wasserstein neighbourhood distance (rule physics_pair): each intramodal and crossmodal pair of a probed
+    # crossmatch, per continuous property
+    pairs = pd.read_csv(workdir / "results/demo/tables/physics_pairs.csv")
+    compared = scores[scores["kind"].isin(["intramodal", "crossmodal"]) & (scores["metric"] == "mknn")]
+    side = ["kind", "crossmatch", "survey_a", "model_a", "survey_b", "model_b"]
+    assert sorted(tuple(row) + (p,) for row in compared[side].itertuples(index=False, name=None)
+                  for p in chosen[row[1]] if p not in categorical) == sorted(
+        pairs[[*side, "property"]].itertuples(index=False, name=None))
+    assert len(pairs) == 7 and set(pairs["test"]) == {"neighbourhood_wasserstein"}
+    assert pairs["score"].ge(0).all() and pairs["ci_low"].notna().all() and pairs["p_value"].notna().all()
+    assert "| neighbourhood_wasserstein |" in (workdir / "results/demo/tables/physics_pairs.md").read_text()
 
 
 @pytest.mark.slow
@@ -211,10 +222,13 @@ def test_changing_probe_settings_reruns_only_probes(demo_run):
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(
         properties={**c["probes"]["properties"], "desi_hsc": ["redshift"]}, categorical=[]))
     assert counts == {"probe": n_desi, "probe_report": 1, "run_readme": 1, "all": 1}
-    # another property of COSMOS-Web adds to its probes, physics tests and UMAP maps only
+    # another property of COSMOS-Web adds to its probes, physics tests (of its embeddings and of its compared
+    # pairs) and UMAP maps only
     n_cosmos = len(list((workdir / "results/demo/probes/cosmos_web").rglob("*.json")))
+    n_cosmos_pairs = len(list((workdir / "results/demo/physics_pairs/cosmos_web").rglob("*.json")))
     counts = _rerun_counts(workdir, config, lambda c: c["probes"]["properties"]["cosmos_web"].append("lp_ssfr"))
-    assert counts == {"probe": n_cosmos, "physics": n_cosmos, "probe_report": 1, "umap": 1, "run_readme": 1, "all": 1}
+    assert n_cosmos_pairs == 1 and counts == {"probe": n_cosmos, "physics": n_cosmos, "physics_pair": n_cosmos_pairs,
+                                              "probe_report": 1, "umap": 1, "run_readme": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -226,8 +240,13 @@ def test_changing_the_physics_tests_reruns_only_their_jobs(demo_run):
     n_probed = len(list((workdir / "results/demo/probes").rglob("*.json")))
     counts = _rerun_counts(workdir, config, lambda c: c["probes"].update(
         physics={"tests": ["neighbour_consistency", "knn_purity"], "params": {"knn_purity": {"k": 10}}}))
-    # and the UMAP maps, whose k is the kNN purity's
+    # and the UMAP maps, whose k is the kNN purity's (the Wasserstein test of the compared pairs, left out, is gone)
     assert counts == {"physics": n_probed, "probe_report": 1, "umap": 1, "run_readme": 1, "all": 1}
+    # the Wasserstein test's parameters rerun its physics_pair jobs only, one per compared pair
+    n_pairs = len(list((workdir / "results/demo/physics_pairs").rglob("*.json")))
+    counts = _rerun_counts(workdir, config, lambda c: c["probes"]["physics"].update(
+        params={"neighbourhood_wasserstein": {"k": 5}}))
+    assert n_pairs == 6 and counts == {"physics_pair": n_pairs, "probe_report": 1, "run_readme": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -247,7 +266,7 @@ def test_demo_readme_and_report_open_on_the_summary(demo_run):
     readme = (workdir / "results/demo/README.md").read_text()
     listed = re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M)
     assert listed == ["summary.html", "tables/", "figures/", "layer_figures/", "probe_figures/", "umap_figures/", "metrics/",
-                      "layers_metrics/", "probes/", "physics/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
+                      "layers_metrics/", "probes/", "physics/", "physics_pairs/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
                       "preprocessed_flux/", "benchmarks/"]
     assert "1. `summary.html`" in readme and "table2_crossmodal_mknn_calibrated.md" in readme
     for folder in listed:
@@ -322,10 +341,12 @@ def test_changing_k_reruns_only_metrics(demo_run):
     counts = _rerun_counts(workdir, config, lambda c: (c["metrics"].update(k=5), c["probes"]["physics"].update(
         params={"knn_purity": {"k": 40}})))
     n_comparisons = len(list((workdir / "results/demo/metrics").rglob("*.json")))
-    # and the physics tests and the UMAP maps, which read the graphs
+    # and the physics tests (of the embeddings and of the compared pairs) and the UMAP maps, which read the graphs
     n_physics = len(list((workdir / "results/demo/physics").rglob("*.json")))
+    n_pairs = len(list((workdir / "results/demo/physics_pairs").rglob("*.json")))
     assert counts == {**_graph_jobs(workdir), "compare": n_comparisons, "aggregate": 1, "figures": 1, "all": 1,
-                      "physics": n_physics, "probe_report": 1, "umap": 1, **_layer_jobs(workdir), **RUN_PAGES}
+                      "physics": n_physics, "physics_pair": n_pairs, "probe_report": 1, "umap": 1,
+                      **_layer_jobs(workdir), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -367,9 +388,11 @@ def test_changing_jwst_channels_reruns_only_jwst(demo_run):
         cosmos_jwst=["blue", "green", "red"]))
     jwst_models = len(list((workdir / "results/demo/embeddings" / under).glob("*.h5")))
     jwst_comparisons = len(list((workdir / "results/demo/metrics" / under).rglob("*.json")))
-    assert counts == {"percentiles": 1, "preprocess": 1, "embed": jwst_models, "knn_graph": jwst_models,
-                      "compare": jwst_comparisons, **_probe_jobs(workdir, under), "physics": jwst_models, "umap": 1,
-                      "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir, under), **RUN_PAGES}
+    jwst_pairs = len(list((workdir / "results/demo/physics_pairs" / under).rglob("*.json")))
+    assert jwst_pairs == 1 and counts == {
+        "percentiles": 1, "preprocess": 1, "embed": jwst_models, "knn_graph": jwst_models,
+        "compare": jwst_comparisons, **_probe_jobs(workdir, under), "physics": jwst_models, "physics_pair": jwst_pairs,
+        "umap": 1, "aggregate": 1, "figures": 1, "all": 1, **_layer_jobs(workdir, under), **RUN_PAGES}
 
 
 @pytest.mark.slow
@@ -396,6 +419,7 @@ def test_adding_a_model_adds_only_its_jobs(demo_run):
         ("self", "vit-huge", "vit-huge"), ("truth", "vit-huge", "latent-truth")}
     assert counts == {"build_tiny_model": 1, "embed": 1, "knn_graph": 1, "compare": len(comparisons),
                       "probe": len(new(lambda p: p.probes)), "physics": len(new(lambda p: p.physics)),
+                      "physics_pair": len(new(lambda p: p.physics_pairs)),  # its intramodal and crossmodal pairs
                       "aggregate": 1, "figures": 1, "probe_report": 1, "umap": 1, "all": 1,
                       # the layer stage: every pair above but the self pair
                       "compare_layers": len(comparisons) - 1, "layers_report": 1, **RUN_PAGES}

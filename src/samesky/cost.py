@@ -88,6 +88,23 @@ MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ('probe', 20000, 384, 1, 3, 17.2, 498.0),
     ('probe', 40000, 768, 1, 2, 110.9, 1326.0),
     ('probe', 102000, 1536, 1, 5, 1357.2, 6785.0),
+    # physics_pair (one property, null draws = subsampling splits = the case's draws): its work as the rule
+    # does it (samesky.probes.physics_pair_files on files of the case's shapes with random width-80 graphs,
+    # imports included, one process per job) on 2026-12-07, the same shared 2-core machine (load 2-5)
+    ('physics_pair', 2000, 384, 1, 5, 3.6, 415.0),
+    ('physics_pair', 2000, 384, 1, 5, 3.5, 415.0),
+    ('physics_pair', 2000, 1536, 1, 20, 6.7, 439.0),
+    ('physics_pair', 2000, 1536, 1, 20, 5.3, 441.0),
+    ('physics_pair', 5000, 768, 1, 5, 4.8, 455.0),
+    ('physics_pair', 5000, 768, 1, 5, 4.6, 462.0),
+    ('physics_pair', 10000, 1536, 1, 5, 5.3, 609.0),
+    ('physics_pair', 10000, 1536, 1, 5, 4.8, 594.0),
+    ('physics_pair', 20000, 384, 1, 3, 4.7, 555.0),
+    ('physics_pair', 20000, 384, 1, 3, 4.5, 555.0),
+    ('physics_pair', 45000, 768, 1, 2, 5.9, 908.0),
+    ('physics_pair', 45000, 768, 1, 2, 6.5, 908.0),
+    ('physics_pair', 102000, 1536, 1, 5, 25.3, 2261.0),
+    ('physics_pair', 102000, 1536, 1, 5, 24.0, 2249.0),
 )
 MEASURED_METRICS = 5
 MEASURED_K = 10
@@ -219,15 +236,23 @@ FORMS: dict[str, Form] = {
         memory={"1": lambda j: 1.0, "N d": lambda j: float(j.n * j.a.d)}),
 }
 FORMS["truth_knn_graph"] = FORMS["knn_graph"]  # the same code (knn_file) on the latent truth
+# physics_pair: both embeddings and graphs read, N (d_a + d_b); per property and subsampling split
+# both graphs restricted to its halves and quarters (their rows normalised, N (d_a + d_b)); every
+# null draw and subsample rescored on N objects' neighbours (draws and splits: per property, summed)
+FORMS["physics_pair"] = Form(
+    time={"1": lambda j: 1.0, "N (d_a + d_b)": lambda j: float(j.n * (j.a.d + j.b.d)),
+          "N (d_a + d_b) splits": lambda j: float(j.n * (j.a.d + j.b.d) * j.splits),
+          "N (draws + splits)": lambda j: float(j.n * (j.draws + j.splits))},
+    memory={"1": lambda j: 1.0, "N (d_a + d_b)": lambda j: float(j.n * (j.a.d + j.b.d))})
 
 
 def bench_job(rule: str, n: int, d: int, blocks: int, draws: int, metrics: int = MEASURED_METRICS) -> Job:
     """A job of ``benchmarks/bench_paper_scale.py``: one model on both sides of the pair, the
     case's draws as null draws and subsampling splits (probe: its bootstrap draws)."""
     side = Side(d, (d,) * blocks if rule in ("knn_graph", "compare_layers") else ())
-    pair = rule in ("compare", "compare_layers")
+    pair = rule in ("compare", "compare_layers", "physics_pair")
     return Job(rule, n, side, side if pair else None, draws=draws,
-               splits=draws if rule in ("compare", "probe") else 0, metrics=metrics)
+               splits=draws if rule in ("compare", "probe", "physics_pair") else 0, metrics=metrics)
 
 
 def measured_jobs() -> list[tuple[Job, float, float]]:
@@ -368,7 +393,7 @@ PAPER_SIZES = {"Smith42/jwst_hsc_crossmatched": 1_667, "Smith42/legacysurvey_hsc
                "Smith42/desi_hsc_crossmatched": 18_600, "Smith42/sdss_hsc_crossmatched": 2_320,
                "Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2": 45_000}
 UNKNOWN_N = max(PAPER_SIZES.values())  # a hub crossmatch not yet ingested, of unknown size
-MODELLED = ("knn_graph", "truth_knn_graph", "compare", "compare_layers", "probe")
+MODELLED = ("knn_graph", "truth_knn_graph", "compare", "compare_layers", "probe", "physics_pair")
 
 
 @dataclass(frozen=True)
@@ -436,6 +461,10 @@ class PlanCost:
             p = self.plan.config["probes"]
             return Job(rule, n, self.side(w["survey"], w["model"], False), draws=p["null_draws"],
                        splits=p["bootstrap_draws"], threads=threads)
+        if rule == "physics_pair":  # draws and splits of every property it tests
+            phys, props = self.plan.config["probes"]["physics"], len(self.plan.physics_properties(w["crossmatch"]))
+            return Job(rule, n, self.side(w["survey_a"], w["model_a"], False), self.side(w["survey_b"], w["model_b"], False),
+                       draws=phys["null_draws"] * props, splits=phys["subsampling_splits"] * props, threads=threads)
         layered = rule == "compare_layers"
         a = self.side(w["survey_a"], w["model_a"], layered)
         b = self.side(w["survey_b"], w["model_b"], layered)
@@ -476,6 +505,9 @@ class PlanCost:
         for xm, survey, model in plan.probes:
             w = {"crossmatch": xm, "survey": survey, "model": model}
             out.append(Planned("probe", w, self.job("probe", w)))
+        for c in plan.physics_pairs:
+            w = {key: value for key, value in c.as_dict().items() if key != "kind"}
+            out.append(Planned("physics_pair", w, self.job("physics_pair", w)))
         return out
 
     def check_fits_nodes(self) -> None:
@@ -519,7 +551,7 @@ class PlanCost:
             return 2_000 * job.metrics
         if planned.rule == "compare_layers":
             return 400 * job.cells * job.metrics
-        return 20_000  # a probe's records
+        return 20_000  # a probe's (or a physics_pair job's) records
 
     def summary(self) -> dict:
         """Per rule: jobs, CPU-hours, GPU-hours, the largest peak memory (GB), disk (GB); the totals

@@ -169,12 +169,14 @@ class RuleParams:
                 **{key: p[key] for key in ("folds", "pca_components", "knn_k", "null_draws",
                                            "bootstrap_draws", "ci", "seed")}}
 
-    def physics_params(self, crossmatch: str) -> dict:
+    def physics_params(self, crossmatch: str, pairs: bool = False) -> dict:
         """Every setting of the physics tests of ``crossmatch`` (probes.physics, the probes' ci and
-        seed, its continuous probed properties): editing them reruns only the physics jobs."""
+        seed, its continuous probed properties) run per embedding, or with ``pairs`` per compared
+        pair (``physics_tests``): editing them reruns only the physics (or physics_pair) jobs."""
         p, phys = self.config["probes"], self.config["probes"]["physics"]
-        return {"properties": self.physics_properties(crossmatch), "tests": list(phys["tests"]),
-                "params": {name: dict(phys["params"][name]) for name in phys["tests"] if name in phys["params"]},
+        tests = self.physics_tests(pairs)
+        return {"properties": self.physics_properties(crossmatch), "tests": tests,
+                "params": {name: dict(phys["params"][name]) for name in tests if name in phys["params"]},
                 **{key: phys[key] for key in ("null_draws", "subsampling_splits", "alpha")},
                 **{key: p[key] for key in ("ci", "seed")}}
 

@@ -591,3 +591,24 @@ def wasserstein_record(Z1, Z2, y, graph1=None, graph2=None, *, k: int = 10, stan
     summary = _summary("neighbourhood_wasserstein", score_on, len(rows), k, null_draws=null_draws,
                        subsampling_splits=subsampling_splits, ci=ci, alpha=alpha, seed=seed, where=where)
     return {**summary, "n_excluded": len(y) - len(rows), "params": {"k": k, "standardize": standardize}}
+
+
+def pair_records(Z1, Z2, properties: Mapping[str, np.ndarray], graph1=None, graph2=None, *,
+                 tests: Sequence[str] = ("neighbourhood_wasserstein",), params: Mapping[str, Mapping] | None = None,
+                 where: str = "physics of a pair", **settings) -> list[dict]:
+    """The tests of two embeddings of the same objects (rows paired) for each of ``properties``
+    ({name: (N,)}): one ``wasserstein_record`` per property, its parameters the reference's updated
+    by ``params`` ({test: {parameter: value}}). ``graph1``/``graph2``: the cached kNN graphs of
+    ``Z1``/``Z2``. ``settings``: null_draws, subsampling_splits, ci, alpha, seed. One record per
+    (test, property): test, property, score, statistics, n, n_excluded, params."""
+    params = params or {}
+    unknown = sorted(set(params) - set(tests))
+    if unknown:
+        raise PhysicsError(f"{where}: parameters for tests {unknown} that do not run; running {list(tests)}")
+    chosen = {name: params_of(name, params.get(name)) for name in tests}
+    embedding_tests = [name for name in chosen if name in EMBEDDING_TESTS]
+    if embedding_tests:
+        raise PhysicsError(f"{where}: {embedding_tests} test one embedding (physics_records)")
+    return [{**wasserstein_record(Z1, Z2, values, graph1, graph2, **chosen[name], **settings,
+                                  where=f"{where}: property {prop!r}"), "property": prop}
+            for prop, values in properties.items() for name in chosen]

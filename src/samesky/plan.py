@@ -42,6 +42,10 @@ LAYER_FIELDS = ("metric", *COMPARISON_FIELDS, "block_a", "block_b", "index_a", "
                 "k", "raw", "calibrated", "tau", "p", "alpha", "null_draws", "null_method",
                 "p_max", "tau_max", "calibrated_max", "max_method")
 TRUTH_SURVEY, TRUTH_MODEL = "truth", "latent-truth"  # a simulation's latent properties as a space
+# The physics tests of two embeddings of the same objects (rule physics_pair, one job per compared
+# pair: ``physics.pair_records``); the others run per embedding (rule physics: physics.EMBEDDING_TESTS).
+PAIR_PHYSICS_TESTS = ("neighbourhood_wasserstein",)
+PAIR_PHYSICS_KINDS = ("intramodal", "crossmodal")  # the compared pairs they run on
 
 
 def comparison_kind(survey_a: str, model_a: str, survey_b: str, model_b: str) -> str:
@@ -173,16 +177,33 @@ class Plan(ConfigChecks, RuleParams):
         categorical = set(self.config["probes"]["categorical"])
         return [name for name in self.probe_properties(crossmatch) if name not in categorical]
 
+    def physics_tests(self, pairs: bool = False) -> list[str]:
+        """The tests of probes.physics.tests run per embedding (rule physics), or with ``pairs`` those
+        that compare two embeddings (``PAIR_PHYSICS_TESTS``, rule physics_pair)."""
+        return [name for name in self.config["probes"]["physics"]["tests"] if (name in PAIR_PHYSICS_TESTS) == pairs]
+
     @cached_property
     def physics(self) -> list[tuple[str, str, str]]:
         """Every (crossmatch, survey, model) embedding given the physics tests (probes.physics.tests)."""
-        if not self.config["probes"]["physics"]["tests"]:
+        if not self.physics_tests():
             return []
         return [job for job in self.embeddings if self.physics_properties(job[0])]
 
     @cached_property
     def physics_paths(self) -> list[str]:
         return [self.run.PHYSICS.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.physics]
+
+    @cached_property
+    def physics_pairs(self) -> list[Comparison]:
+        """Every compared pair given the physics tests of two embeddings (``physics_tests(pairs=True)``):
+        the intramodal and crossmodal comparisons of the crossmatches with continuous probed properties."""
+        if not self.physics_tests(pairs=True):
+            return []
+        return [c for c in self.comparisons if c.kind in PAIR_PHYSICS_KINDS and self.physics_properties(c.crossmatch)]
+
+    @cached_property
+    def physics_pair_paths(self) -> list[str]:
+        return [self.run.PHYSICS_PAIR.format(**c.as_dict()) for c in self.physics_pairs]
 
     @cached_property
     def umap_maps(self) -> list[dict]:

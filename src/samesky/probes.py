@@ -326,3 +326,34 @@ def physics_files(embedding_path, graph_path, sources: Sequence, properties: Seq
                  rec["score"], *(_fmt(rec[k]) for k in ("ci_low", "ci_high", "null_mean", "p_value")))
     log.info("%s: %d physics records in %.1f s", embedding_path, len(records), time.perf_counter() - start)
     return records
+
+
+def physics_pair_files(emb_a, knn_a, emb_b, knn_b, sources: Sequence, properties: Sequence[str], *,
+                       tests: Sequence[str], params: dict | None = None, **settings) -> list[dict]:
+    """The physics tests of two embedding files of one crossmatch (``physics.pair_records``: the
+    Wasserstein neighbourhood distance) for their objects' ``properties`` read from ``sources``
+    (``property_columns``), on their cached kNN graphs ``knn_a`` and ``knn_b`` (each checked to
+    belong to its embedding). The sides are paired as the compare jobs pair them
+    (``metrics.compare.common_rows``: side B by object id in side A's order, objects on one side
+    only left out and counted in ``n_excluded``, the graphs restricted to the common objects
+    exactly). ``settings``: null_draws, subsampling_splits, ci, alpha, seed."""
+    from .metrics.compare import common_rows, read_checked_embeddings, read_graph, restrict
+    from .physics import pair_records, params_of
+
+    k = max(params_of(name, (params or {}).get(name))["k"] for name in tests)
+    ids_a, Za = read_checked_embeddings(emb_a)
+    ids_b, Zb = read_checked_embeddings(emb_b)
+    graph_a, graph_b = read_graph(knn_a, emb_a, ids_a, k), read_graph(knn_b, emb_b, ids_b, k)
+    rows_a, rows_b, n_excluded = common_rows(ids_a, ids_b, emb_a, emb_b, k)
+    Za, graph_a = restrict(Za, graph_a, rows_a, emb_a)
+    Zb, graph_b = restrict(Zb, graph_b, rows_b, emb_b)
+    columns, _ = property_columns(ids_a if rows_a is None else ids_a[rows_a], sources, properties)
+    start = time.perf_counter()
+    records = pair_records(Za, Zb, columns, graph_a, graph_b, tests=tests, params=params,
+                           where=f"physics of {emb_a} and {emb_b}", **settings)
+    for rec in records:
+        rec["n_excluded"] += n_excluded
+        log.info("%s vs %s %s %s = %.3f [%s, %s], null mean %s, p = %s", emb_a, emb_b, rec["property"], rec["test"],
+                 rec["score"], *(_fmt(rec[k]) for k in ("ci_low", "ci_high", "null_mean", "p_value")))
+    log.info("%s vs %s: %d physics records in %.1f s", emb_a, emb_b, len(records), time.perf_counter() - start)
+    return records

@@ -49,6 +49,37 @@ rule physics:
         "../scripts/physics.py"
 
 
+# The authors' physics tests of two embeddings (probes.physics.tests: neighbourhood_wasserstein):
+# one job per compared pair (intramodal, crossmodal), on both sides' cached kNN graphs.
+rule physics_pair:
+    input:
+        emb_a=paths.side(RUN.EMBEDDING, "a"),
+        emb_b=paths.side(RUN.EMBEDDING, "b"),
+        knn_a=paths.side(RUN.KNN, "a"),
+        knn_b=paths.side(RUN.KNN, "b"),
+        properties=lambda wc: PLAN.property_files(wc.crossmatch),
+    output:
+        RUN.PHYSICS_PAIR,
+    log:
+        RUN.log(
+            "physics_pair/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.log"
+        ),
+    benchmark:
+        RUN.benchmark(
+            "physics_pair/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.tsv"
+        )
+    conda:
+        "../../envs/samesky.yaml"
+    threads: 1
+    resources:
+        **_cost("physics_pair"),
+    params:
+        kind=_kind,
+        physics=lambda wc: PLAN.physics_params(wc.crossmatch, pairs=True),
+    script:
+        "../scripts/physics_pair.py"
+
+
 # UMAP maps (probes.umap): every mapped embedding fitted in one job, as umap-learn compiles its
 # kernels in each new process; one figure per crossmatch and property, kNN purity in each panel.
 rule umap:
@@ -77,12 +108,13 @@ rule umap:
         "../scripts/umap_maps.py"
 
 
-# The probe and physics tables and figures, and alignment against physics: the crossmodal
+# The probe and physics tables (per embedding and per compared pair) and figures, and alignment against physics: the crossmodal
 # comparisons' calibrated alignment (the aggregate rule's scores.csv) beside what each embedding knows.
 rule probe_report:
     input:
         probes=PLAN.probe_paths,
         physics=PLAN.physics_paths,
+        physics_pairs=PLAN.physics_pair_paths,
         scores=RUN.SCORES,
     output:
         scores=report(
@@ -110,6 +142,13 @@ rule probe_report:
             caption="../report/probes.rst",
             category="Probes",
             labels={"table": "physics"},
+        ),
+        physics_pair_scores=RUN.PHYSICS_PAIR_SCORES,
+        physics_pair_table=report(
+            RUN.PHYSICS_PAIR_TABLE,
+            caption="../report/probes.rst",
+            category="Probes",
+            labels={"table": "physics of compared pairs"},
         ),
         alignment_scores=RUN.ALIGNMENT_PHYSICS,
         alignment_trend=RUN.ALIGNMENT_TREND,

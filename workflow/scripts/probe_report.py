@@ -1,5 +1,6 @@
 """Rule probe_report: the tidy probes table, one table per property and probe, the figures, the
-physics tests' table, and alignment against physics (table, trend tests, one figure per crossmatch)."""
+physics tests' tables (per embedding and per compared pair), and alignment against physics (table,
+trend tests, one figure per crossmatch)."""
 import pandas as pd
 
 from samesky.models.registry import get_model
@@ -28,8 +29,10 @@ params = {key: get_model(key).params for key in sorted(models)}
 df.to_csv(snakemake.output.scores, index=False)
 write_probe_tables(df, snakemake.output.tables, params, facts)
 write_probe_figures(df, snakemake.output.figures, params, workers=snakemake.threads, facts=facts)
-write_physics_table(physics, snakemake.output.physics_scores, snakemake.output.physics_table, params, facts)
 out = snakemake.output
+write_physics_table(physics, out.physics_scores, out.physics_table, params, facts)
+write_physics_table(gather_physics(snakemake.input.physics_pairs, pairs=True), out.physics_pair_scores,
+                    out.physics_pair_table, params, facts, pairs=True)
 alignment = alignment_physics(scores, df, physics, params)
 trend = alignment_trend(alignment)
 write_alignment_physics(alignment, trend, out.alignment_scores, out.alignment_trend, out.alignment_table, facts)

@@ -30,6 +30,7 @@ import pandas as pd  # noqa: E402
 
 from ..models.registry import UNTRAINED  # noqa: E402
 from ..physics import TESTS  # noqa: E402
+from ..plan import COMPARISON_FIELDS  # noqa: E402
 from ..probes import CONTINUOUS, score_label, score_meaning  # noqa: E402
 from .alignment import measure_label  # noqa: E402
 from .captions import RunFacts, counts, p_floor, values  # noqa: E402
@@ -205,21 +206,30 @@ PHYSICS_FIELDS = ("crossmatch", "survey", "model", "test", "property", "score", 
 PHYSICS_SCALES = {"unit": "higher knows more, 1 at best", "distance": "lower knows more, 0 at best"}
 
 
-def gather_physics(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per (embedding, test, property) from the physics JSON files, with checked fields,
-    the test's parameters as JSON (``params``)."""
-    rows = [{**{f: rec[f] for f in PHYSICS_FIELDS}, "params": json.dumps(rec["params"], sort_keys=True)}
-            for rec in _job_records(paths, (*PHYSICS_FIELDS, "params"))]
-    return pd.DataFrame(rows, columns=[*PHYSICS_FIELDS, "params"])
+# The physics tests of two embeddings (rule physics_pair): the compared pair's fields instead of the embedding's.
+PHYSICS_PAIR_FIELDS = (*COMPARISON_FIELDS, *PHYSICS_FIELDS[3:])
+
+
+def gather_physics(paths: Iterable[str | os.PathLike], pairs: bool = False) -> pd.DataFrame:
+    """One row per (embedding, test, property) from the physics JSON files, or with ``pairs`` per
+    (compared pair, test, property) from the physics_pair JSON files, with checked fields, the
+    test's parameters as JSON (``params``)."""
+    fields = PHYSICS_PAIR_FIELDS if pairs else PHYSICS_FIELDS
+    rows = [{**{f: rec[f] for f in fields}, "params": json.dumps(rec["params"], sort_keys=True)}
+            for rec in _job_records(paths, (*fields, "params"))]
+    return pd.DataFrame(rows, columns=[*fields, "params"])
+
+
+def _scored(score, low, high, p) -> str:
+    """'score [low, high], p = p' of a physics record."""
+    return _cell(score, low, high) + ("" if p is None or math.isnan(p) else f", p = {p:.2g}")
 
 
 def physics_table(df: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:
     """The display table: one row per (test, property, model), one column per survey, each cell
     'score [low, high]' with the p-value after it."""
     df = _ordered(df, params)
-    df = df.assign(cell=[_cell(r.score, r.ci_low, r.ci_high) + ("" if r.p_value is None or math.isnan(r.p_value)
-                                                                  else f", p = {r.p_value:.2g}")
-                         for r in df.itertuples()],
+    df = df.assign(cell=[_scored(r.score, r.ci_low, r.ci_high, r.p_value) for r in df.itertuples()],
                    test_rank=[list(TESTS).index(t) for t in df["test"]])
     columns = [c for _, c in sorted(set(zip(df["column_rank"], df["column"])))]
     order = df.sort_values(["test_rank", "property"], kind="stable")
@@ -248,15 +258,60 @@ def physics_caption(df: pd.DataFrame, facts: RunFacts) -> str:
         "the property's values outside its 1st to 99th percentiles; physics.csv counts them in n_excluded).")
 
 
+def _model_label(model: str) -> str:
+    family, size = split_model(model)
+    return f"{family_label(family)} {size_label(size)}"
+
+
+def physics_pair_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The display table of the physics tests of compared pairs: one row per (test, property,
+    pair), intramodal pairs before crossmodal ones, each 'score [low, high], p'."""
+    kinds = {"intramodal": 0, "crossmodal": 1}
+    df = df.assign(test_rank=[list(TESTS).index(t) for t in df["test"]],
+                   kind_rank=[kinds.get(k, len(kinds)) for k in df["kind"]])
+    df = df.sort_values(["test_rank", "property", "kind_rank", "crossmatch"], kind="stable")
+    return pd.DataFrame({
+        "Test": df["test"], "Property": df["property"], "Crossmatch": df["crossmatch"], "Kind": df["kind"],
+        "A": [f"{_model_label(m)} ({survey_label(s)})" for m, s in zip(df["model_a"], df["survey_a"])],
+        "B": [f"{_model_label(m)} ({survey_label(s)})" for m, s in zip(df["model_b"], df["survey_b"])],
+        "Score": [_scored(r.score, r.ci_low, r.ci_high, r.p_value) for r in df.itertuples()]}).reset_index(drop=True)
+
+
+def physics_pair_caption(df: pd.DataFrame, facts: RunFacts) -> str:
+    """The caption of the physics tests of compared pairs: the test, its scale, the interval, the
+    null (the pairing of objects shuffled) and the smallest p-value it can give, N."""
+    tests = "; ".join(f"{name} (pu {TESTS[name].reference}; {PHYSICS_SCALES[TESTS[name].scale]})"
+                      for name in TESTS if name in set(df["test"]))
+    floor = p_floor(df["null_draws"])
+    splits = values(df["subsampling_splits"])
+    return facts.caption(
+        "**The authors' physics tests of two embeddings of the same objects: do both put each object among "
+        "objects alike in the property?**",
+        f"Tests: {tests}: per object, the 1-Wasserstein distance between the standardised property over its k "
+        "neighbours in A and over its k neighbours in B, averaged over objects.",
+        (f"[low, high]: {facts.level()}subsampling interval, score ± z SE, the SE from K = {splits} splits into "
+         "halves and quarters, both sides' neighbours restricted exactly to each subsample."
+         if splits else "No interval: no subsampling splits were drawn."),
+        f"Permutation null: B's objects paired at random with A's (its neighbour lists relabelled), K = "
+        f"{values(df['null_draws'])} draws" + (f"; p is one-sided (lower than the null), so {floor}." if floor else "."),
+        counts(df, per="pair") + " (objects with the property and on both sides; physics_pairs.csv counts the "
+        "others in n_excluded).")
+
+
 def write_physics_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike,
-                        params: Mapping[str, int], facts: RunFacts | None = None) -> list[Path]:
+                        params: Mapping[str, int], facts: RunFacts | None = None, pairs: bool = False) -> list[Path]:
     """The tidy physics records as ``csv_path`` and the display table, after its caption, as
-    ``md_path`` (a line saying none ran when ``df`` is empty)."""
+    ``md_path`` (a line saying none ran when ``df`` is empty); with ``pairs`` those of the compared
+    pairs (``gather_physics(..., pairs=True)``)."""
     facts = facts or RunFacts()
     csv_path, md_path = Path(csv_path), Path(md_path)
     df.to_csv(csv_path, index=False)
     if df.empty:
-        md_path.write_text(facts.caption("No physics tests ran (config probes.physics.tests is empty).") + "\n")
+        what = ("No physics tests of compared pairs ran (config probes.physics.tests has no "
+                "neighbourhood_wasserstein)." if pairs else "No physics tests ran (config probes.physics.tests is empty).")
+        md_path.write_text(facts.caption(what) + "\n")
+    elif pairs:
+        md_path.write_text(to_markdown(physics_pair_table(df), physics_pair_caption(df, facts)))
     else:
         md_path.write_text(to_markdown(physics_table(df, params), physics_caption(df, facts)))
     return [csv_path, md_path]

@@ -19,7 +19,7 @@ ENTRIES = {
     "tables": "`scores.csv`, the tidy table (one row per metric x comparison: score, interval, null, p-value, "
               "calibrated score); `paper/`, Table 1 (intramodal), Table 2 (crossmodal), the latent-truth table "
               "and the trend statistics per metric (CSV, Markdown, LaTeX; `*_calibrated` beside each); "
-              "`layers.csv` and `layers_best.csv` (layer-wise atlas), `probes.csv` and `probes/` (probes), `physics.csv` and `physics.md` (the physics tests), `alignment_physics.csv`, `alignment_physics.md` and "
+              "`layers.csv` and `layers_best.csv` (layer-wise atlas), `probes.csv` and `probes/` (probes), `physics.csv` and `physics.md` (the physics tests), `physics_pairs.csv` and `physics_pairs.md` (the physics tests of two embeddings: the Wasserstein neighbourhood distance per compared pair), `alignment_physics.csv`, `alignment_physics.md` and "
               "`alignment_physics_trend.csv` (each crossmodal comparison's calibrated alignment beside what its "
               "embeddings know, and the trend test: do models that align more know more?)",
     "figures": "Figure 1 (crossmodal) and the intramodal figure per metric, PNG and PDF, `*_calibrated` beside each",
@@ -37,6 +37,8 @@ ENTRIES = {
     "layers_metrics": "the block x block scores, one CSV per compared pair",
     "probes": "the probe jobs' records, one JSON per embedding",
     "physics": "the physics jobs' records (probes.physics), one JSON per embedding",
+    "physics_pairs": "the physics_pair jobs' records (probes.physics: neighbourhood_wasserstein), one JSON per "
+                     "compared pair",
     "embeddings": "every embedding, keyed by object id (`{crossmatch}/{survey}/{model}.h5`; "
                   "`truth/latent-truth.h5`: a simulation's latent properties)",
     "layers": "every selected block's embedding (`embed.layers`), per embedding",
