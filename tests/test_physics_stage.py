@@ -10,7 +10,7 @@ from samesky import physics, probes
 from samesky.config import ConfigError, fill_defaults, validate_config
 from samesky.metrics import knn
 from samesky.plan import Plan
-from samesky.report import RunFacts, gather_physics, write_physics_table
+from samesky.report import RecordError, RunFacts, gather_physics, write_physics_table
 from samesky.schema import SchemaError, write_crossmatch, write_embeddings, write_knn
 
 NEIGHBOURHOOD = ["neighbour_consistency", "neighbour_set_overlap", "knn_purity"]
@@ -204,6 +204,89 @@ def test_physics_job_records_are_physics_records_on_its_inputs(tmp_path):
     write_knn(graph_path, ids, indices, similarity, {})  # the crossmatch's order: not the embedding's
     with pytest.raises(SchemaError, match=r"knn.h5: the kNN graph's object ids are not those of .*emb.h5 in its order"):
         probes.physics_files(emb, graph_path, [xm], ["Z"], tests=["knn_purity"], **settings)
+
+
+def test_plan_tests_every_block_with_the_layer_atlas_unless_asked_not_to(breadth_config):
+    """Per block: with embed.layers not final, the physics jobs' block files, and block graphs as
+    wide as the final graph (the neighbourhood tests' k was checked against it)."""
+    config = enable(copy.deepcopy(breadth_config), ["knn_purity"], params={"knn_purity": {"k": 30}},
+                    subsampling_splits=0)
+    plan = Plan(validate_config(config))
+    assert plan.layers() != "final" and plan.physics_per_block()
+    assert plan.physics_layers_paths == [plan.run.PHYSICS_LAYERS.format(crossmatch=xm, survey=s, model=m)
+                                         for xm, s, m in plan.physics]
+    assert plan.block_graph_width() == plan.graph_width() >= 30
+    off = Plan(validate_config(enable(copy.deepcopy(breadth_config), ["knn_purity"], per_block=False,
+                                      params={"knn_purity": {"k": 30}}, subsampling_splits=0)))
+    assert off.physics_layers_paths == [] and off.block_graph_width() is None and off.physics
+    final = copy.deepcopy(config)
+    final["embed"]["layers"] = "final"
+    final = Plan(validate_config(final))
+    assert final.physics_layers_paths == [] and final.block_graph_width() is None
+
+
+def test_physics_block_records_are_physics_records_on_each_block(tmp_path):
+    """Every block of the layers file, on its cached block graph, as ``physics.physics_records``
+    gives on the same arrays, with the block's name, index and depth; a too narrow block graph is
+    an error naming the block."""
+    from samesky.metrics.layers import knn_layers_file
+    from samesky.schema import write_layers
+
+    rng = np.random.default_rng(8)
+    n = 100
+    z = rng.uniform(0, 2, n)
+    ids = [f"o{i}" for i in range(n)]
+    xm = tmp_path / "xm.h5"
+    write_crossmatch(xm, "t", ids, np.zeros(n), np.zeros(n), {"hsc": {"flux": np.zeros((n, 5, 4, 4), np.float32)}},
+                     properties={"Z": z})
+    blocks = [np.column_stack([z * w, rng.normal(size=(n, 4))]).astype(np.float16) for w in (0.1, 1.0, 3.0)]
+    layers, block_graphs = tmp_path / "layers.h5", tmp_path / "knn_layers.h5"
+    write_layers(layers, ids, blocks, ["b1", "b2", "b3"], {"block_index": [1, 3, 5], "n_blocks": 6})
+    knn_layers_file(layers, block_graphs, 5, width=20)
+    tests = ["ols_probe", "neighbour_consistency", "knn_purity"]
+    settings = dict(null_draws=3, subsampling_splits=2, ci=0.9, alpha=0.1, seed=3)
+    params = {"knn_purity": {"k": 20, "n_bins": 4}}
+    got = probes.physics_block_files(layers, block_graphs, [xm], ["Z"], tests=tests, params=params, **settings)
+    assert len(got) == 3 * 3
+    for j, (name, index) in enumerate([("b1", 1), ("b2", 3), ("b3", 5)]):
+        Z = blocks[j].astype(np.float32)
+        want = physics.physics_records(Z, {"Z": z}, knn.knn_graph(Z, 20), tests=tests, params=params, **settings)
+        assert [r for r in got if r["block"] == name] == [
+            {**r, "block": name, "block_index": index, "depth": (index + 1) / 6} for r in want]
+    with pytest.raises(physics.PhysicsError, match=r"layers.h5: block 'b1': the kNN graph holds 20 neighbours per "
+                                                  r"object, fewer than k=30"):
+        probes.physics_block_files(layers, block_graphs, [xm], ["Z"], tests=["knn_purity"],
+                                   params={"knn_purity": {"k": 30}}, **settings)
+
+
+def test_physics_depth_figure_draws_a_line_per_model(tmp_path):
+    from samesky.report import write_physics_depth_figures
+    import matplotlib.pyplot as plt
+
+    recs = [{**physics_record(m, "hsc", "neighbour_consistency", "Z", 0.1 * j + (m == "vit-large"), 0.01),
+             "block": f"b{j}", "block_index": j, "depth": (j + 1) / 4}
+            for m in ("vit-base", "vit-large") for j in range(4)]
+    (tmp_path / "b.json").write_text(json.dumps({"records": recs}))
+    df = gather_physics([tmp_path / "b.json"], blocks=True)
+    assert list(df["depth"]) == [0.25, 0.5, 0.75, 1.0] * 2 and list(df["block"][:2]) == ["b0", "b1"]
+    drawn = []
+    real = plt.Figure.savefig
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(plt.Figure, "savefig", lambda fig, path, **kw: (drawn.append(
+        [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for ax in fig.axes for line in ax.lines]),
+        real(fig, path, **kw))[1])
+    try:
+        paths = write_physics_depth_figures(df, tmp_path / "figs", {"vit-base": 86e6, "vit-large": 304e6})
+    finally:
+        monkey.undo()
+    assert [p.name for p in paths] == ["physics_depth_desi_hsc.png", "physics_depth_desi_hsc.pdf"]
+    lines = drawn[0]
+    assert [label for label, _, _ in lines] == ["ViT Base", "ViT Large"]
+    assert lines[1][1] == [0.25, 0.5, 0.75, 1.0] and lines[1][2] == pytest.approx([1.0, 1.1, 1.2, 1.3])
+    with pytest.raises(RecordError, match="b.json: record 0 is missing field.*'depth'"):
+        (tmp_path / "b.json").write_text(json.dumps({"records": [physics_record("vit-base", "hsc", "knn_purity", "Z",
+                                                                                 0.3, 0.1)]}))
+        gather_physics([tmp_path / "b.json"], blocks=True)
 
 
 def physics_record(model, survey, test, prop, score, p):

@@ -61,6 +61,7 @@ class RunPaths:
     LAYER_METRICS = _InRun("layers_metrics/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.csv")
     PROBE = _InRun("probes/{crossmatch}/{survey}/{model}.json")
     PHYSICS = _InRun("physics/{crossmatch}/{survey}/{model}.json")  # the physics tests' records
+    PHYSICS_LAYERS = _InRun("physics_layers/{crossmatch}/{survey}/{model}.json")  # ... of every block
     # the physics tests of two embeddings (neighbourhood_wasserstein), one file per compared pair
     PHYSICS_PAIR = _InRun("physics_pairs/{crossmatch}/{survey_a}/{model_a}/{survey_b}/{model_b}.json")
     SCORES = _InRun("tables/scores.csv")
@@ -72,6 +73,7 @@ class RunPaths:
     UMAP_FIGURES = _InRun("umap_figures")  # UMAP maps of the probed embeddings (report.maps)
     PHYSICS_SCORES = _InRun("tables/physics.csv")
     PHYSICS_TABLE = _InRun("tables/physics.md")
+    PHYSICS_LAYERS_SCORES = _InRun("tables/physics_layers.csv")  # the physics tests block by block
     PHYSICS_PAIR_SCORES = _InRun("tables/physics_pairs.csv")
     PHYSICS_PAIR_TABLE = _InRun("tables/physics_pairs.md")
     ALIGNMENT_PHYSICS = _InRun("tables/alignment_physics.csv")  # alignment beside physics (report.alignment)

@@ -193,6 +193,22 @@ class Plan(ConfigChecks, RuleParams):
     def physics_paths(self) -> list[str]:
         return [self.run.PHYSICS.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.physics]
 
+    def physics_per_block(self) -> bool:
+        """Whether the physics jobs also test every block (probes.physics.per_block, with the layer atlas)."""
+        return self.layers() != "final" and self.config["probes"]["physics"]["per_block"]
+
+    def block_graph_width(self) -> int | None:
+        """Columns of the block graphs beyond k (None: k alone): the final graph's width when the physics
+        jobs test every block, whose neighbourhood tests' k the final graph's width was checked to hold."""
+        return self.graph_width() if self.physics_per_block() and self.physics else None
+
+    @cached_property
+    def physics_layers_paths(self) -> list[str]:
+        """The physics jobs' block-by-block records (``physics_per_block``), one file per embedding."""
+        if not self.physics_per_block():
+            return []
+        return [self.run.PHYSICS_LAYERS.format(crossmatch=xm, survey=s, model=m) for xm, s, m in self.physics]
+
     @cached_property
     def physics_pairs(self) -> list[Comparison]:
         """Every compared pair given the physics tests of two embeddings (``physics_tests(pairs=True)``):

@@ -308,6 +308,31 @@ def embedding_and_graph(embedding_path, graph_path) -> tuple[np.ndarray, np.ndar
     return ids, x, indices, similarity
 
 
+def physics_block_files(layers_path, block_graphs_path, sources: Sequence, properties: Sequence[str], *,
+                        tests: Sequence[str], params: dict | None = None, **settings) -> list[dict]:
+    """``physics_files`` of every block of a layers file (``schema.LayersFile``, read one block at a
+    time), the neighbourhood tests on its cached block graphs (``metrics.layers.read_block_graphs``),
+    each record with the block's ``block`` name, ``block_index`` among the model's blocks and
+    ``depth`` ((index + 1) / blocks, as the layer atlas). The same seeds on every block."""
+    from .metrics.layers import read_block_graphs
+    from .physics import physics_records
+    from .schema import LayersFile
+
+    layers = LayersFile(layers_path)
+    columns, _ = property_columns(layers.ids, sources, properties)
+    graphs = read_block_graphs(block_graphs_path, layers, 1)
+    records, start = [], time.perf_counter()
+    for j, (name, (index, depth), (graph, _)) in enumerate(zip(layers.names, layers.positions, graphs)):
+        Z = layers.block(j).astype(np.float32)
+        check_finite(Z, layers.ids, f"{layers_path}: block {name!r}")
+        records += [{**rec, "block": name, "block_index": index, "depth": depth}
+                    for rec in physics_records(Z, columns, graph, tests=tests, params=params,
+                                               where=f"physics of {layers_path}: block {name!r}", **settings)]
+    log.info("%s: %d physics records of %d blocks in %.1f s", layers_path, len(records), len(layers.names),
+             time.perf_counter() - start)
+    return records
+
+
 def physics_files(embedding_path, graph_path, sources: Sequence, properties: Sequence[str], *,
                   tests: Sequence[str], params: dict | None = None, **settings) -> list[dict]:
     """The physics tests ``tests`` (``physics.physics_records``) of one embedding file for its

@@ -33,6 +33,7 @@ rule knn_graph:
     params:
         **GRAPH_PARAMS,
         block_invariants=PLAN.layer_invariants(),
+        block_width=PLAN.block_graph_width(),
     script:
         "../scripts/knn_graph.py"
 

@@ -28,14 +28,24 @@ rule probe:
         "../scripts/probe.py"
 
 
+# With the layer atlas (probes.physics.per_block), the same job tests every block too, on its block graphs.
+PHYSICS_BLOCKS = PLAN.physics_per_block()
+
+
 # The authors' physics tests (probes.physics): the neighbourhood tests read the cached kNN graph.
 rule physics:
     input:
+        **(
+            {"layers": RUN.LAYERS, "block_graphs": RUN.KNN_LAYERS}
+            if PHYSICS_BLOCKS
+            else {}
+        ),
         embedding=RUN.EMBEDDING,
         graph=RUN.KNN,
         properties=lambda wc: PLAN.property_files(wc.crossmatch),
     output:
-        RUN.PHYSICS,
+        **({"blocks": RUN.PHYSICS_LAYERS} if PHYSICS_BLOCKS else {}),
+        records=RUN.PHYSICS,
     log:
         RUN.log("physics/{crossmatch}/{survey}/{model}.log"),
     benchmark:
@@ -114,6 +124,7 @@ rule probe_report:
     input:
         probes=PLAN.probe_paths,
         physics=PLAN.physics_paths,
+        physics_blocks=PLAN.physics_layers_paths,
         physics_pairs=PLAN.physics_pair_paths,
         scores=RUN.SCORES,
     output:
@@ -143,6 +154,7 @@ rule probe_report:
             category="Probes",
             labels={"table": "physics"},
         ),
+        physics_block_scores=RUN.PHYSICS_LAYERS_SCORES,
         physics_pair_scores=RUN.PHYSICS_PAIR_SCORES,
         physics_pair_table=report(
             RUN.PHYSICS_PAIR_TABLE,

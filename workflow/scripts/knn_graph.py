@@ -9,5 +9,5 @@ params = snakemake.params
 knn_file(snakemake.input.embedding, snakemake.output.graph, k=params.k, width=params.width,
          precision=params.precision, invariants=params.invariants)
 if "blocks" in snakemake.output.keys():
-    knn_layers_file(snakemake.input.layers, snakemake.output.blocks, k=params.k, precision=params.precision,
-                    invariants=params.block_invariants)
+    knn_layers_file(snakemake.input.layers, snakemake.output.blocks, k=params.k, width=params.block_width,
+                    precision=params.precision, invariants=params.block_invariants)

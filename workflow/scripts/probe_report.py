@@ -1,5 +1,5 @@
 """Rule probe_report: the tidy probes table, one table per property and probe, the figures, the
-physics tests' tables (per embedding and per compared pair), and alignment against physics (table,
+physics tests' tables (per embedding, per block with figures against depth, per compared pair), and alignment against physics (table,
 trend tests, one figure per crossmatch)."""
 import pandas as pd
 
@@ -12,6 +12,7 @@ from samesky.report import (
     gather_probes,
     write_alignment_figures,
     write_alignment_physics,
+    write_physics_depth_figures,
     write_physics_table,
     write_probe_figures,
     write_probe_tables,
@@ -33,6 +34,9 @@ out = snakemake.output
 write_physics_table(physics, out.physics_scores, out.physics_table, params, facts)
 write_physics_table(gather_physics(snakemake.input.physics_pairs, pairs=True), out.physics_pair_scores,
                     out.physics_pair_table, params, facts, pairs=True)
+blocks = gather_physics(snakemake.input.physics_blocks, blocks=True)
+blocks.to_csv(out.physics_block_scores, index=False)
+write_physics_depth_figures(blocks, out.figures, params, workers=snakemake.threads, facts=facts)
 alignment = alignment_physics(scores, df, physics, params)
 trend = alignment_trend(alignment)
 write_alignment_physics(alignment, trend, out.alignment_scores, out.alignment_trend, out.alignment_table, facts)

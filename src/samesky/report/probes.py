@@ -208,13 +208,16 @@ PHYSICS_SCALES = {"unit": "higher knows more, 1 at best", "distance": "lower kno
 
 # The physics tests of two embeddings (rule physics_pair): the compared pair's fields instead of the embedding's.
 PHYSICS_PAIR_FIELDS = (*COMPARISON_FIELDS, *PHYSICS_FIELDS[3:])
+# The physics tests of every block (probes.physics.per_block): the embedding's fields and the block's.
+PHYSICS_BLOCK_FIELDS = (*PHYSICS_FIELDS, "block", "block_index", "depth")
 
 
-def gather_physics(paths: Iterable[str | os.PathLike], pairs: bool = False) -> pd.DataFrame:
-    """One row per (embedding, test, property) from the physics JSON files, or with ``pairs`` per
+def gather_physics(paths: Iterable[str | os.PathLike], pairs: bool = False, blocks: bool = False) -> pd.DataFrame:
+    """One row per (embedding, test, property) from the physics JSON files, with ``blocks`` per
+    (embedding, block, test, property) from their block-by-block files, or with ``pairs`` per
     (compared pair, test, property) from the physics_pair JSON files, with checked fields, the
     test's parameters as JSON (``params``)."""
-    fields = PHYSICS_PAIR_FIELDS if pairs else PHYSICS_FIELDS
+    fields = PHYSICS_PAIR_FIELDS if pairs else PHYSICS_BLOCK_FIELDS if blocks else PHYSICS_FIELDS
     rows = [{**{f: rec[f] for f in fields}, "params": json.dumps(rec["params"], sort_keys=True)}
             for rec in _job_records(paths, (*fields, "params"))]
     return pd.DataFrame(rows, columns=[*fields, "params"])
@@ -315,6 +318,54 @@ def write_physics_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: 
     else:
         md_path.write_text(to_markdown(physics_table(df, params), physics_caption(df, facts)))
     return [csv_path, md_path]
+
+
+def write_physics_depth_figures(df: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, int],
+                                workers: int = 1, facts: RunFacts | None = None) -> list[Path]:
+    """One figure per crossmatch of the block-by-block physics records (``gather_physics(...,
+    blocks=True)``), PNG and PDF (``physics_depth_{crossmatch}``): one panel per survey (rows) and
+    (test, property) (columns), the score against depth ((index + 1) / the model's blocks, as the
+    layer atlas), one line per model in its family's colour with its subsampling interval as a
+    band, markers filled where the test beats its permutation null (calibrated > 0), open elsewhere."""
+    facts = facts or RunFacts()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = [(xm, _ordered(sub, params), facts, [out / f"physics_depth_{xm}{suffix}" for suffix in (".png", ".pdf")])
+             for xm, sub in df.groupby("crossmatch", sort=True)]
+    return [path for paths in draw_all(_draw_depth, tasks, workers) for path in paths]
+
+
+def _draw_depth(crossmatch: str, sub: pd.DataFrame, facts: RunFacts, paths: list[Path]) -> list[Path]:
+    surveys = sorted(set(sub["survey"]), key=survey_rank)
+    columns = sorted(set(zip(sub["test"], sub["property"])), key=lambda c: (list(TESTS).index(c[0]), c[1]))
+    fig, axes = plt.subplots(len(surveys), len(columns), squeeze=False, layout="constrained",
+                             figsize=(4.2 * len(columns), 3.4 * len(surveys) + 0.9))
+    for survey, row in zip(surveys, axes):
+        for (test, prop), ax in zip(columns, row):
+            part = sub[(sub["survey"] == survey) & (sub["test"] == test) & (sub["property"] == prop)]
+            for model, line in part.groupby("model", sort=False):
+                line = line.sort_values("depth")
+                family = split_model(model)[0]
+                style = family_style(family)
+                x, y = line["depth"].to_numpy(float), line["score"].to_numpy(float)
+                ax.fill_between(x, line["ci_low"].to_numpy(float), line["ci_high"].to_numpy(float),
+                                color=style["color"], alpha=0.15, lw=0)
+                beats = line["calibrated"].to_numpy(float) > 0
+                ax.plot(x, y, color=style["color"], lw=1.4, ls="--" if family.endswith(UNTRAINED) else "-",
+                        label=_model_label(model))
+                ax.scatter(x, y, marker=style["marker"], s=22, color=style["color"],
+                           facecolors=np.where(beats[:, None], matplotlib.colors.to_rgba(style["color"]), (1, 1, 1, 1)))
+            ax.set_title(f"{survey_label(survey)}: {test} of {prop}", fontsize=10)
+            ax.set_xlabel("depth (block / blocks)")
+            ax.set_ylabel(f"score ({PHYSICS_SCALES[TESTS[test].scale]})", fontsize=8)
+            ax.set_xlim(0, 1.02)
+            ax.grid(True, color="0.9", lw=0.8)
+            ax.set_axisbelow(True)
+    seen = panel_handles(axes.flat)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 4), frameon=False)
+    facts.mark(fig)
+    return save(fig, paths)
 
 
 # ---- alignment against physics (samesky.report.alignment) ---------------------------------------

@@ -19,7 +19,7 @@ ENTRIES = {
     "tables": "`scores.csv`, the tidy table (one row per metric x comparison: score, interval, null, p-value, "
               "calibrated score); `paper/`, Table 1 (intramodal), Table 2 (crossmodal), the latent-truth table "
               "and the trend statistics per metric (CSV, Markdown, LaTeX; `*_calibrated` beside each); "
-              "`layers.csv` and `layers_best.csv` (layer-wise atlas), `probes.csv` and `probes/` (probes), `physics.csv` and `physics.md` (the physics tests), `physics_pairs.csv` and `physics_pairs.md` (the physics tests of two embeddings: the Wasserstein neighbourhood distance per compared pair), `alignment_physics.csv`, `alignment_physics.md` and "
+              "`layers.csv` and `layers_best.csv` (layer-wise atlas), `probes.csv` and `probes/` (probes), `physics.csv` and `physics.md` (the physics tests), `physics_layers.csv` (the physics tests of every block, with the layer-wise atlas), `physics_pairs.csv` and `physics_pairs.md` (the physics tests of two embeddings: the Wasserstein neighbourhood distance per compared pair), `alignment_physics.csv`, `alignment_physics.md` and "
               "`alignment_physics_trend.csv` (each crossmodal comparison's calibrated alignment beside what its "
               "embeddings know, and the trend test: do models that align more know more?)",
     "figures": "Figure 1 (crossmodal) and the intramodal figure per metric, PNG and PDF, `*_calibrated` beside each",
@@ -28,7 +28,8 @@ ENTRIES = {
                      "block pair against parameter count (`best_vs_params_{metric}.png`)",
     "probe_figures": "probe score against parameter count, one figure per probed property; calibrated alignment "
                      "against what the embeddings know, one figure per probed crossmatch "
-                     "(`alignment_physics_{crossmatch}.png`)",
+                     "(`alignment_physics_{crossmatch}.png`); with the layer-wise atlas, the physics tests' scores "
+                     "against depth, one figure per crossmatch (`physics_depth_{crossmatch}.png`)",
     "umap_figures": "UMAP maps (`probes.umap`): one figure per probed crossmatch and continuous property "
                     "(`{crossmatch}_{property}.png`), one panel per embedding coloured by the property, its kNN "
                     "purity in the panel title",
@@ -37,6 +38,7 @@ ENTRIES = {
     "layers_metrics": "the block x block scores, one CSV per compared pair",
     "probes": "the probe jobs' records, one JSON per embedding",
     "physics": "the physics jobs' records (probes.physics), one JSON per embedding",
+    "physics_layers": "the physics jobs' records of every block (probes.physics.per_block), one JSON per embedding",
     "physics_pairs": "the physics_pair jobs' records (probes.physics: neighbourhood_wasserstein), one JSON per "
                      "compared pair",
     "embeddings": "every embedding, keyed by object id (`{crossmatch}/{survey}/{model}.h5`; "
