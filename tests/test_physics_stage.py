@@ -208,14 +208,17 @@ def test_physics_job_records_are_physics_records_on_its_inputs(tmp_path):
 
 def test_plan_tests_every_block_with_the_layer_atlas_unless_asked_not_to(breadth_config):
     """Per block: with embed.layers not final, the physics jobs' block files, and block graphs as
-    wide as the final graph (the neighbourhood tests' k was checked against it)."""
+    wide as the widest neighbourhood test (k = metrics.k unless a test needs more)."""
     config = enable(copy.deepcopy(breadth_config), ["knn_purity"], params={"knn_purity": {"k": 30}},
                     subsampling_splits=0)
     plan = Plan(validate_config(config))
     assert plan.layers() != "final" and plan.physics_per_block()
     assert plan.physics_layers_paths == [plan.run.PHYSICS_LAYERS.format(crossmatch=xm, survey=s, model=m)
                                          for xm, s, m in plan.physics]
-    assert plan.block_graph_width() == plan.graph_width() >= 30
+    assert plan.block_graph_width() == 30
+    narrow = Plan(validate_config(enable(copy.deepcopy(breadth_config), ["knn_purity", "neighbour_consistency"],
+                                         params={"knn_purity": {"k": 8}}, subsampling_splits=0)))
+    assert narrow.config["metrics"]["k"] >= 10 and narrow.block_graph_width() is None and narrow.physics_layers_paths
     off = Plan(validate_config(enable(copy.deepcopy(breadth_config), ["knn_purity"], per_block=False,
                                       params={"knn_purity": {"k": 30}}, subsampling_splits=0)))
     assert off.physics_layers_paths == [] and off.block_graph_width() is None and off.physics
@@ -260,8 +263,9 @@ def test_physics_block_records_are_physics_records_on_each_block(tmp_path):
 
 
 def test_physics_depth_figure_draws_a_line_per_model(tmp_path):
-    from samesky.report import write_physics_depth_figures
     import matplotlib.pyplot as plt
+
+    from samesky.report import write_physics_depth_figures
 
     recs = [{**physics_record(m, "hsc", "neighbour_consistency", "Z", 0.1 * j + (m == "vit-large"), 0.01),
              "block": f"b{j}", "block_index": j, "depth": (j + 1) / 4}

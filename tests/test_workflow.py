@@ -175,7 +175,15 @@ def test_demo_writes_probe_tables_and_figures(demo_run):
     assert {p.name for p in tables.glob("*.csv")} == {f"{prop}_{name}.csv" for prop in every for name in ("linear", "knn")}
     assert pd.read_csv(tables / "redshift_linear.csv").shape[0] == len(linear["model"].unique())
     assert {p.name for p in (workdir / "results/demo/probe_figures").glob("*.png")} == {
-        *(f"probe_{p}.png" for p in every), *(f"alignment_physics_{xm}.png" for xm in chosen)}
+        *(f"probe_{p}.png" for p in every), *(f"alignment_physics_{xm}.png" for xm in chosen),
+        *(f"physics_depth_{xm}.png" for xm in chosen)}
+    # the physics tests of every block (the demo's layer atlas): each physics record again per block, at its depth
+    physics_table = pd.read_csv(workdir / "results/demo/tables/physics.csv")
+    blocks = pd.read_csv(workdir / "results/demo/tables/physics_layers.csv")
+    embedding = ["crossmatch", "survey", "model"]
+    per_block = blocks.groupby([*embedding, "block"]).size().droplevel("block")
+    assert per_block.to_dict() == physics_table.groupby(embedding).size().to_dict()  # a row per test and property
+    assert blocks["depth"].between(0, 1, inclusive="right").all() and blocks["ci_low"].notna().all()
     # UMAP maps (probes.umap): one figure per continuous probed property, kNN purity in each panel's title
     assert {p.name for p in (workdir / "results/demo/umap_figures").glob("*.png")} == {
         f"{xm}_{p}.png" for xm, properties in chosen.items() for p in properties if p not in categorical}

@@ -198,9 +198,16 @@ class Plan(ConfigChecks, RuleParams):
         return self.layers() != "final" and self.config["probes"]["physics"]["per_block"]
 
     def block_graph_width(self) -> int | None:
-        """Columns of the block graphs beyond k (None: k alone): the final graph's width when the physics
-        jobs test every block, whose neighbourhood tests' k the final graph's width was checked to hold."""
-        return self.graph_width() if self.physics_per_block() and self.physics else None
+        """Columns of the block graphs (None: metrics.k): the widest neighbourhood test's k when the
+        physics jobs test every block and it exceeds metrics.k. The default tests' k (10) needs no
+        more, so turning them on reruns no kNN job."""
+        from .physics import TESTS, params_of
+
+        if not (self.physics_per_block() and self.physics):
+            return None
+        given = self.config["probes"]["physics"]["params"]
+        widest = max((params_of(t, given.get(t))["k"] for t in self.physics_tests() if TESTS[t].neighbourhood), default=0)
+        return widest if widest > self.config["metrics"]["k"] else None
 
     @cached_property
     def physics_layers_paths(self) -> list[str]:

@@ -311,7 +311,8 @@ def embedding_and_graph(embedding_path, graph_path) -> tuple[np.ndarray, np.ndar
 def physics_block_files(layers_path, block_graphs_path, sources: Sequence, properties: Sequence[str], *,
                         tests: Sequence[str], params: dict | None = None, **settings) -> list[dict]:
     """``physics_files`` of every block of a layers file (``schema.LayersFile``, read one block at a
-    time), the neighbourhood tests on its cached block graphs (``metrics.layers.read_block_graphs``),
+    time), the neighbourhood tests on its cached block graphs (``metrics.layers.read_block_graphs``: metrics.k
+    columns, or ``Plan.block_graph_width``),
     each record with the block's ``block`` name, ``block_index`` among the model's blocks and
     ``depth`` ((index + 1) / blocks, as the layer atlas). The same seeds on every block."""
     from .metrics.layers import read_block_graphs

@@ -325,8 +325,9 @@ def write_physics_depth_figures(df: pd.DataFrame, out_dir: str | os.PathLike, pa
     """One figure per crossmatch of the block-by-block physics records (``gather_physics(...,
     blocks=True)``), PNG and PDF (``physics_depth_{crossmatch}``): one panel per survey (rows) and
     (test, property) (columns), the score against depth ((index + 1) / the model's blocks, as the
-    layer atlas), one line per model in its family's colour with its subsampling interval as a
-    band, markers filled where the test beats its permutation null (calibrated > 0), open elsewhere."""
+    layer atlas), one line per model in its family's colour (sizes: solid, dash-dot, dotted, each
+    named at its end; untrained: dashed) with its subsampling interval as a band, markers filled
+    where the test beats its permutation null (calibrated > 0), open elsewhere."""
     facts = facts or RunFacts()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -343,22 +344,26 @@ def _draw_depth(crossmatch: str, sub: pd.DataFrame, facts: RunFacts, paths: list
     for survey, row in zip(surveys, axes):
         for (test, prop), ax in zip(columns, row):
             part = sub[(sub["survey"] == survey) & (sub["test"] == test) & (sub["property"] == prop)]
+            sizes: dict[str, int] = {}  # a family's sizes, smallest first: solid, dash-dot, dotted lines
             for model, line in part.groupby("model", sort=False):
                 line = line.sort_values("depth")
-                family = split_model(model)[0]
-                style = family_style(family)
+                family, size = split_model(model)
+                style, nth = family_style(family), sizes.setdefault(family, 0)
+                sizes[family] += 1
                 x, y = line["depth"].to_numpy(float), line["score"].to_numpy(float)
                 ax.fill_between(x, line["ci_low"].to_numpy(float), line["ci_high"].to_numpy(float),
                                 color=style["color"], alpha=0.15, lw=0)
                 beats = line["calibrated"].to_numpy(float) > 0
-                ax.plot(x, y, color=style["color"], lw=1.4, ls="--" if family.endswith(UNTRAINED) else "-",
-                        label=_model_label(model))
+                ax.plot(x, y, color=style["color"], lw=1.4, label=_model_label(model),
+                        ls="--" if family.endswith(UNTRAINED) else ("-", "-.", ":")[nth % 3])
+                ax.annotate(size_label(size), (x[-1], y[-1]), xytext=(4, 0), textcoords="offset points", fontsize=7,
+                            color=style["color"], va="center")
                 ax.scatter(x, y, marker=style["marker"], s=22, color=style["color"],
                            facecolors=np.where(beats[:, None], matplotlib.colors.to_rgba(style["color"]), (1, 1, 1, 1)))
             ax.set_title(f"{survey_label(survey)}: {test} of {prop}", fontsize=10)
             ax.set_xlabel("depth (block / blocks)")
             ax.set_ylabel(f"score ({PHYSICS_SCALES[TESTS[test].scale]})", fontsize=8)
-            ax.set_xlim(0, 1.02)
+            ax.set_xlim(0, 1.12)  # room for the size labels
             ax.grid(True, color="0.9", lw=0.8)
             ax.set_axisbelow(True)
     seen = panel_handles(axes.flat)
