@@ -39,28 +39,31 @@ from .models.resources import EMBED_RATES, attempt_growth, embed_cpus, resources
 # cka_unbiased cknna mutual_info, k 10, null draws = subsampling splits = the case's draws, 1
 # thread a job, --cores 1) on 2026-12-06, a 2-core machine shared with other engineers' jobs
 # (load 5-13): CPU seconds and exact peak RSS are what a job used; its wall time there was 1.3-4x
-# its CPU time. On 2026-12-07 the knn_graph rows were measured again (the same cases, --rules
-# knn_graph) after the Gram invariants' cube pass was cut (rv_null._cube_sums), and the rehearsal
-# at the paper's size was added: --case 102000:1536:1:5 --jobs 2 (load 4-7). Table and fit:
-# docs/ARCHITECTURE.md, "Cost at the paper's shapes".
+# its CPU time. The rehearsal at the paper's size was added on 2026-12-07: --case 102000:1536:1:5
+# --jobs 2 (load 4-7). The knn_graph rows were measured again on 2026-12-07 (the same cases,
+# --rules knn_graph, --jobs 1, load 5-7) once the Gram invariants' all-pairs term came from the
+# graph's own tiles (knn.graph_and_invariants). Table and fit: docs/ARCHITECTURE.md, "Cost at the
+# paper's shapes".
 # rule, N, d, blocks, draws, CPU seconds, peak MB
 MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
-    ('knn_graph', 2000, 384, 16, 5, 3.8, 392.0),
-    ('knn_graph', 2000, 384, 16, 5, 3.7, 383.0),
-    ('knn_graph', 2000, 1536, 4, 5, 8.4, 525.0),
-    ('knn_graph', 2000, 1536, 4, 5, 7.9, 543.0),
-    ('knn_graph', 5000, 768, 4, 5, 8.8, 656.0),
-    ('knn_graph', 5000, 768, 4, 5, 9.9, 672.0),
-    ('knn_graph', 5000, 1536, 4, 10, 19.4, 825.0),
-    ('knn_graph', 5000, 1536, 4, 10, 20.3, 792.0),
-    ('knn_graph', 10000, 1536, 2, 5, 25.7, 953.0),
-    ('knn_graph', 10000, 1536, 2, 5, 25.8, 902.0),
-    ('knn_graph', 20000, 384, 1, 3, 19.6, 715.0),
-    ('knn_graph', 20000, 384, 1, 3, 19.7, 710.0),
-    ('knn_graph', 40000, 768, 1, 2, 93.2, 1289.0),
-    ('knn_graph', 40000, 768, 1, 2, 102.4, 1114.0),
-    ('knn_graph', 102000, 1536, 1, 5, 935.3, 4423.0),
-    ('knn_graph', 102000, 1536, 1, 5, 934.9, 4627.0),
+    ('knn_graph', 2000, 384, 16, 5, 3.8, 359.0),
+    ('knn_graph', 2000, 384, 16, 5, 3.2, 384.0),
+    ('knn_graph', 2000, 1536, 4, 5, 6.7, 559.0),
+    ('knn_graph', 2000, 1536, 4, 5, 6.8, 526.0),
+    ('knn_graph', 2000, 1536, 4, 20, 7.8, 530.0),
+    ('knn_graph', 2000, 1536, 4, 20, 7.0, 517.0),
+    ('knn_graph', 5000, 768, 4, 5, 7.1, 653.0),
+    ('knn_graph', 5000, 768, 4, 5, 7.3, 671.0),
+    ('knn_graph', 5000, 1536, 4, 10, 13.8, 778.0),
+    ('knn_graph', 5000, 1536, 4, 10, 14.7, 743.0),
+    ('knn_graph', 10000, 1536, 2, 5, 18.1, 869.0),
+    ('knn_graph', 10000, 1536, 2, 5, 18.5, 885.0),
+    ('knn_graph', 20000, 384, 1, 3, 16.2, 688.0),
+    ('knn_graph', 20000, 384, 1, 3, 14.5, 691.0),
+    ('knn_graph', 40000, 768, 1, 2, 61.9, 1184.0),
+    ('knn_graph', 40000, 768, 1, 2, 61.8, 1189.0),
+    ('knn_graph', 102000, 1536, 1, 5, 530.0, 4548.0),
+    ('knn_graph', 102000, 1536, 1, 5, 540.6, 4724.0),
     ('compare', 2000, 384, 16, 5, 2.8, 320.0),
     ('compare', 2000, 1536, 4, 5, 25.7, 506.0),
     ('compare', 2000, 1536, 4, 20, 100.3, 563.0),
