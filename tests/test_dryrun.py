@@ -69,7 +69,7 @@ def test_paper_dry_run_with_slurm_profile(tmp_path, monkeypatch):
     # the profile's set-threads reach the jobs (the plugin asks --cpus-per-task=threads), uncapped
     knn = job_blocks(out, "knn_graph")
     assert len(knn) == 98 and all(re.search(r"^\s+threads: 8$", b, re.M) for b in knn)
-    # the metric jobs ask for what samesky.cost predicts from their shapes and threads; the profile sets none
+    # the metric and probe jobs ask for what samesky.cost predicts from their shapes and threads; the profile sets none
     monkeypatch.chdir(tmp_path)  # the run's directory: no crossmatch file there (a demo's in ROOT would count)
     cost = PlanCost(Plan(fill_defaults(yaml.safe_load((ROOT / "config/config.yaml").read_text()))))
     for rule, threads in (("knn_graph", 8), ("compare", 4), ("probe", 1)):
@@ -77,6 +77,8 @@ def test_paper_dry_run_with_slurm_profile(tmp_path, monkeypatch):
             wildcards = dict(re.findall(r"(\w+)=([\w.@-]+)", re.search(r"wildcards: (.*)", block).group(1)))
             asked = {r: int(re.search(rf"\b{r}=(\d+)", block).group(1)) for r in ("mem_mb", "runtime")}
             assert asked == cost.resources(rule, wildcards, 1, threads), (rule, wildcards)
+    (umap,) = job_blocks(out, "umap")  # no wildcards: every map in one job
+    assert {r: int(re.search(rf"\b{r}=(\d+)", umap).group(1)) for r in ("mem_mb", "runtime")} == cost.resources("umap", {})
     giant = cost.resources("knn_graph", {"crossmatch": "legacysurvey_hsc", "survey": "hsc", "model": "dinov2-giant"})
     small = cost.resources("knn_graph", {"crossmatch": "jwst_hsc", "survey": "hsc", "model": "dinov2-small"})
     assert giant["mem_mb"] > small["mem_mb"] and giant["runtime"] > small["runtime"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from metric_fixtures import COMPARISON, INTERVALS, SETTINGS, write_pair
 
-from samesky.metrics.compare import compare_files, null_limit
+from samesky.metrics.compare import compare_files
 from samesky.metrics.layers import compare_layer_files
 from samesky.metrics.registry import METRICS, Metric
 from samesky.metrics.stats import p_value, permutations, summarise
@@ -102,7 +102,7 @@ def test_a_measure_scores_its_function_with_a_null_on_its_own_tail(pair, name):
     f = _function(metric)
     score = f(Za, Zb, **params)
     # the kNN measures relabel the cached graphs: every draw, each equal to the recomputed measure
-    draws = null_limit(metric, SETTINGS["null_draws"], SETTINGS["feature_space_draws"])
+    draws = metric.null_draws_made(SETTINGS["null_draws"], SETTINGS["feature_space_draws"])
     assert draws == (SETTINGS["null_draws"] if metric.uses_knn else SETTINGS["feature_space_draws"])
     null = [f(Za, Zb[pi], **params) for pi in permutations(90, draws, SETTINGS["seed"])]
     expected = summarise(score, null, np.empty(0), 0.95, alpha=SETTINGS["alpha"], scale=metric.scale)

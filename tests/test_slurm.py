@@ -28,7 +28,7 @@ LOCAL_RULES = local_rules()
 # Rules the Slurm run leaves out: precomputed_embedding needs embed.layers: final, and the run
 # writes every block for the layer stage (tests/test_precomputed.py runs it); umap maps every
 # embedding of a probed crossmatch side by side, so it would add each other embedding's chain to
-# this run's shortest ones (a plain CPU job with the default resources, as physics, which runs here;
+# this run's shortest ones (a plain CPU job costed by samesky.cost, as physics, which runs here;
 # the demo runs it, tests/test_workflow.py); physics_pair compares two embeddings, so it too would add
 # another embedding's chain (its resources come from samesky.cost, as compare's, which runs here; the
 # demo runs it).

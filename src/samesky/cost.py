@@ -1,16 +1,17 @@
-"""What a run costs: each metric-stage job's CPU time and peak memory from its shapes, the cluster
-resources the rules ask for, and the whole run's cost before it starts (``samesky cost``).
+"""What a run costs: each metric- and probe-stage job's CPU time and peak memory from its shapes,
+the cluster resources the rules ask for, and the whole run's cost before it starts (``samesky cost``).
 
 A job's shapes (``Job``): its objects N, each side's final width d and block widths (the layers
-file of ``embed.layers``), null draws, subsampling splits, number of metrics, k and threads. Per
-rule, time and peak memory are sums of terms of known complexity (``FORMS``: a kNN graph build is
-N^2 d, a layer cell's null draws N x draws, a held block N d bytes), with non-negative
-coefficients fitted (``fit``, relative least squares) to ``MEASURED``: the jobs of
-``benchmarks/bench_paper_scale.py`` through Snakemake, each row its CPU seconds and exact peak RSS
-(``runtime.USAGE``). Assumed, not measured: the metric-dependent terms scale with the number of
-metrics as measured on the five default ones (``MEASURED_METRICS``); extra threads speed up the
-non-constant terms as Amdahl's law with 80% parallel work (``PARALLEL``); a GPU job costs at most
-its CPU prediction.
+file of ``embed.layers``), null draws, subsampling splits, its metrics (or physics tests) by name,
+k and threads. Per rule, time and peak memory are sums of terms of known complexity (``FORMS``: a
+kNN graph build is N^2 d, a held block N d bytes), with non-negative coefficients fitted (``fit``,
+relative least squares) to ``MEASURED``: the jobs of ``benchmarks/bench_paper_scale.py`` through
+Snakemake, each row its CPU seconds and exact peak RSS (``runtime.USAGE``). Metrics and physics
+tests cost what each costs alone (``MEASURE_COSTS``: a score and a null draw at a few N and d, per
+measure): a job's metric term is the sum of its metrics' scores, draws and splits
+(``metric_seconds``), so a kNN measure on cached graphs costs milliseconds where an all-pairs
+kernel costs minutes. Assumed, not measured: extra threads speed up the non-constant terms as
+Amdahl's law with 80% parallel work (``PARALLEL``); a GPU job costs at most its CPU prediction.
 
 Resources (``job_resources``): memory 1.25 x the predicted peak + 0.5 GB, minutes 1.5 x the
 predicted time + 5, both x ``attempt_growth`` on retries, capped at the node's (config
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Callable
@@ -42,7 +44,9 @@ from .models.resources import EMBED_RATES, attempt_growth, embed_cpus, resources
 # its CPU time. The rehearsal at the paper's size was added on 2026-12-07: --case 102000:1536:1:5
 # --jobs 2 (load 4-7). The knn_graph rows were measured again on 2026-12-07 (the same cases,
 # --rules knn_graph, --jobs 1, load 5-7) once the Gram invariants' all-pairs term came from the
-# graph's own tiles (knn.graph_and_invariants). Table and fit: docs/ARCHITECTURE.md, "Cost at the
+# graph's own tiles (knn.graph_and_invariants). The physics and umap rows (physics: MEASURED_TESTS
+# on one property; umap: both sides' maps) by --case 400:64:1:3 --case 2000:384:1:3 --case
+# 10000:384:1:3 --rules physics umap (load 5-8). Table and fit: docs/ARCHITECTURE.md, "Cost at the
 # paper's shapes".
 # rule, N, d, blocks, draws, CPU seconds, peak MB
 MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
@@ -108,9 +112,19 @@ MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ('physics_pair', 45000, 768, 1, 2, 6.5, 908.0),
     ('physics_pair', 102000, 1536, 1, 5, 25.3, 2261.0),
     ('physics_pair', 102000, 1536, 1, 5, 24.0, 2249.0),
+    ('physics', 400, 64, 1, 3, 3.7, 440.0),
+    ('physics', 2000, 384, 1, 3, 9.5, 632.0),
+    ('physics', 10000, 384, 1, 3, 59.3, 1800.0),
+    ('umap', 400, 64, 1, 3, 12.3, 628.0),
+    ('umap', 2000, 384, 1, 3, 13.9, 645.0),
+    ('umap', 10000, 384, 1, 3, 22.1, 706.0),
 )
-MEASURED_METRICS = 5
+MEASURED_METRICS = ("mknn", "cka_linear", "cka_unbiased", "cknna", "mutual_info")  # the schema's default names
 MEASURED_K = 10
+# the physics jobs' tests (one property: the joint overlap needs two; the boosting probe's 100
+# trees a fold, refitted per draw, take minutes past 2,000 x 384: measured alone, MEASURE_COSTS)
+MEASURED_TESTS = ("ols_probe", "neighbour_consistency", "distance_property_correlation", "neighbour_set_overlap",
+                  "knn_purity")
 PARALLEL = 0.8  # assumed parallel fraction of a job's work beyond start-up (Amdahl), not measured
 
 
@@ -135,7 +149,12 @@ class Job:
     b: Side | None = None  # the other side of a pair (compare, compare_layers)
     draws: int = 0  # null draws
     splits: int = 0  # subsampling splits (a probe: its bootstrap draws)
-    metrics: int = MEASURED_METRICS
+    metrics: tuple[str, ...] = MEASURED_METRICS  # compare, compare_layers: metrics.names
+    feature_space_draws: int = 100  # metrics.feature_space_draws: the costly measures' cap on draws and splits
+    cka_null: str = "closed_form"  # metrics.cka_null
+    tests: tuple[str, ...] = ()  # physics: probes.physics.tests
+    properties: int = 1  # physics: properties tested; umap: figures drawn
+    maps: int = 1  # umap: embeddings mapped (of at most n objects each)
     k: int = MEASURED_K
     threads: int = 1
     gpu: bool = False  # on a GPU (the layer-wise graphs and cells of a GPU run): costed as on CPU, at most
@@ -159,16 +178,13 @@ class Job:
 Term = Callable[[Job], float]
 
 
-def _m(job: Job) -> float:
-    return job.metrics / MEASURED_METRICS
-
-
 @dataclass(frozen=True)
 class Form:
     """One rule's time (CPU seconds) and peak memory (MB) as sums of named terms."""
 
     time: dict[str, Term]
     memory: dict[str, Term]
+    measured: Term | None = None  # seconds measured alone (``MEASURE_COSTS``), added as they are, not fitted
     time_coef: tuple[float, ...] = field(default=(), compare=False)
     memory_coef: tuple[float, ...] = field(default=(), compare=False)
 
@@ -200,6 +216,330 @@ def _rereads(job: Job) -> float:
     return float(len(job.a.widths) * job.n * sum(job.b.blocks))
 
 
+# ---- each measure alone: a metric's or physics test's score and null draw ---------------------
+# OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/bench_paper_scale.py
+# --measure-costs (its default sizes: metrics at N = 2,000, 5,000, 10,000 x d = 384, 1,536, physics
+# tests at N = 400, 2,000 x d = 64, 384; config/config.yaml's metrics.params, a million sampled
+# pairs for the measures that sample them) on 2026-12-07, the 2-core machine shared with other
+# engineers' jobs (load 4-8), each size its own run; mi_ksg stopped at 5,000 and 10,000 x 1,536
+# (100-400 CPU-s a call; its N^2 d is known from the other four). CPU seconds of one score (the
+# estimator built on the cached graphs and Gram invariants, its closed-form law included) and of
+# one null draw; a physics test's record without draws (one property; the joint test two) and each
+# draw beyond it.
+# measure, N, d, score CPU seconds, draw CPU seconds
+MEASURE_COSTS: tuple[tuple[str, int, int, float, float], ...] = (
+    ('mknn', 2000, 384, 0.000397, 0.000102),
+    ('mknn', 2000, 1536, 0.000336, 0.000111),
+    ('mknn', 5000, 384, 0.00071, 0.000189),
+    ('mknn', 5000, 1536, 0.000476, 0.000181),
+    ('mknn', 10000, 384, 0.00103, 0.000365),
+    ('mknn', 10000, 1536, 0.000885, 0.000323),
+    ('cka_linear', 2000, 384, 0.0236, 0.00832),
+    ('cka_linear', 2000, 1536, 0.331, 0.121),
+    ('cka_linear', 5000, 384, 0.0572, 0.0205),
+    ('cka_linear', 5000, 1536, 0.906, 0.322),
+    ('cka_linear', 10000, 384, 0.113, 0.0386),
+    ('cka_linear', 10000, 1536, 1.62, 0.569),
+    ('cka_unbiased', 2000, 384, 0.0214, 0.00841),
+    ('cka_unbiased', 2000, 1536, 0.325, 0.118),
+    ('cka_unbiased', 5000, 384, 0.0636, 0.0249),
+    ('cka_unbiased', 5000, 1536, 0.84, 0.279),
+    ('cka_unbiased', 10000, 384, 0.108, 0.0388),
+    ('cka_unbiased', 10000, 1536, 1.61, 0.543),
+    ('cknna', 2000, 384, 0.00542, 0.000804),
+    ('cknna', 2000, 1536, 0.00329, 0.000774),
+    ('cknna', 5000, 384, 0.0375, 0.00313),
+    ('cknna', 5000, 1536, 0.011, 0.00292),
+    ('cknna', 10000, 384, 0.0523, 0.00323),
+    ('cknna', 10000, 1536, 0.0543, 0.00354),
+    ('cknna_formula', 2000, 384, 0.00356, 0.000185),
+    ('cknna_formula', 2000, 1536, 0.0162, 0.000206),
+    ('cknna_formula', 5000, 384, 0.0142, 0.000753),
+    ('cknna_formula', 5000, 1536, 0.0494, 0.00043),
+    ('cknna_formula', 10000, 384, 0.0259, 0.000714),
+    ('cknna_formula', 10000, 1536, 0.0749, 0.000618),
+    ('mutual_info', 2000, 384, 0.157, 0.000242),
+    ('mutual_info', 2000, 1536, 1.91, 0.000146),
+    ('mutual_info', 5000, 384, 0.133, 0.000553),
+    ('mutual_info', 5000, 1536, 2.6, 0.00028),
+    ('mutual_info', 10000, 384, 0.178, 0.000482),
+    ('mutual_info', 10000, 1536, 3.69, 0.000532),
+    ('jaccard', 2000, 384, 0.00593, 0.000397),
+    ('jaccard', 2000, 1536, 0.0006, 0.000373),
+    ('jaccard', 5000, 384, 0.00818, 0.00164),
+    ('jaccard', 5000, 1536, 0.00122, 0.000948),
+    ('jaccard', 10000, 384, 0.00813, 0.00203),
+    ('jaccard', 10000, 1536, 0.00232, 0.00188),
+    ('cycle_knn', 2000, 384, 0.000571, 0.000486),
+    ('cycle_knn', 2000, 1536, 0.000528, 0.000448),
+    ('cycle_knn', 5000, 384, 0.00255, 0.00279),
+    ('cycle_knn', 5000, 1536, 0.00155, 0.00109),
+    ('cycle_knn', 10000, 384, 0.00308, 0.00353),
+    ('cycle_knn', 10000, 1536, 0.00337, 0.00364),
+    ('lcs_knn', 2000, 384, 0.00188, 0.00161),
+    ('lcs_knn', 2000, 1536, 0.00193, 0.00167),
+    ('lcs_knn', 5000, 384, 0.00635, 0.00579),
+    ('lcs_knn', 5000, 1536, 0.00425, 0.00363),
+    ('lcs_knn', 10000, 384, 0.00835, 0.00742),
+    ('lcs_knn', 10000, 1536, 0.00819, 0.00809),
+    ('edit_distance_knn', 2000, 384, 0.00171, 0.00159),
+    ('edit_distance_knn', 2000, 1536, 0.00191, 0.00152),
+    ('edit_distance_knn', 5000, 384, 0.00594, 0.00548),
+    ('edit_distance_knn', 5000, 1536, 0.0039, 0.00397),
+    ('edit_distance_knn', 10000, 384, 0.00758, 0.0073),
+    ('edit_distance_knn', 10000, 1536, 0.00797, 0.00805),
+    ('cka_rbf', 2000, 384, 7.21, 7.23),
+    ('cka_rbf', 2000, 1536, 33.1, 32.8),
+    ('cka_rbf', 5000, 384, 9.39, 7.58),
+    ('cka_rbf', 5000, 1536, 41.7, 38.7),
+    ('cka_rbf', 10000, 384, 8.76, 8.5),
+    ('cka_rbf', 10000, 1536, 42.5, 43),
+    ('mmd', 5000, 384, 3.91, 4.94e-06),
+    ('mmd', 5000, 1536, 22.1, 6.5e-06),
+    ('mmd', 10000, 384, 6, 4.38e-06),
+    ('mmd', 10000, 1536, 24.5, 4.31e-06),
+    ('svcca', 2000, 384, 0.0924, 0.0879),
+    ('svcca', 2000, 1536, 2.4, 2.47),
+    ('svcca', 5000, 384, 0.146, 0.146),
+    ('svcca', 5000, 1536, 3.44, 3.76),
+    ('svcca', 10000, 384, 0.236, 0.233),
+    ('svcca', 10000, 1536, 4.98, 5.42),
+    ('pwcca', 2000, 384, 0.0968, 0.101),
+    ('pwcca', 2000, 1536, 2.86, 2.92),
+    ('pwcca', 5000, 384, 0.176, 0.162),
+    ('pwcca', 5000, 1536, 4.33, 4.79),
+    ('pwcca', 10000, 384, 0.236, 0.242),
+    ('pwcca', 10000, 1536, 5.77, 5.72),
+    ('mean_cca', 2000, 384, 0.0898, 0.0909),
+    ('mean_cca', 2000, 1536, 4.17, 3.95),
+    ('mean_cca', 5000, 384, 0.139, 0.141),
+    ('mean_cca', 5000, 1536, 5.3, 5.21),
+    ('mean_cca', 10000, 384, 0.216, 0.233),
+    ('mean_cca', 10000, 1536, 5.34, 5.28),
+    ('procrustes', 2000, 384, 0.042, 0.0416),
+    ('procrustes', 2000, 1536, 1.29, 1.31),
+    ('procrustes', 5000, 384, 0.09, 0.0916),
+    ('procrustes', 5000, 1536, 2, 2.18),
+    ('procrustes', 10000, 384, 0.17, 0.171),
+    ('procrustes', 10000, 1536, 2.72, 3.16),
+    ('cosine_matched', 2000, 384, 0.0104, 0.00742),
+    ('cosine_matched', 2000, 1536, 0.0415, 0.0446),
+    ('cosine_matched', 5000, 384, 0.0169, 0.0198),
+    ('cosine_matched', 5000, 1536, 0.193, 0.101),
+    ('cosine_matched', 10000, 384, 0.0333, 0.0385),
+    ('cosine_matched', 10000, 1536, 0.279, 0.295),
+    ('frechet', 2000, 384, 0.0429, 4e-06),
+    ('frechet', 2000, 1536, 1.53, 3.42e-06),
+    ('frechet', 5000, 384, 0.0686, 3.89e-06),
+    ('frechet', 5000, 1536, 1.91, 5.25e-06),
+    ('frechet', 10000, 384, 0.111, 3e-06),
+    ('frechet', 10000, 1536, 2.42, 4.84e-06),
+    ('shape_angular', 2000, 384, 0.0551, 0.0577),
+    ('shape_angular', 2000, 1536, 2.18, 2.11),
+    ('shape_angular', 5000, 384, 0.103, 0.103),
+    ('shape_angular', 5000, 1536, 2.87, 2.97),
+    ('shape_angular', 10000, 384, 0.181, 0.182),
+    ('shape_angular', 10000, 1536, 3.78, 3.97),
+    ('rsa', 2000, 384, 9.34, 9.26),
+    ('rsa', 2000, 1536, 47.1, 44.5),
+    ('rsa', 5000, 384, 9.28, 9.61),
+    ('rsa', 5000, 1536, 43.7, 55.1),
+    ('rsa', 10000, 384, 9.86, 10.9),
+    ('rsa', 10000, 1536, 40.3, 38.2),
+    ('linear_r2', 2000, 384, 0.074, 0.0723),
+    ('linear_r2', 2000, 1536, 3.97, 4.19),
+    ('linear_r2', 5000, 384, 0.133, 0.126),
+    ('linear_r2', 5000, 1536, 4.79, 5.49),
+    ('linear_r2', 10000, 384, 0.24, 0.223),
+    ('linear_r2', 10000, 1536, 6.35, 5.95),
+    ('linear_r2_both', 2000, 384, 0.116, 0.116),
+    ('linear_r2_both', 2000, 1536, 8.02, 8.26),
+    ('linear_r2_both', 5000, 384, 0.162, 0.166),
+    ('linear_r2_both', 5000, 1536, 8.61, 9.42),
+    ('linear_r2_both', 10000, 384, 0.308, 0.285),
+    ('linear_r2_both', 10000, 1536, 9.77, 10.5),
+    ('tucker', 2000, 384, 0.00314, 0.00223),
+    ('tucker', 2000, 1536, 0.00762, 0.0094),
+    ('tucker', 5000, 384, 0.00619, 0.00698),
+    ('tucker', 5000, 1536, 0.0215, 0.0273),
+    ('tucker', 10000, 384, 0.0156, 0.0171),
+    ('tucker', 10000, 1536, 0.0454, 0.0952),
+    ('eigenspectrum', 2000, 384, 0.0287, 3.29e-06),
+    ('eigenspectrum', 2000, 1536, 0.627, 3.19e-06),
+    ('eigenspectrum', 5000, 384, 0.0568, 2.21e-06),
+    ('eigenspectrum', 5000, 1536, 1.12, 1e-05),
+    ('eigenspectrum', 10000, 384, 0.108, 1.17e-05),
+    ('eigenspectrum', 10000, 1536, 1.65, 3.67e-06),
+    ('riemannian', 2000, 384, 0.0476, 2.66e-06),
+    ('riemannian', 2000, 1536, 1.77, 5.1e-06),
+    ('riemannian', 5000, 384, 0.0755, 4.86e-06),
+    ('riemannian', 5000, 1536, 2.35, 5.62e-06),
+    ('riemannian', 10000, 384, 0.136, 1.11e-05),
+    ('riemannian', 10000, 1536, 2.81, 6.31e-06),
+    ('gaussian_kl', 2000, 384, 0.0318, 3.46e-06),
+    ('gaussian_kl', 2000, 1536, 0.802, 3.57e-06),
+    ('gaussian_kl', 5000, 384, 0.058, 3.73e-06),
+    ('gaussian_kl', 5000, 1536, 1.31, 8.68e-06),
+    ('gaussian_kl', 10000, 384, 0.118, 9.79e-06),
+    ('gaussian_kl', 10000, 1536, 1.79, 7.11e-06),
+    ('gaussian_js', 2000, 384, 0.0429, 3.98e-06),
+    ('gaussian_js', 2000, 1536, 1.38, 3.55e-06),
+    ('gaussian_js', 5000, 384, 0.074, 4.4e-06),
+    ('gaussian_js', 5000, 1536, 1.89, 4.2e-06),
+    ('gaussian_js', 10000, 384, 0.128, 1.38e-05),
+    ('gaussian_js', 10000, 1536, 2.35, 7.05e-06),
+    ('mi_ksg', 2000, 384, 1.94, 1.94),
+    ('mi_ksg', 2000, 1536, 7.79, 7.76),
+    ('mi_ksg', 5000, 384, 12, 12.1),
+    ('mi_ksg', 10000, 384, 49.5, 48.8),
+    ('distance_correlation', 2000, 384, 0.0796, 0.0812),
+    ('distance_correlation', 2000, 1536, 0.297, 0.272),
+    ('distance_correlation', 5000, 384, 0.41, 0.415),
+    ('distance_correlation', 10000, 384, 1.33, 1.26),
+    ('ols_probe', 400, 64, 0.0174, 0.00233),
+    ('ols_probe', 400, 384, 0.0694, 0.0241),
+    ('ols_probe', 2000, 64, 0.0196, 0.00742),
+    ('ols_probe', 2000, 384, 0.21, 0.0676),
+    ('boosting_probe', 400, 64, 1.98, 2.06),
+    ('boosting_probe', 400, 384, 9.25, 9.58),
+    ('boosting_probe', 2000, 64, 10.4, 10.5),
+    ('boosting_probe', 2000, 384, 61.1, 64.7),
+    ('neighbour_consistency', 400, 64, 0.00102, 0),
+    ('neighbour_consistency', 400, 384, 0.00087, 0),
+    ('neighbour_consistency', 2000, 64, 0.00162, 0.000231),
+    ('neighbour_consistency', 2000, 384, 0.00238, 0.000231),
+    ('distance_property_correlation', 400, 64, 0.0263, 0.0218),
+    ('distance_property_correlation', 400, 384, 0.0312, 0.0189),
+    ('distance_property_correlation', 2000, 64, 1.07, 0.793),
+    ('distance_property_correlation', 2000, 384, 1.11, 0.664),
+    ('neighbour_set_overlap', 400, 64, 0.0027, 0.0013),
+    ('neighbour_set_overlap', 400, 384, 0.0024, 0.00138),
+    ('neighbour_set_overlap', 2000, 64, 0.00652, 0.0038),
+    ('neighbour_set_overlap', 2000, 384, 0.00607, 0.0034),
+    ('joint_neighbour_set_overlap', 400, 64, 0.00327, 0.00274),
+    ('joint_neighbour_set_overlap', 400, 384, 0.00281, 0.00247),
+    ('joint_neighbour_set_overlap', 2000, 64, 0.00823, 0.00706),
+    ('joint_neighbour_set_overlap', 2000, 384, 0.00707, 0.00666),
+    ('knn_purity', 400, 64, 0.000689, 0.000186),
+    ('knn_purity', 400, 384, 0.000793, 0.000142),
+    ('knn_purity', 2000, 64, 0.00106, 0.000781),
+    ('knn_purity', 2000, 384, 0.00119, 0.000964),
+)
+# A measure's cost is a sum of these (fitted per measure, ``measure_fit``): per-call overhead,
+# sampled pairs of d values (RSA's, the RBF bandwidth's), per-object work (kNN lists), a pass
+# over the data, moments N d^2, their eigendecomposition d^3, all pairs' elementwise work (kernel
+# values, ranks) N^2 and their products N^2 d.
+MEASURE_TERMS: dict[str, Callable[[float, float], float]] = {
+    "1": lambda n, d: 1.0, "d": lambda n, d: d, "N": lambda n, d: n, "N d": lambda n, d: n * d,
+    "N d^2": lambda n, d: n * d * d, "d^3": lambda n, d: d**3, "N^2": lambda n, d: n * n,
+    "N^2 d": lambda n, d: n * n * d}
+
+
+@cache
+def measure_fit() -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]:
+    """Per measure of ``MEASURE_COSTS``, the coefficients of ``MEASURE_TERMS`` of its score and
+    of its null draw (``_nnls_relative``)."""
+    rows: dict[str, list] = {}
+    for name, n, d, score, draw in MEASURE_COSTS:
+        rows.setdefault(name, []).append(([t(n, d) for t in MEASURE_TERMS.values()], score, draw))
+    return {name: (_nnls_relative([x for x, _, _ in r], [s for _, s, _ in r]),
+                   _nnls_relative([x for x, _, _ in r], [max(q, 1e-6) for _, _, q in r])) for name, r in rows.items()}
+
+
+def measure_seconds(name: str, n: float, d: float) -> tuple[float, float]:
+    """(score, null draw) CPU seconds of measure ``name`` on n objects of width d; one never
+    measured costs as the dearest measured one at that shape (an upper bound until it is)."""
+    x = np.array([t(n, d) for t in MEASURE_TERMS.values()])
+    fits = measure_fit()
+    if name not in fits:
+        return max((measure_seconds(other, n, d) for other in fits), key=sum)
+    score, draw = fits[name]
+    return float(x @ score), float(x @ draw)
+
+
+def metric_seconds(name: str, job: Job, d_a: float, d_b: float, layered: bool = False) -> float:
+    """CPU seconds of metric ``name`` on one pair of widths of ``job``: its score, its null draws
+    (``Metric.null_draws_made``: none for a closed-form law, which a layer cell always takes) and
+    its subsampling splits (``Metric.splits_made``; each rescores the halves and, for the
+    neighbourhood interval, the quarters). A pair of widths costs the mean of the two same-width
+    pairs: exact for work per side, within the arithmetic-geometric mean for a cross product."""
+    return _metric_seconds(name, job.n, d_a, d_b, job.draws, job.splits, job.feature_space_draws,
+                           layered or job.cka_null == "closed_form")
+
+
+@cache
+def _metric_seconds(name: str, n: int, d_a: float, d_b: float, draws: int, splits: int, cap: int,
+                    closed_form: bool) -> float:
+    from .metrics.registry import get_metric
+
+    spec = get_metric(name)
+
+    def score_draw(rows):
+        (sa, qa), (sb, qb) = measure_seconds(name, rows, d_a), measure_seconds(name, rows, d_b)
+        return (sa + sb) / 2, (qa + qb) / 2
+
+    score, draw = score_draw(n)
+    made = 0 if spec.closed_form and closed_form else spec.null_draws_made(draws, cap)
+    split = 2 * score_draw(n / 2)[0] + (4 * score_draw(n / 4)[0] if spec.interval == "subsampling_knn" else 0.0)
+    return score + made * draw + spec.splits_made(splits, cap) * split
+
+
+def _metrics(job: Job) -> float:
+    """Seconds of every metric of a compare job (``metric_seconds``)."""
+    return sum(metric_seconds(name, job, job.a.d, job.b.d) for name in job.metrics)
+
+
+def _moments(job: Job) -> float:
+    """1 where a metric with a batched layer hook reads the blocks' features (their moments), else 0."""
+    from .metrics.registry import get_metric
+
+    return float(any(get_metric(name).layer_cells is not None and not get_metric(name).uses_knn
+                     for name in job.metrics))
+
+
+def metric_cells(name: str, job: Job) -> float:
+    """Seconds of metric ``name`` on every layer cell of a compare_layers job (``metric_seconds``):
+    a cell's cost is the mean of its two same-width pairs', so the cells' sum is each side's sum
+    over its widths times the other side's count of widths."""
+    return sum(len(other.widths) * count * metric_seconds(name, job, w, w, layered=True) / 2
+               for own, other in ((job.a, job.b), (job.b, job.a)) for w, count in Counter(own.widths).items())
+
+
+def _cells(job: Job, hooked: bool) -> float:
+    """Seconds of the layer cells of a compare_layers job's metrics with (or without) a batched
+    hook (``Metric.layer_cells``)."""
+    from .metrics.registry import get_metric
+
+    return sum(metric_cells(name, job) for name in job.metrics if (get_metric(name).layer_cells is not None) == hooked)
+
+
+def _sampled_pairs(job: Job) -> float:
+    """Pairs the distance-property correlation ranks (the reference's ``max_samples`` of a physics
+    job's objects, all pairs: its memory), none without that test."""
+    from .physics import DEFAULTS
+
+    if "distance_property_correlation" not in job.tests:
+        return 0.0
+    return float(min(job.n, DEFAULTS["distance_property_correlation"]["max_samples"]) ** 2)
+
+
+def physics_seconds(job: Job) -> float:
+    """Seconds of a physics job's tests (``physics.TESTS``): each test per property (the joint
+    overlap once), its score, its null draws and its subsampling splits (the halves and, for a
+    neighbourhood test, the quarters), each draw as measured beside the score; on the final
+    embedding and, with probes.physics.per_block, on every block (``Side.widths``)."""
+    from .physics import TESTS
+
+    total = 0.0
+    for d in job.a.widths:
+        for name in job.tests:
+            (score, draw), half, quarter = (measure_seconds(name, n, d) for n in (job.n, job.n / 2, job.n / 4))
+            split = 2 * half[0] + (4 * quarter[0] if TESTS[name].neighbourhood else 0.0)
+            times = 1 if name == "joint_neighbour_set_overlap" else job.properties
+            total += times * (score + job.draws * draw + job.splits * split)
+    return total
+
+
 FORMS: dict[str, Form] = {
     # knn_graph: one exact graph per width (final and every block): N^2 d each, and per pair of
     # objects a selection step and the invariants' cube, whatever d (N^2 a width); its Gram
@@ -210,32 +550,41 @@ FORMS: dict[str, Form] = {
               "N sum(d^2)": lambda j: j.n * sum(w * w for w in j.a.widths),
               "sum(d^3)": lambda j: float(sum(w**3 for w in j.a.widths)), "N sum(d)": lambda j: j.n * sum(j.a.widths)},
         memory={"1": lambda j: 1.0, "N max(d)": lambda j: j.n * max(j.a.widths), "N": lambda j: float(j.n)}),
-    # compare: both final embeddings; moments cost N d^2 and their eigendecompositions (CKA's,
-    # mutual information's principal axes) d^3, recomputed on the halves and quarters of every
-    # subsampling split; a null draw rescores N rows
+    # compare: both final embeddings; every metric's score, null draws and subsampling splits as
+    # measured alone (``metric_seconds``), and per split the cached graphs restricted to its subsamples
     "compare": Form(
-        time={"1": lambda j: 1.0,
-              "(d_a^3 + d_b^3) (1 + splits) m": lambda j: (j.a.d**3 + j.b.d**3) * (1 + j.splits) * _m(j),
-              "N (d_a^2 + d_b^2) (1 + splits) m": lambda j: j.n * (j.a.d**2 + j.b.d**2) * (1 + j.splits) * _m(j),
-              "N (d_a + d_b) draws m": lambda j: j.n * (j.a.d + j.b.d) * j.draws * _m(j)},
+        time={"1": lambda j: 1.0, "metrics": _metrics, "N splits": lambda j: float(j.n * j.splits)},
         memory={"1": lambda j: 1.0, "N (d_a + d_b)": lambda j: j.n * (j.a.d + j.b.d)}),
-    # compare_layers: every (block_a, block_b) cell: draws on N rows, a cross product N d_a d_b;
-    # per block its moments N d^2 and their eigendecomposition d^3; memory: the blocks it holds
-    # (float16; ``_held``: every one, measured) and both final embeddings, and a cell's working copies
+    # compare_layers: every (block_a, block_b) cell of every metric, the metrics with a batched hook
+    # (``_cells``) fitted, their scores and draws apart (a hook shares a block's work across its
+    # cells), the others (``drawn_cells``: the estimator per cell, as measured alone) added as
+    # measured; per block the hooks' moments N d^2 and their eigendecomposition d^3;
+    # memory: the blocks it holds (float16; ``_held``: every one, measured) and both final
+    # embeddings, and a cell's working copies
     "compare_layers": Form(
-        time={"1": lambda j: 1.0, "cells N draws m": lambda j: j.cells * j.n * j.draws * _m(j),
-              "cells N mean(d_a) mean(d_b) m": lambda j: j.cells * j.n * np.mean(j.a.widths) * np.mean(j.b.widths)
-              * _m(j),
-              "sum(d^3) m": lambda j: sum(w**3 for w in (*j.a.widths, *j.b.widths)) * _m(j),
-              "N sum(d^2) m": lambda j: j.n * sum(w * w for w in (*j.a.widths, *j.b.widths)) * _m(j)},
+        time={"1": lambda j: 1.0, "hooked cell scores": lambda j: _cells(replace(j, draws=0), True),
+              "hooked cell draws": lambda j: _cells(j, True) - _cells(replace(j, draws=0), True),
+              "sum(d^3) moments": lambda j: sum(w**3 for w in (*j.a.widths, *j.b.widths)) * _moments(j),
+              "N sum(d^2) moments": lambda j: j.n * sum(w * w for w in (*j.a.widths, *j.b.widths)) * _moments(j)},
         memory={"1": lambda j: 1.0, "N sum(d_a + d_b) held": _held,
-                "N max(d)": lambda j: j.n * max((*j.a.widths, *j.b.widths))}),
+                "N max(d)": lambda j: j.n * max((*j.a.widths, *j.b.widths))},
+        measured=lambda j: _cells(j, False)),
     # probe: cross-validated fits on N x d (PCA to 64 components per fold; the kNN probe's
     # neighbours N^2 d), refitted for every null draw (draws); its bootstrap resamples N
     # predictions (splits: probes.bootstrap_draws)
     "probe": Form(
         time={"1": lambda j: 1.0, "N d": lambda j: float(j.n * j.a.d), "N^2 d": lambda j: float(j.n**2 * j.a.d),
               "N d draws": lambda j: float(j.n * j.a.d * j.draws), "N splits": lambda j: float(j.n * j.splits)},
+        memory={"1": lambda j: 1.0, "N d": lambda j: float(j.n * j.a.d)}),
+    # physics: its tests as measured alone (``physics_seconds``); memory: the embedding and its
+    # graph, and the distance-property correlation's all pairs of its sample (``_sampled_pairs``)
+    "physics": Form(
+        time={"1": lambda j: 1.0, "tests": physics_seconds},
+        memory={"1": lambda j: 1.0, "N d": lambda j: float(j.n * j.a.d), "sampled pairs": _sampled_pairs}),
+    # umap: umap-learn's import and kernels' compilation once, then 200 epochs over each map's
+    # objects and their n_neighbors (its kNN graph, cached); memory: one embedding at a time
+    "umap": Form(
+        time={"1": lambda j: 1.0, "maps N": lambda j: float(j.maps * j.n)},
         memory={"1": lambda j: 1.0, "N d": lambda j: float(j.n * j.a.d)}),
 }
 FORMS["truth_knn_graph"] = FORMS["knn_graph"]  # the same code (knn_file) on the latent truth
@@ -249,13 +598,17 @@ FORMS["physics_pair"] = Form(
     memory={"1": lambda j: 1.0, "N (d_a + d_b)": lambda j: float(j.n * (j.a.d + j.b.d))})
 
 
-def bench_job(rule: str, n: int, d: int, blocks: int, draws: int, metrics: int = MEASURED_METRICS) -> Job:
-    """A job of ``benchmarks/bench_paper_scale.py``: one model on both sides of the pair, the
-    case's draws as null draws and subsampling splits (probe: its bootstrap draws)."""
+def bench_job(rule: str, n: int, d: int, blocks: int, draws: int, metrics: tuple[str, ...] = MEASURED_METRICS) -> Job:
+    """A job of ``benchmarks/bench_paper_scale.py``: one model on both sides of the pair, its
+    metrics (measured: the five default ones), the case's draws as null draws and subsampling
+    splits (probe: its bootstrap draws); physics: ``MEASURED_TESTS`` on one property; umap: both
+    sides' maps, one figure."""
     side = Side(d, (d,) * blocks if rule in ("knn_graph", "compare_layers") else ())
     pair = rule in ("compare", "compare_layers", "physics_pair")
     return Job(rule, n, side, side if pair else None, draws=draws,
-               splits=draws if rule in ("compare", "probe", "physics_pair") else 0, metrics=metrics)
+               splits=draws if rule in ("compare", "probe", "physics", "physics_pair") else 0,
+               metrics=tuple(metrics), tests=MEASURED_TESTS if rule == "physics" else (),
+               maps=2 if rule == "umap" else 1)
 
 
 def measured_jobs() -> list[tuple[Job, float, float]]:
@@ -291,7 +644,8 @@ def fit() -> dict[str, Form]:
         rows = [(job, s, mb) for job, s, mb in data if job.rule == ("knn_graph" if rule == "truth_knn_graph" else rule)]
         if not rows:
             continue
-        time_coef = _nnls_relative([[t(j) for t in form.time.values()] for j, _, _ in rows], [s for _, s, _ in rows])
+        fitted = [s - (form.measured(j) if form.measured else 0.0) for j, s, _ in rows]
+        time_coef = _nnls_relative([[t(j) for t in form.time.values()] for j, _, _ in rows], fitted)
         memory_coef = _nnls_relative([[t(j) for t in form.memory.values()] for j, _, _ in rows],
                                      [mb for _, _, mb in rows])
         out[rule] = replace(form, time_coef=time_coef, memory_coef=memory_coef)
@@ -315,6 +669,8 @@ def predict(job: Job) -> tuple[float, float]:
         raise KeyError(f"rule {job.rule!r} has no cost model; modelled: {sorted(forms)}")
     form = forms[job.rule]
     terms = [c * t(job) for c, t in zip(form.time_coef, form.time.values())]
+    if form.measured:
+        terms.append(form.measured(job))
     seconds = terms[0] + sum(terms[1:]) / _speedup(job.threads) + REREAD_SECONDS * _rereads(job)
     peak = sum(c * t(job) for c, t in zip(form.memory_coef, form.memory.values()))
     return seconds, peak
@@ -396,7 +752,6 @@ PAPER_SIZES = {"Smith42/jwst_hsc_crossmatched": 1_667, "Smith42/legacysurvey_hsc
                "Smith42/desi_hsc_crossmatched": 18_600, "Smith42/sdss_hsc_crossmatched": 2_320,
                "Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2": 45_000}
 UNKNOWN_N = max(PAPER_SIZES.values())  # a hub crossmatch not yet ingested, of unknown size
-MODELLED = ("knn_graph", "truth_knn_graph", "compare", "compare_layers", "probe", "physics_pair")
 
 
 @dataclass(frozen=True)
@@ -454,6 +809,8 @@ class PlanCost:
     def job(self, rule: str, wildcards, threads: int = 1) -> Job:
         """The shapes of one job of ``rule`` (a modelled rule) named by ``wildcards``."""
         w = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards)
+        if rule == "umap":
+            return self._umap_job(threads)
         n = self.sizes[w["crossmatch"]][0]
         gpu = self.plan.layers() != "final" and self.plan.embed_params()["device"] != "cpu"
         m = self.plan.config["metrics"]
@@ -468,11 +825,26 @@ class PlanCost:
             phys, props = self.plan.config["probes"]["physics"], len(self.plan.physics_properties(w["crossmatch"]))
             return Job(rule, n, self.side(w["survey_a"], w["model_a"], False), self.side(w["survey_b"], w["model_b"], False),
                        draws=phys["null_draws"] * props, splits=phys["subsampling_splits"] * props, threads=threads)
+        if rule == "physics":
+            p = self.plan.config["probes"]["physics"]
+            return Job(rule, n, self.side(w["survey"], w["model"], self.plan.physics_per_block()), draws=p["null_draws"],
+                       splits=p["subsampling_splits"], tests=tuple(self.plan.physics_tests()),
+                       properties=len(self.plan.physics_properties(w["crossmatch"])), threads=threads)
         layered = rule == "compare_layers"
         a = self.side(w["survey_a"], w["model_a"], layered)
         b = self.side(w["survey_b"], w["model_b"], layered)
         return Job(rule, n, a, b, draws=m["null_draws"], splits=0 if layered else m["subsampling_splits"],
-                   metrics=len(m["names"]), k=m["k"], threads=threads, gpu=gpu and layered)
+                   metrics=tuple(m["names"]), feature_space_draws=m["feature_space_draws"], cka_null=m["cka_null"],
+                   k=m["k"], threads=threads, gpu=gpu and layered)
+
+    def _umap_job(self, threads: int = 1) -> Job:
+        """The umap job (one for every map, ``Plan.umap_maps``): its maps, each costed at the largest
+        crossmatch's objects and the widest embedding (an upper bound), and its figures."""
+        maps = self.plan.umap_maps
+        n = max(self.sizes[m["crossmatch"]][0] for m in maps)
+        d = max(self.side(m["survey"], m["model"], False).d for m in maps)
+        figures = sum(len(self.plan.physics_properties(xm)) for xm in {m["crossmatch"] for m in maps})
+        return Job("umap", n, Side(d), maps=len(maps), properties=figures, threads=threads)
 
     def resources(self, rule: str, wildcards, attempt: int = 1, threads: int = 1) -> dict[str, int]:
         """mem_mb and runtime of one job (``job_resources``), within the node (config ``cluster``)."""
@@ -487,7 +859,7 @@ class PlanCost:
         return replace(job, block_cache_mb=budget)
 
     def jobs(self) -> list[Planned]:
-        """Every embed and modelled metric-stage job of the plan."""
+        """Every embed, metric-stage and probe-stage job of the plan."""
         from .plan import TRUTH_SURVEY
 
         plan, out = self.plan, []
@@ -505,12 +877,15 @@ class PlanCost:
             for c in comparisons:
                 w = {key: value for key, value in c.as_dict().items() if key != "kind"}
                 out.append(Planned(rule, w, self.job(rule, w)))
-        for xm, survey, model in plan.probes:
-            w = {"crossmatch": xm, "survey": survey, "model": model}
-            out.append(Planned("probe", w, self.job("probe", w)))
+        for rule, embeddings in (("probe", plan.probes), ("physics", plan.physics)):
+            for xm, survey, model in embeddings:
+                w = {"crossmatch": xm, "survey": survey, "model": model}
+                out.append(Planned(rule, w, self.job(rule, w)))
         for c in plan.physics_pairs:
             w = {key: value for key, value in c.as_dict().items() if key != "kind"}
             out.append(Planned("physics_pair", w, self.job("physics_pair", w)))
+        if plan.umap_maps:
+            out.append(Planned("umap", {}, self._umap_job()))
         return out
 
     def check_fits_nodes(self) -> None:
@@ -542,8 +917,10 @@ class PlanCost:
 
     def disk_bytes(self, planned: Planned) -> float:
         """Bytes one job writes: float32 embeddings, float16 blocks, graphs (int64 + float32 a
-        neighbour), records."""
+        neighbour), records, figures."""
         w, job = planned.wildcards, planned.job
+        if planned.rule == "umap":
+            return 500_000 * job.properties  # a figure's PNG and PDF
         n = self.sizes[w["crossmatch"]][0]
         if planned.rule == "embed":
             side = self.side(w["survey"], w["model"], True)
@@ -551,18 +928,24 @@ class PlanCost:
         if planned.rule in ("knn_graph", "truth_knn_graph"):
             return n * 12 * (self.plan.graph_width() + job.k * len(job.a.blocks))
         if planned.rule == "compare":
-            return 2_000 * job.metrics
+            return 2_000 * len(job.metrics)
         if planned.rule == "compare_layers":
-            return 400 * job.cells * job.metrics
-        return 20_000  # a probe's (or a physics_pair job's) records
+            return 400 * job.cells * len(job.metrics)
+        return 20_000  # a probe's, physics or physics_pair job's records
 
     def summary(self) -> dict:
-        """Per rule: jobs, CPU-hours, GPU-hours, the largest peak memory (GB), disk (GB); the totals
-        and the critical path (hours: the slowest embed -> graph -> comparison chain)."""
+        """Per rule: jobs, CPU-hours, GPU-hours, the largest peak memory (GB), disk (GB); the totals,
+        the critical path (hours: the slowest embed -> graph -> comparison chain) and each metric's
+        CPU-hours in the comparisons as measured alone (``metric_seconds``: what leaving it out saves)."""
         rows: dict[str, dict] = {}
         wall: dict[tuple, float] = {}
         over = []
+        by_metric = dict.fromkeys(self.plan.config["metrics"]["names"], 0.0)
         for planned in self.jobs():
+            job = planned.job
+            for name in by_metric if planned.rule in ("compare", "compare_layers") else ():
+                by_metric[name] += (metric_cells(name, job) if planned.rule == "compare_layers"
+                                    else metric_seconds(name, job, job.a.d, job.b.d)) / 3600
             row = rows.setdefault(planned.rule, {"jobs": 0, "cpu_h": 0.0, "gpu_h": 0.0, "peak_gb": 0.0, "disk_gb": 0.0})
             if planned.job is None:
                 gpu_s, cpu_s, mem = self.embed_cost(planned.wildcards)
@@ -583,7 +966,7 @@ class PlanCost:
         total = {key: sum(r[key] for r in rows.values()) for key in ("jobs", "cpu_h", "gpu_h", "disk_gb")}
         total["peak_gb"] = max(r["peak_gb"] for r in rows.values())
         return {"rules": rows, "total": total, "critical_path_h": self._critical_path(wall) / 3600,
-                "over_max_runtime": len(over), "sizes": self.sizes}
+                "over_max_runtime": len(over), "sizes": self.sizes, "metrics_h": by_metric}
 
     def _critical_path(self, wall: dict) -> float:
         def side(xm, survey, model):
@@ -601,18 +984,23 @@ class PlanCost:
 
 
 def _figure(x: float) -> str:
-    """One decimal, or two significant digits below 1 (a demo's jobs take minutes, not hours)."""
-    return f"{x:.1f}" if x >= 0.95 or x == 0 else f"{x:.2g}"
+    """Whole numbers from 1000, one decimal below, two significant digits below 1 (a demo's jobs
+    take minutes, not hours)."""
+    return f"{x:.0f}" if x >= 1000 else f"{x:.1f}" if x >= 0.95 or x == 0 else f"{x:.2g}"
 
 
 def format_summary(summary: dict, title: str) -> str:
     """A summary (``PlanCost.summary``) as a plain-text table."""
-    lines = [title, f"{'rule':<17}{'jobs':>6}{'CPU-h':>10}{'GPU-h':>9}{'peak GB':>9}{'disk GB':>10}"]
+    lines = [title, f"{'rule':<17}{'jobs':>6}{'CPU-h':>11}{'GPU-h':>11}{'peak GB':>9}{'disk GB':>10}"]
     for rule, r in [*summary["rules"].items(), ("total", summary["total"])]:
         lines.append(f"{rule:<17}{r['jobs']:>6}" + "".join(f"{_figure(r[key]):>{width}}" for key, width in
-                                                           (("cpu_h", 10), ("gpu_h", 9), ("peak_gb", 9), ("disk_gb", 10))))
+                                                           (("cpu_h", 11), ("gpu_h", 11), ("peak_gb", 9), ("disk_gb", 10))))
     lines.append(f"critical path: {_figure(summary['critical_path_h'])} h (slowest embed -> kNN graph -> comparison, "
                  f"one thread a metric job)")
+    dearest = sorted(summary["metrics_h"].items(), key=lambda item: -item[1])
+    rest = f", the other {len(dearest) - 6} together {_figure(sum(h for _, h in dearest[6:]))}" if len(dearest) > 6 else ""
+    lines.append("metrics' CPU-h in the comparisons, each alone: "
+                 + ", ".join(f"{name} {_figure(h)}" for name, h in dearest[:6]) + rest)
     if summary["over_max_runtime"]:
         lines.append(f"{summary['over_max_runtime']} jobs run past cluster.max_runtime_hours on one thread: give "
                      f"them threads (the profile's set-threads) or a longer partition")
@@ -639,8 +1027,8 @@ def config_cost(config: dict) -> str:
         cost.check_fits_nodes()
         out.append(format_summary(cost.summary(), f"\nembed.layers: {layers}"
                                   + (" (as configured)" if layers == configured else "")))
-    out.append("\nMetric jobs: CPU-hours and peak memory by samesky.cost's model (fitted to "
-               "benchmarks/bench_paper_scale.py on CPU); a job on a GPU (the layer-wise ones of a GPU run) counts "
-               "its CPU hours as GPU-hours, an upper bound. Embed: GPU-hours at models.resources.EMBED_RATES, "
+    out.append("\nMetric and probe jobs: CPU-hours and peak memory by samesky.cost's model (fitted to "
+               "benchmarks/bench_paper_scale.py on CPU, each metric and physics test as measured alone); a job on a "
+               "GPU (the layer-wise ones of a GPU run) counts its CPU hours as GPU-hours, an upper bound. Embed: GPU-hours at models.resources.EMBED_RATES, "
                "memory as requested.")
     return "\n".join(out)

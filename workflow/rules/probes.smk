@@ -53,6 +53,8 @@ rule physics:
     conda:
         "../../envs/samesky.yaml"
     threads: 1
+    resources:
+        **_cost("physics"),
     params:
         physics=lambda wc: PLAN.physics_params(wc.crossmatch),
     script:
@@ -110,6 +112,8 @@ rule umap:
     conda:
         "../../envs/samesky.yaml"
     threads: 1  # a seeded UMAP is single-threaded
+    resources:
+        **_cost("umap"),
     params:
         maps=PLAN.umap_maps,
         umap=lambda wc: PLAN.umap_params(),

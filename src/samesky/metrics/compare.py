@@ -202,8 +202,7 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
     nulls.update({name: [] for name in laws})
     # Intervals: every metric is rescored on the subsamples of the same splits; metrics without
     # neighbourhoods recompute O(N d^2) moments on each, so they make at most feature_space_draws.
-    limits = {s.name: min(subsampling_splits, feature_space_draws) if s.costly_splits else subsampling_splits
-              for s in specs}
+    limits = {s.name: s.splits_made(subsampling_splits, feature_space_draws) for s in specs}
     rescored = _subsample_draws(pair, specs, settings, limits, quarter_splits(pair.n, max(limits.values(), default=0), seed))
     out = {}
     for spec in specs:
@@ -263,17 +262,9 @@ def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> d
     return out
 
 
-def null_limit(spec, total: int, costly_cap: int) -> int:
-    """The null draws a metric makes of ``total``: at most ``costly_cap`` (metrics.feature_space_draws)
-    where each draw recomputes O(N d^2) moments; none for a pairing-free measure (no null is defined)."""
-    if spec.pairing_free:
-        return 0
-    return min(total, costly_cap) if spec.costly_draws else total
-
-
 def _null_draws(estimators: dict, specs, perms, total: int, costly_cap: int) -> dict[str, list[float]]:
-    """Every estimator's null on the same sequence of permutations, each metric's first ``null_limit``."""
-    limit = {s.name: null_limit(s, total, costly_cap) for s in specs if s.name in estimators}
+    """Every estimator's null on the same sequence of permutations, each metric's first ``Metric.null_draws_made``."""
+    limit = {s.name: s.null_draws_made(total, costly_cap) for s in specs if s.name in estimators}
     out = {name: [] for name in estimators}
     start = time.perf_counter()
     progress = Progress("null draws", max(limit.values(), default=0))

@@ -45,7 +45,6 @@ from .compare import (
     cached_invariants,
     common_rows,
     compare_files,
-    null_limit,
     read_checked_embeddings,
     read_graph,
     restrict,
@@ -224,7 +223,7 @@ def compare_layer_files(side_a: dict, side_b: dict, *, comparison: dict, metrics
     for spec in specs:
         if spec.layer_cells is None:
             scored[spec.name] = drawn_cells(spec, A, B, cells, k, tunable[spec.name],
-                                            perms[: null_limit(spec, len(perms), feature_space_draws)], device)
+                                            perms[: spec.null_draws_made(len(perms), feature_space_draws)], device)
     results = {spec.name: {c: _cell(spec, *scored[spec.name][c], alpha) for c in cells} for spec in specs}
     rows = []
     for rec in final:

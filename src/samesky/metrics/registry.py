@@ -148,6 +148,18 @@ class Metric:
         cached kNN graph restricts it, O(N (k + d))): at most metrics.feature_space_draws splits."""
         return not self.uses_knn
 
+    def null_draws_made(self, total: int, cap: int) -> int:
+        """The null draws it makes of ``total``: at most ``cap`` (metrics.feature_space_draws) where
+        each draw recomputes O(N d^2) moments; none for a pairing-free measure (no null is defined)."""
+        if self.pairing_free:
+            return 0
+        return min(total, cap) if self.costly_draws else total
+
+    def splits_made(self, total: int, cap: int) -> int:
+        """The subsampling splits it rescores of ``total``: at most ``cap`` (metrics.feature_space_draws)
+        where each recomputes O(N d^2) moments."""
+        return min(total, cap) if self.costly_splits else total
+
     @property
     def percent(self) -> bool:
         """Bounded by 1 ('unit' scale): shown as a percentage, like the paper's MKNN."""
