@@ -27,7 +27,7 @@ Data models (two views A, B of the same objects; the generating maps are fixed, 
              B = [s, b] W_B + noise (96-d); half of each view's signal is shared
   latent64   the same with B in 64-d (its own W_B): two views of one dimension and nearly one law,
              for the measures of one shared space (MMD near its null)
-  latent64_quiet  latent64 with B's noise SD 1 instead of 2: B's law differs from A's
+  latent64_wide  latent64 with B twice as wide: two laws far apart (MMD 0.25 against 0.08)
   clusters   a Gaussian mixture of 12 clusters in 4 shared dimensions, seen through a
              nonlinear map (tanh) in 128-d with heavy noise (A) and linearly in 24-d with
              light noise and one private factor (B)
@@ -88,22 +88,21 @@ class DataModel:
     def __init__(self, name: str, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
         self.name = name
-        if name in ("latent", "latent64", "latent64_quiet"):
+        if name in ("latent", "latent64", "latent64_wide"):
             self.wa, self.wb = torch.randn(16, 64, generator=g), torch.randn(16, 96 if name == "latent" else 64, generator=g)
         elif name == "clusters":
             self.centres = 2.5 * torch.randn(12, 4, generator=g)
             self.wa1, self.wa2 = torch.randn(4, 32, generator=g), torch.randn(32, 128, generator=g) / 32**0.5
             self.wb = torch.randn(5, 24, generator=g)
         else:
-            raise ValueError(f"unknown data model {name!r}; known: latent, latent64, latent64_quiet, clusters")
+            raise ValueError(f"unknown data model {name!r}; known: latent, latent64, latent64_wide, clusters")
 
     def sample(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
         if self.name != "clusters":
             s, a, b = r(n, 8), r(n, 8), r(n, 8)
             za = torch.cat([s, a], 1) @ self.wa + 2.0 * r(n, 64)
-            noise = 1.0 if self.name == "latent64_quiet" else 2.0
-            zb = torch.cat([s, b], 1) @ self.wb + noise * r(n, self.wb.shape[1])
+            zb = (torch.cat([s, b], 1) @ self.wb + 2.0 * r(n, self.wb.shape[1])) * (2.0 if self.name == "latent64_wide" else 1.0)
         else:
             s = self.centres[torch.randint(0, 12, (n,), generator=g)] + r(n, 4)
             za = torch.tanh(s @ self.wa1 / 2) @ self.wa2 + 0.6 * r(n, 128)
