@@ -25,6 +25,9 @@ study uses 200 (``--splits``), the demo's subsampling_splits; the workflow's def
 Data models (two views A, B of the same objects; the generating maps are fixed, objects vary):
   latent     shared and private Gaussian factors: A = [s, a] W_A + noise (64-d),
              B = [s, b] W_B + noise (96-d); half of each view's signal is shared
+  latent64   the same with B in 64-d (its own W_B): two views of one dimension and nearly one law,
+             for the measures of one shared space (MMD near its null)
+  latent64_wide  latent64 with B twice as wide: two laws far apart (MMD 0.25 against 0.08)
   clusters   a Gaussian mixture of 12 clusters in 4 shared dimensions, seen through a
              nonlinear map (tanh) in 128-d with heavy noise (A) and linearly in 24-d with
              light noise and one private factor (B)
@@ -45,6 +48,12 @@ Usage:
   python benchmarks/bench_coverage.py --metrics mknn cknna --n 3000 --save cov --first-rep 100 &
   wait; python benchmarks/bench_coverage.py --metrics mknn cknna --n 3000 --save cov
   python benchmarks/bench_coverage.py --cost 100000 256 --k 10
+  # the sampled modes (issue 27): the config's 10^6 pairs at N = 102,000, in proportion at N = 3000;
+  # MMD compares two sides of one dimension (a directory per setting: files are named by measure only):
+  python benchmarks/bench_coverage.py --models latent --n 3000 --k 10 --pop 1000 --save cov_rsa --metrics rsa \
+      --params '{"rsa": {"sample_pairs": 29412}}'
+  python benchmarks/bench_coverage.py --models latent64 --n 3000 --k 10 --pop 400 --save cov_mmd --metrics mmd \
+      --params '{"mmd": {"median_sample": 29412}}'
   # the field's measures (issue 27); procrustes compares sides of different dimensions as config.yaml runs it:
   python benchmarks/bench_coverage.py --models latent --n 1000 --k 10 --pop 1000 --save cov --metrics svcca \
       procrustes eigenspectrum --params '{"procrustes": {"unequal_dims": "zero_pad"}}'
@@ -79,21 +88,21 @@ class DataModel:
     def __init__(self, name: str, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
         self.name = name
-        if name == "latent":
-            self.wa, self.wb = torch.randn(16, 64, generator=g), torch.randn(16, 96, generator=g)
+        if name in ("latent", "latent64", "latent64_wide"):
+            self.wa, self.wb = torch.randn(16, 64, generator=g), torch.randn(16, 96 if name == "latent" else 64, generator=g)
         elif name == "clusters":
             self.centres = 2.5 * torch.randn(12, 4, generator=g)
             self.wa1, self.wa2 = torch.randn(4, 32, generator=g), torch.randn(32, 128, generator=g) / 32**0.5
             self.wb = torch.randn(5, 24, generator=g)
         else:
-            raise ValueError(f"unknown data model {name!r}; known: latent, clusters")
+            raise ValueError(f"unknown data model {name!r}; known: latent, latent64, latent64_wide, clusters")
 
     def sample(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
-        if self.name == "latent":
+        if self.name != "clusters":
             s, a, b = r(n, 8), r(n, 8), r(n, 8)
             za = torch.cat([s, a], 1) @ self.wa + 2.0 * r(n, 64)
-            zb = torch.cat([s, b], 1) @ self.wb + 2.0 * r(n, 96)
+            zb = (torch.cat([s, b], 1) @ self.wb + 2.0 * r(n, self.wb.shape[1])) * (2.0 if self.name == "latent64_wide" else 1.0)
         else:
             s = self.centres[torch.randint(0, 12, (n,), generator=g)] + r(n, 4)
             za = torch.tanh(s @ self.wa1 / 2) @ self.wa2 + 0.6 * r(n, 128)
