@@ -109,28 +109,39 @@ def _score(a: sources.Embeddings, b: sources.Embeddings, same: bool, names: list
            params: dict | None):
     """The one call into ``samesky.metrics``: pairs the rows (by id as the compare jobs do, or by
     row) and scores them. As in the workflow, each side's kNN graph is computed on the whole side
-    at the width the knn_graph jobs cache (``Plan.graph_width``) and restricted to the paired rows, so
-    every number equals the compare job's. Returns (n, n_excluded, {metric: statistics})."""
+    at the width the knn_graph jobs cache (``Plan.graph_width``) and restricted to the paired rows, and
+    a side that keeps every row takes its Gram invariants from that graph's job
+    (``knn.graph_and_invariants``), so every number equals the compare job's. Returns (n,
+    n_excluded, {metric: statistics})."""
     from .metrics.compare import common_rows, pair_statistics, restrict
-    from .metrics.knn import knn_graph
+    from .metrics.knn import graph_and_invariants
     from .metrics.pair import Pair
     from .metrics.registry import METRICS, cached_graph_width
+    from .metrics.rv_null import Invariants
 
     k = settings["k"]
     local = any(METRICS[name].uses_knn for name in names)
+    closed = settings.get("cka_null", "closed_form") == "closed_form" and any(
+        METRICS[name].uses_gram_invariants for name in names)
     width = cached_graph_width(names, k, settings["subsampling_splits"])
     rows, n_excluded = (None, None), 0
     if not (same or a.positional or b.positional):
         *rows, n_excluded = common_rows(a.ids, b.ids, a.description, b.description, k)
     sides = []
     for side, rows_side in zip((a, b), rows):
-        graph = knn_graph(side.array, max(k, min(width, len(side.array) - 1))) if local else None
-        sides.append(restrict(side.array, graph, rows_side, side.description))
+        whole = closed and rows_side is None  # as compare_files' cached_invariants: only for every row
+        graph, invariants = None, None
+        if local or whole:
+            indices, similarity, record = graph_and_invariants(
+                side.array, max(k, min(width, len(side.array) - 1)), invariants=whole)
+            graph = (indices, similarity) if local else None
+            invariants = {kind: Invariants.from_dict(d) for kind, d in record.items()} if record else None
+        sides.append((*restrict(side.array, graph, rows_side, side.description), invariants))
         if same:
             sides.append(sides[0])
             break
-    (Za, ga), (Zb, gb) = sides
-    pair = Pair(Za, Zb, ga, gb)
+    (Za, ga, inv_a), (Zb, gb, inv_b) = sides
+    pair = Pair(Za, Zb, ga, gb, invariants=(inv_a, inv_b))
     return pair.n, n_excluded, pair_statistics(pair, names, params=params, **settings)
 
 
