@@ -274,7 +274,7 @@ def test_demo_readme_and_report_open_on_the_summary(demo_run):
     readme = (workdir / "results/demo/README.md").read_text()
     listed = re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M)
     assert listed == ["summary.html", "tables/", "figures/", "layer_figures/", "probe_figures/", "umap_figures/", "metrics/",
-                      "layers_metrics/", "probes/", "physics/", "physics_pairs/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
+                      "layers_metrics/", "probes/", "physics/", "physics_layers/", "physics_pairs/", "embeddings/", "layers/", "knn/", "knn_layers/", "preprocessed/",
                       "preprocessed_flux/", "benchmarks/"]
     assert "1. `summary.html`" in readme and "table2_crossmodal_mknn_calibrated.md" in readme
     for folder in listed:
