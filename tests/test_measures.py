@@ -195,6 +195,27 @@ def test_spearman_rsa_refuses_beyond_exact_and_estimates_on_opt_in(monkeypatch):
     assert estimate != exact and abs(estimate - exact) < 0.02
 
 
+@pytest.mark.parametrize("kind", ["cosine", "correlation", "euclidean", "sqeuclidean"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sampled_pairs_are_scipys_distances_at_those_pairs(kind, dtype):
+    from scipy.spatial.distance import cdist
+
+    from samesky.metrics.measures._tiles import Pairwise
+
+    X, Z = _views(n=60, d=12)
+    X = (X + 3).astype(dtype)  # a mean far from 0: correlation's centring matters
+    rng = np.random.default_rng(4)
+    i, j = rng.integers(0, 60, 500), rng.integers(0, 60, 500)
+    j[i == j] = (j[i == j] + 1) % 60
+    s = 1 / np.linalg.norm(X.astype(np.float64), axis=1)
+    for scale, rows in ((None, X.astype(np.float64)), (s, X.astype(np.float64) * s[:, None])):
+        want = cdist(rows, rows, kind)[i, j]
+        got = Pairwise(X, kind, scale).pairs(i, j)
+        assert got.dtype == np.float64 and got.shape == (500,)
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 and kind == "correlation" else 1e-12,
+                                   atol=1e-6 if dtype == np.float32 and kind == "correlation" else 1e-13)
+
+
 def test_median_bandwidth_refuses_beyond_exact_and_estimates_on_opt_in(monkeypatch):
     X, Z = _views(n=200)
     exact = kernel.median_gamma(X)

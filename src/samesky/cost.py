@@ -225,7 +225,8 @@ def _rereads(job: Job) -> float:
 # (100-400 CPU-s a call; its N^2 d is known from the other four). CPU seconds of one score (the
 # estimator built on the cached graphs and Gram invariants, its closed-form law included) and of
 # one null draw; a physics test's record without draws (one property; the joint test two) and each
-# draw beyond it.
+# draw beyond it. RSA's rows remeasured after its sampled pairs' distances became numpy gathers
+# (``Pairwise.pairs``, 4-5x faster), the same day, at load 3.
 # measure, N, d, score CPU seconds, draw CPU seconds
 MEASURE_COSTS: tuple[tuple[str, int, int, float, float], ...] = (
     ('mknn', 2000, 384, 0.000397, 0.000102),
@@ -340,12 +341,12 @@ MEASURE_COSTS: tuple[tuple[str, int, int, float, float], ...] = (
     ('shape_angular', 5000, 1536, 2.87, 2.97),
     ('shape_angular', 10000, 384, 0.181, 0.182),
     ('shape_angular', 10000, 1536, 3.78, 3.97),
-    ('rsa', 2000, 384, 9.34, 9.26),
-    ('rsa', 2000, 1536, 47.1, 44.5),
-    ('rsa', 5000, 384, 9.28, 9.61),
-    ('rsa', 5000, 1536, 43.7, 55.1),
-    ('rsa', 10000, 384, 9.86, 10.9),
-    ('rsa', 10000, 1536, 40.3, 38.2),
+    ('rsa', 2000, 384, 1.89, 1.98),
+    ('rsa', 2000, 1536, 9.05, 8.47),
+    ('rsa', 5000, 384, 2.15, 2.12),
+    ('rsa', 5000, 1536, 7.74, 8.11),
+    ('rsa', 10000, 384, 2.1, 2.08),
+    ('rsa', 10000, 1536, 6.91, 7.19),
     ('linear_r2', 2000, 384, 0.074, 0.0723),
     ('linear_r2', 2000, 1536, 3.97, 4.19),
     ('linear_r2', 5000, 384, 0.133, 0.126),

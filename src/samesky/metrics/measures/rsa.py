@@ -85,23 +85,6 @@ def _sampled(p, metric: str, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     rng = np.random.default_rng(seed)
     i = rng.integers(0, p.n, m)
     j = (i + rng.integers(1, p.n, m)) % p.n  # uniform over j != i
-    chunks = range(0, m, 2**14)  # rows gathered at once
-    return tuple(np.concatenate([_pair_distances(Z, s, i[a : a + 2**14], j[a : a + 2**14], metric) for a in chunks])
-                 for Z, s in ((p.X, p.sx), (p.Y, p.sy)))
-
-
-def _pair_distances(Z: np.ndarray, s, i: np.ndarray, j: np.ndarray, metric: str) -> np.ndarray:
-    """Distances of the sampled pairs (i, j), from those rows only (float64)."""
-    def rows(idx):
-        R = np.asarray(Z[idx], np.float64) * (1.0 if s is None else s[idx, None])
-        if metric == "correlation":
-            R = R - R.mean(axis=1, keepdims=True)
-        if metric in ("cosine", "correlation"):
-            R = R / np.linalg.norm(R, axis=1, keepdims=True)
-        return R
-
-    A, B = rows(i), rows(j)
-    if metric in ("cosine", "correlation"):
-        return 1 - np.einsum("ij,ij->i", A, B)
-    sq = ((A - B) ** 2).sum(1)
-    return sq if metric == "sqeuclidean" else np.sqrt(sq)
+    chunk = 2**13  # pairs whose rows are gathered at once
+    return tuple(np.concatenate([P.pairs(i[a : a + chunk], j[a : a + chunk]) for a in range(0, m, chunk)])
+                 for P in (Pairwise(p.X, metric, p.sx), Pairwise(p.Y, metric, p.sy)))
