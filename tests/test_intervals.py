@@ -51,13 +51,13 @@ def test_self_pair_subsample_shares_its_graph():
     assert sub.same and sub.graphs(10)[0] is sub.graphs(10)[1]
 
 
-@pytest.mark.parametrize("name", ["mknn", "cknna", "cka_linear", "cka_unbiased", "mutual_info", "cycle_knn"])
+@pytest.mark.parametrize("name", ["mknn", "cknna", "cka_linear", "cka_unbiased", "mutual_info", "cycle_knn", "mmd"])
 def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
     """Every metric's interval is subsampling, each subsample rescored from scratch (neighbourhoods,
     centring, principal axes); metrics without neighbourhoods use the first feature_space_draws
     splits. A percentile bootstrap (CKA, MI before; it over-covered) fails this."""
     n, k, draws, capped, ci = 240, 10, 6, 4, 0.9
-    Za, Zb = correlated(n, 12, 9, seed=3)
+    Za, Zb = correlated(n, 12, 12 if METRICS[name].equal_dims else 9, seed=3)
     pair = Pair(Za, Zb, knn_graph(Za, graph_width(k)), knn_graph(Zb, graph_width(k)))
     got = pair_statistics(pair, list(dict.fromkeys([name, "mknn", "cka_linear"])), k=k, null_draws=0, subsampling_splits=draws, ci=ci, seed=6,
                           feature_space_draws=capped)
@@ -72,6 +72,8 @@ def test_interval_equals_brute_force_recomputation_on_every_subsample(name):
     if METRICS[name].interval == "subsampling_indicator":  # s(1 - s) / m, s at n/2 the halves' mean
         half = rescored[:, :2].mean()
         se = np.sqrt(v2 / 2 * score * (1 - score) / (half * (1 - half)))
+    elif METRICS[name].interval == "subsampling_degenerate":  # A/m + B/m^2, A, B >= 0, exact at n/2 and n/4
+        se = np.sqrt((6 * v2 - np.clip(v4, 2 * v2, 4 * v2)) / 8)
     elif METRICS[name].uses_knn:  # variance model (1 - k/m)^2 m^-beta, beta >= 1
         f = {m: (1 - k / m) ** 2 for m in (n, n / 2, n / 4)}
         se = np.sqrt(v2 * f[n] / f[n / 2] * 2 ** -np.clip(np.log2(v4 / v2 * f[n / 2] / f[n / 4]), 1.0, 2.5))
@@ -96,6 +98,10 @@ def test_metrics_without_neighbourhoods_take_the_1_over_n_rate_from_the_halves()
     for v4 in (2, 4, 1.1):
         assert subsampling_se(draws(1, v4)) ** 2 == pytest.approx(0.5, rel=1e-12)
     assert subsampling_se([row[:2] for row in draws(1, 4)]) == subsampling_se(draws(1, 4))
+    # a degenerate U-statistic (MMD): A/m + B/m^2 through V2 = 1 and V4, each term at least 0
+    for v4, want in ((2, 1 / 2), (4, 1 / 4), (3, 3 / 8), (1.1, 1 / 2), (9, 1 / 4)):
+        assert subsampling_se(draws(1, v4), degenerate=True) ** 2 == pytest.approx(want, rel=1e-12)
+    assert subsampling_se([[1.0, 1.0, 0.5, 0.5, 0.5, 0.5]], degenerate=True) == 0.0
     from samesky.metrics.compare import _subsample_draws
 
     Za, Zb = correlated(120, 6, 5, seed=1)
@@ -124,7 +130,10 @@ def test_sampled_pairs_scale_with_the_subsample():
                                  for rows, p in ((h, 154), (h2, 146))]  # 300 * 21 / 41, 300 * 20 / 41
         assert out["cka_rbf"][d] == [METRICS["cka_rbf"](Za[rows], Zb[rows], median_sample=p)
                                      for rows, p in ((h, 103), (h2, 98))]
-        assert out["mmd"][d] == [METRICS["mmd"](Za[rows], Zb[rows], median_sample=p) for rows, p in ((h, 20), (h2, 20))]
+        # MMD's interval rescores the quarters too (subsampling_degenerate): 40 pairs x m / 41 each
+        assert out["mmd"][d] == [METRICS["mmd"](Za[rows], Zb[rows], median_sample=round(40 * len(rows) / 41))
+                                 for rows in splits[d]]
+    assert [round(40 * len(rows) / 41) for rows in splits[0]] == [20, 20, 11, 10, 10, 10]
     assert METRICS["rsa"].subsample_params({"sample_pairs": None, "seed": 7}, 20, 41) == {"sample_pairs": None, "seed": 7}
     for name, wrong in (("rsa", "seed"), ("cka_rbf", "gamma")):  # not optional (seed 0), not a count (a float)
         with pytest.raises(ValueError, match=rf"pair_samples \['{wrong}'\] must be optional integer parameters"):

@@ -471,7 +471,7 @@ def metric_seconds(name: str, job: Job, d_a: float, d_b: float, layered: bool = 
 @cache
 def _metric_seconds(name: str, n: int, d_a: float, d_b: float, draws: int, splits: int, cap: int,
                     closed_form: bool) -> float:
-    from .metrics.registry import get_metric
+    from .metrics.registry import QUARTER_INTERVALS, get_metric
 
     spec = get_metric(name)
 
@@ -481,7 +481,7 @@ def _metric_seconds(name: str, n: int, d_a: float, d_b: float, draws: int, split
 
     score, draw = score_draw(n)
     made = 0 if spec.closed_form and closed_form else spec.null_draws_made(draws, cap)
-    split = 2 * score_draw(n / 2)[0] + (4 * score_draw(n / 4)[0] if spec.interval == "subsampling_knn" else 0.0)
+    split = 2 * score_draw(n / 2)[0] + (4 * score_draw(n / 4)[0] if spec.interval in QUARTER_INTERVALS else 0.0)
     return score + made * draw + spec.splits_made(splits, cap) * split
 
 

@@ -20,7 +20,7 @@ from .. import schema
 from ..plan import COMPARISON_FIELDS
 from .knn import restrict_graph
 from .pair import Pair
-from .registry import PAIRING_FREE, get_metric
+from .registry import PAIRING_FREE, QUARTER_INTERVALS, get_metric
 from .stats import calibrated, calibrated_interval, permutations, quarter_splits, summarise
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,8 @@ def pair_statistics(pair: Pair, metrics: list[str], *, k: int, null_draws: int, 
               **summarise(scores[name], nulls[name], rescored[name], ci, alpha=alpha, scale=spec.scale,
                           interval="subsampling", no_null=PAIRING_FREE if spec.pairing_free else None,
                           knn=(pair.n, settings[name]["k"]) if spec.interval == "subsampling_knn" else None,
-                          indicator=spec.interval == "subsampling_indicator")}
+                          indicator=spec.interval == "subsampling_indicator",
+                          degenerate=spec.interval == "subsampling_degenerate")}
         if name in laws:
             law = laws[name]
             tau = law.threshold(alpha)
@@ -241,7 +242,7 @@ def _subsample_draws(pair: Pair, specs, params: dict, limits: dict, splits) -> d
             break
         scores = {s.name: [] for s in active}
         for j, rows in enumerate(subsamples):
-            rescored = [s for s in active if s.interval == "subsampling_knn" or j < 2]  # (H, H', Q1..Q4)
+            rescored = [s for s in active if s.interval in QUARTER_INTERVALS or j < 2]  # (H, H', Q1..Q4)
             if not rescored:
                 break
             sub = pair.subsample(rows, width)

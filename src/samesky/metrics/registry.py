@@ -52,7 +52,10 @@ INTERVALS = {  # interval method -> the subsamples rescored and the variance rat
     "subsampling_smooth": "the halves of each split, variance falling as 1/m (a smooth statistic)",
     "subsampling_indicator": "the halves of each split, variance s(1 - s) D / m (a mean of per-object 0/1 outcomes "
                              "whose rate s falls with m)",
+    "subsampling_degenerate": "halves and quarters of each split, variance A/m + B/m^2 (a U- or V-statistic whose "
+                              "first-order term vanishes where the two laws are one)",
 }
+QUARTER_INTERVALS = ("subsampling_knn", "subsampling_degenerate")  # the intervals that rescore quarters
 
 
 @dataclass(frozen=True)
@@ -320,7 +323,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            {"gamma": None, "median_sample": None, "normalize_rows": False}, **_BANDWIDTH,
            summary="CKA with Gaussian kernels, median bandwidth per side (pu kernel.cka rbf); all pairs, tiled"),
     Metric("mmd", "MMD", _measure("kernel", "mmd"), {"gamma": None, "median_sample": None, "normalize_rows": False},
-           **_BANDWIDTH, scale="distance", **_FREE, equal_dims=True,
+           **_BANDWIDTH, scale="distance", **_FREE, equal_dims=True, interval="subsampling_degenerate",
            summary="maximum mean discrepancy, Gaussian kernel, pooled median bandwidth (pu kernel.mmd)"),
     Metric("svcca", "SVCCA", _measure("cca", "svcca"), {"keep": 0.99, "standardize": False, "eps": 1e-8,
                                                          "normalize_rows": False},

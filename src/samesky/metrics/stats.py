@@ -85,6 +85,18 @@ s_n the full-sample score and s_(n/2) the halves' mean score (the registry's int
 (94.4%; the neighbourhood model's 0.95, 93.7%). Estimating the rate from the quarters as well (mean
 0.90-0.96) doubled the SE's noise for no gain. A score of 0 or 1 (no object or every object
 returns) gets SE 0.
+A statistic near its degenerate point (the registry's 'subsampling_degenerate': MMD). A U- or
+V-statistic's variance is A/m + B/m^2 (Hoeffding's decomposition), A the first-order term's.
+Where two laws are far apart A dominates and V2 / 2 holds; where they are nearly one, A vanishes
+and the variance falls as 1/m^2 (MMD at 0.079 on the latent64 data: the halves' variance 3.9
+times the full sample's, so V2 / 2 made the SE 1.37 of the SD, 98.4% coverage). The halves and
+quarters fix both terms, V2 = 2a + 4b and V4 = 4a + 16b (a = A/n, b = B/n^2), so
+
+    SE^2 = a + b = (6 V2 - V4) / 8,   V4 held within [2 V2, 4 V2] (A, B >= 0),
+
+V2 / 2 at rate 1 and V2 / 4 at rate 2; a sum of the two terms, not a power law between them,
+which is what the decomposition says a mixture of the regimes is. Coverage: benchmarks/README.md
+("The estimators in their sampled mode").
 The SE is itself estimated from the draws, and SE = V2 / sqrt(V4) (inside the bounds) doubles the
 relative noise of V2, which has one degree of freedom per draw: its coefficient of variation over
 samples was 0.12-0.19 at 50 draws and 0.08-0.11 at 200 (N = 1000, 3000), pure Monte-Carlo noise
@@ -179,7 +191,7 @@ def bernoulli_share(s: float) -> float:
 
 
 def subsampling_se(draws, n: int | None = None, k: int | None = None, *,
-                   indicator_score: float | None = None) -> float:
+                   indicator_score: float | None = None, degenerate: bool = False) -> float:
     """SE of a score from its ``quarter_splits`` rescorings (module docstring). A neighbourhood
     metric (``k``, on a sample of ``n`` objects) has (draws, 6) = (H, H', Q1..Q4) each, and the
     variance model knn_share(m, k) m^-beta: V2 knn_share(n) / knn_share(n/2) 2^-beta, beta =
@@ -188,31 +200,39 @@ def subsampling_se(draws, n: int | None = None, k: int | None = None, *,
     ignored): V2 / 2, the rate 1/m of a smooth statistic. ``indicator_score``: the full-sample
     score s_n of a mean of per-object 0/1 outcomes (cycle_knn), from the halves alone: the
     variance model bernoulli_share(s_m) D / m, so V2 / 2 bernoulli_share(s_n) / bernoulli_share(s_(n/2)),
-    s_(n/2) the halves' mean score (module docstring, "A mean of 0/1 outcomes")."""
+    s_(n/2) the halves' mean score (module docstring, "A mean of 0/1 outcomes"). ``degenerate``:
+    a U- or V-statistic whose first-order term may vanish (MMD where the two laws are nearly one),
+    from the halves and quarters (draws, 6): var(theta_m) = A/m + B/m^2 with A, B >= 0, fitted
+    exactly to V2 and V4, so SE^2 = (6 V2 - V4) / 8 with V4 held within [2 V2, 4 V2] (module
+    docstring, "A statistic near its degenerate point")."""
     s = np.asarray(draws, float)
     s = s.reshape(len(s), -1)
     v2 = np.mean((s[:, 0] - s[:, 1]) ** 2) / 2
     if indicator_score is not None:
         half = bernoulli_share(float(s[:, :2].mean()))
         return float(np.sqrt(v2 / 2 * bernoulli_share(indicator_score) / half)) if v2 > 0 else 0.0
-    if k is None:
+    if k is None and not degenerate:
         return float(np.sqrt(v2 / 2))
-    if not n > 4 * k:
+    if k is not None and not n > 4 * k:
         raise ValueError(f"subsampling_se: a quarter of n={n} objects must hold more than k={k}")
     v4 = np.mean([(s[:, 2 + a] - s[:, 2 + b]) ** 2 for a in range(4) for b in range(a + 1, 4)]) / 2
     if v2 == 0 or v4 == 0:
         return float(np.sqrt(v2 / 2))
+    if degenerate:
+        return float(np.sqrt((6 * v2 - np.clip(v4, 2 * v2, 4 * v2)) / 8))
     f2, f4 = knn_share(n / 2, k), knn_share(n / 4, k)
     beta = float(np.clip(np.log2(v4 / v2) - np.log2(f4 / f2), *KNN_BETA_BOUNDS))
     return float(np.sqrt(v2 * knn_share(n, k) / f2 * 2.0**-beta))
 
 
 def subsampling_interval(score: float, draws, ci: float, n: int | None = None,
-                         k: int | None = None, *, indicator: bool = False) -> tuple[float, float]:
+                         k: int | None = None, *, indicator: bool = False,
+                         degenerate: bool = False) -> tuple[float, float]:
     """Normal interval score -+ z_{(1 + ci) / 2} SE, SE from ``subsampling_se`` (``n``, ``k``:
     a neighbourhood metric's sample size and k; ``indicator``: the score is a mean of per-object
-    0/1 outcomes, its SE from the indicator model)."""
-    se = subsampling_se(draws, n, k, indicator_score=score if indicator else None) if len(draws) else 0.0
+    0/1 outcomes, its SE from the indicator model; ``degenerate``: the A/m + B/m^2 model)."""
+    se = (subsampling_se(draws, n, k, indicator_score=score if indicator else None, degenerate=degenerate)
+          if len(draws) else 0.0)
     z = NormalDist().inv_cdf((1 + ci) / 2)
     return score - z * se, score + z * se
 
@@ -305,7 +325,7 @@ DRAW_FIELDS = {"percentile": "bootstrap_draws", "subsampling": "subsampling_spli
 
 def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, alpha: float = 0.05,
               scale: str = "unit", interval: str = "percentile", knn: tuple[int, int] | None = None,
-              indicator: bool = False, no_null: str | None = None) -> dict:
+              indicator: bool = False, degenerate: bool = False, no_null: str | None = None) -> dict:
     """The statistics fields of a metric record; None where no draws were made.
 
     ``calibrated``/``tau`` follow ``permutation_threshold`` and ``calibrated`` at level ``alpha``,
@@ -314,7 +334,7 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
     ``score``; the probes); ``'subsampling'``: the rescorings of ``quarter_splits``, (draws, 6),
     or (draws, 2) halves without ``knn`` (``subsampling_interval``; every metric of ``compare``;
     ``knn`` = (n, k) for a neighbourhood metric; ``indicator`` for a mean of per-object 0/1
-    outcomes, as ``subsampling_interval``). ``interval_method`` names it, and the count of
+    outcomes and ``degenerate`` for the A/m + B/m^2 model (draws, 6), as ``subsampling_interval``). ``interval_method`` names it, and the count of
     ``boot``'s rows is the field ``DRAW_FIELDS[interval]``. ``no_null``: why the measure has no
     null (registry.PAIRING_FREE), the record's ``null_method``; ``null`` must then be empty.
     """
@@ -330,7 +350,8 @@ def summarise(score: float, null: np.ndarray, boot: np.ndarray, ci: float, *, al
            "alpha": alpha, "null_method": "permutation" if len(null) else no_null,
            "interval_method": interval if len(boot) else None}
     if len(boot):
-        lo, hi = (subsampling_interval(score, boot, ci, *(knn or ()), indicator=indicator) if interval == "subsampling"
+        lo, hi = (subsampling_interval(score, boot, ci, *(knn or ()), indicator=indicator,
+                                       degenerate=degenerate) if interval == "subsampling"
                   else np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2]) + (score - boot.mean()))
         out.update(ci_low=float(lo), ci_high=float(hi))
     if len(null):
