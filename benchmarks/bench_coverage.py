@@ -171,7 +171,8 @@ def intervals(score: np.ndarray, rescored: np.ndarray, cells: list, n: int, ci: 
     out = {}
     for c, (m, k) in enumerate(cells):
         lo, hi = subsampling_interval(score[c], rescored[:, :, c], ci, n, k,
-                                      indicator=METRICS[m].interval == "subsampling_indicator")
+                                      indicator=METRICS[m].interval == "subsampling_indicator",
+                                      degenerate=METRICS[m].interval == "subsampling_degenerate")
         out[(m, k)] = {"score": score[c], "ci_low": lo, "ci_high": hi}
     return out
 

@@ -172,7 +172,7 @@ def test_hf_source_defaults_per_layout(breadth_config, tmp_path):
                                                   "layout": "Smith42/legacysurvey_hsc_crossmatched",
                                                   "id_column": "hsc_object_id", "limit": None, "drop_flat": {}}
     assert plan.hf_source("desi_hsc")["id_column"] == "Z"
-    assert plan.hf_source("jwst_hsc") == {"dataset": "resources/snapshots/jwst_hsc",
+    assert plan.hf_source("jwst_hsc") == {"dataset": "resources/simulated/jwst_hsc",
                                           "layout": "Smith42/jwst_hsc_crossmatched",
                                           "id_column": "hsc_object_id", "limit": None,
                                           "drop_flat": {"jwst": "f200w"}}

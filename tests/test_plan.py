@@ -638,7 +638,7 @@ def test_cosmos_web_plans_against_its_own_reference_and_knows_its_catalogue(brea
         validate_config(copy.deepcopy(breadth_config))
     xms["cosmos_web"]["reference"] = "cosmos_hsc"
     plan = Plan(validate_config(copy.deepcopy(breadth_config)))
-    assert plan.hf_source("cosmos_web") == {"dataset": "resources/snapshots/cosmos_web",
+    assert plan.hf_source("cosmos_web") == {"dataset": "resources/simulated/cosmos_web",
                                             "layout": "Ashodkh/cosmosweb-hsc-jwst-high-snr-pil2",
                                             "id_column": None, "limit": None, "drop_flat": {}}
     cross = [c for c in plan.comparisons if c.crossmatch == "cosmos_web" and c.kind == "crossmodal"]

@@ -268,6 +268,8 @@ def test_plan_probes_every_embedding_of_the_probed_crossmatches(paper_config, br
     assert paper.probe_params("jwst_hsc")["properties"] == []
     assert paper.property_files("desi_hsc") == ["resources/crossmatches/desi_hsc.h5"]
     demo = Plan(validate_config(breadth_config))
+    # the simulated desi_hsc has its own file: a demo run never hands it to the paper's run
+    assert demo.property_files("desi_hsc") == ["resources/simulated/desi_hsc.h5", "resources/simulated/desi_hsc.truth.h5"]
     assert sorted(demo.probes) == sorted(demo.embeddings)
     params = demo.probe_params("jwst_hsc")
     assert params["categorical"] == ["quiescent"] and "quiescent" in params["properties"]

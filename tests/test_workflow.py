@@ -100,7 +100,7 @@ def test_demo_writes_tables_and_figures(demo_run):
     assert [int(done) for done, _ in progress] == list(range(1, jobs + 1)), terminal
     assert len(terminal.splitlines()) < 300 and len(terminal.splitlines()) <= jobs + 70, terminal
     assert not re.findall(r"^.*(?:WARNING|\[transformers\]|it/s|rule \w+:).*$", terminal, re.M)
-    ingest_log = (workdir / "logs/ingest_hf/desi_hsc.log").read_text()
+    ingest_log = (workdir / "logs/ingest_simulated/desi_hsc.log").read_text()
     assert ingest_log.count("no ra/dec column") == 1 and "INFO samesky.ingest" in ingest_log
     scores = pd.read_csv(workdir / "results/demo/tables/scores.csv")
     assert set(scores["metric"]) == set(config["metrics"]["names"])

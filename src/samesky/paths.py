@@ -13,10 +13,13 @@ import re
 
 from .config import ConfigError
 
-# Data (resources/: inputs the workflow fetches, simulates or builds, shared by every run)
-SNAPSHOT = "resources/snapshots/{crossmatch}"  # a simulated crossmatch, Multimodal Universe-shaped
-TRUTH = "resources/snapshots/{crossmatch}.truth.h5"  # its latent truth
-CROSSMATCH = "resources/crossmatches/{crossmatch}.h5"  # an ingested crossmatch (samesky.schema)
+# Data (resources/: inputs the workflow fetches, simulates or builds, shared by every run). A
+# simulated crossmatch has folders of its own, so that a run simulating a name (the demo's desi_hsc)
+# and a run ingesting the real one never read each other's file.
+CROSSMATCH = "resources/crossmatches/{crossmatch}.h5"  # an ingested hub or snapshot crossmatch (samesky.schema)
+SNAPSHOT = "resources/simulated/{crossmatch}"  # a simulated crossmatch, Multimodal Universe-shaped
+TRUTH = "resources/simulated/{crossmatch}.truth.h5"  # its latent truth
+SIMULATED_CROSSMATCH = "resources/simulated/{crossmatch}.h5"  # that snapshot ingested (samesky.schema)
 TINY_MODEL = "resources/models/tiny/{model}"
 RANDOM_MODEL = "resources/models/random/seed{seed}/{model}"  # an untrained control's weights
 

@@ -271,7 +271,9 @@ class Plan(ConfigChecks, RuleParams):
 
     def crossmatch_path(self, crossmatch: str) -> str:
         src = self.source(crossmatch)
-        return src["path"] if "path" in src else paths.CROSSMATCH.format(crossmatch=crossmatch)
+        if "path" in src:
+            return src["path"]
+        return (paths.SIMULATED_CROSSMATCH if "simulate" in src else paths.CROSSMATCH).format(crossmatch=crossmatch)
 
     def layer_comparisons(self) -> list[Comparison]:
         """The pairs compared block by block when the embedding jobs write blocks (``embed.layers``

@@ -6,6 +6,7 @@
 
 localrules:
     ingest_hf,
+    ingest_simulated,
 
 
 rule simulate_snapshot:
@@ -26,20 +27,15 @@ rule simulate_snapshot:
         "../scripts/simulate_snapshot.py"
 
 
-# Hub crossmatches, local snapshots and simulated snapshots: the same ingestion code.
+# Hub crossmatches and local snapshots; simulated snapshots (into their own folder): the same
+# ingestion code.
 rule ingest_hf:
-    input:
-        lambda wc: (
-            [PLAN.snapshot_dir(wc.crossmatch)]
-            if "simulate" in PLAN.source(wc.crossmatch)
-            else []
-        ),
     output:
         paths.CROSSMATCH,
     log:
         "logs/ingest_hf/{crossmatch}.log",
     wildcard_constraints:
-        crossmatch=_one_of(_sources("hf") + _sources("simulate")),
+        crossmatch=_one_of(_sources("hf")),
     conda:
         "../../envs/samesky.yaml"
     threads: 1
@@ -48,6 +44,17 @@ rule ingest_hf:
         hf=lambda wc: PLAN.hf_source(wc.crossmatch),
     script:
         "../scripts/ingest_hf.py"
+
+
+use rule ingest_hf as ingest_simulated with:
+    input:
+        lambda wc: PLAN.snapshot_dir(wc.crossmatch),
+    output:
+        paths.SIMULATED_CROSSMATCH,
+    log:
+        "logs/ingest_simulated/{crossmatch}.log",
+    wildcard_constraints:
+        crossmatch=_one_of(_sources("simulate")),
 
 
 rule truth_embedding:
