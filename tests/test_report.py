@@ -237,3 +237,11 @@ def test_a_family_has_one_colour_in_every_figure(df):
     styles = {family_style(f)["color"] + family_style(f)["marker"] for f in ("vit", "dinov2", "convnextv2", "ijepa",
                                                                            "astropt", "specformer", "aion", "dinov3")}
     assert len(styles) == 8  # distinct looks, whatever the registry's length
+
+
+def test_an_embedding_is_named_survey_family_size_and_a_control_says_so_last():
+    from samesky.report.records import embedding_label
+
+    assert embedding_label("hsc", "dinov2-giant") == "HSC DINOv2 Giant"
+    assert embedding_label("hsc", "aion@random-base") == "HSC AION-1 Base (untrained)"
+    assert embedding_label("desi", "specformer-base") == "DESI Specformer Base"

@@ -39,11 +39,10 @@ from ..physics import TESTS
 from ..probes import score_label
 from .captions import RunFacts
 from .records import (
-    family_label,
+    embedding_label,
     has_null,
     metric_label,
     metric_order,
-    size_label,
     split_model,
     survey_label,
     survey_rank,
@@ -183,11 +182,6 @@ def _cell(score, low, high) -> str:
     return f"{score:.3f}" + ("" if pd.isna(low) or pd.isna(high) else f" [{low:.3f}, {high:.3f}]")
 
 
-def _embedding(survey, model) -> str:
-    family, size = split_model(model)
-    return f"{survey_label(survey)} {family_label(family)} {size_label(size)}"
-
-
 def alignment_display(table: pd.DataFrame) -> pd.DataFrame:
     """The display table: one row per (crossmatch, embedding, compared embedding), the calibrated
     alignment, then one column per (property, measure), each cell 'score [low, high]'."""
@@ -196,9 +190,9 @@ def alignment_display(table: pd.DataFrame) -> pd.DataFrame:
     for r in table.itertuples(index=False):
         key = (r.crossmatch, r.survey, r.embedding_model, r.compared_survey, r.compared_model)
         row = rows.setdefault(key, {
-            "Crossmatch": r.crossmatch, "Embedding": _embedding(r.survey, r.embedding_model),
+            "Crossmatch": r.crossmatch, "Embedding": embedding_label(r.survey, r.embedding_model),
             "Compared with": MISSING if r.compared_model is None or pd.isna(r.compared_model)
-            else _embedding(r.compared_survey, r.compared_model),
+            else embedding_label(r.compared_survey, r.compared_model),
             f"calibrated {metric_label(metric)}": _cell(r.alignment, r.alignment_low, r.alignment_high), "notes": []})
         row[f"{r.property}: {measure_label(r.measure, r.metric)}"] = _cell(r.knows, r.knows_low, r.knows_high)
         if r.note and r.note not in row["notes"]:

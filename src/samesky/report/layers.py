@@ -42,6 +42,7 @@ from .records import (  # noqa: E402
     PAIRING_FREE,
     RecordError,
     attach_params,
+    embedding_label,
     family_label,
     has_null,
     metric_label,
@@ -49,9 +50,7 @@ from .records import (  # noqa: E402
     raw_unit,
     require_params,
     score_axis,
-    size_label,
     split_model,
-    survey_label,
 )
 
 PAIR = ("metric", *COMPARISON_FIELDS)
@@ -233,8 +232,7 @@ def _axis(n_blocks: int) -> tuple[np.ndarray, dict[int, int]]:
 def _side_label(survey: str, model: str) -> str:
     if model == TRUTH_MODEL:
         return "latent truth"
-    family, size = split_model(model)
-    return f"{survey_label(survey)} {family_label(family)} {size_label(size)}"
+    return embedding_label(survey, model)
 
 
 def _heatmap(sub: pd.DataFrame, pair: dict, facts: RunFacts) -> plt.Figure:

@@ -10,7 +10,7 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from ..metrics.registry import METRICS, PAIRING_FREE
-from ..models.registry import family_label  # noqa: F401  (tables, figures, trends and probes import it from here)
+from ..models.registry import UNTRAINED, family_label  # (tables, figures, trends and probes import it from here)
 from ..plan import COMPARISON_FIELDS
 from ..schema import SchemaError, read_metric_records
 from ..surveys import SURVEYS
@@ -59,6 +59,15 @@ def split_model(key: str) -> tuple[str, str]:
 
 def size_label(size: str) -> str:
     return size[:1].upper() + size[1:]
+
+
+def embedding_label(survey: str, model: str) -> str:
+    """How tables and figures name one embedding: 'HSC DINOv2 Giant'; an untrained control's
+    tag after its size, 'HSC AION-1 Base (untrained)'."""
+    family, size = split_model(model)
+    trained = family.removesuffix(UNTRAINED)
+    return (f"{survey_label(survey)} {family_label(trained)} {size_label(size)}"
+            + (" (untrained)" if trained != family else ""))
 
 
 def survey_label(survey: str) -> str:
