@@ -4,10 +4,10 @@ KL and Jensen-Shannon divergences between fitted Gaussians, and the KSG kNN mutu
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy.special import digamma
 
 from ._inputs import checked
+from . import _ksg
 from ._moments import moments
 
 # Rows of a Chebyshev-distance tile in ``ksg_mutual_information`` (tile memory: rows x N x 8 bytes).
@@ -56,27 +56,57 @@ def ksg_mutual_information(X, Y, *, k: int = 3, normalize_rows: bool = False) ->
     MI = psi(k) - <psi(n_x + 1) + psi(n_y + 1)> + psi(N), clipped at 0 as pu.
 
     Similarity >= 0. Exact, computed in row tiles of Chebyshev distances (never an N x N
-    matrix), in the inputs' dtype: O(N^2 (d_X + d_Y)) time, O(N * 128) memory.
+    matrix; ``_ksg``: compiled, bit for bit ``torch.cdist(p=inf)``), in the inputs' dtype:
+    O(N^2 (d_X + d_Y)) time, O(N * 128) memory. ``KsgEstimator`` answers a pair's null draws and
+    subsamples from cached distance matrices where they fit.
     """
-    p = checked(X, Y, normalize_rows=normalize_rows, measure="ksg_mutual_information")
-    n = p.n
-    if k < 1:
-        raise ValueError(f"ksg_mutual_information: k={k} must be >= 1")
-    k = min(k, max(1, n - 1))  # pu's clamp
-    tx, ty = (_rows_as_given(Z, s) for Z, s in ((p.X, p.sx), (p.Y, p.sy)))
-    nx, ny = np.empty(n), np.empty(n)
+    return _Ksg(X, Y, k, normalize_rows).mi(_tiled_counts)
+
+
+class _Ksg:
+    """A checked pair, as ``ksg_mutual_information`` reads it: each side in its own dtype with the
+    row scales ``normalize_rows`` applies (ones: none), and k clamped as pu clamps it."""
+
+    def __init__(self, X, Y, k: int, normalize_rows: bool):
+        p = checked(X, Y, normalize_rows=normalize_rows, measure="ksg_mutual_information")
+        if k < 1:
+            raise ValueError(f"ksg_mutual_information: k={k} must be >= 1")
+        self.n, self.k = p.n, min(k, max(1, p.n - 1))  # pu's clamp
+        self.sides = [(np.ascontiguousarray(Z), np.ones(p.n, Z.dtype) if s is None else s.astype(Z.dtype))
+                      for Z, s in ((p.X, p.sx), (p.Y, p.sy))]
+        self.dtype = p.X.dtype
+
+    def mi(self, counts, ix=None, iy=None) -> float:
+        """The KSG estimate from ``counts(self, ix, iy) -> (nx, ny)`` of the objects whose X rows are
+        ``ix`` and Y rows ``iy`` (default: all, in order)."""
+        every = np.arange(self.n)
+        ix, iy = every if ix is None else ix, every if iy is None else iy
+        nx, ny = counts(self, ix, iy)
+        n = len(ix)
+        mi = digamma(self.k) - np.mean(digamma(nx + 1.0) + digamma(ny + 1.0)) + digamma(n)
+        return float(max(mi, 0.0))
+
+    def counts_from(self, Dx, rx, cx, Dy, ry, cy):
+        """``_ksg.ksg_counts`` of objects i < len(rx) against j < len(cx), as int64 arrays."""
+        nx, ny = np.empty(len(rx), np.int64), np.empty(len(rx), np.int64)
+        _ksg.ksg_counts(Dx, rx, cx, Dy, ry, cy, self.k, self.dtype.type(1e-10), nx, ny)
+        return nx, ny
+
+    def distances(self, side: int, idx, a: int, b: int, out=None) -> np.ndarray:
+        """Chebyshev distances of side ``side``'s rows idx[a:b] to its rows idx."""
+        Z, s = self.sides[side]
+        out = np.empty((b - a, len(idx)), Z.dtype) if out is None else out
+        _ksg.chebyshev_rows(Z, s, np.ascontiguousarray(idx, np.int64), a, b, out)
+        return out
+
+
+def _tiled_counts(ksg: _Ksg, ix, iy):
+    """KSG counts from row tiles of both sides' distances, computed here (O(N * 128) memory)."""
+    n = len(ix)
+    nx, ny = np.empty(n, np.int64), np.empty(n, np.int64)
     for a in range(0, n, _KSG_ROWS):
-        dx = torch.cdist(tx[a : a + _KSG_ROWS], tx, p=float("inf"))
-        dy = torch.cdist(ty[a : a + _KSG_ROWS], ty, p=float("inf"))
-        # the (k+1)-th smallest joint distance counting the object itself (0): the k-th neighbour
-        eps = torch.kthvalue(torch.maximum(dx, dy), k + 1, dim=1).values[:, None] + 1e-10
-        nx[a : a + _KSG_ROWS] = ((dx <= eps).sum(1) - 1).numpy()
-        ny[a : a + _KSG_ROWS] = ((dy <= eps).sum(1) - 1).numpy()
-    mi = digamma(k) - np.mean(digamma(nx + 1) + digamma(ny + 1)) + digamma(n)
-    return float(max(mi, 0.0))
-
-
-def _rows_as_given(Z: np.ndarray, s: np.ndarray | None) -> torch.Tensor:
-    """Z in its own dtype, rows scaled by ``s`` (a copy only then)."""
-    T = torch.from_numpy(np.ascontiguousarray(Z))
-    return T if s is None else T * torch.from_numpy(s).to(T.dtype)[:, None]
+        b = min(n, a + _KSG_ROWS)
+        local, every = np.arange(b - a), np.arange(n)
+        nx[a:b], ny[a:b] = ksg.counts_from(ksg.distances(0, ix, a, b), local, every,
+                                           ksg.distances(1, iy, a, b), local, every)
+    return nx, ny
