@@ -72,3 +72,39 @@ def test_counts_and_score_equal_the_torch_oracle(kind, dtype, normalize_rows, mo
     score = information.ksg_mutual_information(X, Y, normalize_rows=normalize_rows)
     # at the 1e-10 scale (rows not normalised) eps + 1e-10 takes in most objects: clipped at 0
     assert score == _oracle(X, Y, normalize_rows=normalize_rows) and (score > 0) == (kind != "tiny" or normalize_rows)
+
+
+@pytest.mark.parametrize("budget", [information.KSG_MATRIX_BYTES, 0])  # kept matrices; tiles every call
+@pytest.mark.parametrize("normalize_rows", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_estimator_draws_and_subsamples_equal_the_function_float_for_float(budget, normalize_rows, dtype,
+                                                                          monkeypatch):
+    from samesky.metrics.pair import Pair
+    from samesky.metrics.registry import METRICS
+    from samesky.metrics.stats import permutations
+
+    monkeypatch.setattr(information, "KSG_MATRIX_BYTES", budget)
+    X, Y = _data("grid", dtype, n=120)
+    f = information.ksg_mutual_information
+
+    def ksg(A, B):
+        return f(A, B, normalize_rows=normalize_rows)
+    pair = Pair(X, Y)
+    est = METRICS["mi_ksg"].estimator(pair, normalize_rows=normalize_rows)
+    perms = list(permutations(120, 4, 2))
+    assert est.score() == ksg(X, Y) and [est.null(pi) for pi in perms] == [ksg(X, Y[pi]) for pi in perms]
+    assert bool(pair.kept) == (budget > 0)
+    rows = np.sort(np.random.default_rng(3).choice(120, 60, replace=False))
+    sub = pair.subsample(rows, 0)
+    inner = np.arange(0, 60, 2)
+    nested = sub.subsample(inner, 0)  # a subsample's subsample reads the first pair's matrices
+    assert nested.source[0] is pair and np.array_equal(nested.source[1], rows[inner])
+    for part, keep in ((sub, rows), (nested, rows[inner])):
+        est = METRICS["mi_ksg"].estimator(part, normalize_rows=normalize_rows)
+        assert est.score() == ksg(X[keep], Y[keep]) and not part.kept
+        pi = np.random.default_rng(4).permutation(len(keep))
+        assert est.null(pi) == ksg(X[keep], Y[keep][pi])
+    self_pair = Pair(X, X)
+    assert METRICS["mi_ksg"].estimator(self_pair, normalize_rows=normalize_rows).null(perms[1]) == ksg(X, X[perms[1]])
+    with pytest.raises(ValueError, match="permutes side B's 120 rows, got indices of shape \\(119,\\)"):
+        METRICS["mi_ksg"].estimator(pair, normalize_rows=normalize_rows).null(perms[0][:119])

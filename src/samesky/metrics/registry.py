@@ -266,6 +266,17 @@ def _measure(module: str, function: str) -> Callable:
     return prepare
 
 
+def _ksg(pair, k: int, normalize_rows: bool):
+    """mi_ksg: ``information.KsgEstimator``, whose draws and subsamples read the pair's distance
+    matrices where they fit, else recompute the measure's distance tiles."""
+    from .measures.information import KsgEstimator
+
+    return KsgEstimator(pair, k=k, normalize_rows=normalize_rows)
+
+
+_ksg.__qualname__ = "measures.information.ksg_mutual_information"  # the pure function it equals
+
+
 def _graph_measure(function: str) -> Callable:
     """A neighbourhood measure of ``metrics.measures.neighbours`` on the pair's kNN graphs
     (``neighbours.GraphEstimator``: nulls by relabelling side B's graph)."""
@@ -362,7 +373,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            summary="KL divergence (nats) between the fitted Gaussians (pu information)"),
     Metric("gaussian_js", "Gaussian JS", _measure("information", "gaussian_js"), {"eps": 1e-6, "normalize_rows": False},
            scale="distance", **_FREE, equal_dims=True, summary="Jensen-Shannon divergence (nats) of the fitted Gaussians (pu)"),
-    Metric("mi_ksg", "KSG mutual information", _measure("information", "ksg_mutual_information"),
+    Metric("mi_ksg", "KSG mutual information", _ksg,
            {"normalize_rows": False}, fixed={"k": 3}, scale="nats",
            summary="Kraskov-Stogbauer-Grassberger kNN mutual information, k = 3 (pu information.mutual_information)"),
     Metric("distance_correlation", "distance correlation", _measure("dcor", "distance_correlation"),

@@ -6,12 +6,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import digamma
 
-from ._inputs import checked
 from . import _ksg
+from ._inputs import checked
 from ._moments import moments
 
-# Rows of a Chebyshev-distance tile in ``ksg_mutual_information`` (tile memory: rows x N x 8 bytes).
+# Rows of a Chebyshev-distance tile in ``ksg_mutual_information`` (tile memory: 2 x rows x N values).
 _KSG_ROWS = 128
+# ``KsgEstimator`` keeps a pair's N x N Chebyshev distance matrices, both sides together (one for a
+# self pair), when they take at most this many bytes in the inputs' dtype: N <= 17,677 in float32
+# (12,500 in float64), so that with the inputs every measure stays under 3 GB (issue 27).
+KSG_MATRIX_BYTES = 2_500_000_000
 
 
 def _gaussians(X, Y, eps: float, normalize_rows: bool, measure: str):
@@ -92,6 +96,14 @@ class _Ksg:
         _ksg.ksg_counts(Dx, rx, cx, Dy, ry, cy, self.k, self.dtype.type(1e-10), nx, ny)
         return nx, ny
 
+    def matrix(self, side: int) -> np.ndarray:
+        """Side ``side``'s N x N Chebyshev distances, filled in row tiles."""
+        every = np.arange(self.n)
+        D = np.empty((self.n, self.n), self.dtype)
+        for a in range(0, self.n, _KSG_ROWS):
+            self.distances(side, every, a, min(self.n, a + _KSG_ROWS), D[a : a + _KSG_ROWS])
+        return D
+
     def distances(self, side: int, idx, a: int, b: int, out=None) -> np.ndarray:
         """Chebyshev distances of side ``side``'s rows idx[a:b] to its rows idx."""
         Z, s = self.sides[side]
@@ -110,3 +122,50 @@ def _tiled_counts(ksg: _Ksg, ix, iy):
         nx[a:b], ny[a:b] = ksg.counts_from(ksg.distances(0, ix, a, b), local, every,
                                            ksg.distances(1, iy, a, b), local, every)
     return nx, ny
+
+
+class KsgEstimator:
+    """mi_ksg on a ``metrics.pair.Pair`` (``registry``): ``score()``, and ``null(pi)``, side B's
+    rows permuted (``Zb[pi]``), each equal to ``ksg_mutual_information`` on those arrays, float for
+    float. When both sides' N x N distance matrices fit ``KSG_MATRIX_BYTES`` they are computed once,
+    kept in ``pair.kept``, and every call on the pair, and on its subsamples (``Pair.subsample``:
+    the intervals), reads them in O(N^2): the joint distance of i and j under ``pi`` is
+    max(Dx[i, j], Dy[pi_i, pi_j]). Otherwise each call computes its distance tiles,
+    O(N^2 (d_X + d_Y)). A subsample never computes matrices of its own (it is scored once)."""
+
+    def __init__(self, pair, *, k: int, normalize_rows: bool):
+        self.pair, self.key = pair, ("ksg_chebyshev", normalize_rows)
+        self.ksg = _Ksg(pair.Za, pair.Zb, k, normalize_rows)
+
+    def _matrices(self):
+        """(Dx, Dy, rows): the kept distance matrices and this pair's objects' rows in them, or None."""
+        if self.pair.source is not None:
+            origin, rows = self.pair.source
+            kept = origin.kept.get(self.key)
+            return None if kept is None else (*kept, rows)
+        if self.key not in self.pair.kept:
+            sides = 1 if self.pair.same else 2
+            if sides * self.ksg.n**2 * self.ksg.dtype.itemsize > KSG_MATRIX_BYTES:
+                return None
+            Dx = self.ksg.matrix(0)
+            self.pair.kept[self.key] = (Dx, Dx if self.pair.same else self.ksg.matrix(1))
+        return (*self.pair.kept[self.key], np.arange(self.ksg.n))
+
+    def _mi(self, iy) -> float:
+        """The estimate on this pair's objects, side B's rows ``iy`` of them (None: as given)."""
+        kept = self._matrices()
+        if kept is None:
+            return self.ksg.mi(_tiled_counts, None, iy)
+        Dx, Dy, rows = kept
+        iy = rows if iy is None else rows[iy]
+        return self.ksg.mi(lambda ksg, ix, iy: ksg.counts_from(Dx, ix, ix, Dy, iy, iy), rows, iy)
+
+    def score(self) -> float:
+        return self._mi(None)
+
+    def null(self, pi) -> float:
+        pi = np.asarray(pi, np.int64)
+        if pi.shape != (self.ksg.n,):
+            raise ValueError(f"ksg_mutual_information: a null draw permutes side B's {self.ksg.n} rows, got "
+                             f"indices of shape {pi.shape}")
+        return self._mi(np.arange(self.ksg.n)[pi])  # indexing checks the range
