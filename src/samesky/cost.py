@@ -221,8 +221,9 @@ def _rereads(job: Job) -> float:
 # --measure-costs (its default sizes: metrics at N = 2,000, 5,000, 10,000 x d = 384, 1,536, physics
 # tests at N = 400, 2,000 x d = 64, 384; config/config.yaml's metrics.params, a million sampled
 # pairs for the measures that sample them) on 2026-12-07, the 2-core machine shared with other
-# engineers' jobs (load 4-8), each size its own run; mi_ksg stopped at 5,000 and 10,000 x 1,536
-# (100-400 CPU-s a call; its N^2 d is known from the other four). CPU seconds of one score (the
+# engineers' jobs (load 4-8), each size its own run; mi_ksg's rows again on 2026-12-07 (--only mi_ksg, load
+# 4-5, NUMBA_NUM_THREADS=1) with its compiled kernels, both ways: 'mi_ksg:kept' keeping both distance
+# matrices (a draw reads them), 'mi_ksg' recomputing them every call (above 17,677 objects). CPU seconds of one score (the
 # estimator built on the cached graphs and Gram invariants, its closed-form law included) and of
 # one null draw; a physics test's record without draws (one property; the joint test two) and each
 # draw beyond it.
@@ -388,10 +389,18 @@ MEASURE_COSTS: tuple[tuple[str, int, int, float, float], ...] = (
     ('gaussian_js', 5000, 1536, 1.89, 4.2e-06),
     ('gaussian_js', 10000, 384, 0.128, 1.38e-05),
     ('gaussian_js', 10000, 1536, 2.35, 7.05e-06),
-    ('mi_ksg', 2000, 384, 1.94, 1.94),
-    ('mi_ksg', 2000, 1536, 7.79, 7.76),
-    ('mi_ksg', 5000, 384, 12, 12.1),
-    ('mi_ksg', 10000, 384, 49.5, 48.8),
+    ('mi_ksg:kept', 2000, 384, 0.501, 0.0122),
+    ('mi_ksg', 2000, 384, 0.191, 0.191),
+    ('mi_ksg:kept', 2000, 1536, 0.698, 0.012),
+    ('mi_ksg', 2000, 1536, 0.707, 0.713),
+    ('mi_ksg:kept', 5000, 384, 1.7, 0.0868),
+    ('mi_ksg', 5000, 384, 1.19, 1.19),
+    ('mi_ksg:kept', 5000, 1536, 5.06, 0.0716),
+    ('mi_ksg', 5000, 1536, 4.52, 4.96),
+    ('mi_ksg:kept', 10000, 384, 6.37, 0.287),
+    ('mi_ksg', 10000, 384, 4.69, 5.2),
+    ('mi_ksg:kept', 10000, 1536, 19.1, 0.286),
+    ('mi_ksg', 10000, 1536, 17.9, 18.1),
     ('distance_correlation', 2000, 384, 0.0796, 0.0812),
     ('distance_correlation', 2000, 1536, 0.297, 0.272),
     ('distance_correlation', 5000, 384, 0.41, 0.415),
@@ -473,14 +482,19 @@ def _metric_seconds(name: str, n: int, d_a: float, d_b: float, draws: int, split
     from .metrics.registry import get_metric
 
     spec = get_metric(name)
+    # a metric keeping per-pair quantities at n (Metric.kept_at): its ':kept' rows, a subsample's score
+    # read from them as a draw is
+    kept = spec.kept_at is not None and spec.kept_at(n)
+    measure = f"{name}:kept" if kept else name
 
     def score_draw(rows):
-        (sa, qa), (sb, qb) = measure_seconds(name, rows, d_a), measure_seconds(name, rows, d_b)
+        (sa, qa), (sb, qb) = measure_seconds(measure, rows, d_a), measure_seconds(measure, rows, d_b)
         return (sa + sb) / 2, (qa + qb) / 2
 
     score, draw = score_draw(n)
     made = 0 if spec.closed_form and closed_form else spec.null_draws_made(draws, cap)
-    split = 2 * score_draw(n / 2)[0] + (4 * score_draw(n / 4)[0] if spec.interval == "subsampling_knn" else 0.0)
+    sub = 1 if kept else 0
+    split = 2 * score_draw(n / 2)[sub] + (4 * score_draw(n / 4)[sub] if spec.interval == "subsampling_knn" else 0.0)
     return score + made * draw + spec.splits_made(splits, cap) * split
 
 

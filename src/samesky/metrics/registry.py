@@ -89,6 +89,11 @@ class Metric:
     # parameters}) that shares this hook, null an array of draws (one per row of ``perms``) or a
     # closed-form law. A and B are the sides' blocks (``layers.Block``: Z, graph, invariants).
     layer_cells: Callable | None = None
+    # Optional: kept_at(n) -> True where the estimator keeps per-pair quantities at n objects (both
+    # sides float32) from which its null draws and its subsamples' scores are computed, e.g. mi_ksg's
+    # distance matrices within their memory budget: the cost model then prices it from the
+    # '{name}:kept' rows of ``cost.MEASURE_COSTS`` (``cost.metric_seconds``)
+    kept_at: Callable | None = None
     summary: str = ""
 
     def __post_init__(self):
@@ -243,8 +248,8 @@ def _mutual_info(pair, components: int):
     return MutualInfoEstimator(pair.space, components)
 
 
-def _layer_hook(module: str, name: str) -> Callable:
-    """A batched layer hook living in its metric's module, imported when the atlas runs."""
+def _hook(module: str, name: str) -> Callable:
+    """A hook living in its metric's module (a batched layer hook, ``kept_at``), imported when called."""
     def hook(*args, **kwargs):
         from importlib import import_module
 
@@ -294,22 +299,22 @@ _BANDWIDTH = {"types": {"gamma": float, "median_sample": int}, "pair_samples": (
 _FOLDS = {"cv": int}  # ridge R^2: None = in-sample (pu's default), else the mean over cv test folds
 _FREE = {"nulls": (PAIRING_FREE,)}  # they compare two distributions: no permutation null
 _CKA = {"reads": frozenset({"features", "gram_invariants"}), "nulls": ("closed_form", "feature_draws"),
-        "layer_cells": _layer_hook("cka", "layer_cells")}
+        "layer_cells": _hook("cka", "layer_cells")}
 
 # In display order: tables, figures and trend tests list metrics in this order (MKNN, the paper's, first).
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("mknn", "MKNN", _mknn, {"k": 10}, **_KNN, layer_cells=_layer_hook("mknn", "layer_cells"),
+    Metric("mknn", "MKNN", _mknn, {"k": 10}, **_KNN, layer_cells=_hook("mknn", "layer_cells"),
            summary="mutual k-nearest-neighbour overlap (the paper's metric)"),
     Metric("cka_linear", "linear CKA", _cka, fixed={"unbiased": False}, **_CKA,
            summary="linear CKA (biased HSIC), feature space"),
     Metric("cka_unbiased", "unbiased CKA", _cka, fixed={"unbiased": True}, **_CKA,
            summary="linear CKA with the unbiased HSIC estimator, feature space"),
-    Metric("cknna", "CKNNA", _cknna, {"k": 10}, **_KNN, layer_cells=_layer_hook("cknna", "layer_cells"),
+    Metric("cknna", "CKNNA", _cknna, {"k": 10}, **_KNN, layer_cells=_hook("cknna", "layer_cells"),
            summary="CKA restricted to mutual k-nearest neighbours, as released in platonic-rep (unbiased HSIC)"),
     Metric("cknna_formula", "CKNNA (appendix formula)", _cknna_formula, {"k": 10}, **_KNN,
            summary="CKNNA by the formula of Huh et al. 2024's appendix"),
     Metric("mutual_info", "mutual information", _mutual_info, {"components": 16}, scale="nats",
-           nulls=("score_draws",), layer_cells=_layer_hook("mutual_info", "layer_cells"),
+           nulls=("score_draws",), layer_cells=_hook("mutual_info", "layer_cells"),
            summary="Gaussian mutual information (nats) of the top principal components"),
     # The field's measures (docs/MEASURES.md: each one's reference, file and line; parameters the
     # reference's values). Their nulls recompute the measure on side B's rows permuted, but the
@@ -374,7 +379,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("gaussian_js", "Gaussian JS", _measure("information", "gaussian_js"), {"eps": 1e-6, "normalize_rows": False},
            scale="distance", **_FREE, equal_dims=True, summary="Jensen-Shannon divergence (nats) of the fitted Gaussians (pu)"),
     Metric("mi_ksg", "KSG mutual information", _ksg,
-           {"normalize_rows": False}, fixed={"k": 3}, scale="nats",
+           {"normalize_rows": False}, fixed={"k": 3}, scale="nats", kept_at=_hook("measures.information", "ksg_keeps"),
            summary="Kraskov-Stogbauer-Grassberger kNN mutual information, k = 3 (pu information.mutual_information)"),
     Metric("distance_correlation", "distance correlation", _measure("dcor", "distance_correlation"),
            {"normalize_rows": False}, summary="distance correlation (dcor); all pairs, tiled"),

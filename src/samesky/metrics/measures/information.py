@@ -124,6 +124,12 @@ def _tiled_counts(ksg: _Ksg, ix, iy):
     return nx, ny
 
 
+def ksg_keeps(n: int, itemsize: int = 4, sides: int = 2) -> bool:
+    """Whether ``KsgEstimator`` keeps a pair's distance matrices: ``sides`` N x N matrices of
+    ``itemsize`` bytes within ``KSG_MATRIX_BYTES`` (the registry's ``kept_at`` of mi_ksg)."""
+    return sides * n * n * itemsize <= KSG_MATRIX_BYTES
+
+
 class KsgEstimator:
     """mi_ksg on a ``metrics.pair.Pair`` (``registry``): ``score()``, and ``null(pi)``, side B's
     rows permuted (``Zb[pi]``), each equal to ``ksg_mutual_information`` on those arrays, float for
@@ -144,8 +150,7 @@ class KsgEstimator:
             kept = origin.kept.get(self.key)
             return None if kept is None else (*kept, rows)
         if self.key not in self.pair.kept:
-            sides = 1 if self.pair.same else 2
-            if sides * self.ksg.n**2 * self.ksg.dtype.itemsize > KSG_MATRIX_BYTES:
+            if not ksg_keeps(self.ksg.n, self.ksg.dtype.itemsize, 1 if self.pair.same else 2):
                 return None
             Dx = self.ksg.matrix(0)
             self.pair.kept[self.key] = (Dx, Dx if self.pair.same else self.ksg.matrix(1))
