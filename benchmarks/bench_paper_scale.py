@@ -26,7 +26,7 @@ seconds of a metric's estimator's construction and score (with its closed-form l
 declares one: what a compare job does once) and of one null draw (the mean of a few), given the
 pair's cached kNN graphs and Gram invariants (the knn_graph job's); a physics test's record
 without draws, and each null draw beyond it. A metric that keeps per-pair quantities at a size
-(``Metric.kept_at``: mi_ksg) gives two rows there: 'name:kept' (its draws read them) and 'name'
+(``Metric.kept_bytes``: mi_ksg) gives two rows there: 'name:kept' (its draws read them) and 'name'
 (recomputed every call, as above its budget). Run it on one thread:
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_paper_scale.py \
@@ -165,9 +165,9 @@ def resumed_cpu_seconds(knn_layers: Path) -> float:
 
 def _regimes(name: str, spec, n: int) -> list:
     """(row name, context) of each way the metric's estimator works at n objects: one that keeps
-    per-pair quantities there (``Metric.kept_at``: mi_ksg's distance matrices) keeping them
+    per-pair quantities there (``Metric.keeps``: mi_ksg's distance matrices) keeping them
     ('name:kept', its draws read from them) and, its budget set to 0, recomputing every call."""
-    if spec.kept_at is None or not spec.kept_at(n):
+    if not spec.keeps(n):
         return [(name, nullcontext())]
     from samesky.metrics.measures import information
 

@@ -98,13 +98,23 @@ def test_each_metric_pays_its_own_score_draws_and_splits():
         (at("svcca", 8000)[0] + wide) / 2)
 
 
+def test_a_comparison_job_holds_what_its_metrics_keep():
+    """mi_ksg keeps both sides' float32 distance matrices up to 17,677 objects: the job's peak grows by them."""
+    job = Job("compare", 10_000, Side(1536), Side(768), metrics=("mknn", "mi_ksg"))
+    without = predict(replace(job, metrics=("mknn",)))[1]
+    assert predict(job)[1] - without == pytest.approx(2 * 10_000**2 * 4 / 2**20)
+    assert predict(replace(job, n=18_600))[1] == predict(replace(job, n=18_600, metrics=("mknn",)))[1]
+    layers = Job("compare_layers", 10_000, Side(1536, (1536,) * 3), Side(768, (768,) * 2), metrics=("mi_ksg",))
+    assert predict(layers)[1] - predict(replace(layers, metrics=("mknn",)))[1] == pytest.approx(762.939453125)
+
+
 def test_each_measure_alone_is_fitted_within_30_percent():
     """Every metric's and physics test's score and null draw as measured alone, within 30% or, below a
     tenth of a second (the kNN measures' milliseconds), within the shared machine's noise of 0.1 s."""
     from samesky.metrics.registry import METRICS
     from samesky.physics import EMBEDDING_TESTS
 
-    kept = {f"{name}:kept" for name, metric in METRICS.items() if metric.kept_at is not None}  # both ways measured
+    kept = {f"{name}:kept" for name, metric in METRICS.items() if metric.kept_bytes is not None}  # both ways measured
     assert kept == {"mi_ksg:kept"}
     assert {row[0] for row in cost.MEASURE_COSTS} == set(METRICS) | set(EMBEDDING_TESTS) | kept
     for name, n, d, score, draw in cost.MEASURE_COSTS:

@@ -482,9 +482,9 @@ def _metric_seconds(name: str, n: int, d_a: float, d_b: float, draws: int, split
     from .metrics.registry import get_metric
 
     spec = get_metric(name)
-    # a metric keeping per-pair quantities at n (Metric.kept_at): its ':kept' rows, a subsample's score
+    # a metric keeping per-pair quantities at n (Metric.keeps): its ':kept' rows, a subsample's score
     # read from them as a draw is
-    kept = spec.kept_at is not None and spec.kept_at(n)
+    kept = spec.keeps(n)
     measure = f"{name}:kept" if kept else name
 
     def score_draw(rows):
@@ -686,8 +686,18 @@ def predict(job: Job) -> tuple[float, float]:
     if form.measured:
         terms.append(form.measured(job))
     seconds = terms[0] + sum(terms[1:]) / _speedup(job.threads) + REREAD_SECONDS * _rereads(job)
-    peak = sum(c * t(job) for c, t in zip(form.memory_coef, form.memory.values()))
+    peak = sum(c * t(job) for c, t in zip(form.memory_coef, form.memory.values())) + _kept_mb(job)
     return seconds, peak
+
+
+def _kept_mb(job: Job) -> float:
+    """MB a comparison job's metrics keep for a pair (``Metric.kept_bytes``: mi_ksg's distance
+    matrices), added as they are to the fitted peak (the measured jobs ran without them)."""
+    if job.rule not in ("compare", "compare_layers"):
+        return 0.0
+    from .metrics.registry import get_metric
+
+    return sum(spec.kept_bytes(job.n) for spec in map(get_metric, job.metrics) if spec.kept_bytes) / 2**20
 
 
 # ---- cluster resources ----------------------------------------------------------------------

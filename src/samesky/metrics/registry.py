@@ -89,11 +89,12 @@ class Metric:
     # parameters}) that shares this hook, null an array of draws (one per row of ``perms``) or a
     # closed-form law. A and B are the sides' blocks (``layers.Block``: Z, graph, invariants).
     layer_cells: Callable | None = None
-    # Optional: kept_at(n) -> True where the estimator keeps per-pair quantities at n objects (both
-    # sides float32) from which its null draws and its subsamples' scores are computed, e.g. mi_ksg's
-    # distance matrices within their memory budget: the cost model then prices it from the
-    # '{name}:kept' rows of ``cost.MEASURE_COSTS`` (``cost.metric_seconds``)
-    kept_at: Callable | None = None
+    # Optional: kept_bytes(n) -> the bytes of per-pair quantities the estimator keeps at n objects (both
+    # sides float32; 0 where it keeps none), from which its null draws and its subsamples' scores are
+    # computed, e.g. mi_ksg's distance matrices within their memory budget (``keeps``): the cost model
+    # prices it there from the '{name}:kept' rows of ``cost.MEASURE_COSTS`` and adds those bytes to a
+    # comparison job's peak memory
+    kept_bytes: Callable | None = None
     summary: str = ""
 
     def __post_init__(self):
@@ -117,6 +118,10 @@ class Metric:
     def direction(self) -> str:
         """'similarity' (higher is more aligned) or 'distance' (lower is), from its scale."""
         return SCALES[self.scale][0]
+
+    def keeps(self, n: int) -> bool:
+        """Whether its estimator keeps per-pair quantities at n objects (``kept_bytes``)."""
+        return self.kept_bytes is not None and self.kept_bytes(n) > 0
 
     @property
     def uses_knn(self) -> bool:
@@ -249,7 +254,7 @@ def _mutual_info(pair, components: int):
 
 
 def _hook(module: str, name: str) -> Callable:
-    """A hook living in its metric's module (a batched layer hook, ``kept_at``), imported when called."""
+    """A hook living in its metric's module (a batched layer hook, ``kept_bytes``), imported when called."""
     def hook(*args, **kwargs):
         from importlib import import_module
 
@@ -379,7 +384,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("gaussian_js", "Gaussian JS", _measure("information", "gaussian_js"), {"eps": 1e-6, "normalize_rows": False},
            scale="distance", **_FREE, equal_dims=True, summary="Jensen-Shannon divergence (nats) of the fitted Gaussians (pu)"),
     Metric("mi_ksg", "KSG mutual information", _ksg,
-           {"normalize_rows": False}, fixed={"k": 3}, scale="nats", kept_at=_hook("measures.information", "ksg_keeps"),
+           {"normalize_rows": False}, fixed={"k": 3}, scale="nats", kept_bytes=_hook("measures.information", "ksg_kept_bytes"),
            summary="Kraskov-Stogbauer-Grassberger kNN mutual information, k = 3 (pu information.mutual_information)"),
     Metric("distance_correlation", "distance correlation", _measure("dcor", "distance_correlation"),
            {"normalize_rows": False}, summary="distance correlation (dcor); all pairs, tiled"),

@@ -124,10 +124,12 @@ def _tiled_counts(ksg: _Ksg, ix, iy):
     return nx, ny
 
 
-def ksg_keeps(n: int, itemsize: int = 4, sides: int = 2) -> bool:
-    """Whether ``KsgEstimator`` keeps a pair's distance matrices: ``sides`` N x N matrices of
-    ``itemsize`` bytes within ``KSG_MATRIX_BYTES`` (the registry's ``kept_at`` of mi_ksg)."""
-    return sides * n * n * itemsize <= KSG_MATRIX_BYTES
+def ksg_kept_bytes(n: int, itemsize: int = 4, sides: int = 2) -> int:
+    """The bytes of the distance matrices ``KsgEstimator`` keeps for a pair of n objects: ``sides``
+    n x n matrices of ``itemsize`` bytes where they fit ``KSG_MATRIX_BYTES``, else 0 (none kept; the
+    registry's ``kept_bytes`` of mi_ksg)."""
+    size = sides * n * n * itemsize
+    return size if size <= KSG_MATRIX_BYTES else 0
 
 
 class KsgEstimator:
@@ -150,7 +152,7 @@ class KsgEstimator:
             kept = origin.kept.get(self.key)
             return None if kept is None else (*kept, rows)
         if self.key not in self.pair.kept:
-            if not ksg_keeps(self.ksg.n, self.ksg.dtype.itemsize, 1 if self.pair.same else 2):
+            if not ksg_kept_bytes(self.ksg.n, self.ksg.dtype.itemsize, 1 if self.pair.same else 2):
                 return None
             Dx = self.ksg.matrix(0)
             self.pair.kept[self.key] = (Dx, Dx if self.pair.same else self.ksg.matrix(1))
