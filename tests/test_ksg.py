@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from samesky.metrics.measures import _ksg, information
+from samesky.metrics.measures._inputs import checked
 
 
 def _oracle_counts(X, Y, k, normalize_rows, rows=128):
     """The counts as ``ksg_mutual_information`` computed them before ``_ksg``: torch.cdist tiles,
     kthvalue of the joint distance, + 1e-10 in the dtype."""
-    p = information.checked(X, Y, normalize_rows=normalize_rows)
+    p = checked(X, Y, normalize_rows=normalize_rows)
     tx, ty = (torch.from_numpy(Z) * (1 if s is None else torch.from_numpy(s).to(torch.from_numpy(Z).dtype)[:, None])
               for Z, s in ((p.X, p.sx), (p.Y, p.sy)))
     nx, ny = np.empty(p.n, np.int64), np.empty(p.n, np.int64)
