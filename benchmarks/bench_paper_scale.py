@@ -25,9 +25,11 @@ seconds: on a shared machine wall time is CPU time stretched by whatever else ru
 seconds of a metric's estimator's construction and score (with its closed-form law where it
 declares one: what a compare job does once) and of one null draw (the mean of a few), given the
 pair's cached kNN graphs and Gram invariants (the knn_graph job's); a physics test's record
-without draws, and each null draw beyond it. Run it on one thread:
+without draws, and each null draw beyond it. A metric that keeps per-pair quantities at a size
+(``Metric.kept_bytes``: mi_ksg) gives two rows there: 'name:kept' (its draws read them) and 'name'
+(recomputed every call, as above its budget). Run it on one thread:
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/bench_paper_scale.py \
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_paper_scale.py \
         --measure-costs                                # about an hour on 2 shared cores
     ... --measure-costs --sizes 5000:768 --only svcca  # one metric at one size
 
@@ -44,8 +46,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import yaml
@@ -159,21 +163,31 @@ def resumed_cpu_seconds(knn_layers: Path) -> float:
                    if p["name"] in kept)
 
 
+def _regimes(name: str, spec, n: int) -> list:
+    """(row name, context) of each way the metric's estimator works at n objects: one that keeps
+    per-pair quantities there (``Metric.keeps``: mi_ksg's distance matrices) keeping them
+    ('name:kept', its draws read from them) and, its budget set to 0, recomputing every call."""
+    if not spec.keeps(n):
+        return [(name, nullcontext())]
+    from samesky.metrics.measures import information
+
+    return [(f"{name}:kept", nullcontext()), (name, mock.patch.object(information, "KSG_MATRIX_BYTES", 0))]
+
+
 def measure_costs(n: int, d: int, params: dict, names: list[str], k: int = 10, draws: int = 3) -> list[dict]:
     """CPU seconds of one score and one null draw (one draw where a score takes over a second) of
     each of ``names``, registered metrics (``params``: config metrics.params) and physics tests
     (``physics.EMBEDDING_TESTS``, on one property; the joint test on two), on one (n, d) pair, the
     kNN graphs and Gram invariants given; a measure's sampled pairs 1,000,000 unless ``params`` say."""
-    import torch
-
     from samesky.metrics.knn import knn_graph
     from samesky.metrics.pair import Pair
     from samesky.metrics.registry import METRICS, graph_width
     from samesky.metrics.rv_null import gram_invariants
     from samesky.metrics.stats import permutations
     from samesky.physics import EMBEDDING_TESTS, physics_records
+    from samesky.runtime import use_threads
 
-    torch.set_num_threads(1)
+    use_threads(1)  # torch's, the BLAS's and numba's threads
     rng = np.random.default_rng(0)
     latent = rng.standard_normal((n, 16), dtype=np.float32)
     Za, Zb = (latent @ rng.standard_normal((16, d), dtype=np.float32) + rng.standard_normal((n, d), dtype=np.float32)
@@ -193,17 +207,19 @@ def measure_costs(n: int, d: int, params: dict, names: list[str], k: int = 10, d
         # sampled pairs as the paper's config samples them where this one leaves them exact (refused at 10,000)
         settings = {**({"k": k} if spec.takes_k else {}), **{key: 1_000_000 for key in spec.pair_samples},
                     **params.get(name, {})}
-        start = time.process_time()
-        est = spec.estimator(Pair(Za, Zb, *graphs, invariants=invariants), **settings)
-        est.score()
-        if spec.closed_form:
-            est.closed_null()
-        score_s = time.process_time() - start
-        made = 0 if spec.pairing_free else 1 if spec.costly_draws and score_s > 1 else draws
-        start = time.process_time()
-        for pi in perms[:made]:
-            est.null(pi)
-        row(name, score_s, (time.process_time() - start) / max(made, 1))
+        for label, regime in _regimes(name, spec, n):
+            with regime:
+                start = time.process_time()
+                est = spec.estimator(Pair(Za, Zb, *graphs, invariants=invariants), **settings)
+                est.score()
+                if spec.closed_form:
+                    est.closed_null()
+                score_s = time.process_time() - start
+                made = 0 if spec.pairing_free else 1 if spec.costly_draws and score_s > 1 else draws
+                start = time.process_time()
+                for pi in perms[:made]:
+                    est.null(pi)
+                row(label, score_s, (time.process_time() - start) / max(made, 1))
     properties = {"p": latent[:, 0] + 0.1 * latent[:, 1], "q": latent[:, 2]}
     for name in EMBEDDING_TESTS:
         if name not in names:

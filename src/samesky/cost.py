@@ -221,8 +221,9 @@ def _rereads(job: Job) -> float:
 # --measure-costs (its default sizes: metrics at N = 2,000, 5,000, 10,000 x d = 384, 1,536, physics
 # tests at N = 400, 2,000 x d = 64, 384; config/config.yaml's metrics.params, a million sampled
 # pairs for the measures that sample them) on 2026-12-07, the 2-core machine shared with other
-# engineers' jobs (load 4-8), each size its own run; mi_ksg stopped at 5,000 and 10,000 x 1,536
-# (100-400 CPU-s a call; its N^2 d is known from the other four). CPU seconds of one score (the
+# engineers' jobs (load 4-8), each size its own run; mi_ksg's rows again on 2026-12-07 (--only mi_ksg, load
+# 4-5, NUMBA_NUM_THREADS=1) with its compiled kernels, both ways: 'mi_ksg:kept' keeping both distance
+# matrices (a draw reads them), 'mi_ksg' recomputing them every call (above 17,677 objects). CPU seconds of one score (the
 # estimator built on the cached graphs and Gram invariants, its closed-form law included) and of
 # one null draw; a physics test's record without draws (one property; the joint test two) and each
 # draw beyond it. RSA's rows remeasured after its sampled pairs' distances became numpy gathers
@@ -389,10 +390,18 @@ MEASURE_COSTS: tuple[tuple[str, int, int, float, float], ...] = (
     ('gaussian_js', 5000, 1536, 1.89, 4.2e-06),
     ('gaussian_js', 10000, 384, 0.128, 1.38e-05),
     ('gaussian_js', 10000, 1536, 2.35, 7.05e-06),
-    ('mi_ksg', 2000, 384, 1.94, 1.94),
-    ('mi_ksg', 2000, 1536, 7.79, 7.76),
-    ('mi_ksg', 5000, 384, 12, 12.1),
-    ('mi_ksg', 10000, 384, 49.5, 48.8),
+    ('mi_ksg:kept', 2000, 384, 0.501, 0.0122),
+    ('mi_ksg', 2000, 384, 0.191, 0.191),
+    ('mi_ksg:kept', 2000, 1536, 0.698, 0.012),
+    ('mi_ksg', 2000, 1536, 0.707, 0.713),
+    ('mi_ksg:kept', 5000, 384, 1.7, 0.0868),
+    ('mi_ksg', 5000, 384, 1.19, 1.19),
+    ('mi_ksg:kept', 5000, 1536, 5.06, 0.0716),
+    ('mi_ksg', 5000, 1536, 4.52, 4.96),
+    ('mi_ksg:kept', 10000, 384, 6.37, 0.287),
+    ('mi_ksg', 10000, 384, 4.69, 5.2),
+    ('mi_ksg:kept', 10000, 1536, 19.1, 0.286),
+    ('mi_ksg', 10000, 1536, 17.9, 18.1),
     ('distance_correlation', 2000, 384, 0.0796, 0.0812),
     ('distance_correlation', 2000, 1536, 0.297, 0.272),
     ('distance_correlation', 5000, 384, 0.41, 0.415),
@@ -474,14 +483,19 @@ def _metric_seconds(name: str, n: int, d_a: float, d_b: float, draws: int, split
     from .metrics.registry import QUARTER_INTERVALS, get_metric
 
     spec = get_metric(name)
+    # a metric keeping per-pair quantities at n (Metric.keeps): its ':kept' rows, a subsample's score
+    # read from them as a draw is
+    kept = spec.keeps(n)
+    measure = f"{name}:kept" if kept else name
 
     def score_draw(rows):
-        (sa, qa), (sb, qb) = measure_seconds(name, rows, d_a), measure_seconds(name, rows, d_b)
+        (sa, qa), (sb, qb) = measure_seconds(measure, rows, d_a), measure_seconds(measure, rows, d_b)
         return (sa + sb) / 2, (qa + qb) / 2
 
     score, draw = score_draw(n)
     made = 0 if spec.closed_form and closed_form else spec.null_draws_made(draws, cap)
-    split = 2 * score_draw(n / 2)[0] + (4 * score_draw(n / 4)[0] if spec.interval in QUARTER_INTERVALS else 0.0)
+    sub = 1 if kept else 0
+    split = 2 * score_draw(n / 2)[sub] + (4 * score_draw(n / 4)[sub] if spec.interval in QUARTER_INTERVALS else 0.0)
     return score + made * draw + spec.splits_made(splits, cap) * split
 
 
@@ -673,8 +687,18 @@ def predict(job: Job) -> tuple[float, float]:
     if form.measured:
         terms.append(form.measured(job))
     seconds = terms[0] + sum(terms[1:]) / _speedup(job.threads) + REREAD_SECONDS * _rereads(job)
-    peak = sum(c * t(job) for c, t in zip(form.memory_coef, form.memory.values()))
+    peak = sum(c * t(job) for c, t in zip(form.memory_coef, form.memory.values())) + _kept_mb(job)
     return seconds, peak
+
+
+def _kept_mb(job: Job) -> float:
+    """MB a comparison job's metrics keep for a pair (``Metric.kept_bytes``: mi_ksg's distance
+    matrices), added as they are to the fitted peak (the measured jobs ran without them)."""
+    if job.rule not in ("compare", "compare_layers"):
+        return 0.0
+    from .metrics.registry import get_metric
+
+    return sum(spec.kept_bytes(job.n) for spec in map(get_metric, job.metrics) if spec.kept_bytes) / 2**20
 
 
 # ---- cluster resources ----------------------------------------------------------------------

@@ -83,7 +83,9 @@ def usage() -> str:
 def use_threads(n: int) -> None:
     """Limit intra-op CPU threads to ``n``: torch now if it is loaded, and any later import."""
     n = max(int(n), 1)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
+    if "numba" in sys.modules:
+        sys.modules["numba"].set_num_threads(min(n, sys.modules["numba"].config.NUMBA_NUM_THREADS))

@@ -20,10 +20,12 @@ Graph = tuple[np.ndarray, np.ndarray]  # (indices (N, k) int64, similarity (N, k
 class Pair:
     def __init__(self, Za, Zb, graph_a: Graph | None = None, graph_b: Graph | None = None, *, device=None,
                  invariants: tuple[dict | None, dict | None] = (None, None), memo: dict | None = None,
-                 keys: tuple | None = None):
+                 keys: tuple | None = None, source: tuple | None = None):
         """``memo``: a dict shared by pairs that share sides (the cells of the layer atlas), where
         per-side quantities (``row_means``) are kept by the side's identity, computed once: its
-        ``keys`` (a layer block's, whose rows may be read again from its file) or else the array's."""
+        ``keys`` (a layer block's, whose rows may be read again from its file) or else the array's.
+        ``source``: (pair, rows) when this pair is that pair's objects ``rows`` (``subsample``),
+        whose ``kept`` quantities an estimator may read for them."""
         if len(Za) != len(Zb):
             raise ValueError(f"sides have {len(Za)} and {len(Zb)} rows; row i must be the same object on both")
         self.Za, self.Zb, self.device = Za, Zb, device
@@ -32,6 +34,8 @@ class Pair:
         self.keys = keys
         self._graphs = [graph_a, graph_a if self.same else graph_b]
         self._invariants = list(invariants)
+        self.source = source
+        self.kept = {}  # what an estimator keeps for this pair alone and its subsamples (not ``memo``)
 
     @property
     def n(self) -> int:
@@ -70,15 +74,16 @@ class Pair:
         object can neighbour a copy of itself. ``k = 0``: no graphs (metrics without them)."""
         Za = self.Za[rows]
         Zb = Za if self.same else self.Zb[rows]
+        source = (self, rows) if self.source is None else (self.source[0], self.source[1][rows])
         if not k:
-            return Pair(Za, Zb, device=self.device)
+            return Pair(Za, Zb, device=self.device, source=source)
         # A kept fraction f of the objects needs about k / f cached columns; twice that leaves
         # few rows short (registry.graph_width), and reading no more keeps each draw O(n k).
         width = -(-2 * k * self.n // len(rows))
         ga, gb = ((i[:, :width], s[:, :width]) for i, s in self.graphs(k))
         sub_a = restrict_graph(*ga, rows, Za, k)[:2]
         sub_b = sub_a if self.same else restrict_graph(*gb, rows, Zb, k)[:2]
-        return Pair(Za, Zb, sub_a, sub_b, device=self.device)
+        return Pair(Za, Zb, sub_a, sub_b, device=self.device, source=source)
 
     @cached_property
     def space(self) -> FeatureSpace:

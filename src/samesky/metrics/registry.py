@@ -92,6 +92,12 @@ class Metric:
     # parameters}) that shares this hook, null an array of draws (one per row of ``perms``) or a
     # closed-form law. A and B are the sides' blocks (``layers.Block``: Z, graph, invariants).
     layer_cells: Callable | None = None
+    # Optional: kept_bytes(n) -> the bytes of per-pair quantities the estimator keeps at n objects (both
+    # sides float32; 0 where it keeps none), from which its null draws and its subsamples' scores are
+    # computed, e.g. mi_ksg's distance matrices within their memory budget (``keeps``): the cost model
+    # prices it there from the '{name}:kept' rows of ``cost.MEASURE_COSTS`` and adds those bytes to a
+    # comparison job's peak memory
+    kept_bytes: Callable | None = None
     summary: str = ""
 
     def __post_init__(self):
@@ -115,6 +121,10 @@ class Metric:
     def direction(self) -> str:
         """'similarity' (higher is more aligned) or 'distance' (lower is), from its scale."""
         return SCALES[self.scale][0]
+
+    def keeps(self, n: int) -> bool:
+        """Whether its estimator keeps per-pair quantities at n objects (``kept_bytes``)."""
+        return self.kept_bytes is not None and self.kept_bytes(n) > 0
 
     @property
     def uses_knn(self) -> bool:
@@ -246,8 +256,8 @@ def _mutual_info(pair, components: int):
     return MutualInfoEstimator(pair.space, components)
 
 
-def _layer_hook(module: str, name: str) -> Callable:
-    """A batched layer hook living in its metric's module, imported when the atlas runs."""
+def _hook(module: str, name: str) -> Callable:
+    """A hook living in its metric's module (a batched layer hook, ``kept_bytes``), imported when called."""
     def hook(*args, **kwargs):
         from importlib import import_module
 
@@ -269,6 +279,17 @@ def _measure(module: str, function: str) -> Callable:
     return prepare
 
 
+def _ksg(pair, k: int, normalize_rows: bool):
+    """mi_ksg: ``information.KsgEstimator``, whose draws and subsamples read the pair's distance
+    matrices where they fit, else recompute the measure's distance tiles."""
+    from .measures.information import KsgEstimator
+
+    return KsgEstimator(pair, k=k, normalize_rows=normalize_rows)
+
+
+_ksg.__qualname__ = "measures.information.ksg_mutual_information"  # the pure function it equals
+
+
 def _graph_measure(function: str) -> Callable:
     """A neighbourhood measure of ``metrics.measures.neighbours`` on the pair's kNN graphs
     (``neighbours.GraphEstimator``: nulls by relabelling side B's graph)."""
@@ -286,22 +307,22 @@ _BANDWIDTH = {"types": {"gamma": float, "median_sample": int}, "pair_samples": (
 _FOLDS = {"cv": int}  # ridge R^2: None = in-sample (pu's default), else the mean over cv test folds
 _FREE = {"nulls": (PAIRING_FREE,)}  # they compare two distributions: no permutation null
 _CKA = {"reads": frozenset({"features", "gram_invariants"}), "nulls": ("closed_form", "feature_draws"),
-        "layer_cells": _layer_hook("cka", "layer_cells")}
+        "layer_cells": _hook("cka", "layer_cells")}
 
 # In display order: tables, figures and trend tests list metrics in this order (MKNN, the paper's, first).
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("mknn", "MKNN", _mknn, {"k": 10}, **_KNN, layer_cells=_layer_hook("mknn", "layer_cells"),
+    Metric("mknn", "MKNN", _mknn, {"k": 10}, **_KNN, layer_cells=_hook("mknn", "layer_cells"),
            summary="mutual k-nearest-neighbour overlap (the paper's metric)"),
     Metric("cka_linear", "linear CKA", _cka, fixed={"unbiased": False}, **_CKA,
            summary="linear CKA (biased HSIC), feature space"),
     Metric("cka_unbiased", "unbiased CKA", _cka, fixed={"unbiased": True}, **_CKA,
            summary="linear CKA with the unbiased HSIC estimator, feature space"),
-    Metric("cknna", "CKNNA", _cknna, {"k": 10}, **_KNN, layer_cells=_layer_hook("cknna", "layer_cells"),
+    Metric("cknna", "CKNNA", _cknna, {"k": 10}, **_KNN, layer_cells=_hook("cknna", "layer_cells"),
            summary="CKA restricted to mutual k-nearest neighbours, as released in platonic-rep (unbiased HSIC)"),
     Metric("cknna_formula", "CKNNA (appendix formula)", _cknna_formula, {"k": 10}, **_KNN,
            summary="CKNNA by the formula of Huh et al. 2024's appendix"),
     Metric("mutual_info", "mutual information", _mutual_info, {"components": 16}, scale="nats",
-           nulls=("score_draws",), layer_cells=_layer_hook("mutual_info", "layer_cells"),
+           nulls=("score_draws",), layer_cells=_hook("mutual_info", "layer_cells"),
            summary="Gaussian mutual information (nats) of the top principal components"),
     # The field's measures (docs/MEASURES.md: each one's reference, file and line; parameters the
     # reference's values). Their nulls recompute the measure on side B's rows permuted, but the
@@ -365,8 +386,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            summary="KL divergence (nats) between the fitted Gaussians (pu information)"),
     Metric("gaussian_js", "Gaussian JS", _measure("information", "gaussian_js"), {"eps": 1e-6, "normalize_rows": False},
            scale="distance", **_FREE, equal_dims=True, summary="Jensen-Shannon divergence (nats) of the fitted Gaussians (pu)"),
-    Metric("mi_ksg", "KSG mutual information", _measure("information", "ksg_mutual_information"),
-           {"normalize_rows": False}, fixed={"k": 3}, scale="nats",
+    Metric("mi_ksg", "KSG mutual information", _ksg,
+           {"normalize_rows": False}, fixed={"k": 3}, scale="nats", kept_bytes=_hook("measures.information", "ksg_kept_bytes"),
            summary="Kraskov-Stogbauer-Grassberger kNN mutual information, k = 3 (pu information.mutual_information)"),
     Metric("distance_correlation", "distance correlation", _measure("dcor", "distance_correlation"),
            {"normalize_rows": False}, summary="distance correlation (dcor); all pairs, tiled"),
