@@ -1,15 +1,17 @@
 """The cost model (samesky.cost): its forms by hand, its fit against the measured jobs, the resources
 and plan-time node check it gives the rules, and `samesky cost`."""
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from samesky import cost
 from samesky.cli import main
 from samesky.config import ConfigError, fill_defaults
-from samesky.cost import FORMS, Job, PlanCost, Side, block_dims, job_resources, predict
+from samesky.cost import FORMS, Job, PlanCost, Side, block_dims, job_resources, predict, threads_needed
 from samesky.models.registry import MODELS
 from samesky.plan import Plan
 
@@ -164,6 +166,15 @@ def test_threads_speed_up_only_the_work():
     assert one / eight == pytest.approx(1 / (0.2 + 0.8 / 8), rel=0.02)
 
 
+def test_a_job_past_the_runtime_limit_is_told_the_threads_that_bring_it_under():
+    job = Job("compare", 102_000, Side(1536), Side(1536), draws=1000, splits=100, metrics=("mi_ksg",),
+              feature_space_draws=100)
+    hours = predict(job)[0] / 3600
+    need = threads_needed(job, hours / 2)  # Amdahl at 80% parallel: 2 threads are 1.67x, 4 threads 2.5x
+    assert need == 4 and predict(replace(job, threads=need))[0] <= hours / 2 * 3600
+    assert threads_needed(job, hours) == 1 and threads_needed(job, hours / 6) is None  # at most 5x
+
+
 def test_resources_grow_on_retries_and_stay_within_a_node():
     job = Job("compare", 18_600, Side(1536), Side(768), draws=1000, splits=1000)
     seconds, peak = predict(job)
@@ -278,3 +289,10 @@ def test_the_cost_command_prints_both_choices_of_blocks(capsys, tmp_path, monkey
     assert "critical path: " in final and "critical path: " in every
     # each metric's share, dearest first: KSG's N^2 Chebyshev distances on every draw and split
     assert "metrics' CPU-h in the comparisons, each alone: mi_ksg " in final and ", the other 12 together " in final
+    # the paper's jobs past 48 h on one thread (KSG on the Legacy Survey pairs) fit on the threads the
+    # Slurm profile gives compare jobs
+    need = re.search(r"\n\d+ jobs run past cluster.max_runtime_hours \(48 h\) on one thread and within it on (\d+) "
+                     r"threads", final)
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    assert need and int(need[1]) <= profile["set-threads"]["compare"] and "even on 64 threads" not in final
+    assert "even on 64 threads: leave out their dearest metrics" in every

@@ -671,6 +671,18 @@ def _speedup(threads: int) -> float:
     return 1.0 / ((1 - PARALLEL) + PARALLEL / max(int(threads), 1))
 
 
+MOST_THREADS = 64  # the most threads ``threads_needed`` considers (the model's speedup is 4.8x there)
+
+
+def threads_needed(job: Job, max_hours: float) -> int | None:
+    """The fewest threads that bring ``job``'s predicted time within ``max_hours`` (by the model's
+    80% parallel work), or None where even MOST_THREADS do not."""
+    for threads in (1, 2, 4, 8, 16, 32, MOST_THREADS):
+        if predict(replace(job, threads=threads))[0] <= max_hours * 3600:
+            return threads
+    return None
+
+
 # Seconds per value a compare_layers job reads again (``_rereads``): a 102,000 x 1536 float16 block
 # read from a layers file in the page cache (0.16 s) and restricted to common rows (0.16 s),
 # measured on 2026-12-07 on the 2-core development machine (load 6); on a shared filesystem more.
@@ -982,7 +994,7 @@ class PlanCost:
                 if planned.job.gpu:  # it holds a GPU for as long (at most: its CPU prediction)
                     row["gpu_h"] += seconds / 3600
                 if seconds > self.cluster["max_runtime_hours"] * 3600:
-                    over.append(planned)
+                    over.append(threads_needed(self.as_run(planned.job), self.cluster["max_runtime_hours"]))
             row["jobs"] += 1
             row["cpu_h"] += cpu_s / 3600
             row["peak_gb"] = max(row["peak_gb"], mem / 1024)
@@ -991,7 +1003,9 @@ class PlanCost:
         total = {key: sum(r[key] for r in rows.values()) for key in ("jobs", "cpu_h", "gpu_h", "disk_gb")}
         total["peak_gb"] = max(r["peak_gb"] for r in rows.values())
         return {"rules": rows, "total": total, "critical_path_h": self._critical_path(wall) / 3600,
-                "over_max_runtime": len(over), "sizes": self.sizes, "metrics_h": by_metric}
+                "over_max_runtime": len(over), "max_runtime_hours": self.cluster["max_runtime_hours"],
+                "threads_needed": max((t for t in over if t), default=None),
+                "beyond_threads": sum(t is None for t in over), "sizes": self.sizes, "metrics_h": by_metric}
 
     def _critical_path(self, wall: dict) -> float:
         def side(xm, survey, model):
@@ -1026,9 +1040,15 @@ def format_summary(summary: dict, title: str) -> str:
     rest = f", the other {len(dearest) - 6} together {_figure(sum(h for _, h in dearest[6:]))}" if len(dearest) > 6 else ""
     lines.append("metrics' CPU-h in the comparisons, each alone: "
                  + ", ".join(f"{name} {_figure(h)}" for name, h in dearest[:6]) + rest)
-    if summary["over_max_runtime"]:
-        lines.append(f"{summary['over_max_runtime']} jobs run past cluster.max_runtime_hours on one thread: give "
-                     f"them threads (the profile's set-threads) or a longer partition")
+    over, beyond = summary["over_max_runtime"], summary["beyond_threads"]
+    if over > beyond:
+        lines.append(f"{over - beyond} jobs run past cluster.max_runtime_hours ({summary['max_runtime_hours']:g} h) on "
+                     f"one thread and within it on {summary['threads_needed']} threads: give their rules at least that many "
+                     f"threads (set-threads in the Slurm profile)")
+    if beyond:
+        lines.append(f"{beyond} jobs run past cluster.max_runtime_hours ({summary['max_runtime_hours']:g} h) even on "
+                     f"{MOST_THREADS} threads: leave out their dearest metrics (above), or run them on a partition "
+                     f"that allows longer jobs and raise cluster.max_runtime_hours")
     return "\n".join(lines)
 
 
