@@ -75,7 +75,9 @@ def demo_run(tmp_path_factory):
 
 # Rules the demo cannot run, and where they run instead.
 NOT_IN_DEMO = {"precomputed_embedding": "needs embed.layers: final (the demo writes every block); "
-                                        "tests/test_precomputed.py runs it"}
+                                        "tests/test_precomputed.py runs it",
+               "ingest_hf": "the demo's crossmatches are simulated: ingest_simulated runs its script on them, and "
+                            "the paper's dry runs (tests/test_dryrun.py) plan it"}
 
 
 @pytest.mark.slow
