@@ -46,8 +46,10 @@ from .models.resources import EMBED_RATES, attempt_growth, embed_cpus, resources
 # --rules knn_graph, --jobs 1, load 5-7) once the Gram invariants' all-pairs term came from the
 # graph's own tiles (knn.graph_and_invariants). The physics and umap rows (physics: MEASURED_TESTS
 # on one property; umap: both sides' maps) by --case 400:64:1:3 --case 2000:384:1:3 --case
-# 10000:384:1:3 --rules physics umap (load 5-8). Table and fit: docs/ARCHITECTURE.md, "Cost at the
-# paper's shapes".
+# 10000:384:1:3 --rules physics umap (load 5-8). The 24-block rows: --case 102000:1536:24:5 --jobs 2
+# --node-memory-gb 12 --resume over three sessions on 2026-12-07 (a kNN job's CPU adds its resumed
+# blocks'; load 2-6); its compare row (172 s, load 2-3) is shown, not fitted, and its compare_layers
+# job outran the model (docs). Table and fit: docs/ARCHITECTURE.md, "Cost at the paper's shapes".
 # rule, N, d, blocks, draws, CPU seconds, peak MB
 MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ('knn_graph', 2000, 384, 16, 5, 3.8, 359.0),
@@ -68,6 +70,8 @@ MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ('knn_graph', 40000, 768, 1, 2, 61.8, 1189.0),
     ('knn_graph', 102000, 1536, 1, 5, 530.0, 4548.0),
     ('knn_graph', 102000, 1536, 1, 5, 540.6, 4724.0),
+    ('knn_graph', 102000, 1536, 24, 5, 6004.5, 4727.0),
+    ('knn_graph', 102000, 1536, 24, 5, 5901.8, 4734.0),
     ('compare', 2000, 384, 16, 5, 2.8, 320.0),
     ('compare', 2000, 1536, 4, 5, 25.7, 506.0),
     ('compare', 2000, 1536, 4, 20, 100.3, 563.0),
@@ -95,6 +99,7 @@ MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ('probe', 20000, 384, 1, 3, 17.2, 498.0),
     ('probe', 40000, 768, 1, 2, 110.9, 1326.0),
     ('probe', 102000, 1536, 1, 5, 1357.2, 6785.0),
+    ('probe', 102000, 1536, 24, 5, 1228.1, 6782.0),
     # physics_pair (one property, null draws = subsampling splits = the case's draws): its work as the rule
     # does it (samesky.probes.physics_pair_files on files of the case's shapes with random width-80 graphs,
     # imports included, one process per job) on 2026-12-07, the same shared 2-core machine (load 2-5)
