@@ -61,7 +61,8 @@ class Pairwise:
             scale = self.scale.numpy()
             A *= scale[i, None]
             B *= scale[j, None]
-        sq = np.einsum("ij,ij->i", A - B, A - B)
+        A -= B
+        sq = np.einsum("ij,ij->i", A, A)
         return sq if self.kind == "sqeuclidean" else np.sqrt(sq)
 
     def block(self, r0: int, r1: int, c0: int, c1: int, other: "Pairwise | None" = None) -> torch.Tensor:
