@@ -89,11 +89,16 @@ class CkaEstimator:
         return self.formula(self.space.moments(pi=pi))
 
 
-def _centred(block, dev) -> torch.Tensor:
-    """A block's centred float32 copy (mean accumulated in float64, as ``features.FeatureSpace``)."""
+def _mean(X: torch.Tensor) -> torch.Tensor:
+    """Column means accumulated in float64 chunk by chunk (as ``features.FeatureSpace``)."""
+    return sum(X[s : s + _CHUNK].double().sum(0) for s in range(0, len(X), _CHUNK)) / len(X)
+
+
+def _centred(block, dev) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block's centred float32 copy and its float64 column means."""
     X = as_matrix(block.Z, dev)
-    mean = sum(X[s : s + _CHUNK].double().sum(0) for s in range(0, len(X), _CHUNK)) / len(X)
-    return X - mean.to(X.dtype)
+    mean = _mean(X)
+    return X - mean.to(X.dtype), mean
 
 
 def _self_terms(X: torch.Tensor) -> dict:
@@ -104,6 +109,17 @@ def _self_terms(X: torch.Tensor) -> dict:
             xx += (X[s : s + _CHUNK].T @ X[s : s + _CHUNK]).double()
     a = (X.double() ** 2).sum(1)
     return {"xx2": float((xx * xx).sum()), "a": a, "sum_a": float(a.sum()), "sum_aa": float((a * a).sum())}
+
+
+def _cross(X: torch.Tensor, Z, mean: torch.Tensor) -> torch.Tensor:
+    """Xc^T Yc in float64 (float32 products), X centred and Y = ``Z`` centred by ``mean`` chunk by
+    chunk as it is multiplied: no centred copy of Z is made (the same values as ``_centred``'s)."""
+    xy = torch.zeros(X.shape[1], Z.shape[1], dtype=torch.float64, device=X.device)
+    shift = mean.to(torch.float32)
+    with full_fp32():
+        for s in range(0, len(X), _CHUNK):
+            xy += (X[s : s + _CHUNK].T @ (as_matrix(Z[s : s + _CHUNK], X.device) - shift)).double()
+    return xy
 
 
 def layer_cells(A, B, cells, settings: dict, *, k: int, perms, device=None) -> dict:
@@ -117,18 +133,21 @@ def layer_cells(A, B, cells, settings: dict, *, k: int, perms, device=None) -> d
     for block in {id(b): b for b in [*A, *B]}.values():
         if block.invariants is None:
             block.invariants = gram_invariants(block.Z.astype(np.float32), device=dev)
-    mb = [_self_terms(_centred(b, dev)) for b in B]
+    mb, means = [], []
+    for b in B:
+        Y, mean = _centred(b, dev)
+        mb.append(_self_terms(Y))
+        means.append(mean)
+        del Y
     out = {name: {} for name in settings}
     n = len(A[-1].Z)  # the final block's rows: held, not read
-    for i in sorted({i for i, _ in cells}):
-        X = _centred(A[i], dev)
+    for turn, i in enumerate(sorted({i for i, _ in cells})):
+        X, _ = _centred(A[i], dev)
         ma = _self_terms(X)
-        for j in [j for a, j in cells if a == i]:
-            Y = _centred(B[j], dev)
-            xy = torch.zeros(X.shape[1], Y.shape[1], dtype=torch.float64, device=dev)
-            with full_fp32():
-                for s in range(0, n, _CHUNK):
-                    xy += (X[s : s + _CHUNK].T @ Y[s : s + _CHUNK]).double()
+        row = [j for a, j in cells if a == i]
+        # every other row of cells backwards: the blocks the cache kept last are read first
+        for j in row[::-1] if turn % 2 else row:
+            xy = _cross(X, B[j].Z, means[j])
             xy2, sum_ab = float((xy * xy).sum()), float(ma["a"] @ mb[j]["a"])
             for name, params in settings.items():
                 variant = "unbiased" if params["unbiased"] else "linear"
