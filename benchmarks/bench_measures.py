@@ -7,6 +7,8 @@ under 3 GB, the all-pairs ones (rbf_cka, mmd, rsa, distance_correlation) within 
 kNN graph build ("knn_graph" row). Spearman RSA beyond its exact range and the median bandwidths
 run on their opt-in estimates (--sample pairs).
 
+Wall and CPU seconds: on one thread (OMP_NUM_THREADS=1 ...) on a shared machine, compare CPU seconds.
+
 Usage:
   python benchmarks/bench_measures.py --n 5000 --d 256
   python benchmarks/bench_measures.py --n 102000 --d 1536 --only data knn_graph rbf_cka procrustes
@@ -66,7 +68,7 @@ def embeddings(n: int, d: int, seed: int = 0):
 
 def child(case: str, n: int, d: int, sample: int) -> None:
     X, Y = embeddings(n, d)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     value = None
     if case == "knn_graph":
         from samesky.metrics.knn import knn_graph
@@ -78,9 +80,9 @@ def child(case: str, n: int, d: int, sample: int) -> None:
         module, name, params = CASES[case]
         f = getattr(importlib.import_module(f"samesky.metrics.measures.{module}"), name)
         value = f(X, Y, **{k: (sample if v == "S" else v) for k, v in params.items()})
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (ru_maxrss in KiB)
-    print(json.dumps({"case": case, "wall_s": wall, "peak_gib": rss, "value": value}))
+    print(json.dumps({"case": case, "wall_s": wall, "cpu_s": cpu, "peak_gib": rss, "value": value}))
 
 
 def main() -> None:
@@ -94,7 +96,7 @@ def main() -> None:
     if args.child:
         return child(args.child, args.n, args.d, args.sample)
     print(f"N={args.n} d={args.d} float32 inputs ({2 * args.n * args.d * 4 / 2**30:.2f} GiB)")
-    print(f"{'measure':26s} {'wall s':>9s} {'peak GiB':>9s}  value")
+    print(f"{'measure':26s} {'wall s':>9s} {'CPU s':>9s} {'peak GiB':>9s}  value")
     for case in args.only:
         out = subprocess.run([sys.executable, __file__, "--child", case, "--n", str(args.n), "--d", str(args.d),
                               "--sample", str(args.sample)], capture_output=True, text=True)
@@ -103,7 +105,7 @@ def main() -> None:
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         value = "" if r["value"] is None else f"{r['value']:.6g}"
-        print(f"{case:26s} {r['wall_s']:9.2f} {r['peak_gib']:9.3f}  {value}", flush=True)
+        print(f"{case:26s} {r['wall_s']:9.2f} {r['cpu_s']:9.2f} {r['peak_gib']:9.3f}  {value}", flush=True)
 
 
 if __name__ == "__main__":
