@@ -242,19 +242,21 @@ def test_the_physics_pair_jobs_are_the_plan_s_with_draws_of_every_property(demo_
 def test_a_pair_whose_blocks_fit_no_node_holds_what_its_memory_leaves(paper_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     paper_config["embed"]["layers"] = "all"
-    paper_config["cluster"] = {"node_memory_gb": 16}  # the DINOv2-giant pair's 41 x 41 blocks need 43 GB
+    paper_config["cluster"] = {"node_memory_gb": 16}  # the DINOv2-giant pair's 41 x 41 blocks need 36 GB
     plan_cost = PlanCost(Plan(fill_defaults(paper_config)))
     plan_cost.check_fits_nodes()  # one block a side fits
     w = {"crossmatch": "legacysurvey_hsc", "survey_a": "legacysurvey", "model_a": "dinov2-giant", "survey_b": "hsc",
          "model_b": "dinov2-giant"}
     giant = plan_cost.job("compare_layers", w)
     res = plan_cost.resources("compare_layers", w)
-    assert predict(giant)[1] > 40 * 1024 and res["mem_mb"] == 16 * 1024
+    assert predict(giant)[1] > 2 * 16 * 1024 and res["mem_mb"] == 16 * 1024
     blocks_mb = 102_000 * 2 * 40 * 1536 * 2 / 2**20
     assert 0 < res["block_cache_mb"] < blocks_mb
     as_run = plan_cost.as_run(giant)
-    # the blocks it holds fill the node at the request's margins
-    assert 1.25 * predict(as_run)[1] + 500 == pytest.approx(16 * 1024, abs=1.25 * 3.3 * 2**20 / 2 / 2**20)
+    # the blocks it holds fill the node at the request's margins, within the whole MB it is given
+    per_value = cost.fit()["compare_layers"].memory_coef[list(FORMS["compare_layers"].memory).index(
+        "N sum(d_a + d_b) held")]
+    assert 1.25 * predict(as_run)[1] + 500 == pytest.approx(16 * 1024, abs=1.25 * per_value * cost.FLOAT16_PER_MB)
     # B's 40 blocks read again once per A block (41 with final), at REREAD_SECONDS a value
     assert predict(as_run)[0] - predict(giant)[0] == pytest.approx(41 * 102_000 * 40 * 1536 * cost.REREAD_SECONDS)
     assert res["runtime"] == min(48 * 60, math.ceil(1.5 * predict(as_run)[0] / 60 + 5))  # cluster.max_runtime_hours
@@ -296,3 +298,16 @@ def test_the_cost_command_prints_both_choices_of_blocks(capsys, tmp_path, monkey
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     assert need and int(need[1]) <= profile["set-threads"]["compare"] and "even on 64 threads" not in final
     assert "even on 64 threads: leave out their dearest metrics" in every
+
+
+def test_only_the_ckas_cells_are_priced_as_products():
+    """Each CKA cell multiplies its two blocks (N d_a d_b, ``Metric.cell_products``); the
+    neighbourhood hooks and MI's read per-block summaries: without the CKAs that term is 0."""
+    side_a, side_b = Side(1536, (1536,) * 24), Side(768, (768,) * 12)
+    job = Job("compare_layers", 102_000, side_a, side_b, draws=5)
+    assert cost._products(job) == 102_000 * 25 * 1536 * 13 * 768
+    assert cost._products(replace(job, metrics=("mknn", "cknna", "mutual_info"))) == 0
+    coef = cost.fit()["compare_layers"].time_coef[list(FORMS["compare_layers"].time).index(
+        "N sum(d_a) sum(d_b) cell products")]
+    assert coef > 0  # fitted to the 24-block job at N = 102,000 (MEASURED_CACHED)
+    assert predict(job)[0] - predict(replace(job, metrics=("mknn", "cknna", "mutual_info")))[0] >= coef * cost._products(job)

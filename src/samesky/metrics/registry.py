@@ -92,6 +92,9 @@ class Metric:
     # parameters}) that shares this hook, null an array of draws (one per row of ``perms``) or a
     # closed-form law. A and B are the sides' blocks (``layers.Block``: Z, graph, invariants).
     layer_cells: Callable | None = None
+    # whether that hook multiplies every cell's two blocks (N d_a d_b a cell: the CKAs' cross-covariance),
+    # work no per-block pass shares: the cost model prices it per cell (``cost.FORMS['compare_layers']``)
+    cell_products: bool = False
     # Optional: kept_bytes(n) -> the bytes of per-pair quantities the estimator keeps at n objects (both
     # sides float32; 0 where it keeps none), from which its null draws and its subsamples' scores are
     # computed, e.g. mi_ksg's distance matrices within their memory budget (``keeps``): the cost model
@@ -307,7 +310,7 @@ _BANDWIDTH = {"types": {"gamma": float, "median_sample": int}, "pair_samples": (
 _FOLDS = {"cv": int}  # ridge R^2: None = in-sample (pu's default), else the mean over cv test folds
 _FREE = {"nulls": (PAIRING_FREE,)}  # they compare two distributions: no permutation null
 _CKA = {"reads": frozenset({"features", "gram_invariants"}), "nulls": ("closed_form", "feature_draws"),
-        "layer_cells": _hook("cka", "layer_cells")}
+        "layer_cells": _hook("cka", "layer_cells"), "cell_products": True}
 
 # In display order: tables, figures and trend tests list metrics in this order (MKNN, the paper's, first).
 METRICS: dict[str, Metric] = {m.name: m for m in (
