@@ -131,7 +131,7 @@ def test_a_config_of_knn_measures_costs_far_less_than_one_of_all_pairs_measures(
     job = Job("compare", 18_600, Side(1536), Side(768), draws=1000, splits=1000)
     knn = predict(replace(job, metrics=("mknn", "cknna", "jaccard", "cycle_knn", "lcs_knn", "edit_distance_knn")))[0]
     pairs = predict(replace(job, metrics=("cka_rbf", "rsa", "mi_ksg")))[0]
-    assert pairs > 50 * knn  # 92x
+    assert pairs > 20 * knn  # 28x
     layers = Job("compare_layers", 18_600, Side(1536, (1536,) * 12), Side(768, (768,) * 12), draws=1000)
     assert predict(replace(layers, metrics=("cka_rbf", "rsa", "mi_ksg")))[0] > 100 * predict(
         replace(layers, metrics=("mknn", "cknna")))[0]

@@ -48,8 +48,8 @@ from .models.resources import EMBED_RATES, attempt_growth, embed_cpus, resources
 # on one property; umap: both sides' maps) by --case 400:64:1:3 --case 2000:384:1:3 --case
 # 10000:384:1:3 --rules physics umap (load 5-8). The 24-block rows: --case 102000:1536:24:5 --jobs 2
 # --node-memory-gb 12 --resume over three sessions on 2026-12-07 (a kNN job's CPU adds its resumed
-# blocks'; load 2-6); its compare row (172 s, load 2-3) is shown, not fitted; its compare_layers job
-# is MEASURED_CACHED's. The compare_layers rows were measured again on 2026-12-07 (--rules
+# blocks'; load 2-6; its compare job is the one-block rehearsal's at load 2-3, its compare_layers job
+# MEASURED_CACHED's). The compare_layers rows were measured again on 2026-12-07 (--rules
 # compare_layers --resume on the same cases' files, --jobs 1, load 2) once the CKA hook centred each
 # cell's side B chunk by chunk (6ecc9da). Table and fit: docs/ARCHITECTURE.md, "Cost at the paper's shapes".
 # rule, N, d, blocks, draws, CPU seconds, peak MB
@@ -83,6 +83,7 @@ MEASURED: tuple[tuple[str, int, int, int, int, float, float], ...] = (
     ('compare', 20000, 384, 1, 3, 4.3, 557.0),
     ('compare', 40000, 768, 1, 2, 13.5, 1050.0),
     ('compare', 102000, 1536, 1, 5, 202.6, 3704.0),
+    ('compare', 102000, 1536, 24, 5, 171.8, 3693.0),
     ('compare_layers', 2000, 384, 16, 5, 6.1, 460.0),
     ('compare_layers', 2000, 1536, 4, 5, 15.5, 634.0),
     ('compare_layers', 2000, 1536, 4, 20, 16.1, 508.0),
@@ -516,6 +517,16 @@ def _metrics(job: Job) -> float:
     return sum(metric_seconds(name, job, job.a.d, job.b.d) for name in job.metrics)
 
 
+def _split_decompositions(job: Job) -> float:
+    """sum(d^3) a side for each subsampling split a feature-space metric rescores
+    (``Metric.splits_made``: at most metrics.feature_space_draws), none without one."""
+    from .metrics.registry import get_metric
+
+    splits = max((spec.splits_made(job.splits, job.feature_space_draws) for spec in map(get_metric, job.metrics)
+                  if spec.costly_splits), default=0)
+    return float(splits * (job.a.d**3 + job.b.d**3))
+
+
 def _moments(job: Job) -> float:
     """1 where a metric with a batched layer hook reads the blocks' features (their moments), else 0."""
     from .metrics.registry import get_metric
@@ -588,9 +599,11 @@ FORMS: dict[str, Form] = {
               "sum(d^3)": lambda j: float(sum(w**3 for w in j.a.widths)), "N sum(d)": lambda j: j.n * sum(j.a.widths)},
         memory={"1": lambda j: 1.0, "N max(d)": lambda j: j.n * max(j.a.widths), "N": lambda j: float(j.n)}),
     # compare: both final embeddings; every metric's score, null draws and subsampling splits as
-    # measured alone (``metric_seconds``), and per split the cached graphs restricted to its subsamples
+    # measured alone (``metric_seconds``), per split the cached graphs restricted to its subsamples,
+    # and the halves' eigendecompositions (MI's principal axes, d^3 a side) beyond their share alone
     "compare": Form(
-        time={"1": lambda j: 1.0, "metrics": _metrics, "N splits": lambda j: float(j.n * j.splits)},
+        time={"1": lambda j: 1.0, "metrics": _metrics, "N splits": lambda j: float(j.n * j.splits),
+              "splits sum(d^3)": _split_decompositions},
         memory={"1": lambda j: 1.0, "N (d_a + d_b)": lambda j: j.n * (j.a.d + j.b.d)}),
     # compare_layers: every (block_a, block_b) cell of every metric, the metrics with a batched hook
     # (``_cells``) fitted, their scores and draws apart (a hook shares a block's work across its
