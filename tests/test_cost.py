@@ -311,3 +311,11 @@ def test_only_the_ckas_cells_are_priced_as_products():
         "N sum(d_a) sum(d_b) cell products")]
     assert coef > 0  # fitted to the 24-block job at N = 102,000 (MEASURED_CACHED)
     assert predict(job)[0] - predict(replace(job, metrics=("mknn", "cknna", "mutual_info")))[0] >= coef * cost._products(job)
+
+
+def test_metrics_no_measured_job_ran_cost_what_they_cost_alone():
+    """The compare fit scales the default five's seconds (the jobs it was fitted to ran them, sharing
+    their moments); a metric no measured job ran is added at its cost alone, unscaled."""
+    job = Job("compare", 18_600, Side(1536), Side(768), draws=1000, splits=1000)
+    with_ksg = replace(job, metrics=(*job.metrics, "mi_ksg"))
+    assert predict(with_ksg)[0] - predict(job)[0] == pytest.approx(cost.metric_seconds("mi_ksg", job, 1536, 768))

@@ -512,9 +512,11 @@ def _metric_seconds(name: str, n: int, d_a: float, d_b: float, draws: int, split
     return score + made * draw + spec.splits_made(splits, cap) * split
 
 
-def _metrics(job: Job) -> float:
-    """Seconds of every metric of a compare job (``metric_seconds``)."""
-    return sum(metric_seconds(name, job, job.a.d, job.b.d) for name in job.metrics)
+def _metrics(job: Job, measured: bool = True) -> float:
+    """Seconds of a compare job's metrics (``metric_seconds``) that its rows measured in jobs
+    (``MEASURED_METRICS``: fitted, since they share moments there), or of the others (as alone)."""
+    return sum(metric_seconds(name, job, job.a.d, job.b.d) for name in job.metrics
+               if (name in MEASURED_METRICS) == measured)
 
 
 def _split_decompositions(job: Job) -> float:
@@ -599,12 +601,15 @@ FORMS: dict[str, Form] = {
               "sum(d^3)": lambda j: float(sum(w**3 for w in j.a.widths)), "N sum(d)": lambda j: j.n * sum(j.a.widths)},
         memory={"1": lambda j: 1.0, "N max(d)": lambda j: j.n * max(j.a.widths), "N": lambda j: float(j.n)}),
     # compare: both final embeddings; every metric's score, null draws and subsampling splits as
-    # measured alone (``metric_seconds``), per split the cached graphs restricted to its subsamples,
-    # and the halves' eigendecompositions (MI's principal axes, d^3 a side) beyond their share alone
+    # measured alone (``metric_seconds``: the default five fitted, as the measured jobs ran them,
+    # sharing their moments; the others added as measured alone, sharing nothing), per split the
+    # cached graphs restricted to its subsamples, and the halves' eigendecompositions (MI's
+    # principal axes, d^3 a side) beyond their share alone
     "compare": Form(
         time={"1": lambda j: 1.0, "metrics": _metrics, "N splits": lambda j: float(j.n * j.splits),
               "splits sum(d^3)": _split_decompositions},
-        memory={"1": lambda j: 1.0, "N (d_a + d_b)": lambda j: j.n * (j.a.d + j.b.d)}),
+        memory={"1": lambda j: 1.0, "N (d_a + d_b)": lambda j: j.n * (j.a.d + j.b.d)},
+        measured=lambda j: _metrics(j, measured=False)),
     # compare_layers: every (block_a, block_b) cell of every metric, the metrics with a batched hook
     # (``_cells``) fitted, their scores and draws apart (a hook shares a block's work across its
     # cells), the others (``drawn_cells``: the estimator per cell, as measured alone) added as
