@@ -89,15 +89,11 @@ class CkaEstimator:
         return self.formula(self.space.moments(pi=pi))
 
 
-def _mean(X: torch.Tensor) -> torch.Tensor:
-    """Column means accumulated in float64 chunk by chunk (as ``features.FeatureSpace``)."""
-    return sum(X[s : s + _CHUNK].double().sum(0) for s in range(0, len(X), _CHUNK)) / len(X)
-
-
 def _centred(block, dev) -> tuple[torch.Tensor, torch.Tensor]:
-    """A block's centred float32 copy and its float64 column means."""
+    """A block's centred float32 copy and its column means (accumulated in float64, as
+    ``features.FeatureSpace``)."""
     X = as_matrix(block.Z, dev)
-    mean = _mean(X)
+    mean = sum(X[s : s + _CHUNK].double().sum(0) for s in range(0, len(X), _CHUNK)) / len(X)
     return X - mean.to(X.dtype), mean
 
 
